@@ -1,0 +1,17 @@
+//! B3O Edge's web app: a Leptos CSR single-page app served by `b3o serve`.
+//!
+//! It renders pages and talks to the server's JSON API; ML work (inference, training) belongs to
+//! the wasm-client engine, never to this crate.
+
+mod api;
+mod routes;
+
+use leptos::prelude::*;
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Entry point called by the generated JS glue once the module is instantiated.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(routes::App);
+}

@@ -1,0 +1,55 @@
+use anyhow::{Context, Result, ensure};
+use b3o_e2e::{Browser, Server};
+
+/// A newcomer opens the app: the wasm bundle loads and runs, it reaches the server's API, and
+/// nothing is logged as an error on the console.
+#[tokio::test]
+async fn home_page_loads_wasm_and_reaches_the_server_without_console_errors() -> Result<()> {
+    let server = Server::start()?;
+    let browser = Browser::start().await?;
+    let outcome = browser
+        .check("home_page", async {
+            browser.client.goto(&server.url).await?;
+            let status = browser.wait_for("#server-status[data-status]").await?;
+            let text = status.text().await?;
+            ensure!(
+                status.attr("data-status").await?.as_deref() == Some("ok"),
+                "server status shown as: {text}"
+            );
+            ensure!(text.contains("Server ok"), "unexpected status text: {text}");
+            let errors = browser.console_errors().await?;
+            ensure!(errors.is_empty(), "console errors: {errors:#?}");
+            Ok(())
+        })
+        .await;
+    browser.close().await?;
+    outcome
+}
+
+/// The assets the page references are served with the types and caching browsers rely on.
+#[tokio::test]
+async fn assets_have_wasm_mime_type_compression_and_immutable_caching() -> Result<()> {
+    let server = Server::start()?;
+    let http = reqwest::Client::new();
+    let index = http.get(&server.url).send().await?;
+    ensure!(index.headers()["cache-control"] == "no-cache", "index.html must be revalidated");
+    let html = index.text().await?;
+    let wasm = html
+        .split('"')
+        .find(|s| s.starts_with("/assets/") && s.ends_with(".wasm"))
+        .context("index.html references no wasm asset")?;
+    let response = http.get(format!("{}{wasm}", server.url)).header("accept-encoding", "gzip").send().await?;
+    ensure!(response.status() == 200, "GET {wasm}: {}", response.status());
+    let headers = response.headers();
+    ensure!(headers["content-type"] == "application/wasm", "content-type {:?}", headers["content-type"]);
+    ensure!(headers.get("content-encoding").is_some_and(|v| v == "gzip"), "wasm not compressed");
+    ensure!(
+        headers["cache-control"].to_str()?.contains("immutable"),
+        "hashed asset not cached as immutable: {:?}",
+        headers["cache-control"]
+    );
+    // Client-side routes fall back to the app shell rather than 404.
+    let deep = http.get(format!("{}/models/churn", server.url)).send().await?;
+    ensure!(deep.status() == 200 && deep.text().await?.contains("<noscript>"), "SPA fallback missing");
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Real-browser tests: each starts its own `b3o serve` and headless Chromium.
+
+mod app_shell;

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Command 2: every check CI runs. Formatting, lints, unit and integration tests, the wasm32
+# builds, wasm tests in headless Chromium, and the real-browser e2e suite.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+ensure_rust_tools
+ensure_chromium
+export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (native, all targets)"
+cargo clippy --workspace --all-targets -- -D warnings
+say "cargo clippy (wasm32)"
+cargo clippy -p b3o-app -p b3o-wasm-client -p b3o-models --target wasm32-unknown-unknown -- -D warnings
+say "wasm32 build of the models crate"
+cargo build -p b3o-models --target wasm32-unknown-unknown
+say "unit and integration tests"
+cargo nextest run --workspace --exclude b3o-e2e --no-fail-fast
+say "wasm tests in headless Chromium"
+(cd wasm-client && cargo test --target wasm32-unknown-unknown)
+say "building the web app and the server for the browser suite"
+"$ROOT/scripts/build-web.sh" "$ROOT/dist"
+cargo build -p b3o-server
+say "e2e tests in headless Chromium"
+B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" cargo nextest run -p b3o-e2e --no-fail-fast
+say "all checks passed"

@@ -1,0 +1,67 @@
+//! B3O Edge's server (`b3o serve`): a thin axum application over an embedded SQLite database
+//! that serves the web app, coordinates federated rounds and hosts the model registry.
+//!
+//! It holds no user rows: clients send weight updates and column summaries only.
+
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod state;
+pub mod static_files;
+
+use std::path::Path;
+
+use anyhow::Context;
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServeConfig;
+use crate::state::AppState;
+
+/// The whole HTTP application: API routes, then the web app as the fallback.
+pub fn app(state: AppState, static_dir: &Path) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(static_files::router(static_dir))
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Opens the data directory and database, binds the socket and serves until Ctrl-C / SIGTERM.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let db = db::connect(&config.database_url()).await.context("opening the database")?;
+    if !config.static_dir.join("index.html").exists() {
+        tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
+    }
+    let state = AppState { db, data_dir: config.data_dir.clone() };
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("binding {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests wait for this exact line to know the server is up.
+    println!("B3O Edge is listening on http://{addr}/");
+    axum::serve(listener, app(state, &config.static_dir))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}
