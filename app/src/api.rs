@@ -24,7 +24,10 @@ pub async fn health() -> Result<Health, ApiError> {
         .await
         .map_err(|e| ApiError(format!("The server could not be reached ({e}).")))?;
     if !response.ok() {
-        return Err(ApiError(format!("The server answered {}.", response.status())));
+        return Err(ApiError(format!(
+            "The server answered {}.",
+            response.status()
+        )));
     }
     response
         .json::<Health>()

@@ -6,7 +6,6 @@
 mod api;
 mod routes;
 
-use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
 
 /// Entry point called by the generated JS glue once the module is instantiated.

@@ -15,11 +15,15 @@ use anyhow::{Context, Result, bail};
 use fantoccini::elements::Element;
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
 /// The repository root (this crate lives in `e2e/`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e has a parent")
+        .to_path_buf()
 }
 
 /// The `b3o` binary: `$B3O_BIN`, else the one cargo built next to this test binary.
@@ -32,15 +36,23 @@ fn b3o_binary() -> Result<PathBuf> {
     let bin = exe.parent().and_then(Path::parent).map(|p| p.join("b3o"));
     match bin {
         Some(bin) if bin.exists() => Ok(bin),
-        _ => bail!("no b3o binary next to {}: run `cargo build -p b3o-server` or set B3O_BIN", exe.display()),
+        _ => bail!(
+            "no b3o binary next to {}: run `cargo build -p b3o-server` or set B3O_BIN",
+            exe.display()
+        ),
     }
 }
 
 /// The built web app: `$B3O_DIST`, else `dist/` at the repository root.
 pub fn dist_dir() -> Result<PathBuf> {
-    let dir = std::env::var("B3O_DIST").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("dist"));
+    let dir = std::env::var("B3O_DIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("dist"));
     if !dir.join("index.html").exists() {
-        bail!("{} has no index.html: run scripts/build-web.sh first", dir.display());
+        bail!(
+            "{} has no index.html: run scripts/build-web.sh first",
+            dir.display()
+        );
     }
     Ok(dir)
 }
@@ -78,7 +90,11 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { url, child, _data: data })
+        Ok(Self {
+            url,
+            child,
+            _data: data,
+        })
     }
 }
 
@@ -109,7 +125,9 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {chromedriver} (apt-get install chromium-driver)"))?;
+            .with_context(|| {
+                format!("starting {chromedriver} (apt-get install chromium-driver)")
+            })?;
         let profile = tempfile::tempdir()?;
         let mut caps = Capabilities::new();
         caps.insert(
@@ -129,7 +147,11 @@ impl Browser {
         let webdriver = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::rustls()?.capabilities(caps.clone()).connect(&webdriver).await {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&webdriver)
+                .await
+            {
                 Ok(client) => break client,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
@@ -141,7 +163,11 @@ impl Browser {
                 }
             }
         };
-        Ok(Self { client, driver, _profile: profile })
+        Ok(Self {
+            client,
+            driver,
+            _profile: profile,
+        })
     }
 
     /// Waits up to 30 s for an element matching `css`.
@@ -156,7 +182,11 @@ impl Browser {
 
     /// Console messages of level SEVERE since the last call (chromedriver's log endpoint).
     pub async fn console_errors(&self) -> Result<Vec<String>> {
-        let logs = self.client.issue_cmd(BrowserLog).await.context("reading the browser log")?;
+        let logs = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .context("reading the browser log")?;
         Ok(logs
             .as_array()
             .into_iter()
@@ -211,12 +241,19 @@ impl Drop for Browser {
 struct BrowserLog;
 
 impl WebDriverCompatibleCommand for BrowserLog {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
     }
 
     fn method_and_body(&self, _url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({ "type": "browser" }).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
     }
 }
 

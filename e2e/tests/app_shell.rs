@@ -32,24 +32,69 @@ async fn assets_have_wasm_mime_type_compression_and_immutable_caching() -> Resul
     let server = Server::start()?;
     let http = reqwest::Client::new();
     let index = http.get(&server.url).send().await?;
-    ensure!(index.headers()["cache-control"] == "no-cache", "index.html must be revalidated");
+    ensure!(
+        index.headers()["cache-control"] == "no-cache",
+        "index.html must be revalidated"
+    );
     let html = index.text().await?;
     let wasm = html
         .split('"')
         .find(|s| s.starts_with("/assets/") && s.ends_with(".wasm"))
         .context("index.html references no wasm asset")?;
-    let response = http.get(format!("{}{wasm}", server.url)).header("accept-encoding", "gzip").send().await?;
-    ensure!(response.status() == 200, "GET {wasm}: {}", response.status());
+    let response = http
+        .get(format!("{}{wasm}", server.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "GET {wasm}: {}",
+        response.status()
+    );
     let headers = response.headers();
-    ensure!(headers["content-type"] == "application/wasm", "content-type {:?}", headers["content-type"]);
-    ensure!(headers.get("content-encoding").is_some_and(|v| v == "gzip"), "wasm not compressed");
+    ensure!(
+        headers["content-type"] == "application/wasm",
+        "content-type {:?}",
+        headers["content-type"]
+    );
+    ensure!(
+        headers.get("content-encoding").is_some_and(|v| v == "gzip"),
+        "wasm not compressed"
+    );
     ensure!(
         headers["cache-control"].to_str()?.contains("immutable"),
         "hashed asset not cached as immutable: {:?}",
         headers["cache-control"]
     );
     // Client-side routes fall back to the app shell rather than 404.
-    let deep = http.get(format!("{}/models/churn", server.url)).send().await?;
-    ensure!(deep.status() == 200 && deep.text().await?.contains("<noscript>"), "SPA fallback missing");
+    let deep = http
+        .get(format!("{}/models/churn", server.url))
+        .send()
+        .await?;
+    ensure!(
+        deep.status() == 200 && deep.text().await?.contains("<noscript>"),
+        "SPA fallback missing"
+    );
+    Ok(())
+}
+
+/// Guards the guard: an error logged by the page must show up in `console_errors`, or the
+/// "no console errors" checks above would pass vacuously.
+#[tokio::test]
+async fn console_errors_are_captured() -> Result<()> {
+    let server = Server::start()?;
+    let browser = Browser::start().await?;
+    browser.client.goto(&server.url).await?;
+    browser.wait_for("#server-status[data-status]").await?;
+    browser
+        .client
+        .execute("console.error('e2e canary')", vec![])
+        .await?;
+    let errors = browser.console_errors().await?;
+    browser.close().await?;
+    ensure!(
+        errors.iter().any(|e| e.contains("e2e canary")),
+        "canary not captured: {errors:?}"
+    );
     Ok(())
 }

@@ -21,8 +21,8 @@ pub struct ServeConfig {
 
 impl ServeConfig {
     pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("b3o.sqlite3").display())
-        })
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("b3o.sqlite3").display()))
     }
 }

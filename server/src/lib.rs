@@ -34,11 +34,16 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let db = db::connect(&config.database_url()).await.context("opening the database")?;
+    let db = db::connect(&config.database_url())
+        .await
+        .context("opening the database")?;
     if !config.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
     }
-    let state = AppState { db, data_dir: config.data_dir.clone() };
+    let state = AppState {
+        db,
+        data_dir: config.data_dir.clone(),
+    };
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
@@ -57,7 +62,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

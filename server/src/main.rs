@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use b3o_server::config::ServeConfig;
 
 #[derive(Parser)]
-#[command(name = "b3o", version, about = "B3O Edge: federated learning and codeless inference")]
+#[command(
+    name = "b3o",
+    version,
+    about = "B3O Edge: federated learning and codeless inference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

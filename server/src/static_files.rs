@@ -21,7 +21,9 @@ pub fn router(dir: &Path) -> Router<AppState> {
         .precompressed_gzip()
         .precompressed_br()
         .fallback(ServeFile::new(index));
-    Router::new().fallback_service(serve).layer(middleware::from_fn(cache_headers))
+    Router::new()
+        .fallback_service(serve)
+        .layer(middleware::from_fn(cache_headers))
 }
 
 async fn cache_headers(request: Request, next: Next) -> Response {
@@ -32,7 +34,9 @@ async fn cache_headers(request: Request, next: Next) -> Response {
     } else {
         "no-cache"
     };
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static(value));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static(value));
     response
 }
 
@@ -83,25 +87,37 @@ mod serving_tests {
             std::fs::write(path, content).unwrap();
         }
         let db = crate::db::connect("sqlite::memory:").await.unwrap();
-        let state = AppState { db, data_dir: dir.path().to_path_buf() };
+        let state = AppState {
+            db,
+            data_dir: dir.path().to_path_buf(),
+        };
         (crate::app(state, dir.path()), dir)
     }
 
     async fn get(app: &axum::Router, path: &str) -> axum::response::Response {
-        app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap()
+        app.clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
     async fn wasm_is_served_as_application_wasm_and_cached_forever() {
         let (app, _dir) = app_with(&[
             ("index.html", b"<html>shell</html>"),
-            ("assets/b3o-app_bg-0123456789abcdef.wasm", b"\0asm\x01\0\0\0"),
+            (
+                "assets/b3o-app_bg-0123456789abcdef.wasm",
+                b"\0asm\x01\0\0\0",
+            ),
         ])
         .await;
         let response = get(&app, "/assets/b3o-app_bg-0123456789abcdef.wasm").await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/wasm");
-        assert_eq!(response.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+        assert_eq!(
+            response.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
     }
 
     #[tokio::test]
@@ -110,8 +126,17 @@ mod serving_tests {
         for path in ["/", "/groups/42"] {
             let response = get(&app, path).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
-            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache", "{path}");
-            assert!(response.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+            assert_eq!(
+                response.headers()[header::CACHE_CONTROL],
+                "no-cache",
+                "{path}"
+            );
+            assert!(
+                response.headers()[header::CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html")
+            );
         }
     }
 
@@ -120,7 +145,9 @@ mod serving_tests {
         let (app, _dir) = app_with(&[]).await;
         let response = get(&app, "/healthz").await;
         assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["status"], "ok");
         assert_eq!(json["database"], "ok");

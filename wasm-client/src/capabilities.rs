@@ -36,15 +36,27 @@ mod detect {
     /// `navigator.gpu.requestAdapter()` resolved to an adapter. Works in a window and in a worker
     /// (both expose `navigator` on the global object); any failure means "no WebGPU".
     pub async fn webgpu_adapter() -> bool {
-        let Ok(navigator) = Reflect::get(&global(), &"navigator".into()) else { return false };
-        let Ok(gpu) = Reflect::get(&navigator, &"gpu".into()) else { return false };
+        let Ok(navigator) = Reflect::get(&global(), &"navigator".into()) else {
+            return false;
+        };
+        let Ok(gpu) = Reflect::get(&navigator, &"gpu".into()) else {
+            return false;
+        };
         if gpu.is_undefined() || gpu.is_null() {
             return false;
         }
-        let Ok(request) = Reflect::get(&gpu, &"requestAdapter".into()) else { return false };
-        let Some(request) = request.dyn_ref::<Function>() else { return false };
-        let Ok(promise) = request.call0(&gpu) else { return false };
-        let Ok(promise) = promise.dyn_into::<Promise>() else { return false };
+        let Ok(request) = Reflect::get(&gpu, &"requestAdapter".into()) else {
+            return false;
+        };
+        let Some(request) = request.dyn_ref::<Function>() else {
+            return false;
+        };
+        let Ok(promise) = request.call0(&gpu) else {
+            return false;
+        };
+        let Ok(promise) = promise.dyn_into::<Promise>() else {
+            return false;
+        };
         matches!(JsFuture::from(promise).await, Ok(adapter) if !adapter.is_null() && !adapter.is_undefined())
     }
 
@@ -59,13 +71,19 @@ mod detect {
 /// Probes the environment. Natively there is no browser: training uses `flex`.
 pub async fn detect() -> Capabilities {
     #[cfg(target_arch = "wasm32")]
-    let (webgpu, cross_origin_isolated) =
-        (detect::webgpu_adapter().await, detect::cross_origin_isolated());
+    let (webgpu, cross_origin_isolated) = (
+        detect::webgpu_adapter().await,
+        detect::cross_origin_isolated(),
+    );
     #[cfg(not(target_arch = "wasm32"))]
     let (webgpu, cross_origin_isolated) = (false, false);
     Capabilities {
         webgpu,
         cross_origin_isolated,
-        training_backend: if webgpu { TrainingBackend::Wgpu } else { TrainingBackend::Flex },
+        training_backend: if webgpu {
+            TrainingBackend::Wgpu
+        } else {
+            TrainingBackend::Flex
+        },
     }
 }

@@ -1,0 +1,1 @@
+//! The server's integration tests: one binary, one module per area.
