@@ -3,14 +3,22 @@
 //!
 //! It holds no user rows: clients send weight updates and column summaries only.
 
+pub mod access;
+pub mod accounts;
+pub mod blobs;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod federation;
 pub mod health;
+pub mod registry;
 pub mod state;
 pub mod static_files;
+pub mod strategy;
 
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -22,11 +30,17 @@ use crate::state::AppState;
 
 /// The whole HTTP application: API routes, then the web app as the fallback.
 pub fn app(state: AppState, static_dir: &Path) -> Router {
+    // Outermost, so error responses and static files carry the headers too.
+    let security_headers = accounts::security_headers(&state.accounts.settings, static_dir);
     Router::new()
         .merge(health::router())
+        .merge(accounts::router())
+        .merge(federation::router())
+        .merge(registry::router())
         .merge(static_files::router(static_dir))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
+        .layer(security_headers)
         .with_state(state)
 }
 
@@ -40,17 +54,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if !config.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
     }
+    let accounts = accounts::start(&config, &db).await?;
     let state = AppState {
         db,
         data_dir: config.data_dir.clone(),
+        accounts,
+        federation: Arc::new(federation::Runtime::new(config.max_update_bytes)),
     };
+    federation::spawn_driver(state.clone());
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
     // Scripts and tests wait for this exact line to know the server is up.
     println!("B3O Edge is listening on http://{addr}/");
-    axum::serve(listener, app(state, &config.static_dir))
+    // Connect info: the peer address feeds the login rate limits.
+    let app = app(state, &config.static_dir).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")

@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn only_content_hashed_assets_are_immutable() {
         assert!(is_hashed_asset("/assets/b3o-app-0123456789abcdef.js"));
-        assert!(is_hashed_asset("/assets/b3o-app-0123456789abcdef_bg.wasm"));
+        assert!(is_hashed_asset("/assets/b3o-app_bg-0123456789abcdef.wasm"));
         assert!(!is_hashed_asset("/index.html"));
         assert!(!is_hashed_asset("/sw.js"));
         assert!(!is_hashed_asset("/assets/b3o-app.js"));
@@ -90,6 +90,8 @@ mod serving_tests {
         let state = AppState {
             db,
             data_dir: dir.path().to_path_buf(),
+            accounts: Default::default(),
+            federation: Default::default(),
         };
         (crate::app(state, dir.path()), dir)
     }

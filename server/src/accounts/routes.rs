@@ -1,0 +1,348 @@
+//! Handlers of `/api/auth/*` and `/api/me`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{ApiJson, ApiPath, ClientIp, CurrentUser};
+use super::users::{self, MAX_EMAIL, UserView};
+use super::{csrf, now, password, session};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Body of a successful login or registration, and of `GET /api/me`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Me {
+    user: UserView,
+    /// Send as `X-CSRF-Token` on POST/PUT/PATCH/DELETE; absent with API tokens (not needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Register {
+    email: String,
+    display_name: String,
+    organisation: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    email: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateProfile {
+    display_name: Option<String>,
+    organisation: Option<String>,
+}
+
+fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+fn ip_text(ip: ClientIp) -> String {
+    ip.0.map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+/// Opens a session for `user_id` and answers with the cookie, the user and its CSRF token.
+async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: ClientIp,
+    user_id: i64,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let settings = &state.accounts.settings;
+    // Never keep a session the client had before signing in (session fixation).
+    if let Some(old) = session::read_cookie(headers, settings) {
+        session::delete_by_secret(&state.db, &old).await?;
+    }
+    let secret = session::create(
+        &state.db,
+        settings,
+        user_id,
+        user_agent(headers),
+        &ip_text(ip),
+    )
+    .await?;
+    let user = users::fetch(&state.db, user_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal("user vanished while signing in".into()))?;
+    let body = Me {
+        user: user.into(),
+        csrf_token: Some(csrf::token_for(&secret)),
+    };
+    Ok((
+        status,
+        [(header::SET_COOKIE, session::set_cookie(settings, &secret))],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// `POST /api/auth/register`: creates a member account and signs it in (201).
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Register>,
+) -> Result<Response, ApiError> {
+    csrf::reject_cross_site(&headers)?;
+    if !state.accounts.settings.allow_registration {
+        return Err(ApiError::Forbidden(
+            "registration is closed; ask an administrator for an account".into(),
+        ));
+    }
+    let email = users::normalise_email(&body.email)?;
+    let display_name = users::clean_display_name(&body.display_name)?;
+    let organisation = users::clean_organisation(&body.organisation)?;
+    password::check_policy(&body.password, &email)?;
+    let taken = || ApiError::Conflict("an account with this email already exists".into());
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)")
+        .bind(&email)
+        .fetch_one(&state.db)
+        .await?;
+    if exists {
+        return Err(taken());
+    }
+    let hash = password::hash(&state.accounts, body.password).await?;
+    let now = now();
+    let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "INSERT INTO users (email, display_name, organisation, password_hash, role, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, 'member', ?, ?) RETURNING id",
+    )
+    .bind(&email)
+    .bind(&display_name)
+    .bind(&organisation)
+    .bind(&hash)
+    .bind(now)
+    .bind(now)
+    .fetch_one(&state.db)
+    .await;
+    let id = match inserted {
+        Ok(id) => id,
+        // Two registrations racing for one address: the UNIQUE constraint decides.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(taken()),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(user_id = id, "account registered");
+    signed_in(&state, &headers, ip, id, StatusCode::CREATED).await
+}
+
+/// `POST /api/auth/login`: 200 with the session cookie; 401 for a wrong email or password
+/// (the same answer for both); 429 with `Retry-After` after too many failures.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<Response, ApiError> {
+    csrf::reject_cross_site(&headers)?;
+    // Malformed addresses are looked up too (and fail): one code path, one timing.
+    let email = users::normalise_email(&body.email).unwrap_or_else(|_| {
+        body.email
+            .trim()
+            .to_lowercase()
+            .chars()
+            .take(MAX_EMAIL)
+            .collect()
+    });
+    let limiter = &state.accounts.limiter;
+    if let Err(wait) = limiter.check(&email, ip.0) {
+        return Err(ApiError::TooManyRequests {
+            message: "too many failed sign-in attempts; try again later".into(),
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
+            .bind(&email)
+            .fetch_optional(&state.db)
+            .await?;
+    let (id, phc) = row.unzip();
+    let ok = body.password.chars().count() <= password::MAX_CHARS
+        && password::verify(&state.accounts, body.password, phc).await?;
+    let Some(id) = id.filter(|_| ok) else {
+        limiter.record_failure(&email, ip.0);
+        tracing::info!(ip = ?ip.0, "failed sign-in");
+        return Err(ApiError::Unauthorized("wrong email or password".into()));
+    };
+    limiter.record_success(&email);
+    signed_in(&state, &headers, ip, id, StatusCode::OK).await
+}
+
+/// `POST /api/auth/logout`: ends this session (204) and clears the cookie.
+pub(crate) async fn logout(
+    user: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let session_id = user.require_session()?;
+    sqlx::query("DELETE FROM sessions WHERE id = ?")
+        .bind(session_id)
+        .execute(&state.db)
+        .await?;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            session::clear_cookie(&state.accounts.settings),
+        )],
+    )
+        .into_response())
+}
+
+/// `GET /api/me`
+pub(crate) async fn me(
+    user: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Me>, ApiError> {
+    let row = users::fetch(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("account no longer exists".into()))?;
+    Ok(Json(Me {
+        user: row.into(),
+        csrf_token: user.csrf_token().map(str::to_string),
+    }))
+}
+
+/// `PATCH /api/me`: display name and/or organisation.
+pub(crate) async fn update_me(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UpdateProfile>,
+) -> Result<Json<UserView>, ApiError> {
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(users::clean_display_name)
+        .transpose()?;
+    let organisation = body
+        .organisation
+        .as_deref()
+        .map(users::clean_organisation)
+        .transpose()?;
+    sqlx::query(
+        "UPDATE users SET display_name = COALESCE(?, display_name), \
+         organisation = COALESCE(?, organisation), updated_at = ? WHERE id = ?",
+    )
+    .bind(display_name)
+    .bind(organisation)
+    .bind(now())
+    .bind(user.id)
+    .execute(&state.db)
+    .await?;
+    let row = users::fetch(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("account no longer exists".into()))?;
+    Ok(Json(row.into()))
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct PasswordChanged {
+    /// Other sessions of the account that were signed out.
+    revoked_sessions: u64,
+}
+
+/// `POST /api/auth/password`: needs the current password; signs out every other session.
+/// Wrong current passwords count towards the account's login rate limit, so a stolen session
+/// cannot be used to guess it.
+pub(crate) async fn change_password(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> Result<Json<PasswordChanged>, ApiError> {
+    let session_id = user.require_session()?;
+    let limiter = &state.accounts.limiter;
+    if let Err(wait) = limiter.check(&user.email, ip.0) {
+        return Err(ApiError::TooManyRequests {
+            message: "too many wrong passwords; try again later".into(),
+            retry_after_secs: wait.as_secs() + 1,
+        });
+    }
+    let phc: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+        .bind(user.id)
+        .fetch_optional(&state.db)
+        .await?;
+    let ok = body.current_password.chars().count() <= password::MAX_CHARS
+        && password::verify(&state.accounts, body.current_password, phc).await?;
+    if !ok {
+        limiter.record_failure(&user.email, ip.0);
+        // 403, not 401: the session is fine, the confirmation is not.
+        return Err(ApiError::Forbidden("current password is wrong".into()));
+    }
+    password::check_policy(&body.new_password, &user.email)?;
+    let hash = password::hash(&state.accounts, body.new_password).await?;
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = ?, must_change_password = 0, updated_at = ? \
+         WHERE id = ?",
+    )
+    .bind(&hash)
+    .bind(now())
+    .bind(user.id)
+    .execute(&mut *tx)
+    .await?;
+    let revoked = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
+        .bind(user.id)
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(Json(PasswordChanged {
+        revoked_sessions: revoked,
+    }))
+}
+
+/// `GET /api/auth/sessions`: this account's live sessions, `current` marking this one.
+pub(crate) async fn list_sessions(
+    user: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<session::SessionView>>, ApiError> {
+    let current = user.require_session()?;
+    Ok(Json(
+        session::list(&state.db, user.id, Some(current)).await?,
+    ))
+}
+
+/// `DELETE /api/auth/sessions/{id}`: signs that session out (404 if not one of the caller's).
+pub(crate) async fn revoke_session(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let current = user.require_session()?;
+    let deleted = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user.id)
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(ApiError::NotFound("no such session".into()));
+    }
+    if id == current {
+        let clear = session::clear_cookie(&state.accounts.settings);
+        return Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

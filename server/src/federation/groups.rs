@@ -1,0 +1,397 @@
+//! Group lifecycle: create, join, ready, leave, statistics, start, and the event stream.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::auth::{self, Bearer};
+use super::events::GroupEvent;
+use super::model::{CreateGroup, ModelTemplate};
+use super::rounds;
+use crate::accounts::extract::{ApiJson, ApiPath};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct Created {
+    pub group_id: i64,
+    pub join_code: String,
+    /// Shown once: keep it to start training and manage the group.
+    pub owner_token: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CreateGroup>,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    req.validate().map_err(ApiError::BadRequest)?;
+    let owner_token = auth::new_token();
+    let layout = req.model.layout();
+    for _ in 0..8 {
+        let join_code = new_join_code();
+        let result = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO groups (name, description, join_code, owner_token_hash, template_json,
+                hyper_json, strategy_json, layout_json, total_rounds, min_clients, fraction_fit,
+                round_deadline_secs, max_update_norm)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(req.name.trim())
+        .bind(&req.description)
+        .bind(&join_code)
+        .bind(auth::hash_token(&owner_token))
+        .bind(to_json(&req.model))
+        .bind(to_json(&req.hyperparameters))
+        .bind(to_json(&req.strategy))
+        .bind(layout.as_ref().map(to_json))
+        .bind(req.hyperparameters.rounds as i64)
+        .bind(req.min_clients as i64)
+        .bind(req.fraction_fit)
+        .bind(req.round_deadline_secs as i64)
+        .bind(req.max_update_norm)
+        .fetch_one(&state.db)
+        .await;
+        match result {
+            Ok(group_id) => {
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(Created {
+                        group_id,
+                        join_code,
+                        owner_token,
+                    }),
+                ));
+            }
+            // A join code collision: draw another.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Internal(
+        "could not draw a unique join code".into(),
+    ))
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// 10 characters from an alphabet without look-alikes (no 0/O, 1/I/L): ~49 bits.
+fn new_join_code() -> String {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+    (0..10)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    pub join_code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Joined {
+    pub group_id: i64,
+    pub member_id: i64,
+    /// Shown once: send it as `Authorization: Bearer <token>`.
+    pub member_token: String,
+}
+
+pub async fn join(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<Join>,
+) -> Result<(StatusCode, Json<Joined>), ApiError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::BadRequest(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    let code = req.join_code.trim().to_ascii_uppercase();
+    let group: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, phase FROM groups WHERE join_code = ?")
+            .bind(&code)
+            .fetch_optional(&state.db)
+            .await?;
+    let (group_id, phase) =
+        group.ok_or_else(|| ApiError::NotFound("no group has this join code".into()))?;
+    if phase == "finished" {
+        return Err(ApiError::Conflict(
+            "this group has finished training".into(),
+        ));
+    }
+    let token = auth::new_token();
+    let member_id: i64 = sqlx::query_scalar(
+        "INSERT INTO members (group_id, name, token_hash) VALUES (?, ?, ?) RETURNING id",
+    )
+    .bind(group_id)
+    .bind(name)
+    .bind(auth::hash_token(&token))
+    .fetch_one(&state.db)
+    .await?;
+    state
+        .federation
+        .events
+        .publish(group_id, GroupEvent::MemberJoined { member_id });
+    Ok((
+        StatusCode::CREATED,
+        Json(Joined {
+            group_id,
+            member_id,
+            member_token: token,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    pub num_samples: u64,
+}
+
+pub async fn ready(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+    ApiJson(req): ApiJson<Ready>,
+) -> Result<Json<Value>, ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    if req.num_samples == 0 || req.num_samples > i64::MAX as u64 {
+        return Err(ApiError::BadRequest(
+            "num_samples must be at least 1".into(),
+        ));
+    }
+    sqlx::query(
+        "UPDATE members SET num_samples = ?, ready_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = ?",
+    )
+    .bind(req.num_samples as i64)
+    .bind(member.id)
+    .execute(&state.db)
+    .await?;
+    Ok(Json(
+        json!({ "member_id": member.id, "ready": true, "num_samples": req.num_samples }),
+    ))
+}
+
+/// A member leaves: it is never selected again, and rounds stop waiting for it.
+pub async fn leave(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
+        .bind(member.id)
+        .execute(&state.db)
+        .await?;
+    sqlx::query(
+        "UPDATE round_members SET status = 'dropped'
+         WHERE member_id = ? AND status = 'selected'",
+    )
+    .bind(member.id)
+    .execute(&state.db)
+    .await?;
+    if let Some(round_id) = rounds::live_round_id(&state.db, group_id).await? {
+        rounds::check_round(&state, round_id).await?;
+    }
+    Ok(Json(json!({ "member_id": member.id, "left": true })))
+}
+
+/// Column summaries of a member's local table (tabular groups, before round 1), in
+/// `b3o_models::stats::Summary` form: never rows. The owner's start merges them into the
+/// global preprocessing spec.
+pub async fn post_statistics(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+    ApiJson(summary): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let (template, phase): (String, String) =
+        sqlx::query_as("SELECT template_json, phase FROM groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_one(&state.db)
+            .await?;
+    let template: ModelTemplate = serde_json::from_str(&template)
+        .map_err(|e| ApiError::Internal(format!("group {group_id} template: {e}")))?;
+    if !template.needs_statistics() {
+        return Err(ApiError::Conflict(
+            "this group's model needs no column statistics".into(),
+        ));
+    }
+    if phase != "enrolling" && phase != "statistics" {
+        return Err(ApiError::Conflict(format!(
+            "statistics are collected before training; the group is {phase}"
+        )));
+    }
+    // Checked against the models crate's summary format; merged at start.
+    let summary: b3o_models::stats::Summary = serde_json::from_value(summary)
+        .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
+    let summary = serde_json::to_string(&summary)
+        .map_err(|e| ApiError::Internal(format!("statistics: {e}")))?;
+    sqlx::query(
+        "INSERT INTO column_summaries (group_id, member_id, summary_json) VALUES (?, ?, ?)
+         ON CONFLICT (group_id, member_id) DO UPDATE SET summary_json = excluded.summary_json,
+             received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(group_id)
+    .bind(member.id)
+    .bind(summary)
+    .execute(&state.db)
+    .await?;
+    let entered =
+        sqlx::query("UPDATE groups SET phase = 'statistics' WHERE id = ? AND phase = 'enrolling'")
+            .bind(group_id)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+    if entered > 0 {
+        state.federation.events.publish(
+            group_id,
+            GroupEvent::PhaseChanged {
+                phase: "statistics".into(),
+            },
+        );
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "member_id": member.id, "accepted": true })),
+    ))
+}
+
+/// The owner starts training: version 0 (initial weights) and round 1.
+pub async fn start(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    auth::owner(&state.db, group_id, &bearer).await?;
+    let round = rounds::start_training(&state, group_id).await?;
+    Ok(Json(
+        json!({ "group_id": group_id, "phase": "training", "round": round }),
+    ))
+}
+
+/// Public view of a group (no tokens, no join code).
+pub async fn get_group(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    auth::participant(&state.db, group_id, &bearer).await?;
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        f64,
+        i64,
+        Option<f64>,
+        String,
+        String,
+    );
+    let row: Row = sqlx::query_as(
+        "SELECT name, description, template_json, hyper_json, strategy_json, total_rounds,
+                min_clients, fraction_fit, round_deadline_secs, max_update_norm, phase, created_at
+             FROM groups WHERE id = ?",
+    )
+    .bind(group_id)
+    .fetch_one(&state.db)
+    .await?;
+    let members: (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(ready_at IS NOT NULL), 0) FROM members
+         WHERE group_id = ? AND left_at IS NULL",
+    )
+    .bind(group_id)
+    .fetch_one(&state.db)
+    .await?;
+    let current: Option<(i64, String)> = sqlx::query_as(
+        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+    )
+    .bind(group_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "id": group_id,
+        "name": row.0,
+        "description": row.1,
+        "model": parse(&row.2),
+        "hyperparameters": parse(&row.3),
+        "strategy": parse(&row.4),
+        "rounds": row.5,
+        "min_clients": row.6,
+        "fraction_fit": row.7,
+        "round_deadline_secs": row.8,
+        "max_update_norm": row.9,
+        "phase": row.10,
+        "created_at": row.11,
+        "members": members.0,
+        "ready_members": members.1,
+        "current_round": current.as_ref().map(|c| c.0),
+        "current_round_state": current.map(|c| c.1),
+    })))
+}
+
+/// `GET /api/groups/{id}/events`: Server-Sent Events. The first event is a `snapshot` of the
+/// group; then `round_opened`, `round_closed`, ... as they happen, with a keep-alive comment
+/// every 15 s. Readable without a token (browsers' `EventSource` cannot send one; events carry
+/// no secrets) until accounts' session cookies replace tokens.
+pub async fn events(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Subscribe before reading the snapshot so that nothing falls between them.
+    let rx = state.federation.events.subscribe(group_id);
+    let phase: Option<String> = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
+        .bind(group_id)
+        .fetch_optional(&state.db)
+        .await?;
+    let phase =
+        phase.ok_or_else(|| ApiError::NotFound(format!("group {group_id} does not exist")))?;
+    let current: Option<(i64, String)> = sqlx::query_as(
+        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+    )
+    .bind(group_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let snapshot = GroupEvent::Snapshot {
+        phase,
+        current_round: current.as_ref().map(|c| c.0),
+        round_state: current.map(|c| c.1),
+    };
+    let stream = futures_util::stream::unfold((Some(snapshot), rx), |(first, mut rx)| async move {
+        if let Some(event) = first {
+            return Some((Ok(to_sse(&event)), (None, rx)));
+        }
+        match rx.recv().await {
+            Ok(event) => Some((Ok(to_sse(&event)), (None, rx))),
+            // A slow reader missed events: tell it to re-read the group.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let e = Event::default().event("lagged").data("{}");
+                Some((Ok(e), (None, rx)))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_sse(event: &GroupEvent) -> Event {
+    Event::default()
+        .event(event.kind())
+        .data(serde_json::to_string(event).unwrap_or_default())
+}

@@ -1,0 +1,126 @@
+//! Federated groups and rounds over HTTP (`/api/groups...`): creating and joining groups, the
+//! statistics phase of tabular groups, the round state machine
+//! (`open -> collecting -> aggregating -> closed | failed`), update uploads, the SSE event
+//! stream, and the background task that enforces round deadlines and finishes aggregations
+//! interrupted by a crash.
+//!
+//! Durability: an update's blob is written and fsynced before its row commits, and the answer
+//! is sent after the commit, so an acknowledged update survives `kill -9`. A round's new global
+//! model, the version row and the round's closing commit in one transaction, so a crash during
+//! aggregation re-runs it at the next start without duplicating the version.
+
+pub mod auth;
+pub mod events;
+mod groups;
+pub mod model;
+mod rounds;
+
+pub(crate) use rounds::weights_response;
+mod updates;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+use crate::strategy::WeightedMean;
+
+pub use events::{EventHub, GroupEvent};
+
+/// Default upload limit: well above the largest demo model (the image CNN is a few MB).
+pub const DEFAULT_MAX_UPDATE_BYTES: usize = 256 * 1024 * 1024;
+
+/// In-memory federation state; everything here can be rebuilt from the database and blobs.
+pub struct Runtime {
+    pub events: EventHub,
+    pub max_update_bytes: usize,
+    groups: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<GroupRuntime>>>>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new(DEFAULT_MAX_UPDATE_BYTES)
+    }
+}
+
+impl Runtime {
+    pub fn new(max_update_bytes: usize) -> Self {
+        Runtime {
+            events: EventHub::default(),
+            max_update_bytes,
+            groups: Mutex::default(),
+        }
+    }
+
+    /// The lock serialising a group's update commits with its round transitions.
+    fn group(&self, group_id: i64) -> Arc<tokio::sync::Mutex<GroupRuntime>> {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        groups.entry(group_id).or_default().clone()
+    }
+}
+
+/// The running weighted sum of a round's updates (mean-type strategies). It is a cache: after
+/// a restart it starts empty and the round's close adds the missing updates from their blobs.
+#[derive(Default)]
+struct GroupRuntime {
+    accumulator: Option<RoundAccumulator>,
+}
+
+struct RoundAccumulator {
+    round_id: i64,
+    mean: WeightedMean,
+    included: BTreeSet<i64>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/groups", post(groups::create))
+        .route("/api/groups/join", post(groups::join))
+        .route("/api/groups/{id}", get(groups::get_group))
+        .route("/api/groups/{id}/ready", post(groups::ready))
+        .route("/api/groups/{id}/leave", post(groups::leave))
+        .route("/api/groups/{id}/statistics", post(groups::post_statistics))
+        .route("/api/groups/{id}/start", post(groups::start))
+        .route("/api/groups/{id}/events", get(groups::events))
+        .route("/api/groups/{id}/weights", get(rounds::global_weights))
+        .route("/api/groups/{id}/rounds", get(rounds::list))
+        .route("/api/groups/{id}/rounds/current", get(rounds::current))
+        .route("/api/groups/{id}/rounds/{number}", get(rounds::get_round))
+        .route(
+            "/api/groups/{id}/rounds/{number}/update",
+            post(updates::upload),
+        )
+        .route(
+            "/api/groups/{id}/rounds/{number}/failure",
+            post(updates::report_failure),
+        )
+}
+
+/// Finishes aggregations a crash interrupted, then checks round deadlines twice a second for
+/// as long as the server runs.
+pub fn spawn_driver(state: AppState) {
+    tokio::spawn(async move {
+        if let Err(e) = rounds::recover(&state).await {
+            tracing::error!(error = %e, "recovering interrupted rounds failed");
+        }
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = rounds::check_deadlines(&state).await {
+                tracing::error!(error = %e, "checking round deadlines failed");
+            }
+        }
+    });
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

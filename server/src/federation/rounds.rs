@@ -1,0 +1,892 @@
+//! The round state machine: start of training, round opening with client selection, the close
+//! condition, aggregation with the group's strategy, deadlines and crash recovery.
+
+use b3o_models::weights::{self, Dtype, UpdateMeta, WeightLayout, WeightSet};
+use rand::seq::SliceRandom;
+use serde_json::{Map, Value, json};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+
+use super::auth::{self, Bearer, Participant};
+use super::events::GroupEvent;
+use super::model::{Hyperparameters, ModelTemplate, image_spec, initial_weights, tabular_spec};
+use super::{RoundAccumulator, now};
+use crate::accounts::extract::ApiPath;
+use crate::blobs;
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::strategy::{
+    self, Accumulation, EvalRes, FitFailure, FitRes, Fits, ServerOptState, StrategyConfig,
+    WeightedMean,
+};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::Response;
+
+/// Everything about a group the round logic needs.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupSettings {
+    pub id: i64,
+    pub template: ModelTemplate,
+    pub hyper: Hyperparameters,
+    pub strategy: StrategyConfig,
+    pub layout: Option<WeightLayout>,
+    pub total_rounds: i64,
+    pub min_clients: i64,
+    pub fraction_fit: f64,
+    pub round_deadline_secs: i64,
+    pub max_update_norm: Option<f64>,
+    pub phase: String,
+}
+
+impl GroupSettings {
+    pub fn model_id(&self) -> String {
+        format!("group-{}", self.id)
+    }
+
+    pub fn layout(&self) -> Result<&WeightLayout, ApiError> {
+        self.layout
+            .as_ref()
+            .ok_or_else(|| ApiError::Conflict("this group's model is not built yet".into()))
+    }
+}
+
+pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, ApiError> {
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        i64,
+        f64,
+        i64,
+        Option<f64>,
+        String,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
+            fraction_fit, round_deadline_secs, max_update_norm, phase FROM groups WHERE id = ?",
+    )
+    .bind(group_id)
+    .fetch_optional(db)
+    .await?;
+    let row = row.ok_or_else(|| ApiError::NotFound(format!("group {group_id} does not exist")))?;
+    let corrupt = |what: &str, e: serde_json::Error| {
+        ApiError::Internal(format!("group {group_id}: stored {what} unreadable: {e}"))
+    };
+    Ok(GroupSettings {
+        id: group_id,
+        template: serde_json::from_str(&row.0).map_err(|e| corrupt("template", e))?,
+        hyper: serde_json::from_str(&row.1).map_err(|e| corrupt("hyperparameters", e))?,
+        strategy: serde_json::from_str(&row.2).map_err(|e| corrupt("strategy", e))?,
+        layout: row
+            .3
+            .map(|l| serde_json::from_str(&l))
+            .transpose()
+            .map_err(|e| corrupt("layout", e))?,
+        total_rounds: row.4,
+        min_clients: row.5,
+        fraction_fit: row.6,
+        round_deadline_secs: row.7,
+        max_update_norm: row.8,
+        phase: row.9,
+    })
+}
+
+/// The group's open or collecting round, if any.
+pub(crate) async fn live_round_id(db: &Db, group_id: i64) -> Result<Option<i64>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM rounds WHERE group_id = ? AND state IN ('open', 'collecting')",
+    )
+    .bind(group_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Creates version 0 from the template and opens round 1.
+pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i64, ApiError> {
+    let group = load_group(&state.db, group_id).await?;
+    if group.phase != "enrolling" && group.phase != "statistics" {
+        return Err(ApiError::Conflict(format!(
+            "training has already started (the group is {})",
+            group.phase
+        )));
+    }
+    let ready: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members
+         WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+    )
+    .bind(group_id)
+    .fetch_one(&state.db)
+    .await?;
+    if ready < group.min_clients {
+        return Err(ApiError::Conflict(format!(
+            "{ready} member(s) are ready; this group needs at least {} to start",
+            group.min_clients
+        )));
+    }
+    let (spec, layout, flat) = build_model(state, &group).await?;
+    let rel = format!("groups/{group_id}/versions/round-0.safetensors");
+    let meta = UpdateMeta {
+        model_id: group.model_id(),
+        round: 0,
+        num_samples: 0,
+        metrics: Default::default(),
+    };
+    let bytes = encode_weights(&layout, flat, &meta)?;
+    let sha = blobs::sha256_hex(&bytes);
+    let size = bytes.len() as i64;
+    blobs::write(&state.data_dir, rel.clone(), bytes)
+        .await
+        .map_err(|e| ApiError::Internal(format!("writing initial weights: {e}")))?;
+
+    let mut tx = state.db.begin().await?;
+    let moved = sqlx::query(
+        "UPDATE groups SET phase = 'training' WHERE id = ? AND phase IN ('enrolling', 'statistics')",
+    )
+    .bind(group_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        return Err(ApiError::Conflict("training has already started".into()));
+    }
+    let version_id: i64 = sqlx::query_scalar(
+        "INSERT INTO model_versions (group_id, round, weights_path, weights_sha256, size_bytes,
+            num_params, spec_json) VALUES (?, 0, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(group_id)
+    .bind(&rel)
+    .bind(&sha)
+    .bind(size)
+    .bind(layout.num_params() as i64)
+    .bind(spec.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE groups SET layout_json = ?, preprocessing_json = ? WHERE id = ?")
+        .bind(serde_json::to_string(&layout).unwrap_or_default())
+        .bind(spec.get("preprocessing").map(Value::to_string))
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await?;
+    let mut group = group;
+    group.layout = Some(layout);
+    let opened = open_round(&mut tx, &group, 1, version_id).await?;
+    tx.commit().await?;
+    let events = &state.federation.events;
+    events.publish(
+        group_id,
+        GroupEvent::PhaseChanged {
+            phase: "training".into(),
+        },
+    );
+    events.publish(group_id, opened);
+    Ok(1)
+}
+
+/// The model to train: its spec as stored with every version (`b3o_models::ModelSpec` JSON for
+/// tabular and image groups; the layout for custom ones), its layout and initial weights.
+async fn build_model(
+    state: &AppState,
+    group: &GroupSettings,
+) -> Result<(Value, WeightLayout, Vec<f32>), ApiError> {
+    let seed = group.id as u64;
+    let spec =
+        match &group.template {
+            ModelTemplate::Custom { layout } => {
+                let spec = json!({ "model_id": group.model_id(), "layout": layout });
+                return Ok((spec, layout.clone(), initial_weights(layout, seed)));
+            }
+            ModelTemplate::ImageCnn { labels } => image_spec(labels),
+            ModelTemplate::Tabular { schema, hidden } => {
+                let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                    "SELECT m.name, s.summary_json FROM members m
+                 LEFT JOIN column_summaries s ON s.member_id = m.id AND s.group_id = m.group_id
+                 WHERE m.group_id = ? AND m.ready_at IS NOT NULL AND m.left_at IS NULL",
+                )
+                .bind(group.id)
+                .fetch_all(&state.db)
+                .await?;
+                let missing: Vec<&str> = rows
+                    .iter()
+                    .filter(|(_, s)| s.is_none())
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(ApiError::Conflict(format!(
+                        "waiting for column statistics from: {}",
+                        missing.join(", ")
+                    )));
+                }
+                let mut summaries = Vec::with_capacity(rows.len());
+                for (name, s) in rows {
+                    let s = s.unwrap_or_default();
+                    summaries.push(serde_json::from_str(&s).map_err(|e| {
+                        ApiError::Internal(format!("stored summary of {name}: {e}"))
+                    })?);
+                }
+                tabular_spec(schema, hidden.as_deref(), &summaries).map_err(ApiError::Conflict)?
+            }
+        };
+    let layout = spec.layout();
+    let flat = spec.init_weights(seed).flatten();
+    let value =
+        serde_json::to_value(&spec).map_err(|e| ApiError::Internal(format!("spec: {e}")))?;
+    Ok((value, layout, flat))
+}
+
+pub(crate) fn encode_weights(
+    layout: &WeightLayout,
+    flat: Vec<f32>,
+    meta: &UpdateMeta,
+) -> Result<Vec<u8>, ApiError> {
+    let set = WeightSet::from_flat(layout, flat)
+        .map_err(|e| ApiError::Internal(format!("building weights: {e}")))?;
+    weights::encode(&set, meta, Dtype::F32)
+        .map_err(|e| ApiError::Internal(format!("encoding weights: {e}")))
+}
+
+/// Inserts round `number` with its config and selected members; returns the event to publish
+/// once the transaction commits.
+async fn open_round(
+    tx: &mut Transaction<'_, Sqlite>,
+    group: &GroupSettings,
+    number: i64,
+    base_version_id: i64,
+) -> Result<GroupEvent, ApiError> {
+    let mut config = Map::new();
+    config.insert("round".into(), number.into());
+    config.insert("model_id".into(), group.model_id().into());
+    config.insert("base_version_id".into(), base_version_id.into());
+    config.insert("local_epochs".into(), group.hyper.local_epochs.into());
+    config.insert("batch_size".into(), group.hyper.batch_size.into());
+    config.insert("optimizer".into(), json!(group.hyper.optimizer));
+    config.insert("lr".into(), group.hyper.lr.into());
+    config.insert("strategy".into(), json!(group.strategy));
+    let strategy = strategy::build(&group.strategy);
+    config.extend(strategy.configure_fit(number as u32));
+
+    let opened_at = now();
+    let deadline_at = opened_at + group.round_deadline_secs;
+    let round_id: i64 = sqlx::query_scalar(
+        "INSERT INTO rounds (group_id, number, base_version_id, config_json, opened_at, deadline_at)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(group.id)
+    .bind(number)
+    .bind(base_version_id)
+    .bind(Value::Object(config).to_string())
+    .bind(opened_at)
+    .bind(deadline_at)
+    .fetch_one(&mut **tx)
+    .await?;
+    select_members(tx, group, round_id).await?;
+    Ok(GroupEvent::RoundOpened {
+        round: number,
+        deadline_at,
+    })
+}
+
+/// Samples `max(ceil(fraction_fit * n), min_clients)` of the `n` ready members (all if fewer).
+async fn select_members(
+    conn: &mut SqliteConnection,
+    group: &GroupSettings,
+    round_id: i64,
+) -> Result<(), ApiError> {
+    let mut ready: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+    )
+    .bind(group.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let n = ready.len();
+    let wanted = ((group.fraction_fit * n as f64).ceil() as usize)
+        .max(group.min_clients as usize)
+        .min(n);
+    ready.shuffle(&mut rand::rng());
+    for member_id in &ready[..wanted] {
+        sqlx::query("INSERT INTO round_members (round_id, member_id) VALUES (?, ?)")
+            .bind(round_id)
+            .bind(member_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Closes the round when it can: at least `min_clients` updates and nobody selected still
+/// pending, or the deadline passed. Fails it when too few updates can still arrive.
+pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), ApiError> {
+    let row: Option<(i64, String, i64, i64)> = sqlx::query_as(
+        "SELECT r.group_id, r.state, r.deadline_at, g.min_clients
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = ?",
+    )
+    .bind(round_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some((group_id, round_state, deadline_at, min_clients)) = row else {
+        return Ok(());
+    };
+    if round_state != "open" && round_state != "collecting" {
+        return Ok(());
+    }
+    let (reported, pending): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(rm.status = 'reported'), 0),
+                COALESCE(SUM(rm.status = 'selected' AND m.left_at IS NULL), 0)
+         FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = ?",
+    )
+    .bind(round_id)
+    .fetch_one(&state.db)
+    .await?;
+    let expired = now() >= deadline_at;
+    if !(expired || pending == 0) {
+        return Ok(());
+    }
+    if reported >= min_clients {
+        begin_aggregation(state, group_id, round_id).await
+    } else {
+        let reason = if expired {
+            format!("deadline passed with {reported} of the {min_clients} required updates")
+        } else {
+            format!("only {reported} update(s) can arrive, {min_clients} are required")
+        };
+        fail_round(state, group_id, round_id, &reason).await
+    }
+}
+
+/// `open|collecting -> aggregating`, under the group lock so that no update commits after the
+/// transition without being seen; then aggregates in the background.
+async fn begin_aggregation(state: &AppState, group_id: i64, round_id: i64) -> Result<(), ApiError> {
+    let lock = state.federation.group(group_id);
+    let accumulator = {
+        let mut rt = lock.lock().await;
+        let moved = sqlx::query(
+            "UPDATE rounds SET state = 'aggregating'
+             WHERE id = ? AND state IN ('open', 'collecting')",
+        )
+        .bind(round_id)
+        .execute(&state.db)
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            return Ok(());
+        }
+        rt.accumulator.take().filter(|a| a.round_id == round_id)
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = aggregate(&state, round_id, accumulator).await {
+            tracing::error!(round_id, error = %e, "aggregation failed");
+            let reason = match &e {
+                ApiError::Internal(_) | ApiError::Database(_) => "internal error".to_string(),
+                other => other.to_string(),
+            };
+            if let Err(e) = fail_round(&state, group_id, round_id, &reason).await {
+                tracing::error!(round_id, error = %e, "marking the round failed");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Marks a live or aggregating round failed and moves on to the next round (from the same
+/// model) or finishes the group.
+async fn fail_round(
+    state: &AppState,
+    group_id: i64,
+    round_id: i64,
+    reason: &str,
+) -> Result<(), ApiError> {
+    let group = load_group(&state.db, group_id).await?;
+    let mut tx = state.db.begin().await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE rounds SET state = 'failed', failure = ?, closed_at = ?
+         WHERE id = ? AND state IN ('open', 'collecting', 'aggregating')
+         RETURNING number, base_version_id",
+    )
+    .bind(reason)
+    .bind(now())
+    .bind(round_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((number, base_version_id)) = row else {
+        return Ok(());
+    };
+    sqlx::query("UPDATE round_members SET status = 'failed', failure = ? WHERE round_id = ? AND status = 'selected'")
+        .bind("round failed")
+        .bind(round_id)
+        .execute(&mut *tx)
+        .await?;
+    let next = advance(&mut tx, &group, number, base_version_id).await?;
+    tx.commit().await?;
+    let events = &state.federation.events;
+    events.publish(
+        group_id,
+        GroupEvent::RoundFailed {
+            round: number,
+            reason: reason.to_string(),
+        },
+    );
+    publish_next(state, group_id, next);
+    tracing::warn!(group_id, round = number, reason, "round failed");
+    Ok(())
+}
+
+/// After round `number`: opens the next round from `version_id`, or finishes the group.
+async fn advance(
+    tx: &mut Transaction<'_, Sqlite>,
+    group: &GroupSettings,
+    number: i64,
+    version_id: i64,
+) -> Result<Option<GroupEvent>, ApiError> {
+    if number < group.total_rounds {
+        Ok(Some(open_round(tx, group, number + 1, version_id).await?))
+    } else {
+        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = ?")
+            .bind(group.id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(None)
+    }
+}
+
+fn publish_next(state: &AppState, group_id: i64, next: Option<GroupEvent>) {
+    let event = next.unwrap_or(GroupEvent::PhaseChanged {
+        phase: "finished".into(),
+    });
+    state.federation.events.publish(group_id, event);
+}
+
+struct StoredUpdate {
+    id: i64,
+    member_id: i64,
+    num_samples: i64,
+    metrics: std::collections::BTreeMap<String, f64>,
+    blob_path: String,
+}
+
+/// Runs the group's strategy over the round's updates and commits the new version together
+/// with the round's close (and the next round's opening).
+async fn aggregate(
+    state: &AppState,
+    round_id: i64,
+    accumulator: Option<RoundAccumulator>,
+) -> Result<(), ApiError> {
+    let (group_id, number, base_version_id): (i64, i64, i64) =
+        sqlx::query_as("SELECT group_id, number, base_version_id FROM rounds WHERE id = ?")
+            .bind(round_id)
+            .fetch_one(&state.db)
+            .await?;
+    let group = load_group(&state.db, group_id).await?;
+    let layout = group.layout()?.clone();
+    let (base_path, state_path, spec): (String, Option<String>, String) = sqlx::query_as(
+        "SELECT weights_path, optimizer_state_path, spec_json FROM model_versions WHERE id = ?",
+    )
+    .bind(base_version_id)
+    .fetch_one(&state.db)
+    .await?;
+    let rows: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
+        "SELECT id, member_id, num_samples, metrics_json, blob_path FROM updates
+         WHERE round_id = ? ORDER BY id",
+    )
+    .bind(round_id)
+    .fetch_all(&state.db)
+    .await?;
+    let updates: Vec<StoredUpdate> = rows
+        .into_iter()
+        .map(
+            |(id, member_id, num_samples, metrics, blob_path)| StoredUpdate {
+                id,
+                member_id,
+                num_samples,
+                metrics: serde_json::from_str(&metrics).unwrap_or_default(),
+                blob_path,
+            },
+        )
+        .collect();
+    let failures: Vec<FitFailure> = sqlx::query_as::<_, (i64, Option<String>, String)>(
+        "SELECT member_id, failure, status FROM round_members
+         WHERE round_id = ? AND status != 'reported'",
+    )
+    .bind(round_id)
+    .fetch_all(&state.db)
+    .await?
+    .into_iter()
+    .map(|(member_id, failure, status)| FitFailure {
+        member_id,
+        reason: failure.unwrap_or(status),
+    })
+    .collect();
+
+    let read_update = |path: String| {
+        let data_dir = state.data_dir.clone();
+        let layout = layout.clone();
+        async move {
+            let bytes = blobs::read(&data_dir, &path)
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            let (set, _) = weights::decode(&bytes, &layout, usize::MAX)
+                .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
+            Ok::<_, ApiError>(set.flatten())
+        }
+    };
+    let current = read_update(base_path).await?;
+    let mut strat = strategy::build(&group.strategy);
+    if let Some(path) = state_path {
+        let bytes = blobs::read(&state.data_dir, &path)
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+        let st = ServerOptState::from_bytes(&bytes)
+            .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+        strat
+            .load_state(st)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+
+    // Gather the fits in the form the strategy wants.
+    let mut all = Vec::new();
+    let mean = match strat.accumulation() {
+        Accumulation::RunningMean => {
+            let mut acc = accumulator.unwrap_or_else(|| RoundAccumulator {
+                round_id,
+                mean: WeightedMean::new(current.len()),
+                included: Default::default(),
+            });
+            for u in &updates {
+                if !acc.included.contains(&u.id) {
+                    let params = read_update(u.blob_path.clone()).await?;
+                    acc.mean
+                        .add(&params, u.num_samples as u64)
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    acc.included.insert(u.id);
+                }
+            }
+            acc.mean.finish()
+        }
+        Accumulation::AllUpdates => {
+            for u in &updates {
+                all.push(FitRes {
+                    num_samples: u.num_samples as u64,
+                    params: read_update(u.blob_path.clone()).await?,
+                });
+            }
+            None
+        }
+    };
+    let evals: Vec<EvalRes> = updates
+        .iter()
+        .map(|u| EvalRes {
+            num_samples: u.num_samples as u64,
+            metrics: u.metrics.clone(),
+        })
+        .collect();
+    let metrics = strat.aggregate_evaluate(&evals);
+
+    // The maths may take seconds for robust strategies: off the async threads.
+    let (result, opt_state) = tokio::task::spawn_blocking(move || {
+        let fits = match mean {
+            Some(m) => Fits::Mean(m),
+            None => Fits::All(&all),
+        };
+        let result = strat.aggregate_fit(number as u32, &current, fits, &failures);
+        (result.map(|r| (r, current)), strat.state())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("aggregation task: {e}")))?;
+    let (new_params, current) = result.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // `None` keeps the current model: the version repeats the base weights.
+    let new_params = new_params.unwrap_or(current);
+
+    let total_samples: i64 = updates.iter().map(|u| u.num_samples).sum();
+    let meta = UpdateMeta {
+        model_id: group.model_id(),
+        round: number as u64,
+        num_samples: total_samples as u64,
+        metrics: metrics.clone(),
+    };
+    let bytes = encode_weights(&layout, new_params, &meta)?;
+    let sha = blobs::sha256_hex(&bytes);
+    let size = bytes.len() as i64;
+    let rel = format!("groups/{group_id}/versions/round-{number}.safetensors");
+    blobs::write(&state.data_dir, rel.clone(), bytes)
+        .await
+        .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
+    let state_rel = match opt_state {
+        Some(st) => {
+            let rel = format!("groups/{group_id}/versions/round-{number}.opt");
+            blobs::write(&state.data_dir, rel.clone(), st.to_bytes())
+                .await
+                .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
+            Some(rel)
+        }
+        None => None,
+    };
+    let contributors: Vec<Value> = updates
+        .iter()
+        .map(|u| json!({ "member_id": u.member_id, "num_samples": u.num_samples }))
+        .collect();
+    let metrics_json = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
+
+    let mut tx = state.db.begin().await?;
+    let still_aggregating: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM rounds WHERE id = ? AND state = 'aggregating'")
+            .bind(round_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if still_aggregating.is_none() {
+        return Ok(());
+    }
+    let version_id: i64 = sqlx::query_scalar(
+        "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
+            size_bytes, num_params, spec_json, metrics_json, contributors_json,
+            optimizer_state_path)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(group_id)
+    .bind(number)
+    .bind(base_version_id)
+    .bind(&rel)
+    .bind(&sha)
+    .bind(size)
+    .bind(layout.num_params() as i64)
+    .bind(&spec)
+    .bind(&metrics_json)
+    .bind(Value::Array(contributors).to_string())
+    .bind(state_rel)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE rounds SET state = 'closed', result_version_id = ?, closed_at = ?, metrics_json = ?
+         WHERE id = ?",
+    )
+    .bind(version_id)
+    .bind(now())
+    .bind(&metrics_json)
+    .bind(round_id)
+    .execute(&mut *tx)
+    .await?;
+    let next = advance(&mut tx, &group, number, version_id).await?;
+    tx.commit().await?;
+    state.federation.events.publish(
+        group_id,
+        GroupEvent::RoundClosed {
+            round: number,
+            version_id,
+        },
+    );
+    publish_next(state, group_id, next);
+    tracing::info!(
+        group_id,
+        round = number,
+        version_id,
+        updates = updates.len(),
+        "round closed"
+    );
+    Ok(())
+}
+
+/// At start: re-runs aggregations a crash interrupted.
+pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
+    let stuck: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, group_id FROM rounds WHERE state = 'aggregating'")
+            .fetch_all(&state.db)
+            .await?;
+    for (round_id, group_id) in stuck {
+        tracing::info!(round_id, "resuming an interrupted aggregation");
+        if let Err(e) = aggregate(state, round_id, None).await {
+            tracing::error!(round_id, error = %e, "resumed aggregation failed");
+            fail_round(
+                state,
+                group_id,
+                round_id,
+                "aggregation failed after a restart",
+            )
+            .await?;
+        }
+    }
+    // Rounds whose quorum was reached just before a crash.
+    let live: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM rounds WHERE state IN ('open', 'collecting')")
+            .fetch_all(&state.db)
+            .await?;
+    for round_id in live {
+        check_round(state, round_id).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn check_deadlines(state: &AppState) -> Result<(), ApiError> {
+    let due: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM rounds WHERE state IN ('open', 'collecting') AND deadline_at <= ?",
+    )
+    .bind(now())
+    .fetch_all(&state.db)
+    .await?;
+    for round_id in due {
+        check_round(state, round_id).await?;
+    }
+    Ok(())
+}
+
+// ---- read endpoints ------------------------------------------------------------------------
+
+/// The latest global model (the newest version) as safetensors.
+pub async fn global_weights(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Response, ApiError> {
+    auth::participant(&state.db, group_id, &bearer).await?;
+    let row: Option<(i64, i64, String)> = sqlx::query_as(
+        "SELECT id, round, weights_path FROM model_versions WHERE group_id = ?
+         ORDER BY round DESC LIMIT 1",
+    )
+    .bind(group_id)
+    .fetch_optional(&state.db)
+    .await?;
+    let (version_id, round, path) = row.ok_or_else(|| {
+        ApiError::NotFound("this group has no model yet: training has not started".into())
+    })?;
+    weights_response(state, version_id, round, &path).await
+}
+
+pub(crate) async fn weights_response(
+    state: AppState,
+    version_id: i64,
+    round: i64,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let bytes = blobs::read(&state.data_dir, path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header("x-b3o-version-id", version_id)
+        .header("x-b3o-round", round)
+        .header(
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"version-{version_id}.safetensors\""),
+        )
+        .body(Body::from(bytes))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Value, ApiError> {
+    type Row = (
+        i64,
+        String,
+        i64,
+        Option<i64>,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+    );
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT id, state, base_version_id, result_version_id, config_json, opened_at,
+            deadline_at, closed_at, failure, metrics_json
+         FROM rounds WHERE group_id = ? AND number = ?",
+    )
+    .bind(group_id)
+    .bind(number)
+    .fetch_optional(db)
+    .await?;
+    let r =
+        row.ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
+    let (selected, reported): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(status = 'reported'), 0) FROM round_members WHERE round_id = ?",
+    )
+    .bind(r.0)
+    .fetch_one(db)
+    .await?;
+    let client_metrics: Vec<(i64, i64, String)> = sqlx::query_as(
+        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ? ORDER BY id",
+    )
+    .bind(r.0)
+    .fetch_all(db)
+    .await?;
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    Ok(json!({
+        "round": number,
+        "state": r.1,
+        "base_version_id": r.2,
+        "result_version_id": r.3,
+        "config": parse(&r.4),
+        "opened_at": r.5,
+        "deadline_at": r.6,
+        "closed_at": r.7,
+        "failure": r.8,
+        "metrics": r.9.as_deref().map(parse),
+        "selected": selected,
+        "reported": reported,
+        "client_metrics": client_metrics.iter().map(|(m, n, j)| json!({
+            "member_id": m, "num_samples": n, "metrics": parse(j)
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    auth::participant(&state.db, group_id, &bearer).await?;
+    let numbers: Vec<i64> =
+        sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = ? ORDER BY number")
+            .bind(group_id)
+            .fetch_all(&state.db)
+            .await?;
+    let mut rounds = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        rounds.push(round_json(&state.db, group_id, n).await?);
+    }
+    Ok(Json(json!({ "rounds": rounds })))
+}
+
+pub async fn get_round(
+    State(state): State<AppState>,
+    ApiPath((group_id, number)): ApiPath<(i64, i64)>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    auth::participant(&state.db, group_id, &bearer).await?;
+    Ok(Json(round_json(&state.db, group_id, number).await?))
+}
+
+/// The newest round, with `selected`/`reported` for the calling member.
+pub async fn current(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let who = auth::participant(&state.db, group_id, &bearer).await?;
+    let number: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+            .bind(group_id)
+            .fetch_one(&state.db)
+            .await?;
+    let number = number.ok_or_else(|| ApiError::NotFound("training has not started yet".into()))?;
+    let mut round = round_json(&state.db, group_id, number).await?;
+    if let Participant::Member(m) = who {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id
+             WHERE r.group_id = ? AND r.number = ? AND rm.member_id = ?",
+        )
+        .bind(group_id)
+        .bind(number)
+        .bind(m.id)
+        .fetch_optional(&state.db)
+        .await?;
+        round["you"] = json!({
+            "member_id": m.id,
+            "selected": status.is_some(),
+            "status": status,
+        });
+    }
+    Ok(Json(round))
+}

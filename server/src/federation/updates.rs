@@ -1,0 +1,467 @@
+//! `POST /api/groups/{id}/rounds/{n}/update`: a member's trained weights for round `n`.
+//!
+//! Order of checks: the member's token; a replay of an already accepted update (same answer,
+//! whatever the round's state now); the round (exists, still collecting, member selected);
+//! the body's size while it streams in (413); the safetensors content against the group's
+//! layout (names, shapes, dtype, finite values), its metadata (model, round, samples) and the
+//! optional norm bound (400). Then the blob is written durably, the row committed, the update
+//! folded into the round's running mean, and only then is the answer sent.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::RoundAccumulator;
+use super::auth::{self, Bearer, Member};
+use super::rounds::{self, GroupSettings};
+use crate::accounts::extract::{ApiJson, ApiPath};
+use crate::blobs;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::strategy::{self, Accumulation, WeightedMean};
+
+/// The answer to an accepted update; a retry gets exactly the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub update_id: i64,
+    pub round: i64,
+    pub num_samples: i64,
+    pub sha256: String,
+}
+
+struct RoundRow {
+    id: i64,
+    state: String,
+    base_version_id: i64,
+}
+
+async fn find_round(
+    state: &AppState,
+    group_id: i64,
+    number: i64,
+) -> Result<Option<RoundRow>, ApiError> {
+    let row: Option<(i64, String, i64)> = sqlx::query_as(
+        "SELECT id, state, base_version_id FROM rounds WHERE group_id = ? AND number = ?",
+    )
+    .bind(group_id)
+    .bind(number)
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(|(id, state, base_version_id)| RoundRow {
+        id,
+        state,
+        base_version_id,
+    }))
+}
+
+async fn existing(
+    state: &AppState,
+    round_id: i64,
+    member_id: i64,
+) -> Result<Option<Accepted>, ApiError> {
+    let row: Option<(i64, i64, String)> = sqlx::query_as(
+        "SELECT id, num_samples, sha256 FROM updates WHERE round_id = ? AND member_id = ?",
+    )
+    .bind(round_id)
+    .bind(member_id)
+    .fetch_optional(&state.db)
+    .await?;
+    Ok(row.map(|(update_id, num_samples, sha256)| Accepted {
+        update_id,
+        round: 0,
+        num_samples,
+        sha256,
+    }))
+}
+
+/// 409 for a round that no longer (or not yet) takes updates, naming the current round.
+async fn not_collecting(
+    state: &AppState,
+    group_id: i64,
+    number: i64,
+    round_state: &str,
+) -> ApiError {
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+            .bind(group_id)
+            .fetch_one(&state.db)
+            .await
+            .unwrap_or(None);
+    let current = current.map_or("none".to_string(), |c| c.to_string());
+    ApiError::Conflict(format!(
+        "round {number} is {round_state} and takes no more updates (the current round is {current})"
+    ))
+}
+
+async fn selection_status(
+    state: &AppState,
+    round_id: i64,
+    member_id: i64,
+) -> Result<Option<String>, ApiError> {
+    Ok(
+        sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = ? AND member_id = ?")
+            .bind(round_id)
+            .bind(member_id)
+            .fetch_optional(&state.db)
+            .await?,
+    )
+}
+
+/// Checks everything that does not need the body; returns the round and, for a replay, the
+/// earlier answer.
+async fn admit(
+    state: &AppState,
+    group_id: i64,
+    number: i64,
+    member: &Member,
+) -> Result<(RoundRow, Option<Accepted>), ApiError> {
+    let round = find_round(state, group_id, number).await?;
+    let Some(round) = round else {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+                .bind(group_id)
+                .fetch_one(&state.db)
+                .await?;
+        return Err(match current {
+            Some(c) if number > c => ApiError::Conflict(format!(
+                "round {number} has not started (the current round is {c})"
+            )),
+            Some(_) | None if number >= 1 => ApiError::Conflict(format!(
+                "round {number} has not started: training has not begun"
+            )),
+            _ => ApiError::NotFound(format!("group {group_id} has no round {number}")),
+        });
+    };
+    if let Some(mut earlier) = existing(state, round.id, member.id).await? {
+        earlier.round = number;
+        return Ok((round, Some(earlier)));
+    }
+    if round.state != "open" && round.state != "collecting" {
+        return Err(not_collecting(state, group_id, number, &round.state).await);
+    }
+    match selection_status(state, round.id, member.id)
+        .await?
+        .as_deref()
+    {
+        Some("selected") => {}
+        None => {
+            return Err(ApiError::Conflict(format!(
+                "you were not selected for round {number}; wait for the next round"
+            )));
+        }
+        Some(other) => {
+            return Err(ApiError::Conflict(format!(
+                "your participation in round {number} is already {other}"
+            )));
+        }
+    }
+    Ok((round, None))
+}
+
+/// Reads the body up to `max` bytes; 413 beyond.
+async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+    let too_large = |size: String| {
+        ApiError::PayloadTooLarge(format!(
+            "update is {size} bytes, more than the limit of {max} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared
+        && len > max as u64
+    {
+        return Err(too_large(len.to_string()));
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(max as u64) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the update failed: {e}")))?;
+        if buf.len() + chunk.len() > max {
+            return Err(too_large(format!(
+                "more than {}",
+                buf.len() + chunk.len() - 1
+            )));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    ApiPath((group_id, number)): ApiPath<(i64, i64)>,
+    bearer: Bearer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match receive(state, group_id, number, bearer, headers, body).await {
+        Ok(accepted) => Json(accepted).into_response(),
+        Err(e @ ApiError::PayloadTooLarge(_)) => {
+            // The rest of the body is left unread, so this connection cannot carry another
+            // request: say so, or a pooling client may reuse it and see a reset.
+            let mut response = e.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn receive(
+    state: AppState,
+    group_id: i64,
+    number: i64,
+    bearer: Bearer,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Accepted, ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let (round, replay) = admit(&state, group_id, number, &member).await?;
+    let max = state.federation.max_update_bytes;
+    let bytes = read_limited(&headers, body, max).await?;
+    let sha = blobs::sha256_hex(&bytes);
+    if let Some(earlier) = replay {
+        return if earlier.sha256 == sha {
+            Ok(earlier)
+        } else {
+            Err(ApiError::Conflict(format!(
+                "an update for round {number} was already accepted from you with different content"
+            )))
+        };
+    }
+
+    let group = rounds::load_group(&state.db, group_id).await?;
+    let layout = group.layout()?.clone();
+    let (set, meta) = b3o_models::weights::decode(&bytes, &layout, max).map_err(|e| {
+        if e.is_too_large() {
+            ApiError::PayloadTooLarge(e.to_string())
+        } else {
+            ApiError::BadRequest(e.to_string())
+        }
+    })?;
+    validate_meta(&group, number, &meta)?;
+    let params = set.flatten();
+    if let Some(bound) = group.max_update_norm {
+        check_norm(&state, &group, round.base_version_id, &params, bound).await?;
+    }
+
+    // Content-addressed name: concurrent different uploads never overwrite each other's blob.
+    let rel = format!(
+        "groups/{group_id}/rounds/{number}/updates/member-{}-{}.safetensors",
+        member.id,
+        &sha[..16]
+    );
+    let size = bytes.len() as i64;
+    blobs::write(&state.data_dir, rel.clone(), bytes)
+        .await
+        .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
+
+    let metrics_json = serde_json::to_string(&meta.metrics).unwrap_or_else(|_| "{}".into());
+    let num_samples = meta.num_samples as i64;
+    let accepted = {
+        let lock = state.federation.group(group_id);
+        let mut rt = lock.lock().await;
+        let mut tx = state.db.begin().await?;
+        // Commits only while the round still collects and the member is still selected: the
+        // aggregation's state change takes the same group lock.
+        let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
+            "INSERT INTO updates (round_id, member_id, num_samples, metrics_json, blob_path,
+                sha256, size_bytes)
+             SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (
+                SELECT 1 FROM rounds WHERE id = ? AND state IN ('open', 'collecting'))
+             RETURNING id",
+        )
+        .bind(round.id)
+        .bind(member.id)
+        .bind(num_samples)
+        .bind(&metrics_json)
+        .bind(&rel)
+        .bind(&sha)
+        .bind(size)
+        .bind(round.id)
+        .fetch_optional(&mut *tx)
+        .await;
+        let update_id = match inserted {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                drop(tx);
+                let st = find_round(&state, group_id, number)
+                    .await?
+                    .map_or("gone".to_string(), |r| r.state);
+                return Err(not_collecting(&state, group_id, number, &st).await);
+            }
+            // A concurrent retry of the same update won the race.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                drop(tx);
+                let earlier = existing(&state, round.id, member.id).await?;
+                return match earlier {
+                    Some(mut earlier) if earlier.sha256 == sha => {
+                        earlier.round = number;
+                        Ok(earlier)
+                    }
+                    _ => Err(ApiError::Conflict(format!(
+                        "an update for round {number} was already accepted from you with different content"
+                    ))),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        sqlx::query(
+            "UPDATE round_members SET status = 'reported' WHERE round_id = ? AND member_id = ?",
+        )
+        .bind(round.id)
+        .bind(member.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE rounds SET state = 'collecting' WHERE id = ? AND state = 'open'")
+            .bind(round.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        if strategy::build(&group.strategy).accumulation() == Accumulation::RunningMean {
+            let acc = match &mut rt.accumulator {
+                Some(acc) if acc.round_id == round.id => acc,
+                slot => slot.insert(RoundAccumulator {
+                    round_id: round.id,
+                    mean: WeightedMean::new(params.len()),
+                    included: Default::default(),
+                }),
+            };
+            if acc.mean.add(&params, meta.num_samples).is_ok() {
+                acc.included.insert(update_id);
+            }
+        }
+        Accepted {
+            update_id,
+            round: number,
+            num_samples,
+            sha256: sha,
+        }
+    };
+    // The update is durable and acknowledged whatever happens next; a failed check is
+    // retried by the deadline driver.
+    if let Err(e) = rounds::check_round(&state, round.id).await {
+        tracing::error!(round_id = round.id, error = %e, "checking the round after an update");
+    }
+    Ok(accepted)
+}
+
+fn validate_meta(
+    group: &GroupSettings,
+    number: i64,
+    meta: &b3o_models::weights::UpdateMeta,
+) -> Result<(), ApiError> {
+    if meta.model_id != group.model_id() {
+        return Err(ApiError::BadRequest(format!(
+            "update is for model `{}`, this group's model is `{}`",
+            meta.model_id,
+            group.model_id()
+        )));
+    }
+    if meta.round != number as u64 {
+        return Err(ApiError::BadRequest(format!(
+            "update metadata says round {} but was sent to round {number}",
+            meta.round
+        )));
+    }
+    // 2^40 samples: far beyond any real client, and keeps weights exact enough in f32 sums.
+    if meta.num_samples == 0 || meta.num_samples > 1 << 40 {
+        return Err(ApiError::BadRequest(format!(
+            "num_samples must be between 1 and 2^40, got {}",
+            meta.num_samples
+        )));
+    }
+    Ok(())
+}
+
+async fn check_norm(
+    state: &AppState,
+    group: &GroupSettings,
+    base_version_id: i64,
+    params: &[f32],
+    bound: f64,
+) -> Result<(), ApiError> {
+    let path: String = sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = ?")
+        .bind(base_version_id)
+        .fetch_one(&state.db)
+        .await?;
+    let bytes = blobs::read(&state.data_dir, &path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    let (base, _) = b3o_models::weights::decode(&bytes, group.layout()?, usize::MAX)
+        .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+    let norm = base
+        .flatten()
+        .iter()
+        .zip(params)
+        .map(|(b, p)| {
+            let d = (*p - *b) as f64;
+            d * d
+        })
+        .sum::<f64>()
+        .sqrt();
+    if norm > bound {
+        return Err(ApiError::BadRequest(format!(
+            "update moves the model by an L2 norm of {norm:.4}, more than this group's bound of {bound}"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub reason: String,
+}
+
+/// A selected member reports that it cannot deliver this round (out of memory, no data...):
+/// the round stops waiting for it, and the strategy sees the failure.
+pub async fn report_failure(
+    State(state): State<AppState>,
+    ApiPath((group_id, number)): ApiPath<(i64, i64)>,
+    bearer: Bearer,
+    ApiJson(req): ApiJson<Failure>,
+) -> Result<Json<Value>, ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let reason: String = req.reason.chars().take(1000).collect();
+    let round = find_round(&state, group_id, number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
+    let changed = sqlx::query(
+        "UPDATE round_members SET status = 'failed', failure = ?
+         WHERE round_id = ? AND member_id = ? AND status = 'selected'
+           AND EXISTS (SELECT 1 FROM rounds WHERE id = ? AND state IN ('open', 'collecting'))",
+    )
+    .bind(&reason)
+    .bind(round.id)
+    .bind(member.id)
+    .bind(round.id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        let status = selection_status(&state, round.id, member.id).await?;
+        if status.as_deref() != Some("failed") {
+            return Err(ApiError::Conflict(format!(
+                "round {number} is {} and you are {}",
+                round.state,
+                status.unwrap_or_else(|| "not selected".into())
+            )));
+        }
+    }
+    rounds::check_round(&state, round.id).await?;
+    Ok(Json(
+        json!({ "round": number, "member_id": member.id, "status": "failed" }),
+    ))
+}

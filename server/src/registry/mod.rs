@@ -1,0 +1,291 @@
+//! The model registry: every round's global model is a version (weights blob, spec, metrics,
+//! lineage: group, round, parent, contributors). Versions can be listed and downloaded, and
+//! promoted to a named deployment that can be rolled back to what it pointed at before.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::accounts::extract::{ApiJson, ApiPath};
+use crate::db::Db;
+use crate::error::ApiError;
+use crate::federation::auth::{self, Bearer};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/groups/{id}/versions", get(list_versions))
+        .route("/api/versions/{id}", get(get_version))
+        .route("/api/versions/{id}/weights", get(version_weights))
+        .route("/api/versions/{id}/onnx", get(version_onnx))
+        .route("/api/deployments", get(list_deployments))
+        .route("/api/deployments/{name}", put(promote).get(get_deployment))
+        .route("/api/deployments/{name}/rollback", post(rollback))
+}
+
+type VersionRow = (
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+
+const VERSION_COLUMNS: &str = "id, group_id, round, parent_id, weights_sha256, size_bytes,
+    num_params, spec_json, metrics_json, contributors_json, onnx_path, created_at, weights_path";
+
+fn version_json(r: &VersionRow) -> Value {
+    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    json!({
+        "id": r.0,
+        "group_id": r.1,
+        "round": r.2,
+        "parent_id": r.3,
+        "weights_sha256": r.4,
+        "size_bytes": r.5,
+        "num_params": r.6,
+        "spec": parse(&r.7),
+        "metrics": parse(&r.8),
+        "contributors": parse(&r.9),
+        "has_onnx": r.10.is_some(),
+        "created_at": r.11,
+    })
+}
+
+async fn load_version(db: &Db, version_id: i64) -> Result<VersionRow, ApiError> {
+    let row: Option<VersionRow> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = ?"
+    ))
+    .bind(version_id)
+    .fetch_optional(db)
+    .await?;
+    row.ok_or_else(|| ApiError::NotFound(format!("model version {version_id} does not exist")))
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    ApiPath(group_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    auth::participant(&state.db, group_id, &bearer).await?;
+    let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = ? ORDER BY round"
+    ))
+    .bind(group_id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        json!({ "versions": rows.iter().map(version_json).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    ApiPath(version_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    let v = load_version(&state.db, version_id).await?;
+    auth::participant(&state.db, v.1, &bearer).await?;
+    Ok(Json(version_json(&v)))
+}
+
+async fn version_weights(
+    State(state): State<AppState>,
+    ApiPath(version_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Response, ApiError> {
+    let v = load_version(&state.db, version_id).await?;
+    auth::participant(&state.db, v.1, &bearer).await?;
+    crate::federation::weights_response(state, v.0, v.2, &v.12).await
+}
+
+async fn version_onnx(
+    State(state): State<AppState>,
+    ApiPath(version_id): ApiPath<i64>,
+    bearer: Bearer,
+) -> Result<Response, ApiError> {
+    let v = load_version(&state.db, version_id).await?;
+    auth::participant(&state.db, v.1, &bearer).await?;
+    // TODO(models): export ONNX at aggregation once b3o-models provides it.
+    Err(ApiError::NotFound(format!(
+        "model version {version_id} has no ONNX export (export is not available yet)"
+    )))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    version_id: i64,
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "a deployment name is 1 to 100 characters among a-z, A-Z, 0-9, `-`, `_`, `.`".into(),
+        ))
+    }
+}
+
+/// The owner of a version's group points deployment `name` at it.
+async fn promote(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    bearer: Bearer,
+    ApiJson(req): ApiJson<Promote>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_name(&name)?;
+    let v = load_version(&state.db, req.version_id).await?;
+    auth::owner(&state.db, v.1, &bearer).await?;
+    let mut tx = state.db.begin().await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
+            .bind(&name)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(current) = current {
+        let current_group: i64 =
+            sqlx::query_scalar("SELECT group_id FROM model_versions WHERE id = ?")
+                .bind(current)
+                .fetch_one(&mut *tx)
+                .await?;
+        if current_group != v.1 {
+            return Err(ApiError::Conflict(format!(
+                "deployment `{name}` serves a model of another group"
+            )));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO deployments (name, version_id) VALUES (?, ?)
+         ON CONFLICT (name) DO UPDATE SET version_id = excluded.version_id,
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(&name)
+    .bind(v.0)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+    )
+    .bind(&name)
+    .bind(v.0)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let status = if current.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(deployment_json(&state.db, &name).await?)))
+}
+
+/// Points the deployment back at the version it served before the current one.
+async fn rollback(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    bearer: Bearer,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
+            .bind(&name)
+            .fetch_optional(&state.db)
+            .await?;
+    let current =
+        current.ok_or_else(|| ApiError::NotFound(format!("no deployment named `{name}`")))?;
+    let v = load_version(&state.db, current).await?;
+    auth::owner(&state.db, v.1, &bearer).await?;
+    // The history is a stack of what was served: the previous entry is the target, and the
+    // rollback pops the current one so that repeated rollbacks walk further back.
+    let history: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+    )
+    .bind(&name)
+    .fetch_all(&state.db)
+    .await?;
+    let Some(previous) = history.get(1) else {
+        return Err(ApiError::Conflict(format!(
+            "deployment `{name}` has no earlier version to roll back to"
+        )));
+    };
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM deployment_history WHERE id = ?")
+        .bind(history[0].0)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "UPDATE deployments SET version_id = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE name = ?",
+    )
+    .bind(previous.1)
+    .bind(&name)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(deployment_json(&state.db, &name).await?))
+}
+
+async fn deployment_json(db: &Db, name: &str) -> Result<Value, ApiError> {
+    let row: Option<(i64, String)> =
+        sqlx::query_as("SELECT version_id, updated_at FROM deployments WHERE name = ?")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
+    let (version_id, updated_at) =
+        row.ok_or_else(|| ApiError::NotFound(format!("no deployment named `{name}`")))?;
+    let v = load_version(db, version_id).await?;
+    let history: Vec<i64> = sqlx::query_scalar(
+        "SELECT version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+    )
+    .bind(name)
+    .fetch_all(db)
+    .await?;
+    Ok(json!({
+        "name": name,
+        "version_id": version_id,
+        "group_id": v.1,
+        "round": v.2,
+        "metrics": serde_json::from_str::<Value>(&v.8).unwrap_or(Value::Null),
+        "updated_at": updated_at,
+        "history": history,
+    }))
+}
+
+/// Deployed models are public: anyone may see what is served (inference lands next).
+async fn get_deployment(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_name(&name)?;
+    Ok(Json(deployment_json(&state.db, &name).await?))
+}
+
+async fn list_deployments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM deployments ORDER BY name")
+        .fetch_all(&state.db)
+        .await?;
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        out.push(deployment_json(&state.db, &n).await?);
+    }
+    Ok(Json(json!({ "deployments": out })))
+}

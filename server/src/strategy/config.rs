@@ -1,0 +1,255 @@
+//! [`StrategyConfig`]: which strategy a group uses, with its parameters, as stored with the
+//! group and sent over the API: `{"name": "fedadam", "eta": 0.1, ...}`. Omitted parameters take
+//! Flower's defaults.
+
+use serde::{Deserialize, Serialize};
+
+use super::StrategyError;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase", deny_unknown_fields)]
+pub enum StrategyConfig {
+    #[default]
+    FedAvg,
+    FedProx {
+        proximal_mu: f32,
+    },
+    FedAvgM {
+        #[serde(default = "one")]
+        server_lr: f32,
+        #[serde(default)]
+        server_momentum: f32,
+    },
+    FedAdam {
+        #[serde(default = "eta_default")]
+        eta: f32,
+        #[serde(default = "beta_1_default")]
+        beta_1: f32,
+        #[serde(default = "beta_2_default")]
+        beta_2: f32,
+        #[serde(default = "tau_default")]
+        tau: f32,
+    },
+    FedYogi {
+        #[serde(default = "yogi_eta_default")]
+        eta: f32,
+        #[serde(default = "beta_1_default")]
+        beta_1: f32,
+        #[serde(default = "beta_2_default")]
+        beta_2: f32,
+        #[serde(default = "yogi_tau_default")]
+        tau: f32,
+    },
+    FedAdagrad {
+        #[serde(default = "eta_default")]
+        eta: f32,
+        #[serde(default)]
+        beta_1: f32,
+        #[serde(default = "tau_default")]
+        tau: f32,
+    },
+    FedMedian,
+    FedTrimmedAvg {
+        #[serde(default = "trim_default")]
+        beta: f32,
+    },
+    /// Krum when `num_to_keep` is 0 or 1, Multi-Krum above.
+    Krum {
+        num_malicious: usize,
+        #[serde(default)]
+        num_to_keep: usize,
+    },
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn eta_default() -> f32 {
+    0.1
+}
+fn yogi_eta_default() -> f32 {
+    0.01
+}
+fn beta_1_default() -> f32 {
+    0.9
+}
+fn beta_2_default() -> f32 {
+    0.99
+}
+fn tau_default() -> f32 {
+    1e-9
+}
+fn yogi_tau_default() -> f32 {
+    1e-3
+}
+fn trim_default() -> f32 {
+    0.2
+}
+
+impl StrategyConfig {
+    pub fn default_fedadam() -> Self {
+        StrategyConfig::FedAdam {
+            eta: eta_default(),
+            beta_1: beta_1_default(),
+            beta_2: beta_2_default(),
+            tau: tau_default(),
+        }
+    }
+
+    /// Checks every parameter's range, naming the first bad one.
+    pub fn validate(&self) -> Result<(), StrategyError> {
+        use StrategyConfig as C;
+        match *self {
+            C::FedAvg | C::FedMedian => Ok(()),
+            C::FedProx { proximal_mu } => at_least("proximal_mu", proximal_mu, 0.0),
+            C::FedAvgM {
+                server_lr,
+                server_momentum,
+            } => {
+                positive("server_lr", server_lr)?;
+                unit_interval("server_momentum", server_momentum)
+            }
+            C::FedAdam {
+                eta,
+                beta_1,
+                beta_2,
+                tau,
+            }
+            | C::FedYogi {
+                eta,
+                beta_1,
+                beta_2,
+                tau,
+            } => {
+                positive("eta", eta)?;
+                unit_interval("beta_1", beta_1)?;
+                unit_interval("beta_2", beta_2)?;
+                positive("tau", tau)
+            }
+            C::FedAdagrad { eta, beta_1, tau } => {
+                positive("eta", eta)?;
+                unit_interval("beta_1", beta_1)?;
+                positive("tau", tau)
+            }
+            C::FedTrimmedAvg { beta } => {
+                if beta.is_finite() && (0.0..0.5).contains(&beta) {
+                    Ok(())
+                } else {
+                    Err(invalid("beta", format!("must be in [0, 0.5), got {beta}")))
+                }
+            }
+            C::Krum {
+                num_malicious,
+                num_to_keep,
+            } => {
+                if num_malicious > 1000 || num_to_keep > 10_000 {
+                    Err(invalid(
+                        "num_malicious",
+                        "num_malicious and num_to_keep must be small counts".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn invalid(param: &'static str, reason: String) -> StrategyError {
+    StrategyError::InvalidParam { param, reason }
+}
+
+fn at_least(param: &'static str, v: f32, min: f32) -> Result<(), StrategyError> {
+    if v.is_finite() && v >= min {
+        Ok(())
+    } else {
+        Err(invalid(
+            param,
+            format!("must be a number >= {min}, got {v}"),
+        ))
+    }
+}
+
+fn positive(param: &'static str, v: f32) -> Result<(), StrategyError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(param, format!("must be a number > 0, got {v}")))
+    }
+}
+
+fn unit_interval(param: &'static str, v: f32) -> Result<(), StrategyError> {
+    if v.is_finite() && (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(invalid(param, format!("must be in [0, 1), got {v}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_by_name_with_defaults() {
+        let c: StrategyConfig = serde_json::from_value(json!({"name": "fedavg"})).unwrap();
+        assert_eq!(c, StrategyConfig::FedAvg);
+        let c: StrategyConfig =
+            serde_json::from_value(json!({"name": "fedadam", "eta": 0.5})).unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::FedAdam {
+                eta: 0.5,
+                beta_1: 0.9,
+                beta_2: 0.99,
+                tau: 1e-9
+            }
+        );
+        let c: StrategyConfig =
+            serde_json::from_value(json!({"name": "krum", "num_malicious": 1, "num_to_keep": 3}))
+                .unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::Krum {
+                num_malicious: 1,
+                num_to_keep: 3
+            }
+        );
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["name"], "krum");
+    }
+
+    #[test]
+    fn unknown_names_and_params_are_rejected() {
+        assert!(serde_json::from_value::<StrategyConfig>(json!({"name": "fedsgd"})).is_err());
+        assert!(
+            serde_json::from_value::<StrategyConfig>(json!({"name": "fedprox", "mu": 1})).is_err()
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_parameter() {
+        let err = StrategyConfig::FedTrimmedAvg { beta: 0.7 }
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("`beta`"), "{err}");
+        let err = StrategyConfig::FedAdam {
+            eta: 0.1,
+            beta_1: 1.5,
+            beta_2: 0.9,
+            tau: 1e-9,
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("`beta_1`"), "{err}");
+        assert!(
+            StrategyConfig::FedProx {
+                proximal_mu: f32::NAN
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(StrategyConfig::default_fedadam().validate().is_ok());
+    }
+}

@@ -1,0 +1,468 @@
+//! Server-side optimisers over the averaged update: FedAvgM (server momentum, Hsu et al. 2019)
+//! and FedAdam / FedYogi / FedAdagrad (Reddi et al. 2021, "Adaptive Federated Optimization",
+//! Algorithm 2, without bias correction, as in the paper). Each wraps the FedAvg averaging step
+//! and keeps its own state, which [`ServerOptState`] serialises so that it survives restarts.
+
+use std::collections::BTreeMap;
+
+use super::math::{self, MeanResult};
+use super::{Accumulation, FitFailure, Fits, Strategy, StrategyError};
+
+/// A server optimiser's state: a step count and named vectors (`m`, `v`, `momentum`), each as
+/// long as the model. Serialised with [`ServerOptState::to_bytes`], a small little-endian
+/// format, because JSON would be ten times larger for a model of millions of parameters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerOptState {
+    pub step: u64,
+    pub vectors: BTreeMap<String, Vec<f32>>,
+}
+
+const MAGIC: &[u8; 8] = b"B3OOPT01";
+
+impl ServerOptState {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let floats: usize = self.vectors.values().map(Vec::len).sum();
+        let mut out = Vec::with_capacity(24 + floats * 4 + self.vectors.len() * 32);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.step.to_le_bytes());
+        out.extend_from_slice(&(self.vectors.len() as u64).to_le_bytes());
+        for (name, v) in &self.vectors {
+            out.extend_from_slice(&(name.len() as u64).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StrategyError> {
+        let bad = |what: &str| StrategyError::BadState(format!("corrupt state file: {what}"));
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(8).ok_or_else(|| bad("too short"))? != MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let step = r.u64().ok_or_else(|| bad("step"))?;
+        let count = r.u64().ok_or_else(|| bad("count"))?;
+        let mut vectors = BTreeMap::new();
+        for _ in 0..count {
+            let name_len = r.u64().ok_or_else(|| bad("name length"))? as usize;
+            let name = r.take(name_len).ok_or_else(|| bad("name"))?;
+            let name = String::from_utf8(name.to_vec()).map_err(|_| bad("name not UTF-8"))?;
+            let len = r.u64().ok_or_else(|| bad("vector length"))? as usize;
+            let raw = r
+                .take(len.checked_mul(4).ok_or_else(|| bad("vector length"))?)
+                .ok_or_else(|| bad("vector data"))?;
+            let v = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            vectors.insert(name, v);
+        }
+        if r.pos != bytes.len() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(ServerOptState { step, vectors })
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+/// FedAvgM step (Flower's formulation): `g = current - avg`; `mom = beta * mom + g` (just `g`
+/// on the first step); `new = current - lr * mom`. With `beta = 0`, `lr = 1` it is FedAvg.
+pub fn fedavgm_step(
+    current: &[f32],
+    avg: &[f32],
+    momentum: &mut Option<Vec<f32>>,
+    server_lr: f32,
+    server_momentum: f32,
+) -> Vec<f32> {
+    let grad: Vec<f32> = current.iter().zip(avg).map(|(c, a)| c - a).collect();
+    let step = if server_momentum > 0.0 {
+        let mom = match momentum.take() {
+            Some(mut m) => {
+                for (m, g) in m.iter_mut().zip(&grad) {
+                    *m = server_momentum * *m + g;
+                }
+                m
+            }
+            None => grad,
+        };
+        let step = mom.clone();
+        *momentum = Some(mom);
+        step
+    } else {
+        grad
+    };
+    current
+        .iter()
+        .zip(&step)
+        .map(|(c, s)| c - server_lr * s)
+        .collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Adam,
+    Yogi,
+    Adagrad,
+}
+
+/// One adaptive server step: `d = avg - current`; `m = b1 m + (1 - b1) d`;
+/// `v` = Adam `b2 v + (1 - b2) d²`, Yogi `v - (1 - b2) d² sign(v - d²)`, Adagrad `v + d²`;
+/// `new = current + eta m / (sqrt(v) + tau)`. `m` and `v` start at zero.
+#[allow(clippy::too_many_arguments)]
+pub fn fedopt_step(
+    variant: Variant,
+    current: &[f32],
+    avg: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    eta: f32,
+    beta_1: f32,
+    beta_2: f32,
+    tau: f32,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(current.len());
+    for i in 0..current.len() {
+        let d = avg[i] - current[i];
+        let d2 = d * d;
+        m[i] = beta_1 * m[i] + (1.0 - beta_1) * d;
+        v[i] = match variant {
+            Variant::Adam => beta_2 * v[i] + (1.0 - beta_2) * d2,
+            Variant::Yogi => v[i] - (1.0 - beta_2) * d2 * sign(v[i] - d2),
+            Variant::Adagrad => v[i] + d2,
+        };
+        out.push(current[i] + eta * m[i] / (v[i].sqrt() + tau));
+    }
+    out
+}
+
+/// numpy's sign: 0 at 0 (`f32::signum` gives 1).
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+fn mean(
+    fits: Fits<'_>,
+    len: usize,
+    name: &'static str,
+) -> Result<Option<MeanResult>, StrategyError> {
+    math::mean_of(fits, len, name)
+}
+
+fn check_len(name: &str, v: &[f32], len: usize) -> Result<(), StrategyError> {
+    if v.len() != len {
+        return Err(StrategyError::BadState(format!(
+            "`{name}` has {} values, the model has {len}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct FedAvgM {
+    server_lr: f32,
+    server_momentum: f32,
+    step: u64,
+    momentum: Option<Vec<f32>>,
+}
+
+impl FedAvgM {
+    pub fn new(server_lr: f32, server_momentum: f32) -> Self {
+        FedAvgM {
+            server_lr,
+            server_momentum,
+            step: 0,
+            momentum: None,
+        }
+    }
+}
+
+impl Strategy for FedAvgM {
+    fn name(&self) -> &'static str {
+        "fedavgm"
+    }
+
+    fn accumulation(&self) -> Accumulation {
+        Accumulation::RunningMean
+    }
+
+    fn aggregate_fit(
+        &mut self,
+        _round: u32,
+        current: &[f32],
+        fits: Fits<'_>,
+        _failures: &[FitFailure],
+    ) -> Result<Option<Vec<f32>>, StrategyError> {
+        let Some(avg) = mean(fits, current.len(), self.name())? else {
+            return Ok(None);
+        };
+        if let Some(m) = &self.momentum {
+            check_len("momentum", m, current.len())?;
+        }
+        self.step += 1;
+        Ok(Some(fedavgm_step(
+            current,
+            &avg.params,
+            &mut self.momentum,
+            self.server_lr,
+            self.server_momentum,
+        )))
+    }
+
+    fn state(&self) -> Option<ServerOptState> {
+        let mut vectors = BTreeMap::new();
+        if let Some(m) = &self.momentum {
+            vectors.insert("momentum".to_string(), m.clone());
+        }
+        Some(ServerOptState {
+            step: self.step,
+            vectors,
+        })
+    }
+
+    fn load_state(&mut self, mut state: ServerOptState) -> Result<(), StrategyError> {
+        self.step = state.step;
+        self.momentum = state.vectors.remove("momentum");
+        Ok(())
+    }
+}
+
+/// FedAdam, FedYogi and FedAdagrad.
+#[derive(Debug, Clone)]
+pub struct FedOpt {
+    variant: Variant,
+    eta: f32,
+    beta_1: f32,
+    beta_2: f32,
+    tau: f32,
+    state: ServerOptState,
+}
+
+impl FedOpt {
+    pub fn new(variant: Variant, eta: f32, beta_1: f32, beta_2: f32, tau: f32) -> Self {
+        FedOpt {
+            variant,
+            eta,
+            beta_1,
+            beta_2,
+            tau,
+            state: ServerOptState::default(),
+        }
+    }
+}
+
+impl Strategy for FedOpt {
+    fn name(&self) -> &'static str {
+        match self.variant {
+            Variant::Adam => "fedadam",
+            Variant::Yogi => "fedyogi",
+            Variant::Adagrad => "fedadagrad",
+        }
+    }
+
+    fn accumulation(&self) -> Accumulation {
+        Accumulation::RunningMean
+    }
+
+    fn aggregate_fit(
+        &mut self,
+        _round: u32,
+        current: &[f32],
+        fits: Fits<'_>,
+        _failures: &[FitFailure],
+    ) -> Result<Option<Vec<f32>>, StrategyError> {
+        let Some(avg) = mean(fits, current.len(), self.name())? else {
+            return Ok(None);
+        };
+        let len = current.len();
+        let mut m = self
+            .state
+            .vectors
+            .remove("m")
+            .unwrap_or_else(|| vec![0.0; len]);
+        let mut v = self
+            .state
+            .vectors
+            .remove("v")
+            .unwrap_or_else(|| vec![0.0; len]);
+        check_len("m", &m, len)?;
+        check_len("v", &v, len)?;
+        let new = fedopt_step(
+            self.variant,
+            current,
+            &avg.params,
+            &mut m,
+            &mut v,
+            self.eta,
+            self.beta_1,
+            self.beta_2,
+            self.tau,
+        );
+        self.state.vectors.insert("m".into(), m);
+        self.state.vectors.insert("v".into(), v);
+        self.state.step += 1;
+        Ok(Some(new))
+    }
+
+    fn state(&self) -> Option<ServerOptState> {
+        Some(self.state.clone())
+    }
+
+    fn load_state(&mut self, state: ServerOptState) -> Result<(), StrategyError> {
+        self.state = state;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::WeightedMean;
+
+    fn mean_of(params: &[f32]) -> Fits<'static> {
+        let mut acc = WeightedMean::new(params.len());
+        acc.add(params, 3).unwrap();
+        Fits::Mean(acc.finish().unwrap())
+    }
+
+    #[test]
+    fn fedavgm_accumulates_momentum_across_rounds() {
+        // lr 1, beta 0.5. Round 1: g = 0 - 1 = -1, mom = -1, new = 1.
+        // Round 2: current 1, avg 1: g = 0, mom = 0.5 * -1 + 0 = -0.5, new = 1.5.
+        let mut s = FedAvgM::new(1.0, 0.5);
+        let r1 = s.aggregate_fit(1, &[0.0], mean_of(&[1.0]), &[]).unwrap();
+        assert_eq!(r1, Some(vec![1.0]));
+        let r2 = s.aggregate_fit(2, &[1.0], mean_of(&[1.0]), &[]).unwrap();
+        assert_eq!(r2, Some(vec![1.5]));
+    }
+
+    #[test]
+    fn fedavgm_without_momentum_is_fedavg() {
+        let mut s = FedAvgM::new(1.0, 0.0);
+        let r = s
+            .aggregate_fit(1, &[5.0, 5.0], mean_of(&[1.0, 2.0]), &[])
+            .unwrap();
+        assert_eq!(r, Some(vec![1.0, 2.0]));
+    }
+
+    #[test]
+    fn fedadam_first_step_by_hand() {
+        // d = 1, m = 0.1, v = 0.01, new = 0 + 1 * 0.1 / (0.1 + 0.1) = 0.5
+        let mut s = FedOpt::new(Variant::Adam, 1.0, 0.9, 0.99, 0.1);
+        let r = s
+            .aggregate_fit(1, &[0.0], mean_of(&[1.0]), &[])
+            .unwrap()
+            .unwrap();
+        assert!((r[0] - 0.5).abs() < 1e-6, "{r:?}");
+        let st = s.state().unwrap();
+        assert!((st.vectors["m"][0] - 0.1).abs() < 1e-7);
+        assert!((st.vectors["v"][0] - 0.01).abs() < 1e-7);
+        assert_eq!(st.step, 1);
+    }
+
+    #[test]
+    fn fedyogi_first_step_by_hand() {
+        // d = 2, d² = 4, v = 0 - 0.01 * 4 * sign(-4) = 0.04, m = 0.2,
+        // new = 0 + 1 * 0.2 / (0.2 + 0.2) = 0.5
+        let mut s = FedOpt::new(Variant::Yogi, 1.0, 0.9, 0.99, 0.2);
+        let r = s
+            .aggregate_fit(1, &[0.0], mean_of(&[2.0]), &[])
+            .unwrap()
+            .unwrap();
+        assert!((r[0] - 0.5).abs() < 1e-6, "{r:?}");
+    }
+
+    #[test]
+    fn fedadagrad_two_steps_by_hand() {
+        // beta_1 0: m = d. Step 1: d = 2, v = 4, new = 0 + 2 / (2 + 2) = 0.5.
+        // Step 2 from 0.5 to avg 2.5: d = 2, v = 8, new = 0.5 + 2 / (sqrt(8) + 2).
+        let mut s = FedOpt::new(Variant::Adagrad, 1.0, 0.0, 0.0, 2.0);
+        let r = s
+            .aggregate_fit(1, &[0.0], mean_of(&[2.0]), &[])
+            .unwrap()
+            .unwrap();
+        assert!((r[0] - 0.5).abs() < 1e-6);
+        let r = s
+            .aggregate_fit(2, &[0.5], mean_of(&[2.5]), &[])
+            .unwrap()
+            .unwrap();
+        let expected = 0.5 + 2.0 / (8f32.sqrt() + 2.0);
+        assert!((r[0] - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn state_survives_a_restart_through_bytes() {
+        let mut s = FedOpt::new(Variant::Adam, 0.1, 0.9, 0.99, 1e-3);
+        s.aggregate_fit(1, &[0.0, 1.0], mean_of(&[1.0, 0.0]), &[])
+            .unwrap();
+        let bytes = s.state().unwrap().to_bytes();
+        let mut restored = FedOpt::new(Variant::Adam, 0.1, 0.9, 0.99, 1e-3);
+        restored
+            .load_state(ServerOptState::from_bytes(&bytes).unwrap())
+            .unwrap();
+        let a = s
+            .aggregate_fit(2, &[0.3, 0.4], mean_of(&[0.5, 0.5]), &[])
+            .unwrap();
+        let b = restored
+            .aggregate_fit(2, &[0.3, 0.4], mean_of(&[0.5, 0.5]), &[])
+            .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_not_a_panic() {
+        let bytes = ServerOptState {
+            step: 3,
+            vectors: [("m".to_string(), vec![1.0, 2.0])].into(),
+        }
+        .to_bytes();
+        for cut in 0..bytes.len() {
+            assert!(ServerOptState::from_bytes(&bytes[..cut]).is_err());
+        }
+        let mut huge = bytes.clone();
+        // vector length field -> u64::MAX
+        let at = 8 + 8 + 8 + 8 + 1;
+        huge[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(ServerOptState::from_bytes(&huge).is_err());
+    }
+
+    #[test]
+    fn state_of_wrong_length_is_rejected() {
+        let mut s = FedOpt::new(Variant::Adam, 0.1, 0.9, 0.99, 1e-3);
+        s.load_state(ServerOptState {
+            step: 1,
+            vectors: [("m".to_string(), vec![0.0]), ("v".to_string(), vec![0.0])].into(),
+        })
+        .unwrap();
+        assert!(matches!(
+            s.aggregate_fit(2, &[0.0, 0.0], mean_of(&[1.0, 1.0]), &[]),
+            Err(StrategyError::BadState(_))
+        ));
+    }
+}

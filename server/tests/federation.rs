@@ -1,0 +1,931 @@
+//! Federated rounds over real HTTP against the real `b3o` binary: a happy-path round, every
+//! kind of bad upload, members dropping out, and a `kill -9` in the middle of a round.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use b3o_models::weights::{
+    self, Dtype, NamedTensor, TensorSpec, UpdateMeta, WeightLayout, WeightSet,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The `b3o serve` process on a data directory; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let static_dir = data_dir.join("no-static");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--static-dir")
+            .arg(&static_dir)
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .env("B3O_ADMIN_EMAIL", "admin@example.org")
+            .env("B3O_ADMIN_PASSWORD", "correct horse battery staple 42")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning b3o");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("b3o exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("B3O Edge is listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn layout() -> WeightLayout {
+    WeightLayout(vec![
+        TensorSpec::new("dense.weight", vec![4, 3]),
+        TensorSpec::new("dense.bias", vec![3]),
+    ])
+}
+
+fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
+    json!({
+        "name": "churn",
+        "description": "test group",
+        "model": { "kind": "custom", "layout": layout() },
+        "hyperparameters": { "rounds": rounds, "local_epochs": 1, "lr": 0.01 },
+        "strategy": { "name": "fedavg" },
+        "min_clients": min_clients,
+        "fraction_fit": 1.0,
+        "round_deadline_secs": deadline,
+    })
+}
+
+struct Group {
+    id: i64,
+    owner: String,
+    members: Vec<(i64, String)>,
+}
+
+async fn setup(s: &Server, http: &reqwest::Client, body: Value, members: &[u64]) -> Group {
+    let r = http
+        .post(s.url("/api/groups"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let id = created["group_id"].as_i64().unwrap();
+    let owner = created["owner_token"].as_str().unwrap().to_string();
+    let code = created["join_code"].as_str().unwrap();
+    let mut out = Vec::new();
+    for (i, samples) in members.iter().enumerate() {
+        let r = http
+            .post(s.url("/api/groups/join"))
+            .json(&json!({ "join_code": code.to_lowercase(), "name": format!("org {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let j: Value = r.json().await.unwrap();
+        let token = j["member_token"].as_str().unwrap().to_string();
+        let r = http
+            .post(s.url(&format!("/api/groups/{id}/ready")))
+            .bearer_auth(&token)
+            .json(&json!({ "num_samples": samples }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        out.push((j["member_id"].as_i64().unwrap(), token));
+    }
+    Group {
+        id,
+        owner,
+        members: out,
+    }
+}
+
+async fn start(s: &Server, http: &reqwest::Client, g: &Group) {
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/start", g.id)))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+}
+
+async fn global(s: &Server, http: &reqwest::Client, g: &Group, token: &str) -> Vec<f32> {
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/weights", g.id)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bytes = r.bytes().await.unwrap();
+    let (set, _) = weights::decode(&bytes, &layout(), usize::MAX).unwrap();
+    set.flatten()
+}
+
+fn update(g: &Group, round: u64, params: Vec<f32>, samples: u64, acc: f64) -> Vec<u8> {
+    let set = WeightSet::from_flat(&layout(), params).unwrap();
+    let meta = UpdateMeta {
+        model_id: format!("group-{}", g.id),
+        round,
+        num_samples: samples,
+        metrics: BTreeMap::from([("accuracy".to_string(), acc)]),
+    };
+    weights::encode(&set, &meta, Dtype::F32).unwrap()
+}
+
+async fn upload(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    member: usize,
+    round: i64,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/{round}/update", g.id)))
+        .bearer_auth(&g.members[member].1)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn round(s: &Server, http: &reqwest::Client, g: &Group, n: i64) -> Value {
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/rounds/{n}", g.id)))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// Polls until round `n` reaches `state` (aggregation runs in the background).
+async fn wait_round(s: &Server, http: &reqwest::Client, g: &Group, n: i64, state: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = round(s, http, g, n).await;
+        if r["state"] == state {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "round {n} stuck: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn versions(s: &Server, http: &reqwest::Client, g: &Group) -> Vec<Value> {
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/versions", g.id)))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().await.unwrap();
+    v["versions"].as_array().unwrap().clone()
+}
+
+fn shifted(base: &[f32], by: f32) -> Vec<f32> {
+    base.iter().map(|x| x + by).collect()
+}
+
+fn error_message(body: &Value) -> String {
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Reads SSE events (`event:` names) from a streaming response until `want` is seen.
+async fn wait_event(resp: &mut reqwest::Response, want: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    let mut buf = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no `{want}` event in {within:?}; got {buf}"))
+            .unwrap()
+            .expect("stream ended");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(at) = buf.find(&format!("event: {want}\n")) {
+            return buf[at..].to_string();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_round_aggregates_sample_weighted_and_opens_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 2, 60), &[10, 30]).await;
+
+    let mut events = http
+        .get(s.url(&format!("/api/groups/{}/events", g.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), StatusCode::OK);
+    wait_event(&mut events, "snapshot", Duration::from_secs(2)).await;
+
+    start(&s, &http, &g).await;
+    let opened = wait_event(&mut events, "round_opened", Duration::from_secs(1)).await;
+    assert!(opened.contains("\"round\":1"), "{opened}");
+
+    let current: Value = http
+        .get(s.url(&format!("/api/groups/{}/rounds/current", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["round"], 1);
+    assert_eq!(current["you"]["selected"], true);
+    assert_eq!(current["config"]["local_epochs"], 1);
+    assert_eq!(current["config"]["strategy"]["name"], "fedavg");
+
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    let (st, a) = upload(
+        &s,
+        &http,
+        &g,
+        0,
+        1,
+        update(&g, 1, shifted(&base, 1.0), 10, 0.5),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    assert_eq!(round(&s, &http, &g, 1).await["state"], "collecting");
+    let (st, b) = upload(
+        &s,
+        &http,
+        &g,
+        1,
+        1,
+        update(&g, 1, shifted(&base, 2.0), 30, 0.9),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{b}");
+
+    let closed = wait_event(&mut events, "round_closed", Duration::from_secs(5)).await;
+    assert!(closed.contains("\"round\":1"), "{closed}");
+    let r1 = wait_round(&s, &http, &g, 1, "closed").await;
+    // (10 * 0.5 + 30 * 0.9) / 40 = 0.8
+    assert!(
+        (r1["metrics"]["accuracy"].as_f64().unwrap() - 0.8).abs() < 1e-9,
+        "{r1}"
+    );
+    assert_eq!(r1["client_metrics"].as_array().unwrap().len(), 2);
+    assert_eq!(round(&s, &http, &g, 2).await["state"], "open");
+
+    // (10 * (w + 1) + 30 * (w + 2)) / 40 = w + 1.75
+    let new = global(&s, &http, &g, &g.members[1].1).await;
+    for (n, b) in new.iter().zip(&base) {
+        assert!((n - (b + 1.75)).abs() < 1e-5, "{n} vs {b}");
+    }
+    let vs = versions(&s, &http, &g).await;
+    assert_eq!(vs.len(), 2);
+    assert_eq!(vs[1]["round"], 1);
+    assert_eq!(vs[1]["parent_id"], vs[0]["id"]);
+    assert_eq!(vs[1]["contributors"].as_array().unwrap().len(), 2);
+
+    // Promote version 1, then version 0, then roll back to 1.
+    for (vid, status) in [
+        (&vs[1]["id"], StatusCode::CREATED),
+        (&vs[0]["id"], StatusCode::OK),
+    ] {
+        let r = http
+            .put(s.url("/api/deployments/churn-model"))
+            .bearer_auth(&g.owner)
+            .json(&json!({ "version_id": vid }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
+    let r = http
+        .put(s.url("/api/deployments/churn-model"))
+        .bearer_auth(&g.members[0].1)
+        .json(&json!({ "version_id": vs[1]["id"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "members cannot deploy");
+    let r = http
+        .post(s.url("/api/deployments/churn-model/rollback"))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!(d["version_id"], vs[1]["id"]);
+    let r = http
+        .post(s.url("/api/deployments/churn-model/rollback"))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "nothing earlier");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_uploads_get_the_right_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &["--max-update-bytes", "4096"]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 3, 60), &[10, 20]).await;
+
+    // Before the start there is no round 1.
+    let base_guess = vec![0.0; 15];
+    let (st, e) = upload(&s, &http, &g, 0, 1, update(&g, 1, base_guess, 10, 0.5)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+
+    // No token, and a token of nobody.
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/1/update", g.id)))
+        .body(update(&g, 1, base.clone(), 10, 0.5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // NaN: encode refuses it, so patch a known value's bytes in a valid file.
+    let mut marked = base.clone();
+    marked[5] = 1234.5;
+    let mut bytes = update(&g, 1, marked, 10, 0.5);
+    let needle = 1234.5f32.to_le_bytes();
+    let at = bytes.windows(4).position(|w| w == needle).unwrap();
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let (st, e) = upload(&s, &http, &g, 0, 1, bytes).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert!(error_message(&e).contains("non-finite"), "{e}");
+
+    // Wrong shape.
+    let wrong = WeightSet {
+        tensors: vec![
+            NamedTensor {
+                name: "dense.weight".into(),
+                shape: vec![3, 4],
+                data: vec![0.0; 12],
+            },
+            NamedTensor {
+                name: "dense.bias".into(),
+                shape: vec![3],
+                data: vec![0.0; 3],
+            },
+        ],
+    };
+    let meta = UpdateMeta {
+        model_id: format!("group-{}", g.id),
+        round: 1,
+        num_samples: 5,
+        metrics: BTreeMap::new(),
+    };
+    let (st, e) = upload(
+        &s,
+        &http,
+        &g,
+        0,
+        1,
+        weights::encode(&wrong, &meta, Dtype::F32).unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert!(error_message(&e).contains("dense.weight"), "{e}");
+
+    // Not a safetensors file at all, metadata for another round, zero samples.
+    let (st, e) = upload(&s, &http, &g, 0, 1, b"hello".to_vec()).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    let (st, e) = upload(&s, &http, &g, 0, 1, update(&g, 2, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+    assert!(error_message(&e).contains("round 2"), "{e}");
+    let (st, e) = upload(&s, &http, &g, 0, 1, update(&g, 1, base.clone(), 0, 0.5)).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{e}");
+
+    // Oversized: the limit is 4096 bytes.
+    let (st, e) = upload(&s, &http, &g, 0, 1, vec![b'x'; 50_000]).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+    assert!(error_message(&e).contains("4096"), "{e}");
+
+    // A round in the future.
+    let (st, e) = upload(&s, &http, &g, 0, 2, update(&g, 2, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert!(error_message(&e).contains("has not started"), "{e}");
+
+    // Nothing of the above was recorded.
+    assert_eq!(round(&s, &http, &g, 1).await["reported"], 0);
+
+    // Duplicate: the same bytes get the same answer; other bytes a 409.
+    let good = update(&g, 1, shifted(&base, 1.0), 10, 0.5);
+    let (st, first) = upload(&s, &http, &g, 0, 1, good.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    let (st, again) = upload(&s, &http, &g, 0, 1, good.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(first, again);
+    let (st, e) = upload(
+        &s,
+        &http,
+        &g,
+        0,
+        1,
+        update(&g, 1, shifted(&base, 3.0), 10, 0.5),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    assert_eq!(round(&s, &http, &g, 1).await["reported"], 1);
+
+    // Close round 1, then a late upload to it is stale.
+    let (st, _) = upload(
+        &s,
+        &http,
+        &g,
+        1,
+        1,
+        update(&g, 1, shifted(&base, 1.0), 20, 0.5),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    wait_round(&s, &http, &g, 1, "closed").await;
+    // A retry of an acknowledged update still gets its answer after the close.
+    let (st, again) = upload(&s, &http, &g, 0, 1, good).await;
+    assert_eq!((st, &again), (StatusCode::OK, &first));
+    let late_group = Group {
+        id: g.id,
+        owner: g.owner.clone(),
+        members: g.members.clone(),
+    };
+    let (st, e) = upload(
+        &s,
+        &http,
+        &late_group,
+        1,
+        1,
+        update(&g, 1, base.clone(), 20, 0.5),
+    )
+    .await;
+    // Member 1 already reported in round 1: its different retry is a conflict too.
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_round_upload_names_the_current_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    // Three members, quorum two, short deadline: the third misses round 1.
+    let g = setup(&s, &http, group_body(2, 3, 2), &[10, 10, 10]).await;
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    for m in 0..2 {
+        let (st, e) = upload(&s, &http, &g, m, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+        assert_eq!(st, StatusCode::OK, "{e}");
+    }
+    // The silent member does not block: the deadline closes the round.
+    let r1 = wait_round(&s, &http, &g, 1, "closed").await;
+    assert_eq!(r1["reported"], 2);
+    let (st, e) = upload(&s, &http, &g, 2, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
+    let msg = error_message(&e);
+    assert!(
+        msg.contains("round 1 is closed") && msg.contains("current round is 2"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_leaving_does_not_block_the_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 2, 600), &[10, 10, 10]).await;
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    for m in 0..2 {
+        let (st, _) = upload(&s, &http, &g, m, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    assert_eq!(round(&s, &http, &g, 1).await["state"], "collecting");
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/leave", g.id)))
+        .bearer_auth(&g.members[2].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_round(&s, &http, &g, 1, "closed").await;
+    // Round 2 selects the two who stayed; the one who left is refused.
+    let r2 = round(&s, &http, &g, 2).await;
+    assert_eq!(r2["selected"], 2);
+    let (st, _) = upload(&s, &http, &g, 2, 2, update(&g, 2, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // A reported failure also stops the round from waiting.
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/2/failure", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .json(&json!({ "reason": "out of memory" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (st, _) = upload(&s, &http, &g, 1, 2, update(&g, 2, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    // One update, quorum two, nobody pending: the round fails, the group finishes.
+    let r2 = wait_round(&s, &http, &g, 2, "failed").await;
+    assert!(r2["failure"].as_str().unwrap().contains("required"), "{r2}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_updates_survive_kill_9_and_the_round_completes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = Server::start(dir.path(), &[]);
+    let g = setup(&s, &http, group_body(3, 2, 600), &[10, 20, 30]).await;
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    let first = update(&g, 1, shifted(&base, 1.0), 10, 0.1);
+    let (st, ack0) = upload(&s, &http, &g, 0, 1, first.clone()).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = upload(
+        &s,
+        &http,
+        &g,
+        1,
+        1,
+        update(&g, 1, shifted(&base, 2.0), 20, 0.2),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+
+    s.kill9();
+    let s = Server::start(dir.path(), &[]);
+
+    let r1 = round(&s, &http, &g, 1).await;
+    assert_eq!(r1["state"], "collecting");
+    assert_eq!(
+        r1["reported"], 2,
+        "every acknowledged update is still there"
+    );
+    // A client that never saw its answer retries: same answer.
+    let (st, again) = upload(&s, &http, &g, 0, 1, first).await;
+    assert_eq!((st, again), (StatusCode::OK, ack0));
+    let (st, _) = upload(
+        &s,
+        &http,
+        &g,
+        2,
+        1,
+        update(&g, 1, shifted(&base, 3.0), 30, 0.3),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    wait_round(&s, &http, &g, 1, "closed").await;
+
+    // (10 * 1 + 20 * 2 + 30 * 3) / 60 = 140 / 60
+    let new = global(&s, &http, &g, &g.members[0].1).await;
+    for (n, b) in new.iter().zip(&base) {
+        assert!((n - (b + 140.0 / 60.0)).abs() < 1e-5);
+    }
+    let vs = versions(&s, &http, &g).await;
+    let rounds: Vec<i64> = vs.iter().map(|v| v["round"].as_i64().unwrap()).collect();
+    assert_eq!(rounds, vec![0, 1], "no version duplicated");
+
+    // Restart again: nothing re-aggregates, nothing duplicates.
+    s.kill9();
+    let s = Server::start(dir.path(), &[]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(versions(&s, &http, &g).await.len(), 2);
+    assert_eq!(round(&s, &http, &g, 2).await["state"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn group_creation_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let mut body = group_body(2, 2, 60);
+    body["strategy"] = json!({ "name": "fedtrimmedavg", "beta": 0.9 });
+    let r = http
+        .post(s.url("/api/groups"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(error_message(&e).contains("beta"), "{e}");
+    let mut body = group_body(2, 2, 60);
+    body["strategy"] = json!({ "name": "fedsgd" });
+    let r = http
+        .post(s.url("/api/groups"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http
+        .post(s.url("/api/groups/join"))
+        .json(&json!({ "join_code": "NOPE", "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Start without enough ready members.
+    let g = setup(&s, &http, group_body(3, 2, 60), &[10]).await;
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/start", g.id)))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/start", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+/// A CSV split between two members: the schema from the owner's copy, the summaries from each.
+fn churn_csv(rows: std::ops::Range<usize>) -> String {
+    let mut csv = String::from("age,country,balance,exited\n");
+    for i in rows {
+        let country = ["FR", "DE", "ES"][i % 3];
+        csv.push_str(&format!(
+            "{},{country},{}.5,{}\n",
+            20 + i % 50,
+            i * 37 % 1000,
+            i % 2
+        ));
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tabular_groups_merge_column_statistics_before_round_1() {
+    use b3o_models::stats::Summary;
+    use b3o_models::tabular::{InferOptions, infer_schema, read_csv};
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let options = InferOptions {
+        target: Some("exited".into()),
+        ..Default::default()
+    };
+    let owner_table = read_csv(churn_csv(0..60).as_bytes()).unwrap();
+    let schema = infer_schema(&owner_table, &options).unwrap();
+    let mut body = group_body(2, 1, 60);
+    body["model"] = json!({ "kind": "tabular", "schema": schema, "hidden": [8] });
+    let g = setup(&s, &http, body, &[40, 60]).await;
+
+    let start_reply = |g: &Group| {
+        http.post(s.url(&format!("/api/groups/{}/start", g.id)))
+            .bearer_auth(&g.owner)
+            .send()
+    };
+    let r = start_reply(&g).await.unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let e: Value = r.json().await.unwrap();
+    assert!(error_message(&e).contains("org 0, org 1"), "{e}");
+
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/statistics", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .json(&json!({ "rows": [[1, 2]] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "rows are not a summary"
+    );
+
+    for (m, rows) in [(0, 0..40), (1, 40..100)] {
+        let table = read_csv(churn_csv(rows).as_bytes()).unwrap();
+        let summary = Summary::from_table(&table, &schema).unwrap();
+        let r = http
+            .post(s.url(&format!("/api/groups/{}/statistics", g.id)))
+            .bearer_auth(&g.members[m].1)
+            .json(&summary)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    let r = start_reply(&g).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+
+    let vs = versions(&s, &http, &g).await;
+    let spec: b3o_models::model::ModelSpec = serde_json::from_value(vs[0]["spec"].clone()).unwrap();
+    let prep = spec.preprocessing.as_ref().expect("merged preprocessing");
+    assert_eq!(spec.labels.len(), 2);
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/weights", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .send()
+        .await
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    weights::decode(&bytes, &spec.layout(), usize::MAX).expect("weights follow the spec");
+    assert!(prep.input_dim() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_groups_start_from_the_models_cnn() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let mut body = group_body(1, 1, 60);
+    body["model"] = json!({ "kind": "image_cnn", "labels": ["cat", "dog", "bird"] });
+    let g = setup(&s, &http, body, &[10]).await;
+    start(&s, &http, &g).await;
+    let vs = versions(&s, &http, &g).await;
+    let spec: b3o_models::model::ModelSpec = serde_json::from_value(vs[0]["spec"].clone()).unwrap();
+    assert_eq!(spec.labels, vec!["cat", "dog", "bird"]);
+    assert_eq!(vs[0]["num_params"], spec.layout().num_params());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fedadam_state_survives_a_restart_between_rounds() {
+    use b3o_server::strategy::fedopt::{Variant, fedopt_step};
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = Server::start(dir.path(), &[]);
+    let mut body = group_body(1, 3, 600);
+    body["strategy"] =
+        json!({ "name": "fedadam", "eta": 0.5, "beta_1": 0.9, "beta_2": 0.99, "tau": 0.01 });
+    let g = setup(&s, &http, body, &[10]).await;
+    start(&s, &http, &g).await;
+    let x0 = global(&s, &http, &g, &g.members[0].1).await;
+    let (mut m, mut v) = (vec![0.0; 15], vec![0.0; 15]);
+
+    let u1 = shifted(&x0, 1.0);
+    let (st, _) = upload(&s, &http, &g, 0, 1, update(&g, 1, u1.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    wait_round(&s, &http, &g, 1, "closed").await;
+    let x1 = fedopt_step(
+        Variant::Adam,
+        &x0,
+        &u1,
+        &mut m,
+        &mut v,
+        0.5,
+        0.9,
+        0.99,
+        0.01,
+    );
+    let got1 = global(&s, &http, &g, &g.members[0].1).await;
+    for (a, b) in got1.iter().zip(&x1) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+
+    s.kill9();
+    let s = Server::start(dir.path(), &[]);
+    let u2 = shifted(&got1, -0.5);
+    let (st, _) = upload(&s, &http, &g, 0, 2, update(&g, 2, u2.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    wait_round(&s, &http, &g, 2, "closed").await;
+    // Round 2 continues from round 1's m and v, reloaded from disk.
+    let x2 = fedopt_step(
+        Variant::Adam,
+        &got1,
+        &u2,
+        &mut m,
+        &mut v,
+        0.5,
+        0.9,
+        0.99,
+        0.01,
+    );
+    let got2 = global(&s, &http, &g, &g.members[0].1).await;
+    for (a, b) in got2.iter().zip(&x2) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fedmedian_ignores_a_poisoned_update_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = Server::start(dir.path(), &[]);
+    let mut body = group_body(3, 1, 600);
+    body["strategy"] = json!({ "name": "fedmedian" });
+    let g = setup(&s, &http, body, &[10, 10, 10]).await;
+    start(&s, &http, &g).await;
+    let x0 = global(&s, &http, &g, &g.members[0].1).await;
+    for (m, by) in [(0, 1.0), (1, 2.0), (2, 1e6)] {
+        let (st, _) = upload(
+            &s,
+            &http,
+            &g,
+            m,
+            1,
+            update(&g, 1, shifted(&x0, by), 10, 0.5),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    wait_round(&s, &http, &g, 1, "closed").await;
+    let got = global(&s, &http, &g, &g.members[0].1).await;
+    for (a, b) in got.iter().zip(&x0) {
+        assert!((a - (b + 2.0)).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aggregation_interrupted_by_a_crash_resumes_without_duplicating_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = Server::start(dir.path(), &[]);
+    let g = setup(&s, &http, group_body(2, 2, 600), &[10, 30, 50]).await;
+    start(&s, &http, &g).await;
+    let x0 = global(&s, &http, &g, &g.members[0].1).await;
+    for (m, by) in [(0, 1.0), (1, 2.0)] {
+        let (st, _) = upload(
+            &s,
+            &http,
+            &g,
+            m,
+            1,
+            update(&g, 1, shifted(&x0, by), [10, 30][m], 0.5),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    s.kill9();
+    // As if the process died after `collecting -> aggregating`, before the version committed.
+    let db = b3o_server::db::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("b3o.sqlite3").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("UPDATE rounds SET state = 'aggregating' WHERE number = 1")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let s = Server::start(dir.path(), &[]);
+    let r1 = wait_round(&s, &http, &g, 1, "closed").await;
+    assert_eq!(r1["reported"], 2);
+    let got = global(&s, &http, &g, &g.members[0].1).await;
+    for (a, b) in got.iter().zip(&x0) {
+        assert!((a - (b + 1.75)).abs() < 1e-5, "{a} vs {b}");
+    }
+    let rounds: Vec<i64> = versions(&s, &http, &g)
+        .await
+        .iter()
+        .map(|v| v["round"].as_i64().unwrap())
+        .collect();
+    assert_eq!(rounds, vec![0, 1]);
+}
