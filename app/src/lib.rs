@@ -1,10 +1,12 @@
 //! B3O Edge's web app: a Leptos CSR single-page app served by `b3o serve`.
 //!
 //! It renders pages and talks to the server's JSON API; ML work (inference, training) belongs to
-//! the wasm-client engine, never to this crate.
+//! the wasm-client engine, never to this crate. Every HTTP call lives in `api`, who is signed in
+//! in `session`, and each page in its own module under `routes`.
 
 mod api;
 mod routes;
+mod session;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

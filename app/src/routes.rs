@@ -1,58 +1,160 @@
-//! The app shell and its pages.
+//! The app shell (top navigation, client-side routes) and one module per page.
+//!
+//! | path       | page                                              |
+//! |------------|---------------------------------------------------|
+//! | `/`        | [`home`]: what B3O Edge is, the server's status   |
+//! | `/sign-up` | [`sign_up`]                                       |
+//! | `/sign-in` | [`sign_in`]                                       |
+//! | `/profile` | [`profile`]: name, organisation, password, tokens |
+//! | `/models`  | [`models`]: the deployed models                   |
+//! | `/groups`  | [`groups`]: create or join a training group       |
+//! | `/history` | [`history`]: what training history will show      |
+
+mod groups;
+mod history;
+mod home;
+mod models;
+mod profile;
+mod sign_in;
+mod sign_up;
 
 use leptos::prelude::*;
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::hooks::use_navigate;
+use leptos_router::path;
 
-use crate::api;
+use crate::api::{self, ApiError};
+use crate::session::{Session, SessionState, use_session};
 
 #[component]
 pub fn App() -> impl IntoView {
+    Session::provide();
+    groups::KnownGroups::provide();
     view! {
-        <header class="top">
-            <a class="brand" href="/">"B3O Edge"</a>
-        </header>
-        <main>
-            <Home/>
-        </main>
+        <Router>
+            <a class="skip-link" href="#content">"Skip to content"</a>
+            <Nav/>
+            <main id="content" tabindex="-1">
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=home::Home/>
+                    <Route path=path!("/sign-up") view=sign_up::SignUp/>
+                    <Route path=path!("/sign-in") view=sign_in::SignIn/>
+                    <Route path=path!("/profile") view=profile::Profile/>
+                    <Route path=path!("/models") view=models::Models/>
+                    <Route path=path!("/groups") view=groups::Groups/>
+                    <Route path=path!("/history") view=history::History/>
+                </Routes>
+            </main>
+        </Router>
     }
 }
 
 #[component]
-fn Home() -> impl IntoView {
-    let health = LocalResource::new(api::health);
+fn Nav() -> impl IntoView {
+    let session = use_session();
+    let navigate = use_navigate();
+    let sign_out = Action::new_local(move |_: &()| {
+        let csrf = session.csrf();
+        let navigate = navigate.clone();
+        async move {
+            match api::logout(&csrf).await {
+                // 401: the session had already ended (expired, revoked elsewhere).
+                Ok(()) | Err(ApiError::Refused { status: 401, .. }) => {
+                    session.signed_out();
+                    navigate("/", Default::default());
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
+    });
+    let account = move || match session.state() {
+        SessionState::Checking => ().into_any(),
+        SessionState::SignedOut => view! {
+            <A href="/sign-in">"Sign in"</A>
+            <A href="/sign-up" attr:class="button">"Sign up"</A>
+        }
+        .into_any(),
+        SessionState::SignedIn(me) => view! {
+            <A href="/profile" attr:id="nav-user" attr:title="Your profile">
+                {me.user.display_name}
+            </A>
+            <button
+                type="button"
+                id="sign-out"
+                class="secondary"
+                disabled=move || sign_out.pending().get()
+                on:click=move |_| {
+                    sign_out.dispatch(());
+                }
+            >
+                "Sign out"
+            </button>
+        }
+        .into_any(),
+    };
     view! {
-        <section class="hero">
-            <h1>"Train together. Keep your data."</h1>
-            <p>
-                "B3O Edge lets organisations train one model across their sites without sharing a "
-                "single row: training runs in your browser, only weight updates leave it. Deployed "
-                "models predict on your CSVs and images right here, without code."
-            </p>
+        <header class="top">
+            <nav aria-label="Main">
+                <A href="/" attr:class="brand">"B3O Edge"</A>
+                <ul class="nav-links">
+                    <li><A href="/" exact=true>"Home"</A></li>
+                    <li><A href="/models">"Models"</A></li>
+                    <li><A href="/groups">"Groups"</A></li>
+                    <li><A href="/history">"History"</A></li>
+                </ul>
+                <div class="nav-account" aria-live="polite">{account}</div>
+            </nav>
+            {move || {
+                sign_out
+                    .value()
+                    .get()
+                    .and_then(Result::err)
+                    .map(|e| view! { <p class="error banner" role="alert">{e.to_string()}</p> })
+            }}
+        </header>
+    }
+}
+
+#[component]
+fn NotFound() -> impl IntoView {
+    view! {
+        <section>
+            <h1>"Page not found"</h1>
+            <p>"There is no page at this address. " <A href="/">"Go to the home page"</A> "."</p>
         </section>
-        <section aria-live="polite" class="status">
-            <Suspense fallback=|| view! { <p>"Checking the server…"</p> }>
-                {move || {
-                    health
-                        .get()
-                        .map(|result| match result {
-                            Ok(h) => {
-                                view! {
-                                    <p id="server-status" data-status=h.status.clone()>
-                                        {format!("Server {} (version {})", h.status, h.version)}
-                                    </p>
-                                }
-                                    .into_any()
-                            }
-                            Err(e) => {
-                                view! {
-                                    <p id="server-status" class="error" data-status="error">
-                                        {e.to_string()}
-                                    </p>
-                                }
-                                    .into_any()
-                            }
-                        })
-                }}
-            </Suspense>
-        </section>
+    }
+}
+
+/// The error of a form's last submission, next to the form, announced to screen readers.
+/// `value` is an action's `.value()`.
+fn form_error<T: 'static>(
+    id: &'static str,
+    value: impl Get<Value = Option<Result<T, ApiError>>> + Send + Sync + 'static,
+) -> impl IntoView {
+    move || {
+        value.get().and_then(Result::err).map(|e| {
+            view! {
+                <p id=id class="form-error" role="alert">
+                    {e.to_string()}
+                </p>
+            }
+        })
+    }
+}
+
+/// The errors an `ErrorBoundary` caught, in plain words.
+fn show_errors(errors: ArcRwSignal<Errors>) -> impl IntoView {
+    view! {
+        <p class="error" role="alert">
+            {move || {
+                errors
+                    .get()
+                    .into_iter()
+                    .map(|(_, e)| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }}
+        </p>
     }
 }

@@ -180,7 +180,11 @@ impl Browser {
             .with_context(|| format!("waiting for `{css}`"))
     }
 
-    /// Console messages of level SEVERE since the last call (chromedriver's log endpoint).
+    /// Console messages of level SEVERE since the last call (chromedriver's log endpoint),
+    /// except the browser's own network lines for API answers of 401: the app asks `/api/me`
+    /// whether someone is signed in and gets 401 when nobody is, and a wrong password is a
+    /// 401 too. Those are answers the app handles, not errors; any other failed request, and
+    /// everything the page itself logs, still counts.
     pub async fn console_errors(&self) -> Result<Vec<String>> {
         let logs = self
             .client
@@ -192,8 +196,52 @@ impl Browser {
             .into_iter()
             .flatten()
             .filter(|entry| entry["level"] == "SEVERE")
+            .filter(|entry| !is_expected_unauthorized(entry))
             .map(|entry| entry["message"].as_str().unwrap_or_default().to_string())
             .collect())
+    }
+
+    /// Types `text` into the (empty) field matching `css`.
+    pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let field = self.wait_for(css).await?;
+        field
+            .clear()
+            .await
+            .with_context(|| format!("clearing `{css}`"))?;
+        field
+            .send_keys(text)
+            .await
+            .with_context(|| format!("typing into `{css}`"))
+    }
+
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.wait_for(css)
+            .await?
+            .click()
+            .await
+            .with_context(|| format!("clicking `{css}`"))
+    }
+
+    /// Waits up to 30 s for an element matching `css` whose text contains `needle`; returns
+    /// its text.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = None;
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                if text.contains(needle) {
+                    return Ok(text);
+                }
+                last = Some(text);
+            }
+            if Instant::now() > deadline {
+                bail!("waiting for `{css}` to contain {needle:?}; last text: {last:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Saves a screenshot to `e2e/artifacts/<name>.png` (for failed tests).
@@ -234,6 +282,13 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
     }
+}
+
+/// Chromium's network line for a 401 answer of the API, e.g. `http://127.0.0.1:1234/api/me -
+/// Failed to load resource: the server responded with a status of 401 (Unauthorized)`.
+fn is_expected_unauthorized(entry: &Value) -> bool {
+    let message = entry["message"].as_str().unwrap_or_default();
+    entry["source"] == "network" && message.contains("/api/") && message.contains("status of 401")
 }
 
 /// chromedriver's `POST /session/{id}/se/log` for the browser console.

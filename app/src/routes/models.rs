@@ -1,0 +1,123 @@
+//! `/models`: the catalogue of deployed models (`GET /api/deployments`), public to everyone.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use serde_json::Value;
+
+use super::show_errors;
+use crate::api::{self, Deployment};
+
+#[component]
+pub fn Models() -> impl IntoView {
+    let deployments = LocalResource::new(api::deployments);
+    view! {
+        <h1>"Models"</h1>
+        <p class="muted">
+            "Models trained by federated groups and promoted to a deployment. Each name points "
+            "at one version of a group's global model."
+        </p>
+        <Transition fallback=|| view! { <p>"Loading the models…"</p> }>
+            <ErrorBoundary fallback=show_errors>
+                {move || Suspend::new(async move { deployments.await.map(catalogue) })}
+            </ErrorBoundary>
+        </Transition>
+    }
+}
+
+fn catalogue(list: Vec<Deployment>) -> AnyView {
+    if list.is_empty() {
+        return view! {
+            <div class="empty" id="models-empty">
+                <p><strong>"No model is deployed yet."</strong></p>
+                <p>
+                    "When a training group finishes a round, its owner can promote that version "
+                    "under a name; it then appears here. "
+                    <A href="/groups">"Start or join a group"</A>
+                    " to train one."
+                </p>
+            </div>
+        }
+        .into_any();
+    }
+    view! {
+        <ul class="cards" id="models">
+            {list.into_iter().map(|d| view! { <li><ModelCard d=d/></li> }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+#[component]
+fn ModelCard(d: Deployment) -> impl IntoView {
+    let metrics = metric_rows(&d.metrics);
+    let previous = d.history.len().saturating_sub(1);
+    view! {
+        <article class="card">
+            <h2>{d.name.clone()}</h2>
+            <p class="muted">
+                {format!(
+                    "Version {} · group {} · round {} · updated {}",
+                    d.version_id,
+                    d.group_id,
+                    d.round,
+                    d.updated_at.get(..10).unwrap_or(&d.updated_at),
+                )}
+            </p>
+            {if metrics.is_empty() {
+                view! { <p class="muted">"No metrics reported for this version."</p> }.into_any()
+            } else {
+                view! {
+                    <dl class="metrics">
+                        {metrics
+                            .into_iter()
+                            .map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> })
+                            .collect_view()}
+                    </dl>
+                }
+                    .into_any()
+            }}
+            {(previous > 0)
+                .then(|| view! { <p class="hint">{format!("{previous} earlier version(s) deployed under this name.")}</p> })}
+        </article>
+    }
+}
+
+/// Top-level metrics as (name, value) rows; nested objects are left out, numbers rounded.
+fn metric_rows(metrics: &Value) -> Vec<(String, String)> {
+    let Some(map) = metrics.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(k, v)| {
+            let shown = match v {
+                Value::Number(n) => match n.as_f64() {
+                    Some(x) if x.fract() == 0.0 && x.abs() < 1e12 => format!("{x:.0}"),
+                    Some(x) => format!("{x:.4}"),
+                    None => n.to_string(),
+                },
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => b.to_string(),
+                _ => return None,
+            };
+            Some((k.replace('_', " "), shown))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_flattened_and_rounded() {
+        let m = serde_json::json!({"accuracy": 0.912345, "num_examples": 120, "per_class": {}});
+        assert_eq!(
+            metric_rows(&m),
+            vec![
+                ("accuracy".to_string(), "0.9123".to_string()),
+                ("num examples".to_string(), "120".to_string()),
+            ]
+        );
+        assert!(metric_rows(&Value::Null).is_empty());
+    }
+}

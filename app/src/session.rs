@@ -1,0 +1,79 @@
+//! Who is signed in, shared by every page through Leptos context.
+//!
+//! The session itself is an HttpOnly cookie the app cannot read; what it keeps is the account
+//! and the CSRF token from `GET /api/me` or the sign-in answer, which every cookie-authenticated
+//! write must send back.
+
+use leptos::prelude::*;
+
+use crate::api::{self, Me, User};
+
+/// Where the app stands on the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionState {
+    /// `GET /api/me` has not answered yet: show neither "Sign in" nor a name.
+    Checking,
+    SignedOut,
+    SignedIn(Me),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Session(RwSignal<SessionState>);
+
+impl Session {
+    /// Creates the session, provides it as context and asks the server who is signed in.
+    pub fn provide() -> Session {
+        let session = Session(RwSignal::new(SessionState::Checking));
+        provide_context(session);
+        leptos::task::spawn_local(async move {
+            // A failed check leaves the visitor signed out; pages that need the account say so.
+            let state = match api::me().await {
+                Ok(Some(me)) => SessionState::SignedIn(me),
+                Ok(None) | Err(_) => SessionState::SignedOut,
+            };
+            session.0.set(state);
+        });
+        session
+    }
+
+    pub fn state(&self) -> SessionState {
+        self.0.get()
+    }
+
+    /// The signed-in account (tracked).
+    pub fn user(&self) -> Option<User> {
+        self.0.with(|s| match s {
+            SessionState::SignedIn(me) => Some(me.user.clone()),
+            _ => None,
+        })
+    }
+
+    /// The CSRF token for a write, read without subscribing (used in event handlers).
+    pub fn csrf(&self) -> String {
+        self.0.with_untracked(|s| match s {
+            SessionState::SignedIn(me) => me.csrf_token.clone(),
+            _ => String::new(),
+        })
+    }
+
+    pub fn signed_in(&self, me: Me) {
+        self.0.set(SessionState::SignedIn(me));
+    }
+
+    pub fn signed_out(&self) {
+        self.0.set(SessionState::SignedOut);
+    }
+
+    /// Replaces the account after a profile edit, keeping the session's CSRF token.
+    pub fn update_user(&self, user: User) {
+        self.0.update(|s| {
+            if let SessionState::SignedIn(me) = s {
+                me.user = user;
+            }
+        });
+    }
+}
+
+pub fn use_session() -> Session {
+    expect_context::<Session>()
+}
