@@ -3,4 +3,39 @@
 //! the simulator and the server.
 //!
 //! It knows nothing of HTTP, databases or the DOM, and compiles for native and
-//! `wasm32-unknown-unknown`.
+//! `wasm32-unknown-unknown`. It never reads files itself: callers hand it bytes.
+//!
+//! Code map, in the order data flows:
+//! - [`tabular`]: CSV bytes to a [`tabular::Table`]; column kinds, identifiers and the target
+//!   inferred into a [`tabular::Schema`].
+//! - [`image`]: PNG/JPEG to 28x28 inputs; IDX (MNIST) files to a [`dataset::Dataset`].
+//! - [`stats`]: mergeable per-column [`stats::Summary`] that clients share instead of rows.
+//! - [`preprocess`]: the [`preprocess::PreprocessSpec`] built from a merged summary; the one path
+//!   from cells (CSV or JSON) to model inputs, for training and serving.
+//! - [`model`]: [`model::ModelSpec`] (architecture + preprocessing + task + labels), its
+//!   [`weights::WeightLayout`], the burn [`model::Network`], and [`model::predict`].
+//! - [`train`]: [`train::train_local`] (with FedProx and cancellation) and [`train::evaluate`].
+//! - [`weights`]: the safetensors update format, [`weights::encode`] / [`weights::decode`].
+//! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
+
+pub mod dataset;
+pub mod image;
+pub mod metrics;
+pub mod model;
+pub mod onnx;
+pub mod preprocess;
+pub mod stats;
+pub mod tabular;
+pub mod task;
+pub mod train;
+pub mod weights;
+
+/// burn's device handle, re-exported so callers pick `Device::flex()` or `Device::wgpu(..)`
+/// without depending on burn themselves.
+pub use burn::prelude::Device;
+pub use dataset::Dataset;
+pub use model::ModelSpec;
+pub use task::Task;
+pub use weights::{
+    Dtype, FormatError, NamedTensor, TensorSpec, UpdateMeta, WeightLayout, WeightSet,
+};
