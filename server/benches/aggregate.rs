@@ -36,7 +36,43 @@ fn best_time(mut f: impl FnMut()) -> f64 {
     best
 }
 
+/// Peak resident memory of this process (`VmHWM`), in MB; Linux only.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// FedAvg's memory bound, measured before anything else is allocated: 1,000 updates of 1M
+/// parameters arrive one at a time (as uploads do) into one reused buffer and are folded into the
+/// running mean, so the peak stays near two models' size whatever the number of clients.
+fn fedavg_peak_memory() {
+    let (k, p) = (1000, 1_000_000);
+    let before = peak_rss_mb();
+    let mut incoming = vec![0.0f32; p];
+    let mut acc = WeightedMean::new(p);
+    let start = Instant::now();
+    for c in 0..k {
+        for (i, x) in incoming.iter_mut().enumerate() {
+            *x = ((i * 31 + c * 17) % 1000) as f32 * 1e-3;
+        }
+        acc.add(black_box(&incoming), 10 + c as u64).unwrap();
+    }
+    black_box(acc.finish());
+    let model_mb = (p * 4) as f64 / 1e6 * 1.048_576f64.recip();
+    if let (Some(before), Some(after)) = (before, peak_rss_mb()) {
+        println!(
+            "FedAvg of {k} updates x {p} params ({:.1} GB streamed in {:.1} s): peak RSS {after:.0} MB \
+             (process before: {before:.0} MB; one model = {model_mb:.1} MiB)\n",
+            (k * p * 4) as f64 / 1e9,
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
 fn main() {
+    fedavg_peak_memory();
     println!("| K updates | P params | data read | memcpy GB/s | running mean GB/s | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|");
     for (k, p) in [(10, 1_000_000), (100, 1_000_000), (1000, 100_000)] {

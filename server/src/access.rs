@@ -80,6 +80,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/groups/{id}/rounds/{number}", Owner),
     rule("POST", "/api/groups/{id}/rounds/{number}/update", Owner),
     rule("POST", "/api/groups/{id}/rounds/{number}/failure", Owner),
+    rule("POST", "/api/groups/{id}/rounds/{number}/evaluation", Owner),
     // Registry (server/src/registry)
     rule("GET", "/api/groups/{id}/versions", Owner),
     rule("GET", "/api/versions/{id}", Owner),
@@ -89,6 +90,22 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/deployments/{name}", Public),
     rule("PUT", "/api/deployments/{name}", Owner),
     rule("POST", "/api/deployments/{name}/rollback", Owner),
+    // Inference (server/src/inference). Deployments have no "public" flag yet, so model routes
+    // need a signed-in caller; health and server metadata are public (probes, discovery).
+    rule("GET", "/v2/health/live", Public),
+    rule("GET", "/v2/health/ready", Public),
+    rule("GET", "/v2", Public),
+    // Prometheus scrapes without credentials; labels are version ids, never user data.
+    rule("GET", "/metrics", Public),
+    rule("GET", "/v2/models/{name}", Authenticated),
+    rule("GET", "/v2/models/{name}/ready", Authenticated),
+    rule("POST", "/v2/models/{name}/infer", Authenticated),
+    rule("GET", "/v2/models/{name}/versions/{version}", Authenticated),
+    rule("GET", "/v2/models/{name}/versions/{version}/ready", Authenticated),
+    rule("POST", "/v2/models/{name}/versions/{version}/infer", Authenticated),
+    rule("POST", "/api/predict/{name}/csv", Authenticated),
+    rule("POST", "/api/predict/{name}/rows", Authenticated),
+    rule("POST", "/api/predict/{name}/image", Authenticated),
 ];
 
 /// The rule for `method` and `path` (as written in the router), if listed.

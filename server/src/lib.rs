@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod federation;
 pub mod health;
+pub mod inference;
 pub mod registry;
 pub mod state;
 pub mod static_files;
@@ -37,6 +38,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(accounts::router())
         .merge(federation::router())
         .merge(registry::router())
+        .merge(inference::router())
         .merge(static_files::router(static_dir))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())

@@ -5,3 +5,4 @@
 //! Only this crate (and `app`) knows wasm-bindgen.
 
 pub mod capabilities;
+pub mod inference;

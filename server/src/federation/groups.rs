@@ -282,13 +282,13 @@ pub async fn start(
     ))
 }
 
-/// Public view of a group (no tokens, no join code).
+/// A group as its owner and members see it (the join code for the owner only).
 pub async fn get_group(
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
     bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
+    let who = auth::participant(&state.db, group_id, &bearer).await?;
     type Row = (
         String,
         String,
@@ -325,7 +325,18 @@ pub async fn get_group(
     .fetch_optional(&state.db)
     .await?;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    // Only the owner sees the join code again, to invite more members.
+    let join_code: Option<String> = match who {
+        auth::Participant::Owner => {
+            sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
+                .bind(group_id)
+                .fetch_optional(&state.db)
+                .await?
+        }
+        auth::Participant::Member(_) => None,
+    };
     Ok(Json(json!({
+        "join_code": join_code,
         "id": group_id,
         "name": row.0,
         "description": row.1,

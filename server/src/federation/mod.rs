@@ -15,8 +15,9 @@ mod groups;
 pub mod model;
 mod rounds;
 
-pub(crate) use rounds::weights_response;
+pub(crate) use views::weights_response;
 mod updates;
+mod views;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -85,10 +86,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/groups/{id}/statistics", post(groups::post_statistics))
         .route("/api/groups/{id}/start", post(groups::start))
         .route("/api/groups/{id}/events", get(groups::events))
-        .route("/api/groups/{id}/weights", get(rounds::global_weights))
-        .route("/api/groups/{id}/rounds", get(rounds::list))
-        .route("/api/groups/{id}/rounds/current", get(rounds::current))
-        .route("/api/groups/{id}/rounds/{number}", get(rounds::get_round))
+        .route("/api/groups/{id}/weights", get(views::global_weights))
+        .route("/api/groups/{id}/rounds", get(views::list))
+        .route("/api/groups/{id}/rounds/current", get(views::current))
+        .route("/api/groups/{id}/rounds/{number}", get(views::get_round))
         .route(
             "/api/groups/{id}/rounds/{number}/update",
             post(updates::upload),
@@ -96,6 +97,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/groups/{id}/rounds/{number}/failure",
             post(updates::report_failure),
+        )
+        .route(
+            "/api/groups/{id}/rounds/{number}/evaluation",
+            post(updates::report_evaluation),
         )
 }
 

@@ -6,11 +6,9 @@ use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
-use super::auth::{self, Bearer, Participant};
 use super::events::GroupEvent;
 use super::model::{Hyperparameters, ModelTemplate, image_spec, initial_weights, tabular_spec};
 use super::{RoundAccumulator, now};
-use crate::accounts::extract::ApiPath;
 use crate::blobs;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -19,12 +17,6 @@ use crate::strategy::{
     self, Accumulation, EvalRes, FitFailure, FitRes, Fits, ServerOptState, StrategyConfig,
     WeightedMean,
 };
-
-use axum::Json;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::Response;
 
 /// Everything about a group the round logic needs.
 #[derive(Debug, Clone)]
@@ -137,6 +129,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         num_samples: 0,
         metrics: Default::default(),
     };
+    let onnx = write_onnx(state, group_id, 0, &spec.to_string(), &layout, &flat).await;
     let bytes = encode_weights(&layout, flat, &meta)?;
     let sha = blobs::sha256_hex(&bytes);
     let size = bytes.len() as i64;
@@ -157,7 +150,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     }
     let version_id: i64 = sqlx::query_scalar(
         "INSERT INTO model_versions (group_id, round, weights_path, weights_sha256, size_bytes,
-            num_params, spec_json) VALUES (?, 0, ?, ?, ?, ?, ?) RETURNING id",
+            num_params, spec_json, onnx_path) VALUES (?, 0, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(group_id)
     .bind(&rel)
@@ -165,6 +158,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     .bind(size)
     .bind(layout.num_params() as i64)
     .bind(spec.to_string())
+    .bind(onnx)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query("UPDATE groups SET layout_json = ?, preprocessing_json = ? WHERE id = ?")
@@ -237,6 +231,38 @@ async fn build_model(
     let value =
         serde_json::to_value(&spec).map_err(|e| ApiError::Internal(format!("spec: {e}")))?;
     Ok((value, layout, flat))
+}
+
+/// Writes the ONNX export of a version whose spec is a `b3o_models::ModelSpec` (tabular and
+/// image groups; custom layouts have none) and returns its path. An export failure is logged
+/// and leaves the version without ONNX rather than failing the round.
+async fn write_onnx(
+    state: &AppState,
+    group_id: i64,
+    round: i64,
+    spec_json: &str,
+    layout: &WeightLayout,
+    flat: &[f32],
+) -> Option<String> {
+    let spec: b3o_models::ModelSpec = serde_json::from_str(spec_json).ok()?;
+    let exported = WeightSet::from_flat(layout, flat.to_vec())
+        .map_err(|e| e.to_string())
+        .and_then(|w| b3o_models::onnx::export_onnx(&spec, &w).map_err(|e| e.to_string()));
+    let bytes = match exported {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::error!(group_id, round, error = %e, "ONNX export failed");
+            return None;
+        }
+    };
+    let rel = format!("groups/{group_id}/versions/round-{round}.onnx");
+    match blobs::write(&state.data_dir, rel.clone(), bytes).await {
+        Ok(()) => Some(rel),
+        Err(e) => {
+            tracing::error!(group_id, round, error = %e, "writing the ONNX export failed");
+            None
+        }
+    }
 }
 
 pub(crate) fn encode_weights(
@@ -423,6 +449,18 @@ async fn fail_round(
         .await?;
     let next = advance(&mut tx, &group, number, base_version_id).await?;
     tx.commit().await?;
+    // Drop the failed round's running sum, if it still holds one.
+    {
+        let lock = state.federation.group(group_id);
+        let mut rt = lock.lock().await;
+        if rt
+            .accumulator
+            .as_ref()
+            .is_some_and(|a| a.round_id == round_id)
+        {
+            rt.accumulator = None;
+        }
+    }
     let events = &state.federation.events;
     events.publish(
         group_id,
@@ -518,7 +556,11 @@ async fn aggregate(
     .into_iter()
     .map(|(member_id, failure, status)| FitFailure {
         member_id,
-        reason: failure.unwrap_or(status),
+        reason: failure.unwrap_or_else(|| match status.as_str() {
+            "selected" => "no update before the deadline".into(),
+            "dropped" => "left the group".into(),
+            _ => status,
+        }),
     })
     .collect();
 
@@ -608,6 +650,7 @@ async fn aggregate(
         num_samples: total_samples as u64,
         metrics: metrics.clone(),
     };
+    let onnx = write_onnx(state, group_id, number, &spec, &layout, &new_params).await;
     let bytes = encode_weights(&layout, new_params, &meta)?;
     let sha = blobs::sha256_hex(&bytes);
     let size = bytes.len() as i64;
@@ -643,8 +686,8 @@ async fn aggregate(
     let version_id: i64 = sqlx::query_scalar(
         "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
             size_bytes, num_params, spec_json, metrics_json, contributors_json,
-            optimizer_state_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            optimizer_state_path, onnx_path)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(group_id)
     .bind(number)
@@ -657,6 +700,7 @@ async fn aggregate(
     .bind(&metrics_json)
     .bind(Value::Array(contributors).to_string())
     .bind(state_rel)
+    .bind(onnx)
     .fetch_one(&mut *tx)
     .await?;
     sqlx::query(
@@ -730,163 +774,4 @@ pub(crate) async fn check_deadlines(state: &AppState) -> Result<(), ApiError> {
         check_round(state, round_id).await?;
     }
     Ok(())
-}
-
-// ---- read endpoints ------------------------------------------------------------------------
-
-/// The latest global model (the newest version) as safetensors.
-pub async fn global_weights(
-    State(state): State<AppState>,
-    ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
-) -> Result<Response, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
-    let row: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT id, round, weights_path FROM model_versions WHERE group_id = ?
-         ORDER BY round DESC LIMIT 1",
-    )
-    .bind(group_id)
-    .fetch_optional(&state.db)
-    .await?;
-    let (version_id, round, path) = row.ok_or_else(|| {
-        ApiError::NotFound("this group has no model yet: training has not started".into())
-    })?;
-    weights_response(state, version_id, round, &path).await
-}
-
-pub(crate) async fn weights_response(
-    state: AppState,
-    version_id: i64,
-    round: i64,
-    path: &str,
-) -> Result<Response, ApiError> {
-    let bytes = blobs::read(&state.data_dir, path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header("x-b3o-version-id", version_id)
-        .header("x-b3o-round", round)
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"version-{version_id}.safetensors\""),
-        )
-        .body(Body::from(bytes))
-        .map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Value, ApiError> {
-    type Row = (
-        i64,
-        String,
-        i64,
-        Option<i64>,
-        String,
-        i64,
-        i64,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-    );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT id, state, base_version_id, result_version_id, config_json, opened_at,
-            deadline_at, closed_at, failure, metrics_json
-         FROM rounds WHERE group_id = ? AND number = ?",
-    )
-    .bind(group_id)
-    .bind(number)
-    .fetch_optional(db)
-    .await?;
-    let r =
-        row.ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
-    let (selected, reported): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'reported'), 0) FROM round_members WHERE round_id = ?",
-    )
-    .bind(r.0)
-    .fetch_one(db)
-    .await?;
-    let client_metrics: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ? ORDER BY id",
-    )
-    .bind(r.0)
-    .fetch_all(db)
-    .await?;
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    Ok(json!({
-        "round": number,
-        "state": r.1,
-        "base_version_id": r.2,
-        "result_version_id": r.3,
-        "config": parse(&r.4),
-        "opened_at": r.5,
-        "deadline_at": r.6,
-        "closed_at": r.7,
-        "failure": r.8,
-        "metrics": r.9.as_deref().map(parse),
-        "selected": selected,
-        "reported": reported,
-        "client_metrics": client_metrics.iter().map(|(m, n, j)| json!({
-            "member_id": m, "num_samples": n, "metrics": parse(j)
-        })).collect::<Vec<_>>(),
-    }))
-}
-
-pub async fn list(
-    State(state): State<AppState>,
-    ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
-) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
-    let numbers: Vec<i64> =
-        sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = ? ORDER BY number")
-            .bind(group_id)
-            .fetch_all(&state.db)
-            .await?;
-    let mut rounds = Vec::with_capacity(numbers.len());
-    for n in numbers {
-        rounds.push(round_json(&state.db, group_id, n).await?);
-    }
-    Ok(Json(json!({ "rounds": rounds })))
-}
-
-pub async fn get_round(
-    State(state): State<AppState>,
-    ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-    bearer: Bearer,
-) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
-    Ok(Json(round_json(&state.db, group_id, number).await?))
-}
-
-/// The newest round, with `selected`/`reported` for the calling member.
-pub async fn current(
-    State(state): State<AppState>,
-    ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
-) -> Result<Json<Value>, ApiError> {
-    let who = auth::participant(&state.db, group_id, &bearer).await?;
-    let number: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
-            .bind(group_id)
-            .fetch_one(&state.db)
-            .await?;
-    let number = number.ok_or_else(|| ApiError::NotFound("training has not started yet".into()))?;
-    let mut round = round_json(&state.db, group_id, number).await?;
-    if let Participant::Member(m) = who {
-        let status: Option<String> = sqlx::query_scalar(
-            "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-             WHERE r.group_id = ? AND r.number = ? AND rm.member_id = ?",
-        )
-        .bind(group_id)
-        .bind(number)
-        .bind(m.id)
-        .fetch_optional(&state.db)
-        .await?;
-        round["you"] = json!({
-            "member_id": m.id,
-            "selected": status.is_some(),
-            "status": status,
-        });
-    }
-    Ok(Json(round))
 }

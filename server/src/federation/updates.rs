@@ -204,16 +204,15 @@ pub async fn upload(
 ) -> Response {
     match receive(state, group_id, number, bearer, headers, body).await {
         Ok(accepted) => Json(accepted).into_response(),
-        Err(e @ ApiError::PayloadTooLarge(_)) => {
-            // The rest of the body is left unread, so this connection cannot carry another
-            // request: say so, or a pooling client may reuse it and see a reset.
+        Err(e) => {
+            // Most refusals leave (part of) the body unread, so the connection cannot carry
+            // another request: say so, or a pooling client may reuse it and see a reset.
             let mut response = e.into_response();
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }
-        Err(e) => e.into_response(),
     }
 }
 
@@ -463,5 +462,66 @@ pub async fn report_failure(
     rounds::check_round(&state, round.id).await?;
     Ok(Json(
         json!({ "round": number, "member_id": member.id, "status": "failed" }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    pub num_samples: u64,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// Flower's evaluate phase: a member's metrics of round `n`'s resulting global model on its own
+/// held-out rows. Accepted once the round closed; a resend replaces the earlier report.
+pub async fn report_evaluation(
+    State(state): State<AppState>,
+    ApiPath((group_id, number)): ApiPath<(i64, i64)>,
+    bearer: Bearer,
+    ApiJson(req): ApiJson<Evaluation>,
+) -> Result<Json<Value>, ApiError> {
+    let member = auth::member(&state.db, group_id, &bearer).await?;
+    if req.num_samples == 0 || req.num_samples > 1 << 40 {
+        return Err(ApiError::BadRequest(format!(
+            "num_samples must be between 1 and 2^40, got {}",
+            req.num_samples
+        )));
+    }
+    if req.metrics.len() > 64 {
+        return Err(ApiError::BadRequest("at most 64 metrics".into()));
+    }
+    if let Some((name, _)) = req
+        .metrics
+        .iter()
+        .find(|(k, v)| !v.is_finite() || k.is_empty() || k.len() > 100)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "metric `{name}` must have a name of 1 to 100 characters and a finite value"
+        )));
+    }
+    let round = find_round(&state, group_id, number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
+    if round.state != "closed" {
+        return Err(ApiError::Conflict(format!(
+            "round {number} is {}: its model can be evaluated once it is closed",
+            round.state
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO evaluations (round_id, member_id, num_samples, metrics_json)
+         VALUES (?, ?, ?, ?)
+         ON CONFLICT (round_id, member_id) DO UPDATE SET num_samples = excluded.num_samples,
+             metrics_json = excluded.metrics_json,
+             received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    )
+    .bind(round.id)
+    .bind(member.id)
+    .bind(req.num_samples as i64)
+    .bind(serde_json::to_string(&req.metrics).unwrap_or_else(|_| "{}".into()))
+    .execute(&state.db)
+    .await?;
+    Ok(Json(
+        json!({ "round": number, "member_id": member.id, "accepted": true }),
     ))
 }

@@ -118,10 +118,22 @@ async fn version_onnx(
 ) -> Result<Response, ApiError> {
     let v = load_version(&state.db, version_id).await?;
     auth::participant(&state.db, v.1, &bearer).await?;
-    // TODO(models): export ONNX at aggregation once b3o-models provides it.
-    Err(ApiError::NotFound(format!(
-        "model version {version_id} has no ONNX export (export is not available yet)"
-    )))
+    let path = v.10.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "model version {version_id} has no ONNX export (custom layouts have none)"
+        ))
+    })?;
+    let bytes = crate::blobs::read(&state.data_dir, &path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"version-{version_id}.onnx\""),
+        )
+        .body(axum::body::Body::from(bytes))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,79 @@
+//! Inference latency of the models the server serves, through the same `OnnxPredictor` the
+//! inference routes use (tract, optimised plan, symbolic batch): the churn MLP (13 inputs,
+//! 128-64-32-1) and the digit CNN, at batch 1 and 64, one thread. p50 and p99 over many calls,
+//! excluding HTTP and JSON. Run with:
+//!
+//! ```sh
+//! cargo bench -p b3o-server --bench inference
+//! ```
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use b3o_models::model::{Activation, Architecture, MlpConfig, ModelSpec};
+use b3o_models::onnx::export_onnx;
+use b3o_models::task::Task;
+use b3o_wasm_client::inference::OnnxPredictor;
+
+fn churn() -> ModelSpec {
+    ModelSpec {
+        architecture: Architecture::Mlp(MlpConfig {
+            hidden: vec![128, 64, 32],
+            activation: Activation::Relu,
+        }),
+        preprocessing: None,
+        task: Task::BinaryClassification,
+        labels: vec!["0".into(), "1".into()],
+        input_shape: vec![13],
+    }
+}
+
+/// Latencies of `f` in microseconds, sorted, over ~`budget` after a warm-up.
+fn latencies(mut f: impl FnMut(), budget: Duration) -> Vec<f64> {
+    for _ in 0..20 {
+        f();
+    }
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < 200 || (start.elapsed() < budget && out.len() < 100_000) {
+        let t = Instant::now();
+        f();
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    println!("| model | batch | p50 µs | p99 µs | rows/s at p50 | calls |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    for (name, spec) in [
+        ("churn MLP 13-128-64-32-1", churn()),
+        ("digit CNN 28x28", ModelSpec::mnist_cnn()),
+    ] {
+        let predictor =
+            OnnxPredictor::load(&export_onnx(&spec, &spec.init_weights(1)).unwrap()).unwrap();
+        for batch in [1usize, 64] {
+            let input: Vec<f32> = (0..batch * spec.input_dim())
+                .map(|i| (i % 97) as f32 / 97.0)
+                .collect();
+            let lat = latencies(
+                || {
+                    black_box(predictor.predict(black_box(&input), batch).unwrap());
+                },
+                Duration::from_secs(3),
+            );
+            let p50 = pct(&lat, 0.5);
+            println!(
+                "| {name} | {batch} | {p50:.1} | {:.1} | {:.0} | {} |",
+                pct(&lat, 0.99),
+                batch as f64 / p50 * 1e6,
+                lat.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Dynamic batching of concurrent single-row requests: rows that arrive while a batch is
+//! running, or within `max_delay` of the first, run together as one batch of up to `max_batch`
+//! rows. A batch of 64 MLP rows costs ~3x one row (see BENCHMARKS.md), so under load this
+//! multiplies throughput; at low load a row waits at most `max_delay`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use b3o_wasm_client::inference::{InferenceError, OnnxPredictor};
+use tokio::sync::{mpsc, oneshot};
+
+/// Batching limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_batch: usize,
+    pub max_delay: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 64,
+            max_delay: Duration::from_micros(500),
+        }
+    }
+}
+
+struct Job {
+    row: Vec<f32>,
+    reply: oneshot::Sender<Result<Vec<f32>, InferenceError>>,
+}
+
+/// The queue in front of one model. Dropping it ends its task once the queue drains.
+#[derive(Debug)]
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+    row_len: usize,
+    /// Batches run and rows served, for tests and metrics.
+    stats: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl Batcher {
+    /// Starts the batching task on the current tokio runtime.
+    pub fn spawn(predictor: OnnxPredictor, config: BatchConfig) -> Self {
+        let (tx, mut rx) = mpsc::channel::<Job>(4 * config.max_batch.max(1));
+        let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let row_len = predictor.row_len();
+        let task_stats = stats.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                let deadline = tokio::time::Instant::now() + config.max_delay;
+                while jobs.len() < config.max_batch {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(job)) => jobs.push(job),
+                        _ => break,
+                    }
+                }
+                let n = jobs.len();
+                let input: Vec<f32> = jobs.iter().flat_map(|j| j.row.iter().copied()).collect();
+                let p = predictor.clone();
+                let result = tokio::task::spawn_blocking(move || p.predict(&input, n))
+                    .await
+                    .unwrap_or_else(|e| Err(InferenceError::Run(e.to_string())));
+                task_stats.0.fetch_add(1, Ordering::Relaxed);
+                task_stats.1.fetch_add(n as u64, Ordering::Relaxed);
+                match result {
+                    Ok(out) => {
+                        let width = out.len() / n;
+                        for (job, row) in jobs.into_iter().zip(out.chunks(width.max(1))) {
+                            let _ = job.reply.send(Ok(row.to_vec()));
+                        }
+                    }
+                    Err(e) => jobs.into_iter().for_each(|job| {
+                        let _ = job.reply.send(Err(e.clone()));
+                    }),
+                }
+            }
+        });
+        Self { tx, row_len, stats }
+    }
+
+    /// Runs one row (checked first, so a bad row never fails its batch-mates).
+    pub async fn predict_one(&self, row: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
+        if row.len() != self.row_len {
+            return Err(InferenceError::InputSize {
+                expected: self.row_len,
+                found: row.len(),
+                batch: 1,
+                row_shape: vec![self.row_len],
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        let closed = || InferenceError::Run("the batching task stopped".into());
+        self.tx
+            .send(Job { row, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// (batches run, rows served) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.0.load(Ordering::Relaxed),
+            self.stats.1.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use b3o_models::model::ModelSpec;
+    use b3o_models::onnx::export_onnx;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_rows_are_batched_and_each_gets_its_own_answer() {
+        let spec = ModelSpec::mnist_cnn();
+        let p = OnnxPredictor::load(&export_onnx(&spec, &spec.init_weights(3)).unwrap()).unwrap();
+        let config = BatchConfig {
+            max_batch: 16,
+            max_delay: Duration::from_millis(20),
+        };
+        let batcher = Arc::new(Batcher::spawn(p.clone(), config));
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|i| (0..784).map(|j| ((i * 7 + j) % 13) as f32 / 13.0).collect())
+            .collect();
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let (b, row) = (batcher.clone(), row.clone());
+                tokio::spawn(async move { b.predict_one(row).await })
+            })
+            .collect();
+        for (h, row) in handles.into_iter().zip(&rows) {
+            let got = h.await.unwrap().unwrap();
+            let want = p.predict(row, 1).unwrap();
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "{worst}");
+        }
+        let (batches, served) = batcher.stats();
+        assert_eq!(served, 40);
+        assert!(batches < 40, "{batches} batches for 40 concurrent rows");
+        assert!(matches!(
+            batcher.predict_one(vec![0.0; 3]).await,
+            Err(InferenceError::InputSize { .. })
+        ));
+    }
+}
