@@ -101,8 +101,16 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v2/models/{name}/ready", Authenticated),
     rule("POST", "/v2/models/{name}/infer", Authenticated),
     rule("GET", "/v2/models/{name}/versions/{version}", Authenticated),
-    rule("GET", "/v2/models/{name}/versions/{version}/ready", Authenticated),
-    rule("POST", "/v2/models/{name}/versions/{version}/infer", Authenticated),
+    rule(
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        Authenticated,
+    ),
+    rule(
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        Authenticated,
+    ),
     rule("POST", "/api/predict/{name}/csv", Authenticated),
     rule("POST", "/api/predict/{name}/rows", Authenticated),
     rule("POST", "/api/predict/{name}/image", Authenticated),
