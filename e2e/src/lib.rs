@@ -311,8 +311,3 @@ impl WebDriverCompatibleCommand for BrowserLog {
         )
     }
 }
-
-/// Reads a JSON value out of the page.
-pub async fn eval(client: &Client, script: &str) -> Result<Value> {
-    Ok(client.execute(script, vec![]).await?)
-}
