@@ -17,12 +17,14 @@
 //! - [`train`]: [`train::train_local`] (with FedProx and cancellation) and [`train::evaluate`].
 //! - [`weights`]: the safetensors update format, [`weights::encode`] / [`weights::decode`].
 //! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
+//! - [`package`]: [`package::ModelPackage`], what clients download to run a deployed model.
 
 pub mod dataset;
 pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod package;
 pub mod preprocess;
 pub mod stats;
 pub mod tabular;
