@@ -28,11 +28,36 @@ cp "$stage/bindgen/b3o-app_bg.wasm" "$stage/dist/assets/$wasm"
 cp "$stage/bindgen/b3o-app.js" "$stage/dist/assets/$js"
 cp "$ROOT/app/static/style.css" "$stage/dist/assets/$css"
 sed -e "s/{{WASM}}/$wasm/g" -e "s/{{JS}}/$js/g" -e "s/{{CSS}}/$css/g" "$ROOT/app/index.html" > "$stage/dist/index.html"
+# Served at fixed addresses (the server marks them `no-cache`): the web app manifest and its
+# icons, and the embed widget for partner sites.
+cp "$ROOT/app/static/manifest.webmanifest" "$ROOT/app/static/embed.js" "$stage/dist/"
+cp -r "$ROOT/app/static/icons" "$stage/dist/icons"
+
+# The engine build (scripts/build-engine.sh, into "$stage/dist/engine") belongs here: before
+# the service worker below, which lists the engine's files to cache for offline use.
+
+# The service worker: the app shell to cache at install (every page, hashed asset, icon and
+# inference-engine file; training files are fetched when used) and a version that changes
+# with every build.
+precache="$(cd "$stage/dist" && {
+  echo /
+  echo /manifest.webmanifest
+  for dir in assets icons engine; do
+    if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*train*'; fi
+  done | sort | sed 's|^|/|'
+} | awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? ", " : ""), $0 } END { printf "]" }')"
+version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$stage/dist" && find . -type f ! -name '*.gz' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"
+awk -v list="$precache" -v version="$version" \
+  '{ gsub(/\{\{PRECACHE\}\}/, list); gsub(/\{\{VERSION\}\}/, version); print }' \
+  "$ROOT/app/static/sw.js" > "$stage/dist/sw.js"
+
 # Precompressed copies: the server sends them as-is instead of compressing per request.
 find "$stage/dist/assets" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' \) -exec gzip -9 -k {} +
+gzip -9 -k "$stage/dist/embed.js"
 
 rm -rf "$OUT.old"
 [ -d "$OUT" ] && mv "$OUT" "$OUT.old"
 mv "$stage/dist" "$OUT"
 rm -rf "$OUT.old"
+"$ROOT/scripts/build-engine.sh" "$OUT"  # the browser engine (wasm-client) into $OUT/engine
 say "web app built in $OUT ($(du -h "$OUT/assets/$wasm" | cut -f1) wasm)"

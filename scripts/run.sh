@@ -10,4 +10,5 @@ export B3O_BIND="${B3O_BIND:-127.0.0.1:8080}"
 export B3O_DATA_DIR="${B3O_DATA_DIR:-$ROOT/data}"
 export B3O_STATIC_DIR="${B3O_STATIC_DIR:-$ROOT/dist}"
 say "starting b3o serve (data in $B3O_DATA_DIR; Ctrl-C stops it)"
-exec "$CARGO_TARGET_DIR/release/b3o" serve "$@"
+# `--demo`: seed the public demo models (churn, digits) when absent; idempotent.
+exec "$CARGO_TARGET_DIR/release/b3o" serve --demo "$@"

@@ -38,7 +38,7 @@ impl ApiError {
 }
 
 /// `"password: at least 8 characters"` -> `"Password: at least 8 characters."`
-fn sentence(message: &str) -> String {
+pub(crate) fn sentence(message: &str) -> String {
     let message = message.trim();
     let mut chars = message.chars();
     let mut out: String = match chars.next() {
@@ -333,55 +333,436 @@ pub async fn deployments() -> Result<Vec<Deployment>, ApiError> {
         .map(|d| d.deployments)
 }
 
+/// `GET /api/deployments/{name}`.
+pub async fn deployment(name: &str) -> Result<Deployment, ApiError> {
+    get(&format!("/api/deployments/{}", encode(name))).await
+}
+
+/// What a client needs to run a deployed model (`b3o_models::package::ModelPackage`); only the
+/// parts this app reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelPackage {
+    pub name: String,
+    pub version: i64,
+    pub spec: PackageSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PackageSpec {
+    #[serde(default)]
+    pub preprocessing: Option<Value>,
+    #[serde(default)]
+    pub task: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl ModelPackage {
+    /// The input columns in order, and which of them hold numbers (tabular models).
+    pub fn columns(&self) -> (Vec<String>, Vec<String>) {
+        let features = self
+            .spec
+            .preprocessing
+            .as_ref()
+            .and_then(|p| p["features"].as_array().cloned())
+            .unwrap_or_default();
+        let column = |f: &Value| f["column"].as_str().map(str::to_string);
+        let all = features.iter().filter_map(column).collect();
+        let numeric = features
+            .iter()
+            .filter(|f| f["kind"] == "standardize")
+            .filter_map(column)
+            .collect();
+        (all, numeric)
+    }
+
+    /// The column the model predicts (tabular models).
+    pub fn target(&self) -> Option<String> {
+        self.spec.preprocessing.as_ref()?["target"]["column"]
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// `GET /api/deployments/{name}/package`.
+pub async fn package(name: &str) -> Result<ModelPackage, ApiError> {
+    get(&format!("/api/deployments/{}/package", encode(name))).await
+}
+
+/// Who may use a deployed model without being a member of its group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sharing {
+    #[serde(default)]
+    pub public: bool,
+    /// Origins of partner sites whose pages may run the model (the embed widget).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+pub async fn sharing(name: &str) -> Result<Sharing, ApiError> {
+    get(&format!("/api/deployments/{}/sharing", encode(name))).await
+}
+
+pub async fn set_sharing(csrf: &str, name: &str, sharing: &Sharing) -> Result<Sharing, ApiError> {
+    let url = format!("/api/deployments/{}/sharing", encode(name));
+    json(with_csrf(Request::put(&url), csrf).json(sharing)).await
+}
+
+/// Points deployment `name` at `version_id` (the group's owner).
+pub async fn promote(csrf: &str, name: &str, version_id: i64) -> Result<Deployment, ApiError> {
+    let url = format!("/api/deployments/{}", encode(name));
+    let body = serde_json::json!({ "version_id": version_id });
+    json(with_csrf(Request::put(&url), csrf).json(&body)).await
+}
+
+pub async fn rollback(csrf: &str, name: &str) -> Result<Deployment, ApiError> {
+    let url = format!("/api/deployments/{}/rollback", encode(name));
+    json(with_csrf(Request::post(&url), csrf).build()).await
+}
+
+/// A model version of a group (`GET /api/groups/{id}/versions`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Version {
+    pub id: i64,
+    pub group_id: i64,
+    pub round: i64,
+    #[serde(default)]
+    pub parent_id: Option<i64>,
+    #[serde(default)]
+    pub num_params: i64,
+    #[serde(default)]
+    pub size_bytes: i64,
+    #[serde(default)]
+    pub metrics: Value,
+    #[serde(default)]
+    pub has_onnx: bool,
+    #[serde(default)]
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+struct Versions {
+    versions: Vec<Version>,
+}
+
+pub async fn versions(group_id: i64) -> Result<Vec<Version>, ApiError> {
+    get::<Versions>(&format!("/api/groups/{group_id}/versions"))
+        .await
+        .map(|v| v.versions)
+}
+
 // ---------------------------------------------------------------------------------------------
-// Federation. Until groups move to accounts, the owner and member tokens returned here are the
-// only credentials for a group (`Authorization: Bearer`), so they are shown once to keep.
+// Codeless prediction on the server (when the browser cannot run the model)
+
+/// `POST /api/predict/{name}/csv`: the CSV back with prediction columns appended.
+pub async fn predict_csv(csrf: &str, name: &str, csv: &str) -> Result<String, ApiError> {
+    let url = format!("/api/predict/{}/csv", encode(name));
+    let request = with_csrf(Request::post(&url), csrf)
+        .header("Content-Type", "text/csv; charset=utf-8")
+        .body(csv.to_string());
+    send(request)
+        .await?
+        .text()
+        .await
+        .map_err(|_| ApiError::Unreadable)
+}
+
+/// `POST /api/predict/{name}/image`: a PNG or JPEG -> label and probabilities by label.
+pub async fn predict_image(csrf: &str, name: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    let url = format!("/api/predict/{}/image", encode(name));
+    let body = js_sys::Uint8Array::from(bytes);
+    json(
+        with_csrf(Request::post(&url), csrf)
+            .header("Content-Type", "application/octet-stream")
+            .body(body),
+    )
+    .await
+}
+
+/// A path segment, percent-encoded.
+pub fn encode(segment: &str) -> String {
+    js_sys::encode_uri_component(segment).into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Federation: groups belong to accounts; the session cookie is the credential.
+
+/// A group in the caller's list (`GET /api/groups`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct GroupSummary {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `tabular`, `image_cnn` or `custom`.
+    #[serde(default)]
+    pub model_kind: Option<String>,
+    pub phase: String,
+    pub rounds: i64,
+    #[serde(default)]
+    pub current_round: Option<i64>,
+    #[serde(default)]
+    pub current_round_state: Option<String>,
+    #[serde(default)]
+    pub members: i64,
+    /// `owner`, `member`, `admin` or `left`.
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub member_id: Option<i64>,
+    #[serde(default)]
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+struct GroupList {
+    groups: Vec<GroupSummary>,
+}
+
+pub async fn groups() -> Result<Vec<GroupSummary>, ApiError> {
+    get::<GroupList>("/api/groups").await.map(|g| g.groups)
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CreatedGroup {
     pub group_id: i64,
-    pub join_code: String,
-    pub owner_token: String,
 }
 
 /// `body` is the `POST /api/groups` request, built by the groups page.
-pub async fn create_group(body: &Value) -> Result<CreatedGroup, ApiError> {
-    json(Request::post("/api/groups").json(body)).await
+pub async fn create_group(csrf: &str, body: &Value) -> Result<CreatedGroup, ApiError> {
+    json(with_csrf(Request::post("/api/groups"), csrf).json(body)).await
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct JoinedGroup {
     pub group_id: i64,
-    pub member_id: i64,
-    pub member_token: String,
 }
 
-pub async fn join_group(join_code: &str, name: &str) -> Result<JoinedGroup, ApiError> {
-    let body = serde_json::json!({ "join_code": join_code, "name": name });
-    json(Request::post("/api/groups/join").json(&body)).await
+/// Joins with `join_code`; `name` is how the other members see this one (empty: the
+/// account's organisation).
+pub async fn join_group(csrf: &str, join_code: &str, name: &str) -> Result<JoinedGroup, ApiError> {
+    let name = name.trim();
+    let body = if name.is_empty() {
+        serde_json::json!({ "join_code": join_code.trim() })
+    } else {
+        serde_json::json!({ "join_code": join_code.trim(), "name": name })
+    };
+    match json(with_csrf(Request::post("/api/groups/join"), csrf).json(&body)).await {
+        Err(ApiError::Refused {
+            status: 404,
+            code,
+            retry_after,
+            ..
+        }) => Err(ApiError::Refused {
+            status: 404,
+            code,
+            message: "No group has this join code. Check it with the group's owner.".into(),
+            retry_after,
+        }),
+        other => other,
+    }
 }
 
-/// The fields of `GET /api/groups/{id}` this app shows.
+/// One member of a group, when the server lists them.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GroupStatus {
+pub struct GroupMember {
+    #[serde(default)]
+    pub id: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub ready: Option<bool>,
+    #[serde(default)]
+    pub ready_at: Option<String>,
+    /// In the current round: `selected`, `reported`, `failed`, `dropped`…
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub num_samples: Option<i64>,
+    #[serde(default)]
+    pub left_at: Option<String>,
+}
+
+/// `GET /api/groups/{id}`: a group as its owner and members see it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Group {
     pub id: i64,
     pub name: String,
-    pub phase: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub model: Value,
+    #[serde(default)]
+    pub hyperparameters: Value,
+    #[serde(default)]
+    pub strategy: Value,
     pub rounds: i64,
-    pub members: i64,
+    #[serde(default)]
+    pub min_clients: i64,
+    pub phase: String,
+    #[serde(default)]
+    pub members: Value,
+    #[serde(default)]
     pub ready_members: i64,
+    #[serde(default)]
     pub current_round: Option<i64>,
+    #[serde(default)]
     pub current_round_state: Option<String>,
+    /// Only for those who manage the group.
+    #[serde(default)]
+    pub join_code: Option<String>,
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub member_id: Option<i64>,
 }
 
-pub async fn group_status(group_id: i64, token: &str) -> Result<GroupStatus, ApiError> {
-    let url = format!("/api/groups/{group_id}");
-    json(
-        Request::get(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .build(),
-    )
-    .await
+impl Group {
+    /// `"tabular"` or `"image_cnn"` (or `"custom"`).
+    pub fn model_kind(&self) -> &str {
+        self.model["kind"].as_str().unwrap_or("custom")
+    }
+
+    /// The column a tabular group predicts.
+    pub fn target(&self) -> Option<String> {
+        self.model["schema"]["target"]["name"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    /// How many members are active: a number, or the length of a member list.
+    pub fn member_count(&self) -> i64 {
+        match &self.members {
+            Value::Number(n) => n.as_i64().unwrap_or(0),
+            Value::Array(a) => a.len() as i64,
+            _ => 0,
+        }
+    }
+
+    /// The members with their state, when the server lists them.
+    pub fn member_list(&self) -> Option<Vec<GroupMember>> {
+        serde_json::from_value(self.members.clone()).ok()
+    }
+
+    pub fn can_manage(&self) -> bool {
+        matches!(self.role.as_str(), "owner" | "admin")
+    }
+
+    pub fn can_train(&self) -> bool {
+        self.member_id.is_some() && matches!(self.role.as_str(), "owner" | "member")
+    }
+}
+
+pub async fn group(group_id: i64) -> Result<Group, ApiError> {
+    get(&format!("/api/groups/{group_id}")).await
+}
+
+pub async fn start_group(csrf: &str, group_id: i64) -> Result<Value, ApiError> {
+    let url = format!("/api/groups/{group_id}/start");
+    json(with_csrf(Request::post(&url), csrf).build()).await
+}
+
+pub async fn leave_group(csrf: &str, group_id: i64) -> Result<(), ApiError> {
+    let url = format!("/api/groups/{group_id}/leave");
+    send(with_csrf(Request::post(&url), csrf).build()).await?;
+    Ok(())
+}
+
+/// A round of a group (`GET /api/groups/{id}/rounds`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Round {
+    pub round: i64,
+    pub state: String,
+    #[serde(default)]
+    pub result_version_id: Option<i64>,
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// Aggregated training metrics of the members' updates (e.g. `loss`).
+    #[serde(default)]
+    pub metrics: Value,
+    /// Aggregated evaluation of the new model on the members' held-out rows.
+    #[serde(default)]
+    pub evaluation: Value,
+    #[serde(default)]
+    pub selected: i64,
+    #[serde(default)]
+    pub reported: i64,
+}
+
+#[derive(Deserialize)]
+struct Rounds {
+    rounds: Vec<Round>,
+}
+
+pub async fn rounds(group_id: i64) -> Result<Vec<Round>, ApiError> {
+    get::<Rounds>(&format!("/api/groups/{group_id}/rounds"))
+        .await
+        .map(|r| r.rounds)
+}
+
+// ---------------------------------------------------------------------------------------------
+// History: federated runs and inference jobs
+
+/// `GET /api/history/runs`: the caller's runs, kept as JSON (the page reads what it shows).
+pub async fn history_runs() -> Result<Vec<Value>, ApiError> {
+    let v: Value = get("/api/history/runs").await?;
+    Ok(list_in(v, "runs"))
+}
+
+/// `GET /api/jobs`: the caller's batch inference jobs.
+pub async fn jobs() -> Result<Vec<Value>, ApiError> {
+    let v: Value = get("/api/jobs").await?;
+    Ok(list_in(v, "jobs"))
+}
+
+/// `v[key]` when it is an array, or `v` itself when it is one.
+fn list_in(v: Value, key: &str) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        Value::Object(mut m) => match m.remove(key) {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// `POST /api/jobs` (multipart `model` + `file`): a batch prediction on the server.
+pub async fn submit_job(csrf: &str, model: &str, file: &web_sys::File) -> Result<Value, ApiError> {
+    let form = web_sys::FormData::new().map_err(|_| ApiError::Unreachable)?;
+    form.append_with_str("model", model)
+        .map_err(|_| ApiError::Unreachable)?;
+    form.append_with_blob_and_filename("file", file, &file.name())
+        .map_err(|_| ApiError::Unreachable)?;
+    json(with_csrf(Request::post("/api/jobs"), csrf).body(form)).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Administration
+
+pub async fn admin_users() -> Result<Vec<Value>, ApiError> {
+    let v: Value = get("/api/admin/users").await?;
+    Ok(list_in(v, "users"))
+}
+
+pub async fn set_role(csrf: &str, user_id: i64, role: &str) -> Result<Value, ApiError> {
+    let url = format!("/api/admin/users/{user_id}/role");
+    let body = serde_json::json!({ "role": role });
+    json(with_csrf(Request::put(&url), csrf).json(&body)).await
+}
+
+/// The full health answer (`GET /healthz`), as JSON.
+pub async fn health_details() -> Result<Value, ApiError> {
+    get("/healthz").await
+}
+
+/// `GET /metrics` (Prometheus text).
+pub async fn metrics_text() -> Result<String, ApiError> {
+    send(Request::get("/metrics").build())
+        .await?
+        .text()
+        .await
+        .map_err(|_| ApiError::Unreadable)
 }
 
 #[cfg(test)]

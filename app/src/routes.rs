@@ -7,13 +7,20 @@
 //! | `/sign-in` | [`sign_in`]                                       |
 //! | `/profile` | [`profile`]: name, organisation, password, tokens |
 //! | `/models`  | [`models`]: the deployed models                   |
-//! | `/groups`  | [`groups`]: create or join a training group       |
-//! | `/history` | [`history`]: what training history will show      |
+//! | `/models/{name}` | [`model_detail`]: versions, metrics, promote, sharing |
+//! | `/predict`, `/predict/{model}` | [`predict`]: codeless inference |
+//! | `/groups`  | [`groups`]: your groups; create or join one       |
+//! | `/groups/{id}` | [`groups::GroupPage`]: members, rounds, training |
+//! | `/history` | [`history`]: federated runs and inference jobs    |
+//! | `/admin`   | [`admin`]: accounts, rounds, server health        |
 
+mod admin;
 mod groups;
 mod history;
 mod home;
+mod model_detail;
 mod models;
+mod predict;
 mod profile;
 mod sign_in;
 mod sign_up;
@@ -29,7 +36,7 @@ use crate::session::{Session, SessionState, use_session};
 #[component]
 pub fn App() -> impl IntoView {
     Session::provide();
-    groups::KnownGroups::provide();
+    groups::training::TrainingRuns::provide();
     view! {
         <Router>
             <a class="skip-link" href="#content">"Skip to content"</a>
@@ -41,8 +48,13 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/sign-in") view=sign_in::SignIn/>
                     <Route path=path!("/profile") view=profile::Profile/>
                     <Route path=path!("/models") view=models::Models/>
+                    <Route path=path!("/models/:name") view=model_detail::ModelDetail/>
+                    <Route path=path!("/predict") view=predict::Predict/>
+                    <Route path=path!("/predict/:model") view=predict::Predict/>
                     <Route path=path!("/groups") view=groups::Groups/>
+                    <Route path=path!("/groups/:id") view=groups::GroupPage/>
                     <Route path=path!("/history") view=history::History/>
+                    <Route path=path!("/admin") view=admin::Admin/>
                 </Routes>
             </main>
         </Router>
@@ -60,6 +72,7 @@ fn Nav() -> impl IntoView {
             match api::logout(&csrf).await {
                 // 401: the session had already ended (expired, revoked elsewhere).
                 Ok(()) | Err(ApiError::Refused { status: 401, .. }) => {
+                    crate::pwa::forget_cached_data();
                     session.signed_out();
                     navigate("/", Default::default());
                     Ok(())
@@ -100,8 +113,12 @@ fn Nav() -> impl IntoView {
                 <ul class="nav-links">
                     <li><A href="/" exact=true>"Home"</A></li>
                     <li><A href="/models">"Models"</A></li>
+                    <li><A href="/predict">"Predict"</A></li>
                     <li><A href="/groups">"Groups"</A></li>
                     <li><A href="/history">"History"</A></li>
+                    {move || session.user().filter(|u| u.role == "admin").map(|_| view! {
+                        <li><A href="/admin">"Admin"</A></li>
+                    })}
                 </ul>
                 <div class="nav-account" aria-live="polite">{account}</div>
             </nav>

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use fantoccini::elements::Element;
 use fantoccini::wd::{Capabilities, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -57,22 +57,39 @@ pub fn dist_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The administrator every test server starts with (`B3O_ADMIN_EMAIL` / `B3O_ADMIN_PASSWORD`).
+pub const ADMIN_EMAIL: &str = "admin@e2e.test";
+pub const ADMIN_PASSWORD: &str = "e2e administrator passphrase 42";
+
 /// A running `b3o serve` on 127.0.0.1 with its own temporary data directory.
 pub struct Server {
     pub url: String,
-    child: Child,
+    child: Option<Child>,
     _data: tempfile::TempDir,
 }
 
 impl Server {
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// With the demo models (`churn`, `digits`) deployed: `b3o serve --demo`.
+    pub fn start_demo() -> Result<Self> {
+        Self::start_with(&["--demo"])
+    }
+
+    /// `b3o serve` with extra `args`.
+    pub fn start_with(args: &[&str]) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let mut child = Command::new(b3o_binary()?)
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data.path())
             .arg("--static-dir")
             .arg(dist_dir()?)
+            .args(args)
             .env("RUST_LOG", "warn")
+            .env("B3O_ADMIN_EMAIL", ADMIN_EMAIL)
+            .env("B3O_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -92,17 +109,221 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         Ok(Self {
             url,
-            child,
+            child: Some(child),
             _data: data,
         })
+    }
+
+    /// Stops the server (its data directory stays until the `Server` is dropped): for tests
+    /// of what keeps working offline.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// This server's origin, e.g. `http://127.0.0.1:40123`.
+    pub fn origin(&self) -> &str {
+        &self.url
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// A signed-in HTTP client of the API (session cookie + CSRF token), for arranging what a
+/// test needs and for checking what the browser did against the server's own answers.
+pub struct Api {
+    pub base: String,
+    http: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Api {
+    /// Signs in as `email`.
+    pub async fn login(server: &Server, email: &str, password: &str) -> Result<Api> {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/api/auth/login", server.url))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .context("signing in over HTTP")?;
+        Self::from_auth_response(server, http, response).await
+    }
+
+    /// The administrator the server started with.
+    pub async fn admin(server: &Server) -> Result<Api> {
+        Self::login(server, ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Creates an account and signs it in.
+    pub async fn register(server: &Server, email: &str, password: &str) -> Result<Api> {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(format!("{}/api/auth/register", server.url))
+            .json(&json!({
+                "email": email,
+                "display_name": email.split('@').next().unwrap_or(email),
+                "organisation": "E2E",
+                "password": password,
+            }))
+            .send()
+            .await
+            .context("registering over HTTP")?;
+        Self::from_auth_response(server, http, response).await
+    }
+
+    async fn from_auth_response(
+        server: &Server,
+        http: reqwest::Client,
+        response: reqwest::Response,
+    ) -> Result<Api> {
+        let status = response.status();
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let body: Value = response.json().await.unwrap_or_default();
+        ensure!(status.is_success(), "signing in answered {status}: {body}");
+        let csrf = body["csrf_token"].as_str().unwrap_or_default().to_string();
+        Ok(Api {
+            base: server.url.clone(),
+            http,
+            cookie,
+            csrf,
+        })
+    }
+
+    /// A request to `path` (server-relative) with the session and, for writes, the CSRF token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+    }
+
+    /// `GET path` as JSON, failing on a non-2xx answer.
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        let response = self.request(reqwest::Method::GET, path).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        ensure!(status.is_success(), "GET {path} answered {status}: {body}");
+        Ok(body)
+    }
+
+    /// `method path` with a JSON body, failing on a non-2xx answer.
+    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
+        let response = self
+            .request(method.clone(), path)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap_or_default();
+        ensure!(status.is_success(), "{method} {path} answered {status}: {answer}");
+        Ok(answer)
+    }
+
+    /// The server's codeless CSV prediction of `csv` with deployment `model`.
+    pub async fn predict_csv(&self, model: &str, csv: &str) -> Result<String> {
+        let path = format!("/api/predict/{model}/csv");
+        let response = self
+            .request(reqwest::Method::POST, &path)
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(status.is_success(), "POST {path} answered {status}: {text}");
+        Ok(text)
+    }
+}
+
+/// A tiny web server on its own port: a "partner site" of another origin, answering `html`
+/// for every path.
+pub struct StaticSite {
+    pub origin: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StaticSite {
+    pub async fn start(html: String) -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let origin = format!("http://{}", listener.local_addr()?);
+        let html = std::sync::Arc::new(html);
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let html = html.clone();
+                tokio::spawn(async move {
+                    // Read the request head; the body (there is none for GET) is ignored.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 2048];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let (status, body) = if head.starts_with(b"GET /favicon.ico") {
+                        ("404 Not Found", String::new())
+                    } else {
+                        ("200 OK", html.to_string())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\n\
+                         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { origin, task })
+    }
+}
+
+impl Drop for StaticSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The churn dataset's header and rows `skip..skip + rows` as a CSV (tests keep data tiny).
+pub fn churn_rows(skip: usize, rows: usize) -> Result<String> {
+    let path = repo_root().join("../shared/datasets/churn_modelling.csv");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().context("empty churn dataset")?;
+    let mut out = String::from(header);
+    out.push('\n');
+    for line in lines.skip(skip).take(rows) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Writes `content` to `name` in a fresh temporary directory (kept alive by the returned
+/// guard), for `<input type="file">` uploads.
+pub fn temp_file(name: &str, content: &[u8]) -> Result<(tempfile::TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(name);
+    std::fs::write(&path, content)?;
+    Ok((dir, path))
 }
 
 fn free_port() -> Result<u16> {
@@ -113,6 +334,8 @@ fn free_port() -> Result<u16> {
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    /// Where this browser saves downloads (inside its profile).
+    pub downloads: PathBuf,
     _profile: tempfile::TempDir,
 }
 
@@ -129,6 +352,8 @@ impl Browser {
                 format!("starting {chromedriver} (apt-get install chromium-driver)")
             })?;
         let profile = tempfile::tempdir()?;
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads)?;
         let mut caps = Capabilities::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -139,8 +364,13 @@ impl Browser {
                     "--disable-component-update", "--disable-sync", "--disable-quic",
                     "--disable-dev-shm-usage", "--window-size=1280,900",
                     "--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan",
-                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--user-data-dir={}", profile.path().join("chrome").display()),
                 ],
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                },
             }),
         );
         caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
@@ -166,6 +396,7 @@ impl Browser {
         Ok(Self {
             client,
             driver,
+            downloads,
             _profile: profile,
         })
     }
@@ -244,6 +475,111 @@ impl Browser {
         }
     }
 
+    /// Sets the file input matching `css` to the local file `path` (as a person picking it).
+    pub async fn upload(&self, css: &str, path: &Path) -> Result<()> {
+        let input = self.wait_for(css).await?;
+        input
+            .send_keys(&path.display().to_string())
+            .await
+            .with_context(|| format!("choosing {} in `{css}`", path.display()))
+    }
+
+    /// Runs `script` (a function body; `arguments[i]` are `args`) in the page.
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.client
+            .execute(script, args)
+            .await
+            .with_context(|| format!("running script: {}", first_line(script)))
+    }
+
+    /// Runs an asynchronous `script`: it ends by calling `arguments[arguments.length - 1]`
+    /// with its result.
+    pub async fn js_async(&self, script: &str, args: Vec<Value>) -> Result<Value> {
+        self.client
+            .execute_async(script, args)
+            .await
+            .with_context(|| format!("running async script: {}", first_line(script)))
+    }
+
+    /// Polls the JS expression `condition` (a function body returning a value) until it
+    /// returns something truthy, at most `timeout`; returns that value.
+    pub async fn wait_until(&self, condition: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        let mut last = Value::Null;
+        loop {
+            if let Ok(v) = self.client.execute(condition, vec![]).await {
+                let truthy = match &v {
+                    Value::Null => false,
+                    Value::Bool(b) => *b,
+                    Value::String(s) => !s.is_empty(),
+                    Value::Number(n) => n.as_f64() != Some(0.0),
+                    _ => true,
+                };
+                if truthy {
+                    return Ok(v);
+                }
+                last = v;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "waiting {}s for `{}`; last value {last}",
+                    timeout.as_secs(),
+                    first_line(condition)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits up to `timeout` for an element matching `css`.
+    pub async fn wait_for_long(&self, css: &str, timeout: Duration) -> Result<Element> {
+        self.client
+            .wait()
+            .at_most(timeout)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting {}s for `{css}`", timeout.as_secs()))
+    }
+
+    /// Clicks the download link matching `css` and returns the content of the file the
+    /// browser saved (in this browser's own download folder): what the person downloaded.
+    pub async fn download_text(&self, css: &str) -> Result<String> {
+        let before: Vec<PathBuf> = list_dir(&self.downloads);
+        self.click(css).await?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let files = list_dir(&self.downloads);
+            let pending = files
+                .iter()
+                .any(|f| f.extension().is_some_and(|e| e == "crdownload"));
+            if let Some(new) = files.iter().find(|f| !before.contains(f))
+                && !pending
+            {
+                return std::fs::read_to_string(new)
+                    .with_context(|| format!("reading the download {}", new.display()));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "clicking `{css}` downloaded nothing into {}",
+                    self.downloads.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Signs up through the form and waits until the app shows the new account.
+    pub async fn sign_up(&self, server: &Server, email: &str, name: &str, password: &str) -> Result<()> {
+        self.client.goto(&format!("{}/sign-up", server.url)).await?;
+        self.fill("#email", email).await?;
+        self.fill("#display-name", name).await?;
+        self.fill("#organisation", &format!("{name}'s lab")).await?;
+        self.fill("#password", password).await?;
+        self.click("form button[type='submit']").await?;
+        self.wait_for_text("#nav-user", name).await?;
+        Ok(())
+    }
+
     /// Saves a screenshot to `e2e/artifacts/<name>.png` (for failed tests).
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
         let dir = repo_root().join("e2e/artifacts");
@@ -270,6 +606,26 @@ impl Browser {
         }
     }
 
+    /// Like [`check`](Self::check) for tests driving several browsers: on failure, every
+    /// browser's page is saved as `<name>-<i>.png`.
+    pub async fn check_all<F, T>(name: &str, browsers: &[&Browser], check: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        match check.await {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                for (i, b) in browsers.iter().enumerate() {
+                    match b.screenshot(&format!("{name}-{i}")).await {
+                        Ok(path) => eprintln!("screenshot of the failure: {}", path.display()),
+                        Err(shot) => eprintln!("could not save a screenshot: {shot:#}"),
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
     pub async fn close(mut self) -> Result<()> {
         let result = self.client.clone().close().await;
         let _ = self.driver.kill();
@@ -282,6 +638,16 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
     }
+}
+
+fn list_dir(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+fn first_line(script: &str) -> &str {
+    script.trim().lines().next().unwrap_or_default()
 }
 
 /// Chromium's network line for a 401 answer of the API, e.g. `http://127.0.0.1:1234/api/me -

@@ -2,3 +2,7 @@
 
 mod accounts_ui;
 mod app_shell;
+mod embed;
+mod federated_ui;
+mod offline;
+mod predict_ui;

@@ -18,22 +18,35 @@
 //! - [`weights`]: the safetensors update format, [`weights::encode`] / [`weights::decode`].
 //! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
 //! - [`package`]: [`package::ModelPackage`], what clients download to run a deployed model.
+//!
+//! # Features
+//! - `train` (default): the burn side: [`model::Network`], [`model::predict`], [`train`] and the
+//!   [`Device`] re-export. Without it the crate has no burn dependency: the inference-only
+//!   browser bundle uses specs, preprocessing, tabular reading, statistics, weights, images, the
+//!   ONNX export and packages, and runs the ONNX graph with tract.
+//! - `wgpu`: burn's wgpu backend (WebGPU in browsers, Vulkan/Metal natively); see
+//!   [`device::webgpu`].
 
 pub mod dataset;
+#[cfg(feature = "train")]
+pub mod device;
 pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
 pub mod package;
 pub mod preprocess;
+pub mod protocol;
 pub mod stats;
 pub mod tabular;
 pub mod task;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod weights;
 
 /// burn's device handle, re-exported so callers pick `Device::flex()` or `Device::wgpu(..)`
 /// without depending on burn themselves.
+#[cfg(feature = "train")]
 pub use burn::prelude::Device;
 pub use dataset::Dataset;
 pub use model::ModelSpec;

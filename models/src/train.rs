@@ -3,6 +3,12 @@
 //! The loop is burn's custom-training-loop pattern: build the network from the global weights on
 //! `device.autodiff()`, shuffle with a seeded RNG, step the optimiser per batch, and hand back a
 //! [`WeightSet`]. With FedProx (`fedprox_mu > 0`) the loss gains `mu / 2 * ||w - w_global||^2`.
+//!
+//! There is one implementation, asynchronous, that reads tensors only with
+//! `into_data_async().await` (burn on WebGPU in a browser panics on a blocking read):
+//! [`train_local_with`]. [`train_local_async`] and [`evaluate_async`] are its browser entry
+//! points; the blocking [`train_local`] and [`evaluate_on`] drive the same futures to completion
+//! on the calling thread, so native and browser training give identical results on a backend.
 
 use std::ops::ControlFlow;
 
@@ -16,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
 use crate::metrics::{Metrics, roc_auc};
+use crate::model::predict::{block, predict_with_async};
 use crate::model::{ModelError, ModelSpec, Network};
 use crate::task::Task;
 use crate::weights::WeightSet;
@@ -183,7 +190,7 @@ fn squared_distance(a: &Network, b: &Network) -> Option<Tensor<1>> {
 /// Trains `global` on `data` for `cfg.epochs` and returns the new weights.
 ///
 /// Deterministic for a seed on the flex backend. `progress` is called after every batch; the
-/// rows never leave this function.
+/// rows never leave this function. Blocking: in a browser, use [`train_local_async`].
 pub fn train_local(
     spec: &ModelSpec,
     global: &WeightSet,
@@ -191,6 +198,31 @@ pub fn train_local(
     cfg: &TrainConfig,
     device: &Device,
     progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<TrainOutcome, TrainError> {
+    block(train_local_async(spec, global, data, cfg, device, progress))?
+}
+
+/// [`train_local`] without blocking reads: the form that runs on WebGPU in a browser.
+pub async fn train_local_async(
+    spec: &ModelSpec,
+    global: &WeightSet,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+) -> Result<TrainOutcome, TrainError> {
+    train_local_with(spec, global, data, cfg, device, async |p| progress(p)).await
+}
+
+/// The training loop itself, with an asynchronous progress callback: a browser worker awaits in
+/// it to hand control back to its event loop (to see a cancel message) between batches.
+pub async fn train_local_with(
+    spec: &ModelSpec,
+    global: &WeightSet,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    device: &Device,
+    mut progress: impl AsyncFnMut(Progress) -> ControlFlow<()>,
 ) -> Result<TrainOutcome, TrainError> {
     check_data(spec, data)?;
     if cfg.batch_size == 0
@@ -244,7 +276,12 @@ pub fn train_local(
             {
                 loss = loss + dist.mul_scalar(cfg.fedprox_mu / 2.0);
             }
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            let loss_value = loss
+                .clone()
+                .into_scalar_async::<f32>()
+                .await
+                .map_err(|e| ModelError::Backend(format!("loss: {e:?}")))?
+                as f64;
             if !loss_value.is_finite() {
                 return Err(TrainError::Diverged(loss_value));
             }
@@ -257,13 +294,13 @@ pub fn train_local(
                 batches_per_epoch: batches,
                 loss: loss_value,
             };
-            if progress(report).is_break() {
+            if progress(report).await.is_break() {
                 return Err(TrainError::Cancelled);
             }
         }
     }
-    let weights = net.to_weights()?;
-    let metrics = evaluate_on(spec, &weights, data, device)?;
+    let weights = net.to_weights_async().await?;
+    let metrics = evaluate_async(spec, &weights, data, device).await?;
     Ok(TrainOutcome {
         weights,
         num_samples: data.n_rows as u64,
@@ -280,8 +317,18 @@ pub fn evaluate(
     evaluate_on(spec, weights, data, &Device::flex())
 }
 
-/// Metrics of `weights` on `data` on `device`.
+/// Metrics of `weights` on `data` on `device`. Blocking: in a browser use [`evaluate_async`].
 pub fn evaluate_on(
+    spec: &ModelSpec,
+    weights: &WeightSet,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Metrics, TrainError> {
+    block(evaluate_async(spec, weights, data, device))?
+}
+
+/// [`evaluate_on`] without blocking reads.
+pub async fn evaluate_async(
     spec: &ModelSpec,
     weights: &WeightSet,
     data: &Dataset,
@@ -290,8 +337,7 @@ pub fn evaluate_on(
     check_data(spec, data)?;
     let net = Network::from_weights(spec, weights, device)?;
     // Logits straight from the network: the loss must match training, not the decoded output.
-    let logits =
-        crate::model::predict::predict_with(&net, spec, &data.features, data.n_rows, device, true)?;
+    let logits = predict_with_async(&net, spec, &data.features, data.n_rows, device, true).await?;
     let y = &data.targets;
     let n = data.n_rows as f64;
     let metrics = match spec.task {
@@ -422,6 +468,69 @@ mod tests {
         assert!(a.metrics.roc_auc.unwrap() > 0.95);
         assert_eq!(a.num_samples, 200);
         assert_eq!(a.weights, run().weights, "same seed, same weights");
+    }
+
+    /// A future that is pending once (waking itself) before it completes: what awaiting the
+    /// browser's event loop between batches looks like to the training loop.
+    struct YieldOnce(bool);
+
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                std::task::Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        }
+    }
+
+    /// The browser trains through the async loop, yielding to its event loop between batches;
+    /// the native client through the blocking one. Both must produce the same model.
+    #[test]
+    fn async_training_with_yields_matches_blocking_training() {
+        let spec = spec(Task::MulticlassClassification, 2);
+        let data = toy(100);
+        let w0 = spec.init_weights(3);
+        let c = TrainConfig {
+            optimizer: Optimizer::Adam,
+            lr: 0.01,
+            ..cfg()
+        };
+        let blocking = train_local(&spec, &w0, &data, &c, &Device::flex(), &mut |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        let mut seen = Vec::new();
+        let yielding = burn::tensor::read_sync(train_local_with(
+            &spec,
+            &w0,
+            &data,
+            &c,
+            &Device::flex(),
+            async |p| {
+                YieldOnce(false).await;
+                seen.push((p.epoch, p.batch));
+                ControlFlow::Continue(())
+            },
+        ))
+        .unwrap();
+        assert_eq!(blocking, yielding);
+        assert_eq!(seen.len(), c.epochs * 100usize.div_ceil(c.batch_size));
+        assert_eq!(seen.last(), Some(&(4, 6)));
+        let evaluated = burn::tensor::read_sync(evaluate_async(
+            &spec,
+            &yielding.weights,
+            &data,
+            &Device::flex(),
+        ))
+        .unwrap();
+        assert_eq!(evaluated, yielding.metrics);
     }
 
     #[test]

@@ -1,26 +1,53 @@
 //! The authorisation matrix: every route of the server and who may call it.
 //!
-//! axum cannot list a router's routes, so this table is the single source of truth, and two
-//! tests keep it honest (`server/tests/access.rs`): one calls every non-public route without
-//! credentials and expects 401; the other reads the `.route("…", get(…).post(…))` calls in
-//! `server/src/**/*.rs` and fails when a method and path pair is missing here, or listed here
-//! but no longer routed.
+//! axum cannot list a router's routes, so this table is the single source of truth, and the
+//! tests of `server/tests/access.rs` keep it honest: one reads the `.route("…", get(…).post(…))`
+//! calls in `server/src/**/*.rs` and fails when a method and path pair is missing here, or
+//! listed here but no longer routed; the matrix test calls every row, by its [`Access`]
+//! variant, as an anonymous caller, a member of another group, a member, the group's owner and
+//! an administrator, on real accounts and groups, and checks each answer (401, 403, 404 as for
+//! an id that does not exist, or allowed); another keeps the list of public routes short.
 //!
 //! **Adding a route (federation: groups, rounds, registry, inference …)? Add a line here in the
 //! same change**, with the rule its handler enforces. Handlers enforce the rule themselves with
-//! the extractors of [`crate::accounts::extract`]; the table describes, it does not enforce.
+//! the extractors of [`crate::accounts::extract`] and, for groups, versions and deployments,
+//! [`crate::federation::auth::group_access`] / [`crate::registry::visible_deployment`]; the
+//! table describes, it does not enforce. A route whose path parameter the matrix fixture does
+//! not know yet is still checked for 401/403/404; teach the fixture (`Fixture::param`) to
+//! check its allowed callers too.
 
-/// Who may call a route.
+/// Who may call a route. `server/tests/access.rs` drives every row by its variant against an
+/// anonymous caller, a member of another group, a member, the group's owner and an
+/// administrator, and checks the answers below.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone, signed in or not.
     Public,
-    /// Any signed-in account (session cookie or API token): `CurrentUser`.
+    /// Any signed-in account (session cookie or API token): `CurrentUser`. 401 anonymous.
     Authenticated,
-    /// A signed-in account acting on something it owns or belongs to (its sessions, its
-    /// tokens, its groups); anything else answers 404, as if it did not exist. Administrators
-    /// may be allowed more, per route.
+    /// A signed-in account acting on something of its own account (its sessions, its tokens,
+    /// its jobs); someone else's answers 404, as if it did not exist. Administrators may be
+    /// allowed more, per route.
     Owner,
+    /// Reading a group, or what belongs to it (rounds, versions, deployments, its events):
+    /// its members (also those who left), its owner and administrators. Anyone else: 404 with
+    /// the body of an id that does not exist. (`federation::auth::group_access`)
+    GroupMember,
+    /// Training in a group in the caller's own name (ready, statistics, updates, failures,
+    /// evaluations, leave): an active membership (the owner is one from the start). 403 for
+    /// administrators and owners who are not members and for members who left; 404 for
+    /// everyone else. (`GroupAccess::require_member`)
+    GroupParticipant,
+    /// Managing a group (start training): its owner and administrators; 403 for its
+    /// members, 404 for everyone else. (`GroupAccess::require_owner`)
+    GroupOwner,
+    /// Changing a deployment (promote, roll back, sharing): the owner of the group whose
+    /// model it serves (or is to serve) and administrators; 403 for that group's members,
+    /// 404 for everyone else.
+    DeploymentOwner,
+    /// A deployed model marked public: anyone. Otherwise as [`Access::GroupMember`] of the
+    /// deployment's group (401 anonymous, 404 for non-members).
+    PublicIfModelPublic,
     /// Administrators only (403 for members): `AdminUser`.
     Admin,
 }
@@ -41,7 +68,8 @@ const fn rule(method: &'static str, path: &'static str, access: Access) -> Route
     }
 }
 
-use Access::{Admin, Authenticated, Owner, Public};
+// Every variant, so a row can name any of them without touching this line.
+use Access::*;
 
 /// Every route. The web app (static files, the fallback) is public and not listed.
 pub const ROUTES: &[RouteRule] = &[
@@ -62,58 +90,99 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/admin/users", Admin),
     rule("PUT", "/api/admin/users/{id}/role", Admin),
     // Every new route goes here, with the rule its handler enforces.
-    // Federation (server/src/federation). Until accounts replace them, group routes take the
-    // owner token (from creation) or a member token (from joining) as `Authorization: Bearer`:
-    // `Owner` here means "the group's owner or one of its members", as each handler checks.
-    rule("POST", "/api/groups", Public),
-    rule("POST", "/api/groups/join", Public),
-    rule("GET", "/api/groups/{id}", Owner),
-    rule("POST", "/api/groups/{id}/ready", Owner),
-    rule("POST", "/api/groups/{id}/leave", Owner),
-    rule("POST", "/api/groups/{id}/statistics", Owner),
-    rule("POST", "/api/groups/{id}/start", Owner),
-    // EventSource cannot send headers; events carry no secrets.
-    rule("GET", "/api/groups/{id}/events", Public),
-    rule("GET", "/api/groups/{id}/weights", Owner),
-    rule("GET", "/api/groups/{id}/rounds", Owner),
-    rule("GET", "/api/groups/{id}/rounds/current", Owner),
-    rule("GET", "/api/groups/{id}/rounds/{number}", Owner),
-    rule("POST", "/api/groups/{id}/rounds/{number}/update", Owner),
-    rule("POST", "/api/groups/{id}/rounds/{number}/failure", Owner),
-    rule("POST", "/api/groups/{id}/rounds/{number}/evaluation", Owner),
-    // Registry (server/src/registry)
-    rule("GET", "/api/groups/{id}/versions", Owner),
-    rule("GET", "/api/versions/{id}", Owner),
-    rule("GET", "/api/versions/{id}/weights", Owner),
-    rule("GET", "/api/versions/{id}/onnx", Owner),
-    rule("GET", "/api/deployments", Public),
-    rule("GET", "/api/deployments/{name}", Public),
-    rule("PUT", "/api/deployments/{name}", Owner),
-    rule("POST", "/api/deployments/{name}/rollback", Owner),
-    // Inference (server/src/inference). Deployments have no "public" flag yet, so model routes
-    // need a signed-in caller; health and server metadata are public (probes, discovery).
+    // Federation (server/src/federation): accounts own and join groups.
+    rule("GET", "/api/groups", Authenticated),
+    rule("POST", "/api/groups", Authenticated),
+    rule("POST", "/api/groups/join", Authenticated),
+    rule("GET", "/api/groups/{id}", GroupMember),
+    rule("POST", "/api/groups/{id}/ready", GroupParticipant),
+    rule("POST", "/api/groups/{id}/leave", GroupParticipant),
+    rule("POST", "/api/groups/{id}/statistics", GroupParticipant),
+    rule("POST", "/api/groups/{id}/start", GroupOwner),
+    // EventSource sends the session cookie (same origin); programs their API token.
+    rule("GET", "/api/groups/{id}/events", GroupMember),
+    rule("GET", "/api/groups/{id}/weights", GroupMember),
+    rule("GET", "/api/groups/{id}/rounds", GroupMember),
+    rule("GET", "/api/groups/{id}/rounds/current", GroupMember),
+    rule("GET", "/api/groups/{id}/rounds/{number}", GroupMember),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/update",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/failure",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/evaluation",
+        GroupParticipant,
+    ),
+    // The caller's own runs (groups it owns or joined), with model download links.
+    rule("GET", "/api/history/runs", Authenticated),
+    // Registry (server/src/registry): versions and deployments follow their group.
+    rule("GET", "/api/groups/{id}/versions", GroupMember),
+    rule("GET", "/api/versions/{id}", GroupMember),
+    rule("GET", "/api/versions/{id}/weights", GroupMember),
+    rule("GET", "/api/versions/{id}/onnx", GroupMember),
+    // Lists the deployments of the caller's groups (administrators: all).
+    rule("GET", "/api/deployments", Authenticated),
+    rule("GET", "/api/deployments/{name}", GroupMember),
+    rule("PUT", "/api/deployments/{name}", DeploymentOwner),
+    rule("POST", "/api/deployments/{name}/rollback", DeploymentOwner),
+    // Inference (server/src/inference): model routes answer per deployment, public ones
+    // anyone (with CORS for allowed origins; their OPTIONS preflights are public and not
+    // listed), private ones their group; health and server metadata are public (probes,
+    // discovery).
     rule("GET", "/v2/health/live", Public),
     rule("GET", "/v2/health/ready", Public),
     rule("GET", "/v2", Public),
-    // Prometheus scrapes without credentials; labels are version ids, never user data.
+    // Prometheus scrapes without credentials (`--metrics false` turns it off); labels are
+    // deployment names, version ids and route names, never user data.
     rule("GET", "/metrics", Public),
-    rule("GET", "/v2/models/{name}", Authenticated),
-    rule("GET", "/v2/models/{name}/ready", Authenticated),
-    rule("POST", "/v2/models/{name}/infer", Authenticated),
-    rule("GET", "/v2/models/{name}/versions/{version}", Authenticated),
+    rule("GET", "/v2/models/{name}", PublicIfModelPublic),
+    rule("GET", "/v2/models/{name}/ready", PublicIfModelPublic),
+    rule("POST", "/v2/models/{name}/infer", PublicIfModelPublic),
+    rule(
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        PublicIfModelPublic,
+    ),
     rule(
         "GET",
         "/v2/models/{name}/versions/{version}/ready",
-        Authenticated,
+        PublicIfModelPublic,
     ),
     rule(
         "POST",
         "/v2/models/{name}/versions/{version}/infer",
-        Authenticated,
+        PublicIfModelPublic,
     ),
-    rule("POST", "/api/predict/{name}/csv", Authenticated),
-    rule("POST", "/api/predict/{name}/rows", Authenticated),
-    rule("POST", "/api/predict/{name}/image", Authenticated),
+    rule("POST", "/api/predict/{name}/csv", PublicIfModelPublic),
+    rule("POST", "/api/predict/{name}/rows", PublicIfModelPublic),
+    rule("POST", "/api/predict/{name}/image", PublicIfModelPublic),
+    rule(
+        "GET",
+        "/api/deployments/{name}/package",
+        PublicIfModelPublic,
+    ),
+    rule(
+        "GET",
+        "/api/deployments/{name}/versions/{version}/onnx",
+        PublicIfModelPublic,
+    ),
+    rule("GET", "/api/deployments/{name}/sharing", GroupMember),
+    rule("PUT", "/api/deployments/{name}/sharing", DeploymentOwner),
+    // Batch jobs (server/src/jobs): the caller's own; others' answer 404.
+    rule("POST", "/api/jobs", Authenticated),
+    rule("GET", "/api/jobs", Authenticated),
+    rule("GET", "/api/jobs/{id}", Owner),
+    rule("GET", "/api/jobs/{id}/result", Owner),
+    rule("DELETE", "/api/jobs/{id}", Owner),
+    // Demo (server/src/demo): the sample CSV for trying the demo churn model.
+    rule("GET", "/api/demo/churn-sample.csv", Public),
 ];
 
 /// The rule for `method` and `path` (as written in the router), if listed.

@@ -45,6 +45,29 @@ pub struct ServeConfig {
     /// Largest accepted model update upload, in bytes.
     #[arg(long, env = "B3O_MAX_UPDATE_BYTES", default_value_t = crate::federation::DEFAULT_MAX_UPDATE_BYTES)]
     pub max_update_bytes: usize,
+    /// Seed the demo models (`churn`, trained at start-up on generated data, and `digits`),
+    /// public to this site, when they are not deployed yet.
+    #[arg(long, env = "B3O_DEMO")]
+    pub demo: bool,
+    /// Most single-row inference requests run together as one batch.
+    #[arg(long, env = "B3O_MAX_BATCH", default_value_t = 64)]
+    pub max_batch: usize,
+    /// Longest a single-row request waits for others to share its batch, in microseconds.
+    #[arg(long, env = "B3O_MAX_BATCH_DELAY_US", default_value_t = 500)]
+    pub max_batch_delay_us: u64,
+    /// Memory cap of the loaded-model cache, in MiB (least recently used models leave first).
+    #[arg(long, env = "B3O_MODEL_CACHE_MB", default_value_t = 256)]
+    pub model_cache_mb: usize,
+    /// Largest CSV a batch job accepts, in MiB.
+    #[arg(long, env = "B3O_MAX_JOB_MB", default_value_t = 1024)]
+    pub max_job_mb: u64,
+    /// Batch jobs run at the same time; more wait in the queue.
+    #[arg(long, env = "B3O_JOB_WORKERS", default_value_t = 1)]
+    pub job_workers: usize,
+    /// Serve Prometheus metrics at `GET /metrics` (without authentication: keep the port
+    /// private or turn this off).
+    #[arg(long, env = "B3O_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics: bool,
 }
 
 impl ServeConfig {

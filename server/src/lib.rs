@@ -6,13 +6,17 @@
 pub mod access;
 pub mod accounts;
 pub mod blobs;
+pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod federation;
 pub mod health;
 pub mod inference;
+pub mod jobs;
 pub mod registry;
+pub mod simulate;
 pub mod state;
 pub mod static_files;
 pub mod strategy;
@@ -64,6 +68,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         federation: Arc::new(federation::Runtime::new(config.max_update_bytes)),
     };
     federation::spawn_driver(state.clone());
+    // Inference settings, interrupted batch jobs, and with `--demo` the demo models.
+    inference::start(&config, &state).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

@@ -1,5 +1,6 @@
-//! `b3o`: the B3O Edge binary. `b3o serve` runs the server; later subcommands (`client`,
-//! `simulate`) drive the same code from the command line.
+//! `b3o`: the B3O Edge binary. `b3o serve` runs the server; `b3o client` takes part in a
+//! federated group from the command line; `b3o simulate` runs virtual clients against the
+//! server's code in process.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -21,17 +22,41 @@ struct Cli {
 enum Command {
     /// Run the server: web app, API and model registry.
     Serve(ServeConfig),
+    /// Join a federated group and train on local data, round after round.
+    Client(b3o_server::cli::client::ClientArgs),
+    /// Simulate a federation: virtual clients, the real server code, in one process.
+    Simulate(b3o_server::simulate::SimulateArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The command-line tools keep the terminal for their own output.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info,sqlx=warn,tower_http=info",
+        Command::Client(_) | Command::Simulate(_) => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(config) => b3o_server::serve(config).await.context("b3o serve failed"),
+        Command::Client(args) => {
+            b3o_server::cli::client::run(args)
+                .await
+                .context("b3o client failed")?;
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            let report = b3o_server::simulate::run(&args)
+                .await
+                .context("b3o simulate failed")?;
+            println!("{}", b3o_server::simulate::summary(&report));
+            println!("Wrote metrics.csv, metrics.json and chart.svg to {}", args.out.display());
+            Ok(())
+        }
     }
 }

@@ -1,49 +1,102 @@
 //! The built web app at `/`: correct MIME types (`application/wasm` included), compression,
 //! long-lived caching for content-hashed assets and revalidation for everything else, and
 //! `index.html` as the fallback so client-side routes survive a reload.
+//!
+//! Besides the app shell it serves, at fixed addresses:
+//! - `/sw.js`, the service worker (scope `/`, so no `Service-Worker-Allowed` is needed), and
+//!   `/manifest.webmanifest` (`application/manifest+json`): both `no-cache`, so a new build is
+//!   picked up at the next visit;
+//! - `/engine/*`, the in-browser engine, and `/embed.js`, the partner-site widget: public static
+//!   files with `Access-Control-Allow-Origin: *` and `Cross-Origin-Resource-Policy:
+//!   cross-origin`, because the widget imports the engine from another origin's page. Who may
+//!   *use* a model is decided by the model's package endpoint, not by these files.
+//!
+//! Files under `/assets`, `/engine` and `/icons`, and the fixed files above, answer 404 when
+//! missing instead of the app shell: a browser asking for a script must not get HTML.
 
 use std::path::Path;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::http::header::CACHE_CONTROL;
+use axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower_http::services::{ServeDir, ServeFile};
 
 use crate::state::AppState;
 
-/// Serves `dir` (the output of `scripts/build-web.sh`). Hashed assets live in `dir/assets/`.
+/// Serves `dir` (the output of `scripts/build-web.sh`). Hashed assets live in `dir/assets/`,
+/// the engine in `dir/engine/`.
 pub fn router(dir: &Path) -> Router<AppState> {
     let index = dir.join("index.html");
+    let files = |sub: &str| {
+        ServeDir::new(dir.join(sub))
+            .precompressed_gzip()
+            .precompressed_br()
+    };
+    let file = |name: &str| {
+        ServeFile::new(dir.join(name))
+            .precompressed_gzip()
+            .precompressed_br()
+    };
     let serve = ServeDir::new(dir)
         .precompressed_gzip()
         .precompressed_br()
         .fallback(ServeFile::new(index));
     Router::new()
+        .nest_service("/assets", files("assets"))
+        .nest_service("/engine", files("engine"))
+        .nest_service("/icons", files("icons"))
+        .route_service("/sw.js", file("sw.js"))
+        .route_service("/embed.js", file("embed.js"))
+        .route_service("/manifest.webmanifest", file("manifest.webmanifest"))
         .fallback_service(serve)
-        .layer(middleware::from_fn(cache_headers))
+        .layer(middleware::from_fn(static_headers))
 }
 
-async fn cache_headers(request: Request, next: Next) -> Response {
-    let immutable = is_hashed_asset(request.uri().path());
+async fn static_headers(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
-    let value = if immutable && response.status().is_success() {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
-    response
-        .headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static(value));
+    let immutable = is_hashed_asset(&path) && response.status().is_success();
+    let headers = response.headers_mut();
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(if immutable {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    );
+    if path == "/manifest.webmanifest" {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/manifest+json"),
+        );
+    }
+    if is_cross_origin_asset(&path) {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(
+            HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        );
+    }
     response
 }
 
-/// `/assets/<name>-<16 hex digits>.<ext>`: the build names every asset after its content, so
-/// such a URL never changes meaning and may be cached forever.
+/// The engine and the embed widget: loaded by partner sites' pages.
+pub fn is_cross_origin_asset(path: &str) -> bool {
+    path == "/embed.js" || path.starts_with("/engine/")
+}
+
+/// `/assets/<name>-<16 hex digits>.<ext>` (or the same under `/engine/`): the build names
+/// these files after their content, so such a URL never changes meaning and may be cached
+/// forever.
 pub fn is_hashed_asset(path: &str) -> bool {
-    let Some(file) = path.strip_prefix("/assets/") else {
+    let Some(file) = path
+        .strip_prefix("/assets/")
+        .or_else(|| path.strip_prefix("/engine/"))
+    else {
         return false;
     };
     if file.contains('/') {
@@ -57,7 +110,16 @@ pub fn is_hashed_asset(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_hashed_asset;
+    use super::{is_cross_origin_asset, is_hashed_asset};
+
+    #[test]
+    fn only_the_engine_and_the_widget_are_cross_origin() {
+        assert!(is_cross_origin_asset("/embed.js"));
+        assert!(is_cross_origin_asset("/engine/infer-worker.js"));
+        assert!(!is_cross_origin_asset("/sw.js"));
+        assert!(!is_cross_origin_asset("/assets/b3o-app-0123456789abcdef.js"));
+        assert!(!is_cross_origin_asset("/api/deployments"));
+    }
 
     #[test]
     fn only_content_hashed_assets_are_immutable() {
@@ -68,6 +130,8 @@ mod tests {
         assert!(!is_hashed_asset("/assets/b3o-app.js"));
         assert!(!is_hashed_asset("/assets/b3o-app-0123456789abcdeg.js"));
         assert!(!is_hashed_asset("/assets/x/b3o-app-0123456789abcdef.js"));
+        assert!(is_hashed_asset("/engine/b3o_engine_bg-0123456789abcdef.wasm"));
+        assert!(!is_hashed_asset("/engine/infer-worker.js"));
     }
 }
 
@@ -140,6 +204,87 @@ mod serving_tests {
                     .starts_with("text/html")
             );
         }
+    }
+
+    #[tokio::test]
+    async fn the_service_worker_and_manifest_are_revalidated_with_their_types() {
+        let (app, _dir) = app_with(&[
+            ("index.html", b"<html>shell</html>"),
+            ("sw.js", b"self.addEventListener('fetch', () => {});"),
+            ("manifest.webmanifest", b"{\"name\": \"B3O Edge\"}"),
+        ])
+        .await;
+        let sw = get(&app, "/sw.js").await;
+        assert_eq!(sw.status(), StatusCode::OK);
+        assert_eq!(sw.headers()[header::CACHE_CONTROL], "no-cache");
+        assert!(
+            sw.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .contains("javascript")
+        );
+        let manifest = get(&app, "/manifest.webmanifest").await;
+        assert_eq!(manifest.status(), StatusCode::OK);
+        assert_eq!(
+            manifest.headers()[header::CONTENT_TYPE],
+            "application/manifest+json"
+        );
+        assert_eq!(manifest.headers()[header::CACHE_CONTROL], "no-cache");
+    }
+
+    #[tokio::test]
+    async fn engine_files_and_the_widget_may_be_loaded_by_other_origins() {
+        let (app, _dir) = app_with(&[
+            ("index.html", b"<html>shell</html>"),
+            ("embed.js", b"customElements.define('b3o-predict', class {});"),
+            ("engine/infer-worker.js", b"import './b3o_engine.js';"),
+            ("engine/b3o_engine_bg.wasm", b"\0asm\x01\0\0\0"),
+        ])
+        .await;
+        for path in [
+            "/embed.js",
+            "/engine/infer-worker.js",
+            "/engine/b3o_engine_bg.wasm",
+        ] {
+            let response = get(&app, path).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+                "*",
+                "{path}"
+            );
+            assert_eq!(
+                response.headers()["cross-origin-resource-policy"],
+                "cross-origin",
+                "{path}"
+            );
+        }
+        let wasm = get(&app, "/engine/b3o_engine_bg.wasm").await;
+        assert_eq!(wasm.headers()[header::CONTENT_TYPE], "application/wasm");
+        // The app itself stays same-origin.
+        let shell = get(&app, "/").await;
+        assert!(
+            !shell
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_script_is_404_not_the_app_shell() {
+        let (app, _dir) = app_with(&[("index.html", b"<html>shell</html>")]).await;
+        for path in [
+            "/engine/infer-worker.js",
+            "/assets/b3o-app-0123456789abcdef.js",
+            "/sw.js",
+            "/embed.js",
+            "/icons/icon.svg",
+        ] {
+            let response = get(&app, path).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        // Client-side routes still get the shell.
+        assert_eq!(get(&app, "/predict/churn").await.status(), StatusCode::OK);
     }
 
     #[tokio::test]

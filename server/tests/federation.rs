@@ -1,5 +1,7 @@
 //! Federated rounds over real HTTP against the real `b3o` binary: a happy-path round, every
-//! kind of bad upload, members dropping out, and a `kill -9` in the middle of a round.
+//! kind of bad upload, members dropping out, and a `kill -9` in the middle of a round. Every
+//! participant is an account (signed up over HTTP) calling with its API token, as the native
+//! client does.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -12,6 +14,10 @@ use b3o_models::weights::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::support::{Account, sign_up, unique_email};
+
+const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
 
 /// The `b3o serve` process on a data directory; killed on drop.
 struct Server {
@@ -31,7 +37,7 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .env("B3O_ADMIN_EMAIL", "admin@example.org")
-            .env("B3O_ADMIN_PASSWORD", "correct horse battery staple 42")
+            .env("B3O_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -88,46 +94,60 @@ fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
 
 struct Group {
     id: i64,
+    /// The owner's API token.
     owner: String,
+    /// Each member's id in the group and API token.
     members: Vec<(i64, String)>,
 }
 
+/// A fresh account on `s` with an API token.
+async fn account(s: &Server, http: &reqwest::Client, who: &str) -> Account {
+    sign_up(http, &s.base, &unique_email(who), who).await
+}
+
+/// Creates a group as a new owner account, then signs up one account per entry of `members`,
+/// which joins with the code and gets ready with that many samples.
 async fn setup(s: &Server, http: &reqwest::Client, body: Value, members: &[u64]) -> Group {
+    let owner = account(s, http, "owner").await;
     let r = http
         .post(s.url("/api/groups"))
+        .bearer_auth(&owner.token)
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().await.unwrap();
+    assert!(created.get("owner_token").is_none(), "{created}");
+    assert!(created["member_id"].is_i64(), "the owner is a member too");
     let id = created["group_id"].as_i64().unwrap();
-    let owner = created["owner_token"].as_str().unwrap().to_string();
     let code = created["join_code"].as_str().unwrap();
     let mut out = Vec::new();
     for (i, samples) in members.iter().enumerate() {
+        let member = account(s, http, &format!("org{i}")).await;
         let r = http
             .post(s.url("/api/groups/join"))
+            .bearer_auth(&member.token)
             .json(&json!({ "join_code": code.to_lowercase(), "name": format!("org {i}") }))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         let j: Value = r.json().await.unwrap();
-        let token = j["member_token"].as_str().unwrap().to_string();
+        assert!(j.get("member_token").is_none(), "{j}");
         let r = http
             .post(s.url(&format!("/api/groups/{id}/ready")))
-            .bearer_auth(&token)
+            .bearer_auth(&member.token)
             .json(&json!({ "num_samples": samples }))
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
-        out.push((j["member_id"].as_i64().unwrap(), token));
+        out.push((j["member_id"].as_i64().unwrap(), member.token));
     }
     Group {
         id,
-        owner,
+        owner: owner.token,
         members: out,
     }
 }
@@ -262,6 +282,7 @@ async fn a_round_aggregates_sample_weighted_and_opens_the_next() {
 
     let mut events = http
         .get(s.url(&format!("/api/groups/{}/events", g.id)))
+        .bearer_auth(&g.members[0].1)
         .send()
         .await
         .unwrap();
@@ -686,9 +707,19 @@ async fn group_creation_errors_name_the_problem() {
     let s = Server::start(dir.path(), &[]);
     let http = reqwest::Client::new();
     let mut body = group_body(2, 2, 60);
+    // Signing in comes first.
+    let r = http
+        .post(s.url("/api/groups"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let someone = account(&s, &http, "someone").await;
     body["strategy"] = json!({ "name": "fedtrimmedavg", "beta": 0.9 });
     let r = http
         .post(s.url("/api/groups"))
+        .bearer_auth(&someone.token)
         .json(&body)
         .send()
         .await
@@ -700,6 +731,7 @@ async fn group_creation_errors_name_the_problem() {
     body["strategy"] = json!({ "name": "fedsgd" });
     let r = http
         .post(s.url("/api/groups"))
+        .bearer_auth(&someone.token)
         .json(&body)
         .send()
         .await
@@ -707,6 +739,7 @@ async fn group_creation_errors_name_the_problem() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let r = http
         .post(s.url("/api/groups/join"))
+        .bearer_auth(&someone.token)
         .json(&json!({ "join_code": "NOPE", "name": "x" }))
         .send()
         .await
@@ -1109,4 +1142,214 @@ async fn fedavg_on_split_churn_data_matches_centralised_training() {
         fa >= ca - 0.01,
         "federated accuracy {fa:.4} vs centralised {ca:.4}"
     );
+}
+
+/// Accounts: a group is visible to its members, owner and administrators only (404 for anyone
+/// else, with the body of a group that does not exist), joining twice is one membership, the
+/// owner trains too, and each account's history lists its runs with the final model's
+/// download links.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_belong_to_accounts_and_runs_show_in_their_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 1, 600), &[10]).await;
+    let outsider = account(&s, &http, "outsider").await;
+    let get = |path: String, token: String| {
+        let req = http.get(s.url(&path)).bearer_auth(token);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // Someone else's group looks exactly like one that does not exist.
+    let missing = get("/api/groups/999999".into(), outsider.token.clone()).await;
+    assert_eq!(missing.0, StatusCode::NOT_FOUND);
+    for path in [
+        format!("/api/groups/{}", g.id),
+        format!("/api/groups/{}/rounds", g.id),
+        format!("/api/groups/{}/versions", g.id),
+        format!("/api/groups/{}/events", g.id),
+    ] {
+        let (status, body) = get(path.clone(), outsider.token.clone()).await;
+        assert_eq!((status, &body), (missing.0, &missing.1), "{path}");
+    }
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/ready", g.id)))
+        .bearer_auth(&outsider.token)
+        .json(&json!({ "num_samples": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Joining again is the same membership; the code is the owner's to see.
+    let (_, view) = get(format!("/api/groups/{}", g.id), g.owner.clone()).await;
+    assert_eq!(view["role"], "owner");
+    let code = view["join_code"].as_str().unwrap().to_string();
+    let r = http
+        .post(s.url("/api/groups/join"))
+        .bearer_auth(&g.members[0].1)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["member_id"], g.members[0].0);
+    let (_, view) = get(format!("/api/groups/{}", g.id), g.members[0].1.clone()).await;
+    assert_eq!(view["role"], "member");
+    assert_eq!(view["member_id"], g.members[0].0);
+    assert!(view["join_code"].is_null(), "{view}");
+    assert_eq!(view["members"], 2, "the owner and one member");
+
+    // The owner is a member too: it gets ready and trains in round 1.
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/ready", g.id)))
+        .bearer_auth(&g.owner)
+        .json(&json!({ "num_samples": 30 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let owner_member_id = r.json::<Value>().await.unwrap()["member_id"]
+        .as_i64()
+        .unwrap();
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.owner).await;
+    let (st, e) = upload(
+        &s,
+        &http,
+        &g,
+        0,
+        1,
+        update(&g, 1, shifted(&base, 1.0), 10, 0.5),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    let owner_update = Group {
+        id: g.id,
+        owner: g.owner.clone(),
+        members: vec![(owner_member_id, g.owner.clone())],
+    };
+    let (st, e) = upload(
+        &s,
+        &http,
+        &owner_update,
+        0,
+        1,
+        update(&g, 1, shifted(&base, 2.0), 30, 0.9),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{e}");
+    wait_round(&s, &http, &g, 1, "closed").await;
+
+    // Lists: each account sees its own groups; administrators see all.
+    let (_, mine) = get("/api/groups".into(), g.members[0].1.clone()).await;
+    let groups = mine["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{mine}");
+    assert_eq!(groups[0]["id"], g.id);
+    assert_eq!(groups[0]["role"], "member");
+    assert_eq!(groups[0]["members"], 2);
+    assert_eq!(groups[0]["phase"], "finished");
+    let (_, theirs) = get("/api/groups".into(), outsider.token.clone()).await;
+    assert_eq!(theirs["groups"], json!([]));
+    let (_, none) = get("/api/history/runs".into(), outsider.token.clone()).await;
+    assert_eq!(none["runs"], json!([]));
+
+    // History: the run, its round, and the final model to download.
+    let (status, history) = get("/api/history/runs".into(), g.members[0].1.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let run = &history["runs"][0];
+    assert_eq!(run["group_id"], g.id);
+    assert_eq!(run["finished"], true);
+    assert_eq!(run["rounds_contributed"], 1);
+    let round1 = &run["rounds"][0];
+    assert_eq!(round1["state"], "closed");
+    assert_eq!(round1["your_status"], "reported");
+    // (10 * 0.5 + 30 * 0.9) / 40 = 0.8
+    let acc = round1["metrics"]["accuracy"].as_f64().unwrap();
+    assert!((acc - 0.8).abs() < 1e-9, "{round1}");
+    let final_id = run["final_version_id"].as_i64().unwrap();
+    assert_eq!(run["latest_version"]["id"], final_id);
+    assert_eq!(round1["result_version_id"], final_id);
+    let link = run["latest_version"]["downloads"]["weights"]
+        .as_str()
+        .unwrap();
+    assert_eq!(link, format!("/api/versions/{final_id}/weights"));
+    let bytes = http
+        .get(s.url(link))
+        .bearer_auth(&g.members[0].1)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (set, _) = weights::decode(&bytes, &layout(), usize::MAX).unwrap();
+    // (10 * (w + 1) + 30 * (w + 2)) / 40 = w + 1.75
+    for (n, b) in set.flatten().iter().zip(&base) {
+        assert!((n - (b + 1.75)).abs() < 1e-5, "{n} vs {b}");
+    }
+    let r = http
+        .get(s.url(link))
+        .bearer_auth(&outsider.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // A browser's EventSource sends the session cookie: members only.
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/events", g.id)))
+        .header("cookie", &outsider.browser.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let admin = sign_in(&s, &http, "admin@example.org", ADMIN_PASSWORD).await;
+    let r = http
+        .get(s.url(&format!("/api/groups/{}/events", g.id)))
+        .header("cookie", &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, all) = {
+        let r = http
+            .get(s.url("/api/groups"))
+            .header("cookie", &admin)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert!(
+        all["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == g.id && x["role"] == "admin"),
+        "{all}"
+    );
+}
+
+/// Signs in over HTTP; the session cookie (`name=value`).
+async fn sign_in(s: &Server, http: &reqwest::Client, email: &str, password: &str) -> String {
+    let r = http
+        .post(s.url("/api/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }

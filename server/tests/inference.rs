@@ -1,25 +1,220 @@
-//! Inference over HTTP (`b3o_server::app` with `oneshot`) against deployed models: a tabular
-//! churn MLP and the digit CNN, each trained by nobody (version 0, the group's initial
-//! weights), promoted through the registry's own API. Every prediction must equal the models
-//! crate's burn forward pass within 1e-4, and every bad input must be a clear 4xx JSON error.
+//! Inference over HTTP (`b3o_server::app` with `oneshot`, and a real TCP server for the
+//! promote-under-load test) against deployed models: a tabular churn MLP and the digit CNN,
+//! put into the registry with `b3o_server::demo::publish` (the path demo seeding uses) and
+//! moved with the registry's own promote and rollback routes. Every prediction must equal the
+//! models crate's burn forward pass within 1e-4, and every bad input must be a clear 4xx JSON
+//! error naming the problem.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use b3o_models::Device;
-use b3o_models::model::{ModelSpec, predict};
+use b3o_models::model::{Activation, ModelSpec, predict};
+use b3o_models::preprocess::{PreprocessOptions, PreprocessSpec};
+use b3o_models::protocol::ModelTemplate;
 use b3o_models::stats::Summary;
 use b3o_models::tabular::{InferOptions, infer_schema, read_csv};
-use b3o_models::weights::{self, WeightSet};
+use b3o_models::weights::WeightSet;
+use b3o_server::accounts::{Accounts, Settings};
+use b3o_server::demo::{self, Publish};
+use b3o_server::inference::sharing::Sharing;
+use b3o_server::state::AppState;
+use b3o_wasm_client::inference::OnnxPredictor;
 
-use crate::accounts::{Browser, TestApp};
+pub const TOL: f32 = 1e-4;
+const PASSWORD: &str = "correct horse battery";
 
-const TOL: f32 = 1e-4;
+/// The app over a fresh database in a temporary directory, with its state at hand.
+pub struct Server {
+    pub router: Router,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// A registered account: browser session and an API token.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub token: String,
+}
+
+/// An answer.
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// The message of a 4xx JSON error (fails on anything else).
+    pub fn error(&self) -> String {
+        let j = self.json();
+        assert!(
+            self.status.is_client_error(),
+            "{} {}",
+            self.status,
+            self.text()
+        );
+        assert!(
+            j["error"]["code"].is_string(),
+            "not a JSON error: {}",
+            self.text()
+        );
+        j["error"]["message"].as_str().unwrap().to_string()
+    }
+}
+
+impl Server {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let db = b3o_server::db::connect(&url).await.unwrap();
+        let state = AppState {
+            db,
+            data_dir: dir.path().to_path_buf(),
+            accounts: Arc::new(Accounts::new(Settings::default())),
+            federation: Default::default(),
+        };
+        let router = b3o_server::app(state.clone(), dir.path());
+        Server {
+            router,
+            state,
+            _dir: dir,
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Raw {
+        let mut request = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), 256 << 20)
+            .await
+            .unwrap()
+            .to_vec();
+        Raw {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// As `user` with its API token.
+    pub async fn as_user(
+        &self,
+        user: &User,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Raw {
+        let auth = format!("Bearer {}", user.token);
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", content_type),
+        ];
+        self.send(method, path, &headers, body).await
+    }
+
+    pub async fn json_as(&self, user: &User, method: Method, path: &str, body: Value) -> Raw {
+        self.as_user(
+            user,
+            method,
+            path,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    /// Without credentials.
+    pub async fn anon(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Raw {
+        self.send(method, path, &[("content-type", content_type)], body)
+            .await
+    }
+
+    pub async fn register(&self, email: &str) -> User {
+        let r = self
+            .send(
+                Method::POST,
+                "/api/auth/register",
+                &[("content-type", "application/json")],
+                json!({
+                    "email": email,
+                    "display_name": "Ada",
+                    "organisation": "Analytical Engines Ltd",
+                    "password": PASSWORD,
+                })
+                .to_string()
+                .into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        let cookie = r
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let csrf = r.json()["csrf_token"].as_str().unwrap().to_string();
+        let id = r.json()["user"]["id"].as_i64().unwrap();
+        let t = self
+            .send(
+                Method::POST,
+                "/api/auth/tokens",
+                &[
+                    ("content-type", "application/json"),
+                    ("cookie", &cookie),
+                    ("x-csrf-token", &csrf),
+                ],
+                json!({ "name": "tests" }).to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text());
+        User {
+            id,
+            token: t.json()["token"].as_str().unwrap().to_string(),
+        }
+    }
+}
 
 /// Churn-like rows with an identifier, a categorical and a missing value spelled `NA`.
-fn churn_csv(rows: std::ops::Range<usize>) -> String {
+pub fn churn_csv(rows: std::ops::Range<usize>) -> String {
     let mut csv = String::from("customer_id,age,country,balance,exited\n");
     for i in rows {
         let country = ["FR", "DE", "ES"][i % 3];
@@ -38,66 +233,38 @@ fn churn_csv(rows: std::ops::Range<usize>) -> String {
     csv
 }
 
-struct Deployed {
-    app: TestApp,
-    user: Browser,
-    owner: String,
-    version_id: i64,
-    spec: ModelSpec,
-    weights: WeightSet,
-}
-
-struct Raw {
-    status: StatusCode,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
+/// A deployed model and who owns it.
+pub struct Deployed {
+    pub server: Server,
+    pub owner: User,
+    pub name: String,
+    pub group_id: i64,
+    pub version_id: i64,
+    pub spec: ModelSpec,
+    pub weights: WeightSet,
+    pub template: ModelTemplate,
 }
 
 impl Deployed {
-    async fn raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Raw {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("cookie", &self.user.cookie)
-            .header("x-csrf-token", &self.user.csrf)
-            .header(header::CONTENT_TYPE, content_type)
-            .body(Body::from(body))
-            .unwrap();
-        let response = self.app.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let body = axum::body::to_bytes(response.into_body(), 64 << 20)
-            .await
-            .unwrap()
-            .to_vec();
-        Raw {
-            status,
-            content_type,
-            body,
-        }
+    /// burn's prediction for model inputs.
+    pub fn burn(&self, inputs: &[f32], n: usize) -> Vec<f32> {
+        burn_predict(&self.spec, &self.weights, inputs, n)
     }
 
-    async fn get(&self, path: &str) -> Raw {
-        self.raw(Method::GET, path, "application/json", Vec::new())
+    /// A request as the owner.
+    pub async fn call(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Raw {
+        self.server
+            .as_user(&self.owner, method, path, content_type, body)
             .await
     }
 
-    async fn post_json(&self, path: &str, body: Value) -> Raw {
-        self.raw(
+    pub async fn get(&self, path: &str) -> Raw {
+        self.call(Method::GET, path, "application/json", Vec::new())
+            .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Raw {
+        self.call(
             Method::POST,
             path,
             "application/json",
@@ -106,156 +273,149 @@ impl Deployed {
         .await
     }
 
-    /// burn's prediction for model inputs.
-    fn burn(&self, inputs: &[f32], n: usize) -> Vec<f32> {
-        predict(&self.spec, &self.weights, inputs, n, &Device::flex())
+    /// Adds another version of the same group with `weights` (not deployed).
+    pub async fn add_version(&self, weights: WeightSet) -> i64 {
+        let p = publish_request(
+            &self.name,
+            Some(self.owner.id),
+            self.template.clone(),
+            self.spec.clone(),
+            weights,
+            Sharing {
+                public: false,
+                allowed_origins: vec![],
+            },
+        );
+        demo::add_version(&self.server.state, self.group_id, &p)
+            .await
             .unwrap()
-            .values
     }
 
-    async fn promote(&self, name: &str, version_id: i64) {
-        let reply = self
-            .app
-            .as_program(
+    /// Promotes `version_id` through the registry's route, as the owner.
+    pub async fn promote(&self, version_id: i64) {
+        let r = self
+            .server
+            .json_as(
                 &self.owner,
                 Method::PUT,
-                &format!("/api/deployments/{name}"),
-                Some(json!({ "version_id": version_id })),
+                &format!("/api/deployments/{}", self.name),
+                json!({ "version_id": version_id }),
             )
             .await;
-        assert!(reply.status.is_success(), "{}", reply.json);
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+
+    pub async fn share(&self, public: bool, origins: &[&str]) {
+        let r = self
+            .server
+            .json_as(
+                &self.owner,
+                Method::PUT,
+                &format!("/api/deployments/{}/sharing", self.name),
+                json!({ "public": public, "allowed_origins": origins }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
 }
 
-/// Creates a group with `model`, lets one member join (sending its column summary for tabular
-/// models), starts training, which stores version 0, and deploys that version as `name`.
-async fn deploy(model: Value, name: &str, statistics_csv: Option<&str>) -> Deployed {
-    let app = TestApp::new().await;
-    let user = app.register("analyst@example.org").await;
-    let body = json!({
-        "name": name,
-        "description": "inference test",
-        "model": model,
-        "hyperparameters": { "rounds": 1, "local_epochs": 1, "lr": 0.01 },
-        "strategy": { "name": "fedavg" },
-        "min_clients": 1,
-        "fraction_fit": 1.0,
-        "round_deadline_secs": 60,
-    });
-    let created = app.call(Method::POST, "/api/groups", Some(body), &[]).await;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
-    let group = created.json["group_id"].as_i64().unwrap();
-    let owner = created.json["owner_token"].as_str().unwrap().to_string();
-    let code = created.json["join_code"].as_str().unwrap();
-    let joined = app
-        .call(
-            Method::POST,
-            "/api/groups/join",
-            Some(json!({ "join_code": code, "name": "org" })),
-            &[],
-        )
-        .await;
-    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.json);
-    let member = joined.json["member_token"].as_str().unwrap().to_string();
-    let ready = app
-        .as_program(
-            &member,
-            Method::POST,
-            &format!("/api/groups/{group}/ready"),
-            Some(json!({ "num_samples": 100 })),
-        )
-        .await;
-    assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);
-    if let Some(csv) = statistics_csv {
-        let schema = serde_json::from_value(model_schema(&app, group, &owner).await).unwrap();
-        let summary = Summary::from_table(&read_csv(csv.as_bytes()).unwrap(), &schema).unwrap();
-        let r = app
-            .as_program(
-                &member,
-                Method::POST,
-                &format!("/api/groups/{group}/statistics"),
-                Some(serde_json::to_value(&summary).unwrap()),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.json);
-    }
-    let started = app
-        .as_program(
-            &owner,
-            Method::POST,
-            &format!("/api/groups/{group}/start"),
-            None,
-        )
-        .await;
-    assert_eq!(started.status, StatusCode::OK, "{}", started.json);
-    let versions = app
-        .as_program(
-            &owner,
-            Method::GET,
-            &format!("/api/groups/{group}/versions"),
-            None,
-        )
-        .await;
-    let version = &versions.json["versions"][0];
-    let version_id = version["id"].as_i64().unwrap();
-    let spec: ModelSpec = serde_json::from_value(version["spec"].clone()).unwrap();
-    let request = Request::builder()
-        .uri(format!("/api/versions/{version_id}/weights"))
-        .header("authorization", format!("Bearer {owner}"))
-        .body(Body::empty())
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
-    let bytes = axum::body::to_bytes(response.into_body(), 64 << 20)
-        .await
-        .unwrap();
-    let (weights, _) = weights::decode(&bytes, &spec.layout(), usize::MAX).unwrap();
-    let d = Deployed {
-        app,
-        user,
-        owner,
-        version_id,
+pub fn burn_predict(spec: &ModelSpec, weights: &WeightSet, inputs: &[f32], n: usize) -> Vec<f32> {
+    predict(spec, weights, inputs, n, &Device::flex())
+        .unwrap()
+        .values
+}
+
+pub fn publish_request(
+    name: &str,
+    owner: Option<i64>,
+    template: ModelTemplate,
+    spec: ModelSpec,
+    weights: WeightSet,
+    sharing: Sharing,
+) -> Publish {
+    Publish {
+        deployment: name.into(),
+        group_name: format!("{name} tests"),
+        description: "inference tests".into(),
+        owner_user_id: owner,
+        template,
         spec,
         weights,
-    };
-    d.promote(name, version_id).await;
-    d
+        metrics: BTreeMap::from([("accuracy".to_string(), 0.5)]),
+        sharing,
+    }
 }
 
-/// The tabular schema the group was created with, as the owner sees it.
-async fn model_schema(app: &TestApp, group: i64, owner: &str) -> Value {
-    let g = app
-        .as_program(owner, Method::GET, &format!("/api/groups/{group}"), None)
-        .await;
-    assert_eq!(g.status, StatusCode::OK, "{}", g.json);
-    g.json["model"]["schema"].clone()
-}
-
-async fn churn() -> Deployed {
-    let csv = churn_csv(0..100);
+/// The churn MLP (16-8) over [`churn_csv`]'s columns, and its template.
+pub fn churn_model() -> (ModelTemplate, ModelSpec) {
+    let table = read_csv(churn_csv(0..100).as_bytes()).unwrap();
     let options = InferOptions {
         target: Some("exited".into()),
         ..Default::default()
     };
-    let schema = infer_schema(&read_csv(csv.as_bytes()).unwrap(), &options).unwrap();
-    deploy(
-        json!({ "kind": "tabular", "schema": schema, "hidden": [16, 8] }),
-        "churn",
-        Some(&csv),
-    )
-    .await
+    let schema = infer_schema(&table, &options).unwrap();
+    let summary = Summary::from_table(&table, &schema).unwrap();
+    let prep = PreprocessSpec::build(&schema, &summary, &PreprocessOptions::default()).unwrap();
+    let spec = ModelSpec::tabular(prep, vec![16, 8], Activation::Relu);
+    let template = ModelTemplate::Tabular {
+        schema,
+        hidden: Some(vec![16, 8]),
+    };
+    (template, spec)
+}
+
+/// Deploys `spec` with seeded weights as `name`, owned by a fresh account.
+pub async fn deploy(
+    name: &str,
+    template: ModelTemplate,
+    spec: ModelSpec,
+    sharing: Sharing,
+) -> Deployed {
+    let server = Server::new().await;
+    let owner = server.register("owner@example.org").await;
+    let weights = spec.init_weights(11);
+    let p = publish_request(
+        name,
+        Some(owner.id),
+        template.clone(),
+        spec.clone(),
+        weights.clone(),
+        sharing,
+    );
+    let published = demo::publish(&server.state, p).await.unwrap();
+    Deployed {
+        server,
+        owner,
+        name: name.into(),
+        group_id: published.group_id,
+        version_id: published.version_id,
+        spec,
+        weights,
+        template,
+    }
+}
+
+fn private() -> Sharing {
+    Sharing {
+        public: false,
+        allowed_origins: vec![],
+    }
+}
+
+pub async fn churn() -> Deployed {
+    let (template, spec) = churn_model();
+    deploy("churn", template, spec, private()).await
 }
 
 async fn digits() -> Deployed {
-    let labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
-    deploy(
-        json!({ "kind": "image_cnn", "labels": labels }),
-        "digits",
-        None,
-    )
-    .await
+    let spec = ModelSpec::mnist_cnn();
+    let template = ModelTemplate::ImageCnn {
+        labels: spec.labels.clone(),
+    };
+    deploy("digits", template, spec, private()).await
 }
 
-fn assert_close(got: &[f32], want: &[f32]) {
+pub fn assert_close(got: &[f32], want: &[f32]) {
     assert_eq!(got.len(), want.len());
     let worst = got
         .iter()
@@ -273,34 +433,55 @@ fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-fn error_message(r: &Raw) -> String {
-    let j = r.json();
-    assert!(r.status.is_client_error(), "{} {}", r.status, r.text());
-    assert!(
-        j["error"]["code"].is_string(),
-        "not a JSON error: {}",
-        r.text()
-    );
-    j["error"]["message"].as_str().unwrap().to_string()
-}
-
 fn png(img: image::GrayImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
 
+fn v2_body(inputs: &[f32], batch: usize, dim: usize) -> Value {
+    json!({ "id": "req-1", "inputs": [{ "name": "input", "shape": [batch, dim], "datatype": "FP32", "data": inputs[..batch * dim] }] })
+}
+
 #[tokio::test]
-async fn health_and_server_metadata_are_public() {
-    let app = TestApp::new().await;
+async fn health_and_server_metadata_are_public_private_models_are_not() {
+    let d = churn().await;
+    let s = &d.server;
     for path in ["/v2/health/live", "/v2/health/ready", "/v2"] {
-        let r = app.call(Method::GET, path, None, &[]).await;
-        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.json);
+        let r = s.anon(Method::GET, path, "", vec![]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
     }
-    let r = app.call(Method::GET, "/v2", None, &[]).await;
-    assert_eq!(r.json["name"], "b3o-edge");
-    let r = app.call(Method::GET, "/v2/models/churn", None, &[]).await;
+    assert_eq!(
+        s.anon(Method::GET, "/v2", "", vec![]).await.json()["name"],
+        "b3o-edge"
+    );
+    // Anonymous callers learn nothing about private or unknown names: both are 401.
+    for path in [
+        "/v2/models/churn",
+        "/v2/models/nope",
+        "/api/deployments/churn/package",
+    ] {
+        let r = s.anon(Method::GET, path, "", vec![]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.text());
+    }
+    let r = s
+        .anon(
+            Method::POST,
+            "/api/predict/churn/csv",
+            "text/csv",
+            churn_csv(0..3).into_bytes(),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A signed-in account outside the group: 404, as for a name that is not deployed.
+    let stranger = s.register("stranger@example.org").await;
+    let r = s
+        .as_user(&stranger, Method::GET, "/v2/models/churn", "", vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(r.error().contains("`churn`"));
+    // The group's owner is served.
+    assert_eq!(d.get("/v2/models/churn").await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -308,7 +489,7 @@ async fn csv_predictions_append_columns_and_match_burn() {
     let d = churn().await;
     let csv = churn_csv(200..240);
     let r = d
-        .raw(
+        .call(
             Method::POST,
             "/api/predict/churn/csv",
             "text/csv",
@@ -316,7 +497,7 @@ async fn csv_predictions_append_columns_and_match_burn() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert!(r.content_type.starts_with("text/csv"), "{}", r.content_type);
+    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
     let out = r.text();
     let (sent, got): (Vec<&str>, Vec<&str>) = (csv.lines().collect(), out.lines().collect());
     assert_eq!(got.len(), sent.len());
@@ -328,6 +509,12 @@ async fn csv_predictions_append_columns_and_match_burn() {
     for (g, s) in got.iter().zip(&sent).skip(1) {
         assert!(g.starts_with(&format!("{s},")), "{g} vs {s}");
     }
+    // The browser engine's codeless code gives the same bytes.
+    let local =
+        OnnxPredictor::load(&b3o_models::onnx::export_onnx(&d.spec, &d.weights).unwrap()).unwrap();
+    let in_browser =
+        b3o_wasm_client::codeless::predict_csv(&local, &d.spec, csv.as_bytes()).unwrap();
+    assert_eq!(in_browser, r.body, "server and browser CSV differ");
 
     let prep = d.spec.preprocessing.clone().unwrap();
     let (inputs, n) = prep.transform(&read_csv(csv.as_bytes()).unwrap()).unwrap();
@@ -381,57 +568,57 @@ async fn rows_and_v2_match_burn_and_versions_follow_promote_and_rollback() {
     assert_close(&positive, &want);
     assert_eq!(r.json()["model_version"], d.version_id.to_string());
 
-    // KServe V2 on preprocessed inputs.
-    let infer = |batch: usize| json!({ "id": "req-1", "inputs": [{ "name": "input", "shape": [batch, prep.input_dim()], "datatype": "FP32", "data": inputs[..batch * prep.input_dim()] }] });
-    let r = d.post_json("/v2/models/churn/infer", infer(n)).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let j = r.json();
-    assert_eq!(
-        (j["model_name"].as_str(), j["id"].as_str()),
-        (Some("churn"), Some("req-1"))
-    );
-    assert_eq!(j["outputs"][0]["shape"], json!([n, 1]));
-    assert_close(&floats(&j["outputs"][0]["data"]), &want);
-
+    // KServe V2 on preprocessed inputs, one row (through the batcher) and a batch.
+    let dim = prep.input_dim();
+    for batch in [1, n] {
+        let r = d
+            .post_json("/v2/models/churn/infer", v2_body(&inputs, batch, dim))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        assert_eq!(
+            (j["model_name"].as_str(), j["id"].as_str()),
+            (Some("churn"), Some("req-1"))
+        );
+        assert_eq!(j["outputs"][0]["shape"], json!([batch, 1]));
+        assert_close(&floats(&j["outputs"][0]["data"]), &want[..batch]);
+    }
     let meta = d.get("/v2/models/churn").await.json();
-    assert_eq!(meta["inputs"][0]["shape"], json!([-1, prep.input_dim()]));
+    assert_eq!(meta["inputs"][0]["shape"], json!([-1, dim]));
     assert_eq!(d.get("/v2/models/churn/ready").await.json()["ready"], true);
 
-    // A second version of the same group (the registry has no way to make one without a
-    // round, so it is inserted here with the same weights), promoted then rolled back.
-    let v2: i64 = sqlx::query_scalar(
-        "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256, size_bytes,
-             num_params, spec_json)
-         SELECT group_id, 1, id, weights_path, weights_sha256, size_bytes, num_params, spec_json
-         FROM model_versions WHERE id = ? RETURNING id",
-    )
-    .bind(d.version_id)
-    .fetch_one(&d.app.db)
-    .await
-    .unwrap();
-    d.promote("churn", v2).await;
-    let r = d.post_json("/v2/models/churn/infer", infer(1)).await;
+    // A second version of the same group with other weights, promoted then rolled back.
+    let w2 = d.spec.init_weights(99);
+    let want2 = burn_predict(&d.spec, &w2, &inputs, n);
+    let v2 = d.add_version(w2).await;
+    d.promote(v2).await;
+    let r = d
+        .post_json("/v2/models/churn/infer", v2_body(&inputs, n, dim))
+        .await;
     assert_eq!(r.json()["model_version"], v2.to_string());
+    assert_close(&floats(&r.json()["outputs"][0]["data"]), &want2);
+    // The old version stays reachable by its number.
     let old = d
         .post_json(
             &format!("/v2/models/churn/versions/{}/infer", d.version_id),
-            infer(2),
+            v2_body(&inputs, 2, dim),
         )
         .await;
     assert_eq!(old.status, StatusCode::OK, "{}", old.text());
     assert_eq!(old.json()["model_version"], d.version_id.to_string());
     assert_close(&floats(&old.json()["outputs"][0]["data"]), &want[..2]);
     let back = d
-        .app
-        .as_program(
-            &d.owner,
+        .call(
             Method::POST,
             "/api/deployments/churn/rollback",
-            None,
+            "application/json",
+            vec![],
         )
         .await;
-    assert_eq!(back.status, StatusCode::OK, "{}", back.json);
-    let r = d.post_json("/v2/models/churn/infer", infer(1)).await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.text());
+    let r = d
+        .post_json("/v2/models/churn/infer", v2_body(&inputs, 1, dim))
+        .await;
     assert_eq!(r.json()["model_version"], d.version_id.to_string());
     assert_eq!(
         d.get(&format!("/v2/models/churn/versions/{v2}"))
@@ -445,7 +632,7 @@ async fn rows_and_v2_match_burn_and_versions_follow_promote_and_rollback() {
 async fn bad_tabular_inputs_get_clear_4xx() {
     let d = churn().await;
     let post_csv = |csv: &'static str| {
-        d.raw(
+        d.call(
             Method::POST,
             "/api/predict/churn/csv",
             "text/csv",
@@ -453,15 +640,21 @@ async fn bad_tabular_inputs_get_clear_4xx() {
         )
     };
 
-    let m = error_message(&post_csv("customer_id,age,exited\nC1,30,1\n").await);
+    let m = post_csv("customer_id,age,exited\nC1,30,1\n").await.error();
     assert!(m.contains("`country`") && m.contains("`balance`"), "{m}");
-    let m = error_message(&post_csv("age,country,balance\n30,FR,10\nold,DE,20\n").await);
+    let m = post_csv("age,country,balance\n30,FR,10\nold,DE,20\n")
+        .await
+        .error();
     assert!(
         m.contains("row 2") && m.contains("`age`") && m.contains("old"),
         "{m}"
     );
-    error_message(&post_csv("").await);
-    error_message(&post_csv("age,country,balance\n").await);
+    let m = post_csv("age,country,balance\n30,FR,10\n31,DE\n")
+        .await
+        .error();
+    assert!(m.contains("row 2"), "{m}");
+    post_csv("").await.error();
+    post_csv("age,country,balance\n").await.error();
 
     let rows = |row: Value| {
         d.post_json(
@@ -469,69 +662,90 @@ async fn bad_tabular_inputs_get_clear_4xx() {
             json!({ "rows": [{ "age": 30, "country": "FR", "balance": 1 }, row] }),
         )
     };
-    let m = error_message(&rows(json!({ "age": 30, "country": "FR" })).await);
+    let m = rows(json!({ "age": 30, "country": "FR" })).await.error();
     assert!(m.contains("row 2") && m.contains("`balance`"), "{m}");
-    let m =
-        error_message(&rows(json!({ "age": 30, "country": "FR", "balance": 1, "agee": 3 })).await);
+    let m = rows(json!({ "age": 30, "country": "FR", "balance": 1, "agee": 3 }))
+        .await
+        .error();
     assert!(m.contains("row 2") && m.contains("`agee`"), "{m}");
-    let m = error_message(&rows(json!({ "age": "x", "country": "FR", "balance": 1 })).await);
+    let m = rows(json!({ "age": "x", "country": "FR", "balance": 1 }))
+        .await
+        .error();
     assert!(m.contains("row 2") && m.contains("`age`"), "{m}");
-    error_message(
-        &d.post_json("/api/predict/churn/rows", json!({ "rows": [] }))
-            .await,
-    );
-    error_message(
-        &d.raw(
-            Method::POST,
-            "/api/predict/churn/rows",
-            "application/json",
-            b"{not json".to_vec(),
-        )
-        .await,
-    );
+    d.post_json("/api/predict/churn/rows", json!({ "rows": [] }))
+        .await
+        .error();
+    d.call(
+        Method::POST,
+        "/api/predict/churn/rows",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await
+    .error();
 
     let v2 = |input: Value| d.post_json("/v2/models/churn/infer", json!({ "inputs": [input] }));
     let dim = d.spec.input_dim();
-    let m = error_message(&v2(json!({ "name": "input", "shape": [1, dim + 1], "datatype": "FP32", "data": vec![0.0; dim + 1] })).await);
+    let m = v2(json!({ "name": "input", "shape": [1, dim + 1], "datatype": "FP32", "data": vec![0.0; dim + 1] })).await.error();
     assert!(m.contains("shape"), "{m}");
-    let m = error_message(&v2(json!({ "name": "input", "shape": [2, dim], "datatype": "FP32", "data": vec![0.0; dim] })).await);
+    let m = v2(
+        json!({ "name": "input", "shape": [2, dim], "datatype": "FP32", "data": vec![0.0; dim] }),
+    )
+    .await
+    .error();
     assert!(m.contains("needs"), "{m}");
-    let m = error_message(&v2(json!({ "name": "input", "shape": [1, dim], "datatype": "INT64", "data": vec![0; dim] })).await);
+    let m = v2(
+        json!({ "name": "input", "shape": [1, dim], "datatype": "INT64", "data": vec![0; dim] }),
+    )
+    .await
+    .error();
     assert!(m.contains("FP32"), "{m}");
-    let m = error_message(
-        &v2(json!({ "name": "x", "shape": [1, dim], "datatype": "FP32", "data": vec![0.0; dim] }))
-            .await,
-    );
+    let m =
+        v2(json!({ "name": "x", "shape": [1, dim], "datatype": "FP32", "data": vec![0.0; dim] }))
+            .await
+            .error();
     assert!(m.contains("`x`"), "{m}");
-    let m = error_message(&v2(json!({ "name": "input", "shape": [1, dim], "datatype": "FP32", "data": vec!["a"; dim] })).await);
+    let m = v2(
+        json!({ "name": "input", "shape": [1, dim], "datatype": "FP32", "data": vec!["a"; dim] }),
+    )
+    .await
+    .error();
     assert!(m.contains("numbers"), "{m}");
 
+    // Unknown model, unknown or stale versions.
     let r = d
         .post_json("/v2/models/nope/infer", json!({ "inputs": [] }))
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = d.get("/v2/models/churn/versions/999").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = d.get("/v2/models/churn/versions/abc").await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.error().contains("`nope`"));
+    for v in ["999", "abc", "0"] {
+        let r = d.get(&format!("/v2/models/churn/versions/{v}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{v}");
+        assert!(r.error().contains(&format!("version `{v}`")));
+        let r = d
+            .get(&format!("/api/deployments/churn/versions/{v}/onnx"))
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{v}");
+    }
 
-    let m = error_message(
-        &d.raw(
+    let m = d
+        .call(
             Method::POST,
             "/api/predict/churn/image",
             "image/png",
             png(image::GrayImage::new(28, 28)),
         )
-        .await,
-    );
+        .await
+        .error();
     assert!(m.contains("/api/predict/churn/csv"), "{m}");
 
     let huge = vec![b'1'; b3o_server::inference::MAX_BODY_BYTES + 1];
     let r = d
-        .raw(Method::POST, "/api/predict/churn/csv", "text/csv", huge)
+        .call(Method::POST, "/api/predict/churn/csv", "text/csv", huge)
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.json()["error"]["code"], "payload_too_large");
+    assert!(r.error().contains("/api/jobs"));
 }
 
 #[tokio::test]
@@ -547,7 +761,7 @@ async fn digit_images_match_burn_and_bad_images_get_4xx() {
     });
     let bytes = png(img);
     let r = d
-        .raw(
+        .call(
             Method::POST,
             "/api/predict/digits/image",
             "image/png",
@@ -584,57 +798,669 @@ async fn digit_images_match_burn_and_bad_images_get_4xx() {
     assert_close(&floats(&r.json()["outputs"][0]["data"]), &d.burn(&two, 2));
 
     let post = |bytes: Vec<u8>| {
-        d.raw(
+        d.call(
             Method::POST,
             "/api/predict/digits/image",
             "image/png",
             bytes,
         )
     };
-    let m = error_message(&post(b"GIF89a not supported".to_vec()).await);
+    let m = post(b"GIF89a not supported".to_vec()).await.error();
     assert!(m.contains("PNG or JPEG"), "{m}");
-    let m = error_message(&post(png(image::GrayImage::new(2, 2))).await);
+    let m = post(png(image::GrayImage::new(2, 2))).await.error();
     assert!(m.contains("2x2"), "{m}");
+    let m = post(png(image::GrayImage::new(5000, 9))).await.error();
+    assert!(m.contains("5000x9"), "{m}");
     let mut truncated = bytes.clone();
     truncated.truncate(40);
-    error_message(&post(truncated).await);
-    let m = error_message(
-        &d.raw(
+    post(truncated).await.error();
+    let m = d
+        .call(
             Method::POST,
             "/api/predict/digits/csv",
             "text/csv",
             b"a\n1\n".to_vec(),
         )
-        .await,
-    );
+        .await
+        .error();
     assert!(m.contains("/api/predict/digits/image"), "{m}");
 }
 
 #[tokio::test]
-async fn metrics_count_runs_in_prometheus_format() {
+async fn the_package_and_onnx_let_a_client_run_the_model_itself() {
+    let d = churn().await;
+    let r = d.get("/api/deployments/churn/package").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let package: b3o_models::package::ModelPackage = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(package.format, b3o_models::package::PACKAGE_FORMAT);
+    assert_eq!(
+        (package.name.as_str(), package.version),
+        ("churn", d.version_id)
+    );
+    assert_eq!(package.spec, d.spec);
+    assert_eq!(
+        package.onnx_path,
+        format!("/api/deployments/churn/versions/{}/onnx", d.version_id)
+    );
+
+    let onnx = d.get(&package.onnx_path).await;
+    assert_eq!(onnx.status, StatusCode::OK, "{}", onnx.text());
+    assert_eq!(
+        onnx.header("content-type"),
+        Some("application/octet-stream")
+    );
+    assert_eq!(
+        onnx.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(onnx.body.len() as u64, package.onnx_bytes);
+    let sha = b3o_server::blobs::sha256_hex(&onnx.body);
+    assert_eq!(sha, package.onnx_sha256);
+    let etag = format!("\"{sha}\"");
+    assert_eq!(onnx.header("etag"), Some(etag.as_str()));
+    let auth = format!("Bearer {}", d.owner.token);
+    let again = d
+        .server
+        .send(
+            Method::GET,
+            &package.onnx_path,
+            &[("authorization", &auth), ("if-none-match", &etag)],
+            vec![],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+    assert!(again.body.is_empty());
+
+    // What the browser does with it: the same predictions as burn.
+    let predictor = OnnxPredictor::load(&onnx.body).unwrap();
+    let prep = d.spec.preprocessing.clone().unwrap();
+    let (inputs, n) = prep
+        .transform(&read_csv(churn_csv(0..20).as_bytes()).unwrap())
+        .unwrap();
+    assert_close(&predictor.predict(&inputs, n).unwrap(), &d.burn(&inputs, n));
+}
+
+#[tokio::test]
+async fn sharing_is_read_by_the_group_and_changed_by_its_owner() {
+    let d = churn().await;
+    let s = &d.server;
+    let r = d.get("/api/deployments/churn/sharing").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({ "name": "churn", "public": false, "allowed_origins": [], "can_change": true })
+    );
+    // A member of the group reads it but may not change it.
+    let member = s.register("member@example.org").await;
+    sqlx::query("INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, 'm', ?, ?)")
+        .bind(d.group_id)
+        .bind(format!("unused-{}", member.id))
+        .bind(member.id)
+        .execute(&s.state.db)
+        .await
+        .unwrap();
+    let r = s
+        .as_user(
+            &member,
+            Method::GET,
+            "/api/deployments/churn/sharing",
+            "",
+            vec![],
+        )
+        .await;
+    assert_eq!(r.json()["can_change"], false, "{}", r.text());
+    let change = json!({ "public": true, "allowed_origins": [] });
+    let r = s
+        .json_as(
+            &member,
+            Method::PUT,
+            "/api/deployments/churn/sharing",
+            change.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    // Someone else sees nothing.
+    let stranger = s.register("stranger@example.org").await;
+    for method in [Method::GET, Method::PUT] {
+        let r = s
+            .json_as(
+                &stranger,
+                method,
+                "/api/deployments/churn/sharing",
+                change.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    }
+    let r = s
+        .anon(Method::GET, "/api/deployments/churn/sharing", "", vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    // Bad origins are refused, naming them; good ones are normalised.
+    for bad in [
+        "partner.example",
+        "https://partner.example/path",
+        "https://*.example",
+    ] {
+        let r = s
+            .json_as(
+                &d.owner,
+                Method::PUT,
+                "/api/deployments/churn/sharing",
+                json!({ "public": true, "allowed_origins": [bad] }),
+            )
+            .await;
+        assert!(r.error().contains(bad), "{}", r.text());
+    }
+    let r = s
+        .json_as(
+            &d.owner,
+            Method::PUT,
+            "/api/deployments/churn/sharing",
+            json!({ "public": true, "allowed_origins": ["https://Partner.Example:443/", "https://partner.example"] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["allowed_origins"],
+        json!(["https://partner.example"])
+    );
+
+    // Public now: anyone may predict, fetch the package and the ONNX, without an account.
+    let csv = churn_csv(0..5).into_bytes();
+    let r = s
+        .anon(
+            Method::POST,
+            "/api/predict/churn/csv",
+            "text/csv",
+            csv.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = s
+        .anon(Method::GET, "/api/deployments/churn/package", "", vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let onnx = r.json()["onnx_path"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.anon(Method::GET, &onnx, "", vec![]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.anon(Method::GET, "/v2/models/churn", "", vec![])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Versions it never served stay private to the group.
+    let hidden = d.add_version(d.spec.init_weights(5)).await;
+    let path = format!("/v2/models/churn/versions/{hidden}");
+    assert_eq!(
+        s.anon(Method::GET, &path, "", vec![]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(d.get(&path).await.status, StatusCode::OK);
+
+    // Private again: anonymous callers are refused at once (the cache was invalidated).
+    d.share(false, &[]).await;
+    let r = s
+        .anon(Method::POST, "/api/predict/churn/csv", "text/csv", csv)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+}
+
+#[tokio::test]
+async fn cross_origin_calls_need_the_origin_on_the_allow_list() {
+    let d = churn().await;
+    d.share(true, &["https://partner.example"]).await;
+    let s = &d.server;
+    let rows = json!({ "rows": [{ "age": 30, "country": "FR", "balance": 1 }] })
+        .to_string()
+        .into_bytes();
+    let call = |origin: &'static str, method: Method| {
+        let body = if method == Method::POST {
+            rows.clone()
+        } else {
+            vec![]
+        };
+        let mut headers = vec![
+            ("origin", origin),
+            ("host", "models.example.org"),
+            ("content-type", "application/json"),
+        ];
+        if method == Method::OPTIONS {
+            headers.push(("access-control-request-method", "POST"));
+            headers.push(("access-control-request-headers", "content-type"));
+        }
+        async move {
+            s.send(method, "/api/predict/churn/rows", &headers, body)
+                .await
+        }
+    };
+
+    let ok = call("https://partner.example", Method::POST).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+    assert!(
+        ok.header("vary")
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
+    let pre = call("https://partner.example", Method::OPTIONS).await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT, "{}", pre.text());
+    assert_eq!(
+        pre.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+    assert!(
+        pre.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
+    assert!(
+        pre.header("access-control-allow-headers")
+            .unwrap()
+            .contains("content-type")
+    );
+
+    for method in [Method::POST, Method::OPTIONS] {
+        let refused = call("https://evil.example", method.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{method}: {}",
+            refused.text()
+        );
+        let m = refused.error();
+        assert!(
+            m.contains("https://evil.example") && m.contains("`churn`"),
+            "{m}"
+        );
+        assert_eq!(refused.header("access-control-allow-origin"), None);
+    }
+    // Our own pages (Origin = the Host they were served from) need no allow-list entry.
+    let own = call("http://models.example.org", Method::POST).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
+    assert_eq!(own.header("access-control-allow-origin"), None);
+    // Programs send no Origin at all.
+    let r = s
+        .anon(
+            Method::POST,
+            "/api/predict/churn/rows",
+            "application/json",
+            rows.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Errors reach the partner's page too (readable, with the CORS header).
+    let bad = s
+        .send(
+            Method::POST,
+            "/api/predict/churn/rows",
+            &[
+                ("origin", "https://partner.example"),
+                ("content-type", "application/json"),
+            ],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+}
+
+/// Concurrent clients hammer the churn model over real HTTP while the owner promotes and rolls
+/// back: every answer is 200, from one of the two versions, with that version's predictions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promote_during_a_stream_of_requests_loses_none() {
+    let d = churn().await;
+    d.share(true, &[]).await;
+    let prep = d.spec.preprocessing.clone().unwrap();
+    let (inputs, n) = prep
+        .transform(&read_csv(churn_csv(0..8).as_bytes()).unwrap())
+        .unwrap();
+    let dim = prep.input_dim();
+    let w2 = d.spec.init_weights(1234);
+    let v1 = d.version_id;
+    let v2 = d.add_version(w2.clone()).await;
+    let expected: BTreeMap<String, Vec<f32>> = BTreeMap::from([
+        (v1.to_string(), d.burn(&inputs, n)),
+        (v2.to_string(), burn_predict(&d.spec, &w2, &inputs, n)),
+    ]);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = d
+        .server
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (client, base, stop, inputs) =
+            (client.clone(), base.clone(), stop.clone(), inputs.clone());
+        clients.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) || answers.len() < 20 {
+                let row = (c + i) % 8;
+                i += 1;
+                let body = json!({ "inputs": [{ "name": "input", "shape": [1, dim], "datatype": "FP32", "data": inputs[row * dim..(row + 1) * dim] }] });
+                let r = client
+                    .post(format!("{base}/v2/models/churn/infer"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status();
+                let j: Value = r.json().await.unwrap_or(Value::Null);
+                answers.push((row, status, j));
+            }
+            answers
+        }));
+    }
+    let auth = format!("Bearer {}", d.owner.token);
+    for cycle in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let r = client
+            .put(format!("{base}/api/deployments/churn"))
+            .header("authorization", &auth)
+            .json(&json!({ "version_id": v2 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "promote {cycle}: {}",
+            r.text().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let r = client
+            .post(format!("{base}/api/deployments/churn/rollback"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "rollback {cycle}: {}",
+            r.text().await.unwrap()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = BTreeMap::<String, usize>::new();
+    let mut total = 0;
+    for c in clients {
+        for (row, status, j) in c.await.unwrap() {
+            total += 1;
+            assert_eq!(status, reqwest::StatusCode::OK, "{j}");
+            let version = j["model_version"].as_str().unwrap().to_string();
+            let want = expected
+                .get(&version)
+                .unwrap_or_else(|| panic!("answer from version {version}"));
+            assert_close(&floats(&j["outputs"][0]["data"]), &want[row..row + 1]);
+            *seen.entry(version).or_default() += 1;
+        }
+    }
+    assert!(total >= 16 * 20, "{total}");
+    assert_eq!(seen.len(), 2, "both versions served: {seen:?}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_per_model_and_version_in_prometheus_format() {
     let d = digits().await;
     let pixels = vec![0.5f32; 784];
     let r = d
         .post_json("/v2/models/digits/infer", json!({ "inputs": [{ "name": "input", "shape": [1, 784], "datatype": "FP32", "data": pixels }] }))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    let r = d.app.call(Method::GET, "/metrics", None, &[]).await;
+    d.get("/v2/models/nope").await;
+    let r = d.server.anon(Method::GET, "/metrics", "", vec![]).await;
     assert_eq!(r.status, StatusCode::OK);
-    let request = Request::builder()
-        .uri("/metrics")
-        .body(Body::empty())
-        .unwrap();
-    let response = d.app.router.clone().oneshot(request).await.unwrap();
-    let text = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&text);
-    let version = d.version_id.to_string();
+    let text = r.text();
+    let version = format!("version=\"{}\"", d.version_id);
+    let line = |prefix: &str, parts: &[&str]| {
+        text.lines()
+            .any(|l| l.starts_with(prefix) && parts.iter().all(|p| l.contains(p)))
+    };
     assert!(
-        text.contains(&format!(
-            "b3o_inference_rows_total{{version=\"{version}\"}}"
-        )),
+        line(
+            "b3o_inference_requests_total{",
+            &[
+                "model=\"digits\"",
+                &version,
+                "route=\"v2_infer\"",
+                "status=\"200\""
+            ]
+        ),
         "{text}"
     );
-    assert!(text.contains("b3o_inference_run_seconds_bucket"), "{text}");
+    assert!(
+        line(
+            "b3o_inference_request_seconds_bucket{",
+            &["model=\"digits\"", &version]
+        ),
+        "{text}"
+    );
+    assert!(line("b3o_inference_rows_total{", &[&version]), "{text}");
+    assert!(
+        line("b3o_inference_rejected_total{", &["status=\"404\""]),
+        "{text}"
+    );
+    for name in [
+        "b3o_inference_models_loaded 1",
+        "b3o_inference_cache_evictions_total",
+        "b3o_inference_model_loads_total",
+        "b3o_federation_rounds_opened_total",
+        "b3o_federation_rounds_closed_total",
+        "b3o_federation_rounds_failed_total",
+        "b3o_federation_updates_received_total",
+        "b3o_federation_updates_rejected_total",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn demo_seeding_is_idempotent_and_the_demo_models_answer_anyone() {
+    let s = Server::new().await;
+    b3o_server::demo::seed(&s.state).await.unwrap();
+    b3o_server::demo::seed(&s.state).await.unwrap();
+    let groups: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM groups WHERE owner_user_id IS NULL AND phase = 'finished'",
+    )
+    .fetch_one(&s.state.db)
+    .await
+    .unwrap();
+    assert_eq!(groups, 2);
+    let sample = s
+        .anon(Method::GET, "/api/demo/churn-sample.csv", "", vec![])
+        .await;
+    assert_eq!(sample.status, StatusCode::OK);
+    assert!(
+        sample
+            .header("content-disposition")
+            .unwrap()
+            .contains("churn-sample.csv")
+    );
+    assert_eq!(
+        sample.text().lines().count(),
+        b3o_server::demo::SAMPLE_ROWS + 1
+    );
+    let r = s
+        .anon(
+            Method::POST,
+            "/api/predict/churn/csv",
+            "text/csv",
+            sample.body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The generated signal is learnt: predictions agree with the sample's own labels.
+    let out = r.text();
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let exited = header.iter().position(|h| *h == "Exited").unwrap();
+    let (mut right, mut all) = (0, 0);
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        all += 1;
+        right += (f[exited] == f[f.len() - 2]) as usize;
+    }
+    assert!(right as f64 / all as f64 > 0.8, "{right}/{all}");
+    let meta = s.anon(Method::GET, "/v2/models/churn", "", vec![]).await;
+    assert_eq!(meta.status, StatusCode::OK);
+    let v: i64 = meta.json()["versions"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let metrics: String =
+        sqlx::query_scalar("SELECT metrics_json FROM model_versions WHERE id = ?")
+            .bind(v)
+            .fetch_one(&s.state.db)
+            .await
+            .unwrap();
+    let metrics: Value = serde_json::from_str(&metrics).unwrap();
+    assert!(metrics["roc_auc"].as_f64().unwrap() > 0.8, "{metrics}");
+
+    // The digit CNN recognises a drawn digit... at least it answers with 10 probabilities.
+    let img = png(image::GrayImage::from_fn(28, 28, |x, y| {
+        image::Luma([if (13..16).contains(&x) && (4..24).contains(&y) {
+            255
+        } else {
+            0
+        }])
+    }));
+    let r = s
+        .anon(Method::POST, "/api/predict/digits/image", "image/png", img)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["probabilities"].as_object().unwrap().len(), 10);
+    assert_eq!(r.json()["label"], "1", "{}", r.text());
+    // Not on another site's page unless an administrator allows it.
+    let r = s
+        .send(
+            Method::GET,
+            "/api/deployments/digits/package",
+            &[
+                ("origin", "https://elsewhere.example"),
+                ("host", "localhost"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+/// The MNIST sample the project ships for tests (10,000 images), split 8,000 / 2,000 as the
+/// demo CNN was trained and tested.
+fn mnist_split() -> (b3o_models::Dataset, b3o_models::Dataset) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/mnist/");
+    let read = |name: &str| {
+        std::fs::read(format!("{dir}{name}")).unwrap_or_else(|e| panic!("{dir}{name}: {e}"))
+    };
+    let all = b3o_models::image::mnist_dataset(
+        &read("mnist-10k-images-idx3-ubyte.gz"),
+        &read("mnist-10k-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    all.split(0.2, DIGITS_SPLIT_SEED)
+}
+
+const DIGITS_SPLIT_SEED: u64 = 2024;
+
+/// The shipped demo CNN on its held-out MNIST images, through tract as served.
+#[test]
+fn the_shipped_digit_weights_recognise_mnist() {
+    let spec = ModelSpec::mnist_cnn();
+    let (weights, meta) =
+        b3o_models::weights::decode(b3o_server::demo::DIGITS_WEIGHTS, &spec.layout(), usize::MAX)
+            .unwrap();
+    assert!(meta.metrics["accuracy"] > 0.95, "{:?}", meta.metrics);
+    let (_, test) = mnist_split();
+    let n = test.n_rows;
+    let p = OnnxPredictor::load(&b3o_models::onnx::export_onnx(&spec, &weights).unwrap()).unwrap();
+    let out = p.predict(&test.features, n).unwrap();
+    let right = out
+        .chunks(10)
+        .zip(&test.targets)
+        .filter(|(o, t)| {
+            let best = o
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
+            best as f32 == **t
+        })
+        .count();
+    let accuracy = right as f64 / n as f64;
+    assert!(
+        (accuracy - meta.metrics["accuracy"]).abs() < 1e-3,
+        "{accuracy} vs {:?}",
+        meta.metrics
+    );
+}
+
+/// Produces `server/demo/digits-cnn.safetensors` (see server/demo/README.md):
+/// `cargo nextest run -p b3o-server --run-ignored only regenerate_demo_digits_weights`.
+#[test]
+#[ignore = "writes the shipped demo weights; run by hand"]
+fn regenerate_demo_digits_weights() {
+    use b3o_models::train::{Optimizer, TrainConfig, evaluate, train_local};
+    let (train, test) = mnist_split();
+    let spec = ModelSpec::mnist_cnn();
+    let mut weights = spec.init_weights(DIGITS_SPLIT_SEED);
+    let schedule = [2e-3, 2e-3, 1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4, 1.25e-4];
+    for (epoch, lr) in schedule.into_iter().enumerate() {
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: 32,
+            optimizer: Optimizer::Adam,
+            lr,
+            fedprox_mu: 0.0,
+            seed: DIGITS_SPLIT_SEED + epoch as u64,
+        };
+        weights = train_local(
+            &spec,
+            &weights,
+            &train,
+            &config,
+            &Device::flex(),
+            &mut |_| std::ops::ControlFlow::Continue(()),
+        )
+        .unwrap()
+        .weights;
+        let m = evaluate(&spec, &weights, &test).unwrap();
+        eprintln!("epoch {epoch}: lr {lr}: held-out {:?}", m.to_map());
+    }
+    let m = evaluate(&spec, &weights, &test).unwrap();
+    let mut metrics = m.to_map();
+    metrics.insert("num_samples".into(), test.n_rows as f64);
+    metrics.insert("train_samples".into(), train.n_rows as f64);
+    metrics.insert("epochs".into(), schedule.len() as f64);
+    let meta = b3o_models::weights::UpdateMeta {
+        model_id: "demo-digits".into(),
+        round: 0,
+        num_samples: train.n_rows as u64,
+        metrics,
+    };
+    let bytes =
+        b3o_models::weights::encode(&weights, &meta, b3o_models::weights::Dtype::F32).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/digits-cnn.safetensors");
+    std::fs::write(path, bytes).unwrap();
+    eprintln!("wrote {path}: {:?}", meta.metrics);
 }

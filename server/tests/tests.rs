@@ -2,5 +2,9 @@
 
 mod access;
 mod accounts;
+mod client;
 mod federation;
 mod inference;
+mod simulate;
+mod jobs;
+mod support;

@@ -3,6 +3,23 @@
 //!
 //! Only weight updates and mergeable column summaries ever leave a client: never rows.
 //! Only this crate (and `app`) knows wasm-bindgen.
+//!
+//! # Features and bundles
+//! - `infer`: tract inference ([`inference`]), codeless prediction ([`codeless`]) and the model
+//!   package loader ([`browser::loader`]); no burn. Alone it is the inference bundle
+//!   `b3o_infer` (the embed widget, offline use).
+//! - `train`: local training with burn on the CPU (`flex`); `wgpu` adds WebGPU. With `fl`, the
+//!   training bundle `b3o_train`, loaded only when a person starts training.
+//! - `fl`: the federated learning client.
+//!
+//! The wasm-bindgen surface and the Web Worker protocol are in [`browser`] and `ENGINE.md`.
 
+#[cfg(any(target_arch = "wasm32", feature = "infer", feature = "train"))]
+pub mod browser;
 pub mod capabilities;
+#[cfg(feature = "fl")]
+pub mod fl;
+#[cfg(feature = "infer")]
+pub mod codeless;
+#[cfg(feature = "infer")]
 pub mod inference;

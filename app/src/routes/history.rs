@@ -1,44 +1,247 @@
-//! `/history`: a placeholder saying what training history the server already records.
+//! `/history`: what the account did. Federated runs (`GET /api/history/runs`: every group it
+//! owns or joined, each round's outcome and metrics, the final model to download) and batch
+//! inference jobs (`GET /api/jobs`: status, progress, the result CSV to download).
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use serde_json::Value;
+
+use super::show_errors;
+use crate::api;
+use crate::charts::{is_loss, is_quality, line_chart, series_by_metric};
+use crate::session::{SessionState, use_session};
 
 #[component]
 pub fn History() -> impl IntoView {
+    let session = use_session();
+    let signed_in = Memo::new(move |_| match session.state() {
+        SessionState::Checking => None,
+        SessionState::SignedOut => Some(false),
+        SessionState::SignedIn(_) => Some(true),
+    });
     view! {
-        <h1>"Training history"</h1>
-        <p>
-            "This page will show how your groups' models improved round after round. The "
-            "server already records everything it needs; the charts come next."
-        </p>
-        <section class="card">
-            <h2>"What the server keeps"</h2>
-            <dl class="api-list">
-                <dt>"Rounds of a group"</dt>
-                <dd>
-                    "Each round's state, who was selected, who sent an update or failed, and the "
-                    "aggregated evaluation: " <code>"GET /api/groups/{id}/rounds"</code> "."
-                </dd>
-                <dt>"Model versions"</dt>
-                <dd>
-                    "Every round's global model with its metrics, size, parent version and "
-                    "contributors: " <code>"GET /api/groups/{id}/versions"</code> "."
-                </dd>
-                <dt>"Deployments"</dt>
-                <dd>
-                    "Which version each deployed name points at and what it pointed at before: "
-                    <code>"GET /api/deployments"</code> " (see " <A href="/models">"Models"</A> ")."
-                </dd>
-                <dt>"Live events"</dt>
-                <dd>
-                    "Rounds opening and closing, members joining, as they happen: "
-                    <code>"GET /api/groups/{id}/events"</code> " (server-sent events)."
-                </dd>
-            </dl>
-            <p class="hint">
-                "Group data needs the group's owner or member token, shown when you create or "
-                "join a group on the " <A href="/groups">"Groups"</A> " page."
-            </p>
+        <h1>"History"</h1>
+        {move || match signed_in.get() {
+            None => view! { <p>"Loading…"</p> }.into_any(),
+            Some(false) => view! {
+                <p class="empty">
+                    <A href="/sign-in">"Sign in"</A>
+                    " to see your training runs and inference jobs."
+                </p>
+            }
+            .into_any(),
+            Some(true) => view! { <Runs/> <Jobs/> }.into_any(),
+        }}
+    }
+}
+
+#[component]
+fn Runs() -> impl IntoView {
+    let runs = LocalResource::new(api::history_runs);
+    view! {
+        <section aria-labelledby="runs-heading">
+            <h2 id="runs-heading">"Federated training runs"</h2>
+            <Transition fallback=|| view! { <p>"Loading your runs…"</p> }>
+                <ErrorBoundary fallback=show_errors>
+                    {move || Suspend::new(async move {
+                        runs.await.map(|list| {
+                            if list.is_empty() {
+                                return view! {
+                                    <p class="empty" id="runs-empty">
+                                        "No run yet. " <A href="/groups">"Create or join a group"</A>
+                                        " to train a model with others."
+                                    </p>
+                                }
+                                .into_any();
+                            }
+                            view! {
+                                <ul class="runs" id="run-list">
+                                    {list.into_iter().map(run_view).collect_view()}
+                                </ul>
+                            }
+                            .into_any()
+                        })
+                    })}
+                </ErrorBoundary>
+            </Transition>
         </section>
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn run_view(run: Value) -> impl IntoView {
+    let group_id = run["group_id"].as_i64().unwrap_or_default();
+    let rounds = run["rounds"].as_array().cloned().unwrap_or_default();
+    let closed: Vec<&Value> = rounds.iter().filter(|r| r["state"] == "closed").collect();
+    let fit: Vec<(f64, &Value)> = closed
+        .iter()
+        .map(|r| (r["round"].as_f64().unwrap_or(0.0), &r["metrics"]))
+        .collect();
+    let eval: Vec<(f64, &Value)> = closed
+        .iter()
+        .map(|r| (r["round"].as_f64().unwrap_or(0.0), &r["evaluation"]))
+        .collect();
+    let mut series = series_by_metric(&fit, "training ", |n| is_loss(n) || is_quality(n));
+    series.extend(series_by_metric(&eval, "evaluation ", |n| {
+        is_loss(n) || is_quality(n)
+    }));
+    let latest = run["latest_version"].clone();
+    let finished = run["finished"].as_bool().unwrap_or(false);
+    let download = (!latest.is_null()).then(|| {
+        let weights = text(&latest["downloads"]["weights"]);
+        let onnx = latest["downloads"]["onnx"].as_str().map(str::to_string);
+        let label = if finished {
+            "Final model"
+        } else {
+            "Latest model"
+        };
+        view! {
+            <p class="downloads">
+                <strong>{format!("{label}: version {} (round {})", text(&latest["id"]), text(&latest["round"]))}</strong>
+                " "
+                <a href=weights download="" class="download-weights">"weights (safetensors)"</a>
+                {onnx.map(|u| view! { " · " <a href=u download="" class="download-onnx">"ONNX"</a> })}
+            </p>
+        }
+    });
+    let href = format!("/groups/{group_id}");
+    let anchor = format!("group-{group_id}");
+    let summary = format!(
+        "{} · {} of {} round(s) closed · you contributed to {} · {}",
+        text(&run["role"]),
+        closed.len(),
+        text(&run["total_rounds"]),
+        text(&run["rounds_contributed"]),
+        text(&run["phase"]).replace('_', " "),
+    );
+    let chart_id = format!("run-chart-{group_id}");
+    view! {
+        <li class="card run" id=anchor data-group-id=group_id data-finished=finished.to_string()>
+            <h3><A href=href>{text(&run["name"])}</A></h3>
+            <p class="muted">{summary}</p>
+            {download}
+            {(!series.is_empty()).then(|| line_chart(chart_id, "Metrics by round".into(), "round", series))}
+        </li>
+    }
+}
+
+#[component]
+fn Jobs() -> impl IntoView {
+    let reload = RwSignal::new(0u32);
+    let jobs = LocalResource::new(move || {
+        reload.track();
+        api::jobs()
+    });
+    view! {
+        <section aria-labelledby="jobs-heading">
+            <h2 id="jobs-heading">"Inference jobs"</h2>
+            <p class="muted">
+                "Large files scored on the server in the background. Predictions made in your "
+                "browser on the " <A href="/predict">"Predict"</A> " page are not recorded here: "
+                "they never leave your computer."
+            </p>
+            <button type="button" class="secondary" on:click=move |_| reload.update(|n| *n += 1)>
+                "Refresh"
+            </button>
+            <Transition fallback=|| view! { <p>"Loading your jobs…"</p> }>
+                {move || Suspend::new(async move {
+                    match jobs.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="empty" id="jobs-empty">"No inference job yet."</p>
+                        }
+                        .into_any(),
+                        Ok(list) => job_table(list),
+                        Err(e) if e.status() == Some(404) => view! {
+                            <p class="empty">"This server does not run batch jobs."</p>
+                        }
+                        .into_any(),
+                        Err(e) => view! { <p class="error" role="alert">{e.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn job_table(list: Vec<Value>) -> AnyView {
+    let rows = list
+        .into_iter()
+        .map(|j| {
+            let id = text(&j["id"]);
+            let status = text(&j["status"]).or_else_empty(text(&j["state"]));
+            let progress = j["progress"]
+                .as_f64()
+                .map(|p| {
+                    if p <= 1.0 {
+                        format!("{:.0}%", p * 100.0)
+                    } else {
+                        format!("{p:.0}%")
+                    }
+                })
+                .unwrap_or_else(|| {
+                    match (j["rows_done"].as_i64(), j["rows_total"].as_i64()) {
+                        (Some(d), Some(t)) => format!("{d} of {t} rows"),
+                        _ => text(&j["rows"]),
+                    }
+                });
+            let done = matches!(status.as_str(), "done" | "succeeded" | "completed" | "finished");
+            let result = j["result_url"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("/api/jobs/{id}/result"));
+            let error = text(&j["error"]);
+            let started = text(&j["created_at"]);
+            let started = started.get(..16).unwrap_or(&started).replace('T', " ");
+            view! {
+                <tr data-job=id.clone() data-status=status.clone()>
+                    <td>{id.clone()}</td>
+                    <td>{text(&j["model"]).or_else_empty(text(&j["model_name"]))}</td>
+                    <td>{text(&j["input_name"]).or_else_empty(text(&j["file_name"]))}</td>
+                    <td>{status.clone()}{(!error.is_empty()).then(|| format!(": {error}"))}</td>
+                    <td>{progress}</td>
+                    <td>{started}</td>
+                    <td>
+                        {done.then(|| view! { <a href=result download="" class="job-result">"Download result"</a> })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="table-wrap">
+            <table id="job-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Job"</th>
+                        <th scope="col">"Model"</th>
+                        <th scope="col">"File"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Progress"</th>
+                        <th scope="col">"Started"</th>
+                        <th scope="col"><span class="visually-hidden">"Result"</span></th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+trait OrElseEmpty {
+    fn or_else_empty(self, other: String) -> String;
+}
+
+impl OrElseEmpty for String {
+    /// `self`, or `other` when `self` is empty.
+    fn or_else_empty(self, other: String) -> String {
+        if self.is_empty() { other } else { self }
     }
 }

@@ -1,4 +1,5 @@
-//! `/models`: the catalogue of deployed models (`GET /api/deployments`), public to everyone.
+//! `/models`: the catalogue of deployed models the account may use (`GET /api/deployments`:
+//! those of its groups), each linking to its page (`/models/{name}`) and to prediction.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -18,7 +19,19 @@ pub fn Models() -> impl IntoView {
         </p>
         <Transition fallback=|| view! { <p>"Loading the models…"</p> }>
             <ErrorBoundary fallback=show_errors>
-                {move || Suspend::new(async move { deployments.await.map(catalogue) })}
+                {move || Suspend::new(async move {
+                    match deployments.await {
+                        Err(e) if e.status() == Some(401) => Ok(view! {
+                            <p class="empty">
+                                <A href="/sign-in">"Sign in"</A>
+                                " to see the models of your groups. A public model opens from "
+                                "its link, e.g. /predict/churn."
+                            </p>
+                        }
+                        .into_any()),
+                        other => other.map(catalogue),
+                    }
+                })}
             </ErrorBoundary>
         </Transition>
     }
@@ -51,9 +64,11 @@ fn catalogue(list: Vec<Deployment>) -> AnyView {
 fn ModelCard(d: Deployment) -> impl IntoView {
     let metrics = metric_rows(&d.metrics);
     let previous = d.history.len().saturating_sub(1);
+    let detail = format!("/models/{}", api::encode(&d.name));
+    let predict = format!("/predict/{}", api::encode(&d.name));
     view! {
         <article class="card">
-            <h2>{d.name.clone()}</h2>
+            <h2><A href=detail>{d.name.clone()}</A></h2>
             <p class="muted">
                 {format!(
                     "Version {} · group {} · round {} · updated {}",
@@ -76,6 +91,11 @@ fn ModelCard(d: Deployment) -> impl IntoView {
                 }
                     .into_any()
             }}
+            <p>
+                <A href=predict attr:class="button">
+                    "Predict"
+                </A>
+            </p>
             {(previous > 0)
                 .then(|| view! { <p class="hint">{format!("{previous} earlier version(s) deployed under this name.")}</p> })}
         </article>

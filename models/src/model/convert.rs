@@ -22,13 +22,13 @@ fn param<const D: usize>(t: &NamedTensor, device: &Device) -> Result<Param<Tenso
     ))
 }
 
-fn read<const D: usize>(name: &str, p: &Param<Tensor<D>>) -> Result<NamedTensor, ModelError> {
+async fn read<const D: usize>(
+    name: &str,
+    p: &Param<Tensor<D>>,
+) -> Result<NamedTensor, ModelError> {
     let tensor = p.val();
     let shape = tensor.dims().to_vec();
-    let data = tensor
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| ModelError::Backend(format!("{name}: {e:?}")))?;
+    let data = super::predict::read_f32(tensor, name).await?;
     Ok(NamedTensor {
         name: name.to_string(),
         shape,
@@ -44,18 +44,23 @@ fn linear(w: &NamedTensor, b: &NamedTensor, device: &Device) -> Result<Linear, M
     Ok(layer)
 }
 
-fn read_linear(prefix: &str, l: &Linear, out: &mut Vec<NamedTensor>) -> Result<(), ModelError> {
-    out.push(read(&format!("{prefix}.weight"), &l.weight)?);
+async fn read_linear(
+    prefix: &str,
+    l: &Linear,
+    out: &mut Vec<NamedTensor>,
+) -> Result<(), ModelError> {
+    out.push(read(&format!("{prefix}.weight"), &l.weight).await?);
     let bias = l
         .bias
         .as_ref()
         .ok_or_else(|| ModelError::Backend(format!("{prefix} has no bias")))?;
-    out.push(read(&format!("{prefix}.bias"), bias)?);
+    out.push(read(&format!("{prefix}.bias"), bias).await?);
     Ok(())
 }
 
 impl Network {
     /// Builds the network of `spec` with `weights` on `device` (an autodiff device for training).
+    /// Uploads only: nothing is read back, so this is safe on WebGPU in a browser.
     pub fn from_weights(
         spec: &ModelSpec,
         weights: &WeightSet,
@@ -108,26 +113,31 @@ impl Network {
         })
     }
 
-    /// Reads the parameters back in the layout of the module docs (a blocking read: on wgpu in a
-    /// browser, read tensors asynchronously instead).
+    /// Reads the parameters back in the layout of the module docs. Blocking: on wgpu in a
+    /// browser use [`Network::to_weights_async`].
     pub fn to_weights(&self) -> Result<WeightSet, ModelError> {
+        super::predict::block(self.to_weights_async())?
+    }
+
+    /// [`Network::to_weights`], reading every tensor with `into_data_async`.
+    pub async fn to_weights_async(&self) -> Result<WeightSet, ModelError> {
         let mut tensors = Vec::new();
         match self {
             Network::Mlp(m) => {
                 for (i, l) in m.layers.iter().enumerate() {
-                    read_linear(&format!("layers.{i}"), l, &mut tensors)?;
+                    read_linear(&format!("layers.{i}"), l, &mut tensors).await?;
                 }
             }
             Network::Cnn(c) => {
                 for (name, conv) in [("conv1", &c.conv1), ("conv2", &c.conv2)] {
-                    tensors.push(read(&format!("{name}.weight"), &conv.weight)?);
+                    tensors.push(read(&format!("{name}.weight"), &conv.weight).await?);
                     let bias = conv
                         .bias
                         .as_ref()
                         .ok_or_else(|| ModelError::Backend(format!("{name} has no bias")))?;
-                    tensors.push(read(&format!("{name}.bias"), bias)?);
+                    tensors.push(read(&format!("{name}.bias"), bias).await?);
                 }
-                read_linear("fc", &c.fc, &mut tensors)?;
+                read_linear("fc", &c.fc, &mut tensors).await?;
             }
         }
         Ok(WeightSet { tensors })

@@ -17,15 +17,20 @@
 //! Convolution weights are `[out_channels, in_channels, kh, kw]` as in burn, PyTorch and ONNX.
 //! All data is row-major.
 
+#[cfg(feature = "train")]
 mod convert;
+#[cfg(feature = "train")]
 mod network;
+#[cfg(feature = "train")]
 pub(crate) mod predict;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "train")]
 pub use network::{Cnn, Mlp, Network};
-pub use predict::{Prediction, predict};
+#[cfg(feature = "train")]
+pub use predict::{Prediction, predict, predict_async};
 
 use crate::preprocess::PreprocessSpec;
 use crate::task::Task;

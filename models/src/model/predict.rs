@@ -1,4 +1,7 @@
 //! Batched inference from model inputs to probabilities or values.
+//!
+//! One asynchronous implementation reads outputs with `into_data_async` (the only read that works
+//! on WebGPU in a browser); the blocking functions drive it to completion.
 
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
@@ -21,6 +24,8 @@ pub struct Prediction {
 }
 
 /// Runs `spec` with `weights` on `inputs` (`[n_rows, spec.input_dim()]`, already preprocessed).
+///
+/// Blocking: on wgpu in a browser use [`predict_async`].
 pub fn predict(
     spec: &ModelSpec,
     weights: &WeightSet,
@@ -28,11 +33,45 @@ pub fn predict(
     n_rows: usize,
     device: &Device,
 ) -> Result<Prediction, ModelError> {
-    let net = Network::from_weights(spec, weights, device)?;
-    predict_with(&net, spec, inputs, n_rows, device, false)
+    block(predict_async(spec, weights, inputs, n_rows, device))?
 }
 
-pub(crate) fn predict_with(
+/// [`predict`], reading the outputs asynchronously.
+pub async fn predict_async(
+    spec: &ModelSpec,
+    weights: &WeightSet,
+    inputs: &[f32],
+    n_rows: usize,
+    device: &Device,
+) -> Result<Prediction, ModelError> {
+    let net = Network::from_weights(spec, weights, device)?;
+    predict_with_async(&net, spec, inputs, n_rows, device, false).await
+}
+
+/// Drives `future` to completion on this thread. On wasm it cannot wait: a future that is not
+/// ready at once (a GPU read) is an error instead of a panic.
+pub(crate) fn block<T>(future: impl Future<Output = T>) -> Result<T, ModelError> {
+    burn::tensor::try_read_sync(future).ok_or_else(|| {
+        ModelError::Backend(
+            "this device cannot be read synchronously here; use the async variant".into(),
+        )
+    })
+}
+
+/// Reads a float tensor's values without blocking.
+pub(crate) async fn read_f32<const D: usize>(
+    tensor: Tensor<D>,
+    what: &str,
+) -> Result<Vec<f32>, ModelError> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|e| ModelError::Backend(format!("{what}: {e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| ModelError::Backend(format!("{what}: {e:?}")))
+}
+
+pub(crate) async fn predict_with_async(
     net: &Network,
     spec: &ModelSpec,
     inputs: &[f32],
@@ -65,10 +104,7 @@ pub(crate) fn predict_with(
             Task::MulticlassClassification => softmax(out, 1),
             Task::Regression => out,
         };
-        let mut chunk = out
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| ModelError::Backend(format!("{e:?}")))?;
+        let mut chunk = read_f32(out, "model output").await?;
         if let (Task::Regression, Some(p), false) = (spec.task, &spec.preprocessing, logits) {
             chunk
                 .iter_mut()

@@ -12,41 +12,23 @@
 //! ```ignore
 //! use axum::{Json, extract::State};
 //! use crate::accounts::{ApiPath, CurrentUser};
+//! use crate::federation::auth;
 //!
-//! /// GET /api/groups: a member sees only the groups it belongs to.
-//! async fn list_groups(user: CurrentUser, State(state): State<AppState>)
-//!     -> Result<Json<Vec<Group>>, ApiError>
+//! /// GET /api/groups/{id}/rounds: someone else's group answers 404, exactly like a missing
+//! /// one, so ids do not reveal which groups exist. Administrators see every group.
+//! async fn rounds(user: CurrentUser, State(state): State<AppState>, ApiPath(id): ApiPath<i64>)
+//!     -> Result<Json<Value>, ApiError>
 //! {
-//!     let groups = sqlx::query_as(
-//!         "SELECT g.* FROM groups g JOIN group_members m ON m.group_id = g.id
-//!          WHERE m.user_id = ?",
-//!     )
-//!     .bind(user.id)
-//!     .fetch_all(&state.db)
-//!     .await?;
-//!     Ok(Json(groups))
-//! }
-//!
-//! /// GET /api/groups/{id}: someone else's group answers 404, exactly like a missing one, so
-//! /// ids do not reveal which groups exist. Administrators see every group.
-//! async fn get_group(user: CurrentUser, State(state): State<AppState>, ApiPath(id): ApiPath<i64>)
-//!     -> Result<Json<Group>, ApiError>
-//! {
-//!     sqlx::query_as(
-//!         "SELECT g.* FROM groups g WHERE g.id = ?1 AND (?3 OR g.owner_id = ?2 OR EXISTS
-//!          (SELECT 1 FROM group_members m WHERE m.group_id = g.id AND m.user_id = ?2))",
-//!     )
-//!     .bind(id).bind(user.id).bind(user.is_admin())
-//!     .fetch_optional(&state.db)
-//!     .await?
-//!     .map(Json)
-//!     .ok_or_else(|| ApiError::NotFound("no such group".into()))
+//!     let access = auth::group_access(&state.db, &user, id).await?; // 404 for outsiders
+//!     access.require_owner()?; // only for what owners (and administrators) do: 403 otherwise
+//!     // ...
 //! }
 //! ```
 //!
-//! Put the ownership rule in the SQL `WHERE` (as above) rather than fetching and comparing
-//! afterwards: it cannot be forgotten on one branch. Only owners may change a group (also 404
-//! for others); the lead wires those rules per route.
+//! For lists, put the rule in the SQL `WHERE` (`g.owner_user_id = ? OR EXISTS (SELECT 1 FROM
+//! members m WHERE m.group_id = g.id AND m.user_id = ?) OR <is_admin>`) rather than filtering
+//! afterwards: it cannot be forgotten on one branch. Deployments follow their version's group:
+//! [`crate::registry::visible_deployment`].
 //!
 //! Programs (native client, inference API) send `Authorization: Bearer b3o_…` from
 //! `POST /api/auth/tokens`; the same extractors accept it, with no CSRF check. Browsers use the

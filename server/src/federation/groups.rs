@@ -1,4 +1,5 @@
-//! Group lifecycle: create, join, ready, leave, statistics, start, and the event stream.
+//! Group lifecycle: create, join, list, ready, leave, statistics, start, and the event stream.
+//! Every handler takes the signed-in [`CurrentUser`] and checks its access with [`auth`].
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -12,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::auth::{self, Bearer};
+use super::auth;
 use super::events::GroupEvent;
 use super::model::{CreateGroup, ModelTemplate};
 use super::rounds;
+use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,30 +25,34 @@ use crate::state::AppState;
 #[derive(Debug, Serialize)]
 pub struct Created {
     pub group_id: i64,
+    /// Others join with it (`POST /api/groups/join`); the owner can read it again on the group.
     pub join_code: String,
-    /// Shown once: keep it to start training and manage the group.
-    pub owner_token: String,
+    /// The creator's own membership: owners can train too.
+    pub member_id: i64,
 }
 
+/// `POST /api/groups`: the caller becomes the group's owner and its first member.
 pub async fn create(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateGroup>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     req.validate().map_err(ApiError::BadRequest)?;
-    let owner_token = auth::new_token();
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
+        let mut tx = state.db.begin().await?;
         let result = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO groups (name, description, join_code, owner_token_hash, template_json,
-                hyper_json, strategy_json, layout_json, total_rounds, min_clients, fraction_fit,
-                round_deadline_secs, max_update_norm)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
+                template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
+                fraction_fit, round_deadline_secs, max_update_norm)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(req.name.trim())
         .bind(&req.description)
         .bind(&join_code)
-        .bind(auth::hash_token(&owner_token))
+        .bind(auth::unusable_token_hash())
+        .bind(user.id)
         .bind(to_json(&req.model))
         .bind(to_json(&req.hyperparameters))
         .bind(to_json(&req.strategy))
@@ -56,23 +62,33 @@ pub async fn create(
         .bind(req.fraction_fit)
         .bind(req.round_deadline_secs as i64)
         .bind(req.max_update_norm)
-        .fetch_one(&state.db)
+        .fetch_one(&mut *tx)
         .await;
-        match result {
-            Ok(group_id) => {
-                return Ok((
-                    StatusCode::CREATED,
-                    Json(Created {
-                        group_id,
-                        join_code,
-                        owner_token,
-                    }),
-                ));
-            }
+        let group_id = match result {
+            Ok(id) => id,
             // A join code collision: draw another.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
             Err(e) => return Err(e.into()),
-        }
+        };
+        let member_id: i64 = sqlx::query_scalar(
+            "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
+             RETURNING id",
+        )
+        .bind(group_id)
+        .bind(auth::default_member_name(&user))
+        .bind(auth::unusable_token_hash())
+        .bind(user.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(Created {
+                group_id,
+                join_code,
+                member_id,
+            }),
+        ));
     }
     Err(ApiError::Internal(
         "could not draw a unique join code".into(),
@@ -94,24 +110,33 @@ fn new_join_code() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
+    #[serde(alias = "code")]
     pub join_code: String,
-    pub name: String,
+    /// How the other members see this one (e.g. the organisation); defaults to the account's
+    /// organisation, else its display name.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Joined {
     pub group_id: i64,
     pub member_id: i64,
-    /// Shown once: send it as `Authorization: Bearer <token>`.
-    pub member_token: String,
+    pub name: String,
 }
 
+/// `POST /api/groups/join`: the caller becomes a member (201). Idempotent: a caller who is
+/// already an active member gets its membership back (200), whatever `name` says.
 pub async fn join(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<Join>,
 ) -> Result<(StatusCode, Json<Joined>), ApiError> {
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 200 {
+    let name = match req.name.as_deref().map(str::trim) {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => auth::default_member_name(&user),
+    };
+    if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::BadRequest(
             "name must be 1 to 200 characters".into(),
         ));
@@ -124,20 +149,49 @@ pub async fn join(
             .await?;
     let (group_id, phase) =
         group.ok_or_else(|| ApiError::NotFound("no group has this join code".into()))?;
+    if let Some((member_id, name)) = active_membership(&state.db, group_id, user.id).await? {
+        return Ok((
+            StatusCode::OK,
+            Json(Joined {
+                group_id,
+                member_id,
+                name,
+            }),
+        ));
+    }
     if phase == "finished" {
         return Err(ApiError::Conflict(
             "this group has finished training".into(),
         ));
     }
-    let token = auth::new_token();
-    let member_id: i64 = sqlx::query_scalar(
-        "INSERT INTO members (group_id, name, token_hash) VALUES (?, ?, ?) RETURNING id",
+    let inserted = sqlx::query_scalar::<_, i64>(
+        "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
+         RETURNING id",
     )
     .bind(group_id)
-    .bind(name)
-    .bind(auth::hash_token(&token))
+    .bind(&name)
+    .bind(auth::unusable_token_hash())
+    .bind(user.id)
     .fetch_one(&state.db)
-    .await?;
+    .await;
+    let member_id = match inserted {
+        Ok(id) => id,
+        // A concurrent join of the same account won the race: answer with its membership.
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            let (member_id, name) = active_membership(&state.db, group_id, user.id)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("joining raced with leaving; retry".into()))?;
+            return Ok((
+                StatusCode::OK,
+                Json(Joined {
+                    group_id,
+                    member_id,
+                    name,
+                }),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     state
         .federation
         .events
@@ -147,9 +201,101 @@ pub async fn join(
         Json(Joined {
             group_id,
             member_id,
-            member_token: token,
+            name,
         }),
     ))
+}
+
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    id: i64,
+    name: String,
+    description: String,
+    phase: String,
+    total_rounds: i64,
+    template_json: String,
+    created_at: String,
+    owner_user_id: Option<i64>,
+    members: i64,
+    member_id: Option<i64>,
+    was_member: bool,
+    current_round: Option<i64>,
+    current_round_state: Option<String>,
+}
+
+/// `GET /api/groups`: the groups the caller owns or has joined (administrators: every group),
+/// newest first, with the caller's role in each.
+pub async fn list(
+    user: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let rows: Vec<ListRow> = sqlx::query_as(
+        "SELECT g.id, g.name, g.description, g.phase, g.total_rounds, g.template_json,
+                g.created_at, g.owner_user_id,
+                (SELECT COUNT(*) FROM members WHERE group_id = g.id AND left_at IS NULL)
+                    AS members,
+                (SELECT id FROM members WHERE group_id = g.id AND user_id = ?1
+                    AND left_at IS NULL) AS member_id,
+                EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+                    AS was_member,
+                (SELECT number FROM rounds WHERE group_id = g.id ORDER BY number DESC LIMIT 1)
+                    AS current_round,
+                (SELECT state FROM rounds WHERE group_id = g.id ORDER BY number DESC LIMIT 1)
+                    AS current_round_state
+         FROM groups g
+         WHERE ?2 OR g.owner_user_id = ?1
+            OR EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+         ORDER BY g.id DESC",
+    )
+    .bind(user.id)
+    .bind(user.is_admin())
+    .fetch_all(&state.db)
+    .await?;
+    let groups: Vec<Value> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let membership = r.member_id.map(|_| true).or(r.was_member.then_some(false));
+            let role = auth::GroupRole::of(
+                r.owner_user_id == Some(user.id),
+                membership,
+                user.is_admin(),
+            )?;
+            let model_kind = serde_json::from_str::<Value>(&r.template_json)
+                .ok()
+                .and_then(|t| t.get("kind").cloned())
+                .unwrap_or(Value::Null);
+            Some(json!({
+                "id": r.id,
+                "name": r.name,
+                "description": r.description,
+                "model_kind": model_kind,
+                "phase": r.phase,
+                "rounds": r.total_rounds,
+                "current_round": r.current_round,
+                "current_round_state": r.current_round_state,
+                "members": r.members,
+                "role": role,
+                "member_id": r.member_id,
+                "created_at": r.created_at,
+            }))
+        })
+        .collect();
+    Ok(Json(json!({ "groups": groups })))
+}
+
+/// The account's active membership of the group: id and name.
+async fn active_membership(
+    db: &crate::db::Db,
+    group_id: i64,
+    user_id: i64,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name FROM members WHERE group_id = ? AND user_id = ? AND left_at IS NULL",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,12 +305,13 @@ pub struct Ready {
 }
 
 pub async fn ready(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
     ApiJson(req): ApiJson<Ready>,
 ) -> Result<Json<Value>, ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
     if req.num_samples == 0 || req.num_samples > i64::MAX as u64 {
         return Err(ApiError::BadRequest(
             "num_samples must be at least 1".into(),
@@ -185,11 +332,12 @@ pub async fn ready(
 
 /// A member leaves: it is never selected again, and rounds stop waiting for it.
 pub async fn leave(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
     sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
         .bind(member.id)
         .execute(&state.db)
@@ -211,12 +359,13 @@ pub async fn leave(
 /// `b3o_models::stats::Summary` form: never rows. The owner's start merges them into the
 /// global preprocessing spec.
 pub async fn post_statistics(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
     ApiJson(summary): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
     let (template, phase): (String, String) =
         sqlx::query_as("SELECT template_json, phase FROM groups WHERE id = ?")
             .bind(group_id)
@@ -269,26 +418,28 @@ pub async fn post_statistics(
     ))
 }
 
-/// The owner starts training: version 0 (initial weights) and round 1.
+/// The owner (or an administrator) starts training: version 0 (initial weights) and round 1.
 pub async fn start(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    auth::owner(&state.db, group_id, &bearer).await?;
+    auth::group_access(&state.db, &user, group_id)
+        .await?
+        .require_owner()?;
     let round = rounds::start_training(&state, group_id).await?;
     Ok(Json(
         json!({ "group_id": group_id, "phase": "training", "round": round }),
     ))
 }
 
-/// A group as its owner and members see it (the join code for the owner only).
+/// A group as its owner and members see it (the join code for those who manage it only).
 pub async fn get_group(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    let who = auth::participant(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
     type Row = (
         String,
         String,
@@ -325,18 +476,19 @@ pub async fn get_group(
     .fetch_optional(&state.db)
     .await?;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    // Only the owner sees the join code again, to invite more members.
-    let join_code: Option<String> = match who {
-        auth::Participant::Owner => {
-            sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
-                .bind(group_id)
-                .fetch_optional(&state.db)
-                .await?
-        }
-        auth::Participant::Member(_) => None,
+    // Only those who manage the group see the join code again, to invite more members.
+    let join_code: Option<String> = if access.can_manage() {
+        sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_optional(&state.db)
+            .await?
+    } else {
+        None
     };
     Ok(Json(json!({
         "join_code": join_code,
+        "role": access.role,
+        "member_id": access.active_member().map(|m| m.id),
         "id": group_id,
         "name": row.0,
         "description": row.1,
@@ -357,22 +509,23 @@ pub async fn get_group(
     })))
 }
 
-/// `GET /api/groups/{id}/events`: Server-Sent Events. The first event is a `snapshot` of the
-/// group; then `round_opened`, `round_closed`, ... as they happen, with a keep-alive comment
-/// every 15 s. Readable without a token (browsers' `EventSource` cannot send one; events carry
-/// no secrets) until accounts' session cookies replace tokens.
+/// `GET /api/groups/{id}/events`: Server-Sent Events for those who may see the group. The
+/// first event is a `snapshot` of the group; then `round_opened`, `round_closed`, ... as they
+/// happen, with a keep-alive comment every 15 s. Browsers' `EventSource` sends the session
+/// cookie (same origin); programs send their API token.
 pub async fn events(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    auth::group_access(&state.db, &user, group_id).await?;
     // Subscribe before reading the snapshot so that nothing falls between them.
     let rx = state.federation.events.subscribe(group_id);
     let phase: Option<String> = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
         .bind(group_id)
         .fetch_optional(&state.db)
         .await?;
-    let phase =
-        phase.ok_or_else(|| ApiError::NotFound(format!("group {group_id} does not exist")))?;
+    let phase = phase.ok_or_else(auth::not_found)?;
     let current: Option<(i64, String)> = sqlx::query_as(
         "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
     )

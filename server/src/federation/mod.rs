@@ -1,8 +1,9 @@
-//! Federated groups and rounds over HTTP (`/api/groups...`): creating and joining groups, the
+//! Federated groups and rounds over HTTP (`/api/groups...`): creating, listing and joining
+//! groups (accounts: the creator owns the group and is its first member, see [`auth`]), the
 //! statistics phase of tabular groups, the round state machine
 //! (`open -> collecting -> aggregating -> closed | failed`), update uploads, the SSE event
 //! stream, and the background task that enforces round deadlines and finishes aggregations
-//! interrupted by a crash.
+//! interrupted by a crash; and the caller's history of runs (`/api/history/runs`).
 //!
 //! Durability: an update's blob is written and fsynced before its row commits, and the answer
 //! is sent after the commit, so an acknowledged update survives `kill -9`. A round's new global
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod events;
 mod groups;
+mod history;
 pub mod model;
 mod rounds;
 
@@ -78,7 +80,7 @@ struct RoundAccumulator {
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/groups", post(groups::create))
+        .route("/api/groups", get(groups::list).post(groups::create))
         .route("/api/groups/join", post(groups::join))
         .route("/api/groups/{id}", get(groups::get_group))
         .route("/api/groups/{id}/ready", post(groups::ready))
@@ -102,6 +104,7 @@ pub fn router() -> Router<AppState> {
             "/api/groups/{id}/rounds/{number}/evaluation",
             post(updates::report_evaluation),
         )
+        .route("/api/history/runs", get(history::runs))
 }
 
 /// Finishes aggregations a crash interrupted, then checks round deadlines twice a second for

@@ -311,6 +311,7 @@ async fn open_round(
     .fetch_one(&mut **tx)
     .await?;
     select_members(tx, group, round_id).await?;
+    metrics::counter!("b3o_federation_rounds_opened_total").increment(1);
     Ok(GroupEvent::RoundOpened {
         round: number,
         deadline_at,
@@ -470,6 +471,7 @@ async fn fail_round(
         },
     );
     publish_next(state, group_id, next);
+    metrics::counter!("b3o_federation_rounds_failed_total").increment(1);
     tracing::warn!(group_id, round = number, reason, "round failed");
     Ok(())
 }
@@ -715,6 +717,7 @@ async fn aggregate(
     .await?;
     let next = advance(&mut tx, &group, number, version_id).await?;
     tx.commit().await?;
+    metrics::counter!("b3o_federation_rounds_closed_total").increment(1);
     state.federation.events.publish(
         group_id,
         GroupEvent::RoundClosed {

@@ -1,6 +1,6 @@
 //! `POST /api/groups/{id}/rounds/{n}/update`: a member's trained weights for round `n`.
 //!
-//! Order of checks: the member's token; a replay of an already accepted update (same answer,
+//! Order of checks: the caller's account and active membership; a replay of an already accepted update (same answer,
 //! whatever the round's state now); the round (exists, still collecting, member selected);
 //! the body's size while it streams in (413); the safetensors content against the group's
 //! layout (names, shapes, dtype, finite values), its metadata (model, round, samples) and the
@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::RoundAccumulator;
-use super::auth::{self, Bearer, Member};
+use super::auth::{self, Member};
 use super::rounds::{self, GroupSettings};
+use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::blobs;
 use crate::error::ApiError;
@@ -196,15 +197,19 @@ async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec
 }
 
 pub async fn upload(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-    bearer: Bearer,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match receive(state, group_id, number, bearer, headers, body).await {
-        Ok(accepted) => Json(accepted).into_response(),
+    match receive(state, group_id, number, user, headers, body).await {
+        Ok(accepted) => {
+            metrics::counter!("b3o_federation_updates_received_total").increment(1);
+            Json(accepted).into_response()
+        }
         Err(e) => {
+            metrics::counter!("b3o_federation_updates_rejected_total").increment(1);
             // Most refusals leave (part of) the body unread, so the connection cannot carry
             // another request: say so, or a pooling client may reuse it and see a reset.
             let mut response = e.into_response();
@@ -220,12 +225,13 @@ async fn receive(
     state: AppState,
     group_id: i64,
     number: i64,
-    bearer: Bearer,
+    user: CurrentUser,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
-    let (round, replay) = admit(&state, group_id, number, &member).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
+    let (round, replay) = admit(&state, group_id, number, member).await?;
     let max = state.federation.max_update_bytes;
     let bytes = read_limited(&headers, body, max).await?;
     let sha = blobs::sha256_hex(&bytes);
@@ -427,12 +433,13 @@ pub struct Failure {
 /// A selected member reports that it cannot deliver this round (out of memory, no data...):
 /// the round stops waiting for it, and the strategy sees the failure.
 pub async fn report_failure(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-    bearer: Bearer,
     ApiJson(req): ApiJson<Failure>,
 ) -> Result<Json<Value>, ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
     let reason: String = req.reason.chars().take(1000).collect();
     let round = find_round(&state, group_id, number)
         .await?
@@ -475,12 +482,13 @@ pub struct Evaluation {
 /// Flower's evaluate phase: a member's metrics of round `n`'s resulting global model on its own
 /// held-out rows. Accepted once the round closed; a resend replaces the earlier report.
 pub async fn report_evaluation(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-    bearer: Bearer,
     ApiJson(req): ApiJson<Evaluation>,
 ) -> Result<Json<Value>, ApiError> {
-    let member = auth::member(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let member = access.require_member()?;
     if req.num_samples == 0 || req.num_samples > 1 << 40 {
         return Err(ApiError::BadRequest(format!(
             "num_samples must be between 1 and 2^40, got {}",

@@ -8,7 +8,8 @@ use axum::http::header;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::auth::{self, Bearer, Participant};
+use super::auth;
+use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::blobs;
 use crate::db::Db;
@@ -18,11 +19,11 @@ use crate::strategy::{self, EvalRes};
 
 /// The latest global model (the newest version) as safetensors.
 pub async fn global_weights(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Response, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
+    auth::group_access(&state.db, &user, group_id).await?;
     let row: Option<(i64, i64, String)> = sqlx::query_as(
         "SELECT id, round, weights_path FROM model_versions WHERE group_id = ?
          ORDER BY round DESC LIMIT 1",
@@ -136,11 +137,11 @@ pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Va
 }
 
 pub async fn list(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
+    auth::group_access(&state.db, &user, group_id).await?;
     let numbers: Vec<i64> =
         sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = ? ORDER BY number")
             .bind(group_id)
@@ -154,21 +155,21 @@ pub async fn list(
 }
 
 pub async fn get_round(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
+    auth::group_access(&state.db, &user, group_id).await?;
     Ok(Json(round_json(&state.db, group_id, number).await?))
 }
 
-/// The newest round, with `selected`/`reported` for the calling member.
+/// The newest round, with `you` (selected, status) for a caller that is an active member.
 pub async fn current(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    let who = auth::participant(&state.db, group_id, &bearer).await?;
+    let access = auth::group_access(&state.db, &user, group_id).await?;
     let number: Option<i64> =
         sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
             .bind(group_id)
@@ -176,7 +177,7 @@ pub async fn current(
             .await?;
     let number = number.ok_or_else(|| ApiError::NotFound("training has not started yet".into()))?;
     let mut round = round_json(&state.db, group_id, number).await?;
-    if let Participant::Member(m) = who {
+    if let Some(m) = access.active_member() {
         let status: Option<String> = sqlx::query_scalar(
             "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id
              WHERE r.group_id = ? AND r.number = ? AND rm.member_id = ?",

@@ -10,11 +10,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use axum::body::Bytes;
 use b3o_models::model::ModelSpec;
 use b3o_wasm_client::inference::OnnxPredictor;
 use tokio::sync::OnceCell;
 
 use super::batcher::{BatchConfig, Batcher};
+use super::telemetry;
 use crate::error::ApiError;
 
 /// Default memory cap: the churn MLP is ~50 KB of ONNX, the digit CNN ~20 KB, so this holds
@@ -27,19 +29,33 @@ pub struct ServedModel {
     pub version_id: i64,
     pub spec: ModelSpec,
     pub predictor: OnnxPredictor,
+    /// The ONNX file: what browsers download to run the model themselves.
+    pub onnx: Bytes,
+    /// Lower-case hex SHA-256 of [`ServedModel::onnx`] (package checksum and ETag).
+    pub onnx_sha256: String,
     /// Estimated memory footprint (the ONNX file's size).
     pub bytes: usize,
+    batch: BatchConfig,
     /// Single-row requests go through this queue; started on first use (it needs a runtime).
     batcher: OnceLock<Batcher>,
 }
 
 impl ServedModel {
-    pub fn new(version_id: i64, spec: ModelSpec, predictor: OnnxPredictor, bytes: usize) -> Self {
+    pub fn new(
+        version_id: i64,
+        spec: ModelSpec,
+        predictor: OnnxPredictor,
+        onnx: Bytes,
+        batch: BatchConfig,
+    ) -> Self {
         Self {
             version_id,
             spec,
             predictor,
-            bytes,
+            onnx_sha256: crate::blobs::sha256_hex(&onnx),
+            bytes: onnx.len(),
+            onnx,
+            batch,
             batcher: OnceLock::new(),
         }
     }
@@ -47,7 +63,7 @@ impl ServedModel {
     /// The model's batching queue, started on the current runtime on first use.
     pub fn batcher(&self) -> &Batcher {
         self.batcher
-            .get_or_init(|| Batcher::spawn(self.predictor.clone(), BatchConfig::default()))
+            .get_or_init(|| Batcher::spawn(self.predictor.clone(), self.batch))
     }
 }
 
@@ -113,6 +129,7 @@ impl ModelCache {
             .clone();
         if fresh {
             self.evict(version_id);
+            telemetry::set_models_loaded(self.loaded().len());
         }
         Ok(model)
     }
@@ -139,6 +156,7 @@ impl ModelCache {
             match victim {
                 Some(id) => {
                     lru.entries.remove(&id);
+                    telemetry::record_eviction();
                     tracing::debug!(version_id = id, "evicted a model from the inference cache");
                 }
                 None => return,
@@ -173,7 +191,8 @@ mod tests {
             version_id,
             spec,
             OnnxPredictor::load(&onnx).unwrap(),
-            onnx.len(),
+            onnx.into(),
+            BatchConfig::default(),
         )
     }
 

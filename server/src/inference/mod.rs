@@ -1,52 +1,193 @@
-//! Native inference for every deployed model: the KServe V2 / Open Inference Protocol REST API
-//! ([`v2`]) for programs, and codeless routes ([`codeless`]) that take a user's raw CSV, JSON
-//! rows or an image and apply the model's own preprocessing server-side.
+//! Native inference for every deployed model from one process: the KServe V2 / Open Inference
+//! Protocol REST API ([`v2`]) for programs, codeless routes ([`codeless`]) that take a user's
+//! raw CSV, JSON rows or an image and apply the model's own preprocessing server-side (the
+//! same code as the browser engine: `b3o_wasm_client::codeless`), the model package a browser
+//! downloads to run a model itself, and per-deployment sharing ([`sharing`]).
 //!
-//! A request names a deployment; the registry says which version it serves *now*
-//! ([`resolve`]), and the [`cache`] turns that version into a runnable tract plan (from its
-//! stored ONNX, or exported from its weights when the version has none). Models run on the
-//! blocking pool, never on the async workers.
+//! A request names a deployment; [`deployments`] says which version it serves *now* and who may
+//! use it (kept in memory, invalidated by promote, rollback and sharing changes, so the hot path
+//! reads no database), [`gate`] checks the caller and its origin (CORS), and the [`cache`] turns
+//! the version into a runnable tract plan (from its stored ONNX, or exported from its weights).
+//! Single rows are batched with concurrent ones ([`batcher`]); models run on the blocking pool,
+//! never on the async workers. Everything is measured for Prometheus ([`telemetry`]).
 //!
-//! Access: the deployments table has no "public" flag yet, so every model route needs a
-//! signed-in caller (`CurrentUser`: session cookie or API token); only the V2 health and
-//! server-metadata routes are public.
+//! Access (`crate::access`: `PublicIfModelPublic`): a public deployment answers anyone; a
+//! private one answers those who may see its group (401 anonymous, 404 otherwise).
 
 pub mod batcher;
 pub mod cache;
 mod codeless;
+pub mod deployments;
+pub mod gate;
+pub mod sharing;
 pub mod telemetry;
 mod v2;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::request::Parts;
 use b3o_models::model::ModelSpec;
 use b3o_models::onnx::export_onnx;
 use b3o_models::weights;
 use b3o_wasm_client::inference::OnnxPredictor;
 
 use crate::blobs;
-use crate::db::Db;
+use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
+pub use batcher::BatchConfig;
 pub use cache::{ModelCache, ServedModel};
+pub use deployments::{Deployment, Deployments};
 
 /// Largest request body: a CSV of ~100k churn rows, or 64 images as V2 JSON, fit easily.
+/// Larger files go to batch jobs (`POST /api/jobs`).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
-/// The inference routes. The cache lives in a router extension rather than in `AppState`: it
-/// belongs to these routes alone.
+/// Operator settings of the inference routes and batch jobs (from `b3o serve` flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch: BatchConfig,
+    /// Memory cap of the loaded-model cache (ONNX bytes).
+    pub cache_bytes: usize,
+    /// Largest CSV accepted by `POST /api/jobs`.
+    pub max_job_bytes: u64,
+    /// Jobs run at the same time; more wait in the queue.
+    pub job_workers: usize,
+    /// Serve `GET /metrics`.
+    pub metrics: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            batch: BatchConfig::default(),
+            cache_bytes: cache::DEFAULT_MAX_BYTES,
+            max_job_bytes: crate::jobs::DEFAULT_MAX_JOB_BYTES,
+            job_workers: 1,
+            metrics: true,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_config(config: &ServeConfig) -> Self {
+        Self {
+            batch: BatchConfig {
+                max_batch: config.max_batch.max(1),
+                max_delay: std::time::Duration::from_micros(config.max_batch_delay_us),
+            },
+            cache_bytes: config.model_cache_mb.saturating_mul(1 << 20),
+            max_job_bytes: config.max_job_mb.saturating_mul(1 << 20),
+            job_workers: config.job_workers.max(1),
+            metrics: config.metrics,
+        }
+    }
+}
+
+/// The in-memory side of inference for one data directory (one database): loaded models,
+/// the deployment cache and the job runner.
+pub struct Shared {
+    pub settings: Settings,
+    pub models: ModelCache,
+    pub deployments: Deployments,
+    pub jobs: crate::jobs::JobRuntime,
+}
+
+impl Shared {
+    fn new(settings: Settings) -> Self {
+        Self {
+            models: ModelCache::new(settings.cache_bytes),
+            deployments: Deployments::default(),
+            jobs: crate::jobs::JobRuntime::new(settings.job_workers),
+            settings,
+        }
+    }
+}
+
+/// One [`Shared`] per data directory. The registry (promote, rollback), demo seeding and start-up
+/// reach it from the [`AppState`] alone; a process serves one data directory, tests many.
+fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Shared>>> {
+    static SHARED: OnceLock<Mutex<HashMap<PathBuf, Arc<Shared>>>> = OnceLock::new();
+    SHARED.get_or_init(Default::default)
+}
+
+/// The inference state of `state`'s data directory, created with default settings if
+/// [`start`] has not run (tests).
+pub fn shared(state: &AppState) -> Arc<Shared> {
+    let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(state.data_dir.clone())
+        .or_insert_with(|| Arc::new(Shared::new(Settings::default())))
+        .clone()
+}
+
+/// Called by the registry after a deployment's version changed (promote, rollback): the next
+/// request reads it again. Requests already running keep the model they hold.
+pub fn deployment_changed(state: &AppState, name: &str) {
+    shared(state).deployments.invalidate(name);
+}
+
+/// Start-up of `b3o serve`, before it listens: applies the settings, resumes the batch jobs a
+/// restart interrupted and, with `--demo`, seeds the demo models.
+pub async fn start(config: &ServeConfig, state: &AppState) -> Result<(), ApiError> {
+    {
+        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(
+            state.data_dir.clone(),
+            Arc::new(Shared::new(Settings::from_config(config))),
+        );
+    }
+    crate::jobs::recover(state).await?;
+    if config.demo {
+        crate::demo::seed(state).await?;
+    }
+    Ok(())
+}
+
+/// The request's [`Shared`]: looked up once per router (the slot), not per request.
+#[derive(Clone, Default)]
+struct Slot(Arc<OnceLock<Arc<Shared>>>);
+
+/// Extractor of the inference state.
+pub struct Inference(pub Arc<Shared>);
+
+impl FromRequestParts<AppState> for Inference {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let shared = match parts.extensions.get::<Slot>() {
+            Some(slot) => slot.0.get_or_init(|| shared(state)).clone(),
+            None => shared(state),
+        };
+        Ok(Inference(shared))
+    }
+}
+
+/// The inference routes, batch jobs and demo routes.
 pub fn router() -> Router<AppState> {
     telemetry::init();
     Router::new()
         .route("/metrics", axum::routing::get(telemetry::render))
-        .merge(v2::router())
-        .merge(codeless::router())
-        .layer(axum::Extension(Arc::new(ModelCache::default())))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(
+            Router::new()
+                .merge(v2::model_router())
+                .merge(codeless::router())
+                .merge(sharing::model_router())
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .merge(v2::health_router())
+        .merge(sharing::owner_router())
+        .merge(crate::jobs::router())
+        .merge(crate::demo::router())
+        .layer(axum::Extension(Slot::default()))
 }
 
 /// A request body read whole, with a JSON 413 past [`MAX_BODY_BYTES`].
@@ -54,7 +195,7 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiErro
     body.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes"
+                "the request body is larger than {MAX_BODY_BYTES} bytes; send large CSV files as a batch job (POST /api/jobs)"
             ))
         } else {
             ApiError::BadRequest(rejection.body_text())
@@ -62,52 +203,33 @@ pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiErro
     })
 }
 
-/// The version deployment `name` serves, or with `version` that version if it belongs to the
-/// same group as the deployment (404 otherwise, like an unknown name).
-pub(crate) async fn resolve(db: &Db, name: &str, version: Option<&str>) -> Result<i64, ApiError> {
-    let no_deployment = || ApiError::NotFound(format!("no deployed model named `{name}`"));
-    let current: i64 = sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
-        .bind(name)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(no_deployment)?;
-    let Some(version) = version else {
-        return Ok(current);
-    };
-    let no_version = || ApiError::NotFound(format!("model `{name}` has no version `{version}`"));
-    let id: i64 = version.parse().map_err(|_| no_version())?;
-    let same_group: Option<i64> = sqlx::query_scalar(
-        "SELECT v.id FROM model_versions v JOIN model_versions cur ON cur.group_id = v.group_id
-         WHERE cur.id = ? AND v.id = ?",
-    )
-    .bind(current)
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
-    same_group.ok_or_else(no_version)
-}
-
-/// The served model of deployment `name` (at `version`, if given), loaded on first use.
+/// The served model of `version_id`, loaded on first use.
 pub(crate) async fn model(
     state: &AppState,
-    cache: &ModelCache,
-    name: &str,
-    version: Option<&str>,
+    shared: &Shared,
+    version_id: i64,
 ) -> Result<Arc<ServedModel>, ApiError> {
-    let version_id = resolve(&state.db, name, version).await?;
-    cache
-        .get_or_load(version_id, || load(state, version_id))
+    let batch = shared.settings.batch;
+    shared
+        .models
+        .get_or_load(version_id, || load(state, version_id, batch))
         .await
 }
 
 /// Reads a version's spec and ONNX (or exports it from the weights) and builds its plan.
-async fn load(state: &AppState, version_id: i64) -> Result<ServedModel, ApiError> {
-    let (spec_json, weights_path, onnx_path): (String, String, Option<String>) = sqlx::query_as(
+async fn load(
+    state: &AppState,
+    version_id: i64,
+    batch: BatchConfig,
+) -> Result<ServedModel, ApiError> {
+    let row: Option<(String, String, Option<String>)> = sqlx::query_as(
         "SELECT spec_json, weights_path, onnx_path FROM model_versions WHERE id = ?",
     )
     .bind(version_id)
-    .fetch_one(&state.db)
+    .fetch_optional(&state.db)
     .await?;
+    let (spec_json, weights_path, onnx_path) = row
+        .ok_or_else(|| ApiError::NotFound(format!("model version {version_id} does not exist")))?;
     let spec: ModelSpec = serde_json::from_str(&spec_json).map_err(|_| {
         ApiError::Conflict(format!(
             "model version {version_id} is a custom model without a built-in architecture; it cannot be served"
@@ -131,15 +253,29 @@ async fn load(state: &AppState, version_id: i64) -> Result<ServedModel, ApiError
         }
     };
     let started = std::time::Instant::now();
-    let (predictor, bytes) =
-        tokio::task::spawn_blocking(move || (OnnxPredictor::load(&onnx), onnx.len()))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let predictor =
-        predictor.map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
+    let onnx = Bytes::from(onnx);
+    let plan_input = onnx.clone();
+    let predictor = tokio::task::spawn_blocking(move || OnnxPredictor::load(&plan_input))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
     telemetry::record_load(version_id, started.elapsed());
-    tracing::info!(version_id, bytes, "loaded a model for inference");
-    Ok(ServedModel::new(version_id, spec, predictor, bytes))
+    tracing::info!(
+        version_id,
+        bytes = onnx.len(),
+        "loaded a model for inference"
+    );
+    Ok(ServedModel::new(version_id, spec, predictor, onnx, batch))
+}
+
+/// Maps an inference failure: a size mismatch is the caller's input, anything else ours.
+pub(crate) fn inference_error(e: b3o_wasm_client::inference::InferenceError) -> ApiError {
+    match e {
+        b3o_wasm_client::inference::InferenceError::InputSize { .. } => {
+            ApiError::BadRequest(e.to_string())
+        }
+        other => ApiError::Internal(other.to_string()),
+    }
 }
 
 impl ServedModel {
@@ -160,11 +296,6 @@ impl ServedModel {
                 .map_err(|e| ApiError::Internal(e.to_string()))?
         };
         telemetry::record_run(self.version_id, n_rows, started.elapsed(), result.is_ok());
-        result.map_err(|e| match e {
-            b3o_wasm_client::inference::InferenceError::InputSize { .. } => {
-                ApiError::BadRequest(e.to_string())
-            }
-            other => ApiError::Internal(other.to_string()),
-        })
+        result.map_err(inference_error)
     }
 }

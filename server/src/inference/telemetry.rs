@@ -1,19 +1,57 @@
-//! Prometheus metrics of the inference routes, served at `GET /metrics` in the text format.
+//! Prometheus metrics, served at `GET /metrics` in the text format: inference requests per
+//! model and version (counts by status, latency histograms), model runs, loads, cache
+//! evictions and models loaded, batch jobs, and the federation's round and update counters
+//! (emitted from `federation::rounds` / `federation::updates` with the `metrics` macros).
 //!
 //! The `metrics` facade records; the recorder is process-global, so it is installed once (the
 //! first router built) and every app in the process (tests build many) shares it. Labels are
-//! version ids, never user data.
+//! deployment names (chosen by group owners), version ids and fixed route names, never user
+//! data; names that are not deployed never become labels.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-/// Latency buckets in seconds: 10 µs (an MLP row) to 1 s (a large CSV).
+use super::Inference;
+
+/// Latency buckets in seconds: 10 µs (an MLP row) to 10 s (a large CSV).
 const BUCKETS: &[f64] = &[
-    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0,
+    1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0,
+];
+
+/// Counters shown from the start (at 0), so dashboards and alerts see them before any event.
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "b3o_inference_model_loads_total",
+        "Model versions loaded into the inference cache.",
+    ),
+    (
+        "b3o_inference_cache_evictions_total",
+        "Model versions evicted from the inference cache (memory cap).",
+    ),
+    (
+        "b3o_federation_rounds_opened_total",
+        "Federated rounds opened.",
+    ),
+    (
+        "b3o_federation_rounds_closed_total",
+        "Federated rounds closed with a new global model.",
+    ),
+    (
+        "b3o_federation_rounds_failed_total",
+        "Federated rounds that failed (deadline, too few updates, aggregation error).",
+    ),
+    (
+        "b3o_federation_updates_received_total",
+        "Client model updates accepted.",
+    ),
+    (
+        "b3o_federation_updates_rejected_total",
+        "Client model updates refused (validation, wrong round, too large).",
+    ),
 ];
 
 fn handle() -> Option<&'static PrometheusHandle> {
@@ -27,6 +65,27 @@ fn handle() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             // Fails only if another recorder is installed; then it owns the metrics.
             metrics::set_global_recorder(recorder).ok()?;
+            for (name, help) in COUNTERS {
+                metrics::describe_counter!(*name, *help);
+                metrics::counter!(*name).increment(0);
+            }
+            metrics::describe_gauge!(
+                "b3o_inference_models_loaded",
+                "Model versions loaded in the inference cache."
+            );
+            metrics::gauge!("b3o_inference_models_loaded").set(0.0);
+            metrics::describe_counter!(
+                "b3o_inference_requests_total",
+                "Inference requests that reached a model, by model, version, route and status."
+            );
+            metrics::describe_histogram!(
+                "b3o_inference_request_seconds",
+                "Inference request latency in the server, by model, version and route."
+            );
+            metrics::describe_counter!(
+                "b3o_inference_rejected_total",
+                "Inference requests refused before reaching a model (unknown model, access, origin)."
+            );
             Some(handle)
         })
         .as_ref()
@@ -35,6 +94,42 @@ fn handle() -> Option<&'static PrometheusHandle> {
 /// Installs the recorder if needed (called when the router is built).
 pub fn init() {
     handle();
+}
+
+/// One request that reached a model.
+pub fn record_request(
+    model: &str,
+    version_id: i64,
+    route: &'static str,
+    status: StatusCode,
+    elapsed: Duration,
+) {
+    let version = version_id.to_string();
+    metrics::histogram!(
+        "b3o_inference_request_seconds",
+        "model" => model.to_string(),
+        "version" => version.clone(),
+        "route" => route,
+    )
+    .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        "b3o_inference_requests_total",
+        "model" => model.to_string(),
+        "version" => version,
+        "route" => route,
+        "status" => status.as_str().to_string(),
+    )
+    .increment(1);
+}
+
+/// A request refused before it reached a model.
+pub fn record_rejected(route: &'static str, status: StatusCode) {
+    metrics::counter!(
+        "b3o_inference_rejected_total",
+        "route" => route,
+        "status" => status.as_str().to_string(),
+    )
+    .increment(1);
 }
 
 /// One model run: its duration and rows.
@@ -56,8 +151,28 @@ pub fn record_load(version_id: i64, elapsed: Duration) {
         .record(elapsed.as_secs_f64());
 }
 
-/// `GET /metrics`.
-pub async fn render() -> impl IntoResponse {
+/// A model evicted from the cache.
+pub fn record_eviction() {
+    metrics::counter!("b3o_inference_cache_evictions_total").increment(1);
+}
+
+/// The number of models in the cache now.
+pub fn set_models_loaded(n: usize) {
+    metrics::gauge!("b3o_inference_models_loaded").set(n as f64);
+}
+
+/// A batch job finished (`succeeded` or `failed`) after `rows` rows.
+pub fn record_job(status: &'static str, rows: u64) {
+    metrics::counter!("b3o_jobs_finished_total", "status" => status).increment(1);
+    metrics::counter!("b3o_jobs_rows_total").increment(rows);
+}
+
+/// `GET /metrics` (404 when the operator turned metrics off).
+pub async fn render(Inference(shared): Inference) -> Response {
+    if !shared.settings.metrics {
+        return crate::error::ApiError::NotFound("metrics are turned off on this server".into())
+            .into_response();
+    }
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

@@ -8,35 +8,54 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ModelCache, ServedModel};
-use crate::accounts::extract::{ApiPath, CurrentUser};
+use super::gate::{self, Call};
+use super::{Inference, ServedModel};
+use crate::accounts::OptionalUser;
+use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+/// Health and server metadata: public (probes, discovery).
+pub fn health_router() -> Router<AppState> {
     Router::new()
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
-        .route("/v2/models/{name}", get(model_metadata))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route("/v2/models/{name}/infer", post(infer))
+}
+
+/// The model routes (public or not per deployment, see [`gate`]), with CORS preflight.
+pub fn model_router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v2/models/{name}",
+            get(model_metadata).options(gate::preflight),
+        )
+        .route(
+            "/v2/models/{name}/ready",
+            get(model_ready).options(gate::preflight),
+        )
+        .route(
+            "/v2/models/{name}/infer",
+            post(infer).options(gate::preflight),
+        )
         .route(
             "/v2/models/{name}/versions/{version}",
-            get(version_metadata),
+            get(version_metadata).options(gate::preflight),
         )
         .route(
             "/v2/models/{name}/versions/{version}/ready",
-            get(version_ready),
+            get(version_ready).options(gate::preflight),
         )
         .route(
             "/v2/models/{name}/versions/{version}/infer",
-            post(version_infer),
+            post(version_infer).options(gate::preflight),
         )
 }
 
@@ -67,45 +86,198 @@ fn metadata(name: &str, m: &ServedModel) -> Value {
     })
 }
 
+/// What a model route does once the caller is allowed and the model loaded.
+enum Action {
+    Metadata,
+    Ready,
+    Infer(Result<Bytes, BytesRejection>),
+}
+
+/// The parts of a model request every route has.
+struct Caller {
+    state: AppState,
+    shared: Arc<super::Shared>,
+    user: OptionalUser,
+    headers: HeaderMap,
+}
+
+/// Authorises, loads the model and runs `action`, with the bookkeeping of [`Call`].
+async fn serve(
+    route: &'static str,
+    caller: Caller,
+    name: String,
+    version: Option<String>,
+    action: Action,
+) -> Response {
+    let call = Call::start(route);
+    let Caller {
+        state,
+        shared,
+        user,
+        headers,
+    } = caller;
+    let target = match gate::authorize(
+        &state,
+        &shared,
+        user.0.as_ref(),
+        &headers,
+        &name,
+        version.as_deref(),
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return call.rejected(e),
+    };
+    let result = async {
+        let m = super::model(&state, &shared, target.version_id).await?;
+        Ok(match action {
+            Action::Metadata => Json(metadata(&name, &m)).into_response(),
+            Action::Ready => Json(json!({ "name": name, "ready": true })).into_response(),
+            Action::Infer(body) => run(&name, &m, &super::body(body)?).await?.into_response(),
+        })
+    }
+    .await;
+    call.finish(&target, result)
+}
+
 async fn model_metadata(
-    _user: CurrentUser,
+    user: OptionalUser,
     State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    let m = super::model(&state, &cache, &name, None).await?;
-    Ok(Json(metadata(&name, &m)))
+) -> Response {
+    serve(
+        "v2_metadata",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        None,
+        Action::Metadata,
+    )
+    .await
 }
 
 async fn version_metadata(
-    _user: CurrentUser,
+    user: OptionalUser,
     State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
     ApiPath((name, version)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    let m = super::model(&state, &cache, &name, Some(&version)).await?;
-    Ok(Json(metadata(&name, &m)))
+) -> Response {
+    let version = Some(version);
+    serve(
+        "v2_metadata",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        version,
+        Action::Metadata,
+    )
+    .await
 }
 
 /// Ready once loaded: the first call loads the model, so a readiness probe also warms it.
 async fn model_ready(
-    _user: CurrentUser,
+    user: OptionalUser,
     State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    super::model(&state, &cache, &name, None).await?;
-    Ok(Json(json!({ "name": name, "ready": true })))
+) -> Response {
+    serve(
+        "v2_ready",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        None,
+        Action::Ready,
+    )
+    .await
 }
 
 async fn version_ready(
-    _user: CurrentUser,
+    user: OptionalUser,
     State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
     ApiPath((name, version)): ApiPath<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
-    super::model(&state, &cache, &name, Some(&version)).await?;
-    Ok(Json(json!({ "name": name, "ready": true })))
+) -> Response {
+    let version = Some(version);
+    serve(
+        "v2_ready",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        version,
+        Action::Ready,
+    )
+    .await
+}
+
+async fn infer(
+    user: OptionalUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
+    ApiPath(name): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let action = Action::Infer(body);
+    serve(
+        "v2_infer",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        None,
+        action,
+    )
+    .await
+}
+
+async fn version_infer(
+    user: OptionalUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
+    ApiPath((name, version)): ApiPath<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let action = Action::Infer(body);
+    serve(
+        "v2_infer",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        Some(version),
+        action,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,28 +293,6 @@ struct InputTensor {
     datatype: String,
     /// Row-major numbers, flat or nested.
     data: Value,
-}
-
-async fn infer(
-    _user: CurrentUser,
-    State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
-    ApiPath(name): ApiPath<String>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let m = super::model(&state, &cache, &name, None).await?;
-    run(&name, &m, &super::body(body)?).await
-}
-
-async fn version_infer(
-    _user: CurrentUser,
-    State(state): State<AppState>,
-    Extension(cache): Extension<Arc<ModelCache>>,
-    ApiPath((name, version)): ApiPath<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let m = super::model(&state, &cache, &name, Some(&version)).await?;
-    run(&name, &m, &super::body(body)?).await
 }
 
 async fn run(name: &str, m: &Arc<ServedModel>, body: &[u8]) -> Result<Json<Value>, ApiError> {

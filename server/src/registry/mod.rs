@@ -1,6 +1,10 @@
 //! The model registry: every round's global model is a version (weights blob, spec, metrics,
 //! lineage: group, round, parent, contributors). Versions can be listed and downloaded, and
 //! promoted to a named deployment that can be rolled back to what it pointed at before.
+//!
+//! Access follows the version's group ([`crate::federation::auth`]): those who may see the
+//! group see its versions and deployments (404 for everyone else, as for ids that do not
+//! exist); its owner and administrators promote and roll back (403 for members).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,10 +14,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::federation::auth::{self, Bearer};
+use crate::federation::auth::{self, GroupAccess};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -64,6 +69,16 @@ fn version_json(r: &VersionRow) -> Value {
     })
 }
 
+/// The answer for a version the caller may not see, identical to one that does not exist.
+fn version_not_found() -> ApiError {
+    ApiError::NotFound("no such model version".into())
+}
+
+/// The answer for a deployment the caller may not see, identical to one that does not exist.
+fn deployment_not_found() -> ApiError {
+    ApiError::NotFound("no such deployment".into())
+}
+
 async fn load_version(db: &Db, version_id: i64) -> Result<VersionRow, ApiError> {
     let row: Option<VersionRow> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = ?"
@@ -71,15 +86,71 @@ async fn load_version(db: &Db, version_id: i64) -> Result<VersionRow, ApiError> 
     .bind(version_id)
     .fetch_optional(db)
     .await?;
-    row.ok_or_else(|| ApiError::NotFound(format!("model version {version_id} does not exist")))
+    row.ok_or_else(version_not_found)
+}
+
+/// A version the caller may see, with the caller's access to its group; 404 otherwise.
+async fn visible_version(
+    db: &Db,
+    user: &CurrentUser,
+    version_id: i64,
+) -> Result<(VersionRow, GroupAccess), ApiError> {
+    let v = load_version(db, version_id).await?;
+    let access = auth::group_access(db, user, v.1)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => version_not_found(),
+            e => e,
+        })?;
+    Ok((v, access))
+}
+
+/// What a deployment serves, as [`visible_deployment`] finds it.
+#[derive(Debug, Clone)]
+pub struct DeploymentRef {
+    pub name: String,
+    pub version_id: i64,
+    pub group_id: i64,
+    /// The caller's access to the group whose model is deployed.
+    pub access: GroupAccess,
+}
+
+/// The deployment `name` if `user` may see it (its group is visible to the caller), else
+/// `404 no such deployment` exactly as for a name that is not deployed. For other modules
+/// (inference, sharing) that serve deployments to signed-in callers.
+pub async fn visible_deployment(
+    db: &Db,
+    user: &CurrentUser,
+    name: &str,
+) -> Result<DeploymentRef, ApiError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT d.version_id, v.group_id FROM deployments d
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    let (version_id, group_id) = row.ok_or_else(deployment_not_found)?;
+    let access = auth::group_access(db, user, group_id)
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => deployment_not_found(),
+            e => e,
+        })?;
+    Ok(DeploymentRef {
+        name: name.to_string(),
+        version_id,
+        group_id,
+        access,
+    })
 }
 
 async fn list_versions(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    auth::participant(&state.db, group_id, &bearer).await?;
+    auth::group_access(&state.db, &user, group_id).await?;
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = ? ORDER BY round"
     ))
@@ -92,32 +163,29 @@ async fn list_versions(
 }
 
 async fn get_version(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
-    let v = load_version(&state.db, version_id).await?;
-    auth::participant(&state.db, v.1, &bearer).await?;
+    let (v, _) = visible_version(&state.db, &user, version_id).await?;
     Ok(Json(version_json(&v)))
 }
 
 async fn version_weights(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Response, ApiError> {
-    let v = load_version(&state.db, version_id).await?;
-    auth::participant(&state.db, v.1, &bearer).await?;
+    let (v, _) = visible_version(&state.db, &user, version_id).await?;
     crate::federation::weights_response(state, v.0, v.2, &v.12).await
 }
 
 async fn version_onnx(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
-    bearer: Bearer,
 ) -> Result<Response, ApiError> {
-    let v = load_version(&state.db, version_id).await?;
-    auth::participant(&state.db, v.1, &bearer).await?;
+    let (v, _) = visible_version(&state.db, &user, version_id).await?;
     let path = v.10.ok_or_else(|| {
         ApiError::NotFound(format!(
             "model version {version_id} has no ONNX export (custom layouts have none)"
@@ -157,16 +225,17 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The owner of a version's group points deployment `name` at it.
+/// The owner of a version's group (or an administrator) points deployment `name` at it. A
+/// name serves one group's models: pointing it at another group's version is a 409.
 async fn promote(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    bearer: Bearer,
     ApiJson(req): ApiJson<Promote>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_name(&name)?;
-    let v = load_version(&state.db, req.version_id).await?;
-    auth::owner(&state.db, v.1, &bearer).await?;
+    let (v, access) = visible_version(&state.db, &user, req.version_id).await?;
+    access.require_owner()?;
     let mut tx = state.db.begin().await?;
     let current: Option<i64> =
         sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
@@ -202,6 +271,7 @@ async fn promote(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    crate::inference::deployment_changed(&state, &name);
     let status = if current.is_some() {
         StatusCode::OK
     } else {
@@ -212,20 +282,15 @@ async fn promote(
 
 /// Points the deployment back at the version it served before the current one.
 async fn rollback(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    bearer: Bearer,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
-            .bind(&name)
-            .fetch_optional(&state.db)
-            .await?;
-    let current =
-        current.ok_or_else(|| ApiError::NotFound(format!("no deployment named `{name}`")))?;
-    let v = load_version(&state.db, current).await?;
-    auth::owner(&state.db, v.1, &bearer).await?;
+    visible_deployment(&state.db, &user, &name)
+        .await?
+        .access
+        .require_owner()?;
     // The history is a stack of what was served: the previous entry is the target, and the
     // rollback pops the current one so that repeated rollbacks walk further back.
     let history: Vec<(i64, i64)> = sqlx::query_as(
@@ -253,6 +318,7 @@ async fn rollback(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    crate::inference::deployment_changed(&state, &name);
     Ok(Json(deployment_json(&state.db, &name).await?))
 }
 
@@ -262,8 +328,7 @@ async fn deployment_json(db: &Db, name: &str) -> Result<Value, ApiError> {
             .bind(name)
             .fetch_optional(db)
             .await?;
-    let (version_id, updated_at) =
-        row.ok_or_else(|| ApiError::NotFound(format!("no deployment named `{name}`")))?;
+    let (version_id, updated_at) = row.ok_or_else(deployment_not_found)?;
     let v = load_version(db, version_id).await?;
     let history: Vec<i64> = sqlx::query_scalar(
         "SELECT version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
@@ -282,19 +347,34 @@ async fn deployment_json(db: &Db, name: &str) -> Result<Value, ApiError> {
     }))
 }
 
-/// Deployed models are public: anyone may see what is served (inference lands next).
+/// A deployment, for those who may see its group.
 async fn get_deployment(
+    user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_name(&name)?;
+    visible_deployment(&state.db, &user, &name).await?;
     Ok(Json(deployment_json(&state.db, &name).await?))
 }
 
-async fn list_deployments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM deployments ORDER BY name")
-        .fetch_all(&state.db)
-        .await?;
+/// The deployments of the groups the caller may see (administrators: all).
+async fn list_deployments(
+    user: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT d.name FROM deployments d
+         JOIN model_versions v ON v.id = d.version_id
+         JOIN groups g ON g.id = v.group_id
+         WHERE ?2 OR g.owner_user_id = ?1
+            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = ?1)
+         ORDER BY d.name",
+    )
+    .bind(user.id)
+    .bind(user.is_admin())
+    .fetch_all(&state.db)
+    .await?;
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         out.push(deployment_json(&state.db, &n).await?);

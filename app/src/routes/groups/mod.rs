@@ -1,57 +1,126 @@
-//! `/groups`: create a federated training group, join one by its code, and see the groups this
-//! browser tab created or joined.
-//!
-//! Kept thin on purpose: groups still authenticate with the owner and member tokens returned at
-//! creation and joining (not accounts), and the server has no "my groups" list yet, so the list
-//! here lives in memory for this tab only and the tokens are shown once to keep.
+//! `/groups`: the signed-in account's training groups (`GET /api/groups`), and the forms to
+//! create one (description, a model template read from a sample of a CSV's header and target,
+//! hyper-parameters, strategy) or join one by its code. Each group has its page
+//! (`/groups/{id}`, [`page`]) where members train with their local data ([`training`]).
+
+mod page;
+pub mod training;
+
+pub use page::GroupPage;
 
 use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
 use serde_json::{Value, json};
 
 use super::{form_error, show_errors};
-use crate::api::{self, ApiError};
-use crate::session::use_session;
+use crate::api::{self, ApiError, GroupSummary};
+use crate::browser;
+use crate::session::{SessionState, use_session};
 
-/// A group this tab created (owner) or joined (member), with the token that opens it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KnownGroup {
-    pub group_id: i64,
-    pub owner: bool,
-    pub token: String,
-    pub join_code: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct KnownGroups(RwSignal<Vec<KnownGroup>>);
-
-impl KnownGroups {
-    /// Called by the app shell, so the list survives moving between pages.
-    pub fn provide() {
-        provide_context(KnownGroups(RwSignal::new(Vec::new())));
-    }
-
-    fn add(&self, group: KnownGroup) {
-        self.0.update(|list| {
-            list.retain(|g| g.group_id != group.group_id || g.owner != group.owner);
-            list.insert(0, group);
-        });
+#[component]
+pub fn Groups() -> impl IntoView {
+    let session = use_session();
+    let signed_in = Memo::new(move |_| match session.state() {
+        SessionState::Checking => None,
+        SessionState::SignedOut => Some(false),
+        SessionState::SignedIn(_) => Some(true),
+    });
+    view! {
+        <h1>"Training groups"</h1>
+        <p class="muted lead">
+            "A group trains one model together: each member trains on its own data in its "
+            "browser, and only model updates reach the server, never rows of data."
+        </p>
+        {move || match signed_in.get() {
+            None => view! { <p>"Loading…"</p> }.into_any(),
+            Some(false) => view! {
+                <p class="empty">
+                    <A href="/sign-in">"Sign in"</A>
+                    " or "
+                    <A href="/sign-up">"create an account"</A>
+                    " to create or join a training group."
+                </p>
+            }
+            .into_any(),
+            Some(true) => view! {
+                <YourGroups/>
+                <div class="columns">
+                    <CreateGroup/>
+                    <JoinGroup/>
+                </div>
+            }
+            .into_any(),
+        }}
     }
 }
 
 #[component]
-pub fn Groups() -> impl IntoView {
+fn YourGroups() -> impl IntoView {
+    let groups = LocalResource::new(api::groups);
     view! {
-        <h1>"Training groups"</h1>
-        <p class="muted">
-            "A group trains one model together: each member trains on its own data in the "
-            "browser, and only weight updates reach the server."
-        </p>
-        <div class="columns">
-            <CreateGroup/>
-            <JoinGroup/>
-        </div>
-        <YourGroups/>
+        <section aria-labelledby="your-groups">
+            <h2 id="your-groups">"Your groups"</h2>
+            <Transition fallback=|| view! { <p>"Loading your groups…"</p> }>
+                <ErrorBoundary fallback=show_errors>
+                    {move || Suspend::new(async move { groups.await.map(group_cards) })}
+                </ErrorBoundary>
+            </Transition>
+        </section>
     }
+}
+
+fn group_cards(list: Vec<GroupSummary>) -> AnyView {
+    if list.is_empty() {
+        return view! {
+            <p class="empty" id="groups-empty">
+                "You are in no group yet. Create one below, or join one with the code its owner "
+                "gave you."
+            </p>
+        }
+        .into_any();
+    }
+    view! {
+        <ul class="cards" id="group-list">
+            {list
+                .into_iter()
+                .map(|g| {
+                    let href = format!("/groups/{}", g.id);
+                    let round = match (g.current_round, g.current_round_state.as_deref()) {
+                        (Some(n), Some(state)) => format!("round {n} of {} ({state})", g.rounds),
+                        _ => format!("{} round(s) planned", g.rounds),
+                    };
+                    let kind = match g.model_kind.as_deref() {
+                        Some("image_cnn") => "images",
+                        Some("tabular") => "table",
+                        _ => "model",
+                    };
+                    view! {
+                        <li>
+                            <article class="card group-card" data-group-id=g.id>
+                                <h3>
+                                    <A href=href>{g.name.clone()}</A>
+                                    " "
+                                    <span class="tag">{g.role.clone()}</span>
+                                </h3>
+                                {(!g.description.is_empty())
+                                    .then(|| view! { <p class="muted clamp">{g.description.clone()}</p> })}
+                                <p class="muted">
+                                    {format!(
+                                        "{} · {} · {} member(s) · {round}",
+                                        kind,
+                                        g.phase.replace('_', " "),
+                                        g.members,
+                                    )}
+                                </p>
+                            </article>
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+    .into_any()
 }
 
 /// Which model a new group trains.
@@ -224,7 +293,8 @@ fn invalid(message: String) -> ApiError {
 
 #[component]
 fn CreateGroup() -> impl IntoView {
-    let known = expect_context::<KnownGroups>();
+    let session = use_session();
+    let navigate = use_navigate();
     let name = RwSignal::new(String::new());
     let description = RwSignal::new(String::new());
     let template = RwSignal::new(Template::Tabular);
@@ -266,16 +336,40 @@ fn CreateGroup() -> impl IntoView {
 
     let create = Action::new_local(move |form: &GroupForm| {
         let request = create_request(form);
+        let navigate = navigate.clone();
         async move {
             let body = request.map_err(invalid)?;
-            let created = api::create_group(&body).await?;
-            known.add(KnownGroup {
-                group_id: created.group_id,
-                owner: true,
-                token: created.owner_token.clone(),
-                join_code: Some(created.join_code.clone()),
-            });
+            let created = api::create_group(&session.csrf(), &body).await?;
+            navigate(&format!("/groups/{}", created.group_id), Default::default());
             Ok(created)
+        }
+    });
+    // Reads the header and first rows of a CSV picked here; nothing of it is sent but the
+    // column names and kinds.
+    let sample_error = RwSignal::new(None::<String>);
+    let pick_sample = move |ev: leptos::ev::Event| {
+        let Some(file) = browser::picked_file(&ev) else {
+            return;
+        };
+        sample_error.set(None);
+        leptos::task::spawn_local(async move {
+            // Only the start of the file is needed.
+            let head = file.slice_with_f64_and_f64(0.0, 65536.0).ok();
+            let text = match head {
+                Some(blob) => browser::read_text(&blob).await,
+                None => Err("The file could not be read.".into()),
+            };
+            match text {
+                Ok(text) => csv_sample.set(sample_lines(&text, 20)),
+                Err(e) => sample_error.set(Some(e)),
+            }
+        });
+    };
+    // Suggest the task from the sample values of the target.
+    Effect::new(move |_| {
+        let t = target.get();
+        if let Some(suggested) = csv_sample.with(|s| suggest_task(s, &t)) {
+            task.set(suggested.to_string());
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -302,6 +396,10 @@ fn CreateGroup() -> impl IntoView {
 
     let tabular_fields = move || {
         view! {
+            <label for="group-csv-file">"Read the columns from a CSV file (optional)"</label>
+            <input id="group-csv-file" type="file" accept=".csv,.tsv,.txt,text/csv"
+                aria-describedby="group-csv-help" on:change=pick_sample/>
+            {move || sample_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
             <label for="group-csv">"Sample of your CSV"</label>
             <textarea id="group-csv" rows="4" required aria-describedby="group-csv-help"
                 placeholder="age,balance,country,exited\n42,1200.5,FR,0"
@@ -309,7 +407,8 @@ fn CreateGroup() -> impl IntoView {
             <p id="group-csv-help" class="hint">
                 "The header line and, if you like, a few rows. Columns whose sample values are "
                 "all numbers are used as numbers, the others as categories. Your data stays "
-                "here: only the column names and kinds are sent."
+                "here: only the column names and kinds are sent, and members train on their "
+                "own files later."
             </p>
             <label for="group-target">"Target column (what to predict)"</label>
             <select id="group-target" bind:value=target>
@@ -346,7 +445,7 @@ fn CreateGroup() -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Create a group"</h2>
-            <form class="stack" on:submit=submit>
+            <form class="stack" id="create-group-form" on:submit=submit>
                 <label for="group-name">"Name"</label>
                 <input id="group-name" type="text" required maxlength="200" bind:value=name/>
                 <label for="group-description">"Description"</label>
@@ -442,39 +541,14 @@ fn CreateGroup() -> impl IntoView {
                 {form_error("create-group-error", create.value())}
                 <button type="submit" disabled=move || create.pending().get()>"Create group"</button>
             </form>
-            {move || {
-                create
-                    .value()
-                    .get()
-                    .and_then(Result::ok)
-                    .map(|c| {
-                        view! {
-                            <div class="one-time" role="status">
-                                <p>
-                                    <strong>{format!("Group {} created.", c.group_id)}</strong>
-                                    " Invite members with the join code "
-                                    <code class="big">{c.join_code.clone()}</code>
-                                    "."
-                                </p>
-                                <label for="owner-token">"Owner token"</label>
-                                <input id="owner-token" type="text" readonly
-                                    value=c.owner_token.clone()/>
-                                <p class="hint">
-                                    "Keep this token: it is shown only once, and you need it to "
-                                    "start training and manage the group."
-                                </p>
-                            </div>
-                        }
-                    })
-            }}
         </section>
     }
 }
 
 #[component]
 fn JoinGroup() -> impl IntoView {
-    let known = expect_context::<KnownGroups>();
     let session = use_session();
+    let navigate = use_navigate();
     let code = RwSignal::new(String::new());
     let name = RwSignal::new(String::new());
     // Offer the account's organisation as the member name, once known.
@@ -487,14 +561,10 @@ fn JoinGroup() -> impl IntoView {
     });
     let join = Action::new_local(move |(code, name): &(String, String)| {
         let (code, name) = (code.clone(), name.clone());
+        let navigate = navigate.clone();
         async move {
-            let joined = api::join_group(&code, &name).await?;
-            known.add(KnownGroup {
-                group_id: joined.group_id,
-                owner: false,
-                token: joined.member_token.clone(),
-                join_code: None,
-            });
+            let joined = api::join_group(&session.csrf(), &code, &name).await?;
+            navigate(&format!("/groups/{}", joined.group_id), Default::default());
             Ok(joined)
         }
     });
@@ -505,127 +575,62 @@ fn JoinGroup() -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Join a group"</h2>
-            <form class="stack" on:submit=submit>
+            <form class="stack" id="join-group-form" on:submit=submit>
                 <label for="join-code">"Join code"</label>
                 <input id="join-code" type="text" required autocomplete="off"
                     autocapitalize="characters" spellcheck="false" placeholder="ABCD234XYZ"
                     bind:value=code/>
                 <label for="join-name">"Your name in the group"</label>
-                <input id="join-name" type="text" required maxlength="200"
+                <input id="join-name" type="text" maxlength="200"
                     aria-describedby="join-name-help" bind:value=name/>
-                <p id="join-name-help" class="hint">"Usually your site or organisation."</p>
+                <p id="join-name-help" class="hint">
+                    "Usually your site or organisation; the other members see it."
+                </p>
                 {form_error("join-group-error", join.value())}
                 <button type="submit" disabled=move || join.pending().get()>"Join"</button>
             </form>
-            {move || {
-                join.value()
-                    .get()
-                    .and_then(Result::ok)
-                    .map(|j| {
-                        view! {
-                            <div class="one-time" role="status">
-                                <p>
-                                    <strong>
-                                        {format!(
-                                            "You joined group {} as member {}.",
-                                            j.group_id,
-                                            j.member_id,
-                                        )}
-                                    </strong>
-                                </p>
-                                <label for="member-token">"Member token"</label>
-                                <input id="member-token" type="text" readonly
-                                    value=j.member_token.clone()/>
-                                <p class="hint">
-                                    "Keep this token: it is shown only once, and training from "
-                                    "another tab or device needs it."
-                                </p>
-                            </div>
-                        }
-                    })
-            }}
         </section>
     }
 }
 
-#[component]
-fn YourGroups() -> impl IntoView {
-    let known = expect_context::<KnownGroups>();
-    view! {
-        <section>
-            <h2>"Your groups in this tab"</h2>
-            {move || {
-                let list = known.0.get();
-                if list.is_empty() {
-                    view! {
-                        <p class="empty">
-                            "None yet. Groups you create or join appear here while this tab is "
-                            "open; the server does not list groups by account yet."
-                        </p>
-                    }
-                        .into_any()
-                } else {
-                    view! {
-                        <ul class="cards">
-                            {list
-                                .into_iter()
-                                .map(|g| view! { <li><GroupStatusCard group=g/></li> })
-                                .collect_view()}
-                        </ul>
-                    }
-                        .into_any()
-                }
-            }}
-        </section>
-    }
+/// The header and up to `rows` data lines of `text` (blank lines skipped, a BOM dropped; a
+/// last line cut by the read limit dropped).
+fn sample_lines(text: &str, rows: usize) -> String {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let complete = match text.rfind(['\n', '\r']) {
+        Some(end) if text.len() >= 65536 => &text[..end],
+        _ => text,
+    };
+    complete
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(rows + 1)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-#[component]
-fn GroupStatusCard(group: KnownGroup) -> impl IntoView {
-    let (id, token) = (group.group_id, group.token.clone());
-    let reload = RwSignal::new(0u32);
-    let status = LocalResource::new(move || {
-        reload.track();
-        let token = token.clone();
-        async move { api::group_status(id, &token).await }
-    });
-    let role = if group.owner { "owner" } else { "member" };
-    view! {
-        <article class="card">
-            <h3>{format!("Group {id}")} <span class="tag">{role}</span></h3>
-            {group.join_code.map(|c| view! { <p>"Join code " <code>{c}</code></p> })}
-            <Transition fallback=|| view! { <p>"Loading…"</p> }>
-                <ErrorBoundary fallback=show_errors>
-                    {move || Suspend::new(async move {
-                        status
-                            .await
-                            .map(|s| {
-                                let round = match (s.current_round, s.current_round_state) {
-                                    (Some(n), Some(state)) => {
-                                        format!("round {n} of {} ({state})", s.rounds)
-                                    }
-                                    _ => format!("{} rounds planned", s.rounds),
-                                };
-                                view! {
-                                    <p><strong>{s.name}</strong></p>
-                                    <p class="muted">
-                                        {format!(
-                                            "Phase: {} · {} member(s), {} ready · {round}",
-                                            s.phase.replace('_', " "),
-                                            s.members,
-                                            s.ready_members,
-                                        )}
-                                    </p>
-                                }
-                            })
-                    })}
-                </ErrorBoundary>
-            </Transition>
-            <button type="button" class="secondary" on:click=move |_| reload.update(|n| *n += 1)>
-                "Refresh"
-            </button>
-        </article>
+/// The task the sample values of `target` suggest: two distinct values -> two classes, more
+/// numbers -> regression, more words -> several classes. `None` without values.
+fn suggest_task(sample: &str, target: &str) -> Option<&'static str> {
+    let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
+    let header = split_line(lines.next()?);
+    let i = header.iter().position(|h| h == target)?;
+    let mut values: Vec<String> = lines
+        .filter_map(|l| split_line(l).get(i).cloned())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return None;
     }
+    let numeric = values.iter().all(|v| v.parse::<f64>().is_ok());
+    values.sort();
+    values.dedup();
+    Some(match values.len() {
+        0..=2 => "binary_classification",
+        _ if numeric && values.iter().any(|v| v.contains('.')) => "regression",
+        _ if numeric && values.len() > 10 => "regression",
+        _ => "multiclass_classification",
+    })
 }
 
 #[cfg(test)]
@@ -649,6 +654,21 @@ mod tests {
             min_clients: "2".into(),
             ..GroupForm::default()
         }
+    }
+
+    #[test]
+    fn samples_keep_the_header_and_first_rows() {
+        let text = "\u{feff}a,b\n\n1,2\n3,4\n5,6\n";
+        assert_eq!(sample_lines(text, 2), "a,b\n1,2\n3,4");
+    }
+
+    #[test]
+    fn the_task_is_suggested_from_the_target_values() {
+        let s = "x,y,z,w\n1,0,a,1.5\n2,1,b,2.5\n3,1,c,7\n";
+        assert_eq!(suggest_task(s, "y"), Some("binary_classification"));
+        assert_eq!(suggest_task(s, "z"), Some("multiclass_classification"));
+        assert_eq!(suggest_task(s, "w"), Some("regression"));
+        assert_eq!(suggest_task("x,y\n", "y"), None);
     }
 
     #[test]

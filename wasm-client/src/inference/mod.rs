@@ -1,14 +1,28 @@
 //! Inference on an exported `.onnx` model with tract: the same code serves predictions natively
 //! (the server's inference API) and in the browser (plain Rust, no wasm-bindgen here).
 //!
+//! Two ways in, one predictor:
+//! - [`OnnxPredictor::load_b3o`] (feature `infer`): a graph B3O exported
+//!   (`b3o_models::onnx::export_onnx`), checked node for node against the spec it carries and
+//!   built straight into tract-core ([`graph`]). No ONNX operator library: this is what keeps the
+//!   inference bundle small.
+//! - [`OnnxPredictor::load`] (feature `onnx`): any ONNX model of the supported form, through
+//!   tract-onnx's parser and its full operator set.
+//!
 //! The model is loaded once with a symbolic batch dimension, optimised and made runnable; every
 //! [`OnnxPredictor::predict`] call then runs any number of rows. Inputs are model inputs, i.e.
 //! already preprocessed (see `b3o_models::preprocess`), row-major.
 
+pub mod graph;
+
 use std::sync::Arc;
 
-use tract_onnx::prelude::*;
+use tract_core::prelude::*;
+#[cfg(feature = "onnx")]
+use tract_onnx::prelude::InferenceModelExt;
+#[cfg(feature = "onnx")]
 use tract_onnx::tract_core::internal::DimLike;
+#[cfg(feature = "onnx")]
 use tract_onnx::tract_hir::infer::Factoid;
 
 /// Why a model could not be loaded or run.
@@ -42,8 +56,35 @@ fn invalid(e: impl std::fmt::Display) -> InferenceError {
 }
 
 impl OnnxPredictor {
+    /// A graph B3O exported, built into tract-core for any batch size, and the spec it carries.
+    /// Bytes that are not such a graph (any other ONNX file included) are an
+    /// [`InferenceError::InvalidModel`].
+    pub fn load_b3o(onnx: &[u8]) -> Result<(Self, b3o_models::ModelSpec), InferenceError> {
+        let (spec, weights) = graph::decode(onnx).map_err(invalid)?;
+        let predictor = Self::from_spec(&spec, &weights)?;
+        Ok((predictor, spec))
+    }
+
+    /// The network of `spec` with `weights`, built into tract-core and optimised.
+    pub fn from_spec(
+        spec: &b3o_models::ModelSpec,
+        weights: &b3o_models::WeightSet,
+    ) -> Result<Self, InferenceError> {
+        let model = graph::build(spec, weights).map_err(invalid)?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(invalid)?;
+        Ok(Self {
+            plan,
+            row_shape: spec.input_shape.clone(),
+            output_width: spec.output_dim(),
+        })
+    }
+
     /// Parses, type-checks and optimises `onnx` for any batch size. Bytes that are not an ONNX
     /// model of the supported form are an [`InferenceError::InvalidModel`].
+    #[cfg(feature = "onnx")]
     pub fn load(onnx: &[u8]) -> Result<Self, InferenceError> {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx[..])
@@ -143,7 +184,8 @@ impl OnnxPredictor {
     }
 }
 
-#[cfg(test)]
+// The parity tests compare with burn, which the `train` feature brings, and with tract-onnx.
+#[cfg(all(test, feature = "train", feature = "onnx"))]
 mod tests {
     use b3o_models::Device;
     use b3o_models::Task;
@@ -190,9 +232,23 @@ mod tests {
 
     fn check_parity(spec: &ModelSpec, seed: u64) {
         let weights = spec.init_weights(seed);
-        let predictor = OnnxPredictor::load(&export_onnx(spec, &weights).unwrap()).unwrap();
-        assert_eq!(predictor.row_shape(), spec.input_shape.as_slice());
-        assert_eq!(predictor.output_width(), spec.output_dim());
+        let onnx = export_onnx(spec, &weights).unwrap();
+        let general = OnnxPredictor::load(&onnx).unwrap();
+        let (b3o, carried) = OnnxPredictor::load_b3o(&onnx).unwrap();
+        assert_eq!(&carried, spec);
+        for predictor in [general, b3o] {
+            assert_eq!(predictor.row_shape(), spec.input_shape.as_slice());
+            assert_eq!(predictor.output_width(), spec.output_dim());
+            check_outputs(spec, &weights, &predictor, seed);
+        }
+    }
+
+    fn check_outputs(
+        spec: &ModelSpec,
+        weights: &b3o_models::WeightSet,
+        predictor: &OnnxPredictor,
+        seed: u64,
+    ) {
         // The same plan serves every batch size.
         for batch in [1, 7, 64] {
             let x: Vec<f32> = inputs(batch * spec.input_dim(), seed as u32 + batch as u32)
@@ -205,7 +261,7 @@ mod tests {
                     }
                 })
                 .collect();
-            let expected = predict(spec, &weights, &x, batch, &Device::flex()).unwrap();
+            let expected = predict(spec, weights, &x, batch, &Device::flex()).unwrap();
             let got = predictor.predict(&x, batch).unwrap();
             assert_eq!(got.len(), expected.values.len());
             let worst = got
@@ -224,6 +280,64 @@ mod tests {
     #[test]
     fn mlp_matches_burn_at_every_batch_size() {
         check_parity(&churn_like(), 11);
+    }
+
+    #[test]
+    fn leaky_mlps_and_regression_match_burn() {
+        use b3o_models::model::{Activation, Architecture, MlpConfig};
+        let mut spec = churn_like();
+        spec.architecture = Architecture::Mlp(MlpConfig {
+            hidden: vec![7, 5],
+            activation: Activation::LeakyRelu { slope: 0.1 },
+        });
+        check_parity(&spec, 3);
+        // Regression: the output is decoded to the target's unit inside the graph.
+        let mut prep = spec.preprocessing.clone().unwrap();
+        prep.task = Task::Regression;
+        prep.target = TargetEncoding::Standardize {
+            column: "y".into(),
+            mean: 50.0,
+            std: 4.0,
+        };
+        let mut reg = ModelSpec::tabular(prep, vec![6], Activation::Relu);
+        reg.task = Task::Regression;
+        check_parity(&reg, 4);
+        // Multiclass MLP.
+        let mut multi = churn_like();
+        multi.task = Task::MulticlassClassification;
+        multi.labels = vec!["a".into(), "b".into(), "c".into()];
+        if let Some(p) = multi.preprocessing.as_mut() {
+            p.task = Task::MulticlassClassification;
+            p.target = TargetEncoding::Classes {
+                column: "y".into(),
+                labels: multi.labels.clone(),
+            };
+        }
+        check_parity(&multi, 5);
+    }
+
+    #[test]
+    fn only_graphs_b3o_exported_load_on_the_b3o_path() {
+        use b3o_models::onnx::to_model_proto;
+        use prost::Message;
+        let spec = churn_like();
+        let weights = spec.init_weights(1);
+        let mut proto = to_model_proto(&spec, &weights).unwrap();
+        let graph = proto.graph.as_mut().unwrap();
+        // One activation swapped: the spec no longer describes the graph.
+        graph.node[1].op_type = "Sigmoid".into();
+        let err = OnnxPredictor::load_b3o(&proto.encode_to_vec()).unwrap_err();
+        assert!(err.to_string().contains("graph"), "{err}");
+        let mut proto = to_model_proto(&spec, &weights).unwrap();
+        proto.metadata_props.clear();
+        let err = OnnxPredictor::load_b3o(&proto.encode_to_vec()).unwrap_err();
+        assert!(err.to_string().contains("b3o.spec"), "{err}");
+        for bytes in [&b""[..], b"garbage", &export_onnx(&spec, &weights).unwrap()[..30]] {
+            assert!(matches!(
+                OnnxPredictor::load_b3o(bytes),
+                Err(InferenceError::InvalidModel(_))
+            ));
+        }
     }
 
     #[test]

@@ -1,0 +1,566 @@
+//! `/groups/{id}`: one group. Its description and settings, its members and where they stand,
+//! the owner's join code and start button, rounds as they happen (Server-Sent Events from
+//! `/api/groups/{id}/events`, with a slow poll as a safety net), loss and accuracy by round,
+//! the model versions with promotion to a deployment, and the member's own training panel.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+
+use super::training::TrainPanel;
+use crate::api::{self, Group, Round, Version};
+use crate::charts::{is_loss, is_quality, line_chart, series_by_metric};
+use crate::routes::{form_error, show_errors};
+use crate::session::use_session;
+
+#[component]
+pub fn GroupPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = Memo::new(move |_| params.with(|p| p.get("id")).and_then(|s| s.parse::<i64>().ok()));
+    move || match id.get() {
+        Some(id) => view! { <GroupView id/> }.into_any(),
+        None => view! {
+            <p class="form-error" role="alert">"This is not the address of a group."</p>
+        }
+        .into_any(),
+    }
+}
+
+/// Connection state of the live events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Live {
+    Connecting,
+    Connected,
+    Reconnecting,
+    Unavailable,
+}
+
+/// Every event of the group stream bumps `reload`; the stream reconnects by itself.
+fn subscribe(group_id: i64, reload: RwSignal<u32>, live: RwSignal<Live>) {
+    let Ok(source) = web_sys::EventSource::new(&format!("/api/groups/{group_id}/events")) else {
+        live.set(Live::Unavailable);
+        return;
+    };
+    let on_event = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        live.set(Live::Connected);
+        reload.update(|n| *n += 1);
+    });
+    for name in [
+        "snapshot",
+        "phase_changed",
+        "round_opened",
+        "round_closed",
+        "round_failed",
+        "member_joined",
+        "member_ready",
+        "member_left",
+        "update_received",
+        "lagged",
+        "message",
+    ] {
+        let _ = source.add_event_listener_with_callback(name, on_event.as_ref().unchecked_ref());
+    }
+    let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        live.set(Live::Reconnecting);
+    });
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let keep = SendWrapper::new((source, on_event, on_error));
+    on_cleanup(move || {
+        let (source, _, _) = keep.take();
+        source.close();
+    });
+}
+
+#[component]
+fn GroupView(id: i64) -> impl IntoView {
+    let reload = RwSignal::new(0u32);
+    let live = RwSignal::new(Live::Connecting);
+    let group = LocalResource::new(move || {
+        reload.track();
+        api::group(id)
+    });
+    let rounds = LocalResource::new(move || {
+        reload.track();
+        api::rounds(id)
+    });
+    let versions = LocalResource::new(move || {
+        reload.track();
+        api::versions(id)
+    });
+    subscribe(id, reload, live);
+    // Readiness changes send no event: look again now and then.
+    if let Ok(handle) = set_interval_with_handle(
+        move || reload.update(|n| *n += 1),
+        Duration::from_secs(5),
+    ) {
+        on_cleanup(move || handle.clear());
+    }
+
+    let latest = Memo::new(move |_| group.get().and_then(Result::ok));
+    // What decides the page's layout; changes rarely, so the panels keep their state.
+    let shape = Memo::new(move |_| {
+        latest.get().map(|g| {
+            (
+                g.model_kind().to_string(),
+                g.target(),
+                g.can_train(),
+                g.can_manage(),
+            )
+        })
+    });
+
+    view! {
+        {move || {
+            group.get().and_then(Result::err).filter(|_| latest.get().is_none()).map(|e| {
+                view! { <p class="form-error" id="group-error" role="alert">{e.to_string()}</p> }
+            })
+        }}
+        {move || {
+            if latest.with(Option::is_none) && group.get().is_none() {
+                Some(view! { <p role="status">"Loading the group…"</p> })
+            } else {
+                None
+            }
+        }}
+        {move || latest.get().map(|g| view! { <Header g live=live.get()/> })}
+        {move || shape.get().map(|(kind, target, can_train, can_manage)| {
+            view! {
+                {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
+                <Progress latest rounds/>
+                {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone()/> })}
+                {(can_train && !can_manage).then(|| view! { <Leave id/> })}
+                <Charts rounds/>
+                <Versions id latest versions can_manage/>
+            }
+        })}
+    }
+}
+
+#[component]
+fn Header(g: Group, live: Live) -> impl IntoView {
+    let live_text = match live {
+        Live::Connecting => "connecting…",
+        Live::Connected => "live",
+        Live::Reconnecting => "reconnecting…",
+        Live::Unavailable => "not live: reload to update",
+    };
+    let kind = match g.model_kind() {
+        "tabular" => format!(
+            "Table model{}",
+            g.target()
+                .map(|t| format!(" predicting “{t}”"))
+                .unwrap_or_default()
+        ),
+        "image_cnn" => "Image classifier".to_string(),
+        _ => "Custom model".to_string(),
+    };
+    let h = &g.hyperparameters;
+    let settings = format!(
+        "{} round(s) · {} local epoch(s) · batch {} · {} (lr {}) · strategy {} · at least {} member(s) per round",
+        g.rounds,
+        h["local_epochs"].as_i64().unwrap_or(1),
+        h["batch_size"].as_i64().unwrap_or(32),
+        h["optimizer"].as_str().unwrap_or("adam"),
+        h["lr"].as_f64().unwrap_or(0.001),
+        g.strategy["name"].as_str().unwrap_or("fedavg"),
+        g.min_clients,
+    );
+    view! {
+        <p class="crumbs"><A href="/groups">"Groups"</A> " / "</p>
+        <h1 id="group-name">
+            {g.name.clone()} " " <span class="tag" id="group-role">{g.role.clone()}</span>
+        </h1>
+        {(!g.description.is_empty()).then(|| view! { <p class="lead">{g.description.clone()}</p> })}
+        <p class="muted">{kind} " · " {settings}</p>
+        <p class="muted">
+            "Phase: "
+            <strong id="group-phase" data-phase=g.phase.clone()>{g.phase.replace('_', " ")}</strong>
+            " · "
+            <span class="live" data-live=live_text>{live_text}</span>
+        </p>
+    }
+}
+
+#[component]
+fn OwnerPanel(id: i64, latest: Memo<Option<Group>>, reload: RwSignal<u32>) -> impl IntoView {
+    let session = use_session();
+    let start = Action::new_local(move |_: &()| async move {
+        let r = api::start_group(&session.csrf(), id).await;
+        reload.update(|n| *n += 1);
+        r
+    });
+    let can_start = move || {
+        latest.with(|g| {
+            g.as_ref()
+                .is_some_and(|g| matches!(g.phase.as_str(), "enrolling" | "statistics"))
+        })
+    };
+    view! {
+        <section class="card owner" aria-labelledby="owner-heading">
+            <h2 id="owner-heading">"You manage this group"</h2>
+            {move || latest.get().and_then(|g| g.join_code).map(|code| view! {
+                <p>
+                    "Invite members with the join code "
+                    <code class="big" id="join-code-value">{code}</code>
+                    ". They enter it on the Groups page."
+                </p>
+            })}
+            {move || can_start().then(|| view! {
+                <p class="hint">
+                    "Start training when enough members are ready (they picked their data on "
+                    "this page). Each round then waits for them."
+                </p>
+                <button type="button" id="start-training" disabled=move || start.pending().get()
+                    on:click=move |_| {
+                        start.dispatch(());
+                    }>
+                    "Start training"
+                </button>
+            })}
+            {form_error("start-error", start.value())}
+        </section>
+    }
+}
+
+/// Members, readiness and the rounds so far.
+#[component]
+fn Progress(
+    latest: Memo<Option<Group>>,
+    rounds: LocalResource<Result<Vec<Round>, api::ApiError>>,
+) -> impl IntoView {
+    let members = move || {
+        latest.get().map(|g| {
+            let count = g.member_count();
+            let list = g.member_list();
+            let summary = format!(
+                "{count} member(s), {} ready to train (at least {} needed per round).",
+                g.ready_members, g.min_clients
+            );
+            view! {
+                <p id="group-members" data-members=count data-ready=g.ready_members>{summary}</p>
+                {list.map(|members| view! {
+                    <ul class="members" id="member-list">
+                        {members.into_iter().map(|m| {
+                            let state = member_state(&m);
+                            view! {
+                                <li data-state=state>
+                                    <span>{m.name.clone()}</span>
+                                    " "
+                                    <span class=format!("tag state-{state}")>{state}</span>
+                                </li>
+                            }
+                        }).collect_view()}
+                    </ul>
+                })}
+            }
+        })
+    };
+    let round_view = move || {
+        let list = rounds.get().and_then(Result::ok).unwrap_or_default();
+        let total = latest.with(|g| g.as_ref().map_or(0, |g| g.rounds));
+        let closed = list.iter().filter(|r| r.state == "closed").count() as i64;
+        let current = list.last().cloned();
+        view! {
+            <label for="rounds-progress">{format!("Rounds completed: {closed} of {total}")}</label>
+            <progress id="rounds-progress" max=total.max(1) value=closed data-closed=closed>
+                {format!("{closed} of {total}")}
+            </progress>
+            {current.map(|r| {
+                let failure = r.failure.clone().map(|f| format!(" Failed: {f}")).unwrap_or_default();
+                view! {
+                    <p id="current-round" data-round=r.round data-state=r.state.clone()>
+                        {format!(
+                            "Round {}: {} · {} of {} selected member(s) sent their update.{failure}",
+                            r.round, r.state, r.reported, r.selected
+                        )}
+                    </p>
+                }
+            })}
+        }
+    };
+    view! {
+        <section class="card" aria-labelledby="progress-heading">
+            <h2 id="progress-heading">"Members and rounds"</h2>
+            {members}
+            {round_view}
+        </section>
+    }
+}
+
+/// `ready`, `training`, `done`, `failed`, `left` or `joined`, from what the server lists.
+fn member_state(m: &api::GroupMember) -> &'static str {
+    if m.left_at.is_some() {
+        return "left";
+    }
+    match m.status.as_deref() {
+        Some("reported") => "done",
+        Some("selected") => "training",
+        Some("failed") => "failed",
+        Some("dropped") => "dropped",
+        _ if m.ready == Some(true) || m.ready_at.is_some() => "ready",
+        _ => "joined",
+    }
+}
+
+#[component]
+fn Charts(rounds: LocalResource<Result<Vec<Round>, api::ApiError>>) -> impl IntoView {
+    move || {
+        let list = rounds.get().and_then(Result::ok).unwrap_or_default();
+        let closed: Vec<&Round> = list.iter().filter(|r| r.state == "closed").collect();
+        if closed.is_empty() {
+            return ().into_any();
+        }
+        let fit: Vec<(f64, &serde_json::Value)> =
+            closed.iter().map(|r| (r.round as f64, &r.metrics)).collect();
+        let eval: Vec<(f64, &serde_json::Value)> = closed
+            .iter()
+            .map(|r| (r.round as f64, &r.evaluation["aggregate"]))
+            .collect();
+        let mut loss = series_by_metric(&fit, "training ", is_loss);
+        loss.extend(series_by_metric(&eval, "evaluation ", is_loss));
+        let mut quality = series_by_metric(&fit, "training ", is_quality);
+        quality.extend(series_by_metric(&eval, "evaluation ", is_quality));
+        view! {
+            <section class="card charts" aria-labelledby="charts-heading">
+                <h2 id="charts-heading">"The group's model by round"</h2>
+                <div class="columns">
+                    {line_chart("loss-chart".into(), "Loss by round".into(), "round", loss)}
+                    {line_chart("accuracy-chart".into(), "Accuracy by round".into(), "round", quality)}
+                </div>
+            </section>
+        }
+        .into_any()
+    }
+}
+
+/// A member leaves: rounds stop waiting for it.
+#[component]
+fn Leave(id: i64) -> impl IntoView {
+    let session = use_session();
+    let navigate = leptos_router::hooks::use_navigate();
+    let leave = Action::new_local(move |_: &()| {
+        let navigate = navigate.clone();
+        async move {
+            api::leave_group(&session.csrf(), id).await?;
+            navigate("/groups", Default::default());
+            Ok(())
+        }
+    });
+    view! {
+        <details class="leave">
+            <summary>"Leave this group"</summary>
+            <p class="hint">
+                "You will no longer be asked to train; the group's models stay visible to you."
+            </p>
+            <button type="button" class="danger" id="leave-group"
+                disabled=move || leave.pending().get()
+                on:click=move |_| {
+                    leave.dispatch(());
+                }>
+                "Leave the group"
+            </button>
+            {form_error("leave-error", leave.value())}
+        </details>
+    }
+}
+
+/// `"Churn study (EU)"` -> `"churn-study-eu"`: a valid deployment name.
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out = out.trim_end_matches('-');
+    let out: String = out.chars().take(100).collect();
+    if out.is_empty() {
+        "model".into()
+    } else {
+        out
+    }
+}
+
+#[component]
+fn Versions(
+    id: i64,
+    latest: Memo<Option<Group>>,
+    versions: LocalResource<Result<Vec<Version>, api::ApiError>>,
+    can_manage: bool,
+) -> impl IntoView {
+    let session = use_session();
+    let chosen = RwSignal::new(String::new());
+    let name = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if name.get_untracked().is_empty()
+            && let Some(g) = latest.get()
+        {
+            name.set(slug(&g.name));
+        }
+    });
+    let promote = Action::new_local(move |(name, version): &(String, String)| {
+        let (name, version) = (name.trim().to_string(), version.clone());
+        async move {
+            let version_id = version.parse::<i64>().map_err(|_| api::ApiError::Refused {
+                status: 400,
+                code: "bad_request".into(),
+                message: "choose a version to deploy".into(),
+                retry_after: None,
+            })?;
+            api::promote(&session.csrf(), &name, version_id).await
+        }
+    });
+    let list = move || versions.get().and_then(Result::ok).unwrap_or_default();
+    // Offer the newest version until the owner picks one.
+    let picked = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(newest) = list().last()
+            && !picked.get_untracked()
+        {
+            chosen.set(newest.id.to_string());
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="versions-heading">
+            <h2 id="versions-heading">"Model versions"</h2>
+            <Transition fallback=|| view! { <p>"Loading versions…"</p> }>
+                <ErrorBoundary fallback=show_errors>
+                    {move || Suspend::new(async move {
+                        versions.await.map(|list| {
+                            if list.is_empty() {
+                                return view! {
+                                    <p class="empty">"No version yet: the first appears when training starts."</p>
+                                }
+                                .into_any();
+                            }
+                            view! {
+                                <div class="table-wrap">
+                                    <table id="version-table">
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"Version"</th>
+                                                <th scope="col">"Round"</th>
+                                                <th scope="col">"Metrics"</th>
+                                                <th scope="col">"Download"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            {list.into_iter().rev().map(version_row).collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }
+                            .into_any()
+                        })
+                    })}
+                </ErrorBoundary>
+            </Transition>
+            {can_manage.then(|| view! {
+                <form class="inline promote" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                    ev.prevent_default();
+                    promote.dispatch((name.get_untracked(), chosen.get_untracked()));
+                }>
+                    <div>
+                        <label for="promote-version">"Deploy version"</label>
+                        <select id="promote-version" bind:value=chosen
+                            on:change=move |_| picked.set(true)>
+                            {move || list().into_iter().rev().map(|v| {
+                                let value = v.id.to_string();
+                                view! {
+                                    <option value=value>{format!("{} (round {})", v.id, v.round)}</option>
+                                }
+                            }).collect_view()}
+                        </select>
+                    </div>
+                    <div>
+                        <label for="promote-name">"as the model named"</label>
+                        <input id="promote-name" type="text" required maxlength="100"
+                            pattern="[A-Za-z0-9._\\-]+" title="Letters, digits, '-', '_' and '.'"
+                            bind:value=name/>
+                    </div>
+                    <button type="submit" id="promote-button" disabled=move || promote.pending().get()>
+                        "Deploy"
+                    </button>
+                </form>
+                {form_error("promote-error", promote.value())}
+                {move || promote.value().get().and_then(Result::ok).map(|d| {
+                    let model = format!("/models/{}", api::encode(&d.name));
+                    let predict = format!("/predict/{}", api::encode(&d.name));
+                    view! {
+                        <p class="ok" id="promote-ok" data-version=d.version_id role="status">
+                            {format!("“{}” now serves version {}. ", d.name, d.version_id)}
+                            <A href=model>"See the model"</A>
+                            " · "
+                            <A href=predict>"Predict with it"</A>
+                        </p>
+                    }
+                })}
+            })}
+            <p class="hint">
+                <A href=format!("/history#group-{id}")>"The history of this run"</A>
+            </p>
+        </section>
+    }
+}
+
+fn version_row(v: Version) -> impl IntoView {
+    let metrics = v
+        .metrics
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let weights = format!("/api/versions/{}/weights", v.id);
+    let onnx = v.has_onnx.then(|| format!("/api/versions/{}/onnx", v.id));
+    view! {
+        <tr data-version=v.id>
+            <td>{v.id}</td>
+            <td>{v.round}</td>
+            <td>{if metrics.is_empty() { "–".to_string() } else { metrics }}</td>
+            <td>
+                <a href=weights download="">"weights"</a>
+                {onnx.map(|u| view! { " · " <a href=u download="">"ONNX"</a> })}
+            </td>
+        </tr>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_names_are_slugs() {
+        assert_eq!(slug("Churn study (EU)"), "churn-study-eu");
+        assert_eq!(slug("  "), "model");
+        assert_eq!(slug("Ünïcode 42"), "n-code-42");
+    }
+
+    #[test]
+    fn member_states_read_from_the_server() {
+        let m = |status: Option<&str>, ready: Option<bool>| api::GroupMember {
+            id: 1,
+            name: "a".into(),
+            ready,
+            ready_at: None,
+            status: status.map(str::to_string),
+            num_samples: None,
+            left_at: None,
+        };
+        assert_eq!(member_state(&m(Some("reported"), Some(true))), "done");
+        assert_eq!(member_state(&m(Some("selected"), Some(true))), "training");
+        assert_eq!(member_state(&m(None, Some(true))), "ready");
+        assert_eq!(member_state(&m(None, None)), "joined");
+    }
+}

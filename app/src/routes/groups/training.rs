@@ -1,0 +1,381 @@
+//! Training in a group from this browser: the local data picker (the file stays on this
+//! machine), the backend choice (WebGPU or CPU), and a run through the engine's training
+//! worker with its progress: phase, rounds, batches, loss, speed, and the loss by round.
+//!
+//! Runs belong to the tab, not to the page ([`TrainingRuns`], provided by the app shell): a
+//! member can look at other pages while its browser trains, and come back to the progress.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use serde_json::Value;
+
+use crate::browser;
+use crate::charts::{Series, line_chart};
+use crate::engine::{self, TrainOutcome, TrainProgress, TrainRequest, Training};
+use crate::session::use_session;
+
+/// A run as the page shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunState {
+    pub file_name: String,
+    pub running: bool,
+    pub progress: TrainProgress,
+    /// The backend the engine reported (`wgpu` or `cpu`).
+    pub backend: Option<String>,
+    /// The last loss reported in each round.
+    pub loss_by_round: Vec<(u32, f64)>,
+    /// `Ok(summary)` when the run finished, `Err(why)` when it failed or was cancelled.
+    pub outcome: Option<Result<String, String>>,
+}
+
+impl RunState {
+    fn record(&mut self, p: TrainProgress) {
+        if let Some(b) = &p.backend {
+            self.backend = Some(b.clone());
+        }
+        if let (Some(round), Some(loss)) = (p.round, p.loss)
+            && loss.is_finite()
+        {
+            match self.loss_by_round.iter_mut().find(|(r, _)| *r == round) {
+                Some(entry) => entry.1 = loss,
+                None => self.loss_by_round.push((round, loss)),
+            }
+        }
+        self.progress = p;
+    }
+}
+
+/// What a finished run reports, in a sentence.
+fn summary(o: &TrainOutcome) -> String {
+    let version = match &o.final_version {
+        Value::Null => String::new(),
+        Value::String(s) => format!("; the group's model is now version {s}"),
+        other => format!("; the group's model is now version {other}"),
+    };
+    let metrics = o
+        .metrics
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    format!(
+        "Training finished after {} round(s){version}{metrics}.",
+        o.rounds_completed
+    )
+}
+
+thread_local! {
+    /// The worker of each group's run in this tab.
+    static WORKERS: RefCell<HashMap<i64, Training>> = RefCell::new(HashMap::new());
+}
+
+/// The training runs of this tab, by group.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainingRuns(RwSignal<HashMap<i64, RunState>>);
+
+impl TrainingRuns {
+    pub fn provide() {
+        provide_context(TrainingRuns(RwSignal::new(HashMap::new())));
+    }
+
+    fn state(&self, group_id: i64) -> Option<RunState> {
+        self.0.with(|runs| runs.get(&group_id).cloned())
+    }
+
+    fn update(&self, group_id: i64, f: impl FnOnce(&mut RunState)) {
+        self.0.update(|runs| f(runs.entry(group_id).or_default()));
+    }
+
+    /// Starts a run of `file` in group `request.group_id` (one at a time per group).
+    fn start(&self, request: TrainRequest, file: web_sys::File) {
+        let runs = *self;
+        let group_id = request.group_id;
+        if runs.state(group_id).is_some_and(|s| s.running) {
+            return;
+        }
+        let training = match Training::spawn() {
+            Ok(t) => t,
+            Err(e) => {
+                runs.update(group_id, |s| {
+                    *s = RunState {
+                        file_name: file.name(),
+                        outcome: Some(Err(e.to_string())),
+                        ..RunState::default()
+                    }
+                });
+                return;
+            }
+        };
+        WORKERS.with(|w| w.borrow_mut().insert(group_id, training.clone()));
+        runs.update(group_id, |s| {
+            *s = RunState {
+                file_name: file.name(),
+                running: true,
+                progress: TrainProgress {
+                    phase: "starting".into(),
+                    ..TrainProgress::default()
+                },
+                ..RunState::default()
+            }
+        });
+        leptos::task::spawn_local(async move {
+            let result = training
+                .run(&request, &file, move |p| runs.update(group_id, |s| s.record(p)))
+                .await;
+            runs.update(group_id, |s| {
+                s.running = false;
+                s.outcome = Some(result.as_ref().map(summary).map_err(|e| e.to_string()));
+                if result.is_ok() {
+                    s.progress.phase = "done".into();
+                }
+            });
+            // Dropping the last handle stops the worker.
+            WORKERS.with(|w| w.borrow_mut().remove(&group_id));
+        });
+    }
+
+    fn cancel(&self, group_id: i64) {
+        if let Some(t) = WORKERS.with(|w| w.borrow().get(&group_id).cloned()) {
+            t.cancel();
+        }
+    }
+}
+
+/// "Round 2 of 5 · epoch 1 of 1 · batch 3 of 12".
+fn position(p: &TrainProgress) -> String {
+    let mut parts = Vec::new();
+    if let (Some(r), Some(n)) = (p.round, p.rounds) {
+        parts.push(format!("round {r} of {n}"));
+    }
+    if let (Some(e), Some(n)) = (p.epoch, p.epochs) {
+        parts.push(format!("epoch {e} of {n}"));
+    }
+    if let (Some(b), Some(n)) = (p.batch, p.batches) {
+        parts.push(format!("batch {b} of {n}"));
+    }
+    parts.join(" · ")
+}
+
+fn phase_text(phase: &str) -> &'static str {
+    match phase {
+        "starting" => "Starting the training engine…",
+        "statistics" => "Reading your file and sending its column statistics (not its rows)…",
+        "waiting" => "Waiting for the next round (the owner starts training when enough members are ready)…",
+        "training" => "Training on your data…",
+        "uploading" => "Sending the model update…",
+        "done" => "Done.",
+        _ => "Working…",
+    }
+}
+
+#[component]
+pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl IntoView {
+    let session = use_session();
+    let runs = expect_context::<TrainingRuns>();
+    let file = RwSignal::new(None::<SendWrapper<web_sys::File>>);
+    let backend = RwSignal::new("auto".to_string());
+    let capabilities = LocalResource::new(|| async {
+        match engine::inference() {
+            Ok(e) => e.capabilities().await.ok(),
+            Err(_) => None,
+        }
+    });
+    let state = Memo::new(move |_| runs.state(group_id));
+    let running = move || state.get().is_some_and(|s| s.running);
+    let images = kind == "image_cnn";
+    let accept = if images {
+        ".zip,application/zip"
+    } else {
+        ".csv,.tsv,.txt,text/csv"
+    };
+    let file_kind = if images { "images" } else { "csv" };
+
+    let start = {
+        let target = target.clone();
+        move |_| {
+            let Some(f) = file.with_untracked(|f| f.as_ref().map(|w| (**w).clone())) else {
+                return;
+            };
+            runs.start(
+                TrainRequest {
+                    group_id,
+                    kind: file_kind.to_string(),
+                    target: target.clone(),
+                    backend: backend.get_untracked(),
+                    csrf: session.csrf(),
+                },
+                f,
+            );
+        }
+    };
+
+    let what = if images {
+        "a .zip of images, one folder per class".to_string()
+    } else {
+        match &target {
+            Some(t) => format!("a CSV with the group's columns, including “{t}”"),
+            None => "a CSV with the group's columns".to_string(),
+        }
+    };
+
+    let progress_view = move || {
+        state.get().map(|s| {
+            let p = s.progress.clone();
+            let backend = s.backend.clone().map(|b| engine::backend_label(&b).to_string());
+            let rounds = (p.rounds.unwrap_or(0), p.round.unwrap_or(0));
+            let batches = (p.batches.unwrap_or(0), p.batch.unwrap_or(0));
+            let loss_series = vec![Series {
+                name: "Your training loss".into(),
+                points: s
+                    .loss_by_round
+                    .iter()
+                    .map(|&(r, l)| (r as f64, l))
+                    .collect(),
+            }];
+            view! {
+                <div class="run" id="train-run" data-phase=p.phase.clone()
+                    data-running=s.running.to_string()>
+                    <p id="train-phase" role="status">
+                        <strong>{phase_text(&p.phase)}</strong>
+                        " "
+                        <span class="muted">{position(&p)}</span>
+                    </p>
+                    {(rounds.0 > 0).then(|| view! {
+                        <label for="train-rounds">"Rounds"</label>
+                        <progress id="train-rounds" max=rounds.0 value=rounds.1>
+                            {format!("{} of {}", rounds.1, rounds.0)}
+                        </progress>
+                    })}
+                    {(batches.0 > 0).then(|| view! {
+                        <label for="train-batches">"This round"</label>
+                        <progress id="train-batches" max=batches.0 value=batches.1>
+                            {format!("{} of {}", batches.1, batches.0)}
+                        </progress>
+                    })}
+                    <dl class="metrics">
+                        {backend.map(|b| view! {
+                            <dt>"Runs on"</dt>
+                            <dd id="train-backend-used" data-backend=b.clone()>{b.clone()}</dd>
+                        })}
+                        {p.loss.map(|l| view! { <dt>"Loss"</dt><dd id="train-loss">{format!("{l:.4}")}</dd> })}
+                        {p.samples_per_sec.map(|v| view! {
+                            <dt>"Speed"</dt><dd>{format!("{v:.0} samples/s")}</dd>
+                        })}
+                    </dl>
+                    {(!s.loss_by_round.is_empty()).then(|| {
+                        line_chart("train-loss-chart".into(), "Your loss by round".into(), "round", loss_series)
+                    })}
+                    {s.outcome.clone().map(|o| match o {
+                        Ok(text) => view! {
+                            <p class="ok" id="train-outcome" data-state="done" role="status">{text}</p>
+                        }
+                        .into_any(),
+                        Err(e) => view! {
+                            <p class="form-error" id="train-outcome" data-state="failed" role="alert">{e}</p>
+                        }
+                        .into_any(),
+                    })}
+                </div>
+            }
+        })
+    };
+
+    view! {
+        <section class="card" aria-labelledby="train-heading">
+            <h2 id="train-heading">"Train with your data"</h2>
+            <p class="privacy" id="data-stays">
+                <strong>"Your data stays on this machine."</strong>
+                " The file is read by this browser only; what is sent is the model update after "
+                "each round"
+                {(!images).then_some(" and, once, summary statistics of each column (counts, means, categories), never rows")}
+                "."
+            </p>
+            <div class="stack">
+                <label for="train-file">{format!("Your local data: {what}")}</label>
+                <input id="train-file" type="file" accept=accept
+                    disabled=running
+                    on:change=move |ev| {
+                        file.set(browser::picked_file(&ev).map(SendWrapper::new));
+                    }/>
+                <label for="train-backend">"Train on"</label>
+                <select id="train-backend" bind:value=backend disabled=running>
+                    <option value="auto">"The best this browser offers"</option>
+                    <option value="wgpu">"The graphics card (WebGPU)"</option>
+                    <option value="cpu">"The processor (CPU)"</option>
+                </select>
+                <p class="hint" id="train-capabilities">
+                    {move || match capabilities.get().flatten() {
+                        Some(c) if c.webgpu => "This browser supports WebGPU.".to_string(),
+                        Some(_) => "No WebGPU in this browser: training runs on the processor.".to_string(),
+                        None => String::new(),
+                    }}
+                </p>
+                <div class="inline">
+                    <button type="button" id="train-start"
+                        disabled=move || running() || file.with(Option::is_none)
+                        on:click=start>
+                        "Train with this file"
+                    </button>
+                    {move || running().then(|| view! {
+                        <button type="button" id="train-cancel" class="secondary"
+                            on:click=move |_| runs.cancel(group_id)>
+                            "Stop"
+                        </button>
+                    })}
+                </div>
+            </div>
+            {progress_view}
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_keeps_the_last_loss_of_each_round() {
+        let mut s = RunState::default();
+        for (round, loss) in [(1, 0.9), (1, 0.7), (2, 0.5)] {
+            s.record(TrainProgress {
+                phase: "training".into(),
+                round: Some(round),
+                loss: Some(loss),
+                backend: Some("wgpu".into()),
+                ..TrainProgress::default()
+            });
+        }
+        assert_eq!(s.loss_by_round, vec![(1, 0.7), (2, 0.5)]);
+        assert_eq!(s.backend.as_deref(), Some("wgpu"));
+    }
+
+    #[test]
+    fn positions_and_summaries_read_well() {
+        let p = TrainProgress {
+            round: Some(2),
+            rounds: Some(5),
+            batch: Some(3),
+            batches: Some(12),
+            ..TrainProgress::default()
+        };
+        assert_eq!(position(&p), "round 2 of 5 · batch 3 of 12");
+        let o = TrainOutcome {
+            rounds_completed: 2,
+            final_version: serde_json::json!(7),
+            metrics: serde_json::json!({"accuracy": 0.8}),
+        };
+        assert_eq!(
+            summary(&o),
+            "Training finished after 2 round(s); the group's model is now version 7 (accuracy 0.800)."
+        );
+    }
+}

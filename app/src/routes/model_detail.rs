@@ -1,0 +1,375 @@
+//! `/models/{name}`: one deployed model. The version it serves and its metrics, every version
+//! of its group with metrics by round as charts, promote and roll back (the group's owner),
+//! who may use it — public, and the partner sites allowed to embed it — and the embed snippet.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+
+use super::{form_error, show_errors};
+use crate::api::{self, ApiError, Deployment, Group, Sharing, Version};
+use crate::browser;
+use crate::charts::{is_loss, is_quality, line_chart, series_by_metric};
+use crate::session::use_session;
+
+#[derive(Debug, Clone, PartialEq)]
+struct Detail {
+    deployment: Deployment,
+    versions: Vec<Version>,
+    /// The group, when the caller may see it (its role decides who manages).
+    group: Option<Group>,
+}
+
+async fn load(name: String) -> Result<Detail, ApiError> {
+    let deployment = api::deployment(&name).await?;
+    let group = api::group(deployment.group_id).await.ok();
+    let versions = api::versions(deployment.group_id)
+        .await
+        .unwrap_or_default();
+    Ok(Detail {
+        deployment,
+        versions,
+        group,
+    })
+}
+
+#[component]
+pub fn ModelDetail() -> impl IntoView {
+    let params = use_params_map();
+    let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
+    let reload = RwSignal::new(0u32);
+    let detail = LocalResource::new(move || {
+        reload.track();
+        load(name.get())
+    });
+    view! {
+        <p class="crumbs"><A href="/models">"Models"</A> " / "</p>
+        <Transition fallback=|| view! { <p>"Loading the model…"</p> }>
+            <ErrorBoundary fallback=show_errors>
+                {move || Suspend::new(async move {
+                    detail.await.map(|d| view! { <DetailView d reload/> })
+                })}
+            </ErrorBoundary>
+        </Transition>
+    }
+}
+
+#[component]
+fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
+    let dep = d.deployment.clone();
+    let manage = d.group.as_ref().is_some_and(Group::can_manage);
+    let predict = format!("/predict/{}", api::encode(&dep.name));
+    let group_link = d.group.as_ref().map(|g| {
+        let href = format!("/groups/{}", g.id);
+        let name = g.name.clone();
+        view! { " · trained by " <A href=href>{name}</A> }
+    });
+    let rows: Vec<(f64, &serde_json::Value)> = d
+        .versions
+        .iter()
+        .map(|v| (v.round as f64, &v.metrics))
+        .collect();
+    let loss = series_by_metric(&rows, "", is_loss);
+    let quality = series_by_metric(&rows, "", is_quality);
+    let current_metrics = metric_text(&dep.metrics);
+    view! {
+        <h1 id="model-name">{dep.name.clone()}</h1>
+        <p class="muted">
+            {format!(
+                "Serves version {} (round {}) since {}",
+                dep.version_id,
+                dep.round,
+                dep.updated_at.get(..10).unwrap_or(&dep.updated_at)
+            )}
+            {group_link}
+        </p>
+        <p id="model-metrics">
+            {if current_metrics.is_empty() {
+                "No metrics reported for this version.".to_string()
+            } else {
+                format!("Metrics: {current_metrics}")
+            }}
+        </p>
+        <p class="actions">
+            <A href=predict attr:class="button" attr:id="predict-link">"Predict with this model"</A>
+        </p>
+        {(!d.versions.is_empty()).then(|| view! {
+            <section class="card charts" aria-labelledby="metrics-heading">
+                <h2 id="metrics-heading">"Metrics by round"</h2>
+                <div class="columns">
+                    {line_chart("model-loss-chart".into(), "Loss by round".into(), "round", loss)}
+                    {line_chart("model-accuracy-chart".into(), "Accuracy by round".into(), "round", quality)}
+                </div>
+            </section>
+        })}
+        <VersionTable d=d.clone() manage reload/>
+        {manage.then(|| view! { <SharingForm name=dep.name.clone()/> })}
+        <Embed name=dep.name.clone()/>
+    }
+}
+
+fn metric_text(metrics: &serde_json::Value) -> String {
+    metrics
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+#[component]
+fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView {
+    let session = use_session();
+    let name = d.deployment.name.clone();
+    let current = d.deployment.version_id;
+    let history = d.deployment.history.clone();
+    let promote = Action::new_local({
+        let name = name.clone();
+        move |version: &i64| {
+            let (name, version) = (name.clone(), *version);
+            async move {
+                let r = api::promote(&session.csrf(), &name, version).await;
+                if r.is_ok() {
+                    reload.update(|n| *n += 1);
+                }
+                r
+            }
+        }
+    });
+    let rollback = Action::new_local({
+        let name = name.clone();
+        move |_: &()| {
+            let name = name.clone();
+            async move {
+                let r = api::rollback(&session.csrf(), &name).await;
+                if r.is_ok() {
+                    reload.update(|n| *n += 1);
+                }
+                r
+            }
+        }
+    });
+    let previous = history.get(1).copied();
+    let rows = d
+        .versions
+        .iter()
+        .rev()
+        .map(|v| {
+            let id = v.id;
+            let state = if id == current {
+                "serving"
+            } else if history.contains(&id) {
+                "served before"
+            } else {
+                ""
+            };
+            let label = format!("Deploy version {id} as {name}");
+            view! {
+                <tr data-version=id>
+                    <td>{id}</td>
+                    <td>{v.round}</td>
+                    <td>{metric_text(&v.metrics)}</td>
+                    <td>{(!state.is_empty()).then(|| view! { <span class="tag">{state}</span> })}</td>
+                    {manage.then(|| view! {
+                        <td>
+                            {(id != current).then(|| view! {
+                                <button type="button" class="secondary promote-version"
+                                    data-version=id aria-label=label.clone()
+                                    disabled=move || promote.pending().get()
+                                    on:click=move |_| {
+                                        promote.dispatch(id);
+                                    }>
+                                    "Deploy"
+                                </button>
+                            })}
+                        </td>
+                    })}
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" aria-labelledby="versions-heading">
+            <h2 id="versions-heading">"Versions"</h2>
+            {if d.versions.is_empty() {
+                view! {
+                    <p class="muted">"The versions are visible to the members of the model's group."</p>
+                }
+                .into_any()
+            } else {
+                view! {
+                    <div class="table-wrap">
+                        <table id="model-versions">
+                            <thead>
+                                <tr>
+                                    <th scope="col">"Version"</th>
+                                    <th scope="col">"Round"</th>
+                                    <th scope="col">"Metrics"</th>
+                                    <th scope="col">"State"</th>
+                                    {manage.then(|| view! {
+                                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                                    })}
+                                </tr>
+                            </thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    </div>
+                }
+                .into_any()
+            }}
+            {form_error("promote-error", promote.value())}
+            {(manage && previous.is_some()).then(|| view! {
+                <p>
+                    <button type="button" id="rollback" class="secondary"
+                        disabled=move || rollback.pending().get()
+                        on:click=move |_| {
+                            rollback.dispatch(());
+                        }>
+                        {format!("Roll back to version {}", previous.unwrap_or_default())}
+                    </button>
+                </p>
+            })}
+            {form_error("rollback-error", rollback.value())}
+        </section>
+    }
+}
+
+/// `"https://shop.example.org/"` -> `Ok("https://shop.example.org")`; anything with a path,
+/// query or other scheme is refused with a reason.
+pub fn normalise_origin(text: &str) -> Result<String, String> {
+    let t = text.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("https://")
+        .or_else(|| t.strip_prefix("http://"))
+        .ok_or_else(|| format!("“{t}” must start with https:// (or http://)"))?;
+    if rest.is_empty()
+        || !rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    {
+        return Err(format!(
+            "“{t}” is not an origin: write only the scheme, host and port, e.g. https://shop.example.org"
+        ));
+    }
+    Ok(t.to_ascii_lowercase())
+}
+
+#[component]
+fn SharingForm(name: String) -> impl IntoView {
+    let session = use_session();
+    let current = LocalResource::new({
+        let name = name.clone();
+        move || {
+            let name = name.clone();
+            async move { api::sharing(&name).await }
+        }
+    });
+    let public = RwSignal::new(false);
+    let origins = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(s)) = current.get() {
+            public.set(s.public);
+            origins.set(s.allowed_origins.join("\n"));
+        }
+    });
+    let save = Action::new_local(move |(public, text): &(bool, String)| {
+        let (public, text) = (*public, text.clone());
+        let name = name.clone();
+        async move {
+            let allowed_origins = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(normalise_origin)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|message| ApiError::Refused {
+                    status: 400,
+                    code: "bad_request".into(),
+                    message,
+                    retry_after: None,
+                })?;
+            api::set_sharing(
+                &session.csrf(),
+                &name,
+                &Sharing {
+                    public,
+                    allowed_origins,
+                },
+            )
+            .await
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="sharing-heading">
+            <h2 id="sharing-heading">"Who may use this model"</h2>
+            {move || current.get().and_then(Result::err).map(|e| view! {
+                <p class="form-error" role="alert">{e.to_string()}</p>
+            })}
+            <form class="stack" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                save.dispatch((public.get_untracked(), origins.get_untracked()));
+            }>
+                <label class="choice">
+                    <input type="checkbox" id="share-public" bind:checked=public/>
+                    "Public: anyone may run it, without an account"
+                </label>
+                <label for="share-origins">"Partner sites allowed to embed it"</label>
+                <textarea id="share-origins" rows="3" aria-describedby="share-origins-help"
+                    placeholder="https://shop.example.org" bind:value=origins></textarea>
+                <p class="hint" id="share-origins-help">
+                    "One origin per line (scheme, host and port). Pages of these sites can run "
+                    "the model in their visitors' browsers with the embed widget below; other "
+                    "sites are refused."
+                </p>
+                {form_error("sharing-error", save.value())}
+                {move || save.value().get().and_then(Result::ok).map(|_| view! {
+                    <p class="ok" id="sharing-saved" role="status">"Saved."</p>
+                })}
+                <button type="submit" id="share-save" disabled=move || save.pending().get()>
+                    "Save"
+                </button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn Embed(name: String) -> impl IntoView {
+    let origin = browser::origin();
+    let snippet = format!(
+        "<script src=\"{origin}/embed.js\" async></script>\n<b3o-predict model=\"{name}\" server=\"{origin}\"></b3o-predict>"
+    );
+    view! {
+        <section class="card" aria-labelledby="embed-heading">
+            <h2 id="embed-heading">"Embed it on a partner site"</h2>
+            <p class="muted">
+                "Paste this in a page of a site allowed above: its visitors pick a file and get "
+                "predictions computed in their own browser."
+            </p>
+            <label for="embed-snippet">"HTML snippet"</label>
+            <textarea id="embed-snippet" rows="3" readonly>{snippet}</textarea>
+        </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_checked_and_normalised() {
+        assert_eq!(
+            normalise_origin(" https://Shop.Example.org/ ").unwrap(),
+            "https://shop.example.org"
+        );
+        assert_eq!(
+            normalise_origin("http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(normalise_origin("shop.example.org").is_err());
+        assert!(normalise_origin("https://a.org/path").is_err());
+        assert!(normalise_origin("https://").is_err());
+    }
+}

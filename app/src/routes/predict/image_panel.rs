@@ -1,0 +1,158 @@
+//! The image half of `/predict`: upload a PNG or JPEG, or draw a digit ([`super::draw`]), and
+//! see each label's probability.
+
+use leptos::prelude::*;
+use serde_json::Value;
+
+use super::draw::DrawDigit;
+use super::{ModelInfo, Runner, fall_back, server_error};
+use crate::browser;
+use crate::charts::probability_bars;
+use crate::engine::{self, ImagePrediction};
+use crate::session::use_session;
+
+/// The server's image answer (`{label, probabilities: {label: p}}`) in the engine's shape,
+/// probabilities in the model's label order.
+pub fn from_server(reply: &Value, labels: &[String]) -> Option<ImagePrediction> {
+    let by_label = reply["probabilities"].as_object()?;
+    let labels: Vec<String> = if labels.is_empty() {
+        by_label.keys().cloned().collect()
+    } else {
+        labels.to_vec()
+    };
+    let probabilities = labels
+        .iter()
+        .map(|l| by_label.get(l).and_then(Value::as_f64).unwrap_or(0.0))
+        .collect();
+    Some(ImagePrediction {
+        label: reply["label"].as_str()?.to_string(),
+        probabilities,
+        labels,
+    })
+}
+
+/// Classifies an image file's bytes: in the browser while it can, else on the server.
+pub async fn classify_bytes(
+    info: &ModelInfo,
+    bytes: &[u8],
+    runner: RwSignal<Runner>,
+    csrf: &str,
+) -> Result<(ImagePrediction, &'static str), String> {
+    if matches!(runner.get_untracked(), Runner::Local { .. }) {
+        let result = match engine::inference() {
+            Ok(engine) => engine.predict_image(&info.name, bytes).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(p) => return Ok((p, "local")),
+            Err(e) => fall_back(runner, e)?,
+        }
+    }
+    let reply = crate::api::predict_image(csrf, &info.name, bytes)
+        .await
+        .map_err(server_error)?;
+    from_server(&reply, &info.labels)
+        .map(|p| (p, "server"))
+        .ok_or_else(|| "The server's answer could not be understood.".into())
+}
+
+/// The most likely label, big, and every label's bar.
+pub fn prediction_view(
+    label_id: &'static str,
+    bars_id: &'static str,
+    p: ImagePrediction,
+    mode: &'static str,
+) -> AnyView {
+    let best = p
+        .probabilities
+        .iter()
+        .copied()
+        .fold(0.0f64, f64::max);
+    view! {
+        <p class="verdict" id=label_id data-label=p.label.clone() data-mode=mode>
+            <span class="verdict-label">{p.label.clone()}</span>
+            <span class="muted">{format!(" {:.0}% sure", best * 100.0)}</span>
+        </p>
+        {probability_bars(bars_id, p.labels, p.probabilities)}
+    }
+    .into_any()
+}
+
+#[component]
+pub fn ImagePanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
+    let session = use_session();
+    let image_url = RwSignal::new(None::<String>);
+    let result = RwSignal::new(None::<Result<(ImagePrediction, &'static str), String>>);
+    let busy = RwSignal::new(false);
+    on_cleanup(move || {
+        if let Some(url) = image_url.get_untracked() {
+            browser::revoke_url(&url);
+        }
+    });
+    let upload_info = info.clone();
+    let on_file = move |ev: leptos::ev::Event| {
+        let Some(file) = browser::picked_file(&ev) else {
+            return;
+        };
+        if let Some(old) = image_url.get_untracked() {
+            browser::revoke_url(&old);
+        }
+        image_url.set(web_sys::Url::create_object_url_with_blob(&file).ok());
+        let info = upload_info.clone();
+        busy.set(true);
+        result.set(None);
+        let csrf = session.csrf();
+        leptos::task::spawn_local(async move {
+            let outcome = match browser::read_bytes(&file).await {
+                Ok(bytes) => classify_bytes(&info, &bytes, runner, &csrf).await,
+                Err(e) => Err(e),
+            };
+            result.set(Some(outcome));
+            busy.set(false);
+        });
+    };
+
+    view! {
+        <div class="columns">
+            <section class="card" aria-labelledby="draw-heading">
+                <h2 id="draw-heading">"Draw a digit"</h2>
+                <DrawDigit info=info.clone() runner/>
+            </section>
+            <section class="card" aria-labelledby="upload-heading">
+                <h2 id="upload-heading">"Or upload a picture"</h2>
+                <label for="image-file">"A PNG or JPEG image"</label>
+                <input id="image-file" type="file" accept="image/png,image/jpeg" on:change=on_file/>
+                <p class="hint">
+                    "Light ink on a dark background or dark ink on paper both work; the picture "
+                    "is reduced to 28x28 greyscale."
+                </p>
+                {move || image_url.get().map(|url| view! {
+                    <img class="upload-preview" src=url alt="The picture you chose"/>
+                })}
+                {move || busy.get().then(|| view! { <p role="status">"Classifying…"</p> })}
+                {move || result.get().map(|r| match r {
+                    Ok((p, mode)) => prediction_view("image-label", "image-probabilities", p, mode),
+                    Err(e) => view! { <p class="form-error" id="image-error" role="alert">{e}</p> }.into_any(),
+                })}
+            </section>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_answers_follow_the_model_label_order() {
+        let reply = serde_json::json!({
+            "label": "7",
+            "probability": 0.9,
+            "probabilities": {"7": 0.9, "1": 0.1}
+        });
+        let p = from_server(&reply, &["1".into(), "7".into()]).unwrap();
+        assert_eq!(p.label, "7");
+        assert_eq!(p.probabilities, vec![0.1, 0.9]);
+        assert!(from_server(&serde_json::json!({}), &[]).is_none());
+    }
+}

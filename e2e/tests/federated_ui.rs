@@ -1,0 +1,210 @@
+//! Federated training through the web app: an owner creates a group from a sample of its CSV,
+//! two more people join with the code, the three browsers (separate profiles, their own local
+//! files) train two rounds — one on WebGPU (SwiftShader), the others on the CPU — the new
+//! version is promoted, and inference in the browser uses it.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use b3o_e2e::{Api, Browser, Server, churn_rows, temp_file};
+
+const PASSWORD: &str = "violet staircase 42 harbour";
+const TRAINING_TIMEOUT: Duration = Duration::from_secs(600);
+const ROWS_PER_MEMBER: usize = 60;
+
+async fn set_select(browser: &Browser, css: &str, value: &str) -> Result<()> {
+    browser.wait_for(css).await?;
+    browser
+        .js(
+            "const s = document.querySelector(arguments[0]);
+             s.value = arguments[1];
+             s.dispatchEvent(new Event('change', { bubbles: true }));
+             s.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![serde_json::json!(css), serde_json::json!(value)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Picks the local file and the backend, and starts training (the worker then waits for the
+/// owner's start).
+async fn train_with(browser: &Browser, file: &std::path::Path, backend: &str) -> Result<()> {
+    browser.upload("#train-file", file).await?;
+    set_select(browser, "#train-backend", backend).await?;
+    browser.click("#train-start").await?;
+    browser.wait_for("#train-run").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Result<()> {
+    let server = Server::start()?;
+    let mut files = Vec::new();
+    for i in 0..3 {
+        let csv = churn_rows(i * ROWS_PER_MEMBER, ROWS_PER_MEMBER)?;
+        files.push(temp_file(&format!("site-{i}.csv"), csv.as_bytes())?);
+    }
+    let probe_csv = churn_rows(1000, 15)?;
+    let (_probe_dir, probe) = temp_file("probe.csv", probe_csv.as_bytes())?;
+
+    let owner = Browser::start().await?;
+    let second = Browser::start().await?;
+    let third = Browser::start().await?;
+    let all = [&owner, &second, &third];
+    let outcome = Browser::check_all("federated_three_browsers", &all, async {
+        // The owner creates the group from a sample of its file.
+        owner
+            .sign_up(&server, "owner@example.org", "Olive Owner", PASSWORD)
+            .await?;
+        owner.client.goto(&format!("{}/groups", server.url)).await?;
+        owner.fill("#group-name", "Churn across branches").await?;
+        owner
+            .fill("#group-description", "Which customers leave, from three branches' data.")
+            .await?;
+        owner.upload("#group-csv-file", &files[0].1).await?;
+        owner.wait_for_text("#group-target", "Exited").await?;
+        set_select(&owner, "#group-target", "Exited").await?;
+        set_select(&owner, "#group-task", "binary_classification").await?;
+        owner
+            .fill("#group-exclude", "RowNumber, CustomerId, Surname")
+            .await?;
+        owner.fill("#group-rounds", "2").await?;
+        owner.fill("#group-epochs", "1").await?;
+        owner.fill("#group-batch", "16").await?;
+        owner.fill("#group-min-clients", "3").await?;
+        owner.click("#create-group-form button[type='submit']").await?;
+        let code = owner
+            .wait_for("#join-code-value")
+            .await?
+            .text()
+            .await?;
+        let group_url = owner.client.current_url().await?;
+        ensure!(group_url.path().starts_with("/groups/"), "not on the group page: {group_url}");
+        let data_note = owner.wait_for_text("#data-stays", "stays on this machine").await?;
+        ensure!(data_note.contains("never rows"), "privacy note: {data_note}");
+
+        // Two members join with the code, each from its own browser profile.
+        for (browser, email, name) in [
+            (&second, "bea@example.org", "Bea Branch"),
+            (&third, "cal@example.org", "Cal Branch"),
+        ] {
+            browser.sign_up(&server, email, name, PASSWORD).await?;
+            browser.client.goto(&format!("{}/groups", server.url)).await?;
+            browser.fill("#join-code", &code).await?;
+            browser.click("#join-group-form button[type='submit']").await?;
+            browser.wait_for_text("#group-name", "Churn across branches").await?;
+        }
+
+        // Everyone picks its own local file; the owner trains on the GPU, the others on the CPU.
+        train_with(&owner, &files[0].1, "wgpu").await?;
+        train_with(&second, &files[1].1, "cpu").await?;
+        train_with(&third, &files[2].1, "cpu").await?;
+
+        owner
+            .wait_until(
+                "const m = document.getElementById('group-members');
+                 return m && m.dataset.ready === '3';",
+                Duration::from_secs(120),
+            )
+            .await
+            .context("the three members never became ready")?;
+        owner.click("#start-training").await?;
+
+        for (i, browser) in all.iter().enumerate() {
+            let state = browser
+                .wait_until(
+                    "const o = document.getElementById('train-outcome');
+                     return o && o.dataset.state;",
+                    TRAINING_TIMEOUT,
+                )
+                .await?;
+            let text = browser.wait_for("#train-outcome").await?.text().await?;
+            ensure!(state == "done", "browser {i} training {state}: {text}");
+        }
+        let gpu = owner
+            .wait_for("#train-backend-used")
+            .await?
+            .attr("data-backend")
+            .await?;
+        ensure!(gpu.as_deref() == Some("WebGPU"), "the owner trained on {gpu:?}");
+        let cpu = second
+            .wait_for("#train-backend-used")
+            .await?
+            .attr("data-backend")
+            .await?;
+        ensure!(cpu.as_deref() == Some("CPU"), "the second member trained on {cpu:?}");
+
+        // A new version appeared; the owner deploys it.
+        owner
+            .wait_until(
+                "const p = document.getElementById('rounds-progress');
+                 return p && p.dataset.closed === '2';",
+                Duration::from_secs(60),
+            )
+            .await?;
+        let api = Api::login(&server, "owner@example.org", PASSWORD).await?;
+        let group_id: i64 = group_url
+            .path()
+            .trim_start_matches("/groups/")
+            .parse()
+            .context("group id in the address")?;
+        let versions = api
+            .get_json(&format!("/api/groups/{group_id}/versions"))
+            .await?;
+        let newest = versions["versions"]
+            .as_array()
+            .and_then(|v| v.iter().max_by_key(|v| v["round"].as_i64()))
+            .cloned()
+            .context("no versions")?;
+        ensure!(newest["round"] == 2, "newest version: {newest}");
+        let newest_id = newest["id"].as_i64().context("version id")?;
+        owner
+            .wait_until(
+                &format!(
+                    "const s = document.getElementById('promote-version');
+                     return s && s.value === '{newest_id}';"
+                ),
+                Duration::from_secs(30),
+            )
+            .await?;
+        owner.fill("#promote-name", "churn-fl").await?;
+        owner.click("#promote-button").await?;
+        let promoted = owner
+            .wait_for("#promote-ok")
+            .await?
+            .attr("data-version")
+            .await?;
+        ensure!(
+            promoted.as_deref() == Some(newest_id.to_string().as_str()),
+            "promoted {promoted:?}, expected {newest_id}"
+        );
+
+        // Inference in the browser uses the promoted version.
+        owner
+            .client
+            .goto(&format!("{}/predict/churn-fl", server.url))
+            .await?;
+        owner
+            .wait_for_long("#engine-status[data-mode='local']", Duration::from_secs(90))
+            .await?;
+        owner
+            .wait_for_text("#model-about", &format!("version {newest_id}"))
+            .await?;
+        owner.upload("#csv-file", &probe).await?;
+        owner.click("#run-csv").await?;
+        owner
+            .wait_for_long("#predict-result[data-mode='local']", Duration::from_secs(90))
+            .await?;
+        let downloaded = owner.download_text("#download-csv").await?;
+        ensure!(
+            downloaded == api.predict_csv("churn-fl", &probe_csv).await?,
+            "the browser's predictions with the promoted model differ from the server's"
+        );
+        Ok(())
+    })
+    .await;
+    for browser in [owner, second, third] {
+        browser.close().await?;
+    }
+    outcome
+}

@@ -1,0 +1,679 @@
+//! The federation API's wire types (`/api/groups/...`), shared by the server and every client
+//! (the browser engine, `b3o client`, `b3o simulate`): what a group trains, the requests
+//! members send and the answers and events they read.
+//!
+//! Serde only: nothing here touches burn, HTTP or a database. Request types are strict
+//! (`deny_unknown_fields`, so a typo is a 400 naming the field); response types are lenient
+//! (unknown fields are ignored, optional ones default) so that an older client keeps working
+//! against a newer server.
+//!
+//! Update bodies are not JSON: they are safetensors files in the format of
+//! [`crate::weights::encode`]. Column statistics are a [`crate::stats::Summary`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::tabular::Schema;
+use crate::weights::{TensorSpec, WeightLayout};
+
+/// The most parameters a group's model may have (400 MB of f32).
+pub const MAX_PARAMS: usize = 100_000_000;
+/// The most class labels an image group may have.
+pub const MAX_LABELS: usize = 65_536;
+
+/// What a group trains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelTemplate {
+    /// An MLP over a CSV whose schema (feature columns and kinds, target and task) the owner's
+    /// client inferred from its file. Needs a statistics phase (column summaries from every
+    /// ready member) before round 1. `hidden` defaults to B3O's churn network, 128-64-32.
+    Tabular {
+        schema: Schema,
+        #[serde(default)]
+        hidden: Option<Vec<usize>>,
+    },
+    /// The image CNN (28x28 greyscale inputs) over the given class labels.
+    ImageCnn { labels: Vec<String> },
+    /// An explicit list of tensors; initial weights are small seeded random values.
+    Custom { layout: WeightLayout },
+}
+
+impl ModelTemplate {
+    /// Checks the template, naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            ModelTemplate::Tabular { schema, hidden } => {
+                if schema.features.is_empty() {
+                    return Err("a tabular model needs at least one feature column".into());
+                }
+                let names: Vec<String> = schema.features.iter().map(|f| f.name.clone()).collect();
+                unique_nonempty("column", &names)?;
+                if names.contains(&schema.target.name) {
+                    return Err(format!(
+                        "target `{}` is also a feature column",
+                        schema.target.name
+                    ));
+                }
+                if let Some(hidden) = hidden
+                    && (hidden.len() > 16 || hidden.iter().any(|&h| h == 0 || h > 4096))
+                {
+                    return Err("hidden: at most 16 layers of 1 to 4096 units".into());
+                }
+                Ok(())
+            }
+            ModelTemplate::ImageCnn { labels } => {
+                if labels.len() < 2 || labels.len() > MAX_LABELS {
+                    return Err(format!(
+                        "an image model needs 2 to {MAX_LABELS} labels, got {}",
+                        labels.len()
+                    ));
+                }
+                unique_nonempty("label", labels)
+            }
+            ModelTemplate::Custom { layout } => validate_layout(layout),
+        }
+    }
+
+    /// Tabular groups collect column summaries from their members before round 1.
+    pub fn needs_statistics(&self) -> bool {
+        matches!(self, ModelTemplate::Tabular { .. })
+    }
+
+    /// The layout, when it is known without the models crate's model spec.
+    pub fn layout(&self) -> Option<WeightLayout> {
+        match self {
+            ModelTemplate::Custom { layout } => Some(layout.clone()),
+            _ => None,
+        }
+    }
+}
+
+fn unique_nonempty(what: &str, names: &[String]) -> Result<(), String> {
+    let mut seen = BTreeSet::new();
+    for n in names {
+        if n.trim().is_empty() {
+            return Err(format!("a {what} name is empty"));
+        }
+        if !seen.insert(n) {
+            return Err(format!("{what} `{n}` appears twice"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a custom layout: at least one tensor, unique names, at most 8 non-zero dimensions
+/// each, at most [`MAX_PARAMS`] parameters in all.
+pub fn validate_layout(layout: &WeightLayout) -> Result<(), String> {
+    if layout.0.is_empty() {
+        return Err("the layout has no tensors".into());
+    }
+    let names: Vec<String> = layout.0.iter().map(|t| t.name.clone()).collect();
+    unique_nonempty("tensor", &names)?;
+    let mut total: usize = 0;
+    for TensorSpec { name, shape } in &layout.0 {
+        if shape.len() > 8 || shape.contains(&0) {
+            return Err(format!(
+                "tensor `{name}` has shape {shape:?}: at most 8 dimensions, none zero"
+            ));
+        }
+        let n = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&n| n <= MAX_PARAMS);
+        total = n
+            .and_then(|n| total.checked_add(n))
+            .filter(|&t| t <= MAX_PARAMS)
+            .ok_or_else(|| format!("the model has more than {MAX_PARAMS} parameters"))?;
+    }
+    Ok(())
+}
+
+/// Optimiser of the clients' local steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    /// Plain SGD (no momentum).
+    Sgd,
+    Adam,
+}
+
+/// Local training settings, sent to clients with every round's config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hyperparameters {
+    pub rounds: u32,
+    #[serde(default = "one")]
+    pub local_epochs: u32,
+    #[serde(default = "batch")]
+    pub batch_size: u32,
+    #[serde(default = "adam")]
+    pub optimizer: Optimizer,
+    #[serde(default = "lr")]
+    pub lr: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn batch() -> u32 {
+    32
+}
+fn adam() -> Optimizer {
+    Optimizer::Adam
+}
+fn lr() -> f64 {
+    1e-3
+}
+
+impl Hyperparameters {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.rounds) {
+            return Err(format!("rounds must be 1..=10000, got {}", self.rounds));
+        }
+        if !(1..=1000).contains(&self.local_epochs) {
+            return Err(format!(
+                "local_epochs must be 1..=1000, got {}",
+                self.local_epochs
+            ));
+        }
+        if !(1..=65_536).contains(&self.batch_size) {
+            return Err(format!(
+                "batch_size must be 1..=65536, got {}",
+                self.batch_size
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= 10.0) {
+            return Err(format!("lr must be in (0, 10], got {}", self.lr));
+        }
+        Ok(())
+    }
+}
+
+/// A strategy configuration that can check itself: implemented by the server's
+/// `StrategyConfig`; clients that only forward JSON use [`serde_json::Value`] (checked by the
+/// server).
+pub trait ValidateStrategy {
+    fn validate_strategy(&self) -> Result<(), String>;
+}
+
+impl ValidateStrategy for Value {
+    fn validate_strategy(&self) -> Result<(), String> {
+        match self {
+            Value::Object(m) if m.get("name").is_some_and(Value::is_string) => Ok(()),
+            _ => Err("a strategy is an object like {\"name\": \"fedavg\"}".into()),
+        }
+    }
+}
+
+/// `POST /api/groups`. `S` is the strategy configuration: the server's typed `StrategyConfig`,
+/// or JSON (`{"name": "fedadam", "eta": 0.1}`) in clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "S: Deserialize<'de> + Default", serialize = "S: Serialize")
+)]
+pub struct CreateGroup<S = Value> {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub model: ModelTemplate,
+    pub hyperparameters: Hyperparameters,
+    #[serde(default)]
+    pub strategy: S,
+    #[serde(default = "min_clients")]
+    pub min_clients: u32,
+    #[serde(default = "fraction")]
+    pub fraction_fit: f64,
+    #[serde(default = "deadline")]
+    pub round_deadline_secs: u32,
+    /// Optional bound on the L2 norm of `update - global model`.
+    #[serde(default)]
+    pub max_update_norm: Option<f64>,
+}
+
+fn min_clients() -> u32 {
+    2
+}
+fn fraction() -> f64 {
+    1.0
+}
+fn deadline() -> u32 {
+    600
+}
+
+impl<S: ValidateStrategy> CreateGroup<S> {
+    /// Checks every field, naming the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err("name must be 1 to 200 characters".into());
+        }
+        if self.description.len() > 10_000 {
+            return Err("description must be at most 10000 characters".into());
+        }
+        self.model.validate().map_err(|e| format!("model: {e}"))?;
+        self.hyperparameters
+            .validate()
+            .map_err(|e| format!("hyperparameters: {e}"))?;
+        self.strategy
+            .validate_strategy()
+            .map_err(|e| format!("strategy: {e}"))?;
+        if !(1..=10_000).contains(&self.min_clients) {
+            return Err(format!(
+                "min_clients must be 1..=10000, got {}",
+                self.min_clients
+            ));
+        }
+        if !(self.fraction_fit > 0.0 && self.fraction_fit <= 1.0) {
+            return Err(format!(
+                "fraction_fit must be in (0, 1], got {}",
+                self.fraction_fit
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.round_deadline_secs) {
+            return Err("round_deadline_secs must be 1 second to 7 days".into());
+        }
+        if let Some(n) = self.max_update_norm
+            && !(n.is_finite() && n > 0.0)
+        {
+            return Err(format!("max_update_norm must be a number > 0, got {n}"));
+        }
+        Ok(())
+    }
+}
+
+/// `201` answer to `POST /api/groups`: the creator is the owner and the first member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    pub group_id: i64,
+    /// Others join with it (`POST /api/groups/join`).
+    pub join_code: String,
+    /// The creator's own membership.
+    #[serde(default)]
+    pub member_id: Option<i64>,
+}
+
+/// `POST /api/groups/join`: the signed-in caller becomes a member (`201`), or gets its
+/// membership back (`200`) when it already is one, so a client that restarts joins again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    #[serde(alias = "code")]
+    pub join_code: String,
+    /// How the other members see this one (e.g. the organisation); the server defaults it
+    /// from the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// The answer to a join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Joined {
+    pub group_id: i64,
+    pub member_id: i64,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `POST /api/groups/{id}/ready`: the member has loaded its data and can train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    pub num_samples: u64,
+}
+
+/// Where a group stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Members join and get ready.
+    Enrolling,
+    /// Tabular groups: members' column summaries arrive.
+    Statistics,
+    Training,
+    Finished,
+    /// A phase this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// `GET /api/groups/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub model: ModelTemplate,
+    pub hyperparameters: Hyperparameters,
+    #[serde(default)]
+    pub strategy: Value,
+    pub phase: Phase,
+    #[serde(default)]
+    pub rounds: i64,
+    #[serde(default)]
+    pub min_clients: i64,
+    #[serde(default)]
+    pub members: i64,
+    #[serde(default)]
+    pub ready_members: i64,
+    #[serde(default)]
+    pub current_round: Option<i64>,
+    #[serde(default)]
+    pub current_round_state: Option<RoundState>,
+    /// Shown to those who manage the group only.
+    #[serde(default)]
+    pub join_code: Option<String>,
+    /// The caller's role (`owner`, `member`, `admin`, ...).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The caller's active membership.
+    #[serde(default)]
+    pub member_id: Option<i64>,
+}
+
+/// A round's state: `open -> collecting -> aggregating -> closed | failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundState {
+    Open,
+    Collecting,
+    Aggregating,
+    Closed,
+    Failed,
+    #[serde(other)]
+    Unknown,
+}
+
+impl RoundState {
+    /// Still taking updates.
+    pub fn is_live(self) -> bool {
+        matches!(self, RoundState::Open | RoundState::Collecting)
+    }
+}
+
+/// The training settings of one round, as the server sends them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundConfig {
+    pub round: i64,
+    /// Goes into every update's metadata.
+    pub model_id: String,
+    /// The version the round trains from.
+    pub base_version_id: i64,
+    pub local_epochs: u32,
+    pub batch_size: u32,
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    /// Everything else, e.g. the strategy and its `proximal_mu`.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl RoundConfig {
+    /// FedProx's proximal weight, 0 for other strategies.
+    pub fn proximal_mu(&self) -> f64 {
+        self.extra
+            .get("proximal_mu")
+            .and_then(Value::as_f64)
+            .filter(|m| m.is_finite() && *m >= 0.0)
+            .unwrap_or(0.0)
+    }
+}
+
+/// A member's place in a round (`rounds/current` only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundYou {
+    pub member_id: i64,
+    pub selected: bool,
+    /// `selected`, `reported`, `failed`, `dropped`; `None` when not selected.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl RoundYou {
+    /// Selected and not yet reported or failed: an update is expected.
+    pub fn must_train(&self) -> bool {
+        self.selected && self.status.as_deref() == Some("selected")
+    }
+}
+
+/// One client's numbers in a round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetrics {
+    pub member_id: i64,
+    pub num_samples: i64,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// The evaluations members reported for a round's resulting model.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RoundEvaluation {
+    #[serde(default)]
+    pub clients: Vec<ClientMetrics>,
+    /// Sample-weighted mean of every metric.
+    #[serde(default)]
+    pub aggregate: BTreeMap<String, f64>,
+}
+
+/// `GET /api/groups/{id}/rounds/{n}` and `.../rounds/current`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundView {
+    pub round: i64,
+    pub state: RoundState,
+    pub base_version_id: i64,
+    #[serde(default)]
+    pub result_version_id: Option<i64>,
+    pub config: RoundConfig,
+    #[serde(default)]
+    pub opened_at: i64,
+    #[serde(default)]
+    pub deadline_at: i64,
+    #[serde(default)]
+    pub closed_at: Option<i64>,
+    #[serde(default)]
+    pub failure: Option<String>,
+    /// The strategy's aggregate of the clients' training metrics.
+    #[serde(default)]
+    pub metrics: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub selected: i64,
+    #[serde(default)]
+    pub reported: i64,
+    #[serde(default)]
+    pub client_metrics: Vec<ClientMetrics>,
+    #[serde(default)]
+    pub evaluation: RoundEvaluation,
+    /// The calling member's place (`rounds/current` only).
+    #[serde(default)]
+    pub you: Option<RoundYou>,
+}
+
+/// `GET /api/groups/{id}/rounds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundList {
+    pub rounds: Vec<RoundView>,
+}
+
+/// The answer to an accepted update; a retry of the same bytes gets exactly the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub update_id: i64,
+    pub round: i64,
+    pub num_samples: i64,
+    pub sha256: String,
+}
+
+/// `POST /api/groups/{id}/rounds/{n}/failure`: a selected member cannot deliver this round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub reason: String,
+}
+
+/// `POST /api/groups/{id}/rounds/{n}/evaluation`: a member's metrics of round `n`'s resulting
+/// model on its own held-out rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    pub num_samples: u64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A model version of the registry (`GET /api/versions/{id}`, `GET /api/groups/{id}/versions`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionView {
+    pub id: i64,
+    pub group_id: i64,
+    pub round: i64,
+    #[serde(default)]
+    pub parent_id: Option<i64>,
+    /// A [`crate::ModelSpec`] for tabular and image groups; `{model_id, layout}` for custom ones.
+    pub spec: Value,
+    #[serde(default)]
+    pub metrics: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub weights_sha256: String,
+    #[serde(default)]
+    pub num_params: i64,
+}
+
+/// `GET /api/groups/{id}/versions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionList {
+    pub versions: Vec<VersionView>,
+}
+
+/// Something clients of a group should react to, from `GET /api/groups/{id}/events`
+/// (Server-Sent Events named by [`GroupEvent::kind`], data the JSON of the event).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum GroupEvent {
+    /// Sent first on every connection: where the group stands now.
+    Snapshot {
+        phase: String,
+        current_round: Option<i64>,
+        round_state: Option<String>,
+    },
+    PhaseChanged {
+        phase: String,
+    },
+    RoundOpened {
+        round: i64,
+        deadline_at: i64,
+    },
+    RoundClosed {
+        round: i64,
+        version_id: i64,
+    },
+    RoundFailed {
+        round: i64,
+        reason: String,
+    },
+    MemberJoined {
+        member_id: i64,
+    },
+}
+
+impl GroupEvent {
+    /// The SSE event name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GroupEvent::Snapshot { .. } => "snapshot",
+            GroupEvent::PhaseChanged { .. } => "phase_changed",
+            GroupEvent::RoundOpened { .. } => "round_opened",
+            GroupEvent::RoundClosed { .. } => "round_closed",
+            GroupEvent::RoundFailed { .. } => "round_failed",
+            GroupEvent::MemberJoined { .. } => "member_joined",
+        }
+    }
+}
+
+/// The body of every 4xx/5xx answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn layouts_are_checked() {
+        let ok = WeightLayout(vec![TensorSpec::new("w", vec![2, 3])]);
+        assert!(validate_layout(&ok).is_ok());
+        let dup = WeightLayout(vec![
+            TensorSpec::new("w", vec![2]),
+            TensorSpec::new("w", vec![2]),
+        ]);
+        assert!(validate_layout(&dup).unwrap_err().contains("twice"));
+        let huge = WeightLayout(vec![TensorSpec::new("w", vec![usize::MAX, 2])]);
+        assert!(validate_layout(&huge).unwrap_err().contains("more than"));
+        let zero = WeightLayout(vec![TensorSpec::new("w", vec![0])]);
+        assert!(validate_layout(&zero).is_err());
+    }
+
+    #[test]
+    fn create_group_defaults_and_checks() {
+        let req: CreateGroup = serde_json::from_value(json!({
+            "name": "g",
+            "model": { "kind": "image_cnn", "labels": ["cat", "dog"] },
+            "hyperparameters": { "rounds": 3 },
+            "strategy": { "name": "fedavg" },
+        }))
+        .unwrap();
+        assert_eq!((req.min_clients, req.hyperparameters.batch_size), (2, 32));
+        req.validate().unwrap();
+        let mut bad = req.clone();
+        bad.strategy = json!("fedavg");
+        assert!(bad.validate().unwrap_err().starts_with("strategy"));
+        let mut bad = req.clone();
+        bad.model = ModelTemplate::ImageCnn {
+            labels: vec!["a".into(), "a".into()],
+        };
+        assert!(bad.validate().unwrap_err().contains("twice"));
+        let typo = serde_json::from_value::<CreateGroup>(json!({
+            "name": "g", "model": { "kind": "image_cnn", "labels": ["a", "b"] },
+            "hyperparameters": { "rounds": 1 }, "min_client": 3,
+        }));
+        assert!(typo.unwrap_err().to_string().contains("min_client"));
+    }
+
+    #[test]
+    fn responses_ignore_unknown_fields_and_phases() {
+        let r: RoundView = serde_json::from_value(json!({
+            "round": 2, "state": "collecting", "base_version_id": 7,
+            "config": { "round": 2, "model_id": "group-1", "base_version_id": 7,
+                "local_epochs": 5, "batch_size": 32, "optimizer": "adam", "lr": 0.001,
+                "strategy": { "name": "fedprox", "proximal_mu": 0.1 }, "proximal_mu": 0.1 },
+            "you": { "member_id": 3, "selected": true, "status": "selected" },
+            "something_new": true,
+        }))
+        .unwrap();
+        assert!(r.state.is_live() && r.you.unwrap().must_train());
+        assert!((r.config.proximal_mu() - 0.1).abs() < 1e-12);
+        let p: Phase = serde_json::from_value(json!("paused")).unwrap();
+        assert_eq!(p, Phase::Unknown);
+    }
+
+    #[test]
+    fn events_round_trip_with_their_kind() {
+        let e = GroupEvent::RoundOpened {
+            round: 3,
+            deadline_at: 10,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], e.kind());
+        assert_eq!(serde_json::from_value::<GroupEvent>(v).unwrap(), e);
+    }
+}

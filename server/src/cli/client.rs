@@ -1,0 +1,277 @@
+//! `b3o client`: takes part in a federated group from the command line, like the original
+//! B3O Python client: join with the group's code, train on a local CSV (or a folder of class
+//! subfolders of images) round after round, upload only the weights, print the final model's
+//! metrics on the rows held out locally.
+//!
+//! ```text
+//! b3o client --server https://fl.example.org --code K7M2QX9PAB --data train.csv --target Exited \
+//!     --token b3o_...
+//! ```
+//!
+//! With `--email/--password` instead of `--token` it signs in and creates an API token named
+//! `b3o client` that expires after 7 days. Run it again after an interruption: joining is
+//! idempotent and the client carries on with the group's current round.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use b3o_models::protocol::ModelTemplate;
+use b3o_wasm_client::fl::data::LocalData;
+use b3o_wasm_client::fl::native::HttpTransport;
+use b3o_wasm_client::fl::trainer::ThreadTrainer;
+use b3o_wasm_client::fl::{
+    Api, Auth, ClientEvent, FlError, Participant, ParticipantOptions, Report,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// `b3o client` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The server, e.g. https://fl.example.org.
+    #[arg(long, env = "B3O_SERVER")]
+    pub server: String,
+    /// The group's join code.
+    #[arg(long, required_unless_present = "group")]
+    pub code: Option<String>,
+    /// A group this account already joined (instead of --code).
+    #[arg(long, conflicts_with = "code")]
+    pub group: Option<i64>,
+    /// A CSV file, or a folder with one subfolder of PNG/JPEG images per class.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The CSV's target column; must be the group's.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// An API token (`b3o_...`, created in your profile).
+    #[arg(long, env = "B3O_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Sign in with an email and password instead of a token.
+    #[arg(long, env = "B3O_EMAIL", conflicts_with = "token", requires = "password")]
+    pub email: Option<String>,
+    #[arg(long, env = "B3O_PASSWORD", hide_env_values = true, requires = "email")]
+    pub password: Option<String>,
+    /// How the other members see you (default: your organisation).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Share of your rows held out to evaluate each round's model (0: none).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Why `b3o client` stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Fl(#[from] FlError),
+}
+
+/// Runs the client to the end of the group's training.
+pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
+    if !(0.0..0.9).contains(&args.test_fraction) {
+        return Err(ClientError::Usage(
+            "--test-fraction must be at least 0 and below 0.9".into(),
+        ));
+    }
+    let transport =
+        HttpTransport::new(&args.server).map_err(|e| ClientError::Usage(e.to_string()))?;
+    let auth = match (&args.token, &args.email, &args.password) {
+        (Some(token), _, _) => Auth::Bearer(token.trim().to_string()),
+        (None, Some(email), Some(password)) => {
+            let anonymous = Api::new(transport.clone(), Auth::None);
+            let session = anonymous.login(email, password).await?;
+            let signed_in = Api::new(
+                transport.clone(),
+                Auth::Session {
+                    cookie: Some(session.cookie),
+                    csrf_token: session.csrf_token,
+                },
+            );
+            let token = signed_in.create_token("b3o client", Some(7)).await?;
+            eprintln!("Signed in; created the API token `b3o client` (expires in 7 days).");
+            Auth::Bearer(token)
+        }
+        _ => {
+            return Err(ClientError::Usage(
+                "give --token (or B3O_TOKEN), or --email and --password".into(),
+            ));
+        }
+    };
+    let data = LocalData::load(&args.data).map_err(FlError::from)?;
+
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let ui = bar.clone();
+    let observer = move |event: &ClientEvent| show(&ui, event);
+    let options = ParticipantOptions {
+        name: args.name.clone(),
+        test_fraction: args.test_fraction,
+        seed: args.seed,
+        poll_interval: Duration::from_secs(10),
+        evaluate: args.test_fraction > 0.0,
+    };
+    let api = Api::new(transport, auth);
+    let mut participant =
+        Participant::new(api, ThreadTrainer::cpu(), observer, data, options);
+    let cancel = participant.cancel_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            cancel.cancel();
+        }
+    });
+    match (&args.code, args.group) {
+        (Some(code), _) => {
+            participant.join(code).await?;
+        }
+        (None, Some(group)) => participant.attach(group),
+        (None, None) => return Err(ClientError::Usage("give --code or --group".into())),
+    }
+    let group = participant.prepare().await?;
+    if let (Some(target), ModelTemplate::Tabular { schema, .. }) = (&args.target, &group.model)
+        && schema.target.name != *target
+    {
+        return Err(ClientError::Usage(format!(
+            "this group predicts `{}`, not `{target}`",
+            schema.target.name
+        )));
+    }
+    bar.println(format!(
+        "Group {} \"{}\": {} round(s); {} member(s), {} ready.",
+        group.id, group.name, group.hyperparameters.rounds, group.members, group.ready_members
+    ));
+    let report = participant.run().await;
+    bar.finish_and_clear();
+    let report = report?;
+    println!("{}", final_words(&report));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+        );
+    }
+    Ok(report)
+}
+
+fn metrics_text(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show(bar: &ProgressBar, event: &ClientEvent) {
+    match event {
+        ClientEvent::Joined { group_id, .. } => {
+            bar.set_message(format!("joined group {group_id}"));
+        }
+        ClientEvent::StatisticsSent { .. } => {
+            bar.println("Sent your columns' summary statistics (no rows).");
+        }
+        ClientEvent::Ready {
+            train_samples,
+            test_samples,
+            ..
+        } => bar.println(format!(
+            "Ready: {train_samples} row(s) to train on, {test_samples} held out for evaluation."
+        )),
+        ClientEvent::Waiting { round } => {
+            bar.set_style(ProgressStyle::default_spinner());
+            bar.set_message(match round {
+                None => "waiting for the owner to start training".to_string(),
+                Some(r) => format!("waiting for the next round (round {r} is on)"),
+            });
+        }
+        ClientEvent::RoundStarted { round, epochs, .. } => {
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} round {msg} {bar:30} {pos}/{len} batches")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_position(0);
+            bar.set_message(format!("{round}: training {epochs} epoch(s)"));
+        }
+        ClientEvent::Training {
+            round,
+            epoch,
+            epochs,
+            batch,
+            batches_per_epoch,
+            loss,
+        } => {
+            bar.set_length((epochs * batches_per_epoch) as u64);
+            bar.set_position((epoch * batches_per_epoch + batch + 1) as u64);
+            if *batch == 0 || batch + 1 == *batches_per_epoch {
+                bar.set_message(format!(
+                    "{round}: epoch {}/{epochs}, loss {loss:.4}",
+                    epoch + 1
+                ));
+            }
+        }
+        ClientEvent::Uploaded { round, metrics, .. } => bar.println(format!(
+            "Round {round}: update accepted (on your training rows: {}).",
+            metrics_text(metrics)
+        )),
+        ClientEvent::Skipped { round, reason } => {
+            bar.println(format!("Round {round}: update not taken: {reason}"));
+        }
+        ClientEvent::Failed { round, reason } => {
+            bar.println(format!("Round {round}: local training failed: {reason}"));
+        }
+        ClientEvent::Evaluated { round, metrics, .. } => bar.println(format!(
+            "Round {round}'s global model on your held-out rows: {}.",
+            metrics_text(metrics)
+        )),
+        ClientEvent::Retrying {
+            what,
+            attempt,
+            delay_ms,
+            error,
+        } => bar.println(format!(
+            "{what}: {error}; retrying in {:.1} s (attempt {})",
+            *delay_ms as f64 / 1000.0,
+            attempt + 1
+        )),
+        ClientEvent::Finished { .. } => bar.set_message("done"),
+    }
+}
+
+fn final_words(report: &Report) -> String {
+    let head = format!(
+        "Training finished: group {}, {} round(s), your updates in {} of them; final model: version {}.",
+        report.group_id,
+        report.last_round,
+        report.rounds_trained.len(),
+        report
+            .version_id
+            .map_or("-".to_string(), |v| v.to_string())
+    );
+    match (&report.metrics, report.metrics_on.as_deref()) {
+        (Some(m), Some(on)) => {
+            let rows = if on == "test" {
+                "held-out"
+            } else {
+                "training"
+            };
+            format!(
+                "{head}\nOn your {} {rows} row(s): {}.",
+                m.num_samples,
+                metrics_text(&m.to_map())
+            )
+        }
+        _ => head,
+    }
+}

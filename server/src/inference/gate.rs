@@ -1,0 +1,347 @@
+//! Who may use a deployed model, from which web origins, and the bookkeeping around every
+//! model request (CORS headers, Prometheus counts and latencies per model and version).
+//!
+//! - A **public** deployment answers anyone; a **private** one those who may see its group
+//!   (`federation::auth::group_access`): 401 for anonymous callers and 404 for others, with
+//!   the same bodies as for a name that is not deployed, so names reveal nothing.
+//! - A request carrying an `Origin` from another site (not our own: compared with `Host`) is
+//!   served only if the deployment lists that origin (`allowed_origins`); otherwise 403 naming
+//!   the origin and the model. Allowed origins get `Access-Control-Allow-Origin`, on preflight
+//!   (`OPTIONS`, [`preflight`]) and on every answer, errors included, so the partner's page can
+//!   read the error.
+//! - A pinned version (`/versions/{v}`) must be one of the deployment's group; callers outside
+//!   the group may pin only versions the deployment serves or has served.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::deployments::Deployment;
+use super::{Inference, telemetry};
+use crate::accounts::CurrentUser;
+use crate::accounts::extract::ApiPath;
+use crate::error::ApiError;
+use crate::federation::auth;
+use crate::state::AppState;
+
+/// What a request may run: a deployment at one version.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub deployment: Arc<Deployment>,
+    pub version_id: i64,
+    /// The caller's origin when it is another site on the allow-list: echoed in CORS headers.
+    pub cors_origin: Option<HeaderValue>,
+}
+
+/// The answer for a name that is not deployed or that the caller may not see.
+fn hidden(name: &str, user: Option<&CurrentUser>) -> ApiError {
+    match user {
+        None => ApiError::Unauthorized(format!(
+            "no public model is deployed as `{name}`; sign in to use private models"
+        )),
+        Some(_) => ApiError::NotFound(format!("no deployed model named `{name}`")),
+    }
+}
+
+fn no_version(name: &str, version: &str) -> ApiError {
+    ApiError::NotFound(format!("model `{name}` has no version `{version}`"))
+}
+
+/// Checks that `user` (if any) may use deployment `name` (at `version`, if given) from the
+/// request's origin.
+pub async fn authorize(
+    state: &AppState,
+    shared: &super::Shared,
+    user: Option<&CurrentUser>,
+    headers: &HeaderMap,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Target, ApiError> {
+    let deployment = shared
+        .deployments
+        .get(&state.db, name)
+        .await?
+        .ok_or_else(|| hidden(name, user))?;
+    // Whether the caller may see the group (checked when needed: public models need not).
+    let mut in_group = None;
+    if !deployment.public {
+        let user = user.ok_or_else(|| hidden(name, None))?;
+        auth::group_access(&state.db, user, deployment.group_id)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound(_) => hidden(name, Some(user)),
+                e => e,
+            })?;
+        in_group = Some(true);
+    }
+    let cors_origin = check_origin(state, headers, &deployment)?;
+    let version_id = match version {
+        None => deployment.version_id,
+        Some(v) => {
+            let id: i64 = v
+                .parse()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| no_version(name, v))?;
+            let same_group =
+                shared.deployments.version_group(&state.db, id).await? == Some(deployment.group_id);
+            if !same_group {
+                return Err(no_version(name, v));
+            }
+            if !deployment.served.contains(&id) {
+                let member = match (in_group, user) {
+                    (Some(m), _) => m,
+                    (None, Some(user)) => auth::group_access(&state.db, user, deployment.group_id)
+                        .await
+                        .is_ok(),
+                    (None, None) => false,
+                };
+                if !member {
+                    return Err(no_version(name, v));
+                }
+            }
+            id
+        }
+    };
+    Ok(Target {
+        deployment,
+        version_id,
+        cors_origin,
+    })
+}
+
+/// The request's `Origin` when it is another site's: `Ok(None)` for no origin or our own,
+/// `Ok(Some)` for an allowed one, 403 otherwise.
+fn check_origin(
+    state: &AppState,
+    headers: &HeaderMap,
+    deployment: &Deployment,
+) -> Result<Option<HeaderValue>, ApiError> {
+    let Some(value) = headers.get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    let origin = value.to_str().unwrap_or_default();
+    if same_origin(state, headers, origin) {
+        return Ok(None);
+    }
+    let normalised = normalise_origin(origin).unwrap_or_else(|_| origin.to_ascii_lowercase());
+    if deployment.allows_origin(&normalised) {
+        Ok(Some(value.clone()))
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "origin `{origin}` may not use model `{}`: its owner has not added it to the model's allowed origins",
+            deployment.name
+        )))
+    }
+}
+
+/// True when `origin` is this server as the browser reached it (`Host`, or with
+/// `--trust-proxy` the proxy's `X-Forwarded-Host`).
+fn same_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
+    let Some((_, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let host = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    let forwarded = state
+        .accounts
+        .settings
+        .trust_proxy
+        .then(|| host("x-forwarded-host"))
+        .flatten()
+        .and_then(|h| h.split(',').next_back())
+        .map(str::trim);
+    forwarded
+        .or_else(|| host("host"))
+        .is_some_and(|h| h.eq_ignore_ascii_case(authority))
+}
+
+/// A web origin as browsers send it: `http(s)://host[:port]`, lower case, without a default
+/// port, path, query or credentials. The error names what is wrong.
+pub fn normalise_origin(origin: &str) -> Result<String, String> {
+    let o = origin.trim().to_ascii_lowercase();
+    let (scheme, rest) = o
+        .split_once("://")
+        .ok_or_else(|| format!("`{origin}` is not an origin like https://partner.example"))?;
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => {
+            return Err(format!(
+                "`{origin}`: only http and https origins can call models"
+            ));
+        }
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ', '*']) {
+        return Err(format!(
+            "`{origin}` is not an origin like https://partner.example (no path, wildcard or credentials)"
+        ));
+    }
+    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+        let (inner, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("`{origin}` has an invalid host"))?;
+        let ipv6 = !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+        if !ipv6 {
+            return Err(format!("`{origin}` has an invalid host"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("`{origin}` has an invalid port"))?,
+            ),
+        };
+        (&rest[..inner.len() + 2], port)
+    } else {
+        let (host, port) = match rest.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        };
+        let name_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !name_ok {
+            return Err(format!("`{origin}` has an invalid host"));
+        }
+        (host, port)
+    };
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("`{origin}` has an invalid port"));
+    }
+    let port = port
+        .map(|p| format!(":{p}"))
+        .filter(|p| p != default_port)
+        .unwrap_or_default();
+    Ok(format!("{scheme}://{host}{port}"))
+}
+
+const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
+const ALLOW_HEADERS: &str = "authorization, content-type";
+const EXPOSE_HEADERS: &str = "etag, content-disposition";
+
+fn set_cors(headers: &mut HeaderMap, origin: &HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSE_HEADERS),
+    );
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// `OPTIONS` on a model route: the CORS preflight of a partner's page. 204 with the CORS
+/// headers for an allowed origin (or our own), 403 naming the origin and the model otherwise;
+/// a private model's preflight answers like an unknown name unless the origin is allowed.
+pub async fn preflight(
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    ApiPath(params): ApiPath<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let name = params.get("name").cloned().unwrap_or_default();
+    let mut ok = (StatusCode::NO_CONTENT, [(header::ALLOW, ALLOW_METHODS)]).into_response();
+    if !headers.contains_key(header::ORIGIN) {
+        return ok;
+    }
+    let deployment = match shared.deployments.get(&state.db, &name).await {
+        Ok(Some(d)) => d,
+        Ok(None) => return hidden(&name, None).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    match check_origin(&state, &headers, &deployment) {
+        Ok(Some(origin)) => {
+            let h = ok.headers_mut();
+            set_cors(h, &origin);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            );
+            ok
+        }
+        Ok(None) => ok,
+        Err(_) if !deployment.public => hidden(&name, None).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The bookkeeping of one model request: started when the handler starts, finished with the
+/// answer (CORS headers for allowed origins, counts and latency per model and version).
+pub struct Call {
+    route: &'static str,
+    started: Instant,
+}
+
+impl Call {
+    /// `route` is a fixed label (`v2_infer`, `csv`, ...), never user input.
+    pub fn start(route: &'static str) -> Self {
+        Self {
+            route,
+            started: Instant::now(),
+        }
+    }
+
+    /// A request refused before it reached a model (unknown name, refused caller or origin).
+    pub fn rejected(self, e: ApiError) -> Response {
+        let response = e.into_response();
+        telemetry::record_rejected(self.route, response.status());
+        response
+    }
+
+    /// The answer of a request that reached `target`.
+    pub fn finish(self, target: &Target, result: Result<Response, ApiError>) -> Response {
+        let mut response = result.unwrap_or_else(IntoResponse::into_response);
+        if let Some(origin) = &target.cors_origin {
+            set_cors(response.headers_mut(), origin);
+        }
+        telemetry::record_request(
+            &target.deployment.name,
+            target.version_id,
+            self.route,
+            response.status(),
+            self.started.elapsed(),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised_or_refused_with_a_reason() {
+        let ok = |o: &str| normalise_origin(o).unwrap();
+        assert_eq!(ok("https://Partner.Example"), "https://partner.example");
+        assert_eq!(ok("https://partner.example/"), "https://partner.example");
+        assert_eq!(ok("https://partner.example:443"), "https://partner.example");
+        assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(ok("http://[::1]:3000"), "http://[::1]:3000");
+        for bad in [
+            "partner.example",
+            "ftp://x.example",
+            "https://x.example/path",
+            "https://*.example",
+            "https://user@x.example",
+            "https://x.example:port",
+            "https://",
+            "https://exa mple.com",
+        ] {
+            assert!(normalise_origin(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! Batch inference jobs: a CSV too large (or too slow) for one request, run through a deployed
+//! model in the background, with status, progress and a downloadable result: the same CSV the
+//! codeless endpoint returns (`b3o_wasm_client::codeless`), streamed chunk by chunk so memory
+//! stays flat whatever the file's size.
+//!
+//! - `POST /api/jobs`: multipart (`model` = deployment name, `file` = the CSV) or a raw CSV body
+//!   with `?model=name[&filename=data.csv]`. The upload is streamed to disk and fsynced, its
+//!   header checked against the model's columns (400 at once if one is missing), then the job
+//!   is queued: `202` with the job.
+//! - `GET /api/jobs`: the caller's jobs, newest first; `GET /api/jobs/{id}`: one job
+//!   (`queued | running | succeeded | failed`, rows done of rows total, the error naming row
+//!   and column); `GET /api/jobs/{id}/result`: the predictions CSV; `DELETE /api/jobs/{id}`:
+//!   cancels and deletes it with its files. Someone else's job answers 404.
+//!
+//! Jobs pin the version their deployment served at submission. A restart resumes queued and
+//! interrupted jobs from the start of their file ([`recover`]); none stays `running`.
+
+mod runner;
+
+use std::path::Path;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::accounts::extract::ApiPath;
+use crate::accounts::{CurrentUser, now, rfc3339};
+use crate::error::ApiError;
+use crate::inference::{self, Inference, gate};
+use crate::state::AppState;
+pub use runner::{JobRuntime, recover};
+
+/// Default largest job upload: 1 GiB (`--max-job-mb`).
+pub const DEFAULT_MAX_JOB_BYTES: u64 = 1 << 30;
+/// Longest kept file name of an upload.
+const MAX_NAME_CHARS: usize = 100;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/jobs", get(list).post(create))
+        .route("/api/jobs/{id}", get(get_job).delete(delete_job))
+        .route("/api/jobs/{id}/result", get(result))
+        // Uploads are streamed to disk and bounded by `--max-job-mb` there.
+        .layer(DefaultBodyLimit::disable())
+}
+
+/// A job row as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct JobRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub deployment: String,
+    pub version_id: i64,
+    pub status: String,
+    pub input_name: String,
+    pub input_path: String,
+    pub input_bytes: i64,
+    pub result_path: Option<String>,
+    pub result_bytes: Option<i64>,
+    pub rows_total: Option<i64>,
+    pub rows_done: i64,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+pub(crate) const JOB_COLUMNS: &str = "id, user_id, deployment, version_id, status, input_name,
+    input_path, input_bytes, result_path, result_bytes, rows_total, rows_done, error, attempts,
+    created_at, started_at, finished_at";
+
+fn job_json(j: &JobRow) -> Value {
+    let progress = match (j.status.as_str(), j.rows_total) {
+        ("succeeded", _) => 1.0,
+        (_, Some(total)) if total > 0 => (j.rows_done as f64 / total as f64).min(1.0),
+        _ => 0.0,
+    };
+    json!({
+        "id": j.id,
+        "model": j.deployment,
+        "version_id": j.version_id,
+        "status": j.status,
+        "input_name": j.input_name,
+        "input_bytes": j.input_bytes,
+        "rows_total": j.rows_total,
+        "rows_done": j.rows_done,
+        "progress": progress,
+        "error": j.error,
+        "attempts": j.attempts,
+        "created_at": rfc3339(j.created_at),
+        "started_at": j.started_at.map(rfc3339),
+        "finished_at": j.finished_at.map(rfc3339),
+        "result_url": (j.status == "succeeded").then(|| format!("/api/jobs/{}/result", j.id)),
+        "result_bytes": j.result_bytes,
+    })
+}
+
+fn no_job() -> ApiError {
+    ApiError::NotFound("no such job".into())
+}
+
+/// The caller's job `id`, 404 for anyone else's (as for an id that does not exist).
+async fn own_job(state: &AppState, user: &CurrentUser, id: i64) -> Result<JobRow, ApiError> {
+    sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND user_id = ?"
+    ))
+    .bind(id)
+    .bind(user.id)
+    .fetch_optional(&state.db)
+    .await?
+    .ok_or_else(no_job)
+}
+
+/// `GET /api/jobs`.
+async fn list(user: CurrentUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let jobs: Vec<JobRow> = sqlx::query_as(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT 500"
+    ))
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /api/jobs/{id}`.
+async fn get_job(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(job_json(&own_job(&state, &user, id).await?)))
+}
+
+/// `GET /api/jobs/{id}/result`: the predictions CSV, streamed from disk.
+async fn result(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    let job = own_job(&state, &user, id).await?;
+    let path = match (job.status.as_str(), &job.result_path) {
+        ("succeeded", Some(path)) => path.clone(),
+        ("failed", _) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} failed, so it has no result: {}",
+                job.error.as_deref().unwrap_or("unknown error")
+            )));
+        }
+        (status, _) => {
+            return Err(ApiError::Conflict(format!(
+                "job {id} is {status}; its result is ready when it has succeeded"
+            )));
+        }
+    };
+    let file = tokio::fs::File::open(state.data_dir.join(&path))
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening {path}: {e}")))?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
+            }
+            Err(e) => Some((Err(e), file)),
+        }
+    });
+    let disposition = format!("attachment; filename=\"{}\"", result_name(&job.input_name));
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    if let Some(bytes) = job.result_bytes {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
+    }
+    Ok(response)
+}
+
+/// `churn.csv` -> `churn-predictions.csv`.
+fn result_name(input: &str) -> String {
+    let stem = input
+        .strip_suffix(".csv")
+        .or_else(|| input.strip_suffix(".CSV"))
+        .unwrap_or(input);
+    format!("{stem}-predictions.csv")
+}
+
+/// `DELETE /api/jobs/{id}`: cancels a queued or running job and deletes it and its files.
+async fn delete_job(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    let job = own_job(&state, &user, id).await?;
+    sqlx::query("DELETE FROM jobs WHERE id = ? AND user_id = ?")
+        .bind(id)
+        .bind(user.id)
+        .execute(&state.db)
+        .await?;
+    shared.jobs.cancel(id);
+    for path in [Some(job.input_path), job.result_path]
+        .into_iter()
+        .flatten()
+    {
+        remove_blob(&state.data_dir, &path).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a blob, logging (not failing on) errors other than "already gone".
+pub(crate) async fn remove_blob(data_dir: &Path, rel: &str) {
+    if let Err(e) = tokio::fs::remove_file(data_dir.join(rel)).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = rel, error = %e, "could not delete a job file");
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CreateQuery {
+    model: Option<String>,
+    filename: Option<String>,
+}
+
+/// A file name safe for a `Content-Disposition` header.
+fn clean_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ' '))
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let cleaned = cleaned.trim().to_string();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "data.csv".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Streams an upload into `data_dir/rel`, fsynced, refusing more than `max` bytes.
+struct Upload {
+    rel: String,
+    file: tokio::fs::File,
+    bytes: u64,
+    max: u64,
+}
+
+impl Upload {
+    async fn create(data_dir: &Path, user_id: i64, max: u64) -> Result<Self, ApiError> {
+        let rel = format!("jobs/user-{user_id}/{:016x}.csv", rand::random::<u64>());
+        let path = data_dir.join(&rel);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| ApiError::Internal(format!("creating the jobs directory: {e}")))?;
+        }
+        let file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ApiError::Internal(format!("creating {rel}: {e}")))?;
+        Ok(Self {
+            rel,
+            file,
+            bytes: 0,
+            max,
+        })
+    }
+
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.max {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the file is larger than this server's job limit of {} MiB",
+                self.max >> 20
+            )));
+        }
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| ApiError::Internal(format!("writing {}: {e}", self.rel)))
+    }
+
+    /// Flushes and fsyncs the file and its directory.
+    async fn finish(mut self, data_dir: &Path) -> Result<(String, u64), ApiError> {
+        let io = |e: std::io::Error| ApiError::Internal(format!("storing the upload: {e}"));
+        self.file.flush().await.map_err(io)?;
+        self.file.sync_all().await.map_err(io)?;
+        drop(self.file);
+        if let Some(dir) = data_dir.join(&self.rel).parent() {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(io)?;
+        }
+        Ok((self.rel, self.bytes))
+    }
+}
+
+fn upload_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("reading the upload: {e}"))
+}
+
+/// `POST /api/jobs`.
+async fn create(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let query: CreateQuery = match request.uri().query() {
+        Some(_) => Query::try_from_uri(request.uri())
+            .map(|Query(q)| q)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?,
+        None => CreateQuery::default(),
+    };
+    let max = shared.settings.max_job_bytes;
+    let mut upload = Upload::create(&state.data_dir, user.id, max).await?;
+    let received = receive(&state, request, query, &mut upload).await;
+    let (model, input_name) = match received {
+        Ok(v) => v,
+        Err(e) => {
+            remove_blob(&state.data_dir, &upload.rel).await;
+            return Err(e);
+        }
+    };
+    let rel = upload.rel.clone();
+    let stored = async {
+        let (rel, bytes) = upload.finish(&state.data_dir).await?;
+        let target = gate::authorize(&state, &shared, Some(&user), &headers, &model, None).await?;
+        let m = inference::model(&state, &shared, target.version_id).await?;
+        // The header is checked now, so a missing column is a 400 and not a failed job.
+        let path = state.data_dir.join(&rel);
+        let spec = m.spec.clone();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(path)
+                .map_err(|e| b3o_wasm_client::codeless::CodelessError::Io(e.to_string()))?;
+            b3o_wasm_client::codeless::CsvChunks::new(std::io::BufReader::new(file), &spec)
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| jobs_input_error(&model, e))?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO jobs (user_id, deployment, version_id, input_name, input_path,
+                 input_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(user.id)
+        .bind(&model)
+        .bind(target.version_id)
+        .bind(&input_name)
+        .bind(&rel)
+        .bind(bytes as i64)
+        .bind(now())
+        .fetch_one(&state.db)
+        .await?;
+        Ok::<_, ApiError>(id)
+    }
+    .await;
+    let id = match stored {
+        Ok(id) => id,
+        Err(e) => {
+            remove_blob(&state.data_dir, &rel).await;
+            return Err(e);
+        }
+    };
+    runner::spawn(state.clone(), shared.clone(), id);
+    let job = own_job(&state, &user, id).await?;
+    let location = HeaderValue::from_str(&format!("/api/jobs/{id}"))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(job_json(&job)),
+    )
+        .into_response())
+}
+
+/// The job's input as a codeless error: image models and bad headers are the caller's.
+fn jobs_input_error(model: &str, e: b3o_wasm_client::codeless::CodelessError) -> ApiError {
+    use b3o_wasm_client::codeless::CodelessError;
+    match e {
+        CodelessError::TakesImages => ApiError::BadRequest(format!(
+            "model `{model}` takes images; batch jobs run CSV files through tabular models"
+        )),
+        e if e.is_client_error() => ApiError::BadRequest(e.to_string()),
+        e => ApiError::Internal(e.to_string()),
+    }
+}
+
+/// Reads the request into `upload`; returns the model name and the file's name.
+async fn receive(
+    state: &AppState,
+    request: Request,
+    query: CreateQuery,
+    upload: &mut Upload,
+) -> Result<(String, String), ApiError> {
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !multipart {
+        let model = query.model.ok_or_else(|| {
+            ApiError::BadRequest(
+                "name the model: multipart fields `model` and `file`, or a CSV body with ?model=name"
+                    .into(),
+            )
+        })?;
+        let mut body = request.into_body().into_data_stream();
+        while let Some(chunk) = body.next().await {
+            upload.write(&chunk.map_err(upload_error)?).await?;
+        }
+        if upload.bytes == 0 {
+            return Err(ApiError::BadRequest("the CSV is empty".into()));
+        }
+        let name = clean_name(query.filename.as_deref().unwrap_or("data.csv"));
+        return Ok((model, name));
+    }
+    let mut form = axum::extract::Multipart::from_request(request, state)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let (mut model, mut name, mut got_file) = (query.model, None, false);
+    while let Some(mut field) = form.next_field().await.map_err(upload_error)? {
+        match field.name() {
+            Some("model") => {
+                let text = field.text().await.map_err(upload_error)?;
+                model = Some(text.trim().to_string());
+            }
+            Some("file") => {
+                if got_file {
+                    return Err(ApiError::BadRequest("send one `file` per job".into()));
+                }
+                got_file = true;
+                name = field.file_name().map(clean_name);
+                while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
+                    upload.write(&chunk).await?;
+                }
+            }
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown form field `{other}`: send `model` and `file`"
+                )));
+            }
+            None => return Err(ApiError::BadRequest("a form field has no name".into())),
+        }
+    }
+    let model = model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("the form lacks the `model` field".into()))?;
+    if !got_file {
+        return Err(ApiError::BadRequest(
+            "the form lacks the `file` field".into(),
+        ));
+    }
+    if upload.bytes == 0 {
+        return Err(ApiError::BadRequest("the CSV is empty".into()));
+    }
+    Ok((model, name.unwrap_or_else(|| "data.csv".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_safe_for_headers() {
+        assert_eq!(clean_name("../../etc/passwd"), "passwd");
+        assert_eq!(
+            clean_name("C:\\Users\\me\\churn 2024.csv"),
+            "churn 2024.csv"
+        );
+        assert_eq!(clean_name("a\"b;c.csv"), "abc.csv");
+        assert_eq!(clean_name(".."), "data.csv");
+        assert_eq!(clean_name(""), "data.csv");
+        assert_eq!(result_name("churn.csv"), "churn-predictions.csv");
+        assert_eq!(result_name("data"), "data-predictions.csv");
+    }
+}

@@ -1,0 +1,400 @@
+//! Running batch jobs: a few at a time (`--job-workers`), each streaming its CSV through the
+//! model in chunks on the blocking pool, recording progress, and writing the result durably
+//! (temporary file, fsync, rename, directory fsync) before the job is marked `succeeded`.
+//!
+//! At start-up [`recover`] queues again the jobs a stop interrupted (`queued` or `running`),
+//! up to [`MAX_ATTEMPTS`] starts, after which they fail with a message saying so.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use b3o_models::model::ModelSpec;
+use b3o_wasm_client::codeless::{self, CodelessError, CsvChunks, CsvOutput};
+use b3o_wasm_client::inference::OnnxPredictor;
+use tokio::sync::Semaphore;
+
+use super::{JOB_COLUMNS, JobRow, remove_blob};
+use crate::accounts::now;
+use crate::error::ApiError;
+use crate::inference::{self, Shared, telemetry};
+use crate::state::AppState;
+
+/// Starts after which an interrupted job is failed rather than resumed again.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// Rows per chunk.
+const CHUNK_ROWS: usize = codeless::DEFAULT_CHUNK_ROWS;
+/// Least time between two progress writes.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// The jobs running in this process: the concurrency limit and cancellation flags.
+pub struct JobRuntime {
+    permits: Arc<Semaphore>,
+    cancelled: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+}
+
+impl JobRuntime {
+    pub fn new(workers: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            cancelled: Mutex::default(),
+        }
+    }
+
+    fn flag(&self, id: i64) -> Arc<AtomicBool> {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    fn forget(&self, id: i64) {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Asks job `id` to stop (it does at its next chunk).
+    pub fn cancel(&self, id: i64) {
+        if let Some(flag) = self
+            .cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs job `id` in the background.
+pub(crate) fn spawn(state: AppState, shared: Arc<Shared>, id: i64) {
+    let flag = shared.jobs.flag(id);
+    tokio::spawn(async move {
+        if let Err(e) = run(&state, &shared, id, &flag).await {
+            tracing::error!(job_id = id, error = %e, "batch job bookkeeping failed");
+        }
+        shared.jobs.forget(id);
+    });
+}
+
+/// Queues again the jobs a stop interrupted and deletes uploads no job points at. Called once
+/// at start-up, before the server listens.
+pub async fn recover(state: &AppState) -> Result<(), ApiError> {
+    let shared = inference::shared(state);
+    let failed = sqlx::query(
+        "UPDATE jobs SET status = 'failed', finished_at = ?,
+             error = 'the server stopped while this job ran, ' || attempts || ' times; it was not started again'
+         WHERE status IN ('queued', 'running') AND attempts >= ?",
+    )
+    .bind(now())
+    .bind(MAX_ATTEMPTS)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    let resumed: Vec<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET status = 'queued', rows_done = 0 WHERE status IN ('queued', 'running')
+         RETURNING id",
+    )
+    .fetch_all(&state.db)
+    .await?;
+    if failed > 0 || !resumed.is_empty() {
+        tracing::info!(
+            failed,
+            resumed = resumed.len(),
+            "batch jobs interrupted by the last stop"
+        );
+    }
+    // Before any job starts again: a resumed job's new partial result is not an orphan.
+    remove_orphans(state).await;
+    let mut ids = resumed;
+    ids.sort_unstable();
+    for id in ids {
+        spawn(state.clone(), shared.clone(), id);
+    }
+    Ok(())
+}
+
+/// Deletes files under `jobs/` that no job row points at (an upload cut short by a crash).
+async fn remove_orphans(state: &AppState) {
+    let known: Result<Vec<(String, Option<String>)>, _> =
+        sqlx::query_as("SELECT input_path, result_path FROM jobs")
+            .fetch_all(&state.db)
+            .await;
+    let Ok(known) = known else { return };
+    let known: std::collections::HashSet<String> = known
+        .into_iter()
+        .flat_map(|(i, r)| std::iter::once(i).chain(r))
+        .collect();
+    let root = state.data_dir.join("jobs");
+    let Ok(mut users) = tokio::fs::read_dir(&root).await else {
+        return;
+    };
+    while let Ok(Some(dir)) = users.next_entry().await {
+        let Ok(mut files) = tokio::fs::read_dir(dir.path()).await else {
+            continue;
+        };
+        while let Ok(Some(f)) = files.next_entry().await {
+            let rel = format!(
+                "jobs/{}/{}",
+                dir.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            );
+            if !known.contains(&rel) {
+                remove_blob(&state.data_dir, &rel).await;
+            }
+        }
+    }
+}
+
+/// What one chunk step works on, moved to the blocking pool and back.
+struct Work {
+    chunks: CsvChunks<BufReader<std::fs::File>>,
+    out: CsvOutput<BufWriter<std::fs::File>>,
+    predictor: OnnxPredictor,
+    spec: ModelSpec,
+}
+
+/// Reads, predicts and writes the next chunk; `None` after the last.
+fn step(work: &mut Work) -> Result<Option<usize>, CodelessError> {
+    let Some(chunk) = work.chunks.next_chunk(CHUNK_ROWS)? else {
+        return Ok(None);
+    };
+    let outputs = work.predictor.predict(&chunk.inputs, chunk.n_rows())?;
+    work.out
+        .write_chunk(&chunk, &codeless::describe(&work.spec, &outputs))?;
+    Ok(Some(work.chunks.rows_read()))
+}
+
+/// How a run ended.
+enum Outcome {
+    Done { rows: u64, bytes: u64 },
+    Failed(String),
+    Cancelled,
+}
+
+async fn run(
+    state: &AppState,
+    shared: &Shared,
+    id: i64,
+    cancel: &AtomicBool,
+) -> Result<(), ApiError> {
+    let _permit = shared
+        .jobs
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let started = sqlx::query(
+        "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1,
+             rows_done = 0, error = NULL WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(now())
+    .bind(id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if started == 0 || cancel.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let job: Option<JobRow> =
+        sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some(job) = job else { return Ok(()) };
+    let result_rel = format!("jobs/user-{}/{id}-result.csv", job.user_id);
+    let tmp_rel = format!("{result_rel}.partial");
+    let outcome = execute(state, shared, &job, &tmp_rel, cancel).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => Outcome::Failed(match e {
+            ApiError::BadRequest(m) | ApiError::Conflict(m) | ApiError::NotFound(m) => m,
+            other => {
+                tracing::error!(job_id = id, error = %other, "batch job failed");
+                "the server could not run this job (see its logs)".into()
+            }
+        }),
+    };
+    match outcome {
+        Outcome::Done { rows, bytes } => {
+            let dir = state.data_dir.clone();
+            let (from, to) = (dir.join(&tmp_rel), dir.join(&result_rel));
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                std::fs::rename(&from, &to)?;
+                if let Some(parent) = to.parent() {
+                    std::fs::File::open(parent)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::Internal(format!("storing the result: {e}")))?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', result_path = ?, result_bytes = ?,
+                     rows_done = ?, rows_total = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(&result_rel)
+            .bind(bytes as i64)
+            .bind(rows as i64)
+            .bind(rows as i64)
+            .bind(now())
+            .bind(id)
+            .execute(&state.db)
+            .await?
+            .rows_affected();
+            if updated == 0 {
+                // Deleted while it ran.
+                remove_blob(&state.data_dir, &result_rel).await;
+            }
+            telemetry::record_job("succeeded", rows);
+            tracing::info!(job_id = id, rows, "batch job succeeded");
+        }
+        Outcome::Failed(message) => {
+            remove_blob(&state.data_dir, &tmp_rel).await;
+            sqlx::query(
+                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+            )
+            .bind(&message)
+            .bind(now())
+            .bind(id)
+            .execute(&state.db)
+            .await?;
+            telemetry::record_job("failed", 0);
+            tracing::info!(job_id = id, error = %message, "batch job failed");
+        }
+        Outcome::Cancelled => remove_blob(&state.data_dir, &tmp_rel).await,
+    }
+    Ok(())
+}
+
+/// Streams the job's CSV through its model into `tmp_rel`.
+async fn execute(
+    state: &AppState,
+    shared: &Shared,
+    job: &JobRow,
+    tmp_rel: &str,
+    cancel: &AtomicBool,
+) -> Result<Outcome, ApiError> {
+    let m = inference::model(state, shared, job.version_id).await?;
+    let input = state.data_dir.join(&job.input_path);
+    let output = state.data_dir.join(tmp_rel);
+    let spec = m.spec.clone();
+    let predictor = m.predictor.clone();
+    let name = job.deployment.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<(Work, usize), CodelessError> {
+        let io = |e: std::io::Error| CodelessError::Io(e.to_string());
+        let total = codeless::count_rows(BufReader::new(std::fs::File::open(&input).map_err(io)?))?;
+        let chunks = CsvChunks::new(
+            BufReader::new(std::fs::File::open(&input).map_err(io)?),
+            &spec,
+        )?;
+        let file = std::fs::File::create(&output).map_err(io)?;
+        let out = CsvOutput::new(BufWriter::with_capacity(1 << 20, file), &chunks, &spec)?;
+        Ok((
+            Work {
+                chunks,
+                out,
+                predictor,
+                spec,
+            },
+            total,
+        ))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (mut work, total) = match opened {
+        Ok(v) => v,
+        Err(e) => return Ok(Outcome::Failed(describe_error(&name, e))),
+    };
+    sqlx::query("UPDATE jobs SET rows_total = ? WHERE id = ?")
+        .bind(total as i64)
+        .bind(job.id)
+        .execute(&state.db)
+        .await?;
+    let mut last_progress = Instant::now();
+    let started = Instant::now();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(Outcome::Cancelled);
+        }
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = step(&mut work);
+            (work, r)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        work = back;
+        match result {
+            Ok(Some(done)) => {
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = Instant::now();
+                    sqlx::query("UPDATE jobs SET rows_done = ? WHERE id = ?")
+                        .bind(done as i64)
+                        .bind(job.id)
+                        .execute(&state.db)
+                        .await?;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => return Ok(Outcome::Failed(describe_error(&name, e))),
+        }
+    }
+    let rows = work.chunks.rows_read() as u64;
+    telemetry::record_run(m.version_id, rows as usize, started.elapsed(), true);
+    let finished = tokio::task::spawn_blocking(move || -> Result<u64, CodelessError> {
+        let writer = work.out.finish()?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| CodelessError::Io(e.error().to_string()))?;
+        file.sync_all()
+            .map_err(|e| CodelessError::Io(e.to_string()))?;
+        Ok(file
+            .metadata()
+            .map_err(|e| CodelessError::Io(e.to_string()))?
+            .len())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match finished {
+        Ok(bytes) => Ok(Outcome::Done { rows, bytes }),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+/// A failure in the user's data, phrased for them; others are ours (logged, not shown).
+fn describe_error(model: &str, e: CodelessError) -> String {
+    match e {
+        CodelessError::TakesImages => {
+            format!("model `{model}` takes images; batch jobs run CSV files through tabular models")
+        }
+        e if e.is_client_error() => e.to_string(),
+        e => {
+            tracing::error!(error = %e, "batch job failed");
+            "the server could not run this job (see its logs)".into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancel_flags_are_per_job() {
+        let rt = JobRuntime::new(1);
+        let a = rt.flag(1);
+        let b = rt.flag(2);
+        rt.cancel(1);
+        assert!(a.load(Ordering::Relaxed) && !b.load(Ordering::Relaxed));
+        rt.forget(1);
+        rt.cancel(1);
+        assert!(!rt.flag(1).load(Ordering::Relaxed));
+    }
+}

@@ -1,0 +1,510 @@
+//! The FL client: native `b3o client` processes and simulated participants (the library's
+//! native transport) sharing one group on a running `b3o serve` over real HTTP, a client
+//! killed and restarted mid-training, and what leaves a client (weight updates and column
+//! summaries, never rows) checked on every request it sends.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use b3o_models::Dataset;
+use b3o_models::metrics::Metrics;
+use b3o_models::model::ModelSpec;
+use b3o_models::train::TrainOutcome;
+use b3o_models::weights::WeightSet;
+use b3o_models::protocol::{CreateGroup, Hyperparameters, ModelTemplate, Optimizer};
+use b3o_models::stats::Summary;
+use b3o_models::tabular::{InferOptions, Schema, infer_schema, read_csv};
+use b3o_models::weights;
+use b3o_server::simulate::transport::InProcess;
+use b3o_wasm_client::fl::data::LocalData;
+use b3o_wasm_client::fl::native::HttpTransport;
+use b3o_wasm_client::fl::trainer::{ProgressFn, ThreadTrainer, TrainJob, Trainer};
+use b3o_wasm_client::fl::transport::Recording;
+use b3o_wasm_client::fl::{
+    Api, Auth, ClientEvent, FlError, Method, Participant, ParticipantOptions, Report, Request,
+    Transport,
+};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, sign_up, unique_email};
+
+fn churn() -> Option<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/datasets/churn_modelling.csv"
+    );
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(_) => {
+            eprintln!("skipped: {path} is missing");
+            None
+        }
+    }
+}
+
+/// The header and data rows `rows` of a CSV text, as CSV text.
+fn csv_rows(text: &str, rows: std::ops::Range<usize>) -> String {
+    let mut lines = text.lines();
+    let mut out = String::from(lines.next().unwrap());
+    out.push('\n');
+    for line in lines.skip(rows.start).take(rows.len()) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn schema_of(csv: &str) -> Schema {
+    let table = read_csv(csv.as_bytes()).unwrap();
+    let options = InferOptions {
+        target: Some("Exited".into()),
+        ..Default::default()
+    };
+    infer_schema(&table, &options).unwrap()
+}
+
+fn group_request(schema: Schema, rounds: u32, min_clients: u32) -> CreateGroup {
+    CreateGroup {
+        name: "churn across banks".into(),
+        description: String::new(),
+        model: ModelTemplate::Tabular {
+            schema,
+            hidden: Some(vec![16]),
+        },
+        hyperparameters: Hyperparameters {
+            rounds,
+            local_epochs: 1,
+            batch_size: 32,
+            optimizer: Optimizer::Adam,
+            lr: 3e-3,
+        },
+        strategy: json!({ "name": "fedavg" }),
+        min_clients,
+        fraction_fit: 1.0,
+        round_deadline_secs: 300,
+        max_update_norm: None,
+    }
+}
+
+/// Polls the group (as its owner) until `ready` members are ready.
+async fn wait_ready<T: Transport>(owner: &Api<T>, group: i64, ready: i64) {
+    let start = Instant::now();
+    loop {
+        let g = owner.group(group).await.unwrap();
+        if g.ready_members >= ready {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {ready} members ready",
+            g.ready_members
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn quiet(_: &ClientEvent) {}
+
+/// The `b3o serve` process; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--static-dir")
+            .arg(data_dir.join("no-static"))
+            .env("RUST_LOG", "warn")
+            .env("B3O_ADMIN_EMAIL", "admin@example.org")
+            .env("B3O_ADMIN_PASSWORD", "correct horse battery staple 42")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning b3o serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("b3o exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("B3O Edge is listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `b3o client` process; its stdout is collected, stderr passes through.
+fn spawn_client(base: &str, code: &str, data: &Path, auth: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_b3o"))
+        .arg("client")
+        .args(["--server", base, "--code", code, "--target", "Exited", "--quiet", "--json"])
+        .arg("--data")
+        .arg(data)
+        .args(auth)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning b3o client")
+}
+
+/// Waits for a `b3o client` to exit (in a blocking thread) and returns its last stdout
+/// line (the JSON report) and success.
+async fn finish(child: Child) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success(), stdout)
+    })
+    .await
+    .unwrap()
+}
+
+/// A trainer that waits for the test to open its gate before every job.
+struct Gated {
+    inner: ThreadTrainer,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Trainer for Gated {
+    async fn train(&self, job: TrainJob, progress: ProgressFn) -> Result<TrainOutcome, FlError> {
+        let _open = self.gate.acquire().await;
+        self.inner.train(job, progress).await
+    }
+
+    async fn evaluate(
+        &self,
+        spec: Arc<ModelSpec>,
+        weights: WeightSet,
+        data: Arc<Dataset>,
+    ) -> Result<Metrics, FlError> {
+        self.inner.evaluate(spec, weights, data).await
+    }
+}
+
+/// The interoperability test: two native `b3o client` processes (one with an API
+/// token, one signing in with email and password) and two simulated participants (the same
+/// state machine through the native transport) train together in one group of a running
+/// `b3o serve`. One simulated participant holds round 1 open; meanwhile `b3o client` A, whose
+/// round-1 update is in, is killed (SIGKILL) and started again: it joins again (idempotent),
+/// sees its update counted, and trains rounds 2 and 3 with the others. Round 3's model is a
+/// new registry version, and every member reported its evaluation of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_clients_and_simulated_participants_train_together_over_http() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(HttpTransport::new(&base).unwrap(), Auth::Bearer(owner.token));
+    let schema = schema_of(&csv_rows(&text, 0..2000));
+    let created = owner_api
+        .create_group(&group_request(schema, 3, 4))
+        .await
+        .unwrap();
+    let gid = created.group_id;
+
+    // Two native client processes on their own files.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (i, rows) in [0..500, 500..1000].into_iter().enumerate() {
+        let path = dir.path().join(format!("bank{i}.csv"));
+        std::fs::write(&path, csv_rows(&text, rows)).unwrap();
+        files.push(path);
+    }
+    let token_user = sign_up(&http, &base, &unique_email("bank-a"), "Bank A").await;
+    let password_email = unique_email("bank-b");
+    sign_up(&http, &base, &password_email, "Bank B").await;
+    let token_args = ["--token", token_user.token.as_str()];
+    let a = spawn_client(&base, &created.join_code, &files[0], &token_args);
+    let b = spawn_client(
+        &base,
+        &created.join_code,
+        &files[1],
+        &["--email", &password_email, "--password", crate::support::PASSWORD],
+    );
+
+    // Two simulated participants through the native transport.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let open = Arc::new(tokio::sync::Semaphore::new(1000));
+    let mut simulated = Vec::new();
+    for (i, rows) in [1000..1500, 1500..2000].into_iter().enumerate() {
+        let account = sign_up(&http, &base, &unique_email("sim"), &format!("Sim {i}")).await;
+        let api = Api::new(
+            HttpTransport::new(&base).unwrap(),
+            Auth::Bearer(account.token),
+        );
+        let data = LocalData::from_csv(csv_rows(&text, rows).as_bytes()).unwrap();
+        let options = ParticipantOptions {
+            seed: i as u64,
+            poll_interval: Duration::from_secs(2),
+            ..Default::default()
+        };
+        // The first one trains only once the test opens the gate.
+        let trainer = Gated {
+            inner: ThreadTrainer::cpu(),
+            gate: if i == 0 { gate.clone() } else { open.clone() },
+        };
+        let mut p = Participant::new(api, trainer, quiet, data, options);
+        let code = created.join_code.clone();
+        simulated.push(tokio::spawn(async move {
+            p.join(&code).await?;
+            p.run().await
+        }));
+    }
+
+    wait_ready(&owner_api, gid, 4).await;
+    owner_api.start(gid).await.unwrap();
+
+    // Round 1 waits for the gated participant; once both processes' updates are in, kill
+    // client A and start it again.
+    let start = Instant::now();
+    loop {
+        let r = owner_api.round(gid, 1).await.unwrap();
+        assert!(r.state.is_live(), "round 1 cannot close yet: {r:?}");
+        if r.reported == 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "round 1 stuck: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut a = a;
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let a = spawn_client(&base, &created.join_code, &files[0], &token_args);
+    gate.add_permits(1000);
+
+    let outcomes = tokio::time::timeout(Duration::from_secs(300), async {
+        let (a, b) = tokio::join!(finish(a), finish(b));
+        let mut reports: Vec<Report> = Vec::new();
+        for s in simulated {
+            reports.push(s.await.unwrap().unwrap());
+        }
+        (a, b, reports)
+    })
+    .await
+    .expect("the group finished within 5 minutes");
+    let ((a_ok, a_out), (b_ok, b_out), reports) = outcomes;
+    assert!(a_ok && b_ok, "b3o client failed:\n{a_out}\n{b_out}");
+    for out in [&a_out, &b_out] {
+        assert!(out.contains("Training finished"), "{out}");
+        let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(report["group_id"], gid);
+        assert_eq!(report["last_round"], 3);
+        assert_eq!(report["metrics_on"], "test");
+        assert!(report["metrics"]["accuracy"].as_f64().unwrap() > 0.5, "{report}");
+    }
+    let b_report: Value = serde_json::from_str(b_out.lines().last().unwrap()).unwrap();
+    assert_eq!(b_report["rounds_trained"], json!([1, 2, 3]));
+    // The restarted A found its round-1 update accepted and trained the rest.
+    let a_report: Value = serde_json::from_str(a_out.lines().last().unwrap()).unwrap();
+    assert_eq!(a_report["rounds_trained"], json!([2, 3]));
+    for r in &reports {
+        assert_eq!(r.rounds_trained, vec![1, 2, 3]);
+        assert!(r.metrics.as_ref().unwrap().accuracy.unwrap() > 0.5);
+    }
+
+    // The registry holds the initial model and one version per round; round 3 aggregated
+    // all four members and got their evaluations.
+    let versions = owner_api.versions(gid).await.unwrap().versions;
+    let rounds: Vec<i64> = versions.iter().map(|v| v.round).collect();
+    assert_eq!(rounds, vec![0, 1, 2, 3]);
+    let last = owner_api.round(gid, 3).await.unwrap();
+    assert_eq!(last.reported, 4);
+    assert_eq!(last.evaluation.clients.len(), 4, "{:?}", last.evaluation);
+    assert!(last.evaluation.aggregate["accuracy"] > 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn b3o_client_names_what_is_wrong_with_its_input() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let owner = sign_up(&http, &server.base, &unique_email("owner"), "Owner").await;
+    let owner_api = Api::new(HttpTransport::new(&server.base).unwrap(), Auth::Bearer(owner.token));
+    let created = owner_api
+        .create_group(&group_request(schema_of(&csv_rows(&text, 0..500)), 1, 1))
+        .await
+        .unwrap();
+    let member = sign_up(&http, &server.base, &unique_email("member"), "Member").await;
+    let run = |data: &Path, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_b3o"))
+            .arg("client")
+            .args(["--server", &server.base, "--code", &created.join_code, "--quiet"])
+            .arg("--data")
+            .arg(data)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let token = ["--token", member.token.as_str()];
+
+    let wrong = dir.path().join("wrong.csv");
+    std::fs::write(&wrong, "Age,Exited\n40,1\n50,0\n").unwrap();
+    let (ok, err) = run(&wrong, &token);
+    assert!(!ok && err.contains("lacks the group's column(s)"), "{err}");
+    assert!(err.contains("CreditScore"), "{err}");
+
+    let good = dir.path().join("good.csv");
+    std::fs::write(&good, csv_rows(&text, 0..100)).unwrap();
+    let mut with_target = token.to_vec();
+    with_target.extend(["--target", "Balance"]);
+    let (ok, err) = run(&good, &with_target);
+    assert!(!ok && err.contains("predicts `Exited`, not `Balance`"), "{err}");
+
+    let (ok, err) = run(&good, &["--token", "b3o_0000"]);
+    assert!(!ok && err.contains("401"), "{err}");
+
+    let (ok, err) = run(&dir.path().join("missing.csv"), &token);
+    assert!(!ok && err.contains("missing.csv"), "{err}");
+}
+
+/// Rows stay on the client: every request two participants send during a whole federation
+/// (join, statistics, ready, rounds, updates, evaluations) is recorded and checked. Bodies
+/// are empty (reads), small control messages, column summaries or safetensors updates; no
+/// cell of a row appears in any of them, except numeric minima and maxima (part of a
+/// column's summary by design).
+#[tokio::test(flavor = "multi_thread")]
+async fn only_weight_updates_and_column_summaries_leave_a_client() {
+    let Some(text) = churn() else { return };
+    let app = TestApp::new().await;
+    let mut tokens = Vec::new();
+    for who in ["owner", "bank-a", "bank-b"] {
+        let browser = app.register(&unique_email(who)).await;
+        tokens.push(app.api_token(&browser).await);
+    }
+    let transport = InProcess::new(app.router.clone());
+    let owner = Api::new(transport.clone(), Auth::Bearer(tokens[0].clone()));
+    let created = owner
+        .create_group(&group_request(schema_of(&csv_rows(&text, 0..800)), 2, 2))
+        .await
+        .unwrap();
+
+    let parts = [csv_rows(&text, 0..400), csv_rows(&text, 400..800)];
+    let mut tasks = Vec::new();
+    let mut logs = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let recording = Recording::new(transport.clone());
+        logs.push(recording.log());
+        let api = Api::new(recording, Auth::Bearer(tokens[i + 1].clone()));
+        let data = LocalData::from_csv(part.as_bytes()).unwrap();
+        let options = ParticipantOptions {
+            seed: i as u64,
+            poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let mut p = Participant::new(api, ThreadTrainer::cpu(), quiet, data, options);
+        let code = created.join_code.clone();
+        tasks.push(tokio::spawn(async move {
+            p.join(&code).await?;
+            p.run().await
+        }));
+    }
+    wait_ready(&owner, created.group_id, 2).await;
+    owner.start(created.group_id).await.unwrap();
+    for t in tasks {
+        let report = t.await.unwrap().unwrap();
+        assert_eq!(report.rounds_trained, vec![1, 2]);
+    }
+    let spec: ModelSpec = serde_json::from_value(
+        owner.versions(created.group_id).await.unwrap().versions[0]
+            .spec
+            .clone(),
+    )
+    .unwrap();
+
+    for (part, log) in parts.iter().zip(&logs) {
+        let sent: Vec<Request> = log.lock().unwrap().clone();
+        let table = read_csv(part.as_bytes()).unwrap();
+        let cells = |name: &str| -> Vec<String> {
+            table
+                .column(name)
+                .unwrap()
+                .values
+                .iter()
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        let salaries: Vec<f64> = cells("EstimatedSalary")
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let (min, max) = salaries
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &s| (a.min(s), b.max(s)));
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for request in &sent {
+            let path = request.path.as_str();
+            let kind = match request.method {
+                Method::Get => {
+                    assert!(request.body.is_empty(), "GET {path} has a body");
+                    "read"
+                }
+                Method::Post if path.ends_with("/update") => {
+                    weights::decode(&request.body, &spec.layout(), usize::MAX)
+                        .expect("an update is a safetensors file of the model's layout");
+                    "update"
+                }
+                Method::Post if path.ends_with("/statistics") => {
+                    serde_json::from_slice::<Summary>(&request.body)
+                        .expect("statistics are a column summary");
+                    "statistics"
+                }
+                Method::Post => {
+                    let body: Value = serde_json::from_slice(&request.body).unwrap();
+                    let keys: Vec<&str> =
+                        body.as_object().unwrap().keys().map(String::as_str).collect();
+                    let allowed: &[&str] = if path == "/api/groups/join" {
+                        &["join_code", "name"]
+                    } else if path.ends_with("/ready") {
+                        &["num_samples"]
+                    } else if path.ends_with("/evaluation") {
+                        &["num_samples", "metrics"]
+                    } else {
+                        panic!("unexpected POST {path}")
+                    };
+                    assert!(keys.iter().all(|k| allowed.contains(k)), "{path}: {body}");
+                    "control"
+                }
+            };
+            *kinds.entry(kind).or_default() += 1;
+            // No row cell in any body: names, identifiers, salaries (but the extremes).
+            let body = String::from_utf8_lossy(&request.body);
+            for surname in cells("Surname").iter().filter(|s| s.len() > 5) {
+                assert!(!body.contains(surname.as_str()), "{path} carries `{surname}`");
+            }
+            for id in cells("CustomerId") {
+                assert!(!body.contains(&id), "{path} carries customer id {id}");
+            }
+            for (text, value) in cells("EstimatedSalary").iter().zip(&salaries) {
+                if *value != min && *value != max && text.len() > 6 {
+                    assert!(!body.contains(text.as_str()), "{path} carries salary {text}");
+                }
+            }
+        }
+        assert_eq!(kinds.get("update"), Some(&2), "{kinds:?}");
+        assert_eq!(kinds.get("statistics"), Some(&1), "{kinds:?}");
+        assert!(kinds["control"] >= 3, "join, ready, evaluations: {kinds:?}");
+    }
+}

@@ -1,0 +1,141 @@
+//! `b3o simulate` through the library: the original B3O churn scenario against its
+//! centralised baseline, a non-IID MNIST federation catching up with centralised training,
+//! the written report, and input errors. Full-size runs are in BENCHMARKS.md.
+
+use std::path::PathBuf;
+
+use b3o_server::simulate::{SimError, SimulateArgs, simulate};
+use clap::Parser;
+
+fn dataset(name: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/")).join(name);
+    if path.exists() {
+        Some(path)
+    } else {
+        eprintln!("skipped: {} is missing", path.display());
+        None
+    }
+}
+
+fn args(extra: &[&str]) -> SimulateArgs {
+    let mut all = vec!["simulate", "--quiet"];
+    all.extend_from_slice(extra);
+    SimulateArgs::try_parse_from(all).unwrap()
+}
+
+/// The acceptance scenario at full size: churn split 10/20/30/40% over four clients,
+/// FedAvg, 5 rounds of 5 local epochs, within one accuracy point of the same network trained
+/// centrally for 25 epochs on all the training rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_churn_scenario_matches_its_centralised_baseline() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    let csv = csv.display().to_string();
+    let out_dir = out.path().display().to_string();
+    let a = args(&[
+        "--data", &csv, "--target", "Exited", "--fractions", "10,20,30,40", "--strategy",
+        "fedavg", "--rounds", "5", "--epochs", "5", "--out", &out_dir,
+    ]);
+    let report = b3o_server::simulate::run(&a).await.unwrap();
+    eprintln!("{}", b3o_server::simulate::summary(&report));
+    assert_eq!(report.client_rows, vec![800, 1600, 2400, 3200]);
+    assert_eq!(report.test_rows, 2000);
+    // Rounds 0 (the initial model) to 5, each aggregating the four updates.
+    let rounds: Vec<i64> = report.rounds.iter().map(|r| r.round).collect();
+    assert_eq!(rounds, vec![0, 1, 2, 3, 4, 5]);
+    assert!(report.rounds[1..].iter().all(|r| r.updates == 4 && r.failure.is_none()));
+    assert!(report.rounds[1..].iter().all(|r| r.seconds > 0.0));
+    assert_eq!(report.baseline.last().unwrap().epochs, 25);
+    let (fed, central) = (report.federated().unwrap(), report.centralised().unwrap());
+    assert!(fed > 0.80, "federated accuracy {fed}");
+    assert!(
+        fed >= central - 0.01,
+        "federated {fed:.4} vs centralised {central:.4}"
+    );
+    // The written report: one CSV line per round, the JSON, and a chart with both curves.
+    let csv_out = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv_out.lines().count(), 7);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json["client_rows"][3], 3200);
+    let svg = std::fs::read_to_string(out.path().join("chart.svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2);
+}
+
+/// Label skew (Dirichlet 0.5 over 10 clients) on an MNIST subset: the federated model starts
+/// well behind centralised training and closes most of the gap over the rounds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_iid_mnist_federation_narrows_its_gap_to_centralised() {
+    let (Some(images), Some(labels)) = (
+        dataset("mnist/mnist-10k-images-idx3-ubyte.gz"),
+        dataset("mnist/mnist-10k-labels-idx1-ubyte.gz"),
+    ) else {
+        return;
+    };
+    let (images, labels) = (images.display().to_string(), labels.display().to_string());
+    let a = args(&[
+        "--mnist-idx", &images, &labels, "--limit", "2500", "--clients", "10", "--dirichlet",
+        "0.5", "--rounds", "4", "--epochs", "1", "--lr", "0.003",
+    ]);
+    let report = simulate(&a).await.unwrap();
+    eprintln!("{}", b3o_server::simulate::summary(&report));
+    for r in &report.rounds {
+        eprintln!(
+            "round {}: federated {:?}, gap {:.4}",
+            r.round,
+            r.test.accuracy,
+            report.gap(r.round)
+        );
+    }
+    assert_eq!(report.client_rows.len(), 10);
+    assert_eq!(report.client_rows.iter().sum::<usize>(), 2000);
+    // Label skew: some client's rows are dominated by few classes (checked on sizes only
+    // here; the partition's skew has its own unit test).
+    let (first, last) = (report.gap(1), report.gap(4));
+    assert!(first > 0.0, "after one round the skewed federation trails: {first}");
+    assert!(last < first, "the gap narrows: {first:.4} -> {last:.4}");
+    assert!(report.federated().unwrap() > 0.6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_simulation_input_is_named() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    let err = simulate(&args(&["--data", &csv, "--by-column", "Planet"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SimError::Input(_)), "{err}");
+    assert!(err.to_string().contains("no column `Planet`"), "{err}");
+    let err = simulate(&args(&["--data", &csv, "--limit", "20", "--clients", "50"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("50 clients but only 16"), "{err}");
+    let err = simulate(&args(&["--data", &csv, "--strategy", "fedmagic", "--limit", "50"]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("strategy"), "{err}");
+}
+
+/// One client per value of a column (three countries), with FedProx: a different partition and
+/// strategy through the same path.
+#[tokio::test(flavor = "multi_thread")]
+async fn by_column_partitions_with_fedprox() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    let a = args(&[
+        "--data", &csv, "--limit", "1500", "--by-column", "Geography", "--strategy",
+        "fedprox", "--rounds", "2", "--epochs", "1", "--no-baseline",
+    ]);
+    let report = simulate(&a).await.unwrap();
+    assert_eq!(report.client_rows.len(), 3, "France, Germany, Spain");
+    assert_eq!(report.strategy["name"], "fedprox");
+    assert!(report.baseline.is_empty());
+    assert!(report.rounds.iter().all(|r| r.failure.is_none()));
+    assert!(report.federated().unwrap() > 0.7);
+}

@@ -1,0 +1,296 @@
+//! Shared test helpers: accounts over HTTP.
+//!
+//! - [`TestApp`]: the whole `b3o_server::app` over a fresh database, called in-process with
+//!   `oneshot`; [`TestApp::register_named`] signs someone up (a [`Browser`]: session cookie and
+//!   CSRF token) and [`TestApp::api_token`] gives that account a token for programs.
+//! - [`sign_up`]: the same against a spawned `b3o serve` with `reqwest`, returning an
+//!   [`Account`] whose API token goes in `bearer_auth`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use b3o_server::accounts::{Accounts, Settings};
+use b3o_server::db::{self, Db};
+use b3o_server::state::AppState;
+
+/// Every test account's password.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A unique email address per call in this test process: `{prefix}-{n}@example.org`.
+pub fn unique_email(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}-{}@example.org",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The app over a fresh database in a temporary directory.
+pub struct TestApp {
+    pub router: Router,
+    pub db: Db,
+    pub accounts: Arc<Accounts>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub json: Value,
+}
+
+/// A signed-in browser: its session cookie and CSRF token.
+#[derive(Clone, Debug)]
+pub struct Browser {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_settings(Settings::default()).await
+    }
+
+    pub async fn with_settings(settings: Settings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let db = db::connect(&url).await.unwrap();
+        let accounts = Arc::new(Accounts::new(settings));
+        let state = AppState {
+            db: db.clone(),
+            data_dir: dir.path().to_path_buf(),
+            accounts: accounts.clone(),
+            federation: Default::default(),
+        };
+        let router = b3o_server::app(state, dir.path());
+        TestApp {
+            router,
+            db,
+            accounts,
+            _dir: dir,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        send_to(&self.router, request).await
+    }
+
+    /// `method path` with an optional JSON body and extra headers.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        self.send(request(method, path, body, headers)).await
+    }
+
+    /// Signs up `email` as "Ada" of "Analytical Engines Ltd".
+    pub async fn register(&self, email: &str) -> Browser {
+        self.register_named(email, "Ada", "Analytical Engines Ltd")
+            .await
+    }
+
+    pub async fn register_named(
+        &self,
+        email: &str,
+        display_name: &str,
+        organisation: &str,
+    ) -> Browser {
+        let reply = self
+            .call(
+                Method::POST,
+                "/api/auth/register",
+                Some(json!({
+                    "email": email,
+                    "display_name": display_name,
+                    "organisation": organisation,
+                    "password": PASSWORD,
+                })),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+        assert_eq!(reply.headers[header::CACHE_CONTROL], "no-store");
+        browser(&reply)
+    }
+
+    /// A new API token of the signed-in `b` (`b3o_…`).
+    pub async fn api_token(&self, b: &Browser) -> String {
+        let reply = self
+            .as_browser(
+                b,
+                Method::POST,
+                "/api/auth/tokens",
+                Some(json!({ "name": "tests" })),
+                true,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json);
+        reply.json["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/auth/login",
+            Some(json!({ "email": email, "password": password })),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn login_ok(&self, email: &str, password: &str) -> Browser {
+        let reply = self.login(email, password).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+        browser(&reply)
+    }
+
+    /// A request as the browser: cookie, plus the CSRF header when `with_csrf`.
+    pub async fn as_browser(
+        &self,
+        b: &Browser,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        with_csrf: bool,
+    ) -> Reply {
+        let mut headers = vec![("cookie", b.cookie.as_str())];
+        if with_csrf {
+            headers.push(("x-csrf-token", b.csrf.as_str()));
+        }
+        self.call(method, path, body, &headers).await
+    }
+
+    pub async fn as_program(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let auth = format!("Bearer {token}");
+        self.call(method, path, body, &[("authorization", &auth)])
+            .await
+    }
+}
+
+pub fn request(
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut builder = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// Sends `request` and reads the JSON answer (`Null` if it is not JSON). An event stream is
+/// not read (it does not end): its status and headers are enough.
+pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let streaming = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let json = if streaming {
+        Value::Null
+    } else {
+        let bytes = tokio::time::timeout(
+            Duration::from_secs(30),
+            axum::body::to_bytes(response.into_body(), 64 << 20),
+        )
+        .await
+        .expect("the body did not end within 30 s")
+        .unwrap();
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+    };
+    Reply {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// The session of a sign-up or sign-in answer.
+pub fn browser(reply: &Reply) -> Browser {
+    let set_cookie = reply.headers[header::SET_COOKIE].to_str().unwrap();
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let csrf = reply.json["csrf_token"].as_str().unwrap().to_string();
+    Browser { cookie, csrf }
+}
+
+/// An account on a spawned server: its session and an API token for programs.
+#[derive(Clone, Debug)]
+pub struct Account {
+    // Read by the native client's tests (signing in with email and password).
+    #[allow(dead_code)]
+    pub email: String,
+    pub browser: Browser,
+    /// `b3o_…`: send it with `bearer_auth`.
+    pub token: String,
+}
+
+/// Signs up `email` (organisation `organisation`) on the server at `base` over real HTTP and
+/// creates an API token for it, as a person setting up the native client would.
+pub async fn sign_up(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    organisation: &str,
+) -> Account {
+    let r = http
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({
+            "email": email,
+            "display_name": email.split('@').next().unwrap_or("someone"),
+            "organisation": organisation,
+            "password": PASSWORD,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let cookie = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let body: Value = r.json().await.unwrap();
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+    let r = http
+        .post(format!("{base}/api/auth/tokens"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({ "name": "b3o client" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::CREATED);
+    let body: Value = r.json().await.unwrap();
+    Account {
+        email: email.to_string(),
+        browser: Browser { cookie, csrf },
+        token: body["token"].as_str().unwrap().to_string(),
+    }
+}

@@ -1,0 +1,935 @@
+//! Codeless prediction: data as a person has it in, predictions out, with the model's own
+//! preprocessing spec applied exactly as in training. One implementation for the server's
+//! codeless routes and batch jobs and for the browser engine, so both produce byte-identical
+//! CSV.
+//!
+//! - CSV: [`CsvChunks`] reads a CSV (any size, from any [`Read`]) in chunks of rows, checks its
+//!   header against the model's columns once, and turns each chunk into model inputs;
+//!   [`CsvOutput`] writes every row back as it was sent (same delimiter, cells, identifier and
+//!   extra columns) with prediction columns appended ([`prediction_header`]). [`predict_csv`]
+//!   does both in one call. The output does not depend on the chunk size.
+//! - JSON rows: [`rows_inputs`] (every feature column present, `null` for a missing value,
+//!   unknown keys refused) and [`predict_rows`].
+//! - Images: [`image_inputs`] (PNG or JPEG, size bounds) and [`predict_image`].
+//! - [`describe`] turns model outputs into [`RowPrediction`]s: label and probability, or a
+//!   value.
+//!
+//! Rows are numbered from 1 for the first data row (blank lines are not counted), columns by
+//! header name, as in `b3o_models::tabular::read_csv`; every error names both.
+//!
+//! This module uses only the models crate's spec, preprocessing, tabular and image parts and
+//! tract (through [`OnnxPredictor`]): no training code.
+
+use std::io::{Cursor, Read, Write};
+
+use b3o_models::Task;
+use b3o_models::image::{ImageError, SIDE};
+use b3o_models::model::ModelSpec;
+use b3o_models::preprocess::{PreprocessError, PreprocessSpec, TargetEncoding};
+use b3o_models::tabular::{Column, Delimiter, Table, TabularError, is_missing};
+use csv::ByteRecord;
+use serde_json::{Map, Value, json};
+
+use crate::inference::{InferenceError, OnnxPredictor};
+
+/// Rows per chunk when a caller has no better idea: large enough that the model runs full
+/// batches, small enough to bound memory on any file.
+pub const DEFAULT_CHUNK_ROWS: usize = 4096;
+/// Images smaller than this cannot hold a recognisable digit.
+pub const MIN_IMAGE_SIDE: u32 = 8;
+/// Larger images are refused before decoding, to bound memory.
+pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// Prediction columns appended to a classification model's CSV.
+pub const CLASS_COLUMNS: [&str; 2] = ["prediction_label", "prediction_probability"];
+/// Prediction column appended to a regression model's CSV.
+pub const VALUE_COLUMNS: [&str; 1] = ["prediction_value"];
+/// Longest header line read to detect the delimiter.
+const MAX_HEADER_BYTES: usize = 16 << 20;
+
+/// Why codeless input could not be turned into predictions. Everything but
+/// [`CodelessError::Inference`] (other than a size mismatch) and [`CodelessError::Io`] is the
+/// caller's input: a 4xx on the server, a message to the person in the browser.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodelessError {
+    /// A tabular route called on an image model.
+    #[error("the model takes images: send a PNG or JPEG")]
+    TakesImages,
+    /// An image route called on a tabular model.
+    #[error("the model takes tabular data: send a CSV or JSON rows")]
+    TakesTables,
+    /// The CSV could not be read (empty, ragged, bad encoding, ...).
+    #[error(transparent)]
+    Table(#[from] TabularError),
+    #[error(
+        "the CSV lacks the model's column(s) {}; it needs {}",
+        ticks(missing),
+        ticks(needed)
+    )]
+    MissingColumns {
+        missing: Vec<String>,
+        needed: Vec<String>,
+    },
+    /// A cell could not be encoded (names row and column).
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error("`rows` is empty")]
+    NoRows,
+    #[error("row {row}: column `{column}` is missing (send null for a missing value)")]
+    RowMissingColumn { row: usize, column: String },
+    #[error(
+        "row {row}: unknown column `{column}`; the model's columns are {}",
+        ticks(known)
+    )]
+    UnknownColumn {
+        row: usize,
+        column: String,
+        known: Vec<String>,
+    },
+    #[error("the body is not a PNG or JPEG image")]
+    NotAnImage,
+    #[error(
+        "the image is {width}x{height} pixels; send one between {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+    )]
+    ImageSize { width: u32, height: u32 },
+    #[error("cannot read the image: {0}")]
+    Image(String),
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// Reading the input or writing the output failed (not the data's fault).
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+impl CodelessError {
+    /// True when the input is at fault (a 4xx), false for failures of the machine (a 5xx).
+    pub fn is_client_error(&self) -> bool {
+        match self {
+            CodelessError::Inference(e) => matches!(e, InferenceError::InputSize { .. }),
+            CodelessError::Io(_) => false,
+            _ => true,
+        }
+    }
+}
+
+impl From<ImageError> for CodelessError {
+    fn from(e: ImageError) -> Self {
+        CodelessError::Image(e.to_string())
+    }
+}
+
+fn ticks(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn io(e: impl std::fmt::Display) -> CodelessError {
+    CodelessError::Io(e.to_string())
+}
+
+/// The preprocessing of a tabular model, or [`CodelessError::TakesImages`].
+pub fn preprocessing(spec: &ModelSpec) -> Result<&PreprocessSpec, CodelessError> {
+    spec.preprocessing
+        .as_ref()
+        .ok_or(CodelessError::TakesImages)
+}
+
+/// The raw columns a tabular model needs, in input order.
+pub fn feature_columns(prep: &PreprocessSpec) -> Vec<String> {
+    prep.features
+        .iter()
+        .map(|f| f.column().to_string())
+        .collect()
+}
+
+/// One row's prediction in the user's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowPrediction {
+    /// Classification: the most likely label, its probability, and every label's probability
+    /// in the spec's label order.
+    Class {
+        label: String,
+        probability: f32,
+        probabilities: Vec<f32>,
+    },
+    /// Regression: the value in the target's unit.
+    Value(f32),
+}
+
+impl RowPrediction {
+    /// `{"label", "probability", "probabilities": {label: p}}` or `{"value"}`.
+    pub fn to_json(&self, spec: &ModelSpec) -> Value {
+        match self {
+            RowPrediction::Value(v) => json!({ "value": v }),
+            RowPrediction::Class {
+                label,
+                probability,
+                probabilities,
+            } => {
+                let by_label: Map<String, Value> = spec
+                    .labels
+                    .iter()
+                    .zip(probabilities)
+                    .map(|(l, p)| (l.clone(), json!(p)))
+                    .collect();
+                json!({ "label": label, "probability": probability, "probabilities": by_label })
+            }
+        }
+    }
+
+    /// The cells appended to this row's CSV line, in [`prediction_header`] order.
+    pub fn csv_cells(&self) -> Vec<String> {
+        match self {
+            RowPrediction::Value(v) => vec![v.to_string()],
+            RowPrediction::Class {
+                label, probability, ..
+            } => vec![label.clone(), format!("{probability:.6}")],
+        }
+    }
+}
+
+/// Model outputs (row-major, [`ModelSpec::output_dim`] per row: the positive class's
+/// probability, class probabilities, or a value) to predictions, one per row.
+pub fn describe(spec: &ModelSpec, outputs: &[f32]) -> Vec<RowPrediction> {
+    let width = spec.output_dim().max(1);
+    outputs
+        .chunks(width)
+        .map(|row| {
+            let probabilities = match spec.task {
+                Task::Regression => return RowPrediction::Value(row[0]),
+                // The single output is the positive (second) label's probability.
+                Task::BinaryClassification => vec![1.0 - row[0], row[0]],
+                Task::MulticlassClassification => row.to_vec(),
+            };
+            let (best, &probability) = probabilities
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap_or((0, &0.0));
+            let label = spec
+                .labels
+                .get(best)
+                .cloned()
+                .unwrap_or_else(|| best.to_string());
+            RowPrediction::Class {
+                label,
+                probability,
+                probabilities,
+            }
+        })
+        .collect()
+}
+
+/// The columns appended to a CSV for this model.
+pub fn prediction_header(spec: &ModelSpec) -> &'static [&'static str] {
+    match spec.task {
+        Task::Regression => &VALUE_COLUMNS,
+        _ => &CLASS_COLUMNS,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+// ---------------------------------------------------------------------------------------------
+
+/// A chunk of CSV rows: the rows as sent and their model inputs.
+#[derive(Debug, Clone)]
+pub struct CsvChunk {
+    /// Number (from 1) of the chunk's first data row in the file.
+    pub first_row: usize,
+    /// The rows as sent (untrimmed cells).
+    pub records: Vec<ByteRecord>,
+    /// Model inputs, row-major `[n_rows, input_dim]`.
+    pub inputs: Vec<f32>,
+}
+
+impl CsvChunk {
+    pub fn n_rows(&self) -> usize {
+        self.records.len()
+    }
+}
+
+/// A CSV read chunk by chunk against a tabular model's preprocessing, with the semantics of
+/// `b3o_models::tabular::read_csv` (delimiter detected from the header, BOM skipped, any line
+/// ending, quotes, trimmed cells, missing-value spellings, blank lines skipped).
+pub struct CsvChunks<R: Read> {
+    records: csv::ByteRecordsIntoIter<std::io::Chain<Cursor<Vec<u8>>, R>>,
+    prep: PreprocessSpec,
+    delimiter: u8,
+    header: ByteRecord,
+    /// Index in the file's columns of each feature, in the spec's order.
+    feature_index: Vec<usize>,
+    /// Data rows read so far.
+    rows_read: usize,
+    done: bool,
+}
+
+impl<R: Read> std::fmt::Debug for CsvChunks<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvChunks")
+            .field("delimiter", &(self.delimiter as char))
+            .field("rows_read", &self.rows_read)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the start of `reader` up to the end of its first line (outside quotes), without a
+/// leading UTF-8 byte-order mark.
+fn read_header_line<R: Read>(reader: &mut R) -> Result<Vec<u8>, CodelessError> {
+    let mut prefix = Vec::new();
+    let mut block = [0u8; 8192];
+    let mut quoted = false;
+    let mut scanned = 0;
+    loop {
+        let n = reader.read(&mut block).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        prefix.extend_from_slice(&block[..n]);
+        let start = if scanned == 0 && prefix.starts_with(b"\xEF\xBB\xBF") {
+            3
+        } else {
+            scanned
+        };
+        let mut ended = false;
+        for &b in &prefix[start.min(prefix.len())..] {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' | b'\r' if !quoted => {
+                    ended = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        scanned = prefix.len();
+        if ended || prefix.len() >= MAX_HEADER_BYTES {
+            break;
+        }
+    }
+    if prefix.starts_with(b"\xEF\xBB\xBF") {
+        prefix.drain(..3);
+    }
+    Ok(prefix)
+}
+
+fn delimiter_byte(d: Delimiter) -> u8 {
+    match d {
+        Delimiter::Comma => b',',
+        Delimiter::Semicolon => b';',
+        Delimiter::Tab => b'\t',
+    }
+}
+
+fn blank(record: &ByteRecord) -> bool {
+    record.iter().all(|f| f.trim_ascii().is_empty())
+}
+
+impl<R: Read> CsvChunks<R> {
+    /// Reads the header of `reader` and checks that it has every column `spec` needs
+    /// ([`CodelessError::MissingColumns`] otherwise, before any row is read).
+    pub fn new(mut reader: R, spec: &ModelSpec) -> Result<Self, CodelessError> {
+        let prep = preprocessing(spec)?.clone();
+        let prefix = read_header_line(&mut reader)?;
+        let delimiter = delimiter_byte(Delimiter::detect(&prefix));
+        let source = Cursor::new(prefix).chain(reader);
+        // csv's default terminator treats `\r`, `\n` and `\r\n` alike. No trimming here: the
+        // rows are written back as sent; cells are trimmed for the model only.
+        let mut records = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(source)
+            .into_byte_records();
+        let header = match records.next() {
+            Some(Ok(h)) => h,
+            Some(Err(e)) => {
+                return Err(TabularError::Csv {
+                    row: 0,
+                    message: e.to_string(),
+                }
+                .into());
+            }
+            None => return Err(TabularError::Empty.into()),
+        };
+        let mut names: Vec<String> = Vec::with_capacity(header.len());
+        if blank(&header) {
+            // A file of nothing but blank lines is empty, not a header without names.
+            let any_data = records
+                .by_ref()
+                .any(|r| r.map(|r| !blank(&r)).unwrap_or(true));
+            if !any_data {
+                return Err(TabularError::Empty.into());
+            }
+        }
+        for (i, field) in header.iter().enumerate() {
+            let name = std::str::from_utf8(field)
+                .map_err(|_| TabularError::NotUtf8 {
+                    row: 0,
+                    column: format!("#{}", i + 1),
+                })?
+                .trim()
+                .to_string();
+            if name.is_empty() {
+                return Err(TabularError::EmptyHeader { column: i + 1 }.into());
+            }
+            if names.contains(&name) {
+                return Err(TabularError::DuplicateHeader { name }.into());
+            }
+            names.push(name);
+        }
+        let needed = feature_columns(&prep);
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|c| !names.contains(c))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(CodelessError::MissingColumns { missing, needed });
+        }
+        let feature_index = needed
+            .iter()
+            .map(|c| names.iter().position(|n| n == c).unwrap_or_default())
+            .collect();
+        Ok(Self {
+            records,
+            prep,
+            delimiter,
+            header,
+            feature_index,
+            rows_read: 0,
+            done: false,
+        })
+    }
+
+    /// The header as sent.
+    pub fn header(&self) -> &ByteRecord {
+        &self.header
+    }
+
+    /// The field separator detected from the header.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
+    }
+
+    /// Data rows read so far.
+    pub fn rows_read(&self) -> usize {
+        self.rows_read
+    }
+
+    /// The next (up to) `max_rows` data rows and their model inputs; `None` after the last.
+    /// A file without data rows is [`TabularError::NoRows`].
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<CsvChunk>, CodelessError> {
+        if self.done {
+            return Ok(None);
+        }
+        let first_row = self.rows_read + 1;
+        let width = self.header.len();
+        let mut records = Vec::with_capacity(max_rows.clamp(1, DEFAULT_CHUNK_ROWS));
+        let mut columns: Vec<Column> = self
+            .prep
+            .features
+            .iter()
+            .map(|f| Column {
+                name: f.column().to_string(),
+                values: Vec::with_capacity(records.capacity()),
+            })
+            .collect();
+        while records.len() < max_rows.max(1) {
+            let row = self.rows_read + 1;
+            let Some(record) = self.records.next() else {
+                self.done = true;
+                break;
+            };
+            let record = record.map_err(|e| TabularError::Csv {
+                row,
+                message: e.to_string(),
+            })?;
+            // A line of only separators or spaces carries no data (common at the end of exports).
+            if blank(&record) {
+                continue;
+            }
+            if record.len() != width {
+                return Err(TabularError::RaggedRow {
+                    row,
+                    expected: width,
+                    found: record.len(),
+                }
+                .into());
+            }
+            // Every cell must be text, as `read_csv` requires (the first bad one is named).
+            if let Some(i) = (0..width).find(|&i| std::str::from_utf8(&record[i]).is_err()) {
+                return Err(TabularError::NotUtf8 {
+                    row,
+                    column: String::from_utf8_lossy(self.header[i].trim_ascii()).into_owned(),
+                }
+                .into());
+            }
+            for (column, &index) in columns.iter_mut().zip(&self.feature_index) {
+                let text = std::str::from_utf8(record[index].trim_ascii()).unwrap_or_default();
+                column.values.push(if is_missing(text) {
+                    None
+                } else {
+                    Some(text.to_string())
+                });
+            }
+            records.push(record);
+            self.rows_read += 1;
+        }
+        if records.is_empty() {
+            return if first_row == 1 {
+                Err(TabularError::NoRows.into())
+            } else {
+                Ok(None)
+            };
+        }
+        let table = Table {
+            columns,
+            n_rows: records.len(),
+        };
+        let (inputs, _) = self
+            .prep
+            .transform(&table)
+            .map_err(|e| shift_rows(e, first_row - 1))?;
+        Ok(Some(CsvChunk {
+            first_row,
+            records,
+            inputs,
+        }))
+    }
+}
+
+/// Renumbers a chunk's row errors to the file's rows.
+fn shift_rows(e: PreprocessError, offset: usize) -> PreprocessError {
+    match e {
+        PreprocessError::BadRow { row, message } => PreprocessError::BadRow {
+            row: row + offset,
+            message,
+        },
+        PreprocessError::Table(TabularError::BadValue {
+            row,
+            column,
+            message,
+        }) => PreprocessError::Table(TabularError::BadValue {
+            row: row + offset,
+            column,
+            message,
+        }),
+        other => other,
+    }
+}
+
+/// The predictions CSV: the header and rows as sent with the prediction columns appended,
+/// written with the input's delimiter.
+pub struct CsvOutput<W: Write> {
+    writer: csv::Writer<W>,
+}
+
+impl<W: Write> std::fmt::Debug for CsvOutput<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CsvOutput").finish_non_exhaustive()
+    }
+}
+
+impl<W: Write> CsvOutput<W> {
+    /// Writes the header of `input` with `spec`'s prediction columns.
+    pub fn new<R: Read>(
+        out: W,
+        input: &CsvChunks<R>,
+        spec: &ModelSpec,
+    ) -> Result<Self, CodelessError> {
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(input.delimiter())
+            .flexible(true)
+            .from_writer(out);
+        let mut header = input.header().clone();
+        prediction_header(spec)
+            .iter()
+            .for_each(|h| header.push_field(h.as_bytes()));
+        writer.write_byte_record(&header).map_err(io)?;
+        Ok(Self { writer })
+    }
+
+    /// Writes a chunk's rows with their predictions (one per row, in order).
+    pub fn write_chunk(
+        &mut self,
+        chunk: &CsvChunk,
+        predictions: &[RowPrediction],
+    ) -> Result<(), CodelessError> {
+        if predictions.len() != chunk.n_rows() {
+            return Err(CodelessError::Io(format!(
+                "{} predictions for {} rows",
+                predictions.len(),
+                chunk.n_rows()
+            )));
+        }
+        for (record, p) in chunk.records.iter().zip(predictions) {
+            let mut record = record.clone();
+            p.csv_cells()
+                .iter()
+                .for_each(|c| record.push_field(c.as_bytes()));
+            self.writer.write_byte_record(&record).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(self) -> Result<W, CodelessError> {
+        self.writer.into_inner().map_err(|e| io(e.error()))
+    }
+}
+
+/// Counts the data rows of a CSV (blank lines excluded) without checking them: progress
+/// reporting for large files.
+pub fn count_rows<R: Read>(reader: R) -> Result<usize, CodelessError> {
+    let mut reader = reader;
+    let prefix = read_header_line(&mut reader)?;
+    let delimiter = delimiter_byte(Delimiter::detect(&prefix));
+    let mut records = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(Cursor::new(prefix).chain(reader));
+    let mut record = ByteRecord::new();
+    let mut n = 0usize;
+    let mut first = true;
+    while records.read_byte_record(&mut record).map_err(|e| {
+        CodelessError::Table(TabularError::Csv {
+            row: n + 1,
+            message: e.to_string(),
+        })
+    })? {
+        if first {
+            first = false;
+        } else if !blank(&record) {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// A whole CSV through the model: the predictions CSV (see [`CsvOutput`]).
+pub fn predict_csv(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    csv: &[u8],
+) -> Result<Vec<u8>, CodelessError> {
+    predict_csv_counted(predictor, spec, csv).map(|(out, _)| out)
+}
+
+/// [`predict_csv`], with the number of data rows predicted.
+pub fn predict_csv_counted(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    csv: &[u8],
+) -> Result<(Vec<u8>, usize), CodelessError> {
+    let mut chunks = CsvChunks::new(csv, spec)?;
+    let mut out = CsvOutput::new(Vec::with_capacity(csv.len() * 5 / 4), &chunks, spec)?;
+    while let Some(chunk) = chunks.next_chunk(DEFAULT_CHUNK_ROWS)? {
+        let outputs = predictor.predict(&chunk.inputs, chunk.n_rows())?;
+        out.write_chunk(&chunk, &describe(spec, &outputs))?;
+    }
+    Ok((out.finish()?, chunks.rows_read()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON rows
+// ---------------------------------------------------------------------------------------------
+
+/// Model inputs for JSON rows of raw values (`{"Age": 42, "Geography": "France", ..}`). Every
+/// feature column must be present (`null` for a missing value, which is imputed); other keys
+/// are refused, except the target's, so that a typo is not silently imputed.
+pub fn rows_inputs(
+    spec: &ModelSpec,
+    rows: &[Map<String, Value>],
+) -> Result<(Vec<f32>, usize), CodelessError> {
+    let prep = preprocessing(spec)?;
+    if rows.is_empty() {
+        return Err(CodelessError::NoRows);
+    }
+    let target = match &prep.target {
+        TargetEncoding::Classes { column, .. } | TargetEncoding::Standardize { column, .. } => {
+            column.as_str()
+        }
+    };
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(f) = prep.features.iter().find(|f| !row.contains_key(f.column())) {
+            return Err(CodelessError::RowMissingColumn {
+                row: i + 1,
+                column: f.column().to_string(),
+            });
+        }
+        if let Some(key) = row
+            .keys()
+            .find(|k| *k != target && !prep.features.iter().any(|f| f.column() == *k))
+        {
+            return Err(CodelessError::UnknownColumn {
+                row: i + 1,
+                column: key.clone(),
+                known: feature_columns(prep),
+            });
+        }
+    }
+    Ok(prep.transform_json(rows)?)
+}
+
+/// Predictions for JSON rows (see [`rows_inputs`]), one per row, in order.
+pub fn predict_rows(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    rows: &[Map<String, Value>],
+) -> Result<Vec<RowPrediction>, CodelessError> {
+    let (inputs, n) = rows_inputs(spec, rows)?;
+    Ok(describe(spec, &predictor.predict(&inputs, n)?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images
+// ---------------------------------------------------------------------------------------------
+
+/// True for a model over 28x28 greyscale images.
+pub fn takes_images(spec: &ModelSpec) -> bool {
+    spec.preprocessing.is_none() && spec.input_dim() == SIDE * SIDE
+}
+
+/// A PNG or JPEG to the model's input (`b3o_models::image::decode_image`: greyscale, 28x28,
+/// inverted when the background is light), after checking the format and the size.
+pub fn image_inputs(spec: &ModelSpec, bytes: &[u8]) -> Result<Vec<f32>, CodelessError> {
+    if !takes_images(spec) {
+        return Err(CodelessError::TakesTables);
+    }
+    let format = image::guess_format(bytes)
+        .ok()
+        .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg))
+        .ok_or(CodelessError::NotAnImage)?;
+    let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| CodelessError::Image(e.to_string()))?;
+    let side_ok = |s: u32| (MIN_IMAGE_SIDE..=MAX_IMAGE_SIDE).contains(&s);
+    if !side_ok(width) || !side_ok(height) {
+        return Err(CodelessError::ImageSize { width, height });
+    }
+    Ok(b3o_models::image::decode_image(bytes)?)
+}
+
+/// The prediction for one image (see [`image_inputs`]).
+pub fn predict_image(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    bytes: &[u8],
+) -> Result<RowPrediction, CodelessError> {
+    let pixels = image_inputs(spec, bytes)?;
+    let outputs = predictor.predict(&pixels, 1)?;
+    describe(spec, &outputs)
+        .pop()
+        .ok_or_else(|| CodelessError::Inference(InferenceError::Run("no output".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use b3o_models::onnx::export_onnx;
+    use b3o_models::preprocess::{FeatureTransform, PREPROCESS_VERSION};
+    use b3o_models::tabular::read_csv;
+
+    use super::*;
+
+    fn spec() -> ModelSpec {
+        let prep = PreprocessSpec {
+            version: PREPROCESS_VERSION,
+            features: vec![
+                FeatureTransform::Standardize {
+                    column: "age".into(),
+                    mean: 40.0,
+                    std: 10.0,
+                    impute: 40.0,
+                },
+                FeatureTransform::OneHot {
+                    column: "country".into(),
+                    vocabulary: vec!["FR".into(), "DE".into()],
+                    impute: Some("FR".into()),
+                },
+            ],
+            target: TargetEncoding::Classes {
+                column: "exited".into(),
+                labels: vec!["0".into(), "1".into()],
+            },
+            task: Task::BinaryClassification,
+        };
+        ModelSpec::tabular(prep, vec![8], Default::default())
+    }
+
+    fn predictor(spec: &ModelSpec) -> OnnxPredictor {
+        OnnxPredictor::load(&export_onnx(spec, &spec.init_weights(5)).unwrap()).unwrap()
+    }
+
+    fn csv(n: usize) -> String {
+        let mut s = String::from("id;age;country;exited\r\n");
+        for i in 0..n {
+            let age = if i % 7 == 3 {
+                "NA".to_string()
+            } else {
+                format!(" {} ", 20 + i % 50)
+            };
+            let country = ["FR", "DE", "ES", "\"Côte; d'Ivoire\""][i % 4];
+            s.push_str(&format!("C{i};{age};{country};{}\r\n", i % 2));
+            if i % 11 == 0 {
+                s.push_str(";;;\r\n");
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn chunked_csv_matches_read_csv_and_output_does_not_depend_on_chunk_size() {
+        let spec = spec();
+        let p = predictor(&spec);
+        let input = csv(100);
+        let whole = predict_csv(&p, &spec, input.as_bytes()).unwrap();
+        // The same inputs as the models crate's own reader + transform.
+        let table = read_csv(input.as_bytes()).unwrap();
+        let (want, n) = spec
+            .preprocessing
+            .as_ref()
+            .unwrap()
+            .transform(&table)
+            .unwrap();
+        let mut chunks = CsvChunks::new(input.as_bytes(), &spec).unwrap();
+        let mut got = Vec::new();
+        while let Some(c) = chunks.next_chunk(7).unwrap() {
+            got.extend(c.inputs);
+        }
+        assert_eq!((got, chunks.rows_read()), (want, n));
+        assert_eq!(count_rows(input.as_bytes()).unwrap(), n);
+        for size in [1, 3, 64] {
+            let mut chunks = CsvChunks::new(input.as_bytes(), &spec).unwrap();
+            let mut out = CsvOutput::new(Vec::new(), &chunks, &spec).unwrap();
+            while let Some(c) = chunks.next_chunk(size).unwrap() {
+                let outputs = p.predict(&c.inputs, c.n_rows()).unwrap();
+                out.write_chunk(&c, &describe(&spec, &outputs)).unwrap();
+            }
+            assert_eq!(out.finish().unwrap(), whole, "chunk size {size}");
+        }
+        let text = String::from_utf8(whole).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "id;age;country;exited;prediction_label;prediction_probability"
+        );
+        assert_eq!(lines.len(), 101);
+        // Cells pass through as sent (spaces, NA, quoting), predictions appended.
+        assert!(lines[1].starts_with("C0; 20 ;FR;0;"), "{}", lines[1]);
+        assert!(
+            lines[4].starts_with("C3;NA;\"Côte; d'Ivoire\";1;"),
+            "{}",
+            lines[4]
+        );
+    }
+
+    #[test]
+    fn csv_errors_name_rows_and_columns() {
+        let spec = spec();
+        let p = predictor(&spec);
+        let err = |csv: &str| predict_csv(&p, &spec, csv.as_bytes()).unwrap_err();
+        let e = err("id,exited\n1,0\n");
+        assert!(matches!(e, CodelessError::MissingColumns { .. }));
+        assert!(e.to_string().contains("`age`, `country`"), "{e}");
+        let mut big = String::from("age,country\n");
+        (0..20).for_each(|i| big.push_str(&format!("{i},FR\n")));
+        big.push_str("old,DE\n");
+        for size in [1, 4, 100] {
+            let mut chunks = CsvChunks::new(big.as_bytes(), &spec).unwrap();
+            let e = loop {
+                match chunks.next_chunk(size) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("no error"),
+                    Err(e) => break e.to_string(),
+                }
+            };
+            assert!(
+                e.contains("row 21") && e.contains("`age`") && e.contains("old"),
+                "{e}"
+            );
+        }
+        for bad in [
+            "",
+            "  \n \n",
+            "age,country\n",
+            "age,country\n1,FR,x\n",
+            "age,age\n1,2\n",
+        ] {
+            let e = err(bad);
+            let want = read_csv(bad.as_bytes()).unwrap_err();
+            assert_eq!(e, CodelessError::Table(want), "{bad:?}");
+            assert!(e.is_client_error());
+        }
+    }
+
+    #[test]
+    fn rows_and_images_are_checked() {
+        let spec = spec();
+        let p = predictor(&spec);
+        let row = |v: Value| v.as_object().unwrap().clone();
+        let ok = row(json!({ "age": 30, "country": null, "exited": "1" }));
+        let preds = predict_rows(&p, &spec, std::slice::from_ref(&ok)).unwrap();
+        assert!(
+            matches!(&preds[0], RowPrediction::Class { probabilities, .. } if probabilities.len() == 2)
+        );
+        let j = preds[0].to_json(&spec);
+        assert!(j["probabilities"]["1"].is_number(), "{j}");
+        let e = rows_inputs(&spec, &[ok.clone(), row(json!({ "age": 1 }))]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "row 2: column `country` is missing (send null for a missing value)"
+        );
+        let e = rows_inputs(
+            &spec,
+            &[row(json!({ "age": 1, "country": "FR", "agee": 2 }))],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("`agee`"), "{e}");
+        assert_eq!(rows_inputs(&spec, &[]).unwrap_err(), CodelessError::NoRows);
+        assert_eq!(
+            image_inputs(&spec, b"x").unwrap_err(),
+            CodelessError::TakesTables
+        );
+
+        let cnn = ModelSpec::mnist_cnn();
+        assert_eq!(
+            CsvChunks::new(&b"a\n1\n"[..], &cnn).unwrap_err(),
+            CodelessError::TakesImages
+        );
+        let png = |w, h| {
+            let mut out = Cursor::new(Vec::new());
+            image::GrayImage::new(w, h)
+                .write_to(&mut out, image::ImageFormat::Png)
+                .unwrap();
+            out.into_inner()
+        };
+        let p = predictor(&cnn);
+        let pred = predict_image(&p, &cnn, &png(28, 28)).unwrap();
+        assert!(
+            matches!(pred, RowPrediction::Class { ref probabilities, .. } if probabilities.len() == 10)
+        );
+        assert_eq!(
+            image_inputs(&cnn, &png(2, 2)).unwrap_err(),
+            CodelessError::ImageSize {
+                width: 2,
+                height: 2
+            }
+        );
+        assert_eq!(
+            image_inputs(&cnn, b"GIF89a").unwrap_err(),
+            CodelessError::NotAnImage
+        );
+        let mut truncated = png(28, 28);
+        truncated.truncate(40);
+        assert!(
+            image_inputs(&cnn, &truncated)
+                .unwrap_err()
+                .is_client_error()
+        );
+    }
+}

@@ -1,0 +1,502 @@
+//! Typed calls of the federation API over a [`Transport`], with retries.
+//!
+//! A request that gets no answer, or a temporary refusal (HTTP 429, 502, 503, 504; a 500 at
+//! most three times), is sent again after a [`Backoff`] delay. Every call here is safe to
+//! repeat: reads, `join` (answers with the existing membership), `ready` and `statistics`
+//! (replace the earlier report), update uploads (the same bytes get the same answer) and
+//! evaluations (replace). Other refusals become [`FlError::Api`] with the server's message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use b3o_models::protocol::{
+    Accepted, Created, CreateGroup, ErrorBody, Evaluation, Failure, GroupView, Join, Joined,
+    Ready, RoundList, RoundView, VersionList, VersionView,
+};
+use b3o_models::stats::Summary;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::data::DataError;
+use super::retry::Backoff;
+use super::transport::{Method, Request, Response, Transport, TransportError};
+
+/// How the client proves who it is.
+#[derive(Clone, Default, PartialEq)]
+pub enum Auth {
+    #[default]
+    None,
+    /// An API token (`b3o_...`): programs.
+    Bearer(String),
+    /// A signed-in browser session: the browser attaches the cookie itself (`cookie: None`);
+    /// a native program that logged in passes it. State-changing requests carry the CSRF token.
+    Session {
+        cookie: Option<String>,
+        csrf_token: String,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    // Secrets stay out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Bearer(_) => f.write_str("Bearer(..)"),
+            Auth::Session { .. } => f.write_str("Session(..)"),
+        }
+    }
+}
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlError {
+    /// The server refused: status, its error code and message.
+    #[error("{message} (HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// No answer after retrying for as long as the backoff allows.
+    #[error("{what}: gave up after {attempts} attempts: {last}")]
+    GaveUp {
+        what: String,
+        attempts: u32,
+        last: TransportError,
+    },
+    #[error("unexpected answer to {what}: {detail}")]
+    Decode { what: String, detail: String },
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("local training failed: {0}")]
+    Train(#[from] b3o_models::train::TrainError),
+    #[error("weights: {0}")]
+    Weights(#[from] b3o_models::weights::FormatError),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("stopped")]
+    Cancelled,
+}
+
+impl FlError {
+    /// The HTTP status of a server refusal.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            FlError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A retry about to happen, for progress displays.
+#[derive(Debug, Clone)]
+pub struct RetryNotice {
+    pub what: String,
+    pub attempt: u32,
+    pub delay: Duration,
+    pub error: String,
+}
+
+/// Called before every retry.
+#[cfg(not(target_arch = "wasm32"))]
+pub type RetryHook = Arc<dyn Fn(&RetryNotice) + Send + Sync>;
+/// Called before every retry.
+#[cfg(target_arch = "wasm32")]
+pub type RetryHook = Arc<dyn Fn(&RetryNotice)>;
+
+/// The federation API of one server, as one caller.
+pub struct Api<T> {
+    transport: T,
+    auth: Auth,
+    backoff: Backoff,
+    on_retry: Option<RetryHook>,
+    seed: u64,
+    calls: AtomicU64,
+}
+
+/// The session of a native login: the cookie to send back and the CSRF token.
+#[derive(Clone)]
+pub struct LoginSession {
+    pub cookie: String,
+    pub csrf_token: String,
+}
+
+impl<T: Transport> Api<T> {
+    pub fn new(transport: T, auth: Auth) -> Self {
+        // Spread the retry jitter of clients with different credentials.
+        let seed = match &auth {
+            Auth::Bearer(t) => fnv(t.as_bytes()),
+            Auth::Session { csrf_token, .. } => fnv(csrf_token.as_bytes()),
+            Auth::None => 0,
+        };
+        Api {
+            transport,
+            auth,
+            backoff: Backoff::default(),
+            on_retry: None,
+            seed,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn on_retry(mut self, hook: RetryHook) -> Self {
+        self.on_retry = Some(hook);
+        self
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn authorise(&self, mut request: Request) -> Request {
+        match &self.auth {
+            Auth::None => {}
+            Auth::Bearer(token) => {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            Auth::Session { cookie, csrf_token } => {
+                if let Some(cookie) = cookie {
+                    request = request.header("cookie", cookie.clone());
+                }
+                if request.method != Method::Get {
+                    request = request.header("x-csrf-token", csrf_token.clone());
+                }
+            }
+        }
+        request
+    }
+
+    /// Sends `request` until it gets a final answer; 2xx is `Ok`, anything else [`FlError::Api`].
+    pub async fn call(&self, what: &str, request: Request) -> Result<Response, FlError> {
+        let request = self.authorise(request);
+        let seed = self
+            .seed
+            .wrapping_add(self.calls.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+        let mut attempt = 0u32;
+        let mut waited = Duration::ZERO;
+        let mut internal_errors = 0;
+        loop {
+            attempt += 1;
+            let error = match self.transport.send(request.clone()).await {
+                Ok(r) if r.is_success() => return Ok(r),
+                Ok(r) if r.status == 500 && internal_errors < 3 => {
+                    internal_errors += 1;
+                    TransportError::Other(api_error(&r).to_string())
+                }
+                Ok(r) if matches!(r.status, 429 | 502 | 503 | 504) => {
+                    TransportError::Other(api_error(&r).to_string())
+                }
+                Ok(r) => return Err(api_error(&r)),
+                Err(e) => e,
+            };
+            let delay = self.backoff.delay(attempt, seed);
+            if !self.backoff.allows(waited + delay) {
+                return Err(FlError::GaveUp {
+                    what: what.to_string(),
+                    attempts: attempt,
+                    last: error,
+                });
+            }
+            if let Some(hook) = &self.on_retry {
+                hook(&RetryNotice {
+                    what: what.to_string(),
+                    attempt,
+                    delay,
+                    error: error.to_string(),
+                });
+            }
+            self.transport.sleep(delay).await;
+            waited += delay;
+        }
+    }
+
+    async fn json<R: DeserializeOwned>(&self, what: &str, request: Request) -> Result<R, FlError> {
+        let response = self.call(what, request).await?;
+        decode(what, &response.body)
+    }
+
+    async fn post_json<B: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        what: &str,
+        path: String,
+        body: &B,
+    ) -> Result<R, FlError> {
+        let body = serde_json::to_vec(body).map_err(|e| FlError::Decode {
+            what: what.into(),
+            detail: e.to_string(),
+        })?;
+        self.json(what, Request::post(path, "application/json", body))
+            .await
+    }
+
+    /// `POST /api/auth/login` with an email and password: the session to create an API token.
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginSession, FlError> {
+        let body = serde_json::json!({ "email": email, "password": password });
+        let response = self
+            .call(
+                "signing in",
+                Request::post("/api/auth/login", "application/json", body.to_string().into()),
+            )
+            .await?;
+        let cookie = response
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next())
+            .find(|c| c.contains("b3o_session="))
+            .map(str::to_string)
+            .ok_or_else(|| FlError::Protocol("signing in: the server set no session".into()))?;
+        let me: serde_json::Value = decode("signing in", &response.body)?;
+        let csrf_token = me["csrf_token"]
+            .as_str()
+            .ok_or_else(|| FlError::Protocol("signing in: no CSRF token in the answer".into()))?
+            .to_string();
+        Ok(LoginSession { cookie, csrf_token })
+    }
+
+    /// `POST /api/auth/tokens` (needs a session): a new API token named `name`.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        expires_in_days: Option<u32>,
+    ) -> Result<String, FlError> {
+        let mut body = serde_json::json!({ "name": name });
+        if let Some(days) = expires_in_days {
+            body["expires_in_days"] = days.into();
+        }
+        let created: serde_json::Value = self
+            .post_json("creating an API token", "/api/auth/tokens".into(), &body)
+            .await?;
+        created["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| FlError::Protocol("the server returned no token".into()))
+    }
+
+    /// `POST /api/groups`.
+    pub async fn create_group<S: Serialize>(
+        &self,
+        request: &CreateGroup<S>,
+    ) -> Result<Created, FlError> {
+        self.post_json("creating the group", "/api/groups".into(), request)
+            .await
+    }
+
+    /// `POST /api/groups/{id}/start` (owner).
+    pub async fn start(&self, group_id: i64) -> Result<serde_json::Value, FlError> {
+        self.post_json(
+            "starting training",
+            format!("/api/groups/{group_id}/start"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// `POST /api/groups/join`: idempotent, a member joining again gets its membership back.
+    pub async fn join(&self, join_code: &str, name: Option<&str>) -> Result<Joined, FlError> {
+        let body = Join {
+            join_code: join_code.trim().to_string(),
+            name: name.map(str::to_string),
+        };
+        self.post_json("joining the group", "/api/groups/join".into(), &body)
+            .await
+    }
+
+    pub async fn group(&self, group_id: i64) -> Result<GroupView, FlError> {
+        self.json(
+            "reading the group",
+            Request::get(format!("/api/groups/{group_id}")),
+        )
+        .await
+    }
+
+    /// `POST /api/groups/{id}/statistics`: this member's column summaries (never rows).
+    pub async fn statistics(&self, group_id: i64, summary: &Summary) -> Result<(), FlError> {
+        let _: serde_json::Value = self
+            .post_json(
+                "sending column statistics",
+                format!("/api/groups/{group_id}/statistics"),
+                summary,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn ready(&self, group_id: i64, num_samples: u64) -> Result<(), FlError> {
+        let _: serde_json::Value = self
+            .post_json(
+                "marking ready",
+                format!("/api/groups/{group_id}/ready"),
+                &Ready { num_samples },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The newest round with this member's place in it; `None` before training starts.
+    pub async fn current_round(&self, group_id: i64) -> Result<Option<RoundView>, FlError> {
+        match self
+            .json(
+                "reading the current round",
+                Request::get(format!("/api/groups/{group_id}/rounds/current")),
+            )
+            .await
+        {
+            Ok(r) => Ok(Some(r)),
+            Err(FlError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn round(&self, group_id: i64, number: i64) -> Result<RoundView, FlError> {
+        self.json(
+            "reading a round",
+            Request::get(format!("/api/groups/{group_id}/rounds/{number}")),
+        )
+        .await
+    }
+
+    /// Every round of the group, oldest first.
+    pub async fn rounds(&self, group_id: i64) -> Result<RoundList, FlError> {
+        self.json(
+            "reading the rounds",
+            Request::get(format!("/api/groups/{group_id}/rounds")),
+        )
+        .await
+    }
+
+    /// Every model version of the group (one per closed round, and the initial one).
+    pub async fn versions(&self, group_id: i64) -> Result<VersionList, FlError> {
+        self.json(
+            "reading the model versions",
+            Request::get(format!("/api/groups/{group_id}/versions")),
+        )
+        .await
+    }
+
+    pub async fn version(&self, version_id: i64) -> Result<VersionView, FlError> {
+        self.json(
+            "reading a model version",
+            Request::get(format!("/api/versions/{version_id}")),
+        )
+        .await
+    }
+
+    /// A version's weights (safetensors bytes).
+    pub async fn version_weights(&self, version_id: i64) -> Result<Vec<u8>, FlError> {
+        Ok(self
+            .call(
+                "downloading the global model",
+                Request::get(format!("/api/versions/{version_id}/weights")),
+            )
+            .await?
+            .body)
+    }
+
+    /// Uploads an update (safetensors). Repeating the same bytes gets the same answer.
+    pub async fn upload_update(
+        &self,
+        group_id: i64,
+        round: i64,
+        update: Vec<u8>,
+    ) -> Result<Accepted, FlError> {
+        self.json(
+            "uploading the update",
+            Request::post(
+                format!("/api/groups/{group_id}/rounds/{round}/update"),
+                "application/octet-stream",
+                update,
+            ),
+        )
+        .await
+    }
+
+    /// Tells the server this member cannot deliver `round`, so the round stops waiting.
+    pub async fn report_failure(
+        &self,
+        group_id: i64,
+        round: i64,
+        reason: &str,
+    ) -> Result<(), FlError> {
+        let _: serde_json::Value = self
+            .post_json(
+                "reporting a failure",
+                format!("/api/groups/{group_id}/rounds/{round}/failure"),
+                &Failure {
+                    reason: reason.chars().take(1000).collect(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// This member's metrics of `round`'s resulting model on its held-out rows.
+    pub async fn report_evaluation(
+        &self,
+        group_id: i64,
+        round: i64,
+        evaluation: &Evaluation,
+    ) -> Result<(), FlError> {
+        let _: serde_json::Value = self
+            .post_json(
+                "reporting an evaluation",
+                format!("/api/groups/{group_id}/rounds/{round}/evaluation"),
+                evaluation,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Opens the group's event stream (no retries: the caller polls meanwhile).
+    pub async fn events(&self, group_id: i64) -> Result<T::Events, TransportError> {
+        let request = self.authorise(
+            Request::get(format!("/api/groups/{group_id}/events"))
+                .header("accept", "text/event-stream"),
+        );
+        self.transport.events(request).await
+    }
+}
+
+fn decode<R: DeserializeOwned>(what: &str, body: &[u8]) -> Result<R, FlError> {
+    serde_json::from_slice(body).map_err(|e| FlError::Decode {
+        what: what.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// The server's error body, or the status alone when the body is not one.
+fn api_error(response: &Response) -> FlError {
+    match serde_json::from_slice::<ErrorBody>(&response.body) {
+        Ok(b) => FlError::Api {
+            status: response.status,
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => FlError::Api {
+            status: response.status,
+            code: String::new(),
+            message: format!(
+                "HTTP {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
+            ),
+        },
+    }
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

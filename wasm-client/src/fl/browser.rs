@@ -1,0 +1,147 @@
+//! The browser transport: `fetch` (gloo-net) for requests and `EventSource` for the group's
+//! events. Works in a window and in a Web Worker (both have `fetch`, `EventSource` and
+//! `setTimeout` on their global object). The session cookie goes with every same-origin
+//! request; [`super::Auth::Session`] adds the CSRF token to state-changing ones.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::stream::{SelectAll, Stream, StreamExt};
+use gloo_net::eventsource::EventSourceError;
+use gloo_net::eventsource::futures::EventSource;
+use wasm_bindgen::{JsCast, JsValue};
+
+use super::transport::{EventStream, Method, Request, Response, SseEvent, Transport, TransportError};
+
+/// The server at `base` (`""`: the page's own origin).
+#[derive(Debug, Clone, Default)]
+pub struct FetchTransport {
+    base: String,
+}
+
+impl FetchTransport {
+    pub fn new(base: &str) -> FetchTransport {
+        FetchTransport {
+            base: base.trim().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+/// Events the participant reacts to (`member_joined` is left out on purpose).
+const KINDS: &[&str] = &[
+    "snapshot",
+    "phase_changed",
+    "round_opened",
+    "round_closed",
+    "round_failed",
+    "lagged",
+];
+
+impl Transport for FetchTransport {
+    type Events = BrowserEvents;
+
+    async fn send(&self, request: Request) -> Result<Response, TransportError> {
+        let url = format!("{}{}", self.base, request.path);
+        let method = match request.method {
+            Method::Get => gloo_net::http::Method::GET,
+            Method::Post => gloo_net::http::Method::POST,
+        };
+        let mut builder = gloo_net::http::RequestBuilder::new(&url).method(method);
+        for (name, value) in &request.headers {
+            // Browsers manage cookies themselves.
+            if name != "cookie" {
+                builder = builder.header(name, value);
+            }
+        }
+        let built = if request.method == Method::Get {
+            builder.build()
+        } else {
+            builder.body(js_sys::Uint8Array::from(request.body.as_slice()))
+        }
+        .map_err(|e| TransportError::Other(e.to_string()))?;
+        let response = built
+            .send()
+            .await
+            .map_err(|e| TransportError::Connect(e.to_string()))?;
+        let status = response.status();
+        let headers = response
+            .headers()
+            .entries()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v))
+            .collect();
+        let body = response
+            .binary()
+            .await
+            .map_err(|e| TransportError::Io(e.to_string()))?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn events(&self, request: Request) -> Result<BrowserEvents, TransportError> {
+        let url = format!("{}{}", self.base, request.path);
+        let mut source =
+            EventSource::new(&url).map_err(|e| TransportError::Connect(e.to_string()))?;
+        let mut all = SelectAll::new();
+        for kind in KINDS {
+            let subscription = source
+                .subscribe(*kind)
+                .map_err(|e| TransportError::Other(e.to_string()))?;
+            all.push(Box::pin(subscription) as Subscription);
+        }
+        Ok(BrowserEvents {
+            _source: source,
+            all,
+        })
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        sleep(duration).await
+    }
+}
+
+type Subscription = Pin<
+    Box<
+        dyn Stream<Item = Result<(String, web_sys::MessageEvent), EventSourceError>>,
+    >,
+>;
+
+/// The group's `EventSource`; closed when dropped.
+pub struct BrowserEvents {
+    _source: EventSource,
+    all: SelectAll<Subscription>,
+}
+
+impl EventStream for BrowserEvents {
+    async fn next(&mut self) -> Result<Option<SseEvent>, TransportError> {
+        match self.all.next().await {
+            Some(Ok((event, message))) => Ok(Some(SseEvent {
+                event,
+                data: message.data().as_string().unwrap_or_default(),
+            })),
+            Some(Err(e)) => Err(TransportError::Io(e.to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Resolves after `duration` through the global `setTimeout` (a macrotask: messages posted
+/// to a worker are handled meanwhile).
+pub async fn sleep(duration: Duration) {
+    let ms = duration.as_millis().min(i32::MAX as u128) as i32;
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let global = js_sys::global();
+        let timer = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let scheduled = timer
+            .map(|f| f.call2(&global, &resolve, &JsValue::from(ms)).is_ok())
+            .unwrap_or(false);
+        if !scheduled {
+            let _ = resolve.call0(&JsValue::NULL);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}

@@ -1,0 +1,704 @@
+//! A group member's state machine, the same in the browser, in `b3o client` and in
+//! `b3o simulate`:
+//!
+//! 1. **join** by code (idempotent: joining again returns the same membership), or **attach**
+//!    to a group already joined (a page reload);
+//! 2. **prepare**: read the group, check the local data against its model, send the column
+//!    summaries (tabular groups, before training starts), mark ready with the number of
+//!    training rows;
+//! 3. **rounds**: read the current round; when selected, download the round's base model,
+//!    train locally, upload the update (the same bytes on every retry, so a lost answer costs
+//!    nothing); evaluate the previous round's model on the held-out rows and report it; then
+//!    wait for the group's events (or poll) and read the round again. The server's state is
+//!    the truth: after a lost connection or a restart the client reads the current round and
+//!    carries on from there.
+//! 4. **finish** when the group's last round is over, with the final model's metrics.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use b3o_models::Dataset;
+use b3o_models::metrics::Metrics;
+use b3o_models::model::ModelSpec;
+use b3o_models::protocol::{Evaluation, GroupView, Joined, Optimizer, Phase, RoundState, RoundView};
+use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
+use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
+use futures_util::FutureExt;
+use futures_util::future::{Either, select};
+use serde::Serialize;
+
+use super::api::{Api, FlError, RetryNotice};
+use super::data::LocalData;
+use super::trainer::{ProgressFn, TrainJob, Trainer};
+use super::transport::{EventStream, Transport};
+use super::{MaybeSend, MaybeSync};
+
+/// Settings of a participant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParticipantOptions {
+    /// How the other members see this one; the server defaults it from the account.
+    pub name: Option<String>,
+    /// Share of the local rows held out to evaluate each round's model (0 disables
+    /// evaluation reports).
+    pub test_fraction: f64,
+    /// Seeds the held-out split and local training.
+    pub seed: u64,
+    /// Read the round again at least this often, events or not.
+    pub poll_interval: Duration,
+    /// Evaluate the global models on the held-out rows and report the metrics.
+    pub evaluate: bool,
+}
+
+impl Default for ParticipantOptions {
+    fn default() -> Self {
+        ParticipantOptions {
+            name: None,
+            test_fraction: 0.2,
+            seed: 0,
+            poll_interval: Duration::from_secs(10),
+            evaluate: true,
+        }
+    }
+}
+
+/// Stops a participant: between requests, and between training batches.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What a participant is doing, for progress displays (the browser worker posts these as
+/// JSON messages).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientEvent {
+    Joined {
+        group_id: i64,
+        member_id: i64,
+    },
+    /// The column summaries were accepted (tabular groups).
+    StatisticsSent {
+        group_id: i64,
+    },
+    Ready {
+        group_id: i64,
+        train_samples: u64,
+        test_samples: u64,
+    },
+    /// Waiting for a round to open (`round`: the newest one, if any).
+    Waiting {
+        round: Option<i64>,
+    },
+    RoundStarted {
+        round: i64,
+        epochs: u32,
+        samples: u64,
+    },
+    /// After every training batch.
+    Training {
+        round: i64,
+        epoch: usize,
+        epochs: usize,
+        batch: usize,
+        batches_per_epoch: usize,
+        loss: f64,
+    },
+    Uploaded {
+        round: i64,
+        update_id: i64,
+        num_samples: i64,
+        metrics: BTreeMap<String, f64>,
+    },
+    /// The round moved on before the update arrived.
+    Skipped {
+        round: i64,
+        reason: String,
+    },
+    /// Local training failed; the server was told.
+    Failed {
+        round: i64,
+        reason: String,
+    },
+    /// A global model's metrics on the held-out rows.
+    Evaluated {
+        round: i64,
+        version_id: i64,
+        metrics: BTreeMap<String, f64>,
+    },
+    Retrying {
+        what: String,
+        attempt: u32,
+        delay_ms: u64,
+        error: String,
+    },
+    Finished {
+        rounds_trained: usize,
+        version_id: Option<i64>,
+    },
+}
+
+/// Receives [`ClientEvent`]s.
+pub trait Observer: MaybeSend + MaybeSync + 'static {
+    fn event(&self, event: &ClientEvent);
+}
+
+impl<F: Fn(&ClientEvent) + MaybeSend + MaybeSync + 'static> Observer for F {
+    fn event(&self, event: &ClientEvent) {
+        self(event)
+    }
+}
+
+impl<O: Observer + ?Sized> Observer for Arc<O> {
+    fn event(&self, event: &ClientEvent) {
+        (**self).event(event)
+    }
+}
+
+/// How a participant's work ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub group_id: i64,
+    pub member_id: Option<i64>,
+    /// Rounds whose update the server accepted from this member.
+    pub rounds_trained: Vec<i64>,
+    /// The group's last round.
+    pub last_round: i64,
+    /// The final global model.
+    pub version_id: Option<i64>,
+    /// The final model on the held-out rows (on the training rows when none are held out).
+    pub metrics: Option<Metrics>,
+    /// `"test"` or `"train"`: which rows [`Report::metrics`] are from.
+    pub metrics_on: Option<String>,
+}
+
+/// A group member: local data, a trainer and a connection to the server.
+pub struct Participant<T: Transport, R, O> {
+    api: Api<T>,
+    trainer: R,
+    observer: Arc<O>,
+    data: LocalData,
+    options: ParticipantOptions,
+    cancel: CancelToken,
+    group_id: Option<i64>,
+    member_id: Option<i64>,
+    group: Option<GroupView>,
+    spec: Option<Arc<ModelSpec>>,
+    split: Option<(Arc<Dataset>, Arc<Dataset>)>,
+    weights: Option<(i64, WeightSet)>,
+    trained: BTreeSet<i64>,
+    evaluated: BTreeSet<i64>,
+    events: Option<T::Events>,
+}
+
+impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
+    /// `observer` gets every [`ClientEvent`] (a closure `|event: &ClientEvent| ...` will do).
+    pub fn new(
+        mut api: Api<T>,
+        trainer: R,
+        observer: O,
+        data: LocalData,
+        options: ParticipantOptions,
+    ) -> Self {
+        let observer = Arc::new(observer);
+        let forward = observer.clone();
+        api = api.on_retry(Arc::new(move |n: &RetryNotice| {
+            forward.event(&ClientEvent::Retrying {
+                what: n.what.clone(),
+                attempt: n.attempt,
+                delay_ms: n.delay.as_millis() as u64,
+                error: n.error.clone(),
+            })
+        }));
+        Participant {
+            api,
+            trainer,
+            observer,
+            data,
+            options,
+            cancel: CancelToken::default(),
+            group_id: None,
+            member_id: None,
+            group: None,
+            spec: None,
+            split: None,
+            weights: None,
+            trained: BTreeSet::new(),
+            evaluated: BTreeSet::new(),
+            events: None,
+        }
+    }
+
+    /// Stops [`Participant::run`] from another task (or the browser's cancel message).
+    pub fn cancel_token(&self) -> CancelToken {
+        self.cancel.clone()
+    }
+
+    pub fn api(&self) -> &Api<T> {
+        &self.api
+    }
+
+    pub fn group_id(&self) -> Option<i64> {
+        self.group_id
+    }
+
+    /// Joins the group with `code`; joining a group this account is already in resumes it.
+    pub async fn join(&mut self, code: &str) -> Result<Joined, FlError> {
+        let joined = self.api.join(code, self.options.name.as_deref()).await?;
+        self.group_id = Some(joined.group_id);
+        self.member_id = Some(joined.member_id);
+        self.observer.event(&ClientEvent::Joined {
+            group_id: joined.group_id,
+            member_id: joined.member_id,
+        });
+        Ok(joined)
+    }
+
+    /// Works in a group this account already belongs to (after a page reload).
+    pub fn attach(&mut self, group_id: i64) {
+        self.group_id = Some(group_id);
+    }
+
+    fn check_cancel(&self) -> Result<(), FlError> {
+        if self.cancel.is_cancelled() {
+            Err(FlError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn gid(&self) -> Result<i64, FlError> {
+        self.group_id
+            .ok_or_else(|| FlError::Protocol("join a group (or attach to one) first".into()))
+    }
+
+    /// Reads the group, checks the data against its model, sends the column summaries
+    /// (tabular groups that have not started), marks ready. Safe to repeat.
+    pub async fn prepare(&mut self) -> Result<GroupView, FlError> {
+        let gid = self.gid()?;
+        let group = self.api.group(gid).await?;
+        if let Some(m) = group.member_id {
+            self.member_id = Some(m);
+        }
+        self.data.check(&group.model)?;
+        if matches!(group.phase, Phase::Enrolling | Phase::Statistics)
+            && let Some(summary) = self.data.summary(&group.model)?
+        {
+            match self.api.statistics(gid, &summary).await {
+                Ok(()) => self
+                    .observer
+                    .event(&ClientEvent::StatisticsSent { group_id: gid }),
+                // Training started meanwhile: the preprocessing is fixed without us.
+                Err(FlError::Api { status: 409, .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let n = self.data.len() as u64;
+        let test = held_out(n, self.test_fraction());
+        if n == test || n == 0 {
+            return Err(FlError::Protocol(
+                "no rows left to train on after holding some out".into(),
+            ));
+        }
+        if group.phase != Phase::Finished {
+            self.api.ready(gid, n - test).await?;
+        }
+        self.observer.event(&ClientEvent::Ready {
+            group_id: gid,
+            train_samples: n - test,
+            test_samples: test,
+        });
+        self.group = Some(group.clone());
+        Ok(group)
+    }
+
+    fn test_fraction(&self) -> f64 {
+        if self.options.evaluate {
+            self.options.test_fraction.clamp(0.0, 0.9)
+        } else {
+            0.0
+        }
+    }
+
+    /// Takes part in rounds until the group's last one is over.
+    pub async fn run(&mut self) -> Result<Report, FlError> {
+        if self.group.is_none() {
+            self.prepare().await?;
+        }
+        let gid = self.gid()?;
+        let mut announced_wait = None;
+        loop {
+            self.check_cancel()?;
+            // Subscribe before reading, so that no change falls between the two.
+            self.open_events().await;
+            let current = self.api.current_round(gid).await?;
+            let mut acted = false;
+            if let Some(round) = &current {
+                if let Some(report) = self.finished(round).await? {
+                    return Ok(report);
+                }
+                acted = self.act(round).await?;
+            }
+            // Without an event stream, look again right after working; with one, the
+            // events say when the round changes (one read per round keeps a thousand
+            // simulated clients cheap for the server).
+            if acted && self.events.is_none() {
+                announced_wait = None;
+                continue;
+            }
+            let newest = current.as_ref().map(|r| r.round);
+            if acted || announced_wait != Some(newest) {
+                self.observer
+                    .event(&ClientEvent::Waiting { round: newest });
+                announced_wait = Some(newest);
+            }
+            self.wait_for_change().await?;
+        }
+    }
+
+    fn total_rounds(&self) -> i64 {
+        self.group
+            .as_ref()
+            .map_or(i64::MAX, |g| g.hyperparameters.rounds as i64)
+    }
+
+    /// The last round is over: evaluate and report the final model.
+    async fn finished(&mut self, round: &RoundView) -> Result<Option<Report>, FlError> {
+        if round.round < self.total_rounds()
+            || !matches!(round.state, RoundState::Closed | RoundState::Failed)
+        {
+            return Ok(None);
+        }
+        let version_id = round.result_version_id.unwrap_or(round.base_version_id);
+        let mut report = Report {
+            group_id: self.gid()?,
+            member_id: self.member_id,
+            rounds_trained: self.trained.iter().copied().collect(),
+            last_round: round.round,
+            version_id: Some(version_id),
+            metrics: None,
+            metrics_on: None,
+        };
+        if self.options.evaluate {
+            let closed = (round.state == RoundState::Closed).then_some(round.round);
+            let (metrics, on) = self.evaluate_version(version_id, closed, true).await?;
+            report.metrics = Some(metrics);
+            report.metrics_on = Some(on.into());
+        }
+        self.observer.event(&ClientEvent::Finished {
+            rounds_trained: report.rounds_trained.len(),
+            version_id: report.version_id,
+        });
+        Ok(Some(report))
+    }
+
+    /// Trains when selected; evaluates the previous round's model. True when it did work.
+    async fn act(&mut self, round: &RoundView) -> Result<bool, FlError> {
+        if !round.state.is_live() {
+            return Ok(false);
+        }
+        let mut acted = false;
+        if round.you.as_ref().is_some_and(|y| y.must_train()) && !self.trained.contains(&round.round)
+        {
+            self.train_round(round).await?;
+            acted = true;
+        }
+        // Round n's base model is round n-1's result.
+        let previous = round.round - 1;
+        if self.options.evaluate && previous >= 1 && !self.evaluated.contains(&previous) {
+            self.evaluate_version(round.base_version_id, Some(previous), false)
+                .await?;
+            acted = true;
+        }
+        Ok(acted)
+    }
+
+    async fn spec(&mut self, version_id: i64) -> Result<Arc<ModelSpec>, FlError> {
+        if let Some(spec) = &self.spec {
+            return Ok(spec.clone());
+        }
+        let version = self.api.version(version_id).await?;
+        let spec: ModelSpec = serde_json::from_value(version.spec).map_err(|_| {
+            FlError::Protocol("this group trains a custom model, which this client cannot train".into())
+        })?;
+        let spec = Arc::new(spec);
+        self.spec = Some(spec.clone());
+        Ok(spec)
+    }
+
+    /// The local rows as model inputs, split into training and held-out rows (once).
+    fn split(&mut self, spec: &ModelSpec) -> Result<(Arc<Dataset>, Arc<Dataset>), FlError> {
+        if let Some(split) = &self.split {
+            return Ok(split.clone());
+        }
+        let all = self.data.dataset(spec)?;
+        let (train, test) = all.split(self.test_fraction(), self.options.seed);
+        let split = (Arc::new(train), Arc::new(test));
+        self.split = Some(split.clone());
+        Ok(split)
+    }
+
+    async fn weights(&mut self, version_id: i64, spec: &ModelSpec) -> Result<WeightSet, FlError> {
+        if let Some((v, w)) = &self.weights
+            && *v == version_id
+        {
+            return Ok(w.clone());
+        }
+        let bytes = self.api.version_weights(version_id).await?;
+        let (set, _) = weights::decode(&bytes, &spec.layout(), usize::MAX)?;
+        self.weights = Some((version_id, set.clone()));
+        Ok(set)
+    }
+
+    async fn train_round(&mut self, round: &RoundView) -> Result<(), FlError> {
+        let gid = self.gid()?;
+        let spec = self.spec(round.base_version_id).await?;
+        let (train, _) = self.split(&spec)?;
+        let global = self.weights(round.base_version_id, &spec).await?;
+        let c = &round.config;
+        let config = TrainConfig {
+            epochs: c.local_epochs as usize,
+            batch_size: c.batch_size as usize,
+            optimizer: match c.optimizer {
+                Optimizer::Sgd => LocalOptimizer::Sgd { momentum: 0.0 },
+                Optimizer::Adam => LocalOptimizer::Adam,
+            },
+            lr: c.lr,
+            fedprox_mu: c.proximal_mu(),
+            seed: self
+                .options
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(round.round as u64),
+        };
+        self.observer.event(&ClientEvent::RoundStarted {
+            round: round.round,
+            epochs: c.local_epochs,
+            samples: train.n_rows as u64,
+        });
+        let observer = self.observer.clone();
+        let cancel = self.cancel.clone();
+        let number = round.round;
+        let progress: ProgressFn = Arc::new(move |p| {
+            observer.event(&ClientEvent::Training {
+                round: number,
+                epoch: p.epoch,
+                epochs: p.epochs,
+                batch: p.batch,
+                batches_per_epoch: p.batches_per_epoch,
+                loss: p.loss,
+            });
+            if cancel.is_cancelled() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        let job = TrainJob {
+            spec,
+            global,
+            data: train,
+            config,
+        };
+        let outcome = match self.trainer.train(job, progress).await {
+            Ok(outcome) => outcome,
+            Err(FlError::Train(TrainError::Cancelled)) | Err(FlError::Cancelled) => {
+                // Best effort: the round need not wait for us.
+                let _ = self
+                    .api
+                    .report_failure(gid, number, "stopped by the user")
+                    .await;
+                return Err(FlError::Cancelled);
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                match self.api.report_failure(gid, number, &reason).await {
+                    Ok(()) | Err(FlError::Api { status: 409, .. }) => {}
+                    Err(report) => return Err(report),
+                }
+                self.observer.event(&ClientEvent::Failed {
+                    round: number,
+                    reason,
+                });
+                self.trained.insert(number);
+                // A diverging round is the model's problem, not the client's: carry on.
+                return match e {
+                    FlError::Train(TrainError::Diverged(_)) => Ok(()),
+                    e => Err(e),
+                };
+            }
+        };
+        let meta = UpdateMeta {
+            model_id: c.model_id.clone(),
+            round: number as u64,
+            num_samples: outcome.num_samples,
+            metrics: outcome.metrics.to_map(),
+        };
+        let update = weights::encode(&outcome.weights, &meta, Dtype::F32)?;
+        match self.api.upload_update(gid, number, update).await {
+            Ok(accepted) => self.observer.event(&ClientEvent::Uploaded {
+                round: number,
+                update_id: accepted.update_id,
+                num_samples: accepted.num_samples,
+                metrics: meta.metrics,
+            }),
+            // The round closed (deadline) or this member was dropped meanwhile.
+            Err(FlError::Api {
+                status: 409,
+                message,
+                ..
+            }) => self.observer.event(&ClientEvent::Skipped {
+                round: number,
+                reason: message,
+            }),
+            Err(e) => return Err(e),
+        }
+        self.trained.insert(number);
+        Ok(())
+    }
+
+    /// Evaluates a version on the held-out rows (the training rows when `fallback` and none
+    /// are held out) and reports it for `round` when given. Returns the metrics and which rows.
+    async fn evaluate_version(
+        &mut self,
+        version_id: i64,
+        round: Option<i64>,
+        fallback: bool,
+    ) -> Result<(Metrics, &'static str), FlError> {
+        let gid = self.gid()?;
+        let spec = self.spec(version_id).await?;
+        let (train, test) = self.split(&spec)?;
+        let (rows, on) = if test.n_rows > 0 {
+            (test, "test")
+        } else if fallback {
+            (train, "train")
+        } else {
+            if let Some(r) = round {
+                self.evaluated.insert(r);
+            }
+            return Ok((Metrics::default(), "none"));
+        };
+        let weights = self.weights(version_id, &spec).await?;
+        let metrics = self.trainer.evaluate(spec, weights, rows.clone()).await?;
+        if let Some(r) = round {
+            if on == "test" {
+                let evaluation = Evaluation {
+                    num_samples: rows.n_rows as u64,
+                    metrics: metrics.to_map(),
+                };
+                match self.api.report_evaluation(gid, r, &evaluation).await {
+                    // 409: the round failed, there is no model of its own to report on.
+                    Ok(()) | Err(FlError::Api { status: 409, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.evaluated.insert(r);
+            self.observer.event(&ClientEvent::Evaluated {
+                round: r,
+                version_id,
+                metrics: metrics.to_map(),
+            });
+        }
+        Ok((metrics, on))
+    }
+
+    async fn open_events(&mut self) {
+        if self.events.is_none()
+            && let Ok(gid) = self.gid()
+        {
+            self.events = self.api.events(gid).await.ok();
+        }
+    }
+
+    /// Returns when something may have changed: an event about rounds or phases, the event
+    /// stream breaking, or the poll interval passing. Checks for cancellation every second.
+    async fn wait_for_change(&mut self) -> Result<(), FlError> {
+        let slice = Duration::from_secs(1).min(self.options.poll_interval);
+        let mut waited = Duration::ZERO;
+        loop {
+            self.check_cancel()?;
+            if waited >= self.options.poll_interval {
+                return Ok(());
+            }
+            let Some(events) = self.events.as_mut() else {
+                self.api.transport().sleep(slice).await;
+                waited += slice;
+                if waited >= self.options.poll_interval {
+                    return Ok(());
+                }
+                continue;
+            };
+            let next = Box::pin(events.next());
+            let timer = Box::pin(self.api.transport().sleep(slice));
+            let outcome = match select(next, timer).await {
+                Either::Left((event, _)) => Some(event),
+                Either::Right(((), _)) => None,
+            };
+            match outcome {
+                Some(Ok(Some(event))) => {
+                    if relevant(&event.event) {
+                        self.drain_events();
+                        return Ok(());
+                    }
+                }
+                Some(Ok(None) | Err(_)) => {
+                    // Reopened at the next read of the round.
+                    self.events = None;
+                    return Ok(());
+                }
+                None => waited += slice,
+            }
+        }
+    }
+
+    /// Consumes the events already received, so that a burst (a round closing and the next
+    /// opening) costs one read of the round.
+    fn drain_events(&mut self) {
+        if let Some(events) = self.events.as_mut() {
+            for _ in 0..256 {
+                match events.next().now_or_never() {
+                    Some(Ok(Some(_))) => {}
+                    Some(Ok(None) | Err(_)) => {
+                        self.events = None;
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Events after which the round is worth reading again (not `member_joined`).
+fn relevant(event: &str) -> bool {
+    event != "member_joined"
+}
+
+/// Held-out rows of `n` for `fraction`, as [`Dataset::split`] counts them.
+fn held_out(n: u64, fraction: f64) -> u64 {
+    ((n as f64) * fraction.clamp(0.0, 1.0)).round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_out_counts_match_the_dataset_split() {
+        for n in [1usize, 5, 9, 10, 11, 1000] {
+            let d = Dataset::new(vec![0.0; n], vec![0.0; n], 1).unwrap();
+            let (_, test) = d.split(0.2, 1);
+            assert_eq!(held_out(n as u64, 0.2), test.n_rows as u64, "{n}");
+        }
+    }
+}

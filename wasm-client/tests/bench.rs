@@ -1,0 +1,71 @@
+//! In-browser engine benchmarks, in the same headless Chromium as the tests (WebGPU on
+//! SwiftShader). Not part of the test suite; results go to BENCHMARKS.md. Run (see there):
+//!
+//! ```sh
+//! cd wasm-client && cargo test --target wasm32-unknown-unknown --profile wasm-release \
+//!     --features browser-bench --test bench -- --nocapture
+//! ```
+//!
+//! Inference goes through the exported `benchInference` (tract on the engine's loaded model,
+//! zeros as inputs); training through `benchTraining` (one `train_local_async` round, Adam,
+//! after a warm-up batch).
+#![cfg(target_arch = "wasm32")]
+
+use b3o_models::onnx::export_onnx;
+use b3o_models::package::{ModelPackage, PACKAGE_FORMAT};
+use b3o_wasm_client::browser::loader::sha256_hex;
+use b3o_wasm_client::browser::selftest::Problem;
+use b3o_wasm_client::browser::{infer_api, train_api};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn json(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v).unwrap().into()
+}
+
+#[wasm_bindgen_test]
+async fn engine_benchmarks() {
+    for (name, problem) in [
+        ("mlp", Problem::Mlp),
+        ("churn_b3o", Problem::ChurnB3o),
+        ("cnn", Problem::Cnn),
+    ] {
+        let spec = problem.spec();
+        let onnx = export_onnx(&spec, &spec.init_weights(1)).unwrap();
+        let package = ModelPackage {
+            format: PACKAGE_FORMAT.into(),
+            name: name.into(),
+            version: 1,
+            spec,
+            onnx_path: ModelPackage::onnx_path_for(name, 1),
+            onnx_sha256: sha256_hex(&onnx),
+            onnx_bytes: onnx.len() as u64,
+        };
+        infer_api::load_model_bytes(&serde_json::to_string(&package).unwrap(), onnx)
+            .map_err(JsValue::from)
+            .unwrap();
+        for batch in [1, 64] {
+            let calls = if batch == 1 { 50 } else { 5 };
+            let stats = infer_api::bench_inference(name, batch, 200, calls)
+                .map_err(JsValue::from)
+                .unwrap();
+            console_log!("inference {name} {}", json(&stats));
+        }
+    }
+    for (backend, problem, rows, batch) in [
+        ("cpu", "mlp", 16_384, 32),
+        ("cpu", "mlp", 16_384, 64),
+        ("cpu", "cnn", 1_024, 32),
+        ("wgpu", "mlp", 2_048, 32),
+        ("wgpu", "mlp", 2_048, 256),
+        ("wgpu", "cnn", 256, 32),
+    ] {
+        let result = train_api::bench_training(backend.into(), problem.into(), rows, batch, 1)
+            .await
+            .map_err(JsValue::from)
+            .unwrap();
+        console_log!("training {}", json(&result));
+    }
+}
