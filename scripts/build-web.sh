@@ -11,7 +11,13 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$stage/bindgen" --out-name b3o-app \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/b3o_app.wasm"
-if command -v wasm-opt >/dev/null && [ "${B3O_WASM_OPT:-1}" = 1 ]; then
+# wasm-opt from old binaryen (Debian's 108) turns this app's wasm-bindgen output into a module
+# that fails at start-up ("WebAssembly.Table.set(): Argument 1 is invalid for table"): only
+# binaryen 117 or newer is used.
+binaryen="$(wasm-opt --version 2>/dev/null | grep -oE '[0-9]+' | head -1 || true)"
+if [ "${B3O_WASM_OPT:-1}" = 1 ] && [ -n "$binaryen" ] && [ "$binaryen" -lt 117 ]; then
+  say "skipping wasm-opt: binaryen $binaryen is older than 117"
+elif command -v wasm-opt >/dev/null && [ "${B3O_WASM_OPT:-1}" = 1 ]; then
   say "optimising with wasm-opt"
   wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-simd \
@@ -33,24 +39,6 @@ sed -e "s/{{WASM}}/$wasm/g" -e "s/{{JS}}/$js/g" -e "s/{{CSS}}/$css/g" "$ROOT/app
 cp "$ROOT/app/static/manifest.webmanifest" "$ROOT/app/static/embed.js" "$stage/dist/"
 cp -r "$ROOT/app/static/icons" "$stage/dist/icons"
 
-# The engine build (scripts/build-engine.sh, into "$stage/dist/engine") belongs here: before
-# the service worker below, which lists the engine's files to cache for offline use.
-
-# The service worker: the app shell to cache at install (every page, hashed asset, icon and
-# inference-engine file; training files are fetched when used) and a version that changes
-# with every build.
-precache="$(cd "$stage/dist" && {
-  echo /
-  echo /manifest.webmanifest
-  for dir in assets icons engine; do
-    if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*train*'; fi
-  done | sort | sed 's|^|/|'
-} | awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? ", " : ""), $0 } END { printf "]" }')"
-version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$stage/dist" && find . -type f ! -name '*.gz' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"
-awk -v list="$precache" -v version="$version" \
-  '{ gsub(/\{\{PRECACHE\}\}/, list); gsub(/\{\{VERSION\}\}/, version); print }' \
-  "$ROOT/app/static/sw.js" > "$stage/dist/sw.js"
-
 # Precompressed copies: the server sends them as-is instead of compressing per request.
 find "$stage/dist/assets" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' \) -exec gzip -9 -k {} +
 gzip -9 -k "$stage/dist/embed.js"
@@ -60,4 +48,19 @@ rm -rf "$OUT.old"
 mv "$stage/dist" "$OUT"
 rm -rf "$OUT.old"
 "$ROOT/scripts/build-engine.sh" "$OUT"  # the browser engine (wasm-client) into $OUT/engine
+# The service worker, last: the app shell to cache at install (every page, hashed asset, icon
+# and inference-engine file; training files are fetched when used) and a version that changes
+# with every build.
+precache="$(cd "$OUT" && {
+  echo /
+  echo /manifest.webmanifest
+  for dir in assets icons engine; do
+    if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*train*'; fi
+  done | sort | sed 's|^|/|'
+} | awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? ", " : ""), $0 } END { printf "]" }')"
+version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$OUT" && find . -type f ! -name '*.gz' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"
+awk -v list="$precache" -v version="$version" \
+  '{ gsub(/\{\{PRECACHE\}\}/, list); gsub(/\{\{VERSION\}\}/, version); print }' \
+  "$ROOT/app/static/sw.js" > "$OUT/sw.js"
+
 say "web app built in $OUT ($(du -h "$OUT/assets/$wasm" | cut -f1) wasm)"

@@ -49,15 +49,36 @@ pub fn nice_ticks(lo: f64, hi: f64, count: usize) -> Vec<f64> {
     ticks
 }
 
-/// `0.1234` -> `0.123`, `1500` -> `1500`, `2` -> `2`.
+/// `0.1234` -> `0.123`, `0.5` -> `0.5`, `1500` -> `1500`, `2` -> `2`, `1.5` -> `1.50`.
 pub fn short_number(v: f64) -> String {
     if (v.fract() == 0.0 && v.abs() < 1e9) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 1.0 {
         format!("{v:.2}")
     } else {
-        format!("{v:.3}")
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+/// `{"accuracy": 0.91234, "num_examples": 120}` -> `"accuracy 0.912, num examples 120"`
+/// (top-level numbers only).
+pub fn metric_text(metrics: &serde_json::Value) -> String {
+    metrics
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    Some(format!(
+                        "{} {}",
+                        k.replace('_', " "),
+                        short_number(v.as_f64()?)
+                    ))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
 
 /// One series per metric name in `rows` (`(x, {name: value})`, e.g. a round and its metrics)
@@ -109,7 +130,12 @@ pub fn is_quality(name: &str) -> bool {
 }
 
 /// A line chart of `series` against a shared x axis (rounds). `id` names the figure for tests.
-pub fn line_chart(id: String, title: String, x_label: &'static str, series: Vec<Series>) -> AnyView {
+pub fn line_chart(
+    id: String,
+    title: String,
+    x_label: &'static str,
+    series: Vec<Series>,
+) -> AnyView {
     let points: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
     if points.is_empty() {
         return view! {
@@ -141,16 +167,24 @@ pub fn line_chart(id: String, title: String, x_label: &'static str, series: Vec<
         y1 += pad;
     }
     if (x1 - x0).abs() < 1e-12 {
-        x0 -= 1.0;
-        x1 += 1.0;
+        x0 -= 0.5;
+        x1 += 0.5;
     }
     let sx = move |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
     let sy = move |y: f64| H - BOTTOM - (y - y0) / (y1 - y0) * (H - TOP - BOTTOM);
     let y_ticks = nice_ticks(y0, y1, 4);
-    let x_ticks: Vec<f64> = nice_ticks(x0, x1, 6)
-        .into_iter()
-        .filter(|t| t.fract() == 0.0)
-        .collect();
+    // Rounds: label each one while they are few.
+    let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let x_ticks: Vec<f64> = if xs.len() <= 12 {
+        xs.clone()
+    } else {
+        nice_ticks(x0, x1, 6)
+            .into_iter()
+            .filter(|t| t.fract() == 0.0)
+            .collect()
+    };
 
     let grid = y_ticks
         .iter()
@@ -186,7 +220,13 @@ pub fn line_chart(id: String, title: String, x_label: &'static str, series: Vec<
                 .points
                 .iter()
                 .map(|&(x, y)| {
-                    let label = format!("{} at {} {}: {}", s.name, x_label, short_number(x), short_number(y));
+                    let label = format!(
+                        "{} at {} {}: {}",
+                        s.name,
+                        x_label,
+                        short_number(x),
+                        short_number(y)
+                    );
                     view! {
                         <circle cx=sx(x) cy=sy(y) r="3.5" fill=colour>
                             <title>{label}</title>
@@ -208,12 +248,6 @@ pub fn line_chart(id: String, title: String, x_label: &'static str, series: Vec<
             view! { <li><span class="swatch" style=style></span>{s.name.clone()}</li> }
         })
         .collect_view();
-    let xs: Vec<f64> = {
-        let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
-        xs
-    };
     let table_rows = xs
         .iter()
         .map(|&x| {
@@ -314,9 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn metrics_read_as_text() {
+        let m = serde_json::json!({"accuracy": 0.91234, "num_samples": 2000.0, "per_class": {}});
+        assert_eq!(metric_text(&m), "accuracy 0.912, num samples 2000");
+        assert_eq!(metric_text(&serde_json::Value::Null), "");
+    }
+
+    #[test]
     fn numbers_are_shortened() {
         assert_eq!(short_number(3.0), "3");
         assert_eq!(short_number(0.12345), "0.123");
+        assert_eq!(short_number(0.5), "0.5");
+        assert_eq!(short_number(2000.0), "2000");
         assert_eq!(short_number(1.5), "1.50");
         assert_eq!(short_number(1234.7), "1235");
     }

@@ -335,15 +335,24 @@ mod tests {
 
     #[test]
     fn a_ragged_row_is_named_by_line() {
-        let e = check("Age,Geography,Balance\n40,France,1\n41,Spain\n", Some(&churn()))
-            .unwrap_err();
-        assert_eq!(e.to_string(), "Line 3: this row has 2 cells but the header has 3 columns (a value with a comma in it must be in double quotes).");
+        let e = check(
+            "Age,Geography,Balance\n40,France,1\n41,Spain\n",
+            Some(&churn()),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Line 3: this row has 2 cells but the header has 3 columns (a value with a comma in it must be in double quotes)."
+        );
     }
 
     #[test]
     fn a_word_in_a_number_column_is_named_by_line_and_column() {
-        let e = check("Age,Geography,Balance\n40,France,1\n41,Spain,lots\n", Some(&churn()))
-            .unwrap_err();
+        let e = check(
+            "Age,Geography,Balance\n40,France,1\n41,Spain,lots\n",
+            Some(&churn()),
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(3));
         assert_eq!(e.column.as_deref(), Some("Balance"));
         assert!(e.to_string().contains("“lots” is not a number"), "{e}");
@@ -352,15 +361,33 @@ mod tests {
     #[test]
     fn missing_model_columns_are_listed() {
         let e = check("Age,Balance\n1,2\n", Some(&churn())).unwrap_err();
-        assert!(e.message.contains("lacks the model's column “Geography”"), "{e}");
+        assert!(
+            e.message.contains("lacks the model's column “Geography”"),
+            "{e}"
+        );
     }
 
     #[test]
     fn structural_mistakes_are_explained() {
         assert!(check("", None).unwrap_err().message.contains("empty"));
-        assert!(check("a,b\n", None).unwrap_err().message.contains("no rows"));
-        assert!(check("a,,b\n1,2,3", None).unwrap_err().message.contains("column 2"));
-        assert!(check("a,a\n1,2", None).unwrap_err().message.contains("twice"));
+        assert!(
+            check("a,b\n", None)
+                .unwrap_err()
+                .message
+                .contains("no rows")
+        );
+        assert!(
+            check("a,,b\n1,2,3", None)
+                .unwrap_err()
+                .message
+                .contains("column 2")
+        );
+        assert!(
+            check("a,a\n1,2", None)
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
         let e = check("a,b\n1,\"2\n3,4\n", None).unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("never closed"));

@@ -136,8 +136,14 @@ mod tests {
     }
 
     fn bounding_box(p: &[f32]) -> (usize, usize) {
-        let xs: Vec<usize> = (0..p.len()).filter(|&i| p[i] > 0.0).map(|i| i % SIDE).collect();
-        let ys: Vec<usize> = (0..p.len()).filter(|&i| p[i] > 0.0).map(|i| i / SIDE).collect();
+        let xs: Vec<usize> = (0..p.len())
+            .filter(|&i| p[i] > 0.0)
+            .map(|i| i % SIDE)
+            .collect();
+        let ys: Vec<usize> = (0..p.len())
+            .filter(|&i| p[i] > 0.0)
+            .map(|i| i / SIDE)
+            .collect();
         (
             xs.iter().max().unwrap() - xs.iter().min().unwrap() + 1,
             ys.iter().max().unwrap() - ys.iter().min().unwrap() + 1,
@@ -153,13 +159,18 @@ mod tests {
     #[test]
     fn a_stroke_in_a_corner_is_scaled_to_20_pixels_and_centred() {
         // A tall bar, 20x80, in the top-left corner of a 280x280 canvas.
-        let rgba = canvas(280, 280, |x, y| (5..25).contains(&x) && (10..90).contains(&y));
+        let rgba = canvas(280, 280, |x, y| {
+            (5..25).contains(&x) && (10..90).contains(&y)
+        });
         let p = mnist_pixels(&rgba, 280, 280).unwrap();
         assert_eq!(p.len(), 784);
         let (w, h) = bounding_box(&p);
         assert_eq!((w, h), (5, 20), "aspect ratio kept, longest side 20");
         let (cx, cy) = centre_of_mass(&p);
-        assert!((cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5, "{cx} {cy}");
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{cx} {cy}"
+        );
         assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
     }
 
@@ -172,7 +183,10 @@ mod tests {
         });
         let p = mnist_pixels(&rgba, 100, 100).unwrap();
         let (cx, cy) = centre_of_mass(&p);
-        assert!((cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5, "{cx} {cy}");
+        assert!(
+            (cx - 14.0).abs() <= 0.5 && (cy - 14.0).abs() <= 0.5,
+            "{cx} {cy}"
+        );
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             EngineError::Unavailable(why) => {
-                write!(f, "The in-browser engine is not available: {why}")
+                let why = why.trim().trim_end_matches(['.', ' ']);
+                write!(f, "The in-browser engine is not available: {why}.")
             }
             EngineError::Refused(message) => f.write_str(&crate::api::sentence(message)),
             EngineError::TimedOut { op, secs } => write!(
@@ -108,6 +109,17 @@ impl Inner {
         };
         let reply = if get(&data, "ok").as_bool() == Some(true) {
             Ok(get(&data, "result"))
+        } else if get(&data, "fatal").as_bool() == Some(true) {
+            // The engine crashed and closed itself: nothing more will come from this worker.
+            let why = format!(
+                "it stopped with an error ({})",
+                error_text(&get(&data, "error"))
+            );
+            let _ = pending
+                .reply
+                .send(Err(EngineError::Unavailable(why.clone())));
+            self.fail(why);
+            return;
         } else {
             Err(EngineError::Refused(error_text(&get(&data, "error"))))
         };
@@ -196,6 +208,11 @@ impl EngineWorker {
             }
         });
         Ok(EngineWorker(inner))
+    }
+
+    /// The id the next request will get (to name it in a later `cancel`).
+    fn next_id(&self) -> u64 {
+        self.0.next_id.get()
     }
 
     /// Whether the worker failed (then every request fails at once).
@@ -326,6 +343,9 @@ pub struct LoadedModel {
     pub target: Option<String>,
     #[serde(default)]
     pub from_cache: bool,
+    /// The server could not be reached: the last saved copy of the model is used.
+    #[serde(default)]
+    pub offline: bool,
 }
 
 /// `predict_csv`: the CSV with prediction columns appended.
@@ -447,7 +467,7 @@ pub struct TrainOutcome {
     pub metrics: Value,
 }
 
-/// What `run` needs besides the file.
+/// What `run` needs besides the data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainRequest {
     pub group_id: i64,
@@ -460,24 +480,54 @@ pub struct TrainRequest {
     pub csrf: String,
 }
 
+/// The local data of a run: a CSV file, or labelled images.
+#[derive(Clone)]
+pub enum TrainData {
+    Csv(web_sys::File),
+    /// `(label, file)`: each image with its class (the folder it was in).
+    Images(Vec<(String, web_sys::File)>),
+}
+
+impl TrainData {
+    /// What the person picked, for the page.
+    pub fn describe(&self) -> String {
+        match self {
+            TrainData::Csv(f) => f.name(),
+            TrainData::Images(list) => {
+                let mut labels: Vec<&str> = list.iter().map(|(l, _)| l.as_str()).collect();
+                labels.sort_unstable();
+                labels.dedup();
+                format!("{} images in {} classes", list.len(), labels.len())
+            }
+        }
+    }
+}
+
 /// A training worker (one per run).
 #[derive(Clone)]
-pub struct Training(EngineWorker);
+pub struct Training {
+    worker: EngineWorker,
+    /// The request id of the run in progress (what `cancel` names).
+    run_id: Rc<Cell<Option<u64>>>,
+}
 
 /// How long a whole run may take before the page gives up waiting.
 const RUN_TIMEOUT_SECS: u32 = 7 * 24 * 3600;
 
 impl Training {
     pub fn spawn() -> Result<Training, EngineError> {
-        EngineWorker::spawn(TRAIN_WORKER).map(Training)
+        Ok(Training {
+            worker: EngineWorker::spawn(TRAIN_WORKER)?,
+            run_id: Rc::new(Cell::new(None)),
+        })
     }
 
-    /// Joins the group's rounds with the local `file` until the group finishes; the data never
+    /// Joins the group's rounds with the local data until the group finishes; the data never
     /// leaves this machine, only weight updates and column summaries do.
     pub async fn run(
         &self,
         request: &TrainRequest,
-        file: &web_sys::File,
+        data: &TrainData,
         progress: impl Fn(TrainProgress) + 'static,
     ) -> Result<TrainOutcome, EngineError> {
         let args = from_json(&serde_json::json!({
@@ -486,26 +536,53 @@ impl Training {
             "kind": request.kind,
             "target": request.target,
             "backend": request.backend,
-            "file_name": file.name(),
-            "csrf": request.csrf,
+            "csrf_token": request.csrf,
         }));
-        set(&args, "file", file);
+        match data {
+            TrainData::Csv(file) => {
+                set(&args, "file", file);
+                set(&args, "file_name", &JsValue::from_str(&file.name()));
+            }
+            TrainData::Images(list) => {
+                let files = Array::new();
+                for (label, file) in list {
+                    let bytes = JsFuture::from(file.array_buffer()).await.map_err(|e| {
+                        EngineError::Refused(format!(
+                            "{} could not be read ({})",
+                            file.name(),
+                            error_text(&e)
+                        ))
+                    })?;
+                    let item = Object::new();
+                    set(&item, "label", &JsValue::from_str(label));
+                    set(&item, "name", &JsValue::from_str(&file.name()));
+                    set(&item, "bytes", &js_sys::Uint8Array::new(&bytes));
+                    files.push(&item);
+                }
+                set(&args, "files", &files);
+            }
+        }
         let on_progress: ProgressFn = Box::new(move |v| {
             if let Ok(p) = serde_json::from_value::<TrainProgress>(v) {
                 progress(p);
             }
         });
+        // `call` takes this id synchronously when first polled, right below.
+        self.run_id.set(Some(self.worker.next_id()));
         let result = self
-            .0
+            .worker
             .call("run", args, RUN_TIMEOUT_SECS, Some(on_progress))
-            .await?;
-        decode("run", &result)
+            .await;
+        self.run_id.set(None);
+        decode("run", &result?)
     }
 
     /// Asks the engine to stop the run (it reports a failure for the round in progress).
     pub fn cancel(&self) {
-        self.0
-            .notify("cancel", &serde_json::json!({ "target": "run" }));
+        if let Some(id) = self.run_id.get() {
+            self.worker
+                .notify("cancel", &serde_json::json!({ "target": id }));
+        }
     }
 }
 
@@ -530,8 +607,8 @@ fn has_global(name: &str) -> bool {
 fn sleep_promise(ms: u32) -> js_sys::Promise {
     js_sys::Promise::new(&mut |resolve, _reject| {
         if let Some(window) = web_sys::window() {
-            let _ = window
-                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
+            let _ =
+                window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms as i32);
         }
     })
 }

@@ -10,8 +10,8 @@ pub fn register_service_worker() {
         return;
     };
     let navigator = window.navigator();
-    let supported = js_sys::Reflect::has(navigator.as_ref(), &"serviceWorker".into())
-        .unwrap_or(false);
+    let supported =
+        js_sys::Reflect::has(navigator.as_ref(), &"serviceWorker".into()).unwrap_or(false);
     if !supported {
         return;
     }

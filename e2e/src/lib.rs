@@ -222,15 +222,19 @@ impl Api {
     }
 
     /// `method path` with a JSON body, failing on a non-2xx answer.
-    pub async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> Result<Value> {
-        let response = self
-            .request(method.clone(), path)
-            .json(body)
-            .send()
-            .await?;
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<Value> {
+        let response = self.request(method.clone(), path).json(body).send().await?;
         let status = response.status();
         let answer: Value = response.json().await.unwrap_or_default();
-        ensure!(status.is_success(), "{method} {path} answered {status}: {answer}");
+        ensure!(
+            status.is_success(),
+            "{method} {path} answered {status}: {answer}"
+        );
         Ok(answer)
     }
 
@@ -304,8 +308,8 @@ impl Drop for StaticSite {
 /// The churn dataset's header and rows `skip..skip + rows` as a CSV (tests keep data tiny).
 pub fn churn_rows(skip: usize, rows: usize) -> Result<String> {
     let path = repo_root().join("../shared/datasets/churn_modelling.csv");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = text.lines();
     let header = lines.next().context("empty churn dataset")?;
     let mut out = String::from(header);
@@ -569,7 +573,13 @@ impl Browser {
     }
 
     /// Signs up through the form and waits until the app shows the new account.
-    pub async fn sign_up(&self, server: &Server, email: &str, name: &str, password: &str) -> Result<()> {
+    pub async fn sign_up(
+        &self,
+        server: &Server,
+        email: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<()> {
         self.client.goto(&format!("{}/sign-up", server.url)).await?;
         self.fill("#email", email).await?;
         self.fill("#display-name", name).await?;

@@ -98,3 +98,53 @@ async fn console_errors_are_captured() -> Result<()> {
     );
     Ok(())
 }
+
+/// Every page renders for a signed-in administrator, headed by its title, with nothing logged
+/// as an error. `B3O_E2E_SCREENSHOTS=1` saves each page to `e2e/artifacts/page-*.png`.
+#[tokio::test]
+async fn every_page_renders_for_an_administrator_without_console_errors() -> Result<()> {
+    let server = Server::start_demo()?;
+    let browser = Browser::start().await?;
+    let keep = std::env::var("B3O_E2E_SCREENSHOTS").is_ok_and(|v| v == "1");
+    let outcome = browser
+        .check("every_page", async {
+            browser
+                .client
+                .goto(&format!("{}/sign-in", server.url))
+                .await?;
+            browser.fill("#email", b3o_e2e::ADMIN_EMAIL).await?;
+            browser.fill("#password", b3o_e2e::ADMIN_PASSWORD).await?;
+            browser.click("form button[type='submit']").await?;
+            browser.wait_for("#nav-user").await?;
+            for (path, heading) in [
+                ("/models", "Models"),
+                ("/models/churn", "churn"),
+                ("/groups", "Training groups"),
+                ("/history", "History"),
+                ("/admin", "Administration"),
+                ("/profile", "Your profile"),
+            ] {
+                browser
+                    .client
+                    .goto(&format!("{}{path}", server.url))
+                    .await?;
+                browser
+                    .wait_for_text("main h1", heading)
+                    .await
+                    .with_context(|| format!("page {path}"))?;
+                // Let the page's requests finish before reading the console.
+                tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+                if keep {
+                    browser
+                        .screenshot(&format!("page{}", path.replace('/', "-")))
+                        .await?;
+                }
+                let errors = browser.console_errors().await?;
+                ensure!(errors.is_empty(), "console errors on {path}: {errors:#?}");
+            }
+            Ok(())
+        })
+        .await;
+    browser.close().await?;
+    outcome
+}

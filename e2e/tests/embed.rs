@@ -132,7 +132,10 @@ async fn engine_files_and_the_widget_are_public_static_assets() -> Result<()> {
         "embed.js without CORS"
     );
     let body = widget.text().await?;
-    ensure!(body.contains("customElements.define(\"b3o-predict\""), "not the widget");
+    ensure!(
+        body.contains("customElements.define(\"b3o-predict\""),
+        "not the widget"
+    );
     let shell = http.get(&server.url).send().await?;
     ensure!(
         !shell.headers().contains_key("access-control-allow-origin"),

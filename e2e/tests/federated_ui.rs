@@ -59,7 +59,10 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         owner.client.goto(&format!("{}/groups", server.url)).await?;
         owner.fill("#group-name", "Churn across branches").await?;
         owner
-            .fill("#group-description", "Which customers leave, from three branches' data.")
+            .fill(
+                "#group-description",
+                "Which customers leave, from three branches' data.",
+            )
             .await?;
         owner.upload("#group-csv-file", &files[0].1).await?;
         owner.wait_for_text("#group-target", "Exited").await?;
@@ -72,16 +75,22 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         owner.fill("#group-epochs", "1").await?;
         owner.fill("#group-batch", "16").await?;
         owner.fill("#group-min-clients", "3").await?;
-        owner.click("#create-group-form button[type='submit']").await?;
-        let code = owner
-            .wait_for("#join-code-value")
-            .await?
-            .text()
+        owner
+            .click("#create-group-form button[type='submit']")
             .await?;
+        let code = owner.wait_for("#join-code-value").await?.text().await?;
         let group_url = owner.client.current_url().await?;
-        ensure!(group_url.path().starts_with("/groups/"), "not on the group page: {group_url}");
-        let data_note = owner.wait_for_text("#data-stays", "stays on this machine").await?;
-        ensure!(data_note.contains("never rows"), "privacy note: {data_note}");
+        ensure!(
+            group_url.path().starts_with("/groups/"),
+            "not on the group page: {group_url}"
+        );
+        let data_note = owner
+            .wait_for_text("#data-stays", "stays on this machine")
+            .await?;
+        ensure!(
+            data_note.contains("never rows"),
+            "privacy note: {data_note}"
+        );
 
         // Two members join with the code, each from its own browser profile.
         for (browser, email, name) in [
@@ -89,10 +98,17 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             (&third, "cal@example.org", "Cal Branch"),
         ] {
             browser.sign_up(&server, email, name, PASSWORD).await?;
-            browser.client.goto(&format!("{}/groups", server.url)).await?;
+            browser
+                .client
+                .goto(&format!("{}/groups", server.url))
+                .await?;
             browser.fill("#join-code", &code).await?;
-            browser.click("#join-group-form button[type='submit']").await?;
-            browser.wait_for_text("#group-name", "Churn across branches").await?;
+            browser
+                .click("#join-group-form button[type='submit']")
+                .await?;
+            browser
+                .wait_for_text("#group-name", "Churn across branches")
+                .await?;
         }
 
         // Everyone picks its own local file; the owner trains on the GPU, the others on the CPU.
@@ -126,13 +142,19 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             .await?
             .attr("data-backend")
             .await?;
-        ensure!(gpu.as_deref() == Some("WebGPU"), "the owner trained on {gpu:?}");
+        ensure!(
+            gpu.as_deref() == Some("WebGPU"),
+            "the owner trained on {gpu:?}"
+        );
         let cpu = second
             .wait_for("#train-backend-used")
             .await?
             .attr("data-backend")
             .await?;
-        ensure!(cpu.as_deref() == Some("CPU"), "the second member trained on {cpu:?}");
+        ensure!(
+            cpu.as_deref() == Some("CPU"),
+            "the second member trained on {cpu:?}"
+        );
 
         // A new version appeared; the owner deploys it.
         owner
@@ -193,7 +215,10 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         owner.upload("#csv-file", &probe).await?;
         owner.click("#run-csv").await?;
         owner
-            .wait_for_long("#predict-result[data-mode='local']", Duration::from_secs(90))
+            .wait_for_long(
+                "#predict-result[data-mode='local']",
+                Duration::from_secs(90),
+            )
             .await?;
         let downloaded = owner.download_text("#download-csv").await?;
         ensure!(

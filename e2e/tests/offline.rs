@@ -40,7 +40,9 @@ async fn the_manifest_and_service_worker_are_served_for_installation() -> Result
         sw.headers()["cache-control"]
     );
     ensure!(
-        sw.headers()["content-type"].to_str()?.contains("javascript"),
+        sw.headers()["content-type"]
+            .to_str()?
+            .contains("javascript"),
         "sw.js type {:?}",
         sw.headers()["content-type"]
     );
@@ -54,7 +56,11 @@ async fn the_manifest_and_service_worker_are_served_for_installation() -> Result
         .get(format!("{}/engine/no-such-file.js", server.url))
         .send()
         .await?;
-    ensure!(missing.status() == 404, "missing engine file: {}", missing.status());
+    ensure!(
+        missing.status() == 404,
+        "missing engine file: {}",
+        missing.status()
+    );
     Ok(())
 }
 

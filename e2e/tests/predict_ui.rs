@@ -123,7 +123,10 @@ async fn a_malformed_csv_is_explained_and_nothing_is_sent() -> Result<()> {
                 "unclear message: {message}"
             );
             let alert = browser.wait_for("#csv-error").await?.attr("role").await?;
-            ensure!(alert.as_deref() == Some("alert"), "the error is not announced");
+            ensure!(
+                alert.as_deref() == Some("alert"),
+                "the error is not announced"
+            );
             let run = browser.wait_for("#run-csv").await?;
             ensure!(
                 run.attr("disabled").await?.is_some(),
@@ -293,9 +296,15 @@ async fn the_demo_package_names_the_columns_the_page_checks() -> Result<()> {
         .unwrap_or_default();
     ensure!(!features.is_empty(), "no features in {package}");
     ensure!(
-        features.iter().all(|f| f["column"].is_string() && f["kind"].is_string()),
+        features
+            .iter()
+            .all(|f| f["column"].is_string() && f["kind"].is_string()),
         "features without column or kind: {features:?}"
     );
-    ensure!(package["version"].is_i64(), "version: {}", package["version"]);
+    ensure!(
+        package["version"].is_i64(),
+        "version: {}",
+        package["version"]
+    );
     Ok(())
 }

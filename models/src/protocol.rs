@@ -213,7 +213,10 @@ impl ValidateStrategy for Value {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    bound(deserialize = "S: Deserialize<'de> + Default", serialize = "S: Serialize")
+    bound(
+        deserialize = "S: Deserialize<'de> + Default",
+        serialize = "S: Serialize"
+    )
 )]
 pub struct CreateGroup<S = Value> {
     pub name: String,

@@ -1,7 +1,8 @@
-//! Inference latency of the models the server serves, through the same `OnnxPredictor` the
-//! inference routes use (tract, optimised plan, symbolic batch): the churn MLP (13 inputs,
-//! 128-64-32-1) and the digit CNN, at batch 1 and 64, one thread. p50 and p99 over many calls,
-//! excluding HTTP and JSON. Run with:
+//! Inference latency of the models the server serves, through the plans the inference routes
+//! use: the batch-1 plan of single rows (`inference::single`) and the general plan of batches
+//! (`OnnxPredictor::load_b3o`, symbolic batch), plus tract-onnx's parser for comparison; for
+//! the reference MLP (13-64-32-1), the churn MLP (13-128-64-32-1) and the digit CNN, one
+//! thread. p50 and p99 over many calls, excluding HTTP and JSON. Run with:
 //!
 //! ```sh
 //! cargo bench -p b3o-server --bench inference
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use b3o_models::model::{Activation, Architecture, MlpConfig, ModelSpec};
 use b3o_models::onnx::export_onnx;
 use b3o_models::task::Task;
+use b3o_server::inference::single::SingleRowPlan;
 use b3o_wasm_client::inference::OnnxPredictor;
 
 /// An MLP over 13 inputs with these hidden layers and one sigmoid output.
@@ -50,33 +52,65 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    println!("| model | batch | p50 µs | p99 µs | rows/s at p50 | calls |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| model | plan | batch | p50 µs | p99 µs | rows/s at p50 | calls |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     for (name, spec) in [
         // The shape of the onnxruntime reference in BENCHMARKS.md.
         ("MLP 13-64-32-1", mlp(&[64, 32])),
         ("churn MLP 13-128-64-32-1", mlp(&[128, 64, 32])),
         ("digit CNN 28x28", ModelSpec::mnist_cnn()),
     ] {
-        let predictor =
-            OnnxPredictor::load(&export_onnx(&spec, &spec.init_weights(1)).unwrap()).unwrap();
-        for batch in [1usize, 64] {
-            let input: Vec<f32> = (0..batch * spec.input_dim())
+        let onnx = export_onnx(&spec, &spec.init_weights(1)).unwrap();
+        // What the server loads: the browser engine's B3O graph loader, symbolic batch.
+        let (general, _) = OnnxPredictor::load_b3o(&onnx).unwrap();
+        let single = SingleRowPlan::from_onnx(&onnx).unwrap().unwrap();
+        let parsed = OnnxPredictor::load(&onnx).unwrap();
+        let row = |batch: usize| -> Vec<f32> {
+            (0..batch * spec.input_dim())
                 .map(|i| (i % 97) as f32 / 97.0)
-                .collect();
-            let lat = latencies(
-                || {
-                    black_box(predictor.predict(black_box(&input), batch).unwrap());
-                },
-                Duration::from_secs(3),
-            );
+                .collect()
+        };
+        let report = |plan: &str, batch: usize, lat: Vec<f64>| {
             let p50 = pct(&lat, 0.5);
             println!(
-                "| {name} | {batch} | {p50:.1} | {:.1} | {:.0} | {} |",
+                "| {name} | {plan} | {batch} | {p50:.1} | {:.1} | {:.0} | {} |",
                 pct(&lat, 0.99),
                 batch as f64 / p50 * 1e6,
                 lat.len()
             );
+        };
+        let budget = Duration::from_secs(3);
+        let one = row(1);
+        report(
+            "single-row (served, batch 1)",
+            1,
+            latencies(
+                || drop(black_box(single.predict(black_box(&one)).unwrap())),
+                budget,
+            ),
+        );
+        for batch in [1usize, 64] {
+            let input = row(batch);
+            report(
+                "general (served, batch > 1)",
+                batch,
+                latencies(
+                    || {
+                        drop(black_box(
+                            general.predict(black_box(&input), batch).unwrap(),
+                        ))
+                    },
+                    budget,
+                ),
+            );
         }
+        report(
+            "tract-onnx parser",
+            1,
+            latencies(
+                || drop(black_box(parsed.predict(black_box(&one), 1).unwrap())),
+                budget,
+            ),
+        );
     }
 }

@@ -55,7 +55,10 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("b3o simulate failed")?;
             println!("{}", b3o_server::simulate::summary(&report));
-            println!("Wrote metrics.csv, metrics.json and chart.svg to {}", args.out.display());
+            println!(
+                "Wrote metrics.csv, metrics.json and chart.svg to {}",
+                args.out.display()
+            );
             Ok(())
         }
     }

@@ -117,7 +117,9 @@ mod tests {
         assert!(is_cross_origin_asset("/embed.js"));
         assert!(is_cross_origin_asset("/engine/infer-worker.js"));
         assert!(!is_cross_origin_asset("/sw.js"));
-        assert!(!is_cross_origin_asset("/assets/b3o-app-0123456789abcdef.js"));
+        assert!(!is_cross_origin_asset(
+            "/assets/b3o-app-0123456789abcdef.js"
+        ));
         assert!(!is_cross_origin_asset("/api/deployments"));
     }
 
@@ -130,7 +132,9 @@ mod tests {
         assert!(!is_hashed_asset("/assets/b3o-app.js"));
         assert!(!is_hashed_asset("/assets/b3o-app-0123456789abcdeg.js"));
         assert!(!is_hashed_asset("/assets/x/b3o-app-0123456789abcdef.js"));
-        assert!(is_hashed_asset("/engine/b3o_engine_bg-0123456789abcdef.wasm"));
+        assert!(is_hashed_asset(
+            "/engine/b3o_engine_bg-0123456789abcdef.wasm"
+        ));
         assert!(!is_hashed_asset("/engine/infer-worker.js"));
     }
 }
@@ -236,7 +240,10 @@ mod serving_tests {
     async fn engine_files_and_the_widget_may_be_loaded_by_other_origins() {
         let (app, _dir) = app_with(&[
             ("index.html", b"<html>shell</html>"),
-            ("embed.js", b"customElements.define('b3o-predict', class {});"),
+            (
+                "embed.js",
+                b"customElements.define('b3o-predict', class {});",
+            ),
             ("engine/infer-worker.js", b"import './b3o_engine.js';"),
             ("engine/b3o_engine_bg.wasm", b"\0asm\x01\0\0\0"),
         ])

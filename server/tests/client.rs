@@ -13,12 +13,12 @@ use std::sync::Arc;
 use b3o_models::Dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
-use b3o_models::train::TrainOutcome;
-use b3o_models::weights::WeightSet;
 use b3o_models::protocol::{CreateGroup, Hyperparameters, ModelTemplate, Optimizer};
 use b3o_models::stats::Summary;
 use b3o_models::tabular::{InferOptions, Schema, infer_schema, read_csv};
+use b3o_models::train::TrainOutcome;
 use b3o_models::weights;
+use b3o_models::weights::WeightSet;
 use b3o_server::simulate::transport::InProcess;
 use b3o_wasm_client::fl::data::LocalData;
 use b3o_wasm_client::fl::native::HttpTransport;
@@ -154,7 +154,9 @@ impl Drop for Server {
 fn spawn_client(base: &str, code: &str, data: &Path, auth: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_b3o"))
         .arg("client")
-        .args(["--server", base, "--code", code, "--target", "Exited", "--quiet", "--json"])
+        .args([
+            "--server", base, "--code", code, "--target", "Exited", "--quiet", "--json",
+        ])
         .arg("--data")
         .arg(data)
         .args(auth)
@@ -215,7 +217,10 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
     let base = server.base.clone();
 
     let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
-    let owner_api = Api::new(HttpTransport::new(&base).unwrap(), Auth::Bearer(owner.token));
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
     let schema = schema_of(&csv_rows(&text, 0..2000));
     let created = owner_api
         .create_group(&group_request(schema, 3, 4))
@@ -239,7 +244,12 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
         &base,
         &created.join_code,
         &files[1],
-        &["--email", &password_email, "--password", crate::support::PASSWORD],
+        &[
+            "--email",
+            &password_email,
+            "--password",
+            crate::support::PASSWORD,
+        ],
     );
 
     // Two simulated participants through the native transport.
@@ -283,7 +293,10 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
         if r.reported == 3 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "round 1 stuck: {r:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "round 1 stuck: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut a = a;
@@ -310,7 +323,10 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
         assert_eq!(report["group_id"], gid);
         assert_eq!(report["last_round"], 3);
         assert_eq!(report["metrics_on"], "test");
-        assert!(report["metrics"]["accuracy"].as_f64().unwrap() > 0.5, "{report}");
+        assert!(
+            report["metrics"]["accuracy"].as_f64().unwrap() > 0.5,
+            "{report}"
+        );
     }
     let b_report: Value = serde_json::from_str(b_out.lines().last().unwrap()).unwrap();
     assert_eq!(b_report["rounds_trained"], json!([1, 2, 3]));
@@ -340,7 +356,10 @@ async fn b3o_client_names_what_is_wrong_with_its_input() {
     let server = Server::start(&dir.path().join("server"));
     let http = reqwest::Client::new();
     let owner = sign_up(&http, &server.base, &unique_email("owner"), "Owner").await;
-    let owner_api = Api::new(HttpTransport::new(&server.base).unwrap(), Auth::Bearer(owner.token));
+    let owner_api = Api::new(
+        HttpTransport::new(&server.base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
     let created = owner_api
         .create_group(&group_request(schema_of(&csv_rows(&text, 0..500)), 1, 1))
         .await
@@ -349,13 +368,22 @@ async fn b3o_client_names_what_is_wrong_with_its_input() {
     let run = |data: &Path, extra: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_b3o"))
             .arg("client")
-            .args(["--server", &server.base, "--code", &created.join_code, "--quiet"])
+            .args([
+                "--server",
+                &server.base,
+                "--code",
+                &created.join_code,
+                "--quiet",
+            ])
             .arg("--data")
             .arg(data)
             .args(extra)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let token = ["--token", member.token.as_str()];
 
@@ -370,7 +398,10 @@ async fn b3o_client_names_what_is_wrong_with_its_input() {
     let mut with_target = token.to_vec();
     with_target.extend(["--target", "Balance"]);
     let (ok, err) = run(&good, &with_target);
-    assert!(!ok && err.contains("predicts `Exited`, not `Balance`"), "{err}");
+    assert!(
+        !ok && err.contains("predicts `Exited`, not `Balance`"),
+        "{err}"
+    );
 
     let (ok, err) = run(&good, &["--token", "b3o_0000"]);
     assert!(!ok && err.contains("401"), "{err}");
@@ -473,8 +504,12 @@ async fn only_weight_updates_and_column_summaries_leave_a_client() {
                 }
                 Method::Post => {
                     let body: Value = serde_json::from_slice(&request.body).unwrap();
-                    let keys: Vec<&str> =
-                        body.as_object().unwrap().keys().map(String::as_str).collect();
+                    let keys: Vec<&str> = body
+                        .as_object()
+                        .unwrap()
+                        .keys()
+                        .map(String::as_str)
+                        .collect();
                     let allowed: &[&str] = if path == "/api/groups/join" {
                         &["join_code", "name"]
                     } else if path.ends_with("/ready") {
@@ -492,14 +527,20 @@ async fn only_weight_updates_and_column_summaries_leave_a_client() {
             // No row cell in any body: names, identifiers, salaries (but the extremes).
             let body = String::from_utf8_lossy(&request.body);
             for surname in cells("Surname").iter().filter(|s| s.len() > 5) {
-                assert!(!body.contains(surname.as_str()), "{path} carries `{surname}`");
+                assert!(
+                    !body.contains(surname.as_str()),
+                    "{path} carries `{surname}`"
+                );
             }
             for id in cells("CustomerId") {
                 assert!(!body.contains(&id), "{path} carries customer id {id}");
             }
             for (text, value) in cells("EstimatedSalary").iter().zip(&salaries) {
                 if *value != min && *value != max && text.len() > 6 {
-                    assert!(!body.contains(text.as_str()), "{path} carries salary {text}");
+                    assert!(
+                        !body.contains(text.as_str()),
+                        "{path} carries salary {text}"
+                    );
                 }
             }
         }
@@ -507,4 +548,71 @@ async fn only_weight_updates_and_column_summaries_leave_a_client() {
         assert_eq!(kinds.get("statistics"), Some(&1), "{kinds:?}");
         assert!(kinds["control"] >= 3, "join, ready, evaluations: {kinds:?}");
     }
+}
+
+/// `b3o client --data DIR` with one subfolder per class trains an image group's CNN.
+#[tokio::test(flavor = "multi_thread")]
+async fn b3o_client_trains_on_a_folder_of_class_subfolders() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let owner = sign_up(&http, &server.base, &unique_email("owner"), "Clinic").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&server.base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let mut request = group_request(schema_of("a,Exited\n1,0\n2,1\n"), 2, 1);
+    request.model = ModelTemplate::ImageCnn {
+        labels: vec!["ring".into(), "bar".into()],
+    };
+    let created = owner_api.create_group(&request).await.unwrap();
+
+    // Light rings and bars on a dark background, 12 of each.
+    let images = dir.path().join("images");
+    for (class, draw) in [("ring", 0), ("bar", 1)] {
+        std::fs::create_dir_all(images.join(class)).unwrap();
+        for k in 0..12u32 {
+            let img = image::GrayImage::from_fn(28, 28, |x, y| {
+                let (dx, dy) = (x as i32 - 14, y as i32 - 14);
+                let on = if draw == 0 {
+                    (dx * dx + dy * dy - 64).abs() < 12 + k as i32
+                } else {
+                    (x as i32 - 10 - (k % 4) as i32).abs() < 2
+                };
+                image::Luma([if on { 230 } else { 10 }])
+            });
+            img.save(images.join(class).join(format!("{k}.png")))
+                .unwrap();
+        }
+    }
+    let member = sign_up(&http, &server.base, &unique_email("member"), "Lab").await;
+    let child = Command::new(env!("CARGO_BIN_EXE_b3o"))
+        .arg("client")
+        .args([
+            "--server",
+            &server.base,
+            "--code",
+            &created.join_code,
+            "--quiet",
+            "--json",
+        ])
+        .args(["--token", &member.token, "--test-fraction", "0.25"])
+        .arg("--data")
+        .arg(&images)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    wait_ready(&owner_api, created.group_id, 1).await;
+    owner_api.start(created.group_id).await.unwrap();
+    let (ok, out) = tokio::time::timeout(Duration::from_secs(120), finish(child))
+        .await
+        .expect("the image group finished within 2 minutes");
+    assert!(ok, "{out}");
+    let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(report["rounds_trained"], json!([1, 2]));
+    assert_eq!(
+        report["metrics"]["num_samples"], 6,
+        "a quarter of 24 pictures held out"
+    );
 }

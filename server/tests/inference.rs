@@ -509,9 +509,10 @@ async fn csv_predictions_append_columns_and_match_burn() {
     for (g, s) in got.iter().zip(&sent).skip(1) {
         assert!(g.starts_with(&format!("{s},")), "{g} vs {s}");
     }
-    // The browser engine's codeless code gives the same bytes.
-    let local =
-        OnnxPredictor::load(&b3o_models::onnx::export_onnx(&d.spec, &d.weights).unwrap()).unwrap();
+    // The browser engine (its loader, its codeless code) gives the same bytes.
+    let (local, _) =
+        OnnxPredictor::load_b3o(&b3o_models::onnx::export_onnx(&d.spec, &d.weights).unwrap())
+            .unwrap();
     let in_browser =
         b3o_wasm_client::codeless::predict_csv(&local, &d.spec, csv.as_bytes()).unwrap();
     assert_eq!(in_browser, r.body, "server and browser CSV differ");

@@ -8,7 +8,11 @@ use b3o_server::simulate::{SimError, SimulateArgs, simulate};
 use clap::Parser;
 
 fn dataset(name: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets/")).join(name);
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/datasets/"
+    ))
+    .join(name);
     if path.exists() {
         Some(path)
     } else {
@@ -35,8 +39,20 @@ async fn the_churn_scenario_matches_its_centralised_baseline() {
     let csv = csv.display().to_string();
     let out_dir = out.path().display().to_string();
     let a = args(&[
-        "--data", &csv, "--target", "Exited", "--fractions", "10,20,30,40", "--strategy",
-        "fedavg", "--rounds", "5", "--epochs", "5", "--out", &out_dir,
+        "--data",
+        &csv,
+        "--target",
+        "Exited",
+        "--fractions",
+        "10,20,30,40",
+        "--strategy",
+        "fedavg",
+        "--rounds",
+        "5",
+        "--epochs",
+        "5",
+        "--out",
+        &out_dir,
     ]);
     let report = b3o_server::simulate::run(&a).await.unwrap();
     eprintln!("{}", b3o_server::simulate::summary(&report));
@@ -45,7 +61,11 @@ async fn the_churn_scenario_matches_its_centralised_baseline() {
     // Rounds 0 (the initial model) to 5, each aggregating the four updates.
     let rounds: Vec<i64> = report.rounds.iter().map(|r| r.round).collect();
     assert_eq!(rounds, vec![0, 1, 2, 3, 4, 5]);
-    assert!(report.rounds[1..].iter().all(|r| r.updates == 4 && r.failure.is_none()));
+    assert!(
+        report.rounds[1..]
+            .iter()
+            .all(|r| r.updates == 4 && r.failure.is_none())
+    );
     assert!(report.rounds[1..].iter().all(|r| r.seconds > 0.0));
     assert_eq!(report.baseline.last().unwrap().epochs, 25);
     let (fed, central) = (report.federated().unwrap(), report.centralised().unwrap());
@@ -76,8 +96,21 @@ async fn a_non_iid_mnist_federation_narrows_its_gap_to_centralised() {
     };
     let (images, labels) = (images.display().to_string(), labels.display().to_string());
     let a = args(&[
-        "--mnist-idx", &images, &labels, "--limit", "2500", "--clients", "10", "--dirichlet",
-        "0.5", "--rounds", "4", "--epochs", "1", "--lr", "0.003",
+        "--mnist-idx",
+        &images,
+        &labels,
+        "--limit",
+        "2500",
+        "--clients",
+        "10",
+        "--dirichlet",
+        "0.5",
+        "--rounds",
+        "4",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.003",
     ]);
     let report = simulate(&a).await.unwrap();
     eprintln!("{}", b3o_server::simulate::summary(&report));
@@ -94,7 +127,10 @@ async fn a_non_iid_mnist_federation_narrows_its_gap_to_centralised() {
     // Label skew: some client's rows are dominated by few classes (checked on sizes only
     // here; the partition's skew has its own unit test).
     let (first, last) = (report.gap(1), report.gap(4));
-    assert!(first > 0.0, "after one round the skewed federation trails: {first}");
+    assert!(
+        first > 0.0,
+        "after one round the skewed federation trails: {first}"
+    );
     assert!(last < first, "the gap narrows: {first:.4} -> {last:.4}");
     assert!(report.federated().unwrap() > 0.6);
 }
@@ -114,9 +150,16 @@ async fn bad_simulation_input_is_named() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("50 clients but only 16"), "{err}");
-    let err = simulate(&args(&["--data", &csv, "--strategy", "fedmagic", "--limit", "50"]))
-        .await
-        .unwrap_err();
+    let err = simulate(&args(&[
+        "--data",
+        &csv,
+        "--strategy",
+        "fedmagic",
+        "--limit",
+        "50",
+    ]))
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("strategy"), "{err}");
 }
 
@@ -129,8 +172,19 @@ async fn by_column_partitions_with_fedprox() {
     };
     let csv = csv.display().to_string();
     let a = args(&[
-        "--data", &csv, "--limit", "1500", "--by-column", "Geography", "--strategy",
-        "fedprox", "--rounds", "2", "--epochs", "1", "--no-baseline",
+        "--data",
+        &csv,
+        "--limit",
+        "1500",
+        "--by-column",
+        "Geography",
+        "--strategy",
+        "fedprox",
+        "--rounds",
+        "2",
+        "--epochs",
+        "1",
+        "--no-baseline",
     ]);
     let report = simulate(&a).await.unwrap();
     assert_eq!(report.client_rows.len(), 3, "France, Germany, Spain");

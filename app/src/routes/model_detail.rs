@@ -9,7 +9,7 @@ use leptos_router::hooks::use_params_map;
 use super::{form_error, show_errors};
 use crate::api::{self, ApiError, Deployment, Group, Sharing, Version};
 use crate::browser;
-use crate::charts::{is_loss, is_quality, line_chart, series_by_metric};
+use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
 use crate::session::use_session;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -23,9 +23,7 @@ struct Detail {
 async fn load(name: String) -> Result<Detail, ApiError> {
     let deployment = api::deployment(&name).await?;
     let group = api::group(deployment.group_id).await.ok();
-    let versions = api::versions(deployment.group_id)
-        .await
-        .unwrap_or_default();
+    let versions = api::versions(deployment.group_id).await.unwrap_or_default();
     Ok(Detail {
         deployment,
         versions,
@@ -106,18 +104,6 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
         {manage.then(|| view! { <SharingForm name=dep.name.clone()/> })}
         <Embed name=dep.name.clone()/>
     }
-}
-
-fn metric_text(metrics: &serde_json::Value) -> String {
-    metrics
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
 }
 
 #[component]

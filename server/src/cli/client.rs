@@ -46,7 +46,12 @@ pub struct ClientArgs {
     #[arg(long, env = "B3O_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Sign in with an email and password instead of a token.
-    #[arg(long, env = "B3O_EMAIL", conflicts_with = "token", requires = "password")]
+    #[arg(
+        long,
+        env = "B3O_EMAIL",
+        conflicts_with = "token",
+        requires = "password"
+    )]
     pub email: Option<String>,
     #[arg(long, env = "B3O_PASSWORD", hide_env_values = true, requires = "email")]
     pub password: Option<String>,
@@ -125,8 +130,7 @@ pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
         evaluate: args.test_fraction > 0.0,
     };
     let api = Api::new(transport, auth);
-    let mut participant =
-        Participant::new(api, ThreadTrainer::cpu(), observer, data, options);
+    let mut participant = Participant::new(api, ThreadTrainer::cpu(), observer, data, options);
     let cancel = participant.cancel_token();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -255,17 +259,11 @@ fn final_words(report: &Report) -> String {
         report.group_id,
         report.last_round,
         report.rounds_trained.len(),
-        report
-            .version_id
-            .map_or("-".to_string(), |v| v.to_string())
+        report.version_id.map_or("-".to_string(), |v| v.to_string())
     );
     match (&report.metrics, report.metrics_on.as_deref()) {
         (Some(m), Some(on)) => {
-            let rows = if on == "test" {
-                "held-out"
-            } else {
-                "training"
-            };
+            let rows = if on == "test" { "held-out" } else { "training" };
             format!(
                 "{head}\nOn your {} {rows} row(s): {}.",
                 m.num_samples,

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -58,7 +58,14 @@ pub(crate) async fn weights_response(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Value, ApiError> {
+/// One round as JSON. Without `detail` the per-client lists (`client_metrics`, `evaluation`)
+/// are left out: a client polling `rounds/current?brief=true` then costs O(1), not O(members).
+pub(crate) async fn round_json(
+    db: &Db,
+    group_id: i64,
+    number: i64,
+    detail: bool,
+) -> Result<Value, ApiError> {
     type Row = (
         i64,
         String,
@@ -88,20 +95,28 @@ pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Va
     .bind(r.0)
     .fetch_one(db)
     .await?;
-    let client_metrics: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ? ORDER BY id",
-    )
-    .bind(r.0)
-    .fetch_all(db)
-    .await?;
+    // (member, samples, metrics JSON) of the updates and of the evaluations.
+    type PerClient = Vec<(i64, i64, String)>;
+    let (client_metrics, evaluations): (PerClient, PerClient) = if detail {
+        let client_metrics = sqlx::query_as(
+            "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ?
+                 ORDER BY id",
+        )
+        .bind(r.0)
+        .fetch_all(db)
+        .await?;
+        let evaluations = sqlx::query_as(
+            "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = ?
+                 ORDER BY member_id",
+        )
+        .bind(r.0)
+        .fetch_all(db)
+        .await?;
+        (client_metrics, evaluations)
+    } else {
+        Default::default()
+    };
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    let evaluations: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = ?
-         ORDER BY member_id",
-    )
-    .bind(r.0)
-    .fetch_all(db)
-    .await?;
     let evaluation_aggregate = strategy::math::weighted_metrics(
         &evaluations
             .iter()
@@ -111,7 +126,7 @@ pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Va
             })
             .collect::<Vec<_>>(),
     );
-    Ok(json!({
+    let mut round = json!({
         "evaluation": {
             "clients": evaluations.iter().map(|(m, n, j)| json!({
                 "member_id": m, "num_samples": n, "metrics": parse(j)
@@ -133,7 +148,12 @@ pub(crate) async fn round_json(db: &Db, group_id: i64, number: i64) -> Result<Va
         "client_metrics": client_metrics.iter().map(|(m, n, j)| json!({
             "member_id": m, "num_samples": n, "metrics": parse(j)
         })).collect::<Vec<_>>(),
-    }))
+    });
+    if !detail && let Some(fields) = round.as_object_mut() {
+        fields.remove("client_metrics");
+        fields.remove("evaluation");
+    }
+    Ok(round)
 }
 
 pub async fn list(
@@ -149,7 +169,7 @@ pub async fn list(
             .await?;
     let mut rounds = Vec::with_capacity(numbers.len());
     for n in numbers {
-        rounds.push(round_json(&state.db, group_id, n).await?);
+        rounds.push(round_json(&state.db, group_id, n, true).await?);
     }
     Ok(Json(json!({ "rounds": rounds })))
 }
@@ -160,15 +180,21 @@ pub async fn get_round(
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     auth::group_access(&state.db, &user, group_id).await?;
-    Ok(Json(round_json(&state.db, group_id, number).await?))
+    Ok(Json(round_json(&state.db, group_id, number, true).await?))
 }
 
 /// The newest round, with `you` (selected, status) for a caller that is an active member.
+/// `?brief=true` leaves out the per-client lists (what polling clients ask for).
 pub async fn current(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let brief = query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "brief" | "brief=true" | "brief=1"))
+    });
     let access = auth::group_access(&state.db, &user, group_id).await?;
     let number: Option<i64> =
         sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
@@ -176,7 +202,7 @@ pub async fn current(
             .fetch_one(&state.db)
             .await?;
     let number = number.ok_or_else(|| ApiError::NotFound("training has not started yet".into()))?;
-    let mut round = round_json(&state.db, group_id, number).await?;
+    let mut round = round_json(&state.db, group_id, number, !brief).await?;
     if let Some(m) = access.active_member() {
         let status: Option<String> = sqlx::query_scalar(
             "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id

@@ -20,6 +20,7 @@ mod codeless;
 pub mod deployments;
 pub mod gate;
 pub mod sharing;
+pub mod single;
 pub mod telemetry;
 mod v2;
 
@@ -255,10 +256,16 @@ async fn load(
     let started = std::time::Instant::now();
     let onnx = Bytes::from(onnx);
     let plan_input = onnx.clone();
-    let predictor = tokio::task::spawn_blocking(move || OnnxPredictor::load(&plan_input))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
+    // The browser engine's loader first, so that both run the very same tract graph and their
+    // codeless CSV match byte for byte; any other ONNX through the general parser.
+    let predictor = tokio::task::spawn_blocking(move || {
+        OnnxPredictor::load_b3o(&plan_input)
+            .map(|(p, _)| p)
+            .or_else(|_| OnnxPredictor::load(&plan_input))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
     telemetry::record_load(version_id, started.elapsed());
     tracing::info!(
         version_id,

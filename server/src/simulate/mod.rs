@@ -155,8 +155,14 @@ fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> SimError + '_ {
 
 /// The rows to share out.
 enum Source {
-    Table { table: Table, target: String },
-    Images { dataset: Dataset, labels: Vec<String> },
+    Table {
+        table: Table,
+        target: String,
+    },
+    Images {
+        dataset: Dataset,
+        labels: Vec<String>,
+    },
 }
 
 impl Source {
@@ -222,10 +228,9 @@ fn load(args: &SimulateArgs) -> Result<(Source, ModelTemplate), SimError> {
         };
         return Ok((Source::Images { dataset, labels }, template));
     }
-    let path = args
-        .data
-        .as_ref()
-        .ok_or_else(|| SimError::Input("give --data FILE.csv (or a folder) or --mnist-idx".into()))?;
+    let path = args.data.as_ref().ok_or_else(|| {
+        SimError::Input("give --data FILE.csv (or a folder) or --mnist-idx".into())
+    })?;
     if path.is_dir() {
         let LocalData::Images(images) = LocalData::load(path).map_err(FlError::from)? else {
             return Err(SimError::Input(format!("{}: no images", path.display())));
@@ -250,24 +255,29 @@ fn load(args: &SimulateArgs) -> Result<(Source, ModelTemplate), SimError> {
         let mut targets = Vec::with_capacity(order.len());
         for &i in &order {
             features.extend_from_slice(&images[i].pixels);
-            targets.push(labels.iter().position(|l| *l == images[i].label).unwrap_or(0) as f32);
+            targets.push(
+                labels
+                    .iter()
+                    .position(|l| *l == images[i].label)
+                    .unwrap_or(0) as f32,
+            );
         }
-        let dataset = Dataset::new(features, targets, 784)
-            .map_err(|e| SimError::Input(e.to_string()))?;
+        let dataset =
+            Dataset::new(features, targets, 784).map_err(|e| SimError::Input(e.to_string()))?;
         let template = ModelTemplate::ImageCnn {
             labels: labels.clone(),
         };
         return Ok((Source::Images { dataset, labels }, template));
     }
     let bytes = std::fs::read(path).map_err(io(path))?;
-    let table = read_csv(&bytes).map_err(|e| SimError::Input(format!("{}: {e}", path.display())))?;
+    let table =
+        read_csv(&bytes).map_err(|e| SimError::Input(format!("{}: {e}", path.display())))?;
     let table = table.select_rows(&(0..limit(table.n_rows)).collect::<Vec<_>>());
     let options = InferOptions {
         target: args.target.clone(),
         ..Default::default()
     };
-    let mut schema =
-        infer_schema(&table, &options).map_err(|e| SimError::Input(format!("{e}")))?;
+    let mut schema = infer_schema(&table, &options).map_err(|e| SimError::Input(format!("{e}")))?;
     // A partitioning column is who holds the rows, not something to learn from.
     if let Some(col) = &args.by_column {
         schema.features.retain(|f| &f.name != col);
@@ -303,13 +313,13 @@ impl SimulateArgs {
             Partition::Iid { .. } => "IID".into(),
             Partition::Fractions(f) => format!(
                 "fractions {}",
-                f.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("/")
+                f.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
             ),
             Partition::Dirichlet { alpha, .. } => format!("Dirichlet({alpha})"),
-            Partition::ByValue => format!(
-                "by {}",
-                self.by_column.as_deref().unwrap_or("column")
-            ),
+            Partition::ByValue => format!("by {}", self.by_column.as_deref().unwrap_or("column")),
         }
     }
 
@@ -366,7 +376,9 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
     let (source, template) = load(args)?;
     let (train_rows, test_rows) = train_test_split(source.len(), args.test_fraction, args.seed);
     if test_rows.is_empty() {
-        return Err(SimError::Input("no test rows: raise --test-fraction or the data size".into()));
+        return Err(SimError::Input(
+            "no test rows: raise --test-fraction or the data size".into(),
+        ));
     }
     let scheme = args.partition();
     let keys = match scheme {
@@ -455,8 +467,13 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             poll_interval: Duration::from_secs(30),
             evaluate: false,
         };
-        let mut participant =
-            Participant::new(api, trainer.clone(), observer.clone(), source.local(rows), options);
+        let mut participant = Participant::new(
+            api,
+            trainer.clone(),
+            observer.clone(),
+            source.local(rows),
+            options,
+        );
         let code = created.join_code.clone();
         let ready = ready_tx.clone();
         tasks.push(tokio::spawn(async move {
@@ -499,7 +516,8 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
                         t.opened.insert(round, Instant::now());
                         bar.set_message(format!("round {round}/{rounds}"));
                     }
-                    GroupEvent::RoundClosed { round, .. } | GroupEvent::RoundFailed { round, .. } => {
+                    GroupEvent::RoundClosed { round, .. }
+                    | GroupEvent::RoundFailed { round, .. } => {
                         if let Some(at) = t.opened.get(&round) {
                             let s = at.elapsed().as_secs_f64();
                             t.seconds.insert(round, s);
@@ -538,7 +556,12 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         serde_json::from_value(first.spec.clone())
             .map_err(|e| SimError::Input(format!("the model spec: {e}")))?,
     );
-    let test = Arc::new(source.local(&test_rows).dataset(&spec).map_err(FlError::from)?);
+    let test = Arc::new(
+        source
+            .local(&test_rows)
+            .dataset(&spec)
+            .map_err(FlError::from)?,
+    );
     let rounds_view: BTreeMap<i64, _> = owner
         .rounds(gid)
         .await?
@@ -546,7 +569,11 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         .into_iter()
         .map(|r| (r.round, r))
         .collect();
-    let seconds = tally.lock().unwrap_or_else(|e| e.into_inner()).seconds.clone();
+    let seconds = tally
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .seconds
+        .clone();
     let mut records = Vec::new();
     let mut initial = None;
     for v in &versions {
@@ -585,7 +612,12 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
     if !args.no_baseline
         && let Some(initial) = initial
     {
-        let train = Arc::new(source.local(&train_rows).dataset(&spec).map_err(FlError::from)?);
+        let train = Arc::new(
+            source
+                .local(&train_rows)
+                .dataset(&spec)
+                .map_err(FlError::from)?,
+        );
         baseline.push(BaselineRecord {
             round: 0,
             epochs: 0,
@@ -657,18 +689,16 @@ fn default_work_dir() -> PathBuf {
         .prefix("b3o-probe-")
         .tempfile_in(&shm)
         .is_ok();
-    if writable {
-        shm
-    } else {
-        std::env::temp_dir()
-    }
+    if writable { shm } else { std::env::temp_dir() }
 }
 
 /// The simulation's database: the server's schema, without the durability a throwaway
 /// database does not need (`synchronous = OFF`), and a long busy timeout for a thousand
 /// clients writing at once.
 async fn scratch_db(path: &std::path::Path) -> Result<crate::db::Db, sqlx::Error> {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)

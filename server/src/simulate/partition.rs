@@ -212,7 +212,10 @@ mod tests {
         assert_eq!(sizes, vec![100, 200, 300, 400]);
         assert!(is_partition(&parts, 1000));
         let iid = split(&r, &k, &Partition::Iid { clients: 3 }, 1).unwrap();
-        assert_eq!(iid.iter().map(Vec::len).collect::<Vec<_>>(), vec![333, 334, 333]);
+        assert_eq!(
+            iid.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![333, 334, 333]
+        );
         assert!(is_partition(&iid, 1000));
     }
 
@@ -234,7 +237,10 @@ mod tests {
                 / 10.0
         };
         let (low, high) = (skew(0.1), skew(100.0));
-        assert!(low > 0.5 && high < 0.2, "alpha 0.1: {low}, alpha 100: {high}");
+        assert!(
+            low > 0.5 && high < 0.2,
+            "alpha 0.1: {low}, alpha 100: {high}"
+        );
     }
 
     #[test]
@@ -253,7 +259,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(9);
         for shape in [0.3, 1.0, 4.0] {
             let mean = (0..20_000).map(|_| gamma(&mut rng, shape)).sum::<f64>() / 20_000.0;
-            assert!((mean - shape).abs() < 0.05 * shape.max(1.0), "{shape}: {mean}");
+            assert!(
+                (mean - shape).abs() < 0.05 * shape.max(1.0),
+                "{shape}: {mean}"
+            );
         }
     }
 }

@@ -140,10 +140,14 @@ impl SimReport {
             self.client_rows.len(),
             self.partition
         );
-        line_chart(&title, self.headline(), &[
-            ("federated", "#2563eb", false, &fed),
-            ("centralised (same epochs, all rows)", "#ea580c", true, &cen),
-        ])
+        line_chart(
+            &title,
+            self.headline(),
+            &[
+                ("federated", "#2563eb", false, &fed),
+                ("centralised (same epochs, all rows)", "#ea580c", true, &cen),
+            ],
+        )
     }
 
     /// Writes `metrics.csv`, `metrics.json` and `chart.svg` into `dir` (created if needed).
@@ -330,7 +334,12 @@ mod tests {
         };
         let csv = report.csv();
         assert_eq!(csv.lines().count(), 4);
-        assert!(csv.lines().nth(3).unwrap().starts_with("2,0.1000,2,0.300000,0.700000,"));
+        assert!(
+            csv.lines()
+                .nth(3)
+                .unwrap()
+                .starts_with("2,0.1000,2,0.300000,0.700000,")
+        );
         assert!((report.gap(2) - 0.0).abs() < 1e-9 && (report.gap(0) - 0.1).abs() < 1e-9);
         let svg = report.svg();
         assert_eq!(svg.matches("<polyline").count(), 2);

@@ -8,7 +8,9 @@ use axum::Router;
 use axum::body::{Body, BodyDataStream};
 use axum::http;
 use b3o_wasm_client::fl::sse::SseParser;
-use b3o_wasm_client::fl::{EventStream, Method, Request, Response, SseEvent, Transport, TransportError};
+use b3o_wasm_client::fl::{
+    EventStream, Method, Request, Response, SseEvent, Transport, TransportError,
+};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use b3o_models::protocol::{
-    Accepted, Created, CreateGroup, ErrorBody, Evaluation, Failure, GroupView, Join, Joined,
-    Ready, RoundList, RoundView, VersionList, VersionView,
+    Accepted, CreateGroup, Created, ErrorBody, Evaluation, Failure, GroupView, Join, Joined, Ready,
+    RoundList, RoundView, VersionList, VersionView,
 };
 use b3o_models::stats::Summary;
 use serde::Serialize;
@@ -180,9 +180,11 @@ impl<T: Transport> Api<T> {
     /// Sends `request` until it gets a final answer; 2xx is `Ok`, anything else [`FlError::Api`].
     pub async fn call(&self, what: &str, request: Request) -> Result<Response, FlError> {
         let request = self.authorise(request);
-        let seed = self
-            .seed
-            .wrapping_add(self.calls.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+        let seed = self.seed.wrapping_add(
+            self.calls
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(7919),
+        );
         let mut attempt = 0u32;
         let mut waited = Duration::ZERO;
         let mut internal_errors = 0;
@@ -246,7 +248,11 @@ impl<T: Transport> Api<T> {
         let response = self
             .call(
                 "signing in",
-                Request::post("/api/auth/login", "application/json", body.to_string().into()),
+                Request::post(
+                    "/api/auth/login",
+                    "application/json",
+                    body.to_string().into(),
+                ),
             )
             .await?;
         let cookie = response
@@ -345,11 +351,13 @@ impl<T: Transport> Api<T> {
     }
 
     /// The newest round with this member's place in it; `None` before training starts.
+    /// Brief: without the other members' per-client metrics, so that polling stays cheap for
+    /// the server however many members a group has.
     pub async fn current_round(&self, group_id: i64) -> Result<Option<RoundView>, FlError> {
         match self
             .json(
                 "reading the current round",
-                Request::get(format!("/api/groups/{group_id}/rounds/current")),
+                Request::get(format!("/api/groups/{group_id}/rounds/current?brief=true")),
             )
             .await
         {
@@ -499,4 +507,147 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::fl::transport::{EventStream, SseEvent};
+
+    /// Answers from a script; records what it was sent; sleeps take no time.
+    #[derive(Default)]
+    struct Script {
+        replies: Mutex<VecDeque<Result<Response, TransportError>>>,
+        sent: Mutex<Vec<Request>>,
+    }
+
+    struct NoEvents;
+
+    impl EventStream for NoEvents {
+        async fn next(&mut self) -> Result<Option<SseEvent>, TransportError> {
+            Ok(None)
+        }
+    }
+
+    impl Transport for Script {
+        type Events = NoEvents;
+
+        async fn send(&self, request: Request) -> Result<Response, TransportError> {
+            self.sent.lock().unwrap().push(request);
+            self.replies
+                .lock()
+                .unwrap()
+                .pop_front()
+                .expect("the script ran out")
+        }
+
+        async fn events(&self, _: Request) -> Result<NoEvents, TransportError> {
+            Ok(NoEvents)
+        }
+
+        async fn sleep(&self, _: Duration) {}
+    }
+
+    fn reply(status: u16, body: &str) -> Result<Response, TransportError> {
+        Ok(Response {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    fn api(replies: Vec<Result<Response, TransportError>>, auth: Auth) -> Api<Script> {
+        let script = Script::default();
+        *script.replies.lock().unwrap() = replies.into();
+        Api::new(script, auth)
+    }
+
+    #[test]
+    fn lost_answers_and_temporary_refusals_are_retried_with_the_same_request() {
+        let a = api(
+            vec![
+                Err(TransportError::Connect("refused".into())),
+                reply(503, "{}"),
+                reply(200, r#"{"group_id": 3, "member_id": 9}"#),
+            ],
+            Auth::Bearer("b3o_x".into()),
+        );
+        let retries = Arc::new(AtomicU64::new(0));
+        let counter = retries.clone();
+        let a = a.on_retry(Arc::new(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let joined = a.join("abc", None).now_or_never().unwrap().unwrap();
+        assert_eq!((joined.group_id, joined.member_id), (3, 9));
+        assert_eq!(retries.load(Ordering::Relaxed), 2);
+        let sent = a.transport().sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3);
+        assert!(
+            sent.iter().all(|r| *r == sent[0]),
+            "retries resend the same bytes"
+        );
+        assert!(
+            sent[0]
+                .headers
+                .contains(&("authorization".into(), "Bearer b3o_x".into()))
+        );
+    }
+
+    #[test]
+    fn refusals_are_not_retried_and_carry_the_servers_message() {
+        let a = api(
+            vec![reply(
+                409,
+                r#"{"error": {"code": "conflict", "message": "round 2 is closed"}}"#,
+            )],
+            Auth::None,
+        );
+        let err = a.upload_update(1, 2, vec![1, 2, 3]).now_or_never().unwrap();
+        match err {
+            Err(FlError::Api {
+                status, message, ..
+            }) => assert_eq!((status, message.as_str()), (409, "round 2 is closed")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.transport().sent.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn gives_up_after_the_backoff_budget() {
+        let replies = (0..100)
+            .map(|_| Err(TransportError::Timeout))
+            .collect::<Vec<_>>();
+        let a = api(replies, Auth::None).with_backoff(Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+            jitter: 0.0,
+            give_up_after: Some(Duration::from_secs(10)),
+        });
+        let err = a.group(1).now_or_never().unwrap().unwrap_err();
+        // Waits of 1 + 2 + 4 s fit in 10 s; the next 4 s would not.
+        assert!(matches!(err, FlError::GaveUp { attempts: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_session_sends_its_cookie_and_the_csrf_token_on_changes_only() {
+        let a = api(
+            vec![reply(200, "{}"), reply(200, "{}")],
+            Auth::Session {
+                cookie: Some("b3o_session=s".into()),
+                csrf_token: "t".into(),
+            },
+        );
+        a.ready(1, 10).now_or_never().unwrap().unwrap();
+        let _ = a.version_weights(4).now_or_never().unwrap().unwrap();
+        let sent = a.transport().sent.lock().unwrap().clone();
+        let has = |r: &Request, n: &str| r.headers.iter().any(|(k, _)| k == n);
+        assert!(has(&sent[0], "cookie") && has(&sent[0], "x-csrf-token"));
+        assert!(has(&sent[1], "cookie") && !has(&sent[1], "x-csrf-token"));
+        assert_eq!(sent[0].body, br#"{"num_samples":10}"#);
+    }
 }

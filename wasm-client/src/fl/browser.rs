@@ -11,7 +11,9 @@ use gloo_net::eventsource::EventSourceError;
 use gloo_net::eventsource::futures::EventSource;
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::transport::{EventStream, Method, Request, Response, SseEvent, Transport, TransportError};
+use super::transport::{
+    EventStream, Method, Request, Response, SseEvent, Transport, TransportError,
+};
 
 /// The server at `base` (`""`: the page's own origin).
 #[derive(Debug, Clone, Default)]
@@ -102,11 +104,8 @@ impl Transport for FetchTransport {
     }
 }
 
-type Subscription = Pin<
-    Box<
-        dyn Stream<Item = Result<(String, web_sys::MessageEvent), EventSourceError>>,
-    >,
->;
+type Subscription =
+    Pin<Box<dyn Stream<Item = Result<(String, web_sys::MessageEvent), EventSourceError>>>>;
 
 /// The group's `EventSource`; closed when dropped.
 pub struct BrowserEvents {

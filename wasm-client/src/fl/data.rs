@@ -46,7 +46,10 @@ pub enum LocalData {
     /// Labelled 28x28 pictures, for image groups.
     Images(Vec<LabelledImage>),
     /// Model inputs whose targets index `labels` (image groups).
-    Inputs { dataset: Dataset, labels: Vec<String> },
+    Inputs {
+        dataset: Dataset,
+        labels: Vec<String>,
+    },
 }
 
 impl LocalData {
@@ -138,7 +141,13 @@ impl LocalData {
                     )))
                 }
             }
-            (LocalData::Inputs { dataset, labels: ours }, ModelTemplate::ImageCnn { labels }) => {
+            (
+                LocalData::Inputs {
+                    dataset,
+                    labels: ours,
+                },
+                ModelTemplate::ImageCnn { labels },
+            ) => {
                 if dataset.row_len != SIDE * SIDE {
                     return Err(DataError::Mismatch(format!(
                         "inputs have {} values, the image model takes {}",
@@ -210,9 +219,9 @@ impl LocalData {
                     .collect::<Result<_, _>>()?;
                 let mut out = dataset.clone();
                 for t in &mut out.targets {
-                    *t = *map.get(*t as usize).ok_or_else(|| {
-                        DataError::Prepare(format!("target {t} has no label"))
-                    })?;
+                    *t = *map
+                        .get(*t as usize)
+                        .ok_or_else(|| DataError::Prepare(format!("target {t} has no label")))?;
                 }
                 Ok(out)
             }
@@ -309,7 +318,12 @@ mod tests {
         let images = ModelTemplate::ImageCnn {
             labels: vec!["a".into(), "b".into()],
         };
-        assert!(data.check(&images).unwrap_err().to_string().contains("images"));
+        assert!(
+            data.check(&images)
+                .unwrap_err()
+                .to_string()
+                .contains("images")
+        );
     }
 
     #[test]
@@ -327,7 +341,12 @@ mod tests {
         let template = ModelTemplate::ImageCnn {
             labels: vec!["cat".into(), "dog".into()],
         };
-        assert!(data.check(&template).unwrap_err().to_string().contains("emu"));
+        assert!(
+            data.check(&template)
+                .unwrap_err()
+                .to_string()
+                .contains("emu")
+        );
         let spec = ModelSpec {
             labels: vec!["dog".into(), "cat".into(), "emu".into()],
             ..ModelSpec::mnist_cnn()

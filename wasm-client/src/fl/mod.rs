@@ -35,7 +35,9 @@ pub mod native;
 
 pub use api::{Api, Auth, FlError};
 pub use data::{DataError, LocalData};
-pub use participant::{CancelToken, ClientEvent, Observer, Participant, ParticipantOptions, Report};
+pub use participant::{
+    CancelToken, ClientEvent, Observer, Participant, ParticipantOptions, Report,
+};
 pub use retry::Backoff;
 pub use trainer::Trainer;
 pub use transport::{EventStream, Method, Request, Response, SseEvent, Transport, TransportError};

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use super::sse::SseParser;
-use super::transport::{EventStream, Method, Request, Response, SseEvent, Transport, TransportError};
+use super::transport::{
+    EventStream, Method, Request, Response, SseEvent, Transport, TransportError,
+};
 
 /// A server at `base` (e.g. `https://fl.example.org`).
 #[derive(Clone)]

@@ -23,7 +23,9 @@ use std::time::Duration;
 use b3o_models::Dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
-use b3o_models::protocol::{Evaluation, GroupView, Joined, Optimizer, Phase, RoundState, RoundView};
+use b3o_models::protocol::{
+    Evaluation, GroupView, Joined, Optimizer, Phase, RoundState, RoundView,
+};
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
 use futures_util::FutureExt;
@@ -358,8 +360,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             }
             let newest = current.as_ref().map(|r| r.round);
             if acted || announced_wait != Some(newest) {
-                self.observer
-                    .event(&ClientEvent::Waiting { round: newest });
+                self.observer.event(&ClientEvent::Waiting { round: newest });
                 announced_wait = Some(newest);
             }
             self.wait_for_change().await?;
@@ -408,7 +409,8 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             return Ok(false);
         }
         let mut acted = false;
-        if round.you.as_ref().is_some_and(|y| y.must_train()) && !self.trained.contains(&round.round)
+        if round.you.as_ref().is_some_and(|y| y.must_train())
+            && !self.trained.contains(&round.round)
         {
             self.train_round(round).await?;
             acted = true;
@@ -429,7 +431,9 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
         }
         let version = self.api.version(version_id).await?;
         let spec: ModelSpec = serde_json::from_value(version.spec).map_err(|_| {
-            FlError::Protocol("this group trains a custom model, which this client cannot train".into())
+            FlError::Protocol(
+                "this group trains a custom model, which this client cannot train".into(),
+            )
         })?;
         let spec = Arc::new(spec);
         self.spec = Some(spec.clone());

@@ -62,7 +62,10 @@ mod tests {
         for attempt in 1..=20 {
             let base = (250u64 << (attempt - 1).min(20)).min(30_000) as f64;
             let d = b.delay(attempt, 42).as_millis() as f64;
-            assert!(d >= base * 0.75 - 1.0 && d <= base * 1.25 + 1.0, "{attempt}: {d}");
+            assert!(
+                d >= base * 0.75 - 1.0 && d <= base * 1.25 + 1.0,
+                "{attempt}: {d}"
+            );
         }
         assert_ne!(b.delay(3, 1), b.delay(3, 2), "jitter spreads clients");
         assert!(b.allows(Duration::from_secs(60)));

@@ -108,7 +108,9 @@ pub struct SseEvent {
 /// A group's open event stream.
 pub trait EventStream: MaybeSend {
     /// The next event; `Ok(None)` when the server closed the stream.
-    fn next(&mut self) -> impl Future<Output = Result<Option<SseEvent>, TransportError>> + MaybeSend;
+    fn next(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<SseEvent>, TransportError>> + MaybeSend;
 }
 
 /// A way to talk to the server.

@@ -14,14 +14,18 @@ use wasm_bindgen::prelude::Closure;
 
 use super::training::TrainPanel;
 use crate::api::{self, Group, Round, Version};
-use crate::charts::{is_loss, is_quality, line_chart, series_by_metric};
+use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
 use crate::routes::{form_error, show_errors};
 use crate::session::use_session;
 
 #[component]
 pub fn GroupPage() -> impl IntoView {
     let params = use_params_map();
-    let id = Memo::new(move |_| params.with(|p| p.get("id")).and_then(|s| s.parse::<i64>().ok()));
+    let id = Memo::new(move |_| {
+        params
+            .with(|p| p.get("id"))
+            .and_then(|s| s.parse::<i64>().ok())
+    });
     move || match id.get() {
         Some(id) => view! { <GroupView id/> }.into_any(),
         None => view! {
@@ -94,10 +98,9 @@ fn GroupView(id: i64) -> impl IntoView {
     });
     subscribe(id, reload, live);
     // Readiness changes send no event: look again now and then.
-    if let Ok(handle) = set_interval_with_handle(
-        move || reload.update(|n| *n += 1),
-        Duration::from_secs(5),
-    ) {
+    if let Ok(handle) =
+        set_interval_with_handle(move || reload.update(|n| *n += 1), Duration::from_secs(5))
+    {
         on_cleanup(move || handle.clear());
     }
 
@@ -315,8 +318,10 @@ fn Charts(rounds: LocalResource<Result<Vec<Round>, api::ApiError>>) -> impl Into
         if closed.is_empty() {
             return ().into_any();
         }
-        let fit: Vec<(f64, &serde_json::Value)> =
-            closed.iter().map(|r| (r.round as f64, &r.metrics)).collect();
+        let fit: Vec<(f64, &serde_json::Value)> = closed
+            .iter()
+            .map(|r| (r.round as f64, &r.metrics))
+            .collect();
         let eval: Vec<(f64, &serde_json::Value)> = closed
             .iter()
             .map(|r| (r.round as f64, &r.evaluation["aggregate"]))
@@ -381,11 +386,7 @@ fn slug(name: &str) -> String {
     }
     let out = out.trim_end_matches('-');
     let out: String = out.chars().take(100).collect();
-    if out.is_empty() {
-        "model".into()
-    } else {
-        out
-    }
+    if out.is_empty() { "model".into() } else { out }
 }
 
 #[component]
@@ -511,16 +512,7 @@ fn Versions(
 }
 
 fn version_row(v: Version) -> impl IntoView {
-    let metrics = v
-        .metrics
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let metrics = metric_text(&v.metrics);
     let weights = format!("/api/versions/{}/weights", v.id);
     let onnx = v.has_onnx.then(|| format!("/api/versions/{}/onnx", v.id));
     view! {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::browser;
 use crate::charts::{Series, line_chart};
-use crate::engine::{self, TrainOutcome, TrainProgress, TrainRequest, Training};
+use crate::engine::{self, TrainData, TrainOutcome, TrainProgress, TrainRequest, Training};
 use crate::session::use_session;
 
 /// A run as the page shows it.
@@ -55,15 +55,7 @@ fn summary(o: &TrainOutcome) -> String {
         Value::String(s) => format!("; the group's model is now version {s}"),
         other => format!("; the group's model is now version {other}"),
     };
-    let metrics = o
-        .metrics
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some(format!("{} {:.3}", k.replace('_', " "), v.as_f64()?)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+    let metrics = Some(crate::charts::metric_text(&o.metrics))
         .filter(|s| !s.is_empty())
         .map(|s| format!(" ({s})"))
         .unwrap_or_default();
@@ -95,8 +87,8 @@ impl TrainingRuns {
         self.0.update(|runs| f(runs.entry(group_id).or_default()));
     }
 
-    /// Starts a run of `file` in group `request.group_id` (one at a time per group).
-    fn start(&self, request: TrainRequest, file: web_sys::File) {
+    /// Starts a run with `data` in group `request.group_id` (one at a time per group).
+    fn start(&self, request: TrainRequest, data: TrainData) {
         let runs = *self;
         let group_id = request.group_id;
         if runs.state(group_id).is_some_and(|s| s.running) {
@@ -107,7 +99,7 @@ impl TrainingRuns {
             Err(e) => {
                 runs.update(group_id, |s| {
                     *s = RunState {
-                        file_name: file.name(),
+                        file_name: data.describe(),
                         outcome: Some(Err(e.to_string())),
                         ..RunState::default()
                     }
@@ -118,7 +110,7 @@ impl TrainingRuns {
         WORKERS.with(|w| w.borrow_mut().insert(group_id, training.clone()));
         runs.update(group_id, |s| {
             *s = RunState {
-                file_name: file.name(),
+                file_name: data.describe(),
                 running: true,
                 progress: TrainProgress {
                     phase: "starting".into(),
@@ -129,7 +121,9 @@ impl TrainingRuns {
         });
         leptos::task::spawn_local(async move {
             let result = training
-                .run(&request, &file, move |p| runs.update(group_id, |s| s.record(p)))
+                .run(&request, &data, move |p| {
+                    runs.update(group_id, |s| s.record(p))
+                })
                 .await;
             runs.update(group_id, |s| {
                 s.running = false;
@@ -148,6 +142,45 @@ impl TrainingRuns {
             t.cancel();
         }
     }
+}
+
+/// The images of a picked folder, each labelled with the folder it is in
+/// (`digits/7/img1.png` -> `7`).
+fn picked_images(ev: &leptos::ev::Event) -> Result<TrainData, String> {
+    use wasm_bindgen::JsCast;
+    let files = ev
+        .target()
+        .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        .and_then(|i| i.files());
+    let Some(files) = files else {
+        return Err(String::new());
+    };
+    let mut out = Vec::new();
+    for i in 0..files.length() {
+        let Some(file) = files.get(i) else { continue };
+        let path = js_sys::Reflect::get(&file, &"webkitRelativePath".into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default();
+        if let Some(label) = image_label(&path, &file.name()) {
+            out.push((label, file));
+        }
+    }
+    if out.is_empty() {
+        return Err("No PNG or JPEG images in class subfolders were found in that folder.".into());
+    }
+    Ok(TrainData::Images(out))
+}
+
+/// The class of an image from its path in the picked folder; `None` for non-images and files
+/// not in a subfolder.
+fn image_label(path: &str, name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if ![".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e)) {
+        return None;
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    (parts.len() >= 2).then(|| parts[parts.len() - 2].to_string())
 }
 
 /// "Round 2 of 5 · epoch 1 of 1 · batch 3 of 12".
@@ -169,7 +202,9 @@ fn phase_text(phase: &str) -> &'static str {
     match phase {
         "starting" => "Starting the training engine…",
         "statistics" => "Reading your file and sending its column statistics (not its rows)…",
-        "waiting" => "Waiting for the next round (the owner starts training when enough members are ready)…",
+        "waiting" => {
+            "Waiting for the next round (the owner starts training when enough members are ready)…"
+        }
         "training" => "Training on your data…",
         "uploading" => "Sending the model update…",
         "done" => "Done.",
@@ -181,7 +216,19 @@ fn phase_text(phase: &str) -> &'static str {
 pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl IntoView {
     let session = use_session();
     let runs = expect_context::<TrainingRuns>();
-    let file = RwSignal::new(None::<SendWrapper<web_sys::File>>);
+    let images = kind == "image_cnn";
+    let data = RwSignal::new(None::<SendWrapper<TrainData>>);
+    // Image groups pick a folder (one subfolder per class).
+    let file_input: NodeRef<leptos::html::Input> = NodeRef::new();
+    Effect::new(move |_| {
+        if let Some(input) = file_input.get()
+            && images
+        {
+            let _ = input.set_attribute("webkitdirectory", "");
+            let _ = input.set_attribute("multiple", "");
+        }
+    });
+    let pick_error = RwSignal::new(None::<String>);
     let backend = RwSignal::new("auto".to_string());
     let capabilities = LocalResource::new(|| async {
         match engine::inference() {
@@ -191,9 +238,8 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
     });
     let state = Memo::new(move |_| runs.state(group_id));
     let running = move || state.get().is_some_and(|s| s.running);
-    let images = kind == "image_cnn";
     let accept = if images {
-        ".zip,application/zip"
+        "image/png,image/jpeg"
     } else {
         ".csv,.tsv,.txt,text/csv"
     };
@@ -202,7 +248,7 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
     let start = {
         let target = target.clone();
         move |_| {
-            let Some(f) = file.with_untracked(|f| f.as_ref().map(|w| (**w).clone())) else {
+            let Some(picked) = data.with_untracked(|d| d.as_ref().map(|w| (**w).clone())) else {
                 return;
             };
             runs.start(
@@ -213,13 +259,13 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                     backend: backend.get_untracked(),
                     csrf: session.csrf(),
                 },
-                f,
+                picked,
             );
         }
     };
 
     let what = if images {
-        "a .zip of images, one folder per class".to_string()
+        "a folder of images, with one subfolder per class (its name is the label)".to_string()
     } else {
         match &target {
             Some(t) => format!("a CSV with the group's columns, including “{t}”"),
@@ -301,11 +347,27 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
             </p>
             <div class="stack">
                 <label for="train-file">{format!("Your local data: {what}")}</label>
-                <input id="train-file" type="file" accept=accept
+                <input id="train-file" type="file" accept=accept node_ref=file_input
                     disabled=running
                     on:change=move |ev| {
-                        file.set(browser::picked_file(&ev).map(SendWrapper::new));
+                        pick_error.set(None);
+                        let picked = if images { picked_images(&ev) } else {
+                            browser::picked_file(&ev).map(TrainData::Csv).ok_or_else(String::new)
+                        };
+                        match picked {
+                            Ok(d) => data.set(Some(SendWrapper::new(d))),
+                            Err(e) => {
+                                data.set(None);
+                                if !e.is_empty() {
+                                    pick_error.set(Some(e));
+                                }
+                            }
+                        }
                     }/>
+                {move || pick_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+                {move || data.with(|d| d.as_ref().map(|d| d.describe())).map(|d| view! {
+                    <p class="hint" id="train-picked">{format!("Picked: {d}")}</p>
+                })}
                 <label for="train-backend">"Train on"</label>
                 <select id="train-backend" bind:value=backend disabled=running>
                     <option value="auto">"The best this browser offers"</option>
@@ -321,9 +383,9 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                 </p>
                 <div class="inline">
                     <button type="button" id="train-start"
-                        disabled=move || running() || file.with(Option::is_none)
+                        disabled=move || running() || data.with(Option::is_none)
                         on:click=start>
-                        "Train with this file"
+                        "Train with this data"
                     </button>
                     {move || running().then(|| view! {
                         <button type="button" id="train-cancel" class="secondary"
@@ -359,6 +421,17 @@ mod tests {
     }
 
     #[test]
+    fn images_are_labelled_by_their_folder() {
+        assert_eq!(image_label("digits/7/a.png", "a.png").as_deref(), Some("7"));
+        assert_eq!(
+            image_label("digits/cat/b.JPG", "b.JPG").as_deref(),
+            Some("cat")
+        );
+        assert_eq!(image_label("a.png", "a.png"), None);
+        assert_eq!(image_label("digits/7/notes.txt", "notes.txt"), None);
+    }
+
+    #[test]
     fn positions_and_summaries_read_well() {
         let p = TrainProgress {
             round: Some(2),
@@ -375,7 +448,7 @@ mod tests {
         };
         assert_eq!(
             summary(&o),
-            "Training finished after 2 round(s); the group's model is now version 7 (accuracy 0.800)."
+            "Training finished after 2 round(s); the group's model is now version 7 (accuracy 0.8)."
         );
     }
 }

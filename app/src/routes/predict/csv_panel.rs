@@ -288,11 +288,7 @@ fn result_view(o: Outcome) -> AnyView {
 /// The first rows of a CSV as a table; `added` columns are highlighted.
 fn preview_table(id: &'static str, p: &CsvPreview, added: &[String], what: &str) -> AnyView {
     let caption = if p.total_rows > p.rows.len() {
-        format!(
-            "{what}: first {} of {} rows",
-            p.rows.len(),
-            p.total_rows
-        )
+        format!("{what}: first {} of {} rows", p.rows.len(), p.total_rows)
     } else {
         format!("{what}: {} row(s)", p.total_rows)
     };

@@ -63,11 +63,7 @@ pub fn prediction_view(
     p: ImagePrediction,
     mode: &'static str,
 ) -> AnyView {
-    let best = p
-        .probabilities
-        .iter()
-        .copied()
-        .fold(0.0f64, f64::max);
+    let best = p.probabilities.iter().copied().fold(0.0f64, f64::max);
     view! {
         <p class="verdict" id=label_id data-label=p.label.clone() data-mode=mode>
             <span class="verdict-label">{p.label.clone()}</span>

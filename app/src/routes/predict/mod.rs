@@ -82,8 +82,9 @@ impl ModelInfo {
 /// Where predictions run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Runner {
-    /// In this browser, by the engine's worker.
-    Local { from_cache: bool },
+    /// In this browser, by the engine's worker; `offline`: the server could not be reached
+    /// and the browser's saved copy of the model is used.
+    Local { from_cache: bool, offline: bool },
     /// On the server, because the engine could not (`reason`, for people).
     Server { reason: String },
 }
@@ -139,6 +140,7 @@ async fn prepare(name: String) -> Result<Prepared, String> {
                 .unwrap_or_else(|_| ModelInfo::from_engine(&loaded)),
             runner: Runner::Local {
                 from_cache: loaded.from_cache,
+                offline: loaded.offline,
             },
         }),
         (Ok(package), Err(e)) => {
@@ -224,21 +226,25 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
     };
     let list_problem = move || {
         deployments.get().and_then(|r| match r {
-            Ok(list) if list.is_empty() => Some(view! {
-                <p class="hint" id="no-models">
-                    "No model is deployed for you yet. Models appear here when a training "
-                    "group you belong to promotes one, or when one is shared publicly."
-                </p>
-            }
-            .into_any()),
+            Ok(list) if list.is_empty() => Some(
+                view! {
+                    <p class="hint" id="no-models">
+                        "No model is deployed for you yet. Models appear here when a training "
+                        "group you belong to promotes one, or when one is shared publicly."
+                    </p>
+                }
+                .into_any(),
+            ),
             Ok(_) => None,
-            Err(e) if e.status() == Some(401) => Some(view! {
-                <p class="hint">
-                    <A href="/sign-in">"Sign in"</A>
-                    " to see the models of your groups; public models open from their link."
-                </p>
-            }
-            .into_any()),
+            Err(e) if e.status() == Some(401) => Some(
+                view! {
+                    <p class="hint">
+                        <A href="/sign-in">"Sign in"</A>
+                        " to see the models of your groups; public models open from their link."
+                    </p>
+                }
+                .into_any(),
+            ),
             Err(e) => Some(view! { <p class="hint">{e.to_string()}</p> }.into_any()),
         })
     };
@@ -287,12 +293,17 @@ fn Ready(p: Prepared) -> impl IntoView {
         let r = runner.get();
         let mode = r.mode();
         let text = match r {
-            Runner::Local { from_cache: true } => {
-                "Runs in your browser, from its saved copy of the model: your data never leaves \
-                 this computer, and it works offline."
+            Runner::Local { offline: true, .. } => {
+                "The server cannot be reached: the model runs in your browser from the copy it \
+                 saved when you last used it. Your data never leaves this computer."
                     .to_string()
             }
-            Runner::Local { from_cache: false } => {
+            Runner::Local {
+                from_cache: true, ..
+            } => "Runs in your browser, from its saved copy of the model: your data never \
+                  leaves this computer, and it works offline."
+                .to_string(),
+            Runner::Local { .. } => {
                 "Runs in your browser: your data never leaves this computer.".to_string()
             }
             Runner::Server { reason } => format!(
