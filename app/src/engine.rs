@@ -635,7 +635,7 @@ pub fn to_json(v: &JsValue) -> Value {
     } else if let Some(b) = v.as_bool() {
         Value::Bool(b)
     } else if let Some(n) = v.as_f64() {
-        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+        number(n)
     } else if let Some(s) = v.as_string() {
         Value::String(s)
     } else if Array::is_array(v) {
@@ -644,7 +644,7 @@ pub fn to_json(v: &JsValue) -> Value {
         js_sys::Float64Array::new(v)
             .to_vec()
             .into_iter()
-            .map(|n| serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
+            .map(number)
             .collect()
     } else if v.is_object() {
         let entries = Object::entries(v.unchecked_ref());
@@ -662,10 +662,36 @@ pub fn to_json(v: &JsValue) -> Value {
     }
 }
 
+/// A JS number as JSON: whole numbers (within 2^53) as integers, so that counts and ids
+/// deserialize as such; non-finite numbers as `null`.
+fn number(n: f64) -> Value {
+    const SAFE: f64 = 9_007_199_254_740_991.0;
+    if n.fract() == 0.0 && n.abs() <= SAFE {
+        Value::from(n as i64)
+    } else {
+        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+    }
+}
+
 /// A JSON value as a JS object (or array, ...).
 pub fn from_json(v: &Value) -> Object {
     js_sys::JSON::parse(&v.to_string())
         .ok()
         .and_then(|v| v.dyn_into::<Object>().ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_numbers_stay_integers() {
+        assert_eq!(number(25.0), serde_json::json!(25));
+        assert!(serde_json::from_value::<u64>(number(25.0)).is_ok());
+        assert_eq!(number(0.5), serde_json::json!(0.5));
+        assert_eq!(number(-3.0), serde_json::json!(-3));
+        assert_eq!(number(f64::NAN), Value::Null);
+        assert_eq!(number(1e300), serde_json::json!(1e300));
+    }
 }

@@ -294,8 +294,7 @@ pub struct Created {
     /// Others join with it (`POST /api/groups/join`).
     pub join_code: String,
     /// The creator's own membership.
-    #[serde(default)]
-    pub member_id: Option<i64>,
+    pub member_id: i64,
 }
 
 /// `POST /api/groups/join`: the signed-in caller becomes a member (`201`), or gets its

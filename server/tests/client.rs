@@ -457,6 +457,16 @@ async fn only_weight_updates_and_column_summaries_leave_a_client() {
         let report = t.await.unwrap().unwrap();
         assert_eq!(report.rounds_trained, vec![1, 2]);
     }
+    // Members poll the brief form of the current round: no other member's numbers in it.
+    let brief = owner
+        .current_round(created.group_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(brief.round, 2);
+    assert!(brief.client_metrics.is_empty() && brief.evaluation.clients.is_empty());
+    let full = owner.round(created.group_id, 2).await.unwrap();
+    assert_eq!(full.client_metrics.len(), 2);
     let spec: ModelSpec = serde_json::from_value(
         owner.versions(created.group_id).await.unwrap().versions[0]
             .spec

@@ -3,51 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Something clients of a group should react to.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum GroupEvent {
-    /// Sent first on every connection: where the group stands now.
-    Snapshot {
-        phase: String,
-        current_round: Option<i64>,
-        round_state: Option<String>,
-    },
-    PhaseChanged {
-        phase: String,
-    },
-    RoundOpened {
-        round: i64,
-        deadline_at: i64,
-    },
-    RoundClosed {
-        round: i64,
-        version_id: i64,
-    },
-    RoundFailed {
-        round: i64,
-        reason: String,
-    },
-    MemberJoined {
-        member_id: i64,
-    },
-}
-
-impl GroupEvent {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            GroupEvent::Snapshot { .. } => "snapshot",
-            GroupEvent::PhaseChanged { .. } => "phase_changed",
-            GroupEvent::RoundOpened { .. } => "round_opened",
-            GroupEvent::RoundClosed { .. } => "round_closed",
-            GroupEvent::RoundFailed { .. } => "round_failed",
-            GroupEvent::MemberJoined { .. } => "member_joined",
-        }
-    }
-}
+/// Something clients of a group should react to; the wire type shared with the clients.
+pub use b3o_models::protocol::GroupEvent;
 
 #[derive(Default)]
 pub struct EventHub {

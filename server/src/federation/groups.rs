@@ -9,27 +9,19 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::auth;
 use super::events::GroupEvent;
-use super::model::{CreateGroup, ModelTemplate};
+// The wire types are shared with the clients (`b3o_models::protocol`).
+use super::model::{CreateGroup, Created, Join, Joined, ModelTemplate, Ready};
 use super::rounds;
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-#[derive(Debug, Serialize)]
-pub struct Created {
-    pub group_id: i64,
-    /// Others join with it (`POST /api/groups/join`); the owner can read it again on the group.
-    pub join_code: String,
-    /// The creator's own membership: owners can train too.
-    pub member_id: i64,
-}
 
 /// `POST /api/groups`: the caller becomes the group's owner and its first member.
 pub async fn create(
@@ -105,24 +97,6 @@ fn new_join_code() -> String {
     (0..10)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Join {
-    #[serde(alias = "code")]
-    pub join_code: String,
-    /// How the other members see this one (e.g. the organisation); defaults to the account's
-    /// organisation, else its display name.
-    #[serde(default)]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Joined {
-    pub group_id: i64,
-    pub member_id: i64,
-    pub name: String,
 }
 
 /// `POST /api/groups/join`: the caller becomes a member (201). Idempotent: a caller who is
@@ -296,12 +270,6 @@ async fn active_membership(
     .bind(user_id)
     .fetch_optional(db)
     .await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ready {
-    pub num_samples: u64,
 }
 
 pub async fn ready(

@@ -13,11 +13,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::RoundAccumulator;
+// The wire types are shared with the clients (`b3o_models::protocol`).
 use super::auth::{self, Member};
+use super::model::{Accepted, Evaluation, Failure};
 use super::rounds::{self, GroupSettings};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
@@ -25,15 +26,6 @@ use crate::blobs;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strategy::{self, Accumulation, WeightedMean};
-
-/// The answer to an accepted update; a retry gets exactly the same.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Accepted {
-    pub update_id: i64,
-    pub round: i64,
-    pub num_samples: i64,
-    pub sha256: String,
-}
 
 struct RoundRow {
     id: i64,
@@ -424,12 +416,6 @@ async fn check_norm(
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Failure {
-    pub reason: String,
-}
-
 /// A selected member reports that it cannot deliver this round (out of memory, no data...):
 /// the round stops waiting for it, and the strategy sees the failure.
 pub async fn report_failure(
@@ -470,13 +456,6 @@ pub async fn report_failure(
     Ok(Json(
         json!({ "round": number, "member_id": member.id, "status": "failed" }),
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Evaluation {
-    pub num_samples: u64,
-    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// Flower's evaluate phase: a member's metrics of round `n`'s resulting global model on its own

@@ -87,7 +87,12 @@ impl SingleRowPlan {
         };
         let input = Tensor::from_shape(&self.input_shape, row).map_err(run)?;
         let outputs = state.run(tvec!(input.into_tvalue())).map_err(run)?;
-        let values: Vec<f32> = outputs[0].as_slice::<f32>().map_err(run)?.to_vec();
+        let values: Vec<f32> = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(run)?
+            .iter()
+            .copied()
+            .collect();
         drop(outputs);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE_STATES {
