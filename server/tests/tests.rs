@@ -5,6 +5,6 @@ mod accounts;
 mod client;
 mod federation;
 mod inference;
-mod simulate;
 mod jobs;
+mod simulate;
 mod support;

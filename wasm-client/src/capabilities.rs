@@ -135,10 +135,11 @@ pub async fn training_device(
         BackendChoice::Cpu => Ok((device::flex(), TrainingBackend::Flex)),
         BackendChoice::Wgpu => Ok((device::webgpu().await?, TrainingBackend::Wgpu)),
         BackendChoice::Auto => {
-            if device::WGPU_BUILT && detect().await.webgpu {
-                if let Ok(d) = device::webgpu().await {
-                    return Ok((d, TrainingBackend::Wgpu));
-                }
+            if device::WGPU_BUILT
+                && detect().await.webgpu
+                && let Ok(d) = device::webgpu().await
+            {
+                return Ok((d, TrainingBackend::Wgpu));
             }
             Ok((device::flex(), TrainingBackend::Flex))
         }
@@ -186,7 +187,10 @@ mod tests {
     fn burn_block<T>(f: impl Future<Output = T>) -> T {
         // No async runtime in this crate's tests: a ready future completes on first poll.
         let mut f = std::pin::pin!(f);
-        match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
             std::task::Poll::Ready(v) => v,
             std::task::Poll::Pending => panic!("not ready"),
         }

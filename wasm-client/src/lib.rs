@@ -17,9 +17,9 @@
 #[cfg(any(target_arch = "wasm32", feature = "infer", feature = "train"))]
 pub mod browser;
 pub mod capabilities;
-#[cfg(feature = "fl")]
-pub mod fl;
 #[cfg(feature = "infer")]
 pub mod codeless;
+#[cfg(feature = "fl")]
+pub mod fl;
 #[cfg(feature = "infer")]
 pub mod inference;

@@ -41,7 +41,9 @@ async fn detects_the_webgpu_adapter_and_picks_wgpu_for_training() {
     assert_eq!(confirmed.training_backend, TrainingBackend::Wgpu);
     // The page is not cross-origin isolated: no threads, and the engine does not need them.
     assert!(!confirmed.cross_origin_isolated);
-    let (_, cpu) = capabilities::training_device(BackendChoice::Cpu).await.unwrap();
+    let (_, cpu) = capabilities::training_device(BackendChoice::Cpu)
+        .await
+        .unwrap();
     assert_eq!(cpu, TrainingBackend::Flex);
 }
 
@@ -66,11 +68,21 @@ async fn a_training_step_on_webgpu_matches_the_cpu() {
         let on_cpu = train_step_check(problem, steps, batch, &Device::flex())
             .await
             .unwrap();
-        assert_close(&format!("{problem:?} loss"), &on_gpu.losses, &on_cpu.losses, 1e-4);
+        assert_close(
+            &format!("{problem:?} loss"),
+            &on_gpu.losses,
+            &on_cpu.losses,
+            1e-4,
+        );
         let diff = max_difference(&on_gpu.outcome.weights, &on_cpu.outcome.weights);
         assert!(diff <= 1e-4, "{problem:?}: weights differ by {diff}");
         let (g, c) = (&on_gpu.outcome.metrics, &on_cpu.outcome.metrics);
-        assert_close(&format!("{problem:?} final loss"), &[g.loss], &[c.loss], 1e-4);
+        assert_close(
+            &format!("{problem:?} final loss"),
+            &[g.loss],
+            &[c.loss],
+            1e-4,
+        );
         assert_eq!(g.accuracy, c.accuracy, "{problem:?}");
     }
 }
@@ -129,7 +141,11 @@ async fn a_cached_model_loads_and_predicts_offline() {
     let p = package("offline-digits", &spec, 7, &onnx);
     let cache = WebCache::open().await;
     cache
-        .save(&loader::onnx_url(server, &p), &onnx, "application/octet-stream")
+        .save(
+            &loader::onnx_url(server, &p),
+            &onnx,
+            "application/octet-stream",
+        )
         .await;
     cache
         .save(
@@ -164,7 +180,10 @@ async fn a_cached_model_loads_and_predicts_offline() {
         .map_err(JsValue::from)
         .unwrap_err();
     let message = js::message(&err);
-    assert!(message.contains("has not been used on this device"), "{message}");
+    assert!(
+        message.contains("has not been used on this device"),
+        "{message}"
+    );
 }
 
 /// The engine's CSV output is the server's codeless CSV, byte for byte.

@@ -22,10 +22,7 @@ fn param<const D: usize>(t: &NamedTensor, device: &Device) -> Result<Param<Tenso
     ))
 }
 
-async fn read<const D: usize>(
-    name: &str,
-    p: &Param<Tensor<D>>,
-) -> Result<NamedTensor, ModelError> {
+async fn read<const D: usize>(name: &str, p: &Param<Tensor<D>>) -> Result<NamedTensor, ModelError> {
     let tensor = p.val();
     let shape = tensor.dims().to_vec();
     let data = super::predict::read_f32(tensor, name).await?;

@@ -244,7 +244,11 @@ impl Engine {
         clock: &dyn Fn() -> f64,
     ) -> Result<LatencyStats, EngineError> {
         let m = self.get(name)?;
-        let (batch, samples, calls) = (batch.max(1), samples.clamp(1, 100_000), calls.clamp(1, 10_000));
+        let (batch, samples, calls) = (
+            batch.max(1),
+            samples.clamp(1, 100_000),
+            calls.clamp(1, 10_000),
+        );
         let input = vec![0.0f32; batch * m.predictor.row_len()];
         for _ in 0..calls {
             m.predictor.predict(&input, batch)?;
@@ -344,7 +348,10 @@ mod tests {
         assert_eq!(info["input_columns"], json!(["Age", "Geography"]));
         assert_eq!(info["target"], "Exited");
         assert_eq!(info["labels"], json!(["stayed", "left"]));
-        assert_eq!((info["version"].as_i64(), info["from_cache"].as_bool()), (Some(4), Some(true)));
+        assert_eq!(
+            (info["version"].as_i64(), info["from_cache"].as_bool()),
+            (Some(4), Some(true))
+        );
 
         let csv = "Id,Age,Geography\n1,30,Spain\n2,,Germany\n\n3,55,France\n";
         let mut seen = Vec::new();
@@ -358,7 +365,10 @@ mod tests {
             "byte-identical to the server's codeless CSV"
         );
         assert_eq!((reply.rows, seen), (3, vec![3]));
-        assert_eq!(reply.added_columns, ["prediction_label", "prediction_probability"]);
+        assert_eq!(
+            reply.added_columns,
+            ["prediction_label", "prediction_probability"]
+        );
 
         let rows = json!([{ "Age": 30, "Geography": "Spain" }, { "Age": null, "Geography": null }]);
         let out = engine.predict_rows("churn", &rows).unwrap();
@@ -375,7 +385,11 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("`Geography`"), "{err}");
         let err = engine
-            .predict_csv("churn", b"Age,Geography\n1,France\nold,Spain\n", &mut |_| {})
+            .predict_csv(
+                "churn",
+                b"Age,Geography\n1,France\nold,Spain\n",
+                &mut |_| {},
+            )
             .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("row 2") && msg.contains("`Age`"), "{msg}");
@@ -392,7 +406,13 @@ mod tests {
         let mut engine = Engine::default();
         let spec = ModelSpec::mnist_cnn();
         let info = engine.insert("digits", loaded("digits", &spec)).unwrap();
-        assert_eq!((info["kind"].as_str(), info["input_columns"].as_array().map(Vec::len)), (Some("image"), Some(0)));
+        assert_eq!(
+            (
+                info["kind"].as_str(),
+                info["input_columns"].as_array().map(Vec::len)
+            ),
+            (Some("image"), Some(0))
+        );
         let mut pixels = vec![0.0f32; 784];
         (0..28).for_each(|r| pixels[r * 28 + 14] = 1.0);
         let out = engine.predict_pixels("digits", &pixels).unwrap();

@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 
 use js_sys::{Array, Function, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -172,7 +171,9 @@ fn image_files(images: &JsValue) -> Result<Vec<(String, String, Vec<u8>)>, JsErr
             };
             let bytes = Reflect::get(&f, &"bytes".into())
                 .ok()
-                .filter(|b| b.is_instance_of::<Uint8Array>() || b.is_instance_of::<js_sys::ArrayBuffer>())
+                .filter(|b| {
+                    b.is_instance_of::<Uint8Array>() || b.is_instance_of::<js_sys::ArrayBuffer>()
+                })
                 .map(|b| Uint8Array::new(&b).to_vec())
                 .ok_or_else(|| JsError::new(&format!("files[{i}]: `bytes` is missing")))?;
             Ok((text("label")?, text("name")?, bytes))
@@ -196,7 +197,14 @@ pub async fn run_client(
         "csv" => {
             let bytes = data.ok_or_else(|| JsError::new("no file to train on"))?;
             LocalData::from_csv(&bytes).map_err(|e| {
-                error(format!("{}: {e}", if args.file_name.is_empty() { "the file" } else { &args.file_name }))
+                error(format!(
+                    "{}: {e}",
+                    if args.file_name.is_empty() {
+                        "the file"
+                    } else {
+                        &args.file_name
+                    }
+                ))
             })?
         }
         "images" => LocalData::from_images(image_files(&images)?).map_err(error)?,
@@ -228,13 +236,14 @@ pub async fn run_client(
     }));
     let observer = {
         let progress = progress.clone();
-        Arc::new(move |e: &ClientEvent| progress.borrow_mut().event(e))
+        move |e: &ClientEvent| progress.borrow_mut().event(e)
     };
     let options = ParticipantOptions {
         name: args.name.clone(),
         ..ParticipantOptions::default()
     };
-    let mut participant = Participant::new(api, AsyncTrainer::new(device), observer, local, options);
+    let mut participant =
+        Participant::new(api, AsyncTrainer::new(device), observer, local, options);
     let cancel = participant.cancel_token();
     register_run(id, Box::new(move || cancel.cancel()));
     let result = async {

@@ -123,15 +123,20 @@ pub fn predict_csv(
             let _ = f.call1(&JsValue::NULL, &JsValue::from(rows as f64));
         }
     };
-    let reply = with_engine(|e| e.predict_csv(model, csv.as_bytes(), &mut progress))
-        .map_err(error)?;
+    let reply =
+        with_engine(|e| e.predict_csv(model, csv.as_bytes(), &mut progress)).map_err(error)?;
     let out = Object::new();
     let text = String::from_utf8(reply.csv)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     let set = |k: &str, v: JsValue| Reflect::set(&out, &k.into(), &v).map(|_| ());
     set("csv", text.into())
         .and_then(|_| set("rows", (reply.rows as f64).into()))
-        .and_then(|_| set("added_columns", to_js(&reply.added_columns).map_err(JsValue::from)?))
+        .and_then(|_| {
+            set(
+                "added_columns",
+                to_js(&reply.added_columns).map_err(JsValue::from)?,
+            )
+        })
         .map_err(|e| JsError::new(&js::message(&e)))?;
     Ok(out.into())
 }
@@ -178,8 +183,8 @@ pub fn bench_inference(
     samples: usize,
     calls: usize,
 ) -> Result<JsValue, JsError> {
-    let stats = with_engine(|e| e.latency(model, batch, samples, calls, &js::now_ms))
-        .map_err(error)?;
+    let stats =
+        with_engine(|e| e.latency(model, batch, samples, calls, &js::now_ms)).map_err(error)?;
     to_js(&stats)
 }
 

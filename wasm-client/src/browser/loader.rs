@@ -56,7 +56,9 @@ pub struct LoadedPackage {
 pub enum LoadError {
     #[error("no deployed model is named `{0}`")]
     NotFound(String),
-    #[error("you may not use model `{model}` (HTTP {status}): sign in with an account of its group")]
+    #[error(
+        "you may not use model `{model}` (HTTP {status}): sign in with an account of its group"
+    )]
     Forbidden { model: String, status: u16 },
     #[error("the server answered HTTP {status} for {url}: {message}")]
     Http {
@@ -64,7 +66,9 @@ pub enum LoadError {
         status: u16,
         message: String,
     },
-    #[error("cannot reach the server ({reason}) and model `{model}` has not been used on this device before")]
+    #[error(
+        "cannot reach the server ({reason}) and model `{model}` has not been used on this device before"
+    )]
     Offline { model: String, reason: String },
     #[error("the model package of `{model}` is not valid: {reason}")]
     BadPackage { model: String, reason: String },
@@ -143,10 +147,7 @@ fn parse_package(model: &str, bytes: &[u8]) -> Result<ModelPackage, LoadError> {
             package.format
         )));
     }
-    package
-        .spec
-        .validate()
-        .map_err(|e| bad(e.to_string()))?;
+    package.spec.validate().map_err(|e| bad(e.to_string()))?;
     if package.onnx_bytes > MAX_ONNX_BYTES {
         return Err(bad(format!(
             "its ONNX file is {} bytes, more than the {MAX_ONNX_BYTES} a browser loads",
@@ -384,7 +385,10 @@ mod tests {
         serve(&mut net, "", 1, b"model-v1");
         let store = FakeStore::default();
         let first = run(load("", "digits", &net, &store)).unwrap();
-        assert_eq!((first.onnx.as_slice(), first.from_cache, first.offline), (&b"model-v1"[..], false, false));
+        assert_eq!(
+            (first.onnx.as_slice(), first.from_cache, first.offline),
+            (&b"model-v1"[..], false, false)
+        );
         assert_eq!(net.requests.borrow().len(), 2);
 
         // Same version again: only the package is asked for.
@@ -400,7 +404,10 @@ mod tests {
         // Server gone: the last package seen is used.
         net.down = true;
         let off = run(load("", "digits", &net, &store)).unwrap();
-        assert_eq!((off.package.version, off.onnx.as_slice()), (2, &b"model-v2"[..]));
+        assert_eq!(
+            (off.package.version, off.onnx.as_slice()),
+            (2, &b"model-v2"[..])
+        );
         assert!(off.offline && off.from_cache);
 
         // A 503 counts as unreachable too.
@@ -420,7 +427,8 @@ mod tests {
         let mut net = FakeNet::default();
         serve(&mut net, "", 1, b"model-v1");
         let url = onnx_url("", &package(1, b"model-v1"));
-        net.routes.insert(url.clone(), ok(b"model-v1 tampered".to_vec()));
+        net.routes
+            .insert(url.clone(), ok(b"model-v1 tampered".to_vec()));
         let store = FakeStore::default();
         let err = run(load("", "digits", &net, &store)).unwrap_err();
         assert!(matches!(err, LoadError::Integrity { .. }), "{err}");
@@ -428,7 +436,10 @@ mod tests {
 
         // A corrupt cache entry is replaced by a fresh download.
         net.routes.insert(url.clone(), ok(b"model-v1".to_vec()));
-        store.0.borrow_mut().insert(url.clone(), b"garbage".to_vec());
+        store
+            .0
+            .borrow_mut()
+            .insert(url.clone(), b"garbage".to_vec());
         let fresh = run(load("", "digits", &net, &store)).unwrap();
         assert!(!fresh.from_cache);
         assert_eq!(store.0.borrow()[&url], b"model-v1");

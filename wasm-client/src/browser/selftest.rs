@@ -145,9 +145,7 @@ mod tests {
     #[test]
     fn the_checks_train_and_are_deterministic() {
         for problem in [Problem::Mlp, Problem::ChurnB3o, Problem::Cnn] {
-            let run = || {
-                burn_block(train_step_check(problem, 3, 8, &Device::flex())).unwrap()
-            };
+            let run = || burn_block(train_step_check(problem, 3, 8, &Device::flex())).unwrap();
             let a = run();
             assert_eq!(a.losses.len(), 3);
             assert!(a.losses.iter().all(|l| l.is_finite()));

@@ -55,7 +55,9 @@ fn problem(name: &str) -> Result<Problem, JsError> {
     })
 }
 
-pub(super) async fn device(backend: &str) -> Result<(b3o_models::Device, TrainingBackend), JsError> {
+pub(super) async fn device(
+    backend: &str,
+) -> Result<(b3o_models::Device, TrainingBackend), JsError> {
     capabilities::training_device(choice(backend)?)
         .await
         .map_err(error)
@@ -74,9 +76,14 @@ pub async fn train_step_check(
     let (device, used) = device(&backend).await?;
     let p = problem(problem_name.as_deref().unwrap_or("mlp"))?;
     let start = js::now_ms();
-    let check = selftest::train_step_check(p, steps.unwrap_or(3).clamp(1, 100), batch.unwrap_or(8).clamp(1, 1024), &device)
-        .await
-        .map_err(error)?;
+    let check = selftest::train_step_check(
+        p,
+        steps.unwrap_or(3).clamp(1, 100),
+        batch.unwrap_or(8).clamp(1, 1024),
+        &device,
+    )
+    .await
+    .map_err(error)?;
     to_js(&serde_json::json!({
         "backend": used.as_str(),
         "losses": check.losses,
@@ -113,9 +120,14 @@ pub async fn bench_training(
     .map_err(error)?;
     let data = p.data(rows);
     let start = js::now_ms();
-    b3o_models::train::train_local_async(&spec, &weights, &data, &cfg(epochs), &device, &mut |_| {
-        std::ops::ControlFlow::Continue(())
-    })
+    b3o_models::train::train_local_async(
+        &spec,
+        &weights,
+        &data,
+        &cfg(epochs),
+        &device,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
     .await
     .map_err(error)?;
     let seconds = (js::now_ms() - start) / 1000.0;

@@ -91,7 +91,6 @@ impl WebCache {
         .await;
         Self { cache }
     }
-
 }
 
 impl Store for WebCache {
@@ -126,4 +125,3 @@ pub async fn clear_cache() -> bool {
         .and_then(|v| v.as_bool())
         .unwrap_or(false)
 }
-

@@ -25,7 +25,7 @@ use tract_core::ops::nn::{self, DataFormat, Softmax};
 const ONNX_FLOAT: i32 = 1;
 
 fn values(t: &TensorProto) -> Result<Vec<f32>, String> {
-    if t.data_type != ONNX_FLOAT || t.raw_data.len() % 4 != 0 {
+    if t.data_type != ONNX_FLOAT || !t.raw_data.len().is_multiple_of(4) {
         return Err(format!("initializer `{}` is not f32 raw data", t.name));
     }
     Ok(t.raw_data
@@ -85,7 +85,12 @@ pub fn decode(onnx: &[u8]) -> Result<(ModelSpec, WeightSet), String> {
     Ok((spec, weights))
 }
 
-fn constant(model: &mut TypedModel, name: &str, shape: &[usize], data: &[f32]) -> TractResult<OutletId> {
+fn constant(
+    model: &mut TypedModel,
+    name: &str,
+    shape: &[usize],
+    data: &[f32],
+) -> TractResult<OutletId> {
     model.add_const(name, Tensor::from_shape(shape, data)?)
 }
 
@@ -110,7 +115,10 @@ fn dense(
 
 fn relu(model: &mut TypedModel, name: &str, x: OutletId) -> TractResult<OutletId> {
     let rank = model.outlet_fact(x)?.rank();
-    let zero = model.add_const(format!("{name}.zero"), tensor0(0f32).broadcast_into_rank(rank)?)?;
+    let zero = model.add_const(
+        format!("{name}.zero"),
+        tensor0(0f32).broadcast_into_rank(rank)?,
+    )?;
     Ok(model.wire_node(name, math::max(), &[x, zero])?[0])
 }
 
@@ -143,7 +151,12 @@ fn conv(
 }
 
 /// 2x2 max pooling, stride 2, no padding (floor), over `channels` channels.
-fn max_pool(model: &mut TypedModel, name: &str, x: OutletId, channels: usize) -> TractResult<OutletId> {
+fn max_pool(
+    model: &mut TypedModel,
+    name: &str,
+    x: OutletId,
+    channels: usize,
+) -> TractResult<OutletId> {
     let op = MaxPool {
         pool_spec: PoolSpec {
             data_format: DataFormat::NCHW,
@@ -196,7 +209,13 @@ pub fn build(spec: &ModelSpec, weights: &WeightSet) -> TractResult<TypedModel> {
             x = conv(&mut model, "conv2", x, &t[2], &t[3])?;
             x = relu(&mut model, "conv2.relu", x)?;
             x = max_pool(&mut model, "pool2", x, cfg.conv2_channels)?;
-            let dims: TVec<TDim> = model.outlet_fact(x)?.shape.iter().skip(1).cloned().collect();
+            let dims: TVec<TDim> = model
+                .outlet_fact(x)?
+                .shape
+                .iter()
+                .skip(1)
+                .cloned()
+                .collect();
             let flat: TDim = dims.iter().product();
             x = model.wire_node("flatten", AxisOp::Reshape(1, dims, tvec![flat]), &[x])?[0];
             x = dense(&mut model, "fc", x, &t[4], &t[5])?;

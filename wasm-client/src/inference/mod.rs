@@ -332,7 +332,11 @@ mod tests {
         proto.metadata_props.clear();
         let err = OnnxPredictor::load_b3o(&proto.encode_to_vec()).unwrap_err();
         assert!(err.to_string().contains("b3o.spec"), "{err}");
-        for bytes in [&b""[..], b"garbage", &export_onnx(&spec, &weights).unwrap()[..30]] {
+        for bytes in [
+            &b""[..],
+            b"garbage",
+            &export_onnx(&spec, &weights).unwrap()[..30],
+        ] {
             assert!(matches!(
                 OnnxPredictor::load_b3o(bytes),
                 Err(InferenceError::InvalidModel(_))
