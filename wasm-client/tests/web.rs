@@ -39,8 +39,8 @@ async fn detects_the_webgpu_adapter_and_picks_wgpu_for_training() {
     assert_eq!(caps.training_backend, TrainingBackend::Wgpu);
     let confirmed = capabilities::detect_training().await;
     assert_eq!(confirmed.training_backend, TrainingBackend::Wgpu);
-    // The page is not cross-origin isolated: no threads, and the engine does not need them.
-    assert!(!confirmed.cross_origin_isolated);
+    // Isolation depends on the page's headers (wasm-bindgen-test-runner sends COOP/COEP); the
+    // engine must work either way, so the flag is only reported, never required.
     let (_, cpu) = capabilities::training_device(BackendChoice::Cpu)
         .await
         .unwrap();
