@@ -342,7 +342,17 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
     // all four members and got their evaluations.
     let versions = owner_api.versions(gid).await.unwrap().versions;
     let rounds: Vec<i64> = versions.iter().map(|v| v.round).collect();
-    assert_eq!(rounds, vec![0, 1, 2, 3]);
+    if rounds != [0, 1, 2, 3] {
+        let mut states = Vec::new();
+        for n in 1..=3 {
+            let r = owner_api.round(gid, n).await.unwrap();
+            states.push(format!(
+                "round {n}: {:?}, failure {:?}, {} of {} reported",
+                r.state, r.failure, r.reported, r.selected
+            ));
+        }
+        panic!("versions of rounds {rounds:?}; {states:#?}\n{a_out}\n{b_out}");
+    }
     let last = owner_api.round(gid, 3).await.unwrap();
     assert_eq!(last.reported, 4);
     assert_eq!(last.evaluation.clients.len(), 4, "{:?}", last.evaluation);

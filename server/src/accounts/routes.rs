@@ -291,7 +291,7 @@ pub(crate) async fn change_password(
     }
     password::check_policy(&body.new_password, &user.email)?;
     let hash = password::hash(&state.accounts, body.new_password).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     sqlx::query(
         "UPDATE users SET password_hash = ?, must_change_password = 0, updated_at = ? \
          WHERE id = ?",

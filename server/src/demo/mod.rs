@@ -119,7 +119,7 @@ pub async fn publish(state: &AppState, p: Publish) -> Result<Published, ApiError
         optimizer: protocol::Optimizer::Adam,
         lr: 1e-3,
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let group_id: i64 = sqlx::query_scalar(
         "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
              template_json, hyper_json, strategy_json, layout_json, preprocessing_json,
@@ -233,7 +233,7 @@ async fn insert_version(
 /// Adds a new version (the next round) with `weights` to a group made by [`publish`], without
 /// deploying it: what a finished round would have produced. Returns its id.
 pub async fn add_version(state: &AppState, group_id: i64, p: &Publish) -> Result<i64, ApiError> {
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let round: i64 = sqlx::query_scalar(
         "SELECT COALESCE(MAX(round), -1) + 1 FROM model_versions WHERE group_id = ?",
     )

@@ -33,7 +33,7 @@ pub async fn create(
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin_write(&state.db).await?;
         let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
                 template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,

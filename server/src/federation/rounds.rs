@@ -137,7 +137,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         .await
         .map_err(|e| ApiError::Internal(format!("writing initial weights: {e}")))?;
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let moved = sqlx::query(
         "UPDATE groups SET phase = 'training' WHERE id = ? AND phase IN ('enrolling', 'statistics')",
     )
@@ -429,7 +429,7 @@ async fn fail_round(
     reason: &str,
 ) -> Result<(), ApiError> {
     let group = load_group(&state.db, group_id).await?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE rounds SET state = 'failed', failure = ?, closed_at = ?
          WHERE id = ? AND state IN ('open', 'collecting', 'aggregating')
@@ -676,7 +676,7 @@ async fn aggregate(
         .collect();
     let metrics_json = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
 
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let still_aggregating: Option<i64> =
         sqlx::query_scalar("SELECT id FROM rounds WHERE id = ? AND state = 'aggregating'")
             .bind(round_id)

@@ -268,7 +268,7 @@ async fn receive(
     let accepted = {
         let lock = state.federation.group(group_id);
         let mut rt = lock.lock().await;
-        let mut tx = state.db.begin().await?;
+        let mut tx = crate::db::begin_write(&state.db).await?;
         // Commits only while the round still collects and the member is still selected: the
         // aggregation's state change takes the same group lock.
         let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(

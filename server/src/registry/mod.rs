@@ -236,7 +236,7 @@ async fn promote(
     check_name(&name)?;
     let (v, access) = visible_version(&state.db, &user, req.version_id).await?;
     access.require_owner()?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     let current: Option<i64> =
         sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
             .bind(&name)
@@ -304,7 +304,7 @@ async fn rollback(
             "deployment `{name}` has no earlier version to roll back to"
         )));
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     sqlx::query("DELETE FROM deployment_history WHERE id = ?")
         .bind(history[0].0)
         .execute(&mut *tx)

@@ -12,7 +12,7 @@ pub async fn create(state: &AppState, n: usize) -> Result<Vec<String>, ApiError>
     let hash = password::hash(&state.accounts, password::generate()).await?;
     let now = now();
     let mut tokens = Vec::with_capacity(n);
-    let mut tx = state.db.begin().await?;
+    let mut tx = crate::db::begin_write(&state.db).await?;
     for i in 0..n {
         let name = if i == 0 {
             "owner".to_string()
