@@ -1,14 +1,84 @@
 //! Dynamic batching of concurrent single-row requests: rows that arrive while a batch is
 //! running, or within `max_delay` of the first, run together as one batch of up to `max_batch`
-//! rows. A batch of 64 MLP rows costs ~3x one row (see BENCHMARKS.md), so under load this
+//! rows. A batch of 64 MLP rows costs ~7x one row (see BENCHMARKS.md), so under load this
 //! multiplies throughput; at low load a row waits at most `max_delay`.
+//!
+//! [`Runner`] runs a batch: one row on the model's batch-1 plan ([`super::single`]), more on
+//! the general plan; cheap batches (an MLP's) on the async worker itself, costly ones (a CNN's)
+//! on the blocking pool, by the per-row cost measured when the model loaded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use b3o_wasm_client::inference::{InferenceError, OnnxPredictor};
 use tokio::sync::{mpsc, oneshot};
+
+use super::single::SingleRowPlan;
+
+/// Batches estimated to take less than this run on the async worker: handing them to the
+/// blocking pool would cost as much as running them.
+const INLINE_BUDGET: Duration = Duration::from_micros(100);
+
+/// How a loaded model runs a batch.
+#[derive(Debug)]
+pub struct Runner {
+    predictor: OnnxPredictor,
+    single: Option<SingleRowPlan>,
+    /// Measured cost of one row in a small batch.
+    row_cost: Duration,
+}
+
+impl Runner {
+    /// Blocking (it times a few warm-up runs): call on the blocking pool.
+    pub fn new(predictor: OnnxPredictor, single: Option<SingleRowPlan>) -> Self {
+        let mut runner = Self {
+            predictor,
+            single,
+            row_cost: Duration::MAX,
+        };
+        let rows = 8;
+        let input = vec![0.0f32; rows * runner.predictor.row_len()];
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            if runner.predictor.predict(&input, rows).is_err() {
+                return runner;
+            }
+            best = best.min(started.elapsed());
+        }
+        runner.row_cost = best / rows as u32;
+        runner
+    }
+
+    /// The general plan.
+    pub fn predictor(&self) -> &OnnxPredictor {
+        &self.predictor
+    }
+
+    /// Runs `n` rows on this thread.
+    pub fn run_here(&self, input: &[f32], n: usize) -> Result<Vec<f32>, InferenceError> {
+        match &self.single {
+            Some(single) if n == 1 => single.predict(input),
+            _ => self.predictor.predict(input, n),
+        }
+    }
+
+    /// Runs `n` rows, on this worker when cheap, else on the blocking pool.
+    pub async fn run(
+        self: &Arc<Self>,
+        input: Vec<f32>,
+        n: usize,
+    ) -> Result<Vec<f32>, InferenceError> {
+        if self.row_cost.saturating_mul(n as u32) <= INLINE_BUDGET {
+            return self.run_here(&input, n);
+        }
+        let runner = self.clone();
+        tokio::task::spawn_blocking(move || runner.run_here(&input, n))
+            .await
+            .unwrap_or_else(|e| Err(InferenceError::Run(e.to_string())))
+    }
+}
 
 /// Batching limits.
 #[derive(Debug, Clone, Copy)]
@@ -42,10 +112,10 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batching task on the current tokio runtime.
-    pub fn spawn(predictor: OnnxPredictor, config: BatchConfig) -> Self {
+    pub fn spawn(runner: Arc<Runner>, config: BatchConfig) -> Self {
         let (tx, mut rx) = mpsc::channel::<Job>(4 * config.max_batch.max(1));
         let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-        let row_len = predictor.row_len();
+        let row_len = runner.predictor.row_len();
         let task_stats = stats.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
@@ -59,10 +129,7 @@ impl Batcher {
                 }
                 let n = jobs.len();
                 let input: Vec<f32> = jobs.iter().flat_map(|j| j.row.iter().copied()).collect();
-                let p = predictor.clone();
-                let result = tokio::task::spawn_blocking(move || p.predict(&input, n))
-                    .await
-                    .unwrap_or_else(|e| Err(InferenceError::Run(e.to_string())));
+                let result = runner.run(input, n).await;
                 task_stats.0.fetch_add(1, Ordering::Relaxed);
                 task_stats.1.fetch_add(n as u64, Ordering::Relaxed);
                 match result {
@@ -119,12 +186,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_rows_are_batched_and_each_gets_its_own_answer() {
         let spec = ModelSpec::mnist_cnn();
-        let p = OnnxPredictor::load(&export_onnx(&spec, &spec.init_weights(3)).unwrap()).unwrap();
+        let onnx = export_onnx(&spec, &spec.init_weights(3)).unwrap();
+        let p = OnnxPredictor::load(&onnx).unwrap();
         let config = BatchConfig {
             max_batch: 16,
             max_delay: Duration::from_millis(20),
         };
-        let batcher = Arc::new(Batcher::spawn(p.clone(), config));
+        let single = SingleRowPlan::from_onnx(&onnx).unwrap().unwrap();
+        let runner = Arc::new(Runner::new(p.clone(), Some(single)));
+        let batcher = Arc::new(Batcher::spawn(runner, config));
         let rows: Vec<Vec<f32>> = (0..40)
             .map(|i| (0..784).map(|j| ((i * 7 + j) % 13) as f32 / 13.0).collect())
             .collect();

@@ -15,7 +15,7 @@ use b3o_models::model::ModelSpec;
 use b3o_wasm_client::inference::OnnxPredictor;
 use tokio::sync::OnceCell;
 
-use super::batcher::{BatchConfig, Batcher};
+use super::batcher::{BatchConfig, Batcher, Runner};
 use super::telemetry;
 use crate::error::ApiError;
 
@@ -29,6 +29,8 @@ pub struct ServedModel {
     pub version_id: i64,
     pub spec: ModelSpec,
     pub predictor: OnnxPredictor,
+    /// Runs batches on the right plan and thread.
+    pub runner: Arc<Runner>,
     /// The ONNX file: what browsers download to run the model themselves.
     pub onnx: Bytes,
     /// Lower-case hex SHA-256 of [`ServedModel::onnx`] (package checksum and ETag).
@@ -44,14 +46,16 @@ impl ServedModel {
     pub fn new(
         version_id: i64,
         spec: ModelSpec,
-        predictor: OnnxPredictor,
+        runner: Runner,
         onnx: Bytes,
         batch: BatchConfig,
     ) -> Self {
+        let runner = Arc::new(runner);
         Self {
             version_id,
             spec,
-            predictor,
+            predictor: runner.predictor().clone(),
+            runner,
             onnx_sha256: crate::blobs::sha256_hex(&onnx),
             bytes: onnx.len(),
             onnx,
@@ -63,7 +67,7 @@ impl ServedModel {
     /// The model's batching queue, started on the current runtime on first use.
     pub fn batcher(&self) -> &Batcher {
         self.batcher
-            .get_or_init(|| Batcher::spawn(self.predictor.clone(), self.batch))
+            .get_or_init(|| Batcher::spawn(self.runner.clone(), self.batch))
     }
 }
 
@@ -190,7 +194,7 @@ mod tests {
         ServedModel::new(
             version_id,
             spec,
-            OnnxPredictor::load(&onnx).unwrap(),
+            Runner::new(OnnxPredictor::load(&onnx).unwrap(), None),
             onnx.into(),
             BatchConfig::default(),
         )

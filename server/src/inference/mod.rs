@@ -257,11 +257,21 @@ async fn load(
     let onnx = Bytes::from(onnx);
     let plan_input = onnx.clone();
     // The browser engine's loader first, so that both run the very same tract graph and their
-    // codeless CSV match byte for byte; any other ONNX through the general parser.
-    let predictor = tokio::task::spawn_blocking(move || {
-        OnnxPredictor::load_b3o(&plan_input)
+    // codeless CSV match byte for byte; any other ONNX through the general parser. Graphs B3O
+    // exported also get a batch-1 plan for single rows.
+    let runner = tokio::task::spawn_blocking(move || {
+        let predictor = OnnxPredictor::load_b3o(&plan_input)
             .map(|(p, _)| p)
-            .or_else(|_| OnnxPredictor::load(&plan_input))
+            .or_else(|_| OnnxPredictor::load(&plan_input))?;
+        let single = match single::SingleRowPlan::from_onnx(&plan_input) {
+            Some(Ok(plan)) => Some(plan),
+            Some(Err(e)) => {
+                tracing::warn!(version_id, error = %e, "no batch-1 plan; single rows use the general one");
+                None
+            }
+            None => None,
+        };
+        Ok::<_, b3o_wasm_client::inference::InferenceError>(batcher::Runner::new(predictor, single))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -272,7 +282,7 @@ async fn load(
         bytes = onnx.len(),
         "loaded a model for inference"
     );
-    Ok(ServedModel::new(version_id, spec, predictor, onnx, batch))
+    Ok(ServedModel::new(version_id, spec, runner, onnx, batch))
 }
 
 /// Maps an inference failure: a size mismatch is the caller's input, anything else ours.
@@ -297,10 +307,7 @@ impl ServedModel {
         let result = if n_rows == 1 {
             self.batcher().predict_one(inputs).await
         } else {
-            let model = self.clone();
-            tokio::task::spawn_blocking(move || model.predictor.predict(&inputs, n_rows))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
+            self.runner.run(inputs, n_rows).await
         };
         telemetry::record_run(self.version_id, n_rows, started.elapsed(), result.is_ok());
         result.map_err(inference_error)
