@@ -33,8 +33,8 @@ impl TrainingBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// WebGPU when the browser grants an adapter and burn can use it, the CPU otherwise.
-    /// Natively: the CPU.
+    /// WebGPU when the browser grants a hardware adapter and burn can use it, the CPU
+    /// otherwise (software adapters included). Natively: the CPU.
     #[default]
     Auto,
     /// WebGPU or an error.
@@ -47,10 +47,31 @@ pub enum BackendChoice {
 pub struct Capabilities {
     /// A WebGPU adapter was granted.
     pub webgpu: bool,
+    /// The adapter renders in software (SwiftShader, llvmpipe, a fallback adapter): slower than
+    /// the CPU backend for these models, so `auto` does not train on it.
+    pub software_gpu: bool,
+    /// The adapter's vendor / architecture / description, for display.
+    pub adapter: Option<String>,
     /// `crossOriginIsolated`: shared memory (threads) usable.
     pub cross_origin_isolated: bool,
-    /// The backend training will use.
+    /// The backend training will use under [`BackendChoice::Auto`].
     pub training_backend: TrainingBackend,
+}
+
+/// Words in an adapter's description that mean software rendering.
+const SOFTWARE_ADAPTERS: [&str; 5] = [
+    "swiftshader",
+    "llvmpipe",
+    "lavapipe",
+    "software",
+    "microsoft basic render",
+];
+
+/// Whether an adapter described by `text` (vendor, architecture, device, description) renders
+/// in software.
+pub fn is_software_adapter(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    SOFTWARE_ADAPTERS.iter().any(|w| text.contains(w))
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -63,31 +84,41 @@ mod detect {
         js_sys::global().into()
     }
 
-    /// `navigator.gpu.requestAdapter()` resolved to an adapter. Works in a window and in a worker
-    /// (both expose `navigator` on the global object); any failure means "no WebGPU".
-    pub async fn webgpu_adapter() -> bool {
-        let Ok(navigator) = Reflect::get(&global(), &"navigator".into()) else {
-            return false;
-        };
-        let Ok(gpu) = Reflect::get(&navigator, &"gpu".into()) else {
-            return false;
-        };
+    /// What `navigator.gpu.requestAdapter()` granted: the adapter's description and whether
+    /// it is a fallback (software) adapter; `None` without WebGPU. Works in a window and in a
+    /// worker (both expose `navigator` on the global object); any failure means "no WebGPU".
+    pub async fn webgpu_adapter() -> Option<(String, bool)> {
+        let navigator = Reflect::get(&global(), &"navigator".into()).ok()?;
+        let gpu = Reflect::get(&navigator, &"gpu".into()).ok()?;
         if gpu.is_undefined() || gpu.is_null() {
-            return false;
+            return None;
         }
-        let Ok(request) = Reflect::get(&gpu, &"requestAdapter".into()) else {
-            return false;
-        };
-        let Some(request) = request.dyn_ref::<Function>() else {
-            return false;
-        };
-        let Ok(promise) = request.call0(&gpu) else {
-            return false;
-        };
-        let Ok(promise) = promise.dyn_into::<Promise>() else {
-            return false;
-        };
-        matches!(JsFuture::from(promise).await, Ok(adapter) if !adapter.is_null() && !adapter.is_undefined())
+        let request = Reflect::get(&gpu, &"requestAdapter".into()).ok()?;
+        let promise = request.dyn_ref::<Function>()?.call0(&gpu).ok()?;
+        let adapter = JsFuture::from(promise.dyn_into::<Promise>().ok()?)
+            .await
+            .ok()?;
+        if adapter.is_null() || adapter.is_undefined() {
+            return None;
+        }
+        let get = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok();
+        let info = get(&adapter, "info").filter(|i| i.is_object());
+        let text = info.as_ref().map_or(String::new(), |info| {
+            ["vendor", "architecture", "device", "description"]
+                .iter()
+                .filter_map(|k| get(info, k).and_then(|v| v.as_string()))
+                .filter(|v| !v.is_empty())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        });
+        // `info.isFallbackAdapter` (current), `adapter.isFallbackAdapter` (older browsers).
+        let fallback = info
+            .as_ref()
+            .and_then(|i| get(i, "isFallbackAdapter"))
+            .or_else(|| get(&adapter, "isFallbackAdapter"))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        Some((text, fallback))
     }
 
     pub fn cross_origin_isolated() -> bool {
@@ -102,16 +133,22 @@ mod detect {
 /// `flex`.
 pub async fn detect() -> Capabilities {
     #[cfg(target_arch = "wasm32")]
-    let (webgpu, cross_origin_isolated) = (
+    let (adapter, cross_origin_isolated) = (
         detect::webgpu_adapter().await,
         detect::cross_origin_isolated(),
     );
     #[cfg(not(target_arch = "wasm32"))]
-    let (webgpu, cross_origin_isolated) = (false, false);
+    let (adapter, cross_origin_isolated): (Option<(String, bool)>, bool) = (None, false);
+    let software_gpu = adapter
+        .as_ref()
+        .is_some_and(|(text, fallback)| *fallback || is_software_adapter(text));
+    let webgpu = adapter.is_some();
     Capabilities {
         webgpu,
+        software_gpu,
+        adapter: adapter.map(|(text, _)| text).filter(|t| !t.is_empty()),
         cross_origin_isolated,
-        training_backend: if webgpu {
+        training_backend: if webgpu && !software_gpu {
             TrainingBackend::Wgpu
         } else {
             TrainingBackend::Flex
@@ -124,8 +161,10 @@ pub async fn detect() -> Capabilities {
 pub use b3o_models::device::DeviceError;
 
 /// The burn device for `choice`: `Cpu` is `flex`; `Wgpu` initialises burn's wgpu runtime
-/// asynchronously or fails; `Auto` tries WebGPU when an adapter is granted (in a browser) and
-/// falls back to `flex` if burn cannot use it.
+/// asynchronously or fails; `Auto` tries WebGPU when a hardware adapter is granted (in a
+/// browser) and falls back to `flex` if burn cannot use it. Software adapters are left out of
+/// `Auto`: on SwiftShader a training step costs about a second whatever the batch, far slower
+/// than `flex` (BENCHMARKS.md).
 #[cfg(feature = "train")]
 pub async fn training_device(
     choice: BackendChoice,
@@ -135,8 +174,10 @@ pub async fn training_device(
         BackendChoice::Cpu => Ok((device::flex(), TrainingBackend::Flex)),
         BackendChoice::Wgpu => Ok((device::webgpu().await?, TrainingBackend::Wgpu)),
         BackendChoice::Auto => {
+            let caps = detect().await;
             if device::WGPU_BUILT
-                && detect().await.webgpu
+                && caps.webgpu
+                && !caps.software_gpu
                 && let Ok(d) = device::webgpu().await
             {
                 return Ok((d, TrainingBackend::Wgpu));
@@ -182,6 +223,20 @@ mod tests {
         }
         let caps = burn_block(detect_training());
         assert!(!caps.webgpu && caps.training_backend == TrainingBackend::Flex);
+    }
+
+    #[test]
+    fn software_adapters_are_recognised() {
+        for text in [
+            "google / swiftshader / / SwiftShader Device (Subzero)",
+            "mesa / llvmpipe (LLVM 15.0.6, 256 bits)",
+            "Microsoft Basic Render Driver",
+        ] {
+            assert!(is_software_adapter(text), "{text}");
+        }
+        for text in ["nvidia / ampere", "apple / metal-3", "intel / gen-12lp", ""] {
+            assert!(!is_software_adapter(text), "{text}");
+        }
     }
 
     fn burn_block<T>(f: impl Future<Output = T>) -> T {

@@ -21,11 +21,15 @@ thread_local! {
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &str = r#"
-/** What the browser offers the engine. `backend` is where training would run. */
+/** What the browser offers the engine. `backend` is where training runs under "auto". */
 export interface Capabilities {
   webgpu: boolean;
   backend: "wgpu" | "cpu";
   cross_origin_isolated: boolean;
+  /** The WebGPU adapter renders in software (SwiftShader...): "auto" trains on the CPU. */
+  software_gpu: boolean;
+  /** The adapter's vendor / architecture / description. */
+  adapter: string | null;
 }
 /** A loaded model: enough to build a form (tabular) or a drawing pad (image). */
 export interface ModelInfo {

@@ -56,11 +56,14 @@ pub fn message(v: &JsValue) -> String {
         .unwrap_or_else(|| format!("{v:?}"))
 }
 
-/// The `capabilities` reply: `{webgpu, backend: "wgpu" | "cpu", cross_origin_isolated}`.
+/// The `capabilities` reply: `{webgpu, backend: "wgpu" | "cpu", cross_origin_isolated,
+/// software_gpu, adapter}`.
 pub fn capabilities(caps: &crate::capabilities::Capabilities) -> Result<JsValue, JsError> {
     to_js(&serde_json::json!({
         "webgpu": caps.webgpu,
         "backend": caps.training_backend.as_str(),
         "cross_origin_isolated": caps.cross_origin_isolated,
+        "software_gpu": caps.software_gpu,
+        "adapter": caps.adapter,
     }))
 }

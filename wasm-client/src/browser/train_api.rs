@@ -93,7 +93,8 @@ pub async fn train_step_check(
 }
 
 /// Training throughput: `epochs` epochs of `rows` synthetic rows of `problem` at
-/// `batch_size` on `backend`, timed after a one-batch warm-up (shader compilation).
+/// `batch_size` on `backend` (Adam), timed after a warm-up. Includes the metrics pass over the
+/// rows that ends every round.
 #[wasm_bindgen(js_name = benchTraining, unchecked_return_type = "TrainingBench")]
 pub async fn bench_training(
     backend: String,
@@ -107,11 +108,16 @@ pub async fn bench_training(
     let spec = p.spec();
     let (rows, batch_size, epochs) = (rows.max(1), batch_size.max(1), epochs.max(1));
     let weights = selftest::initial_weights(p);
-    let warm = p.data(batch_size);
     let cfg = |epochs| b3o_models::train::TrainConfig {
         optimizer: b3o_models::train::Optimizer::Adam,
         lr: 1e-3,
         ..selftest::step_config(batch_size, epochs)
+    };
+    // Warm-up: WebGPU compiles its shaders on the first batches; the browser compiles hot wasm
+    // functions again, optimised, after they have run a while (dynamic tiering).
+    let warm = match used {
+        TrainingBackend::Wgpu => p.data(2 * batch_size),
+        TrainingBackend::Flex => p.data(rows.min(8192)),
     };
     b3o_models::train::train_local_async(&spec, &weights, &warm, &cfg(1), &device, &mut |_| {
         std::ops::ControlFlow::Continue(())
