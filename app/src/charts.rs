@@ -270,6 +270,8 @@ pub fn line_chart(
         .map(|s| view! { <th scope="col">{s.name.clone()}</th> })
         .collect_view();
     let view_box = format!("0 0 {W} {H}");
+    // The numbers as a table for screen readers. A table cannot be narrower than its content,
+    // so its wrapper is what is visually hidden.
     view! {
         <figure class="chart" id=id>
             <figcaption>{title.clone()}</figcaption>
@@ -281,11 +283,13 @@ pub fn line_chart(
                 {lines}
             </svg>
             <ul class="legend">{legend}</ul>
-            <table class="visually-hidden">
-                <caption>{title}</caption>
-                <thead><tr><th scope="col">{x_label}</th>{heads}</tr></thead>
-                <tbody>{table_rows}</tbody>
-            </table>
+            <div class="visually-hidden">
+                <table>
+                    <caption>{title}</caption>
+                    <thead><tr><th scope="col">{x_label}</th>{heads}</tr></thead>
+                    <tbody>{table_rows}</tbody>
+                </table>
+            </div>
         </figure>
     }
     .into_any()

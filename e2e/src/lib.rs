@@ -18,9 +18,13 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-/// The repository root (this crate lives in `e2e/`).
+/// The repository root (this crate lives in `e2e/`). The runtime `CARGO_MANIFEST_DIR` (set by
+/// cargo and nextest) comes first: a test binary reused from a build of another checkout
+/// (shared target directory) would otherwise use that checkout's files.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&manifest_dir)
         .parent()
         .expect("e2e has a parent")
         .to_path_buf()
@@ -305,6 +309,60 @@ impl Drop for StaticSite {
     }
 }
 
+/// Checks that two prediction CSVs (`actual` from the browser, `expected` from the server's
+/// endpoint) say the same: the same lines and cells, the same labels, and probabilities or
+/// values equal to within `1e-5` (the browser's WebAssembly and the server's native build of the
+/// same model may round the sixth decimal differently).
+pub fn same_predictions(actual: &str, expected: &str) -> Result<()> {
+    let a: Vec<&str> = actual.lines().collect();
+    let e: Vec<&str> = expected.lines().collect();
+    ensure!(
+        a.len() == e.len(),
+        "{} lines, expected {}:\n{actual}\n---\n{expected}",
+        a.len(),
+        e.len()
+    );
+    ensure!(
+        a.first() == e.first(),
+        "headers differ: {:?} vs {:?}",
+        a.first(),
+        e.first()
+    );
+    let header: Vec<&str> = e
+        .first()
+        .map(|h| h.split(',').collect())
+        .unwrap_or_default();
+    ensure!(
+        header.iter().any(|h| h.starts_with("prediction_")),
+        "no prediction columns in {header:?}"
+    );
+    for (line, (ra, re)) in a.iter().zip(&e).enumerate().skip(1) {
+        let (ca, ce): (Vec<&str>, Vec<&str>) = (ra.split(',').collect(), re.split(',').collect());
+        ensure!(ca.len() == ce.len(), "line {}: {ra:?} vs {re:?}", line + 1);
+        for (i, (x, y)) in ca.iter().zip(&ce).enumerate() {
+            let numeric = matches!(
+                header.get(i),
+                Some(&"prediction_probability") | Some(&"prediction_value")
+            );
+            let same = if numeric {
+                match (x.parse::<f64>(), y.parse::<f64>()) {
+                    (Ok(p), Ok(q)) => (p - q).abs() <= 1e-5,
+                    _ => x == y,
+                }
+            } else {
+                x == y
+            };
+            ensure!(
+                same,
+                "line {}, column {:?}: {x:?} in the browser, {y:?} from the server",
+                line + 1,
+                header.get(i)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The churn dataset's header and rows `skip..skip + rows` as a CSV (tests keep data tiny).
 pub fn churn_rows(skip: usize, rows: usize) -> Result<String> {
     let path = repo_root().join("../shared/datasets/churn_modelling.csv");
@@ -551,16 +609,24 @@ impl Browser {
         let before: Vec<PathBuf> = list_dir(&self.downloads);
         self.click(css).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut empty_since = Instant::now();
         loop {
             let files = list_dir(&self.downloads);
             let pending = files
                 .iter()
                 .any(|f| f.extension().is_some_and(|e| e == "crdownload"));
+            // Chromium reserves the final name with an empty file before the `.crdownload`
+            // appears: an empty file counts as done only once it has stayed empty a while.
             if let Some(new) = files.iter().find(|f| !before.contains(f))
                 && !pending
             {
-                return std::fs::read_to_string(new)
-                    .with_context(|| format!("reading the download {}", new.display()));
+                let text = std::fs::read_to_string(new)
+                    .with_context(|| format!("reading the download {}", new.display()))?;
+                if !text.is_empty() || Instant::now() > empty_since + Duration::from_secs(3) {
+                    return Ok(text);
+                }
+            } else {
+                empty_since = Instant::now();
             }
             if Instant::now() > deadline {
                 bail!(
@@ -597,6 +663,15 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, self.client.screenshot().await?)?;
         Ok(path)
+    }
+
+    /// Saves a screenshot of the page as it is when `B3O_E2E_SCREENSHOTS=1` (to look at the
+    /// pages a passing test went through); does nothing otherwise.
+    pub async fn keep_screenshot(&self, name: &str) -> Result<()> {
+        if std::env::var("B3O_E2E_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            self.screenshot(name).await?;
+        }
+        Ok(())
     }
 
     /// Runs `check`; when it fails, saves a screenshot named after the test before returning.
@@ -685,5 +760,47 @@ impl WebDriverCompatibleCommand for BrowserLog {
             http::Method::POST,
             Some(json!({ "type": "browser" }).to_string()),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_predictions;
+
+    #[test]
+    fn predictions_compare_labels_exactly_and_probabilities_within_tolerance() {
+        let server = "id,x,prediction_label,prediction_probability\n1,a,yes,0.891628\n";
+        assert!(
+            same_predictions(
+                "id,x,prediction_label,prediction_probability\n1,a,yes,0.891629\n",
+                server
+            )
+            .is_ok()
+        );
+        assert!(
+            same_predictions(
+                "id,x,prediction_label,prediction_probability\n1,a,no,0.891628\n",
+                server
+            )
+            .is_err()
+        );
+        assert!(
+            same_predictions(
+                "id,x,prediction_label,prediction_probability\n1,a,yes,0.9\n",
+                server
+            )
+            .is_err()
+        );
+        assert!(
+            same_predictions(
+                "id,x,prediction_label,prediction_probability\n1,b,yes,0.891628\n",
+                server
+            )
+            .is_err()
+        );
+        assert!(
+            same_predictions("id,x\n1,a\n", "id,x\n1,a\n").is_err(),
+            "no prediction columns"
+        );
     }
 }

@@ -105,7 +105,6 @@ async fn console_errors_are_captured() -> Result<()> {
 async fn every_page_renders_for_an_administrator_without_console_errors() -> Result<()> {
     let server = Server::start_demo()?;
     let browser = Browser::start().await?;
-    let keep = std::env::var("B3O_E2E_SCREENSHOTS").is_ok_and(|v| v == "1");
     let outcome = browser
         .check("every_page", async {
             browser
@@ -134,11 +133,9 @@ async fn every_page_renders_for_an_administrator_without_console_errors() -> Res
                     .with_context(|| format!("page {path}"))?;
                 // Let the page's requests finish before reading the console.
                 tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-                if keep {
-                    browser
-                        .screenshot(&format!("page{}", path.replace('/', "-")))
-                        .await?;
-                }
+                browser
+                    .keep_screenshot(&format!("page{}", path.replace('/', "-")))
+                    .await?;
                 let errors = browser.console_errors().await?;
                 ensure!(errors.is_empty(), "console errors on {path}: {errors:#?}");
             }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use b3o_e2e::{Api, Browser, Server, churn_rows, temp_file};
+use b3o_e2e::{Api, Browser, Server, churn_rows, same_predictions, temp_file};
 
 const PASSWORD: &str = "violet staircase 42 harbour";
 const TRAINING_TIMEOUT: Duration = Duration::from_secs(600);
@@ -201,6 +201,9 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             "promoted {promoted:?}, expected {newest_id}"
         );
 
+        owner.keep_screenshot("page-group-owner").await?;
+        second.keep_screenshot("page-group-member").await?;
+
         // Inference in the browser uses the promoted version.
         owner
             .client
@@ -221,10 +224,8 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             )
             .await?;
         let downloaded = owner.download_text("#download-csv").await?;
-        ensure!(
-            downloaded == api.predict_csv("churn-fl", &probe_csv).await?,
-            "the browser's predictions with the promoted model differ from the server's"
-        );
+        same_predictions(&downloaded, &api.predict_csv("churn-fl", &probe_csv).await?)
+            .context("the browser's predictions with the promoted model")?;
         Ok(())
     })
     .await;

@@ -226,11 +226,12 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
     };
     let list_problem = move || {
         deployments.get().and_then(|r| match r {
-            Ok(list) if list.is_empty() => Some(
+            Ok(list) if list.is_empty() && model.get().is_none() => Some(
                 view! {
                     <p class="hint" id="no-models">
-                        "No model is deployed for you yet. Models appear here when a training "
-                        "group you belong to promotes one, or when one is shared publicly."
+                        "None of your groups has deployed a model yet. A public model opens "
+                        "from its link (e.g. /predict/churn); your groups' models appear here "
+                        "once their owners deploy them."
                     </p>
                 }
                 .into_any(),
@@ -240,7 +241,7 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
                 view! {
                     <p class="hint">
                         <A href="/sign-in">"Sign in"</A>
-                        " to see the models of your groups; public models open from their link."
+                        " to see the models of your groups. Public models open from their link."
                     </p>
                 }
                 .into_any(),
