@@ -11,12 +11,13 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$stage/bindgen" --out-name b3o-app \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/b3o_app.wasm"
-# wasm-opt from old binaryen (Debian's 108) turns this app's wasm-bindgen output into a module
-# that fails at start-up ("WebAssembly.Table.set(): Argument 1 is invalid for table"): only
-# binaryen 117 or newer is used.
+# wasm-opt from old binaryen (Debian's 108) turns current wasm-bindgen output (this app's and
+# the engine's) into modules that fail at start-up ("WebAssembly.Table.set(): Argument 1 is
+# invalid for table"): only binaryen 117 or newer is used, here and by build-engine.sh.
 binaryen="$(wasm-opt --version 2>/dev/null | grep -oE '[0-9]+' | head -1 || true)"
 if [ "${B3O_WASM_OPT:-1}" = 1 ] && [ -n "$binaryen" ] && [ "$binaryen" -lt 117 ]; then
   say "skipping wasm-opt: binaryen $binaryen is older than 117"
+  export B3O_WASM_OPT=0
 elif command -v wasm-opt >/dev/null && [ "${B3O_WASM_OPT:-1}" = 1 ]; then
   say "optimising with wasm-opt"
   wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
@@ -55,7 +56,7 @@ precache="$(cd "$OUT" && {
   echo /
   echo /manifest.webmanifest
   for dir in assets icons engine; do
-    if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*train*'; fi
+    if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*.ts' ! -name '*train*'; fi
   done | sort | sed 's|^|/|'
 } | awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? ", " : ""), $0 } END { printf "]" }')"
 version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$OUT" && find . -type f ! -name '*.gz' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"

@@ -7,6 +7,10 @@ mod onnx;
 
 /// Reads a file of the shared test datasets (not part of the product).
 pub fn dataset(rel: &str) -> Vec<u8> {
-    let path = format!("{}/../../shared/datasets/{rel}", env!("CARGO_MANIFEST_DIR"));
+    // The runtime variable first: a test binary reused from a build in another checkout
+    // (shared target directory) would otherwise look in that checkout.
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let path = format!("{manifest_dir}/../../shared/datasets/{rel}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
