@@ -563,24 +563,23 @@ pub async fn join_group(csrf: &str, join_code: &str, name: &str) -> Result<Joine
     }
 }
 
-/// One member of a group, when the server lists them.
+/// One membership of a group (`member_list` of `GET /api/groups/{id}`): no email.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct GroupMember {
     #[serde(default)]
-    pub id: i64,
+    pub member_id: i64,
     #[serde(default)]
     pub name: String,
+    /// `owner` or `member`.
     #[serde(default)]
-    pub ready: Option<bool>,
+    pub role: String,
     #[serde(default)]
-    pub ready_at: Option<String>,
-    /// In the current round: `selected`, `reported`, `failed`, `dropped`…
+    pub ready: bool,
     #[serde(default)]
-    pub status: Option<String>,
+    pub left: bool,
+    /// In the current round: `selected`, `reported`, `failed`, `dropped`; none when not selected.
     #[serde(default)]
-    pub num_samples: Option<i64>,
-    #[serde(default)]
-    pub left_at: Option<String>,
+    pub round_status: Option<String>,
 }
 
 /// `GET /api/groups/{id}`: a group as its owner and members see it.
@@ -600,10 +599,14 @@ pub struct Group {
     #[serde(default)]
     pub min_clients: i64,
     pub phase: String,
+    /// How many members are active.
     #[serde(default)]
-    pub members: Value,
+    pub members: i64,
     #[serde(default)]
     pub ready_members: i64,
+    /// Every membership and where it stands (empty from servers that do not list them).
+    #[serde(default)]
+    pub member_list: Vec<GroupMember>,
     #[serde(default)]
     pub current_round: Option<i64>,
     #[serde(default)]
@@ -628,20 +631,6 @@ impl Group {
         self.model["schema"]["target"]["name"]
             .as_str()
             .map(str::to_string)
-    }
-
-    /// How many members are active: a number, or the length of a member list.
-    pub fn member_count(&self) -> i64 {
-        match &self.members {
-            Value::Number(n) => n.as_i64().unwrap_or(0),
-            Value::Array(a) => a.len() as i64,
-            _ => 0,
-        }
-    }
-
-    /// The members with their state, when the server lists them.
-    pub fn member_list(&self) -> Option<Vec<GroupMember>> {
-        serde_json::from_value(self.members.clone()).ok()
     }
 
     pub fn can_manage(&self) -> bool {
@@ -792,5 +781,26 @@ mod tests {
             retry_after: None,
         };
         assert!(internal.to_string().starts_with("Something went wrong"));
+    }
+
+    #[test]
+    fn groups_read_their_member_list_and_older_answers_without_one() {
+        let mut body = serde_json::json!({
+            "id": 3, "name": "g", "rounds": 2, "phase": "training", "members": 2,
+            "ready_members": 1, "role": "member", "member_id": 8,
+        });
+        let old: Group = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!((old.members, old.member_list.len()), (2, 0));
+        body["member_list"] = serde_json::json!([
+            { "member_id": 7, "name": "owner", "role": "owner", "ready": false, "left": false,
+              "round_status": null },
+            { "member_id": 8, "name": "org b", "role": "member", "ready": true, "left": false,
+              "round_status": "selected" },
+        ]);
+        let g: Group = serde_json::from_value(body).unwrap();
+        let names: Vec<&str> = g.member_list.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["owner", "org b"]);
+        assert!(g.member_list[1].ready);
+        assert_eq!(g.member_list[1].round_status.as_deref(), Some("selected"));
     }
 }

@@ -374,6 +374,30 @@ pub struct GroupView {
     /// The caller's active membership.
     #[serde(default)]
     pub member_id: Option<i64>,
+    /// Every membership with where it stands (`members` stays the count of active ones).
+    /// Empty from servers that do not list members.
+    #[serde(default)]
+    pub member_list: Vec<GroupMember>,
+}
+
+/// One membership of a group as those who may see the group see it: no email, no data size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub member_id: i64,
+    /// The name given when joining.
+    pub name: String,
+    /// `owner` (the membership of the group's creator) or `member`.
+    pub role: String,
+    /// Picked its data and is ready to train.
+    #[serde(default)]
+    pub ready: bool,
+    /// Left the group.
+    #[serde(default)]
+    pub left: bool,
+    /// In the group's current (latest) round: `selected` (training), `reported` (update
+    /// sent), `failed` or `dropped`; `None` when not selected or before round 1.
+    #[serde(default)]
+    pub round_status: Option<String>,
 }
 
 /// A round's state: `open -> collecting -> aggregating -> closed | failed`.
@@ -666,6 +690,34 @@ mod tests {
         assert!((r.config.proximal_mu() - 0.1).abs() < 1e-12);
         let p: Phase = serde_json::from_value(json!("paused")).unwrap();
         assert_eq!(p, Phase::Unknown);
+    }
+
+    #[test]
+    fn group_views_read_with_and_without_a_member_list() {
+        let mut body = json!({
+            "id": 4, "name": "g", "phase": "training", "members": 2, "ready_members": 1,
+            "model": { "kind": "custom", "layout": [{ "name": "w", "shape": [2] }] },
+            "hyperparameters": { "rounds": 1 },
+        });
+        let old: GroupView = serde_json::from_value(body.clone()).unwrap();
+        assert_eq!((old.members, old.member_list.len()), (2, 0));
+        body["member_list"] = json!([
+            { "member_id": 7, "name": "org a", "role": "owner", "ready": true, "left": false,
+              "round_status": "reported" },
+            { "member_id": 9, "name": "org b", "role": "member" },
+        ]);
+        let new: GroupView = serde_json::from_value(body).unwrap();
+        assert_eq!(new.members, 2);
+        let a = &new.member_list[0];
+        assert_eq!(
+            (a.role.as_str(), a.ready, a.round_status.as_deref()),
+            ("owner", true, Some("reported"))
+        );
+        let b = &new.member_list[1];
+        assert_eq!(
+            (b.ready, b.left, b.round_status.as_deref()),
+            (false, false, None)
+        );
     }
 
     #[test]

@@ -1336,6 +1336,180 @@ async fn groups_belong_to_accounts_and_runs_show_in_their_history() {
     );
 }
 
+/// `GET /api/groups/{id}`: the body, as `token` sees it.
+async fn group_view(s: &Server, http: &reqwest::Client, id: i64, token: &str) -> Value {
+    let r = http
+        .get(s.url(&format!("/api/groups/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+/// One field of every entry of a group's `member_list`.
+fn column(view: &Value, field: &str) -> Vec<Value> {
+    view["member_list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no member list: {view}"))
+        .iter()
+        .map(|m| m[field].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_group_lists_its_members_and_where_they_stand_in_the_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    // The owner alone, then three members join by hand and get ready later.
+    let mut g = setup(&s, &http, group_body(2, 2, 600), &[]).await;
+    let code = group_view(&s, &http, g.id, &g.owner).await["join_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut emails = Vec::new();
+    for i in 0..3 {
+        let member = account(&s, &http, &format!("org{i}")).await;
+        let r = http
+            .post(s.url("/api/groups/join"))
+            .bearer_auth(&member.token)
+            .json(&json!({ "join_code": code, "name": format!("org {i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let j: Value = r.json().await.unwrap();
+        g.members
+            .push((j["member_id"].as_i64().unwrap(), member.token));
+        emails.push(member.email);
+    }
+    let member_ids: Vec<Value> = g.members.iter().map(|m| json!(m.0)).collect();
+
+    // A member sees everyone by the name given at join, the owner first; nobody is ready.
+    let v = group_view(&s, &http, g.id, &g.members[0].1).await;
+    assert_eq!(v["members"], 4, "the count stays for older clients: {v}");
+    assert_eq!(column(&v, "name"), ["owner", "org 0", "org 1", "org 2"]);
+    assert_eq!(column(&v, "role"), ["owner", "member", "member", "member"]);
+    assert_eq!(column(&v, "member_id")[1..], member_ids[..]);
+    assert_eq!(column(&v, "ready"), [false; 4]);
+    assert_eq!(column(&v, "left"), [false; 4]);
+    assert_eq!(column(&v, "round_status"), vec![Value::Null; 4]);
+    let text = v.to_string();
+    for email in &emails {
+        assert!(!text.contains(email.as_str()), "{email} shown: {text}");
+    }
+    for m in v["member_list"].as_array().unwrap() {
+        let mut keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["left", "member_id", "name", "ready", "role", "round_status"]
+        );
+    }
+
+    // Two get ready, the third leaves: it stays listed, as left.
+    for m in 0..2 {
+        let r = http
+            .post(s.url(&format!("/api/groups/{}/ready", g.id)))
+            .bearer_auth(&g.members[m].1)
+            .json(&json!({ "num_samples": 10 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/leave", g.id)))
+        .bearer_auth(&g.members[2].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(
+        (v["members"].clone(), v["ready_members"].clone()),
+        (json!(3), json!(2))
+    );
+    assert_eq!(column(&v, "ready"), [false, true, true, false]);
+    assert_eq!(column(&v, "left"), [false, false, false, true]);
+    // Who left may still read the group, and sees itself as left.
+    let v = group_view(&s, &http, g.id, &g.members[2].1).await;
+    assert_eq!(column(&v, "left"), [false, false, false, true]);
+
+    // Round 1 selects the ready members; each turns to reported as its update arrives.
+    start(&s, &http, &g).await;
+    let v = group_view(&s, &http, g.id, &g.owner).await;
+    let status = |v: &Value| column(v, "round_status");
+    assert_eq!(
+        status(&v),
+        [
+            json!(null),
+            json!("selected"),
+            json!("selected"),
+            json!(null)
+        ]
+    );
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    let (st, _) = upload(&s, &http, &g, 0, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    let v = group_view(&s, &http, g.id, &g.members[1].1).await;
+    assert_eq!(
+        status(&v),
+        [
+            json!(null),
+            json!("reported"),
+            json!("selected"),
+            json!(null)
+        ]
+    );
+    let (st, _) = upload(&s, &http, &g, 1, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    wait_round(&s, &http, &g, 1, "closed").await;
+
+    // Round 2 is the current one now: both are training again, until one reports a failure.
+    let v = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(v["current_round"], 2);
+    assert_eq!(
+        status(&v),
+        [
+            json!(null),
+            json!("selected"),
+            json!("selected"),
+            json!(null)
+        ]
+    );
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/2/failure", g.id)))
+        .bearer_auth(&g.members[0].1)
+        .json(&json!({ "reason": "out of memory" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(
+        status(&v),
+        [json!(null), json!("failed"), json!("selected"), json!(null)]
+    );
+
+    // Outsiders still learn nothing: the same 404 as a group that does not exist.
+    let outsider = account(&s, &http, "outsider").await;
+    let mut answers = Vec::new();
+    for id in [g.id, 999_999] {
+        let r = http
+            .get(s.url(&format!("/api/groups/{id}")))
+            .bearer_auth(&outsider.token)
+            .send()
+            .await
+            .unwrap();
+        answers.push((r.status(), r.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, StatusCode::NOT_FOUND);
+    assert_eq!(answers[0], answers[1]);
+}
+
 /// Signs in over HTTP; the session cookie (`name=value`).
 async fn sign_in(s: &Server, http: &reqwest::Client, email: &str, password: &str) -> String {
     let r = http

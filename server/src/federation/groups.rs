@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use super::auth;
 use super::events::GroupEvent;
 // The wire types are shared with the clients (`b3o_models::protocol`).
-use super::model::{CreateGroup, Created, Join, Joined, ModelTemplate, Ready};
+use super::model::{CreateGroup, Created, GroupMember, Join, Joined, ModelTemplate, Ready};
 use super::rounds;
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
@@ -443,6 +443,7 @@ pub async fn get_group(
     .bind(group_id)
     .fetch_optional(&state.db)
     .await?;
+    let member_list = member_list(&state.db, group_id).await?;
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     // Only those who manage the group see the join code again, to invite more members.
     let join_code: Option<String> = if access.can_manage() {
@@ -472,9 +473,48 @@ pub async fn get_group(
         "created_at": row.11,
         "members": members.0,
         "ready_members": members.1,
+        "member_list": member_list,
         "current_round": current.as_ref().map(|c| c.0),
         "current_round_state": current.map(|c| c.1),
     })))
+}
+
+/// The group's memberships with where each stands in the latest round, in one query: active
+/// ones first, then those who left (less a left membership whose account joined again).
+/// Names only, as given when joining: never an account's email.
+async fn member_list(db: &crate::db::Db, group_id: i64) -> Result<Vec<GroupMember>, ApiError> {
+    type Row = (i64, String, bool, bool, bool, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "WITH current AS (
+             SELECT id FROM rounds WHERE group_id = ?1 ORDER BY number DESC LIMIT 1)
+         SELECT m.id, m.name, m.user_id IS NOT NULL AND m.user_id IS g.owner_user_id,
+                m.ready_at IS NOT NULL, m.left_at IS NOT NULL, rm.status
+         FROM members m
+         JOIN groups g ON g.id = m.group_id
+         LEFT JOIN round_members rm
+             ON rm.member_id = m.id AND rm.round_id = (SELECT id FROM current)
+         WHERE m.group_id = ?1
+           AND NOT (m.left_at IS NOT NULL AND m.user_id IS NOT NULL AND EXISTS (
+               SELECT 1 FROM members n
+               WHERE n.group_id = m.group_id AND n.user_id = m.user_id AND n.id > m.id))
+         ORDER BY m.left_at IS NOT NULL, m.id",
+    )
+    .bind(group_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(member_id, name, owner, ready, left, round_status)| GroupMember {
+                member_id,
+                name,
+                role: if owner { "owner" } else { "member" }.to_string(),
+                ready,
+                left,
+                round_status,
+            },
+        )
+        .collect())
 }
 
 /// `GET /api/groups/{id}/events`: Server-Sent Events for those who may see the group. The

@@ -238,23 +238,30 @@ fn Progress(
 ) -> impl IntoView {
     let members = move || {
         latest.get().map(|g| {
-            let count = g.member_count();
-            let list = g.member_list();
+            let count = g.members;
             let summary = format!(
                 "{count} member(s), {} ready to train (at least {} needed per round).",
                 g.ready_members, g.min_clients
             );
+            let me = g.member_id;
+            let list = (!g.member_list.is_empty()).then_some(g.member_list);
             view! {
                 <p id="group-members" data-members=count data-ready=g.ready_members>{summary}</p>
                 {list.map(|members| view! {
-                    <ul class="members" id="member-list">
+                    <ul class="members" id="member-list" aria-label="Members and where they stand">
                         {members.into_iter().map(|m| {
-                            let state = member_state(&m);
+                            let (state, label) = member_state(&m);
+                            let who = match (m.role == "owner", me == Some(m.member_id)) {
+                                (true, true) => " (owner, you)",
+                                (true, false) => " (owner)",
+                                (false, true) => " (you)",
+                                (false, false) => "",
+                            };
                             view! {
-                                <li data-state=state>
-                                    <span>{m.name.clone()}</span>
-                                    " "
-                                    <span class=format!("tag state-{state}")>{state}</span>
+                                <li data-state=state data-member=m.member_id>
+                                    <span>{m.name.clone()}{who}</span>
+                                    ": "
+                                    <span class=format!("tag state-{state}")>{label}</span>
                                 </li>
                             }
                         }).collect_view()}
@@ -295,18 +302,19 @@ fn Progress(
     }
 }
 
-/// `ready`, `training`, `done`, `failed`, `left` or `joined`, from what the server lists.
-fn member_state(m: &api::GroupMember) -> &'static str {
-    if m.left_at.is_some() {
-        return "left";
+/// A member's state key (`data-state`, the tag's colour) and the words shown for it: its
+/// place in the current round first, else whether it is ready to train.
+fn member_state(m: &api::GroupMember) -> (&'static str, &'static str) {
+    if m.left {
+        return ("left", "left");
     }
-    match m.status.as_deref() {
-        Some("reported") => "done",
-        Some("selected") => "training",
-        Some("failed") => "failed",
-        Some("dropped") => "dropped",
-        _ if m.ready == Some(true) || m.ready_at.is_some() => "ready",
-        _ => "joined",
+    match m.round_status.as_deref() {
+        Some("reported") => ("done", "update sent"),
+        Some("selected") => ("training", "training"),
+        Some("failed") => ("failed", "failed"),
+        Some("dropped") => ("dropped", "dropped out"),
+        _ if m.ready => ("ready", "ready"),
+        _ => ("not-ready", "not ready"),
     }
 }
 
@@ -541,18 +549,22 @@ mod tests {
 
     #[test]
     fn member_states_read_from_the_server() {
-        let m = |status: Option<&str>, ready: Option<bool>| api::GroupMember {
-            id: 1,
+        let m = |status: Option<&str>, ready: bool, left: bool| api::GroupMember {
+            member_id: 1,
             name: "a".into(),
+            role: "member".into(),
             ready,
-            ready_at: None,
-            status: status.map(str::to_string),
-            num_samples: None,
-            left_at: None,
+            left,
+            round_status: status.map(str::to_string),
         };
-        assert_eq!(member_state(&m(Some("reported"), Some(true))), "done");
-        assert_eq!(member_state(&m(Some("selected"), Some(true))), "training");
-        assert_eq!(member_state(&m(None, Some(true))), "ready");
-        assert_eq!(member_state(&m(None, None)), "joined");
+        let label = |m: api::GroupMember| member_state(&m).1;
+        assert_eq!(label(m(Some("reported"), true, false)), "update sent");
+        assert_eq!(label(m(Some("selected"), true, false)), "training");
+        assert_eq!(label(m(Some("failed"), true, false)), "failed");
+        assert_eq!(label(m(None, true, false)), "ready");
+        assert_eq!(label(m(None, false, false)), "not ready");
+        // Leaving outweighs the round: the round stops waiting for whoever left.
+        assert_eq!(label(m(Some("dropped"), true, true)), "left");
+        assert_eq!(member_state(&m(None, false, false)).0, "not-ready");
     }
 }

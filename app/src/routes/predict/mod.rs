@@ -178,14 +178,29 @@ pub fn Predict() -> impl IntoView {
             .with(|p| p.get("model"))
             .filter(|m| !m.trim().is_empty())
     });
+    // Where the chosen model runs (`local` or `server`), once it is loaded.
+    let mode = RwSignal::new(None::<&'static str>);
+    let intro = move || match mode.get() {
+        Some("local") => {
+            "Your file is read and scored here, in your browser: it stays on this machine."
+        }
+        Some(_) => {
+            "This model runs on the server: your file is sent to the server to predict, and \
+             not kept."
+        }
+        None => {
+            "Your file is scored in your browser when it can run the model: it then stays on \
+             this machine. Otherwise it is sent to the server to predict, and not kept."
+        }
+    };
     view! {
         <h1>"Predict"</h1>
-        <p class="muted lead">
-            "Run a deployed model on your own data, without code. Your file is read and scored "
-            "here, in your browser: it is not uploaded."
+        <p class="muted lead" id="predict-intro" data-mode=move || mode.get().unwrap_or("")>
+            "Run a deployed model on your own data, without code. "
+            {intro}
         </p>
         <ModelPicker model/>
-        {move || model.get().map(|name| view! { <ModelRunner name/> })}
+        {move || model.get().map(|name| view! { <ModelRunner name mode/> })}
     }
 }
 
@@ -264,7 +279,7 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
 }
 
 #[component]
-fn ModelRunner(name: String) -> impl IntoView {
+fn ModelRunner(name: String, mode: RwSignal<Option<&'static str>>) -> impl IntoView {
     let prepared = LocalResource::new({
         let name = name.clone();
         move || prepare(name.clone())
@@ -275,7 +290,7 @@ fn ModelRunner(name: String) -> impl IntoView {
         }>
             {move || Suspend::new(async move {
                 match prepared.await {
-                    Ok(p) => view! { <Ready p/> }.into_any(),
+                    Ok(p) => view! { <Ready p mode/> }.into_any(),
                     Err(e) => view! {
                         <p class="form-error" id="model-error" role="alert">{e}</p>
                     }
@@ -287,9 +302,13 @@ fn ModelRunner(name: String) -> impl IntoView {
 }
 
 #[component]
-fn Ready(p: Prepared) -> impl IntoView {
+fn Ready(p: Prepared, mode: RwSignal<Option<&'static str>>) -> impl IntoView {
     let runner = RwSignal::new(p.runner);
     let info = p.info;
+    // The page's intro follows the runner (the engine may fail later and hand over to the
+    // server), and forgets it when another model replaces this one.
+    Effect::new(move |_| mode.set(Some(runner.with(Runner::mode))));
+    on_cleanup(move || mode.set(None));
     let status = move || {
         let r = runner.get();
         let mode = r.mode();
