@@ -20,7 +20,8 @@ mod codeless;
 pub mod deployments;
 pub mod gate;
 pub mod sharing;
-pub mod single;
+/// The batch-1 plan (shared with the browser engine).
+pub use b3o_wasm_client::inference::single;
 pub mod telemetry;
 mod v2;
 

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::loader::{LoadError, LoadedPackage};
 use crate::codeless::{self, CodelessError, CsvChunks, CsvOutput, RowPrediction};
+use crate::inference::single::SingleRowPlan;
 use crate::inference::{InferenceError, OnnxPredictor};
 
 /// Why an engine operation failed; the message is meant for people.
@@ -35,6 +36,9 @@ pub enum EngineError {
 pub struct Model {
     pub package: ModelPackage,
     pub predictor: OnnxPredictor,
+    /// The batch-1 plan for single rows and images (a drawing's live predictions); `None` if
+    /// it could not be built, then the general plan serves them too.
+    pub single: Option<SingleRowPlan>,
     pub from_cache: bool,
     pub offline: bool,
 }
@@ -48,12 +52,22 @@ impl Model {
                 "the ONNX graph carries a different model spec than its package".into(),
             )));
         }
+        let single = SingleRowPlan::from_onnx(&loaded.onnx).and_then(Result::ok);
         Ok(Self {
             package: loaded.package,
             predictor,
+            single,
             from_cache: loaded.from_cache,
             offline: loaded.offline,
         })
+    }
+
+    /// Runs `batch` model inputs: one row on the batch-1 plan, more on the general plan.
+    pub fn run(&self, inputs: &[f32], batch: usize) -> Result<Vec<f32>, InferenceError> {
+        match &self.single {
+            Some(single) if batch == 1 => single.predict(inputs),
+            _ => self.predictor.predict(inputs, batch),
+        }
     }
 
     /// The `load` reply: what the page needs to build a form or a drawing pad.
@@ -202,7 +216,7 @@ impl Engine {
             return Err(bad(&format!("pixel {i} is not a number")));
         }
         let pixels: Vec<f32> = pixels.iter().map(|v| v.clamp(0.0, 1.0)).collect();
-        let outputs = m.predictor.predict(&pixels, 1)?;
+        let outputs = m.run(&pixels, 1)?;
         let p = codeless::describe(&m.package.spec, &outputs)
             .pop()
             .ok_or_else(|| InferenceError::Run("no output".into()))?;
@@ -217,7 +231,7 @@ impl Engine {
         inputs: &[f32],
         batch: usize,
     ) -> Result<Vec<f32>, EngineError> {
-        Ok(self.get(name)?.predictor.predict(inputs, batch)?)
+        Ok(self.get(name)?.run(inputs, batch)?)
     }
 }
 
@@ -233,7 +247,8 @@ pub struct LatencyStats {
 }
 
 impl Engine {
-    /// Times `samples` x `calls` runs of `batch` zero rows through a loaded model, after
+    /// Times `samples` x `calls` runs of `batch` zero rows through a loaded model (the plan the
+    /// engine uses: batch-1 for one row, general otherwise), after
     /// `calls` warm-up runs; `clock` reads milliseconds.
     pub fn latency(
         &self,
@@ -251,13 +266,13 @@ impl Engine {
         );
         let input = vec![0.0f32; batch * m.predictor.row_len()];
         for _ in 0..calls {
-            m.predictor.predict(&input, batch)?;
+            m.run(&input, batch)?;
         }
         let mut times = Vec::with_capacity(samples);
         for _ in 0..samples {
             let start = clock();
             for _ in 0..calls {
-                m.predictor.predict(&input, batch)?;
+                m.run(&input, batch)?;
             }
             times.push((clock() - start) / calls as f64);
         }
@@ -435,6 +450,16 @@ mod tests {
         // The raw path is the same graph.
         let raw = engine.predict_raw("digits", &pixels, 1).unwrap();
         assert!((raw[best] as f64 - probs[best]).abs() < 1e-6);
+        // One image runs on the batch-1 plan, which answers like the general plan.
+        let model = engine.get("digits").unwrap();
+        assert!(model.single.is_some());
+        let general = model.predictor.predict(&pixels, 1).unwrap();
+        let worst = raw
+            .iter()
+            .zip(&general)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "batch-1 and general plans differ by {worst}");
         assert!(engine.predict_pixels("digits", &[0.0; 783]).is_err());
         assert!(
             engine

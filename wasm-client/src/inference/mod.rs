@@ -14,6 +14,7 @@
 //! already preprocessed (see `b3o_models::preprocess`), row-major.
 
 pub mod graph;
+pub mod single;
 
 use std::sync::Arc;
 

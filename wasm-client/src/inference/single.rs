@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use b3o_wasm_client::inference::{InferenceError, graph};
+use super::{InferenceError, graph};
 use tract_core::prelude::*;
 
 /// Most idle execution states kept (one per thread running this model at once is enough).
@@ -110,9 +110,9 @@ impl SingleRowPlan {
 
 #[cfg(test)]
 mod tests {
+    use crate::inference::OnnxPredictor;
     use b3o_models::ModelSpec;
     use b3o_models::onnx::export_onnx;
-    use b3o_wasm_client::inference::OnnxPredictor;
 
     use super::*;
 
