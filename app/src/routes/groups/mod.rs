@@ -157,9 +157,10 @@ fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
         .map_err(|_| format!("{what}: enter a number (got “{}”)", text.trim()))
 }
 
-/// Splits a comma-separated line, trimming spaces and surrounding quotes.
-fn split_line(line: &str) -> Vec<String> {
-    line.split(',')
+/// Splits a line at `delimiter` (comma, semicolon or tab, as detected in the sample's header),
+/// trimming spaces and surrounding quotes.
+fn split_line(line: &str, delimiter: char) -> Vec<String> {
+    line.split(delimiter)
         .map(|cell| cell.trim().trim_matches('"').trim().to_string())
         .collect()
 }
@@ -172,8 +173,9 @@ fn columns_from_sample(sample: &str) -> Vec<(String, &'static str)> {
     let Some(header) = lines.next() else {
         return Vec::new();
     };
-    let names = split_line(header);
-    let rows: Vec<Vec<String>> = lines.map(split_line).collect();
+    let delimiter = crate::csv_check::detect_delimiter(header);
+    let names = split_line(header, delimiter);
+    let rows: Vec<Vec<String>> = lines.map(|l| split_line(l, delimiter)).collect();
     names
         .into_iter()
         .enumerate()
@@ -613,10 +615,12 @@ fn sample_lines(text: &str, rows: usize) -> String {
 /// numbers -> regression, more words -> several classes. `None` without values.
 fn suggest_task(sample: &str, target: &str) -> Option<&'static str> {
     let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
-    let header = split_line(lines.next()?);
+    let header = lines.next()?;
+    let delimiter = crate::csv_check::detect_delimiter(header);
+    let header = split_line(header, delimiter);
     let i = header.iter().position(|h| h == target)?;
     let mut values: Vec<String> = lines
-        .filter_map(|l| split_line(l).get(i).cloned())
+        .filter_map(|l| split_line(l, delimiter).get(i).cloned())
         .filter(|v| !v.is_empty())
         .collect();
     if values.is_empty() {
@@ -682,6 +686,18 @@ mod tests {
             ]
         );
         assert!(columns_from_sample("  \n").is_empty());
+        // Semicolon- and tab-separated samples (European exports, spreadsheets) read the same.
+        for sample in ["a;b;c\n1,5;x;2", "a\tb\tc\n1.5\tx\t2"] {
+            let names: Vec<String> = columns_from_sample(sample)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            assert_eq!(names, ["a", "b", "c"], "{sample:?}");
+        }
+        assert_eq!(
+            suggest_task("a;y\n1;yes\n2;no", "y"),
+            Some("binary_classification")
+        );
     }
 
     #[test]
