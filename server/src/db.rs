@@ -20,6 +20,9 @@ pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
+        // Bursts (a thousand simulated clients uploading at once) queue for SQLite's one
+        // writer for seconds; only a wait past the busy timeout is worth a warning.
+        .acquire_slow_threshold(Duration::from_secs(10))
         .connect_with(options)
         .await?;
     sqlx::migrate!("./migrations").run(&pool).await?;
