@@ -117,6 +117,31 @@ async fn a_job_runs_to_a_result_identical_to_the_csv_endpoint_and_only_its_owner
         "the job's CSV differs from the endpoint's"
     );
     assert_eq!(job["result_bytes"].as_u64(), Some(result.body.len() as u64));
+    // Browsers ask for compression: whatever the encoding, a Content-Length (if any) must be
+    // that of the bytes sent, or the download is cut short.
+    let auth = format!("Bearer {}", owner.token);
+    let compressed = d
+        .server
+        .send(
+            Method::GET,
+            &format!("/api/jobs/{id}/result"),
+            &[
+                ("authorization", auth.as_str()),
+                ("accept-encoding", "gzip"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(compressed.status, StatusCode::OK);
+    assert_eq!(compressed.header("content-encoding"), Some("gzip"));
+    assert!(
+        compressed
+            .header("content-length")
+            .is_none_or(|n| n == compressed.body.len().to_string()),
+        "Content-Length {:?} for {} bytes sent",
+        compressed.header("content-length"),
+        compressed.body.len()
+    );
 
     // Another account sees none of it.
     let other = d.server.register("other@example.org").await;

@@ -559,6 +559,8 @@ pub async fn events(
             Err(broadcast::error::RecvError::Closed) => None,
         }
     });
+    // Safe to poll after its end, whatever layer wraps the body.
+    let stream = futures_util::StreamExt::fuse(stream);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

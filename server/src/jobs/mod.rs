@@ -177,7 +177,9 @@ async fn result(
             }
             Err(e) => Some((Err(e), file)),
         }
-    });
+    })
+    // The compression layer polls once more after the end; `unfold` would panic there.
+    .fuse();
     let disposition = format!("attachment; filename=\"{}\"", result_name(&job.input_name));
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
@@ -189,9 +191,9 @@ async fn result(
         header::CONTENT_DISPOSITION,
         HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
-    if let Some(bytes) = job.result_bytes {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes));
-    }
+    // No Content-Length: the compression layer may gzip/brotli the stream, and a length of
+    // the uncompressed file then cut every compressed download short (browsers send
+    // Accept-Encoding). The size is in the job's `result_bytes`.
     Ok(response)
 }
 
