@@ -46,7 +46,9 @@ self.addEventListener("activate", (event) => {
 async function networkFirst(request, cacheName, fallbackUrl) {
   try {
     const response = await fetch(request);
-    if (response.ok && response.type === "basic") {
+    // Only an HTML page may stand in for the shell.
+    const html = (response.headers.get("content-type") || "").includes("text/html");
+    if (response.ok && response.type === "basic" && (!fallbackUrl || html)) {
       const cache = await caches.open(cacheName);
       await cache.put(fallbackUrl || request, response.clone());
     }
@@ -96,15 +98,18 @@ self.addEventListener("fetch", (event) => {
     return;
   }
   const path = url.pathname;
-  if (request.mode === "navigate") {
+  const server = path.startsWith("/api/") || path.startsWith("/v2") || path === "/healthz" || path === "/metrics";
+  if (server) {
+    // The API is the network's. A navigation to it (a download link such as a job's result)
+    // is left to the browser, so it downloads and never becomes the cached shell.
+    if (isModelRead(path) && request.mode !== "navigate") {
+      event.respondWith(networkFirst(request, DATA));
+    }
+  } else if (request.mode === "navigate") {
     // Every page is the same shell: keep the newest copy under "/".
     event.respondWith(networkFirst(request, SHELL, "/"));
   } else if (path.startsWith("/assets/")) {
     event.respondWith(cacheFirst(request));
-  } else if (path.startsWith("/api/") || path.startsWith("/v2") || path === "/healthz" || path === "/metrics") {
-    if (isModelRead(path)) {
-      event.respondWith(networkFirst(request, DATA));
-    }
   } else {
     event.respondWith(networkFirst(request, SHELL));
   }
