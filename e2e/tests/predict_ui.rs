@@ -314,3 +314,56 @@ async fn the_demo_package_names_the_columns_the_page_checks() -> Result<()> {
     );
     Ok(())
 }
+
+/// A batch job (a file scored on the server) shows on the history page, which follows it to
+/// the end by itself, and its result downloads as the same CSV the codeless endpoint returns.
+#[tokio::test]
+async fn a_batch_job_shows_in_history_and_its_result_downloads() -> Result<()> {
+    let server = Server::start_demo()?;
+    let csv = churn_rows(200, 400)?;
+    let browser = Browser::start().await?;
+    let outcome = browser
+        .check("history_job", async {
+            browser
+                .sign_up(&server, "grace@example.org", "Grace Hopper", PASSWORD)
+                .await?;
+            let api = Api::login(&server, "grace@example.org", PASSWORD).await?;
+            let response = api
+                .request(
+                    reqwest::Method::POST,
+                    "/api/jobs?model=churn&filename=customers.csv",
+                )
+                .header("content-type", "text/csv")
+                .body(csv.clone())
+                .send()
+                .await?;
+            let status = response.status();
+            ensure!(
+                status.as_u16() == 202,
+                "POST /api/jobs answered {status}: {}",
+                response.text().await?
+            );
+            browser
+                .client
+                .goto(&format!("{}/history", server.url))
+                .await?;
+            // No click on Refresh: the page looks again while the job is queued or running.
+            browser
+                .wait_for_long("#job-table tr[data-status='succeeded']", ENGINE_TIMEOUT)
+                .await?;
+            let table = browser.wait_for_text("#job-table", "customers.csv").await?;
+            ensure!(
+                table.contains("churn"),
+                "the job's model is not shown: {table}"
+            );
+            let downloaded = browser.download_text(".job-result").await?;
+            ensure!(
+                downloaded == api.predict_csv("churn", &csv).await?,
+                "the job's result differs from the codeless endpoint's answer"
+            );
+            Ok(())
+        })
+        .await;
+    browser.close().await?;
+    outcome
+}

@@ -139,6 +139,23 @@ fn Jobs() -> impl IntoView {
         reload.track();
         api::jobs()
     });
+    // While a job is queued or running, look again every 2 s (the table keeps showing the
+    // last answer meanwhile).
+    if let Ok(handle) = set_interval_with_handle(
+        move || {
+            let pending = jobs.with_untracked(|r| {
+                matches!(r, Some(Ok(list)) if list.iter().any(|j| {
+                    matches!(j["status"].as_str(), Some("queued" | "running"))
+                }))
+            });
+            if pending {
+                reload.update(|n| *n += 1);
+            }
+        },
+        std::time::Duration::from_secs(2),
+    ) {
+        on_cleanup(move || handle.clear());
+    }
     view! {
         <section aria-labelledby="jobs-heading">
             <h2 id="jobs-heading">"Inference jobs"</h2>

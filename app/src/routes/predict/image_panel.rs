@@ -80,6 +80,9 @@ pub fn ImagePanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
     let image_url = RwSignal::new(None::<String>);
     let result = RwSignal::new(None::<Result<(ImagePrediction, &'static str), String>>);
     let busy = RwSignal::new(false);
+    // Numbers each chosen picture: only the latest one's answer is shown, whatever order the
+    // answers arrive in.
+    let picked = RwSignal::new(0u64);
     on_cleanup(move || {
         if let Some(url) = image_url.get_untracked() {
             browser::revoke_url(&url);
@@ -97,14 +100,18 @@ pub fn ImagePanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
         let info = upload_info.clone();
         busy.set(true);
         result.set(None);
+        picked.update(|n| *n += 1);
+        let this = picked.get_untracked();
         let csrf = session.csrf();
         leptos::task::spawn_local(async move {
             let outcome = match browser::read_bytes(&file).await {
                 Ok(bytes) => classify_bytes(&info, &bytes, runner, &csrf).await,
                 Err(e) => Err(e),
             };
-            result.set(Some(outcome));
-            busy.set(false);
+            if picked.get_untracked() == this {
+                result.set(Some(outcome));
+                busy.set(false);
+            }
         });
     };
 
