@@ -151,12 +151,7 @@ impl Batcher {
     /// Runs one row (checked first, so a bad row never fails its batch-mates).
     pub async fn predict_one(&self, row: Vec<f32>) -> Result<Vec<f32>, InferenceError> {
         if row.len() != self.row_len {
-            return Err(InferenceError::InputSize {
-                expected: self.row_len,
-                found: row.len(),
-                batch: 1,
-                row_shape: vec![self.row_len],
-            });
+            return Err(InferenceError::row_size(self.row_len, row.len()));
         }
         let (reply, answer) = oneshot::channel();
         let closed = || InferenceError::Run("the batching task stopped".into());

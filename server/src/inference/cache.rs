@@ -28,7 +28,6 @@ pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 pub struct ServedModel {
     pub version_id: i64,
     pub spec: ModelSpec,
-    pub predictor: OnnxPredictor,
     /// Runs batches on the right plan and thread.
     pub runner: Arc<Runner>,
     /// The ONNX file: what browsers download to run the model themselves.
@@ -54,7 +53,6 @@ impl ServedModel {
         Self {
             version_id,
             spec,
-            predictor: runner.predictor().clone(),
             runner,
             onnx_sha256: crate::blobs::sha256_hex(&onnx),
             bytes: onnx.len(),
@@ -62,6 +60,11 @@ impl ServedModel {
             batch,
             batcher: OnceLock::new(),
         }
+    }
+
+    /// The model's general plan (any batch size).
+    pub fn predictor(&self) -> &OnnxPredictor {
+        self.runner.predictor()
     }
 
     /// The model's batching queue, started on the current runtime on first use.
@@ -228,7 +231,7 @@ mod tests {
             .unwrap();
         assert_eq!(cache.loaded(), vec![3, 4]);
         // A request still holding version 1 keeps running it after its eviction.
-        assert_eq!(held.predictor.predict(&[0.5; 784], 1).unwrap().len(), 10);
+        assert_eq!(held.predictor().predict(&[0.5; 784], 1).unwrap().len(), 10);
     }
 
     #[tokio::test]

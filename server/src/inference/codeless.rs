@@ -95,7 +95,7 @@ async fn predict_csv(
         let started = std::time::Instant::now();
         let model = m.clone();
         let result = tokio::task::spawn_blocking(move || {
-            codeless::predict_csv_counted(&model.predictor, &model.spec, &bytes)
+            codeless::predict_csv_counted(model.predictor(), &model.spec, &bytes)
         })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -75,13 +75,13 @@ async fn server_metadata() -> Json<Value> {
 
 fn metadata(name: &str, m: &ServedModel) -> Value {
     let mut input_shape = vec![-1i64];
-    input_shape.extend(m.predictor.row_shape().iter().map(|&d| d as i64));
+    input_shape.extend(m.predictor().row_shape().iter().map(|&d| d as i64));
     json!({
         "name": name,
         "versions": [m.version_id.to_string()],
         "platform": "onnx_onnxv1",
         "inputs": [{ "name": "input", "datatype": "FP32", "shape": input_shape }],
-        "outputs": [{ "name": "output", "datatype": "FP32", "shape": [-1, m.predictor.output_width() as i64] }],
+        "outputs": [{ "name": "output", "datatype": "FP32", "shape": [-1, m.predictor().output_width() as i64] }],
         "parameters": { "task": m.spec.task, "labels": m.spec.labels },
     })
 }
@@ -306,7 +306,7 @@ async fn run(name: &str, m: &Arc<ServedModel>, body: &[u8]) -> Result<Json<Value
         "outputs": [{
             "name": "output",
             "datatype": "FP32",
-            "shape": [batch, m.predictor.output_width()],
+            "shape": [batch, m.predictor().output_width()],
             "data": outputs,
         }],
     });
@@ -334,8 +334,8 @@ fn input_tensor(req: &InferRequest, m: &ServedModel) -> Result<(Vec<f32>, usize)
     if t.datatype != "FP32" {
         return bad(format!("input datatype must be FP32, got {}", t.datatype));
     }
-    let row = m.predictor.row_shape();
-    let row_len = m.predictor.row_len();
+    let row = m.predictor().row_shape();
+    let row_len = m.predictor().row_len();
     // `[batch, ..row]`, or `[batch, row_len]` for images sent as flat rows.
     let shape_ok = t.shape.len() >= 2 && (t.shape[1..] == *row || t.shape[1..] == [row_len]);
     if !shape_ok {

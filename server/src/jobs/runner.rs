@@ -286,7 +286,7 @@ async fn execute(
     let input = state.data_dir.join(&job.input_path);
     let output = state.data_dir.join(tmp_rel);
     let spec = m.spec.clone();
-    let predictor = m.predictor.clone();
+    let predictor = m.predictor().clone();
     let name = job.deployment.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<(Work, usize), CodelessError> {
         let io = |e: std::io::Error| CodelessError::Io(e.to_string());

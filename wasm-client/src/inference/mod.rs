@@ -43,6 +43,18 @@ pub enum InferenceError {
     Run(String),
 }
 
+impl InferenceError {
+    /// One row of `found` values where a row has `row_len`.
+    pub fn row_size(row_len: usize, found: usize) -> Self {
+        Self::InputSize {
+            expected: row_len,
+            found,
+            batch: 1,
+            row_shape: vec![row_len],
+        }
+    }
+}
+
 /// A loaded, optimised model with one input `[batch, ..row_shape]` and one output
 /// `[batch, ..]`, both f32.
 #[derive(Debug, Clone)]

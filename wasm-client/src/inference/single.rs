@@ -72,12 +72,7 @@ impl SingleRowPlan {
     /// Runs one row (`row_len` values) and returns its `output_width` outputs.
     pub fn predict(&self, row: &[f32]) -> Result<Vec<f32>, InferenceError> {
         if row.len() != self.row_len {
-            return Err(InferenceError::InputSize {
-                expected: self.row_len,
-                found: row.len(),
-                batch: 1,
-                row_shape: vec![self.row_len],
-            });
+            return Err(InferenceError::row_size(self.row_len, row.len()));
         }
         let run = |e: TractError| InferenceError::Run(e.to_string());
         let state = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
