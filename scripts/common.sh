@@ -37,6 +37,14 @@ ensure_rust_tools() {
   fi
 }
 
+# The test runner: cargo-nextest from crates.io when missing (a few minutes, once).
+ensure_nextest() {
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest (test runner; a few minutes, once)"
+    cargo install cargo-nextest --locked
+  fi
+}
+
 ensure_chromium() {
   if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
   say "installing chromium and chromium-driver from Debian (browser tests)"

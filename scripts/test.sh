@@ -4,6 +4,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 ensure_rust_tools
+ensure_nextest
 ensure_chromium
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 

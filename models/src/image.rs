@@ -49,6 +49,16 @@ pub enum ImageError {
 /// light**: the background is taken to be the one-pixel border of the resized image, and it is
 /// light when its mean is above 0.5.
 pub fn decode_image(bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
+    decode_image_within(bytes, MAX_DECODED_BYTES)
+}
+
+/// Most memory [`decode_image`] lets a decoder allocate: a 4096x4096 RGB image fits, a
+/// 4096x4096 16-bit RGBA one (which a 127 KiB PNG can declare) does not.
+pub const MAX_DECODED_BYTES: u64 = 64 << 20;
+
+/// [`decode_image`] with the decoder's allocations capped at `max_decoded_bytes` (an image
+/// that needs more is an [`ImageError::Decode`] naming the limit, refused before decoding).
+pub fn decode_image_within(bytes: &[u8], max_decoded_bytes: u64) -> Result<Vec<f32>, ImageError> {
     let err = |e: &dyn std::fmt::Display| ImageError::Decode(e.to_string());
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
@@ -56,9 +66,14 @@ pub fn decode_image(bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(256 << 20);
+    limits.max_alloc = Some(max_decoded_bytes);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| err(&e))?;
+    // zune-jpeg 0.5's SIMD IDCT panics on some malformed JPEGs (an unwrap, upstream
+    // zune-image#361; found by `fuzz/` `image_decoder`): a decoder that panics has met an
+    // undecodable file. (Builds with `panic = "abort"`, the browser bundles, cannot catch it.)
+    let img = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| ImageError::Decode("the image data is corrupt".into()))?
+        .map_err(|e| err(&e))?;
     let grey = img.to_luma8();
     let small = image::imageops::resize(&grey, SIDE as u32, SIDE as u32, FilterType::Triangle);
     let mut pixels: Vec<f32> = small.as_raw().iter().map(|&p| p as f32 / 255.0).collect();

@@ -18,6 +18,7 @@
 //! - [`weights`]: the safetensors update format, [`weights::encode`] / [`weights::decode`].
 //! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
 //! - [`package`]: [`package::ModelPackage`], what clients download to run a deployed model.
+//! - [`v2`]: KServe V2 inference request bodies, parsed as a stream with bounds.
 //!
 //! # Features
 //! - `train` (default): the burn side: [`model::Network`], [`model::predict`], [`train`] and the
@@ -42,6 +43,7 @@ pub mod tabular;
 pub mod task;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod v2;
 pub mod weights;
 
 /// burn's device handle, re-exported so callers pick `Device::flex()` or `Device::wgpu(..)`

@@ -27,8 +27,12 @@ pub struct ServeConfig {
     /// How long a login session lasts, in hours.
     #[arg(long, env = "B3O_SESSION_TTL_HOURS", default_value_t = 168)]
     pub session_ttl_hours: u32,
-    /// Take the client address for login rate limits from the last `X-Forwarded-For` entry
-    /// (only behind a reverse proxy that sets it; otherwise clients could forge it).
+    /// Take the client address for rate limits (failed sign-ins, registrations per hour, join
+    /// codes) from the last `X-Forwarded-For` entry, and our host (for the `Origin` check of
+    /// model calls) from `X-Forwarded-Host`. Set it behind a reverse proxy that sets them:
+    /// without it every client has the proxy's address and shares the proxy's limits (one
+    /// allowance of registrations for the whole world). Never set it without such a proxy:
+    /// clients could forge the headers.
     #[arg(long, env = "B3O_TRUST_PROXY")]
     pub trust_proxy: bool,
     /// Origins besides our own allowed to embed the app in a frame (the embed widget), comma
@@ -68,6 +72,9 @@ pub struct ServeConfig {
     /// private or turn this off).
     #[arg(long, env = "B3O_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// Resource limits and quotas (see SECURITY.md).
+    #[command(flatten)]
+    pub limits: crate::limits::Limits,
 }
 
 impl ServeConfig {

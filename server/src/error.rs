@@ -32,6 +32,12 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotImplemented(String),
+    /// Overloaded for now (503); `retry_after_secs` becomes the `Retry-After` header.
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -51,6 +57,7 @@ impl ApiError {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            ApiError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Database(_) | ApiError::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
@@ -64,14 +71,17 @@ impl IntoResponse for ApiError {
         let retry_after = match &self {
             ApiError::TooManyRequests {
                 retry_after_secs, ..
+            }
+            | ApiError::Unavailable {
+                retry_after_secs, ..
             } => Some(HeaderValue::from((*retry_after_secs).max(1))),
             _ => None,
         };
-        let message = if status.is_server_error() {
+        let message = if status.is_server_error() && !matches!(self, ApiError::Unavailable { .. }) {
             tracing::error!(error = %self, "request failed");
             "internal server error".to_string()
         } else {
-            self.to_string()
+            bounded(&self.to_string())
         };
         let mut response = (
             status,
@@ -82,5 +92,54 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+/// Longest quoted value (between backticks) an error message shows.
+const MAX_QUOTED_CHARS: usize = 64;
+/// Longest error message sent.
+const MAX_MESSAGE_CHARS: usize = 2048;
+
+/// `message` with every value quoted in backticks cut to [`MAX_QUOTED_CHARS`] characters (and
+/// the whole to [`MAX_MESSAGE_CHARS`]): messages quote what the client sent (a column name, a
+/// cell), and a 1 MB cell must not come back as a 1 MB error.
+fn bounded(message: &str) -> String {
+    if message.chars().count() <= MAX_QUOTED_CHARS {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS * 4));
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        // Odd parts are inside backticks.
+        if i % 2 == 1 && part.chars().count() > MAX_QUOTED_CHARS {
+            out.extend(part.chars().take(MAX_QUOTED_CHARS));
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    if out.chars().count() > MAX_MESSAGE_CHARS {
+        out = out.chars().take(MAX_MESSAGE_CHARS).collect();
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    /// Regression: a 1 MB column name or cell came back whole in the 400's message.
+    #[test]
+    fn quoted_values_in_messages_are_cut() {
+        let long = "9".repeat(1 << 20);
+        let m = bounded(&format!("row 1, column `Age`: `{long}` is not a number"));
+        assert!(m.len() < 200, "{}", m.len());
+        assert!(m.starts_with("row 1, column `Age`: `9999"), "{m}");
+        assert!(m.ends_with("…` is not a number"), "{m}");
+        assert_eq!(bounded("short `x`"), "short `x`");
+        assert!(bounded(&"y".repeat(10_000)).chars().count() <= 2049);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::accounts::Accounts;
 use crate::db::Db;
 use crate::federation;
+use crate::limits::Limits;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +16,6 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     /// Federation runtime: SSE fan-out, running aggregation sums, upload limit.
     pub federation: Arc<federation::Runtime>,
+    /// Resource limits and quotas (`b3o serve` flags).
+    pub limits: Arc<Limits>,
 }

@@ -160,6 +160,7 @@ mod serving_tests {
             data_dir: dir.path().to_path_buf(),
             accounts: Default::default(),
             federation: Default::default(),
+            limits: Default::default(),
         };
         (crate::app(state, dir.path()), dir)
     }

@@ -94,6 +94,7 @@ impl Server {
             data_dir: dir.path().to_path_buf(),
             accounts: Arc::new(Accounts::new(Settings::default())),
             federation: Default::default(),
+            limits: Default::default(),
         };
         let router = b3o_server::app(state.clone(), dir.path());
         Server {
@@ -407,7 +408,7 @@ pub async fn churn() -> Deployed {
     deploy("churn", template, spec, private()).await
 }
 
-async fn digits() -> Deployed {
+pub async fn digits() -> Deployed {
     let spec = ModelSpec::mnist_cnn();
     let template = ModelTemplate::ImageCnn {
         labels: spec.labels.clone(),
@@ -1222,6 +1223,8 @@ async fn a_promote_during_a_stream_of_requests_loses_none() {
 #[tokio::test]
 async fn metrics_count_requests_per_model_and_version_in_prometheus_format() {
     let d = digits().await;
+    // Only public deployments are named in the public metrics (issue #19; see hardening_jobs).
+    d.share(true, &[]).await;
     let pixels = vec![0.5f32; 784];
     let r = d
         .post_json("/v2/models/digits/infer", json!({ "inputs": [{ "name": "input", "shape": [1, 784], "datatype": "FP32", "data": pixels }] }))

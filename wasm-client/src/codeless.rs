@@ -45,6 +45,31 @@ pub const CLASS_COLUMNS: [&str; 2] = ["prediction_label", "prediction_probabilit
 pub const VALUE_COLUMNS: [&str; 1] = ["prediction_value"];
 /// Longest header line read to detect the delimiter.
 const MAX_HEADER_BYTES: usize = 16 << 20;
+/// Most columns a CSV header may have by default ([`InputLimits::max_columns`]).
+pub const DEFAULT_MAX_COLUMNS: usize = 10_000;
+
+/// Bounds on codeless input, each checked before the work or memory it bounds: columns on the
+/// raw header line before it is parsed, rows as they are read, an image's decoded size from
+/// its header before it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// Most columns in a CSV header.
+    pub max_columns: usize,
+    /// Most data rows in a CSV (`None`: any number, for batch jobs that stream).
+    pub max_rows: Option<usize>,
+    /// Largest decoded image in bytes (width x height x bytes per pixel).
+    pub max_image_bytes: u64,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            max_columns: DEFAULT_MAX_COLUMNS,
+            max_rows: None,
+            max_image_bytes: b3o_models::image::MAX_DECODED_BYTES,
+        }
+    }
+}
 
 /// Why codeless input could not be turned into predictions. Everything but
 /// [`CodelessError::Inference`] (other than a size mismatch) and [`CodelessError::Io`] is the
@@ -92,6 +117,21 @@ pub enum CodelessError {
         "the image is {width}x{height} pixels; send one between {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
     )]
     ImageSize { width: u32, height: u32 },
+    #[error(
+        "the image is {width}x{height} pixels and would take {bytes} bytes decoded; the limit is {max} bytes"
+    )]
+    ImageTooLarge {
+        width: u32,
+        height: u32,
+        bytes: u64,
+        max: u64,
+    },
+    #[error("the CSV header has more than {max} columns")]
+    TooManyColumns { max: usize },
+    #[error(
+        "the CSV has more than {max} data rows; send larger files as a batch job (POST /api/jobs)"
+    )]
+    TooManyRows { max: usize },
     #[error("cannot read the image: {0}")]
     Image(String),
     #[error(transparent)]
@@ -264,6 +304,7 @@ pub struct CsvChunks<R: Read> {
     feature_index: Vec<usize>,
     /// Data rows read so far.
     rows_read: usize,
+    max_rows: Option<usize>,
     done: bool,
 }
 
@@ -328,13 +369,71 @@ fn blank(record: &ByteRecord) -> bool {
     record.iter().all(|f| f.trim_ascii().is_empty())
 }
 
+/// Fields on the first line of `prefix` (separators outside quotes, plus one), stopping as
+/// soon as the count passes what any limit could allow.
+fn header_columns(prefix: &[u8], delimiter: u8) -> usize {
+    let mut quoted = false;
+    let mut n = 1usize;
+    for &b in prefix {
+        match b {
+            b'"' => quoted = !quoted,
+            b'\n' | b'\r' if !quoted => break,
+            d if d == delimiter && !quoted => n = n.saturating_add(1),
+            _ => {}
+        }
+    }
+    n
+}
+
+/// A cell a spreadsheet would run as a formula (OWASP "CSV injection": it starts with `=`,
+/// `+`, `-`, `@`, a tab or a carriage return), prefixed with `'` so it stays text. Numbers
+/// such as `-3.5` or `+1` are left alone: they are data, and a spreadsheet reads them as
+/// numbers, not formulas.
+pub fn neutralise_formula(cell: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let risky = matches!(
+        cell.first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    );
+    let number = std::str::from_utf8(cell)
+        .ok()
+        .is_some_and(|t| t.trim().parse::<f64>().is_ok_and(f64::is_finite));
+    if risky && !number {
+        let mut safe = Vec::with_capacity(cell.len() + 1);
+        safe.push(b'\'');
+        safe.extend_from_slice(cell);
+        std::borrow::Cow::Owned(safe)
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
+/// `record` with every cell passed through [`neutralise_formula`].
+fn neutralised(record: &ByteRecord) -> ByteRecord {
+    record.iter().map(|c| neutralise_formula(c)).collect()
+}
+
 impl<R: Read> CsvChunks<R> {
     /// Reads the header of `reader` and checks that it has every column `spec` needs
     /// ([`CodelessError::MissingColumns`] otherwise, before any row is read).
-    pub fn new(mut reader: R, spec: &ModelSpec) -> Result<Self, CodelessError> {
+    pub fn new(reader: R, spec: &ModelSpec) -> Result<Self, CodelessError> {
+        Self::with_limits(reader, spec, &InputLimits::default())
+    }
+
+    /// [`CsvChunks::new`] with `limits` on columns and rows.
+    pub fn with_limits(
+        mut reader: R,
+        spec: &ModelSpec,
+        limits: &InputLimits,
+    ) -> Result<Self, CodelessError> {
         let prep = preprocessing(spec)?.clone();
         let prefix = read_header_line(&mut reader)?;
         let delimiter = delimiter_byte(Delimiter::detect(&prefix));
+        // Counted on the raw line: the CSV parser would allocate per field before we could.
+        if header_columns(&prefix, delimiter) > limits.max_columns {
+            return Err(CodelessError::TooManyColumns {
+                max: limits.max_columns,
+            });
+        }
         let source = Cursor::new(prefix).chain(reader);
         // csv's default terminator treats `\r`, `\n` and `\r\n` alike. No trimming here: the
         // rows are written back as sent; cells are trimmed for the model only.
@@ -356,6 +455,8 @@ impl<R: Read> CsvChunks<R> {
             None => return Err(TabularError::Empty.into()),
         };
         let mut names: Vec<String> = Vec::with_capacity(header.len());
+        let mut seen: std::collections::HashSet<String> =
+            std::collections::HashSet::with_capacity(header.len());
         if blank(&header) {
             // A file of nothing but blank lines is empty, not a header without names.
             let any_data = records
@@ -376,15 +477,22 @@ impl<R: Read> CsvChunks<R> {
             if name.is_empty() {
                 return Err(TabularError::EmptyHeader { column: i + 1 }.into());
             }
-            if names.contains(&name) {
+            // A set, not `names.contains`: the check was quadratic in the columns (100k
+            // columns cost 13.6 s of a core).
+            if !seen.insert(name.clone()) {
                 return Err(TabularError::DuplicateHeader { name }.into());
             }
             names.push(name);
         }
+        let position: std::collections::HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let needed = feature_columns(&prep);
         let missing: Vec<String> = needed
             .iter()
-            .filter(|c| !names.contains(c))
+            .filter(|c| !position.contains_key(c.as_str()))
             .cloned()
             .collect();
         if !missing.is_empty() {
@@ -392,7 +500,7 @@ impl<R: Read> CsvChunks<R> {
         }
         let feature_index = needed
             .iter()
-            .map(|c| names.iter().position(|n| n == c).unwrap_or_default())
+            .map(|c| position.get(c.as_str()).copied().unwrap_or_default())
             .collect();
         Ok(Self {
             records,
@@ -401,6 +509,7 @@ impl<R: Read> CsvChunks<R> {
             header,
             feature_index,
             rows_read: 0,
+            max_rows: limits.max_rows,
             done: false,
         })
     }
@@ -451,6 +560,11 @@ impl<R: Read> CsvChunks<R> {
             // A line of only separators or spaces carries no data (common at the end of exports).
             if blank(&record) {
                 continue;
+            }
+            if self.max_rows.is_some_and(|max| self.rows_read >= max) {
+                return Err(CodelessError::TooManyRows {
+                    max: self.rows_read,
+                });
             }
             if record.len() != width {
                 return Err(TabularError::RaggedRow {
@@ -545,7 +659,7 @@ impl<W: Write> CsvOutput<W> {
             .delimiter(input.delimiter())
             .flexible(true)
             .from_writer(out);
-        let mut header = input.header().clone();
+        let mut header = neutralised(input.header());
         prediction_header(spec)
             .iter()
             .for_each(|h| header.push_field(h.as_bytes()));
@@ -567,10 +681,10 @@ impl<W: Write> CsvOutput<W> {
             )));
         }
         for (record, p) in chunk.records.iter().zip(predictions) {
-            let mut record = record.clone();
+            let mut record = neutralised(record);
             p.csv_cells()
                 .iter()
-                .for_each(|c| record.push_field(c.as_bytes()));
+                .for_each(|c| record.push_field(&neutralise_formula(c.as_bytes())));
             self.writer.write_byte_record(&record).map_err(io)?;
         }
         Ok(())
@@ -626,7 +740,17 @@ pub fn predict_csv_counted(
     spec: &ModelSpec,
     csv: &[u8],
 ) -> Result<(Vec<u8>, usize), CodelessError> {
-    let mut chunks = CsvChunks::new(csv, spec)?;
+    predict_csv_limited(predictor, spec, csv, &InputLimits::default())
+}
+
+/// [`predict_csv_counted`] within `limits` (columns, rows).
+pub fn predict_csv_limited(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    csv: &[u8],
+    limits: &InputLimits,
+) -> Result<(Vec<u8>, usize), CodelessError> {
+    let mut chunks = CsvChunks::with_limits(csv, spec, limits)?;
     let mut out = CsvOutput::new(Vec::with_capacity(csv.len() * 5 / 4), &chunks, spec)?;
     while let Some(chunk) = chunks.next_chunk(DEFAULT_CHUNK_ROWS)? {
         let outputs = predictor.predict(&chunk.inputs, chunk.n_rows())?;
@@ -676,6 +800,31 @@ pub fn rows_inputs(
     Ok(prep.transform_json(rows)?)
 }
 
+/// Model inputs for one JSON row (see [`rows_inputs`]), numbered `row` (from 1) in errors:
+/// rows can be encoded as they are parsed, without holding every row's JSON at once.
+pub fn row_inputs(
+    spec: &ModelSpec,
+    row: usize,
+    values: &Map<String, Value>,
+) -> Result<Vec<f32>, CodelessError> {
+    let offset = row.saturating_sub(1);
+    rows_inputs(spec, std::slice::from_ref(values))
+        .map(|(inputs, _)| inputs)
+        .map_err(|e| match e {
+            CodelessError::RowMissingColumn { row, column } => CodelessError::RowMissingColumn {
+                row: row + offset,
+                column,
+            },
+            CodelessError::UnknownColumn { row, column, known } => CodelessError::UnknownColumn {
+                row: row + offset,
+                column,
+                known,
+            },
+            CodelessError::Preprocess(e) => CodelessError::Preprocess(shift_rows(e, offset)),
+            other => other,
+        })
+}
+
 /// Predictions for JSON rows (see [`rows_inputs`]), one per row, in order.
 pub fn predict_rows(
     predictor: &OnnxPredictor,
@@ -698,6 +847,17 @@ pub fn takes_images(spec: &ModelSpec) -> bool {
 /// A PNG or JPEG to the model's input (`b3o_models::image::decode_image`: greyscale, 28x28,
 /// inverted when the background is light), after checking the format and the size.
 pub fn image_inputs(spec: &ModelSpec, bytes: &[u8]) -> Result<Vec<f32>, CodelessError> {
+    image_inputs_within(spec, bytes, &InputLimits::default())
+}
+
+/// [`image_inputs`] with `limits.max_image_bytes` on the decoded image, checked from the
+/// image's header before anything is decoded.
+pub fn image_inputs_within(
+    spec: &ModelSpec,
+    bytes: &[u8],
+    limits: &InputLimits,
+) -> Result<Vec<f32>, CodelessError> {
+    use image::ImageDecoder;
     if !takes_images(spec) {
         return Err(CodelessError::TakesTables);
     }
@@ -705,14 +865,29 @@ pub fn image_inputs(spec: &ModelSpec, bytes: &[u8]) -> Result<Vec<f32>, Codeless
         .ok()
         .filter(|f| matches!(f, image::ImageFormat::Png | image::ImageFormat::Jpeg))
         .ok_or(CodelessError::NotAnImage)?;
-    let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
+    let decoder = image::ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
         .map_err(|e| CodelessError::Image(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
     let side_ok = |s: u32| (MIN_IMAGE_SIDE..=MAX_IMAGE_SIDE).contains(&s);
     if !side_ok(width) || !side_ok(height) {
         return Err(CodelessError::ImageSize { width, height });
     }
-    Ok(b3o_models::image::decode_image(bytes)?)
+    // A 127 KiB PNG can declare 4096x4096 16-bit RGBA: 128 MiB once decoded.
+    let decoded = decoder.total_bytes();
+    if decoded > limits.max_image_bytes {
+        return Err(CodelessError::ImageTooLarge {
+            width,
+            height,
+            bytes: decoded,
+            max: limits.max_image_bytes,
+        });
+    }
+    drop(decoder);
+    Ok(b3o_models::image::decode_image_within(
+        bytes,
+        limits.max_image_bytes,
+    )?)
 }
 
 /// The prediction for one image (see [`image_inputs`]).
@@ -867,6 +1042,45 @@ mod tests {
         }
     }
 
+    /// Regression (issue #19, findings 2 and 8): column and row limits, found before the
+    /// CSV parser allocates; formula cells neutralised (OWASP CSV injection).
+    #[test]
+    fn csv_limits_and_formula_cells() {
+        let spec = spec();
+        let p = predictor(&spec);
+        let limits = InputLimits {
+            max_columns: 3,
+            max_rows: Some(2),
+            ..InputLimits::default()
+        };
+        let e =
+            predict_csv_limited(&p, &spec, b"age,country,x,y\n1,FR,2,3\n", &limits).unwrap_err();
+        assert_eq!(e, CodelessError::TooManyColumns { max: 3 });
+        // A quoted separator is not a column.
+        assert!(predict_csv_limited(&p, &spec, b"age,country,\"x,y\"\n1,FR,2\n", &limits).is_ok());
+        let e = predict_csv_limited(&p, &spec, b"age,country\n1,FR\n\n2,DE\n3,FR\n", &limits)
+            .unwrap_err();
+        assert_eq!(e, CodelessError::TooManyRows { max: 2 });
+        assert!(e.is_client_error());
+        let out = predict_csv(&p, &spec, b"age,country,note\n1,FR,=1+1\n-2.5,DE,-x\n").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("1,FR,'=1+1,"), "{}", lines[1]);
+        assert!(lines[2].starts_with("-2.5,DE,'-x,"), "{}", lines[2]);
+        for (cell, want) in [
+            ("@x", "'@x"),
+            ("+1", "+1"),
+            ("\tx", "'\tx"),
+            ("a=b", "a=b"),
+            ("-inf", "'-inf"),
+        ] {
+            assert_eq!(
+                neutralise_formula(cell.as_bytes()).as_ref(),
+                want.as_bytes()
+            );
+        }
+    }
+
     #[test]
     fn rows_and_images_are_checked() {
         let spec = spec();
@@ -891,6 +1105,15 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("`agee`"), "{e}");
         assert_eq!(rows_inputs(&spec, &[]).unwrap_err(), CodelessError::NoRows);
+        // One row at a time: the same inputs, errors numbered as in the whole body.
+        assert_eq!(
+            row_inputs(&spec, 7, &ok).unwrap(),
+            rows_inputs(&spec, &[ok.clone()]).unwrap().0
+        );
+        let e = row_inputs(&spec, 7, &row(json!({ "age": "x", "country": "FR" }))).unwrap_err();
+        assert!(e.to_string().contains("row 7"), "{e}");
+        let e = row_inputs(&spec, 7, &row(json!({ "age": 1 }))).unwrap_err();
+        assert!(e.to_string().starts_with("row 7:"), "{e}");
         assert_eq!(
             image_inputs(&spec, b"x").unwrap_err(),
             CodelessError::TakesTables
@@ -924,6 +1147,15 @@ mod tests {
             image_inputs(&cnn, b"GIF89a").unwrap_err(),
             CodelessError::NotAnImage
         );
+        // Regression (issue #19, finding 3): the decoded size is checked from the header.
+        let small = InputLimits {
+            max_image_bytes: 28 * 28 - 1,
+            ..InputLimits::default()
+        };
+        assert!(matches!(
+            image_inputs_within(&cnn, &png(28, 28), &small).unwrap_err(),
+            CodelessError::ImageTooLarge { bytes: 784, .. }
+        ));
         let mut truncated = png(28, 28);
         truncated.truncate(40);
         assert!(

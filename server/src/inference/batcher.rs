@@ -19,6 +19,8 @@ use super::single::SingleRowPlan;
 /// Batches estimated to take less than this run on the async worker: handing them to the
 /// blocking pool would cost as much as running them.
 const INLINE_BUDGET: Duration = Duration::from_micros(100);
+/// Most rows one run of the general plan takes; larger inputs run in chunks of this size.
+pub const MAX_RUN_ROWS: usize = 256;
 
 /// How a loaded model runs a batch.
 #[derive(Debug)]
@@ -37,8 +39,11 @@ impl Runner {
             single,
             row_cost: Duration::MAX,
         };
-        let rows = 8;
-        let input = vec![0.0f32; rows * runner.predictor.row_len()];
+        let rows = 8usize;
+        let Some(len) = rows.checked_mul(runner.predictor.row_len()) else {
+            return runner;
+        };
+        let input = vec![0.0f32; len];
         let mut best = Duration::MAX;
         for _ in 0..3 {
             let started = Instant::now();
@@ -56,11 +61,24 @@ impl Runner {
         &self.predictor
     }
 
-    /// Runs `n` rows on this thread.
+    /// Runs `n` rows on this thread, at most [`MAX_RUN_ROWS`] at a time: the activations of a
+    /// whole 16 MiB request (10,000 digit images) in one run would take ~1 GB.
     pub fn run_here(&self, input: &[f32], n: usize) -> Result<Vec<f32>, InferenceError> {
         match &self.single {
             Some(single) if n == 1 => single.predict(input),
-            _ => self.predictor.predict(input, n),
+            _ if n <= MAX_RUN_ROWS => self.predictor.predict(input, n),
+            _ => {
+                let row_len = self.predictor.row_len();
+                if row_len == 0 || n.checked_mul(row_len) != Some(input.len()) {
+                    // The general plan names the mismatch.
+                    return self.predictor.predict(input, n);
+                }
+                let mut out = Vec::new();
+                for rows in input.chunks(MAX_RUN_ROWS * row_len) {
+                    out.extend(self.predictor.predict(rows, rows.len() / row_len)?);
+                }
+                Ok(out)
+            }
         }
     }
 
@@ -70,7 +88,11 @@ impl Runner {
         input: Vec<f32>,
         n: usize,
     ) -> Result<Vec<f32>, InferenceError> {
-        if self.row_cost.saturating_mul(n as u32) <= INLINE_BUDGET {
+        if self
+            .row_cost
+            .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            <= INLINE_BUDGET
+        {
             return self.run_here(&input, n);
         }
         let runner = self.clone();

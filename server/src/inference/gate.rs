@@ -4,13 +4,17 @@
 //! - A **public** deployment answers anyone; a **private** one those who may see its group
 //!   (`federation::auth::group_access`): 401 for anonymous callers and 404 for others, with
 //!   the same bodies as for a name that is not deployed, so names reveal nothing.
-//! - A request carrying an `Origin` from another site (not our own: compared with `Host`) is
-//!   served only if the deployment lists that origin (`allowed_origins`); otherwise 403 naming
-//!   the origin and the model. Allowed origins get `Access-Control-Allow-Origin`, on preflight
+//! - A request carrying an `Origin` from another site is served only if the deployment lists
+//!   that origin (`allowed_origins`, compared scheme, host and port); otherwise 403 naming the
+//!   origin and the model. Our own origin is `Host` (or, with `--trust-proxy`,
+//!   `X-Forwarded-Host`) over our scheme: `https` with `--behind-tls`, `http` otherwise, so a
+//!   plain-HTTP page on our host is not taken for our own HTTPS pages. Allowed origins get `Access-Control-Allow-Origin`, on preflight
 //!   (`OPTIONS`, [`preflight`]) and on every answer, errors included, so the partner's page can
 //!   read the error.
 //! - A pinned version (`/versions/{v}`) must be one of the deployment's group; callers outside
 //!   the group may pin only versions the deployment serves or has served.
+//! - Text from the caller echoed in an error (a model name, an origin) goes through [`shown`]:
+//!   cut to [`SHOWN_CHARS`] characters, control characters escaped.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,8 +41,31 @@ pub struct Target {
     pub cors_origin: Option<HeaderValue>,
 }
 
+/// Most characters of caller-supplied text echoed in an error message.
+pub const SHOWN_CHARS: usize = 64;
+
+/// `text` as it may appear in an error message: at most [`SHOWN_CHARS`] characters (then
+/// `…`), control characters escaped, so an answer never carries a caller's megabyte or their
+/// terminal escapes back.
+pub fn shown(text: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == SHOWN_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The answer for a name that is not deployed or that the caller may not see.
 fn hidden(name: &str, user: Option<&CurrentUser>) -> ApiError {
+    let name = shown(name);
     match user {
         None => ApiError::Unauthorized(format!(
             "no public model is deployed as `{name}`; sign in to use private models"
@@ -48,7 +75,11 @@ fn hidden(name: &str, user: Option<&CurrentUser>) -> ApiError {
 }
 
 fn no_version(name: &str, version: &str) -> ApiError {
-    ApiError::NotFound(format!("model `{name}` has no version `{version}`"))
+    ApiError::NotFound(format!(
+        "model `{}` has no version `{}`",
+        shown(name),
+        shown(version)
+    ))
 }
 
 /// Checks that `user` (if any) may use deployment `name` (at `version`, if given) from the
@@ -125,38 +156,57 @@ fn check_origin(
         return Ok(None);
     };
     let origin = value.to_str().unwrap_or_default();
-    if same_origin(state, headers, origin) {
-        return Ok(None);
+    if let Some((scheme, authority)) = origin.split_once("://")
+        && let Some((our_scheme, our_authority)) = our_origin(state, headers)
+        && authority.eq_ignore_ascii_case(our_authority)
+    {
+        if scheme.eq_ignore_ascii_case(our_scheme) {
+            return Ok(None);
+        }
+        // Our host over the other scheme. Behind TLS, a plain-HTTP page on our host: another
+        // origin, which anyone on the network path can forge. Without `--behind-tls`, most
+        // likely a TLS proxy the server was not told about: the message says so.
+        let allowed = normalise_origin(origin).is_ok_and(|o| deployment.allows_origin(&o));
+        if !allowed {
+            let why = if our_scheme == "https" {
+                "this server is served over HTTPS (--behind-tls), so a plain-HTTP page on its host is another site"
+            } else {
+                "this server serves plain HTTP; start it with --behind-tls when it is reached over HTTPS"
+            };
+            return Err(ApiError::Forbidden(format!(
+                "origin `{}` is this server's host over another scheme: {why}",
+                shown(origin)
+            )));
+        }
     }
-    let normalised = normalise_origin(origin).unwrap_or_else(|_| origin.to_ascii_lowercase());
-    if deployment.allows_origin(&normalised) {
+    // Compared whole (scheme, host, port): `http://partner.example` is not an allow-listed
+    // `https://partner.example`. An origin that does not parse matches nothing.
+    let allowed = normalise_origin(origin).is_ok_and(|o| deployment.allows_origin(&o));
+    if allowed {
         Ok(Some(value.clone()))
     } else {
         Err(ApiError::Forbidden(format!(
-            "origin `{origin}` may not use model `{}`: its owner has not added it to the model's allowed origins",
+            "origin `{}` may not use model `{}`: its owner has not added it to the model's allowed origins",
+            shown(origin),
             deployment.name
         )))
     }
 }
 
-/// True when `origin` is this server as the browser reached it (`Host`, or with
-/// `--trust-proxy` the proxy's `X-Forwarded-Host`).
-fn same_origin(state: &AppState, headers: &HeaderMap, origin: &str) -> bool {
-    let Some((_, authority)) = origin.split_once("://") else {
-        return false;
-    };
+/// This server's origin as the browser reached it: the scheme it serves (`https` with
+/// `--behind-tls`, else `http`) and `Host`, or with `--trust-proxy` the proxy's
+/// `X-Forwarded-Host`. `None` without a host.
+fn our_origin<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<(&'static str, &'h str)> {
     let host = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
-    let forwarded = state
-        .accounts
-        .settings
+    let settings = &state.accounts.settings;
+    let forwarded = settings
         .trust_proxy
         .then(|| host("x-forwarded-host"))
         .flatten()
         .and_then(|h| h.split(',').next_back())
         .map(str::trim);
-    forwarded
-        .or_else(|| host("host"))
-        .is_some_and(|h| h.eq_ignore_ascii_case(authority))
+    let scheme = if settings.behind_tls { "https" } else { "http" };
+    forwarded.or_else(|| host("host")).map(|h| (scheme, h))
 }
 
 /// A web origin as browsers send it: `http(s)://host[:port]`, lower case, without a default
@@ -309,7 +359,7 @@ impl Call {
             set_cors(response.headers_mut(), origin);
         }
         telemetry::record_request(
-            &target.deployment.name,
+            &target.deployment,
             target.version_id,
             self.route,
             response.status(),

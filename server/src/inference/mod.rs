@@ -14,11 +14,13 @@
 //! Access (`crate::access`: `PublicIfModelPublic`): a public deployment answers anyone; a
 //! private one answers those who may see its group (401 anonymous, 404 otherwise).
 
+pub mod admission;
 pub mod batcher;
 pub mod cache;
 mod codeless;
 pub mod deployments;
 pub mod gate;
+mod rows_body;
 pub mod sharing;
 /// The batch-1 plan (shared with the browser engine).
 pub use b3o_wasm_client::inference::single;
@@ -30,19 +32,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use b3o_models::model::ModelSpec;
 use b3o_models::onnx::export_onnx;
 use b3o_models::weights;
+use b3o_wasm_client::codeless::InputLimits;
 use b3o_wasm_client::inference::OnnxPredictor;
 
 use crate::blobs;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
+use crate::limits::Limits;
 use crate::state::AppState;
+pub use admission::{Admission, Ticket};
 pub use batcher::BatchConfig;
 pub use cache::{ModelCache, ServedModel};
 pub use deployments::{Deployment, Deployments};
@@ -99,15 +104,78 @@ pub struct Shared {
     pub models: ModelCache,
     pub deployments: Deployments,
     pub jobs: crate::jobs::JobRuntime,
+    /// Body budget and work slots of the inference routes.
+    pub admission: Admission,
+    /// Bounds on codeless input (columns, rows per request, decoded image size).
+    pub input_limits: InputLimits,
+    /// Most rows in one request (V2 batch, JSON rows).
+    pub max_rows: usize,
+    /// Most columns in one JSON row.
+    pub max_columns: usize,
+    /// How long a request waits for its model work before a 503 (the work keeps its slot
+    /// until it really ends).
+    pub work_timeout: std::time::Duration,
 }
 
 impl Shared {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Settings, limits: &Limits) -> Self {
         Self {
             models: ModelCache::new(settings.cache_bytes),
             deployments: Deployments::default(),
             jobs: crate::jobs::JobRuntime::new(settings.job_workers),
             settings,
+            admission: Admission::new(limits),
+            input_limits: InputLimits {
+                max_columns: limits.max_columns,
+                max_rows: Some(limits.max_rows_per_request),
+                max_image_bytes: limits.max_image_decoded_bytes(),
+            },
+            max_rows: limits.max_rows_per_request,
+            max_columns: limits.max_columns,
+            work_timeout: std::time::Duration::from_secs(limits.inference_timeout_secs.max(1)),
+        }
+    }
+
+    /// Reads a request body of an inference route within [`MAX_BODY_BYTES`] and the body
+    /// budget (see [`admission`]).
+    pub async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        ticket: &mut Ticket,
+    ) -> Result<Bytes, ApiError> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        self.admission
+            .read_body(body, declared, MAX_BODY_BYTES, ticket)
+            .await
+    }
+
+    /// Runs blocking `work` on the blocking pool under a work slot: waits for a slot (503 when
+    /// none frees in time) and for the work at most [`Shared::work_timeout`] (503 then; the
+    /// work keeps its slot until it ends, so abandoned work still counts).
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        ticket: &mut Ticket,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.admission.work_slot(ticket).await?;
+        let slot = ticket.take_work();
+        let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        });
+        match tokio::time::timeout(self.work_timeout, task).await {
+            Ok(done) => done.map_err(|e| ApiError::Internal(e.to_string())),
+            Err(_) => Err(ApiError::Unavailable {
+                message: format!(
+                    "the model did not answer within {} s; send fewer rows or try again later",
+                    self.work_timeout.as_secs()
+                ),
+                retry_after_secs: self.work_timeout.as_secs(),
+            }),
         }
     }
 }
@@ -124,7 +192,7 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Shared>>> {
 pub fn shared(state: &AppState) -> Arc<Shared> {
     let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
     map.entry(state.data_dir.clone())
-        .or_insert_with(|| Arc::new(Shared::new(Settings::default())))
+        .or_insert_with(|| Arc::new(Shared::new(Settings::default(), &state.limits)))
         .clone()
 }
 
@@ -141,7 +209,7 @@ pub async fn start(config: &ServeConfig, state: &AppState) -> Result<(), ApiErro
         let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
         map.insert(
             state.data_dir.clone(),
-            Arc::new(Shared::new(Settings::from_config(config))),
+            Arc::new(Shared::new(Settings::from_config(config), &state.limits)),
         );
     }
     crate::jobs::recover(state).await?;
@@ -178,31 +246,16 @@ pub fn router() -> Router<AppState> {
     telemetry::init();
     Router::new()
         .route("/metrics", axum::routing::get(telemetry::render))
-        .merge(
-            Router::new()
-                .merge(v2::model_router())
-                .merge(codeless::router())
-                .merge(sharing::model_router())
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
-        )
+        // The model routes read their bodies themselves, within MAX_BODY_BYTES and the body
+        // budget (`Shared::read_body`), after the caller is authorised.
+        .merge(v2::model_router())
+        .merge(codeless::router())
+        .merge(sharing::model_router())
         .merge(v2::health_router())
         .merge(sharing::owner_router())
         .merge(crate::jobs::router())
         .merge(crate::demo::router())
         .layer(axum::Extension(Slot::default()))
-}
-
-/// A request body read whole, with a JSON 413 past [`MAX_BODY_BYTES`].
-pub(crate) fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes; send large CSV files as a batch job (POST /api/jobs)"
-            ))
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })
 }
 
 /// The served model of `version_id`, loaded on first use.

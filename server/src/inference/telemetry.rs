@@ -5,8 +5,11 @@
 //!
 //! The `metrics` facade records; the recorder is process-global, so it is installed once (the
 //! first router built) and every app in the process (tests build many) shares it. Labels are
-//! deployment names (chosen by group owners), version ids and fixed route names, never user
-//! data; names that are not deployed never become labels.
+//! the names of **public** deployments, version ids and fixed route names, never user data:
+//! `/metrics` answers anyone, so requests to private deployments are counted together under
+//! the neutral label [`PRIVATE_LABEL`] (model and version alike; the registry reserves that
+//! name), and names that are not deployed never become labels. Model runs and loads carry
+//! the version id alone: a number that names no deployment or group.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -16,6 +19,10 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use super::Inference;
+use super::deployments::Deployment;
+
+/// The `model` and `version` label of requests to private deployments.
+pub const PRIVATE_LABEL: &str = "private";
 
 /// Latency buckets in seconds: 10 µs (an MLP row) to 10 s (a large CSV).
 const BUCKETS: &[f64] = &[
@@ -96,25 +103,30 @@ pub fn init() {
     handle();
 }
 
-/// One request that reached a model.
+/// One request that reached a model: labelled with the deployment's name and version when it
+/// is public, with [`PRIVATE_LABEL`] otherwise.
 pub fn record_request(
-    model: &str,
+    deployment: &Deployment,
     version_id: i64,
     route: &'static str,
     status: StatusCode,
     elapsed: Duration,
 ) {
-    let version = version_id.to_string();
+    let (model, version) = if deployment.public {
+        (deployment.name.clone(), version_id.to_string())
+    } else {
+        (PRIVATE_LABEL.to_string(), PRIVATE_LABEL.to_string())
+    };
     metrics::histogram!(
         "b3o_inference_request_seconds",
-        "model" => model.to_string(),
+        "model" => model.clone(),
         "version" => version.clone(),
         "route" => route,
     )
     .record(elapsed.as_secs_f64());
     metrics::counter!(
         "b3o_inference_requests_total",
-        "model" => model.to_string(),
+        "model" => model,
         "version" => version,
         "route" => route,
         "status" => status.as_str().to_string(),

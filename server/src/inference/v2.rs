@@ -5,18 +5,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use b3o_models::v2::{ParseLimits, V2Error, parse_infer_request};
 use serde_json::{Value, json};
 
 use super::gate::{self, Call};
-use super::{Inference, ServedModel};
+use super::{Inference, ServedModel, Shared, Ticket};
 use crate::accounts::OptionalUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
@@ -90,7 +89,7 @@ fn metadata(name: &str, m: &ServedModel) -> Value {
 enum Action {
     Metadata,
     Ready,
-    Infer(Result<Bytes, BytesRejection>),
+    Infer(Body),
 }
 
 /// The parts of a model request every route has.
@@ -134,7 +133,14 @@ async fn serve(
         Ok(match action {
             Action::Metadata => Json(metadata(&name, &m)).into_response(),
             Action::Ready => Json(json!({ "name": name, "ready": true })).into_response(),
-            Action::Infer(body) => run(&name, &m, &super::body(body)?).await?.into_response(),
+            Action::Infer(body) => {
+                // Read only now: the caller is authorised and the model exists.
+                let mut ticket = Ticket::default();
+                let bytes = shared.read_body(&headers, body, &mut ticket).await?;
+                run(&name, &m, &shared, bytes, &mut ticket)
+                    .await?
+                    .into_response()
+            }
         })
     }
     .await;
@@ -238,7 +244,7 @@ async fn infer(
     Inference(shared): Inference,
     headers: HeaderMap,
     ApiPath(name): ApiPath<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let action = Action::Infer(body);
     serve(
@@ -262,7 +268,7 @@ async fn version_infer(
     Inference(shared): Inference,
     headers: HeaderMap,
     ApiPath((name, version)): ApiPath<(String, String)>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let action = Action::Infer(body);
     serve(
@@ -280,101 +286,79 @@ async fn version_infer(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-struct InferRequest {
-    id: Option<String>,
-    inputs: Vec<InputTensor>,
+/// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool,
+/// under a work slot.
+const INLINE_PARSE_BYTES: usize = 64 << 10;
+
+fn v2_error(e: V2Error) -> ApiError {
+    ApiError::BadRequest(e.to_string())
 }
 
-#[derive(Debug, Deserialize)]
-struct InputTensor {
-    name: String,
-    shape: Vec<usize>,
-    datatype: String,
-    /// Row-major numbers, flat or nested.
-    data: Value,
-}
-
-async fn run(name: &str, m: &Arc<ServedModel>, body: &[u8]) -> Result<Json<Value>, ApiError> {
-    let req: InferRequest = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid inference request: {e}")))?;
-    let (inputs, batch) = input_tensor(&req, m)?;
-    let outputs = m.predict(inputs, batch).await?;
-    let mut reply = json!({
-        "model_name": name,
-        "model_version": m.version_id.to_string(),
-        "outputs": [{
-            "name": "output",
-            "datatype": "FP32",
-            "shape": [batch, m.predictor().output_width()],
-            "data": outputs,
-        }],
-    });
-    if let Some(id) = req.id {
-        reply["id"] = id.into();
-    }
-    Ok(Json(reply))
-}
-
-/// Checks the request's one tensor against the model and flattens its data.
-fn input_tensor(req: &InferRequest, m: &ServedModel) -> Result<(Vec<f32>, usize), ApiError> {
-    let bad = |m: String| Err(ApiError::BadRequest(m));
-    let [t] = req.inputs.as_slice() else {
-        return bad(format!(
-            "the model takes exactly one input tensor `input`, got {}",
-            req.inputs.len()
-        ));
+async fn run(
+    name: &str,
+    m: &Arc<ServedModel>,
+    shared: &Shared,
+    body: axum::body::Bytes,
+    ticket: &mut Ticket,
+) -> Result<Json<InferResponse>, ApiError> {
+    let limits = ParseLimits {
+        // Never more values than the rows a request may carry.
+        max_values: shared
+            .max_rows
+            .saturating_mul(m.predictor().row_len().max(1)),
+        ..ParseLimits::default()
     };
-    if t.name != "input" {
-        return bad(format!(
-            "unknown input `{}`: the model's input is `input`",
-            t.name
-        ));
+    let req = if body.len() <= INLINE_PARSE_BYTES {
+        parse_infer_request(&body, &limits)
+    } else {
+        shared
+            .run_blocking(ticket, move || parse_infer_request(&body, &limits))
+            .await?
     }
-    if t.datatype != "FP32" {
-        return bad(format!("input datatype must be FP32, got {}", t.datatype));
+    .map_err(v2_error)?;
+    let input = req.single_input("input").map_err(v2_error)?;
+    let batch = input
+        .batch_for(m.predictor().row_shape())
+        .map_err(v2_error)?;
+    if batch > shared.max_rows {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a request may hold at most {} rows, this one has {batch}; send larger inputs as a batch job (POST /api/jobs)",
+            shared.max_rows
+        )));
     }
-    let row = m.predictor().row_shape();
-    let row_len = m.predictor().row_len();
-    // `[batch, ..row]`, or `[batch, row_len]` for images sent as flat rows.
-    let shape_ok = t.shape.len() >= 2 && (t.shape[1..] == *row || t.shape[1..] == [row_len]);
-    if !shape_ok {
-        return bad(format!(
-            "input shape {:?} does not match the model's [batch, {row:?}]",
-            t.shape
-        ));
+    if batch > 1 {
+        shared.admission.work_slot(ticket).await?;
     }
-    let batch = t.shape[0];
-    let mut data = Vec::with_capacity(batch * row_len);
-    flatten(&t.data, &mut data)?;
-    if data.len() != batch * row_len {
-        return bad(format!(
-            "input shape {:?} needs {} values, data has {}",
-            t.shape,
-            batch * row_len,
-            data.len()
-        ));
-    }
-    Ok((data, batch))
+    let mut req = req;
+    let data = std::mem::take(&mut req.inputs[0].data);
+    let outputs = m.predict(data, batch).await?;
+    Ok(Json(InferResponse {
+        id: req.id,
+        model_name: name.to_string(),
+        model_version: m.version_id.to_string(),
+        outputs: [OutputTensor {
+            name: "output",
+            datatype: "FP32",
+            shape: [batch, m.predictor().output_width()],
+            data: outputs,
+        }],
+    }))
 }
 
-fn flatten(v: &Value, out: &mut Vec<f32>) -> Result<(), ApiError> {
-    match v {
-        Value::Array(items) => items.iter().try_for_each(|i| flatten(i, out)),
-        Value::Number(n) => {
-            let x = n.as_f64().unwrap_or(f64::NAN) as f32;
-            if !x.is_finite() {
-                return Err(ApiError::BadRequest(format!(
-                    "input value {n} at index {} is not a finite FP32",
-                    out.len()
-                )));
-            }
-            out.push(x);
-            Ok(())
-        }
-        other => Err(ApiError::BadRequest(format!(
-            "input data must be numbers; found {other} at index {}",
-            out.len()
-        ))),
-    }
+/// The V2 response, serialised straight from the outputs (no JSON tree of them).
+#[derive(serde::Serialize)]
+struct InferResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    model_name: String,
+    model_version: String,
+    outputs: [OutputTensor; 1],
+}
+
+#[derive(serde::Serialize)]
+struct OutputTensor {
+    name: &'static str,
+    datatype: &'static str,
+    shape: [usize; 2],
+    data: Vec<f32>,
 }

@@ -401,6 +401,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         data_dir: work.path().to_path_buf(),
         accounts: Arc::default(),
         federation: Arc::default(),
+        limits: Arc::default(),
     };
     crate::federation::spawn_driver(state.clone());
     let transport = InProcess::new(crate::app(state.clone(), &work.path().join("no-static")));

@@ -118,6 +118,16 @@ impl OnnxPredictor {
             .map(|d| d.concretize().and_then(|d| d.to_usize().ok()))
             .collect::<Option<_>>()
             .ok_or_else(|| invalid("the input's dimensions after the batch must be fixed"))?;
+        // A row's values are counted with checked arithmetic once, here; `row_len` relies on it.
+        if row_shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .is_none()
+        {
+            return Err(invalid(format!(
+                "the input row shape {row_shape:?} is too large"
+            )));
+        }
         if declared.shape.rank().concretize().is_none_or(|r| r < 2) {
             return Err(invalid(
                 "the input must have a batch dimension and a row shape",
@@ -136,7 +146,7 @@ impl OnnxPredictor {
             .iter()
             .skip(1)
             .map(|d| d.to_usize().ok())
-            .product::<Option<usize>>()
+            .try_fold(1usize, |acc, d| acc.checked_mul(d?))
             .ok_or_else(|| invalid("the output's dimensions after the batch must be fixed"))?;
         if out.datum_type != f32::datum_type() || out.rank() < 2 {
             return Err(invalid(format!(
@@ -158,7 +168,11 @@ impl OnnxPredictor {
 
     /// Values per input row.
     pub fn row_len(&self) -> usize {
-        self.row_shape.iter().product()
+        // Saturating: no real input row can hold usize::MAX values, so no input matches it.
+        self.row_shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// Values per output row.
@@ -169,10 +183,12 @@ impl OnnxPredictor {
     /// Runs `batch` rows (`input` row-major, `batch * row_len()` values) and returns
     /// `batch * output_width()` values, row-major.
     pub fn predict(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, InferenceError> {
-        let expected = batch * self.row_len();
-        if input.len() != expected {
+        // Checked: `batch` may come from a request; a product that overflows is a mismatch,
+        // not a wrapped-around size that happens to equal the input's length.
+        let expected = batch.checked_mul(self.row_len());
+        if expected != Some(input.len()) {
             return Err(InferenceError::InputSize {
-                expected,
+                expected: expected.unwrap_or(usize::MAX),
                 found: input.len(),
                 batch,
                 row_shape: self.row_shape.clone(),
@@ -391,5 +407,21 @@ mod tests {
         );
         assert!(p.predict(&[0.0; 22], 3).is_err());
         assert_eq!(p.predict(&[], 0).unwrap(), Vec::<f32>::new());
+    }
+
+    /// Regression (issue #19, finding 1): `batch * row_len` was unchecked, so a batch whose
+    /// product wraps around 2^64 to the input's length ran (debug builds panicked).
+    #[test]
+    fn a_batch_whose_size_wraps_around_is_a_size_error() {
+        let spec = churn_like();
+        let p = OnnxPredictor::load(&export_onnx(&spec, &spec.init_weights(0)).unwrap()).unwrap();
+        // 11 * wrap = 2^64 + 11 - (2^64 mod 11): wraps to a handful of values.
+        let wrap = usize::MAX / 11 + 1;
+        let wrapped = wrap.wrapping_mul(11);
+        let input = vec![0.0f32; wrapped];
+        assert!(matches!(
+            p.predict(&input, wrap),
+            Err(InferenceError::InputSize { .. })
+        ));
     }
 }
