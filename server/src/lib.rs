@@ -15,13 +15,14 @@ pub mod federation;
 pub mod health;
 pub mod inference;
 pub mod jobs;
+pub mod limits;
+pub mod listener;
 pub mod registry;
 pub mod simulate;
 pub mod state;
 pub mod static_files;
 pub mod strategy;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,10 +51,15 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .with_state(state)
 }
 
-/// Opens the data directory and database, binds the socket and serves until Ctrl-C / SIGTERM.
+/// Opens the data directory and database, binds the socket and serves until Ctrl-C / SIGTERM
+/// (see [`listener`] for the connection cap, the timeouts and the shutdown).
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let listener_limits = listener::ListenerLimits::from_limits(&config.limits)?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    // Temporary files of writes a killed process left behind; again every 15 minutes.
+    blobs::sweep(&config.data_dir).await;
+    blobs::spawn_temp_sweeper(config.data_dir.clone());
     let db = db::connect(&config.database_url())
         .await
         .context("opening the database")?;
@@ -66,6 +72,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         data_dir: config.data_dir.clone(),
         accounts,
         federation: Arc::new(federation::Runtime::new(config.max_update_bytes)),
+        limits: Arc::new(config.limits.clone()),
     };
     federation::spawn_driver(state.clone());
     // Inference settings, interrupted batch jobs, and with `--demo` the demo models.
@@ -76,12 +83,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Scripts and tests wait for this exact line to know the server is up.
     println!("B3O Edge is listening on http://{addr}/");
-    // Connect info: the peer address feeds the login rate limits.
-    let app = app(state, &config.static_dir).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")
+    // Every request gets `ConnectInfo<SocketAddr>`: the peer address feeds the rate limits.
+    listener::serve(
+        listener,
+        app(state, &config.static_dir),
+        listener_limits,
+        shutdown_signal(),
+    )
+    .await;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -83,6 +83,18 @@ impl fmt::Debug for AuthMethod {
     }
 }
 
+impl AuthMethod {
+    /// Whether this session or API token is still live (not signed out, revoked or expired),
+    /// by the same rule as when it was authenticated: for long-lived answers such as a group's
+    /// event stream, which re-check now and then.
+    pub async fn is_live(&self, db: &crate::db::Db) -> Result<bool, ApiError> {
+        match self {
+            AuthMethod::Session { session_id, .. } => session::is_live(db, *session_id).await,
+            AuthMethod::ApiToken { token_id } => tokens::is_live(db, *token_id).await,
+        }
+    }
+}
+
 impl CurrentUser {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin

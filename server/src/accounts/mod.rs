@@ -1,6 +1,7 @@
 //! Accounts and access control: registration, login with argon2id password hashes, cookie
 //! sessions guarded by CSRF tokens, API tokens for programs, the `admin` / `member` roles, login
-//! rate limits, the first administrator, and the security headers every response carries.
+//! and registration rate limits, the first administrator, and the security headers every
+//! response carries.
 //!
 //! Other modules require a signed-in caller with the extractors [`CurrentUser`],
 //! [`OptionalUser`] and [`AdminUser`] (see [`extract`] for how federation routes use them), and
@@ -37,7 +38,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use extract::{AdminUser, ApiJson, ApiPath, AuthMethod, ClientIp, CurrentUser, OptionalUser};
 pub use headers::security_headers;
-pub use rate_limit::{LoginLimiter, LoginLimits};
+pub use rate_limit::{LoginLimiter, LoginLimits, RegistrationLimiter};
 pub use users::{Role, UserView};
 
 use crate::config::ServeConfig;
@@ -76,7 +77,8 @@ pub struct Settings {
     pub behind_tls: bool,
     pub allow_registration: bool,
     pub session_ttl: Duration,
-    /// Client address from the last `X-Forwarded-For` entry (rate limits only).
+    /// Client address from the last `X-Forwarded-For` entry (rate limits), our host from
+    /// `X-Forwarded-Host` (origin checks of model calls).
     pub trust_proxy: bool,
     /// Origins besides `'self'` allowed in CSP `frame-ancestors`; validated, so they cannot
     /// inject other directives.
@@ -130,6 +132,8 @@ impl Settings {
 pub struct Accounts {
     pub settings: Settings,
     pub(crate) limiter: LoginLimiter,
+    /// Registrations per client address per hour (`--max-registrations-per-hour`).
+    pub(crate) registrations: RegistrationLimiter,
     /// Bounds concurrent argon2 computations (about 19 MiB and tens of milliseconds each) so a
     /// burst of logins queues instead of exhausting memory and the blocking thread pool.
     pub(crate) hashing: Semaphore,
@@ -140,6 +144,7 @@ impl Accounts {
         let permits = std::thread::available_parallelism().map_or(2, |n| n.get());
         Accounts {
             limiter: LoginLimiter::new(settings.login_limits),
+            registrations: RegistrationLimiter::default(),
             hashing: Semaphore::new(permits),
             settings,
         }

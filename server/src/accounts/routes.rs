@@ -1,5 +1,7 @@
 //! Handlers of `/api/auth/*` and `/api/me`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -7,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{ApiJson, ApiPath, ClientIp, CurrentUser};
+use super::rate_limit::LoginLimiter;
 use super::users::{self, MAX_EMAIL, UserView};
 use super::{csrf, now, password, session};
 use crate::error::ApiError;
@@ -62,6 +65,21 @@ fn ip_text(ip: ClientIp) -> String {
     ip.0.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
+/// The 429 of a refused password check, naming the limits.
+fn too_many_failures(limiter: &LoginLimiter, what: &str, wait: Duration) -> ApiError {
+    let limits = limiter.limits();
+    ApiError::TooManyRequests {
+        message: format!(
+            "too many {what}: at most {} per account and {} per address in {} minutes; try \
+             again later",
+            limits.per_account,
+            limits.per_ip,
+            limits.window.as_secs() / 60
+        ),
+        retry_after_secs: wait.as_secs().saturating_add(1),
+    }
+}
+
 /// Opens a session for `user_id` and answers with the cookie, the user and its CSRF token.
 async fn signed_in(
     state: &AppState,
@@ -98,7 +116,8 @@ async fn signed_in(
         .into_response())
 }
 
-/// `POST /api/auth/register`: creates a member account and signs it in (201).
+/// `POST /api/auth/register`: creates a member account and signs it in (201); 429 with
+/// `Retry-After` after `--max-registrations-per-hour` from one client address.
 pub(crate) async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -123,6 +142,18 @@ pub(crate) async fn register(
     if exists {
         return Err(taken());
     }
+    // Reserved before the (slow) hash, so parallel requests cannot all pass the check.
+    let per_hour = state.limits.max_registrations_per_hour;
+    let slot = state
+        .accounts
+        .registrations
+        .begin(ip.0, per_hour)
+        .map_err(|wait| ApiError::TooManyRequests {
+            message: format!(
+                "too many accounts registered from this address: at most {per_hour} per hour"
+            ),
+            retry_after_secs: wait.as_secs().saturating_add(1),
+        })?;
     let hash = password::hash(&state.accounts, body.password).await?;
     let now = now();
     let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
@@ -143,12 +174,14 @@ pub(crate) async fn register(
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(taken()),
         Err(e) => return Err(e.into()),
     };
+    slot.completed();
     tracing::info!(user_id = id, "account registered");
     signed_in(&state, &headers, ip, id, StatusCode::CREATED).await
 }
 
 /// `POST /api/auth/login`: 200 with the session cookie; 401 for a wrong email or password
-/// (the same answer for both); 429 with `Retry-After` after too many failures.
+/// (the same answer for both); 429 with `Retry-After` after too many failures, counting the
+/// attempts still being verified (see [`super::rate_limit`]).
 pub(crate) async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -166,12 +199,9 @@ pub(crate) async fn login(
             .collect()
     });
     let limiter = &state.accounts.limiter;
-    if let Err(wait) = limiter.check(&email, ip.0) {
-        return Err(ApiError::TooManyRequests {
-            message: "too many failed sign-in attempts; try again later".into(),
-            retry_after_secs: wait.as_secs() + 1,
-        });
-    }
+    let attempt = limiter
+        .begin(&email, ip.0)
+        .map_err(|wait| too_many_failures(limiter, "failed sign-in attempts", wait))?;
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
             .bind(&email)
@@ -181,11 +211,11 @@ pub(crate) async fn login(
     let ok = body.password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.password, phc).await?;
     let Some(id) = id.filter(|_| ok) else {
-        limiter.record_failure(&email, ip.0);
+        attempt.failed();
         tracing::info!(ip = ?ip.0, "failed sign-in");
         return Err(ApiError::Unauthorized("wrong email or password".into()));
     };
-    limiter.record_success(&email);
+    attempt.succeeded();
     signed_in(&state, &headers, ip, id, StatusCode::OK).await
 }
 
@@ -259,9 +289,13 @@ pub(crate) async fn update_me(
 pub(crate) struct PasswordChanged {
     /// Other sessions of the account that were signed out.
     revoked_sessions: u64,
+    /// API tokens of the account that were revoked (programs need a new one).
+    revoked_tokens: u64,
 }
 
-/// `POST /api/auth/password`: needs the current password; signs out every other session.
+/// `POST /api/auth/password`: needs the current password; signs out every other session and
+/// revokes every API token of the account, since whoever made the owner change the password
+/// may hold one (issue #19). The session that changed it stays signed in.
 /// Wrong current passwords count towards the account's login rate limit, so a stolen session
 /// cannot be used to guess it.
 pub(crate) async fn change_password(
@@ -272,12 +306,9 @@ pub(crate) async fn change_password(
 ) -> Result<Json<PasswordChanged>, ApiError> {
     let session_id = user.require_session()?;
     let limiter = &state.accounts.limiter;
-    if let Err(wait) = limiter.check(&user.email, ip.0) {
-        return Err(ApiError::TooManyRequests {
-            message: "too many wrong passwords; try again later".into(),
-            retry_after_secs: wait.as_secs() + 1,
-        });
-    }
+    let attempt = limiter
+        .begin(&user.email, ip.0)
+        .map_err(|wait| too_many_failures(limiter, "wrong passwords", wait))?;
     let phc: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
         .bind(user.id)
         .fetch_optional(&state.db)
@@ -285,10 +316,11 @@ pub(crate) async fn change_password(
     let ok = body.current_password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.current_password, phc).await?;
     if !ok {
-        limiter.record_failure(&user.email, ip.0);
+        attempt.failed();
         // 403, not 401: the session is fine, the confirmation is not.
         return Err(ApiError::Forbidden("current password is wrong".into()));
     }
+    attempt.succeeded();
     password::check_policy(&body.new_password, &user.email)?;
     let hash = password::hash(&state.accounts, body.new_password).await?;
     let mut tx = crate::db::begin_write(&state.db).await?;
@@ -301,15 +333,27 @@ pub(crate) async fn change_password(
     .bind(user.id)
     .execute(&mut *tx)
     .await?;
-    let revoked = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
+    let revoked_sessions = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
         .bind(user.id)
         .bind(session_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    let revoked_tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = ?")
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
+    tracing::info!(
+        user_id = user.id,
+        revoked_sessions,
+        revoked_tokens,
+        "password changed"
+    );
     Ok(Json(PasswordChanged {
-        revoked_sessions: revoked,
+        revoked_sessions,
+        revoked_tokens,
     }))
 }
 

@@ -161,6 +161,17 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
     }))
 }
 
+/// Whether session `session_id` is still live ([`authenticate`]'s rule, by id).
+pub(crate) async fn is_live(db: &Db, session_id: i64) -> Result<bool, ApiError> {
+    let live: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ? AND expires_at > ?")
+            .bind(session_id)
+            .bind(now())
+            .fetch_optional(db)
+            .await?;
+    Ok(live.is_some())
+}
+
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub(crate) struct SessionRow {
     pub id: i64,

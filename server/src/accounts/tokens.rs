@@ -74,6 +74,18 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
     }))
 }
 
+/// Whether token `token_id` is still live ([`authenticate`]'s rule, by id).
+pub(crate) async fn is_live(db: &Db, token_id: i64) -> Result<bool, ApiError> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM api_tokens WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+    )
+    .bind(token_id)
+    .bind(now())
+    .fetch_optional(db)
+    .await?;
+    Ok(live.is_some())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
