@@ -9,6 +9,8 @@
 //! [`decode`] is the gate for untrusted bytes: it checks size, structure, names, shapes, dtypes and
 //! finiteness against the layout the server expects, and its [`FormatError`] messages are written
 //! to be shown to the uploader (413 for [`FormatError::TooLarge`], 400 for the rest).
+//! [`decode_with`] also bounds the metadata's metrics ([`DecodeLimits`]), counting them while
+//! they are parsed so that a header of 200,000 metrics is refused without building the map.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -49,6 +51,19 @@ impl WeightLayout {
     /// Total number of scalar parameters.
     pub fn num_params(&self) -> usize {
         self.0.iter().map(TensorSpec::num_elements).sum()
+    }
+
+    /// [`WeightLayout::num_params`] with checked arithmetic: `None` when a shape's product or
+    /// the total overflows `usize`. For layouts that arrive from outside, before anything is
+    /// allocated from them.
+    pub fn checked_num_params(&self) -> Option<usize> {
+        self.0.iter().try_fold(0usize, |total, spec| {
+            let n = spec
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))?;
+            total.checked_add(n)
+        })
     }
 }
 
@@ -167,6 +182,17 @@ pub enum FormatError {
     },
     #[error("update metadata: {0}")]
     BadMetadata(String),
+    #[error("update metadata carries {count} metrics; at most {max} are accepted")]
+    TooManyMetrics { count: usize, max: usize },
+    #[error(
+        "update metadata: metric `{shown}` has a name of {chars} characters; names have 1 to {max}"
+    )]
+    MetricName {
+        /// The name's first characters.
+        shown: String,
+        chars: usize,
+        max: usize,
+    },
     #[error("expected {expected} parameters, got {found}")]
     LengthMismatch { expected: usize, found: usize },
     #[error("cannot encode update: {0}")]
@@ -262,26 +288,59 @@ fn check_finite(name: &str, values: impl Iterator<Item = f32>) -> Result<(), For
     Ok(())
 }
 
+/// The longest metric name accepted, in characters (updates and evaluation reports).
+pub const MAX_METRIC_NAME_CHARS: usize = 100;
+
+/// What [`decode_with`] accepts besides the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest update, in bytes (413 beyond).
+    pub max_bytes: usize,
+    /// Most metrics in the metadata; their names have 1 to [`MAX_METRIC_NAME_CHARS`]
+    /// characters.
+    pub max_metrics: usize,
+}
+
 /// Parses and validates an update against the layout the receiver expects.
 ///
 /// Rejects, in this order: more than `max_bytes`, bytes that are not a safetensors file, bad or
 /// missing metadata, tensors that are missing, unexpected, of the wrong shape or dtype, and
-/// non-finite values. The returned weights follow `expected`'s order.
+/// non-finite values. The returned weights follow `expected`'s order. Metrics are not bounded
+/// (the server's own files aggregate many members' names): untrusted uploads go through
+/// [`decode_with`].
 pub fn decode(
     bytes: &[u8],
     expected: &WeightLayout,
     max_bytes: usize,
 ) -> Result<(WeightSet, UpdateMeta), FormatError> {
-    if bytes.len() > max_bytes {
+    decode_with(
+        bytes,
+        expected,
+        DecodeLimits {
+            max_bytes,
+            max_metrics: usize::MAX,
+        },
+    )
+}
+
+/// [`decode`] with bounds on the metadata's metrics too: more than `limits.max_metrics` of
+/// them, or a name that is empty or longer than [`MAX_METRIC_NAME_CHARS`], is refused while
+/// they are parsed (memory stays bounded by the limit, whatever the header holds).
+pub fn decode_with(
+    bytes: &[u8],
+    expected: &WeightLayout,
+    limits: DecodeLimits,
+) -> Result<(WeightSet, UpdateMeta), FormatError> {
+    if bytes.len() > limits.max_bytes {
         return Err(FormatError::TooLarge {
             size: bytes.len(),
-            max: max_bytes,
+            max: limits.max_bytes,
         });
     }
     let st = SafeTensors::deserialize(bytes).map_err(|e| FormatError::Malformed(e.to_string()))?;
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| FormatError::Malformed(e.to_string()))?;
-    let meta = parse_meta(header.metadata().as_ref())?;
+    let meta = parse_meta(header.metadata().as_ref(), limits.max_metrics)?;
 
     let expected_names: BTreeSet<&str> = expected.0.iter().map(|s| s.name.as_str()).collect();
     let mut present: Vec<String> = st.names().into_iter().map(str::to_string).collect();
@@ -333,7 +392,10 @@ pub fn decode(
     Ok((WeightSet { tensors }, meta))
 }
 
-fn parse_meta(map: Option<&HashMap<String, String>>) -> Result<UpdateMeta, FormatError> {
+fn parse_meta(
+    map: Option<&HashMap<String, String>>,
+    max_metrics: usize,
+) -> Result<UpdateMeta, FormatError> {
     let map = map.ok_or_else(|| FormatError::BadMetadata("no `__metadata__` section".into()))?;
     let get = |key: &str| {
         map.get(key)
@@ -352,9 +414,17 @@ fn parse_meta(map: Option<&HashMap<String, String>>) -> Result<UpdateMeta, Forma
         })
     };
     let metrics_raw = get("metrics")?;
-    let metrics: BTreeMap<String, f64> = serde_json::from_str(metrics_raw).map_err(|e| {
-        FormatError::BadMetadata(format!("`metrics` is not a JSON object of numbers: {e}"))
-    })?;
+    let metrics = {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(metrics_raw);
+        let parsed = BoundedMetrics { max: max_metrics }
+            .deserialize(&mut de)
+            .and_then(|m| de.end().map(|()| m))
+            .map_err(|e| {
+                FormatError::BadMetadata(format!("`metrics` is not a JSON object of numbers: {e}"))
+            })?;
+        parsed?
+    };
     if let Some((k, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
         return Err(FormatError::BadMetadata(format!(
             "metric `{k}` is not finite ({v})"
@@ -366,6 +436,62 @@ fn parse_meta(map: Option<&HashMap<String, String>>) -> Result<UpdateMeta, Forma
         num_samples: number("num_samples")?,
         metrics,
     })
+}
+
+/// Parses the `metrics` object, counting entries as they come: past `max`, or at a bad name,
+/// the rest is skipped without being stored and the outcome is the error (the inner
+/// `Result`; the outer one is JSON syntax).
+struct BoundedMetrics {
+    max: usize,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for BoundedMetrics {
+    type Value = Result<BTreeMap<String, f64>, FormatError>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for BoundedMetrics {
+    type Value = Result<BTreeMap<String, f64>, FormatError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object of numbers")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::IgnoredAny;
+        let mut out = BTreeMap::new();
+        let mut problem = None;
+        let mut count = 0usize;
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            count = count.saturating_add(1);
+            if problem.is_some() || count > self.max {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let value: f64 = map.next_value()?;
+            let chars = name.chars().count();
+            if chars == 0 || chars > MAX_METRIC_NAME_CHARS {
+                problem = Some(FormatError::MetricName {
+                    shown: name.chars().take(20).collect(),
+                    chars,
+                    max: MAX_METRIC_NAME_CHARS,
+                });
+                continue;
+            }
+            out.insert(name.into_owned(), value);
+        }
+        Ok(match problem {
+            Some(p) => Err(p),
+            None if count > self.max => Err(FormatError::TooManyMetrics {
+                count,
+                max: self.max,
+            }),
+            None => Ok(out),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -625,6 +751,90 @@ mod tests {
             decode(&bytes, &layout, MAX),
             Err(FormatError::BadMetadata(_))
         ));
+    }
+
+    /// Regression (issue #19, 6b): 200,000 metrics were parsed and kept.
+    #[test]
+    fn metrics_are_bounded_in_number_and_name_length() {
+        let layout = WeightLayout(vec![TensorSpec::new("x", vec![1])]);
+        let t = || vec![("x", StDtype::F32, vec![1], f32_bytes(&[1.0]))];
+        let with = |metrics: String| {
+            let mut info = good_info();
+            info.insert("metrics".into(), metrics);
+            raw(t(), info)
+        };
+        let limits = DecodeLimits {
+            max_bytes: MAX,
+            max_metrics: 3,
+        };
+        let many = (0..1000)
+            .map(|i| format!("\"m{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let err = decode_with(&with(format!("{{{many}}}")), &layout, limits).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::TooManyMetrics {
+                count: 1000,
+                max: 3
+            }
+        );
+        assert!(err.to_string().contains("at most 3"), "{err}");
+        // The plain decoder (for the server's own files) is not bounded.
+        assert_eq!(
+            decode(&with(format!("{{{many}}}")), &layout, MAX)
+                .unwrap()
+                .1
+                .metrics
+                .len(),
+            1000
+        );
+        let long = format!("{{\"{}\":1}}", "é".repeat(101));
+        let err = decode_with(&with(long), &layout, limits).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FormatError::MetricName {
+                    chars: 101,
+                    max: 100,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = decode_with(&with("{\"\":1}".into()), &layout, limits).unwrap_err();
+        assert!(
+            matches!(err, FormatError::MetricName { chars: 0, .. }),
+            "{err}"
+        );
+        // Syntax is still checked after the limit is reached, and exactly the limit is fine.
+        assert!(matches!(
+            decode_with(
+                &with("{\"a\":1,\"b\":2,\"c\":3,\"d\":}".into()),
+                &layout,
+                limits
+            ),
+            Err(FormatError::BadMetadata(_))
+        ));
+        let (_, meta) =
+            decode_with(&with("{\"a\":1,\"b\":2,\"c\":3}".into()), &layout, limits).unwrap();
+        assert_eq!(meta.metrics.len(), 3);
+    }
+
+    #[test]
+    fn checked_parameter_counts_do_not_wrap() {
+        let ok = WeightLayout(vec![
+            TensorSpec::new("a", vec![3, 4]),
+            TensorSpec::new("b", vec![]),
+        ]);
+        assert_eq!(ok.checked_num_params(), Some(13));
+        let wraps = WeightLayout(vec![TensorSpec::new("a", vec![1 << 32, 1 << 32, 1 << 32])]);
+        assert_eq!(wraps.checked_num_params(), None);
+        let sum_wraps = WeightLayout(vec![
+            TensorSpec::new("a", vec![usize::MAX]),
+            TensorSpec::new("b", vec![1]),
+        ]);
+        assert_eq!(sum_wraps.checked_num_params(), None);
     }
 
     #[test]

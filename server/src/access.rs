@@ -99,7 +99,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/api/groups/{id}/leave", GroupParticipant),
     rule("POST", "/api/groups/{id}/statistics", GroupParticipant),
     rule("POST", "/api/groups/{id}/start", GroupOwner),
-    // EventSource sends the session cookie (same origin); programs their API token.
+    // EventSource sends the session cookie (same origin); programs their API token. A member
+    // who left gets 403, and an open stream ends when it leaves or its credentials are revoked.
     rule("GET", "/api/groups/{id}/events", GroupMember),
     rule("GET", "/api/groups/{id}/weights", GroupMember),
     rule("GET", "/api/groups/{id}/rounds", GroupMember),
@@ -140,7 +141,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v2/health/ready", Public),
     rule("GET", "/v2", Public),
     // Prometheus scrapes without credentials (`--metrics false` turns it off); labels are
-    // deployment names, version ids and route names, never user data.
+    // public deployments' names (private ones count as `private`), version ids and route
+    // names, never user data.
     rule("GET", "/metrics", Public),
     rule("GET", "/v2/models/{name}", PublicIfModelPublic),
     rule("GET", "/v2/models/{name}/ready", PublicIfModelPublic),

@@ -331,7 +331,12 @@ mod matrix {
 
     impl Fixture {
         async fn new() -> Fixture {
-            let app = TestApp::new().await;
+            // The owner creates a group per row: more than `--max-groups-per-account`.
+            let limits = b3o_server::limits::Limits {
+                max_groups_per_account: usize::MAX,
+                ..Default::default()
+            };
+            let app = TestApp::with_limits(Default::default(), limits).await;
             accounts::bootstrap_admin(
                 &app.db,
                 &app.accounts,

@@ -1,4 +1,5 @@
-//! Per-group event fan-out for the Server-Sent Events stream `/api/groups/{id}/events`.
+//! Per-group fan-out for the Server-Sent Events stream `/api/groups/{id}/events`
+//! ([`super::event_stream`]): the events clients see, and notices for the streams themselves.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,13 +9,23 @@ use tokio::sync::broadcast;
 /// Something clients of a group should react to; the wire type shared with the clients.
 pub use b3o_models::protocol::GroupEvent;
 
+/// What travels on a group's channel.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Sent to the clients.
+    Event(GroupEvent),
+    /// A membership of the group ended: a stream opened through it checks whether its caller
+    /// may still follow the group (an owner may), and ends if not. Never sent to clients.
+    MemberLeft { member_id: i64 },
+}
+
 #[derive(Default)]
 pub struct EventHub {
-    channels: Mutex<HashMap<i64, broadcast::Sender<GroupEvent>>>,
+    channels: Mutex<HashMap<i64, broadcast::Sender<Message>>>,
 }
 
 impl EventHub {
-    pub fn subscribe(&self, group_id: i64) -> broadcast::Receiver<GroupEvent> {
+    pub fn subscribe(&self, group_id: i64) -> broadcast::Receiver<Message> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         channels
             .entry(group_id)
@@ -23,9 +34,18 @@ impl EventHub {
     }
 
     pub fn publish(&self, group_id: i64, event: GroupEvent) {
+        self.send(group_id, Message::Event(event));
+    }
+
+    /// Tells the group's open streams that membership `member_id` left.
+    pub fn member_left(&self, group_id: i64, member_id: i64) {
+        self.send(group_id, Message::MemberLeft { member_id });
+    }
+
+    fn send(&self, group_id: i64, message: Message) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = channels.get(&group_id)
-            && tx.send(event).is_err()
+            && tx.send(message).is_err()
         {
             // Nobody listens any more.
             channels.remove(&group_id);

@@ -1,39 +1,45 @@
-//! Group lifecycle: create, join, list, ready, leave, statistics, start, and the event stream.
-//! Every handler takes the signed-in [`CurrentUser`] and checks its access with [`auth`].
-
-use std::convert::Infallible;
-use std::time::Duration;
+//! Group lifecycle: create, join, list, ready, leave, statistics and start (the event stream
+//! is [`super::event_stream`]). Every handler takes the signed-in [`CurrentUser`] and checks
+//! its access with [`auth`]; creation and joining are bounded by [`quotas`].
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
 use super::auth;
 use super::events::GroupEvent;
 // The wire types are shared with the clients (`b3o_models::protocol`).
 use super::model::{CreateGroup, Created, GroupMember, Join, Joined, ModelTemplate, Ready};
-use super::rounds;
-use crate::accounts::CurrentUser;
+use super::{quotas, rounds};
 use crate::accounts::extract::{ApiJson, ApiPath};
+use crate::accounts::{ClientIp, CurrentUser};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// `POST /api/groups`: the caller becomes the group's owner and its first member.
+/// `POST /api/groups`: the caller becomes the group's owner and its first member. Refused
+/// when the model would be over `--max-model-parameters` (413, counted from the template
+/// before anything is allocated) or the caller already owns `--max-groups-per-account`
+/// groups (403; administrators are exempt).
 pub async fn create(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateGroup>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
+    // Before the template's own checks, so that any model over the limit gets the same 413.
+    quotas::check_model_size(quotas::template_params(&req.model), &state.limits)?;
     req.validate().map_err(ApiError::BadRequest)?;
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
         let mut tx = crate::db::begin_write(&state.db).await?;
+        // In the write transaction: concurrent creations by one account are serialised.
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE owner_user_id = ?")
+            .bind(user.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        quotas::check_group_quota(owned, user.is_admin(), &state.limits)?;
         let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
                 template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
@@ -100,10 +106,12 @@ fn new_join_code() -> String {
 }
 
 /// `POST /api/groups/join`: the caller becomes a member (201). Idempotent: a caller who is
-/// already an active member gets its membership back (200), whatever `name` says.
+/// already an active member gets its membership back (200), whatever `name` says. Wrong codes
+/// are limited per account and per client address (`--max-join-failures`, 429).
 pub async fn join(
     user: CurrentUser,
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<Join>,
 ) -> Result<(StatusCode, Json<Joined>), ApiError> {
     let name = match req.name.as_deref().map(str::trim) {
@@ -116,13 +124,22 @@ pub async fn join(
         ));
     }
     let code = req.join_code.trim().to_ascii_uppercase();
+    // Reserved before the lookup, so that the answer to a guess past the limit reveals
+    // nothing, a right code included.
+    let attempt = state
+        .federation
+        .join_limiter(&state.limits)
+        .begin(user.id, ip)?;
     let group: Option<(i64, String)> =
         sqlx::query_as("SELECT id, phase FROM groups WHERE join_code = ?")
             .bind(&code)
             .fetch_optional(&state.db)
             .await?;
-    let (group_id, phase) =
-        group.ok_or_else(|| ApiError::NotFound("no group has this join code".into()))?;
+    let Some((group_id, phase)) = group else {
+        attempt.failed();
+        return Err(ApiError::NotFound("no group has this join code".into()));
+    };
+    drop(attempt);
     if let Some((member_id, name)) = active_membership(&state.db, group_id, user.id).await? {
         return Ok((
             StatusCode::OK,
@@ -317,6 +334,8 @@ pub async fn leave(
     .bind(member.id)
     .execute(&state.db)
     .await?;
+    // Event streams opened through this membership end.
+    state.federation.events.member_left(group_id, member.id);
     if let Some(round_id) = rounds::live_round_id(&state.db, group_id).await? {
         rounds::check_round(&state, round_id).await?;
     }
@@ -515,57 +534,4 @@ async fn member_list(db: &crate::db::Db, group_id: i64) -> Result<Vec<GroupMembe
             },
         )
         .collect())
-}
-
-/// `GET /api/groups/{id}/events`: Server-Sent Events for those who may see the group. The
-/// first event is a `snapshot` of the group; then `round_opened`, `round_closed`, ... as they
-/// happen, with a keep-alive comment every 15 s. Browsers' `EventSource` sends the session
-/// cookie (same origin); programs send their API token.
-pub async fn events(
-    user: CurrentUser,
-    State(state): State<AppState>,
-    ApiPath(group_id): ApiPath<i64>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    auth::group_access(&state.db, &user, group_id).await?;
-    // Subscribe before reading the snapshot so that nothing falls between them.
-    let rx = state.federation.events.subscribe(group_id);
-    let phase: Option<String> = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
-        .bind(group_id)
-        .fetch_optional(&state.db)
-        .await?;
-    let phase = phase.ok_or_else(auth::not_found)?;
-    let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
-    )
-    .bind(group_id)
-    .fetch_optional(&state.db)
-    .await?;
-    let snapshot = GroupEvent::Snapshot {
-        phase,
-        current_round: current.as_ref().map(|c| c.0),
-        round_state: current.map(|c| c.1),
-    };
-    let stream = futures_util::stream::unfold((Some(snapshot), rx), |(first, mut rx)| async move {
-        if let Some(event) = first {
-            return Some((Ok(to_sse(&event)), (None, rx)));
-        }
-        match rx.recv().await {
-            Ok(event) => Some((Ok(to_sse(&event)), (None, rx))),
-            // A slow reader missed events: tell it to re-read the group.
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let e = Event::default().event("lagged").data("{}");
-                Some((Ok(e), (None, rx)))
-            }
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    });
-    // Safe to poll after its end, whatever layer wraps the body.
-    let stream = futures_util::StreamExt::fuse(stream);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
-}
-
-fn to_sse(event: &GroupEvent) -> Event {
-    Event::default()
-        .event(event.kind())
-        .data(serde_json::to_string(event).unwrap_or_default())
 }

@@ -9,25 +9,33 @@
 //! is sent after the commit, so an acknowledged update survives `kill -9`. A round's new global
 //! model, the version row and the round's closing commit in one transaction, so a crash during
 //! aggregation re-runs it at the next start without duplicating the version.
+//!
+//! Resources (issue #19, limits in [`crate::limits::Limits`]): model sizes, owned groups and
+//! wrong join codes are bounded in [`quotas`]; update bodies stream to disk ([`spool`]) only
+//! after the caller and the round are checked; update and evaluation metrics are bounded.
 
 pub mod auth;
+mod event_stream;
 pub mod events;
 mod groups;
 mod history;
 pub mod model;
+pub mod quotas;
 mod rounds;
+mod spool;
 
 pub(crate) use views::weights_response;
 mod updates;
 mod views;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 
+use crate::limits::Limits;
 use crate::state::AppState;
 use crate::strategy::WeightedMean;
 
@@ -41,6 +49,8 @@ pub struct Runtime {
     pub events: EventHub,
     pub max_update_bytes: usize,
     groups: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<GroupRuntime>>>>,
+    /// Built at the first join from `--max-join-failures` (the limits live in `AppState`).
+    join_limiter: OnceLock<quotas::JoinLimiter>,
 }
 
 impl Default for Runtime {
@@ -55,7 +65,14 @@ impl Runtime {
             events: EventHub::default(),
             max_update_bytes,
             groups: Mutex::default(),
+            join_limiter: OnceLock::new(),
         }
+    }
+
+    /// The wrong-join-code limiter, with `limits.max_join_failures` (fixed for the process).
+    fn join_limiter(&self, limits: &Limits) -> &quotas::JoinLimiter {
+        self.join_limiter
+            .get_or_init(|| quotas::JoinLimiter::new(limits.max_join_failures))
     }
 
     /// The lock serialising a group's update commits with its round transitions.
@@ -87,7 +104,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/groups/{id}/leave", post(groups::leave))
         .route("/api/groups/{id}/statistics", post(groups::post_statistics))
         .route("/api/groups/{id}/start", post(groups::start))
-        .route("/api/groups/{id}/events", get(groups::events))
+        .route("/api/groups/{id}/events", get(event_stream::events))
         .route("/api/groups/{id}/weights", get(views::global_weights))
         .route("/api/groups/{id}/rounds", get(views::list))
         .route("/api/groups/{id}/rounds/current", get(views::current))

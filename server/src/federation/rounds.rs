@@ -8,7 +8,7 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::events::GroupEvent;
 use super::model::{Hyperparameters, ModelTemplate, image_spec, initial_weights, tabular_spec};
-use super::{RoundAccumulator, now};
+use super::{RoundAccumulator, now, quotas};
 use crate::blobs;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -183,7 +183,9 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
 }
 
 /// The model to train: its spec as stored with every version (`b3o_models::ModelSpec` JSON for
-/// tabular and image groups; the layout for custom ones), its layout and initial weights.
+/// tabular and image groups; the layout for custom ones), its layout and initial weights. Its
+/// size is checked against `--max-model-parameters` before the weights are initialised: a
+/// tabular model's width is only known now, and the limit may have changed since creation.
 async fn build_model(
     state: &AppState,
     group: &GroupSettings,
@@ -192,6 +194,7 @@ async fn build_model(
     let spec =
         match &group.template {
             ModelTemplate::Custom { layout } => {
+                quotas::check_model_size(quotas::exact(layout), &state.limits)?;
                 let spec = json!({ "model_id": group.model_id(), "layout": layout });
                 return Ok((spec, layout.clone(), initial_weights(layout, seed)));
             }
@@ -227,6 +230,7 @@ async fn build_model(
             }
         };
     let layout = spec.layout();
+    quotas::check_model_size(quotas::exact(&layout), &state.limits)?;
     let flat = spec.init_weights(seed).flatten();
     let value =
         serde_json::to_value(&spec).map_err(|e| ApiError::Internal(format!("spec: {e}")))?;
@@ -644,6 +648,8 @@ async fn aggregate(
     let (new_params, current) = result.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // `None` keeps the current model: the version repeats the base weights.
     let new_params = new_params.unwrap_or(current);
+    // Never store a model no client can use; the round fails with the reason instead.
+    strategy::math::check_finite(&new_params).map_err(|e| ApiError::BadRequest(e.to_string()))?;
 
     let total_samples: i64 = updates.iter().map(|u| u.num_samples).sum();
     let meta = UpdateMeta {

@@ -1,18 +1,23 @@
 //! `POST /api/groups/{id}/rounds/{n}/update`: a member's trained weights for round `n`.
 //!
-//! Order of checks: the caller's account and active membership; a replay of an already accepted update (same answer,
-//! whatever the round's state now); the round (exists, still collecting, member selected);
-//! the body's size while it streams in (413); the safetensors content against the group's
-//! layout (names, shapes, dtype, finite values), its metadata (model, round, samples) and the
-//! optional norm bound (400). Then the blob is written durably, the row committed, the update
-//! folded into the round's running mean, and only then is the answer sent.
+//! Order of checks, all but the last two before a byte of the body is read: the caller's
+//! account and active membership; a replay of an already accepted update (the same answer for
+//! the same bytes, whatever the round's state now: a declared length other than the accepted
+//! update's is a 409 at once, and an undeclared one is read no further than that size, hashed
+//! as it streams); the round (exists, still collecting, member selected); the declared size
+//! (413). Then the body streams to a temporary file beside its final place ([`super::spool`]),
+//! the byte limit enforced as it arrives (413); then the content is read back and checked
+//! against the group's layout (names, shapes, dtype, finite values), its metadata (model,
+//! round, samples, at most `--max-metrics-per-update` metrics with short names) and the
+//! optional norm bound (400). Then the file is fsynced and renamed into place, the row
+//! committed, the update folded into the round's running mean, and only then is the answer
+//! sent.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::RoundAccumulator;
@@ -20,12 +25,14 @@ use super::RoundAccumulator;
 use super::auth::{self, Member};
 use super::model::{Accepted, Evaluation, Failure};
 use super::rounds::{self, GroupSettings};
+use super::spool;
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::blobs;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::strategy::{self, Accumulation, WeightedMean};
+use b3o_models::weights::{DecodeLimits, FormatError, MAX_METRIC_NAME_CHARS};
 
 struct RoundRow {
     id: i64,
@@ -52,24 +59,36 @@ async fn find_round(
     }))
 }
 
+/// An update already accepted from a member, and its size in bytes.
 async fn existing(
     state: &AppState,
     round_id: i64,
     member_id: i64,
-) -> Result<Option<Accepted>, ApiError> {
-    let row: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT id, num_samples, sha256 FROM updates WHERE round_id = ? AND member_id = ?",
+) -> Result<Option<(Accepted, u64)>, ApiError> {
+    let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT id, num_samples, sha256, size_bytes FROM updates
+         WHERE round_id = ? AND member_id = ?",
     )
     .bind(round_id)
     .bind(member_id)
     .fetch_optional(&state.db)
     .await?;
-    Ok(row.map(|(update_id, num_samples, sha256)| Accepted {
-        update_id,
-        round: 0,
-        num_samples,
-        sha256,
+    Ok(row.map(|(update_id, num_samples, sha256, size)| {
+        let accepted = Accepted {
+            update_id,
+            round: 0,
+            num_samples,
+            sha256,
+        };
+        (accepted, u64::try_from(size).unwrap_or(0))
     }))
+}
+
+/// 409 for a second, different update from the same member.
+fn different_content(number: i64) -> ApiError {
+    ApiError::Conflict(format!(
+        "an update for round {number} was already accepted from you with different content"
+    ))
 }
 
 /// 409 for a round that no longer (or not yet) takes updates, naming the current round.
@@ -106,13 +125,13 @@ async fn selection_status(
 }
 
 /// Checks everything that does not need the body; returns the round and, for a replay, the
-/// earlier answer.
+/// earlier answer and its size.
 async fn admit(
     state: &AppState,
     group_id: i64,
     number: i64,
     member: &Member,
-) -> Result<(RoundRow, Option<Accepted>), ApiError> {
+) -> Result<(RoundRow, Option<(Accepted, u64)>), ApiError> {
     let round = find_round(state, group_id, number).await?;
     let Some(round) = round else {
         let current: Option<i64> =
@@ -130,9 +149,9 @@ async fn admit(
             _ => ApiError::NotFound(format!("group {group_id} has no round {number}")),
         });
     };
-    if let Some(mut earlier) = existing(state, round.id, member.id).await? {
+    if let Some((mut earlier, size)) = existing(state, round.id, member.id).await? {
         earlier.round = number;
-        return Ok((round, Some(earlier)));
+        return Ok((round, Some((earlier, size))));
     }
     if round.state != "open" && round.state != "collecting" {
         return Err(not_collecting(state, group_id, number, &round.state).await);
@@ -156,36 +175,32 @@ async fn admit(
     Ok((round, None))
 }
 
-/// Reads the body up to `max` bytes; 413 beyond.
-async fn read_limited(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
-    let too_large = |size: String| {
-        ApiError::PayloadTooLarge(format!(
-            "update is {size} bytes, more than the limit of {max} bytes"
-        ))
-    };
-    let declared = headers
+/// The body's declared length, if any.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared
-        && len > max as u64
-    {
-        return Err(too_large(len.to_string()));
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// A replay's answer: the earlier one for the same bytes, else 409. A body that cannot be
+/// the same (another declared length) is not read at all, and one of unknown length no
+/// further than the accepted update's size.
+async fn replay(
+    headers: &HeaderMap,
+    body: Body,
+    number: i64,
+    earlier: Accepted,
+    size: u64,
+) -> Result<Accepted, ApiError> {
+    if declared_length(headers).is_some_and(|len| len != size) {
+        return Err(different_content(number));
     }
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(max as u64) as usize);
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("reading the update failed: {e}")))?;
-        if buf.len() + chunk.len() > max {
-            return Err(too_large(format!(
-                "more than {}",
-                buf.len() + chunk.len() - 1
-            )));
-        }
-        buf.extend_from_slice(&chunk);
+    if spool::same_content(body, size, &earlier.sha256).await? {
+        Ok(earlier)
+    } else {
+        Err(different_content(number))
     }
-    Ok(buf)
 }
 
 pub async fn upload(
@@ -223,45 +238,53 @@ async fn receive(
 ) -> Result<Accepted, ApiError> {
     let access = auth::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
-    let (round, replay) = admit(&state, group_id, number, member).await?;
-    let max = state.federation.max_update_bytes;
-    let bytes = read_limited(&headers, body, max).await?;
-    let sha = blobs::sha256_hex(&bytes);
-    if let Some(earlier) = replay {
-        return if earlier.sha256 == sha {
-            Ok(earlier)
-        } else {
-            Err(ApiError::Conflict(format!(
-                "an update for round {number} was already accepted from you with different content"
-            )))
-        };
+    let (round, earlier) = admit(&state, group_id, number, member).await?;
+    if let Some((earlier, size)) = earlier {
+        return replay(&headers, body, number, earlier, size).await;
     }
-
+    let max = state.federation.max_update_bytes;
+    if let Some(len) = declared_length(&headers)
+        && len > max as u64
+    {
+        return Err(spool::too_large(&len.to_string(), max));
+    }
     let group = rounds::load_group(&state.db, group_id).await?;
     let layout = group.layout()?.clone();
-    let (set, meta) = b3o_models::weights::decode(&bytes, &layout, max).map_err(|e| {
-        if e.is_too_large() {
-            ApiError::PayloadTooLarge(e.to_string())
-        } else {
-            ApiError::BadRequest(e.to_string())
+
+    let dir = format!("groups/{group_id}/rounds/{number}/updates");
+    let spooled = spool::receive(&state.data_dir.join(&dir), body, max).await?;
+    let limits = DecodeLimits {
+        max_bytes: max,
+        max_metrics: state.limits.max_metrics_per_update,
+    };
+    let bytes = spooled.read().await?;
+    // Decoding and checking every value of a large model is seconds of CPU: off the async
+    // threads. Only the flat parameters come back; the raw bytes are dropped there.
+    let (params, meta) = tokio::task::spawn_blocking(move || {
+        b3o_models::weights::decode_with(&bytes, &layout, limits)
+            .map(|(set, meta)| (set.flatten(), meta))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("decoding an update: {e}")))?
+    .map_err(|e| match e {
+        FormatError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+        FormatError::TooManyMetrics { .. } => {
+            ApiError::BadRequest(format!("{e} (--max-metrics-per-update)"))
         }
+        e => ApiError::BadRequest(e.to_string()),
     })?;
     validate_meta(&group, number, &meta)?;
-    let params = set.flatten();
     if let Some(bound) = group.max_update_norm {
         check_norm(&state, &group, round.base_version_id, &params, bound).await?;
     }
 
     // Content-addressed name: concurrent different uploads never overwrite each other's blob.
-    let rel = format!(
-        "groups/{group_id}/rounds/{number}/updates/member-{}-{}.safetensors",
-        member.id,
-        &sha[..16]
-    );
-    let size = bytes.len() as i64;
-    blobs::write(&state.data_dir, rel.clone(), bytes)
-        .await
-        .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
+    let sha = spooled.sha256.clone();
+    let name = format!("member-{}-{}.safetensors", member.id, &sha[..16]);
+    let rel = format!("{dir}/{name}");
+    let size = i64::try_from(spooled.size)
+        .map_err(|_| ApiError::Internal("update size out of range".into()))?;
+    spooled.persist(&name).await?;
 
     let metrics_json = serde_json::to_string(&meta.metrics).unwrap_or_else(|_| "{}".into());
     let num_samples = meta.num_samples as i64;
@@ -302,13 +325,11 @@ async fn receive(
                 drop(tx);
                 let earlier = existing(&state, round.id, member.id).await?;
                 return match earlier {
-                    Some(mut earlier) if earlier.sha256 == sha => {
+                    Some((mut earlier, _)) if earlier.sha256 == sha => {
                         earlier.round = number;
                         Ok(earlier)
                     }
-                    _ => Err(ApiError::Conflict(format!(
-                        "an update for round {number} was already accepted from you with different content"
-                    ))),
+                    _ => Err(different_content(number)),
                 };
             }
             Err(e) => return Err(e.into()),
@@ -474,16 +495,22 @@ pub async fn report_evaluation(
             req.num_samples
         )));
     }
-    if req.metrics.len() > 64 {
-        return Err(ApiError::BadRequest("at most 64 metrics".into()));
-    }
-    if let Some((name, _)) = req
-        .metrics
-        .iter()
-        .find(|(k, v)| !v.is_finite() || k.is_empty() || k.len() > 100)
-    {
+    let max = state.limits.max_metrics_per_update;
+    if req.metrics.len() > max {
         return Err(ApiError::BadRequest(format!(
-            "metric `{name}` must have a name of 1 to 100 characters and a finite value"
+            "an evaluation may report at most {max} metrics (--max-metrics-per-update); this \
+             one has {}",
+            req.metrics.len()
+        )));
+    }
+    if let Some((name, _)) = req.metrics.iter().find(|(k, v)| {
+        let chars = k.chars().count();
+        !v.is_finite() || chars == 0 || chars > MAX_METRIC_NAME_CHARS
+    }) {
+        let shown: String = name.chars().take(20).collect();
+        return Err(ApiError::BadRequest(format!(
+            "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters and \
+             a finite value"
         )));
     }
     let round = find_round(&state, group_id, number)

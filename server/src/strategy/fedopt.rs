@@ -87,6 +87,7 @@ impl<'a> Reader<'a> {
 
 /// FedAvgM step (Flower's formulation): `g = current - avg`; `mom = beta * mom + g` (just `g`
 /// on the first step); `new = current - lr * mom`. With `beta = 0`, `lr = 1` it is FedAvg.
+/// Computed in `f64`, stored saturated to the `f32` range (see [`math::saturate`]).
 pub fn fedavgm_step(
     current: &[f32],
     avg: &[f32],
@@ -94,28 +95,31 @@ pub fn fedavgm_step(
     server_lr: f32,
     server_momentum: f32,
 ) -> Vec<f32> {
-    let grad: Vec<f32> = current.iter().zip(avg).map(|(c, a)| c - a).collect();
-    let step = if server_momentum > 0.0 {
-        let mom = match momentum.take() {
-            Some(mut m) => {
-                for (m, g) in m.iter_mut().zip(&grad) {
-                    *m = server_momentum * *m + g;
-                }
-                m
-            }
-            None => grad,
-        };
-        let step = mom.clone();
+    let (lr, beta) = (server_lr as f64, server_momentum as f64);
+    let grad = |i: usize| current[i] as f64 - avg[i] as f64;
+    if server_momentum > 0.0 {
+        let mut mom = momentum.take().unwrap_or_default();
+        let first = mom.len() != current.len();
+        if first {
+            mom = vec![0.0; current.len()];
+        }
+        let mut out = Vec::with_capacity(current.len());
+        for (i, m) in mom.iter_mut().enumerate() {
+            let step = if first {
+                grad(i)
+            } else {
+                beta * *m as f64 + grad(i)
+            };
+            *m = math::saturate(step);
+            out.push(math::saturate(current[i] as f64 - lr * step));
+        }
         *momentum = Some(mom);
-        step
+        out
     } else {
-        grad
-    };
-    current
-        .iter()
-        .zip(&step)
-        .map(|(c, s)| c - server_lr * s)
-        .collect()
+        (0..current.len())
+            .map(|i| math::saturate(current[i] as f64 - lr * grad(i)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +131,8 @@ pub enum Variant {
 
 /// One adaptive server step: `d = avg - current`; `m = b1 m + (1 - b1) d`;
 /// `v` = Adam `b2 v + (1 - b2) d²`, Yogi `v - (1 - b2) d² sign(v - d²)`, Adagrad `v + d²`;
-/// `new = current + eta m / (sqrt(v) + tau)`. `m` and `v` start at zero.
+/// `new = current + eta m / (sqrt(v) + tau)`. `m` and `v` start at zero. Computed in `f64`
+/// (`d²` overflows `f32` from `|d| > 1.8e19`), stored saturated to the `f32` range.
 #[allow(clippy::too_many_arguments)]
 pub fn fedopt_step(
     variant: Variant,
@@ -140,23 +145,29 @@ pub fn fedopt_step(
     beta_2: f32,
     tau: f32,
 ) -> Vec<f32> {
+    let (eta, beta_1, beta_2, tau) = (eta as f64, beta_1 as f64, beta_2 as f64, tau as f64);
     let mut out = Vec::with_capacity(current.len());
     for i in 0..current.len() {
-        let d = avg[i] - current[i];
+        let d = avg[i] as f64 - current[i] as f64;
         let d2 = d * d;
-        m[i] = beta_1 * m[i] + (1.0 - beta_1) * d;
-        v[i] = match variant {
-            Variant::Adam => beta_2 * v[i] + (1.0 - beta_2) * d2,
-            Variant::Yogi => v[i] - (1.0 - beta_2) * d2 * sign(v[i] - d2),
-            Variant::Adagrad => v[i] + d2,
+        let (m_old, v_old) = (m[i] as f64, v[i] as f64);
+        let m_new = beta_1 * m_old + (1.0 - beta_1) * d;
+        let v_new = match variant {
+            Variant::Adam => beta_2 * v_old + (1.0 - beta_2) * d2,
+            Variant::Yogi => v_old - (1.0 - beta_2) * d2 * sign(v_old - d2),
+            Variant::Adagrad => v_old + d2,
         };
-        out.push(current[i] + eta * m[i] / (v[i].sqrt() + tau));
+        m[i] = math::saturate(m_new);
+        v[i] = math::saturate(v_new);
+        out.push(math::saturate(
+            current[i] as f64 + eta * m_new / (v_new.sqrt() + tau),
+        ));
     }
     out
 }
 
-/// numpy's sign: 0 at 0 (`f32::signum` gives 1).
-fn sign(x: f32) -> f32 {
+/// numpy's sign: 0 at 0 (`f64::signum` gives 1).
+fn sign(x: f64) -> f64 {
     if x > 0.0 {
         1.0
     } else if x < 0.0 {
@@ -414,6 +425,32 @@ mod tests {
             .unwrap();
         let expected = 0.5 + 2.0 / (8f32.sqrt() + 2.0);
         assert!((r[0] - expected).abs() < 1e-6);
+    }
+
+    /// Regression (issue #19, 6a): `d²` and `current - avg` overflowed f32 for one member's
+    /// extreme weights, and the round failed on a non-finite model.
+    #[test]
+    fn server_optimisers_stay_finite_for_extreme_averages() {
+        for variant in [Variant::Adam, Variant::Yogi, Variant::Adagrad] {
+            let mut s = FedOpt::new(variant, 0.1, 0.9, 0.99, 1e-9);
+            for round in 1..4 {
+                let r = s
+                    .aggregate_fit(round, &[-3e38, 0.0], mean_of(&[3e38, f32::MAX]), &[])
+                    .unwrap()
+                    .unwrap();
+                assert!(r.iter().all(|x| x.is_finite()), "{variant:?}: {r:?}");
+                let st = s.state().unwrap();
+                assert!(st.vectors.values().flatten().all(|x| x.is_finite()));
+            }
+        }
+        let mut s = FedAvgM::new(10.0, 0.9);
+        for round in 1..4 {
+            let r = s
+                .aggregate_fit(round, &[3e38, -3e38], mean_of(&[-3e38, 3e38]), &[])
+                .unwrap()
+                .unwrap();
+            assert!(r.iter().all(|x| x.is_finite()), "{r:?}");
+        }
     }
 
     #[test]

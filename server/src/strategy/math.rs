@@ -4,18 +4,18 @@ use std::collections::BTreeMap;
 
 use super::{EvalRes, FitRes, Fits, StrategyError};
 
-/// `acc[i] += w * x[i]`. Written over fixed-size chunks so that the compiler drops bounds
-/// checks and emits packed SIMD for the body; this loop is the server's hot path (see
+/// `acc[i] += w * x[i]`, in `f64`. Written over fixed-size chunks so that the compiler drops
+/// bounds checks and emits packed SIMD for the body; this loop is the server's hot path (see
 /// `benches/aggregate.rs`). Panics if the lengths differ: callers check them first.
 #[inline]
-pub fn accumulate(acc: &mut [f32], x: &[f32], w: f32) {
+pub fn accumulate(acc: &mut [f64], x: &[f32], w: f64) {
     assert_eq!(acc.len(), x.len());
     const LANES: usize = 16;
     let mut acc_chunks = acc.chunks_exact_mut(LANES);
     let mut x_chunks = x.chunks_exact(LANES);
     for (a, x) in (&mut acc_chunks).zip(&mut x_chunks) {
         for i in 0..LANES {
-            a[i] += w * x[i];
+            a[i] += w * x[i] as f64;
         }
     }
     for (a, x) in acc_chunks
@@ -23,19 +23,39 @@ pub fn accumulate(acc: &mut [f32], x: &[f32], w: f32) {
         .iter_mut()
         .zip(x_chunks.remainder())
     {
-        *a += w * x;
+        *a += w * *x as f64;
+    }
+}
+
+/// `x` as the nearest `f32`, finite: values beyond the `f32` range become `±f32::MAX` (NaN,
+/// which finite inputs never produce here, stays NaN for [`check_finite`] to catch).
+#[inline]
+pub fn saturate(x: f64) -> f32 {
+    x.clamp(-(f32::MAX as f64), f32::MAX as f64) as f32
+}
+
+/// `Err` naming the first non-finite value: the last guard before a model is stored.
+pub fn check_finite(params: &[f32]) -> Result<(), StrategyError> {
+    match params.iter().position(|p| !p.is_finite()) {
+        Some(index) => Err(StrategyError::NonFinite {
+            index,
+            value: params[index],
+        }),
+        None => Ok(()),
     }
 }
 
 /// A running sample-weighted mean: each update is folded in as it arrives and then dropped,
 /// so memory is one model's worth whatever the number of clients.
 ///
-/// The sum is kept in `f32`: doubling the memory traffic for `f64` would halve aggregation
-/// throughput, and with weights of at most a few million samples the relative rounding error
-/// stays around 1e-6, far below the noise of local SGD.
+/// The sum is kept in `f64`. Every update is finite `f32` (the upload refuses anything
+/// else), but one member's weights near `f32::MAX` times up to 2^40 samples overflow an
+/// `f32` sum to infinity, which failed every round (issue #19); in `f64` the sum of even a
+/// million such products stays far from overflow, and the mean, a convex combination, is
+/// back within the `f32` range. The price is twice the accumulator's memory traffic.
 #[derive(Debug, Clone)]
 pub struct WeightedMean {
-    sum: Vec<f32>,
+    sum: Vec<f64>,
     total_samples: u64,
     count: usize,
 }
@@ -78,8 +98,12 @@ impl WeightedMean {
                 got: params.len(),
             });
         }
-        accumulate(&mut self.sum, params, num_samples as f32);
-        self.total_samples += num_samples;
+        let total = self
+            .total_samples
+            .checked_add(num_samples)
+            .ok_or(StrategyError::TooManySamples)?;
+        accumulate(&mut self.sum, params, num_samples as f64);
+        self.total_samples = total;
         self.count += 1;
         Ok(())
     }
@@ -90,11 +114,7 @@ impl WeightedMean {
             return None;
         }
         let inv = 1.0 / self.total_samples as f64;
-        let params = self
-            .sum
-            .into_iter()
-            .map(|s| (s as f64 * inv) as f32)
-            .collect();
+        let params = self.sum.into_iter().map(|s| saturate(s * inv)).collect();
         Some(MeanResult {
             params,
             total_samples: self.total_samples,
@@ -153,7 +173,7 @@ pub fn median(updates: &[&[f32]]) -> Result<Option<Vec<f32>>, StrategyError> {
         } else {
             // The largest of the lower half is the other middle value.
             let lower_max = lower.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            out.push(((lower_max as f64 + upper as f64) / 2.0) as f32);
+            out.push(saturate((lower_max as f64 + upper as f64) / 2.0));
         }
     }
     Ok(Some(out))
@@ -183,7 +203,7 @@ pub fn trimmed_mean(updates: &[&[f32]], beta: f32) -> Result<Option<Vec<f32>>, S
         }
         column.sort_unstable_by(f32::total_cmp);
         let sum: f64 = column[cut..n - cut].iter().map(|&v| v as f64).sum();
-        out.push((sum / kept as f64) as f32);
+        out.push(saturate(sum / kept as f64));
     }
     Ok(Some(out))
 }
@@ -232,8 +252,9 @@ pub fn krum_select(
 fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     a.iter()
         .zip(b)
+        // In f64: the difference of two finite f32 can overflow f32 (3e38 - -3e38).
         .map(|(&x, &y)| {
-            let d = (x - y) as f64;
+            let d = x as f64 - y as f64;
             d * d
         })
         .sum()
@@ -291,8 +312,47 @@ mod tests {
         let x: Vec<f32> = (0..37).map(|i| i as f32).collect();
         let mut acc = vec![1.0; 37];
         accumulate(&mut acc, &x, 2.0);
-        let expected: Vec<f32> = (0..37).map(|i| 1.0 + 2.0 * i as f32).collect();
+        let expected: Vec<f64> = (0..37).map(|i| 1.0 + 2.0 * i as f64).collect();
         assert_eq!(acc, expected);
+    }
+
+    /// Regression (issue #19, 6a): 3e38 times 2^40 samples overflowed the f32 sum.
+    #[test]
+    fn the_mean_of_huge_finite_weights_is_finite() {
+        let mut acc = WeightedMean::new(3);
+        acc.add(&[f32::MAX, -f32::MAX, 3e38], 1 << 40).unwrap();
+        acc.add(&[f32::MAX, 1.0, 3e38], 1 << 40).unwrap();
+        acc.add(&[0.0, 1.0, -3e38], 1).unwrap();
+        let mean = acc.finish().unwrap().params;
+        assert!(mean.iter().all(|m| m.is_finite()), "{mean:?}");
+        assert_eq!(mean[0], f32::MAX);
+        assert!((mean[2] - 3e38).abs() < 1e32, "{mean:?}");
+        check_finite(&mean).unwrap();
+        assert_eq!(
+            check_finite(&[1.0, f32::INFINITY]),
+            Err(StrategyError::NonFinite {
+                index: 1,
+                value: f32::INFINITY
+            })
+        );
+    }
+
+    /// Regression (issue #19, 6a): Krum's differences were taken in f32 before squaring.
+    #[test]
+    fn krum_distances_of_opposite_huge_weights_are_finite() {
+        let a = [3e38f32, -3e38];
+        let b = [-3e38f32, 3e38];
+        let c = [0.0f32, 0.0];
+        let d = [1.0f32, 1.0];
+        let scores = krum_scores(&[&a, &b, &c, &d], 0).unwrap();
+        assert!(scores.iter().all(|s| s.is_finite()), "{scores:?}");
+        assert_eq!(krum_select(&[&a, &b, &c, &d], 0, 1).unwrap(), vec![2]);
+        // Median and trimmed mean of extremes stay finite too.
+        let m = median(&[&a, &b]).unwrap().unwrap();
+        assert_eq!(m, vec![0.0, 0.0]);
+        let big = [f32::MAX, f32::MAX];
+        let m = median(&[&big, &big]).unwrap().unwrap();
+        assert_eq!(m, vec![f32::MAX, f32::MAX]);
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! concatenated in layout order) in [`math`], with unit tests against hand-computed values.
 //! This module knows nothing of HTTP, SQL or files.
 //!
+//! Every update is finite, but its values may be anywhere in the `f32` range: sums,
+//! differences and squares are taken in `f64` and results saturate to the `f32` range, so
+//! one member's extreme (finite) weights cannot overflow an aggregate to infinity.
+//!
 //! Two kinds of aggregation, see [`Accumulation`]:
 //! - mean-type strategies (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi, FedAdagrad) fold each
 //!   update into a running weighted sum as it arrives ([`math::WeightedMean`]): memory is
@@ -85,6 +89,13 @@ pub enum StrategyError {
     WrongAccumulation { strategy: &'static str },
     #[error("optimiser state does not fit the model: {0}")]
     BadState(String),
+    /// The aggregate holds a NaN or infinity: the round fails with this reason rather than
+    /// store a model no client can use. Finite inputs never produce one (sums are taken in
+    /// `f64`, results saturate to the `f32` range); this is the last guard.
+    #[error("the aggregated model has a non-finite value ({value}) at index {index}")]
+    NonFinite { index: usize, value: f32 },
+    #[error("the round's updates count more than 2^64 samples in all")]
+    TooManySamples,
 }
 
 /// A federated aggregation strategy. Stateful strategies (server optimisers) expose their state
