@@ -3,10 +3,16 @@
 //! codeless endpoint returns (`b3o_wasm_client::codeless`), streamed chunk by chunk so memory
 //! stays flat whatever the file's size.
 //!
-//! - `POST /api/jobs`: multipart (`model` = deployment name, `file` = the CSV) or a raw CSV body
-//!   with `?model=name[&filename=data.csv]`. The upload is streamed to disk and fsynced, its
-//!   header checked against the model's columns (400 at once if one is missing), then the job
-//!   is queued: `202` with the job.
+//! - `POST /api/jobs`: multipart (`model` = deployment name, then `file` = the CSV) or a raw CSV
+//!   body with `?model=name[&filename=data.csv]`. The order of checks: the caller may use the
+//!   model (as for its predictions, [`gate::authorize`]) and it takes CSV; the account's quotas
+//!   admit one more job ([`quota`]: 429 / 413); only then is the file read, streamed to disk
+//!   (bounded by `--max-job-mb` and the account's storage quota) and fsynced; its header is
+//!   checked against the model's columns (400 if one is missing); the quotas are counted again
+//!   as the job is recorded; `202` with the job. So a form must name its `model` before its
+//!   `file` (browsers send `FormData` fields in the order they were appended; the web app
+//!   appends `model` first), or name it in the query: a file part before the model is a 400,
+//!   never stored. Non-file fields (and the query's names) are at most [`MAX_FIELD_BYTES`].
 //! - `GET /api/jobs`: the caller's jobs, newest first; `GET /api/jobs/{id}`: one job
 //!   (`queued | running | succeeded | failed`, rows done of rows total, the error naming row
 //!   and column); `GET /api/jobs/{id}/result`: the predictions CSV; `DELETE /api/jobs/{id}`:
@@ -15,9 +21,12 @@
 //! Jobs pin the version their deployment served at submission. A restart resumes queued and
 //! interrupted jobs from the start of their file ([`recover`]); none stays `running`.
 
+mod quota;
 mod runner;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
@@ -34,7 +43,7 @@ use tokio::io::AsyncWriteExt;
 use crate::accounts::extract::ApiPath;
 use crate::accounts::{CurrentUser, now, rfc3339};
 use crate::error::ApiError;
-use crate::inference::{self, Inference, gate};
+use crate::inference::{self, Inference, ServedModel, Shared, gate};
 use crate::state::AppState;
 pub use runner::{JobRuntime, recover};
 
@@ -42,6 +51,14 @@ pub use runner::{JobRuntime, recover};
 pub const DEFAULT_MAX_JOB_BYTES: u64 = 1 << 30;
 /// Longest kept file name of an upload.
 const MAX_NAME_CHARS: usize = 100;
+/// Longest non-file form field, `?model=` and `?filename=`, in bytes (a deployment name is at
+/// most 100 characters).
+pub const MAX_FIELD_BYTES: usize = 256;
+/// Most bytes of a multipart body read beyond its file's content: the preamble, part headers
+/// and small fields (the parser buffers a part's headers whole, so they must be bounded), and
+/// the parser's read-ahead (it takes all the data ready, one network read of up to ~400 KiB,
+/// before handing out the file's first bytes).
+pub const MAX_FORM_OVERHEAD_BYTES: u64 = 1 << 20;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -260,16 +277,57 @@ fn clean_name(name: &str) -> String {
     }
 }
 
-/// Streams an upload into `data_dir/rel`, fsynced, refusing more than `max` bytes.
+/// A stored file that is deleted when dropped unless [`StoredFile::keep`] was called: an
+/// upload refused, failed or abandoned (the client went away) leaves nothing behind.
+struct StoredFile {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl StoredFile {
+    fn keep(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for StoredFile {
+    fn drop(&mut self) {
+        // An unlink, quick enough for the async worker; it may run where no runtime is.
+        if !self.keep
+            && let Err(e) = std::fs::remove_file(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not delete an upload");
+        }
+    }
+}
+
+/// Streams an upload into `data_dir/rel`, fsynced, refusing more than `max` bytes or more
+/// than the account's storage quota (`slot`).
 struct Upload {
     rel: String,
     file: tokio::fs::File,
+    stored: StoredFile,
     bytes: u64,
     max: u64,
+    slot: quota::UploadSlot,
+}
+
+/// An upload finished and fsynced, not yet recorded as a job.
+struct Finished {
+    rel: String,
+    bytes: u64,
+    stored: StoredFile,
+    slot: quota::UploadSlot,
 }
 
 impl Upload {
-    async fn create(data_dir: &Path, user_id: i64, max: u64) -> Result<Self, ApiError> {
+    async fn create(
+        data_dir: &Path,
+        user_id: i64,
+        max: u64,
+        slot: quota::UploadSlot,
+    ) -> Result<Self, ApiError> {
         let rel = format!("jobs/user-{user_id}/{:016x}.csv", rand::random::<u64>());
         let path = data_dir.join(&rel);
         if let Some(dir) = path.parent() {
@@ -283,19 +341,23 @@ impl Upload {
         Ok(Self {
             rel,
             file,
+            stored: StoredFile { path, keep: false },
             bytes: 0,
             max,
+            slot,
         })
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
-        self.bytes += chunk.len() as u64;
+        let n = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+        self.bytes = self.bytes.saturating_add(n);
         if self.bytes > self.max {
             return Err(ApiError::PayloadTooLarge(format!(
-                "the file is larger than this server's job limit of {} MiB",
+                "the file is larger than this server's job limit of {} MiB (--max-job-mb)",
                 self.max >> 20
             )));
         }
+        self.slot.add(n)?;
         self.file
             .write_all(chunk)
             .await
@@ -303,7 +365,7 @@ impl Upload {
     }
 
     /// Flushes and fsyncs the file and its directory.
-    async fn finish(mut self, data_dir: &Path) -> Result<(String, u64), ApiError> {
+    async fn finish(mut self, data_dir: &Path) -> Result<Finished, ApiError> {
         let io = |e: std::io::Error| ApiError::Internal(format!("storing the upload: {e}"));
         self.file.flush().await.map_err(io)?;
         self.file.sync_all().await.map_err(io)?;
@@ -315,12 +377,70 @@ impl Upload {
                 .map_err(|e| ApiError::Internal(e.to_string()))?
                 .map_err(io)?;
         }
-        Ok((self.rel, self.bytes))
+        Ok(Finished {
+            rel: self.rel,
+            bytes: self.bytes,
+            stored: self.stored,
+            slot: self.slot,
+        })
     }
 }
 
 fn upload_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("reading the upload: {e}"))
+}
+
+/// 400 unless `value` (form field or query parameter `what`) is at most [`MAX_FIELD_BYTES`].
+fn check_field(what: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(field_too_long(what));
+    }
+    Ok(())
+}
+
+fn field_too_long(what: &str) -> ApiError {
+    ApiError::BadRequest(format!("`{what}` may be at most {MAX_FIELD_BYTES} bytes"))
+}
+
+/// A job admitted before its file is read: the caller may use the model, which takes CSV, and
+/// the account's quotas have room; `upload` is where the file goes.
+struct Admitted {
+    model: String,
+    version_id: i64,
+    served: Arc<ServedModel>,
+    upload: Upload,
+}
+
+/// Admits a job on deployment `model` for `user` (see the module's order of checks).
+async fn admit(
+    state: &AppState,
+    shared: &Arc<Shared>,
+    user: &CurrentUser,
+    headers: &HeaderMap,
+    model: String,
+) -> Result<Admitted, ApiError> {
+    if model.is_empty() {
+        return Err(ApiError::BadRequest("the `model` field is empty".into()));
+    }
+    check_field("model", &model)?;
+    let target = gate::authorize(state, shared, Some(user), headers, &model, None).await?;
+    let slot = quota::admit(state, shared, user).await?;
+    let served = inference::model(state, shared, target.version_id).await?;
+    b3o_wasm_client::codeless::preprocessing(&served.spec)
+        .map_err(|e| jobs_input_error(&model, e))?;
+    let upload = Upload::create(
+        &state.data_dir,
+        user.id,
+        shared.settings.max_job_bytes,
+        slot,
+    )
+    .await?;
+    Ok(Admitted {
+        model,
+        version_id: target.version_id,
+        served,
+        upload,
+    })
 }
 
 /// `POST /api/jobs`.
@@ -337,56 +457,51 @@ async fn create(
             .map_err(|e| ApiError::BadRequest(e.body_text()))?,
         None => CreateQuery::default(),
     };
-    let max = shared.settings.max_job_bytes;
-    let mut upload = Upload::create(&state.data_dir, user.id, max).await?;
-    let received = receive(&state, request, query, &mut upload).await;
-    let (model, input_name) = match received {
-        Ok(v) => v,
-        Err(e) => {
-            remove_blob(&state.data_dir, &upload.rel).await;
-            return Err(e);
-        }
-    };
-    let rel = upload.rel.clone();
-    let stored = async {
-        let (rel, bytes) = upload.finish(&state.data_dir).await?;
-        let target = gate::authorize(&state, &shared, Some(&user), &headers, &model, None).await?;
-        let m = inference::model(&state, &shared, target.version_id).await?;
-        // The header is checked now, so a missing column is a 400 and not a failed job.
-        let path = state.data_dir.join(&rel);
-        let spec = m.spec.clone();
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(path)
-                .map_err(|e| b3o_wasm_client::codeless::CodelessError::Io(e.to_string()))?;
-            b3o_wasm_client::codeless::CsvChunks::new(std::io::BufReader::new(file), &spec)
-                .map(|_| ())
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| jobs_input_error(&model, e))?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO jobs (user_id, deployment, version_id, input_name, input_path,
-                 input_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(user.id)
-        .bind(&model)
-        .bind(target.version_id)
-        .bind(&input_name)
-        .bind(&rel)
-        .bind(bytes as i64)
-        .bind(now())
-        .fetch_one(&state.db)
-        .await?;
-        Ok::<_, ApiError>(id)
+    if let Some(model) = &query.model {
+        check_field("model", model)?;
     }
-    .await;
-    let id = match stored {
-        Ok(id) => id,
-        Err(e) => {
-            remove_blob(&state.data_dir, &rel).await;
-            return Err(e);
-        }
-    };
+    if let Some(filename) = &query.filename {
+        check_field("filename", filename)?;
+    }
+    let (admitted, input_name) = receive(&state, &shared, &user, &headers, request, query).await?;
+    let Admitted {
+        model,
+        version_id,
+        served,
+        upload,
+    } = admitted;
+    let finished = upload.finish(&state.data_dir).await?;
+    // The header is checked now, so a missing column is a 400 and not a failed job.
+    let path = state.data_dir.join(&finished.rel);
+    let spec = served.spec.clone();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(path)
+            .map_err(|e| b3o_wasm_client::codeless::CodelessError::Io(e.to_string()))?;
+        b3o_wasm_client::codeless::CsvChunks::new(std::io::BufReader::new(file), &spec).map(|_| ())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| jobs_input_error(&model, e))?;
+    // Counted again where the job is recorded: uploads of one account that raced each other
+    // cannot together pass its quotas.
+    let mut tx = crate::db::begin_write(&state.db).await?;
+    finished.slot.check_commit(&mut tx, finished.bytes).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO jobs (user_id, deployment, version_id, input_name, input_path,
+             input_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(user.id)
+    .bind(&model)
+    .bind(version_id)
+    .bind(&input_name)
+    .bind(&finished.rel)
+    .bind(i64::try_from(finished.bytes).unwrap_or(i64::MAX))
+    .bind(now())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    finished.stored.keep();
+    drop(finished.slot);
     runner::spawn(state.clone(), shared.clone(), id);
     let job = own_job(&state, &user, id).await?;
     let location = HeaderValue::from_str(&format!("/api/jobs/{id}"))
@@ -411,13 +526,71 @@ fn jobs_input_error(model: &str, e: b3o_wasm_client::codeless::CodelessError) ->
     }
 }
 
-/// Reads the request into `upload`; returns the model name and the file's name.
+/// A non-file form field, read up to [`MAX_FIELD_BYTES`] (400 past it).
+async fn read_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    budget: &FormBudget,
+) -> Result<String, ApiError> {
+    let what = field.name().map(gate::shown).unwrap_or_default();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| budget.error(e))? {
+        if bytes.len().saturating_add(chunk.len()) > MAX_FIELD_BYTES {
+            return Err(field_too_long(&what));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ApiError::BadRequest(format!("the `{what}` field is not UTF-8 text")))
+}
+
+/// Keeps a multipart body from running ahead of its file: the bytes read before each chunk may
+/// pass the file's bytes handed out by at most [`MAX_FORM_OVERHEAD_BYTES`], so the parser's
+/// buffer stays within that plus one chunk.
+#[derive(Default)]
+struct FormBudget {
+    read: AtomicU64,
+    file: AtomicU64,
+    exceeded: AtomicBool,
+}
+
+impl FormBudget {
+    fn arrived(&self, n: usize) -> Result<(), std::io::Error> {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        let before = self.read.fetch_add(n, Ordering::Relaxed);
+        let allowed = self
+            .file
+            .load(Ordering::Relaxed)
+            .saturating_add(MAX_FORM_OVERHEAD_BYTES);
+        if before > allowed {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("too much form besides the file"));
+        }
+        Ok(())
+    }
+
+    /// A multipart failure, naming the budget when that was the cause.
+    fn error(&self, e: impl std::fmt::Display) -> ApiError {
+        if self.exceeded.load(Ordering::Relaxed) {
+            ApiError::BadRequest(format!(
+                "a job's form may carry at most {} MiB besides its file (fields and part headers)",
+                MAX_FORM_OVERHEAD_BYTES >> 20
+            ))
+        } else {
+            upload_error(e)
+        }
+    }
+}
+
+/// Reads the request: admits the job as soon as its model is known, then streams its file.
+/// Returns the admitted job and the file's name.
 async fn receive(
     state: &AppState,
+    shared: &Arc<Shared>,
+    user: &CurrentUser,
+    headers: &HeaderMap,
     request: Request,
     query: CreateQuery,
-    upload: &mut Upload,
-) -> Result<(String, String), ApiError> {
+) -> Result<(Admitted, String), ApiError> {
     let multipart = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -430,56 +603,111 @@ async fn receive(
                     .into(),
             )
         })?;
+        let mut admitted = admit(state, shared, user, headers, model).await?;
         let mut body = request.into_body().into_data_stream();
         while let Some(chunk) = body.next().await {
-            upload.write(&chunk.map_err(upload_error)?).await?;
+            admitted.upload.write(&chunk.map_err(upload_error)?).await?;
         }
-        if upload.bytes == 0 {
+        if admitted.upload.bytes == 0 {
             return Err(ApiError::BadRequest("the CSV is empty".into()));
         }
         let name = clean_name(query.filename.as_deref().unwrap_or("data.csv"));
-        return Ok((model, name));
+        return Ok((admitted, name));
     }
+    let budget = Arc::new(FormBudget::default());
+    let (parts, body) = request.into_parts();
+    let counted = budget.clone();
+    let body = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        counted.arrived(chunk.len())?;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let request = Request::from_parts(parts, Body::from_stream(body));
     let mut form = axum::extract::Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let (mut model, mut name, mut got_file) = (query.model, None, false);
-    while let Some(mut field) = form.next_field().await.map_err(upload_error)? {
+    let mut admitted = match query.model {
+        Some(model) => Some(admit(state, shared, user, headers, model).await?),
+        None => None,
+    };
+    let (mut name, mut got_file) = (None, false);
+    while let Some(mut field) = form.next_field().await.map_err(|e| budget.error(e))? {
         match field.name() {
             Some("model") => {
-                let text = field.text().await.map_err(upload_error)?;
-                model = Some(text.trim().to_string());
+                let text = read_field(&mut field, &budget).await?;
+                let text = text.trim();
+                match &admitted {
+                    Some(a) if a.model == text => {}
+                    Some(_) => {
+                        return Err(ApiError::BadRequest(
+                            "name the model once: in the query or in the form's `model` field"
+                                .into(),
+                        ));
+                    }
+                    None => {
+                        admitted = Some(admit(state, shared, user, headers, text.into()).await?);
+                    }
+                }
             }
             Some("file") => {
+                // The file is read only for a model the caller may use, within its quotas.
+                let Some(a) = admitted.as_mut() else {
+                    discard(&mut field, &budget).await;
+                    return Err(ApiError::BadRequest(
+                        "send the form's `model` field before its `file` field (or name the model \
+                         with ?model=): the file is read only once its model is known"
+                            .into(),
+                    ));
+                };
                 if got_file {
                     return Err(ApiError::BadRequest("send one `file` per job".into()));
                 }
                 got_file = true;
                 name = field.file_name().map(clean_name);
-                while let Some(chunk) = field.chunk().await.map_err(upload_error)? {
-                    upload.write(&chunk).await?;
+                while let Some(chunk) = field.chunk().await.map_err(|e| budget.error(e))? {
+                    let n = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+                    budget.file.fetch_add(n, Ordering::Relaxed);
+                    a.upload.write(&chunk).await?;
                 }
             }
             Some(other) => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown form field `{other}`: send `model` and `file`"
+                    "unknown form field `{}`: send `model` and `file`",
+                    gate::shown(other)
                 )));
             }
             None => return Err(ApiError::BadRequest("a form field has no name".into())),
         }
     }
-    let model = model
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("the form lacks the `model` field".into()))?;
+    let admitted =
+        admitted.ok_or_else(|| ApiError::BadRequest("the form lacks the `model` field".into()))?;
     if !got_file {
         return Err(ApiError::BadRequest(
             "the form lacks the `file` field".into(),
         ));
     }
-    if upload.bytes == 0 {
+    if admitted.upload.bytes == 0 {
         return Err(ApiError::BadRequest("the CSV is empty".into()));
     }
-    Ok((model, name.unwrap_or_else(|| "data.csv".into())))
+    Ok((admitted, name.unwrap_or_else(|| "data.csv".into())))
+}
+
+/// Reads and throws away the rest of a refused file part (at most 32 MiB, for at most 5 s),
+/// storing none of it: answering while the client still sends closes the connection on unread
+/// data, and the client then often sees a reset instead of our 400.
+async fn discard(field: &mut axum::extract::multipart::Field<'_>, budget: &FormBudget) {
+    let mut left: u64 = 32 << 20;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            let n = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            budget.file.fetch_add(n, Ordering::Relaxed);
+            left = left.saturating_sub(n);
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -29,10 +29,12 @@ const CHUNK_ROWS: usize = codeless::DEFAULT_CHUNK_ROWS;
 /// Least time between two progress writes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// The jobs running in this process: the concurrency limit and cancellation flags.
+/// The jobs running in this process: the concurrency limit and cancellation flags, and the
+/// uploads in progress per account (counted against its quotas, [`super::quota`]).
 pub struct JobRuntime {
     permits: Arc<Semaphore>,
     cancelled: Mutex<HashMap<i64, Arc<AtomicBool>>>,
+    pub(super) uploads: super::quota::InFlight,
 }
 
 impl JobRuntime {
@@ -40,6 +42,7 @@ impl JobRuntime {
         Self {
             permits: Arc::new(Semaphore::new(workers.max(1))),
             cancelled: Mutex::default(),
+            uploads: Default::default(),
         }
     }
 

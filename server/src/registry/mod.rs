@@ -5,6 +5,12 @@
 //! Access follows the version's group ([`crate::federation::auth`]): those who may see the
 //! group see its versions and deployments (404 for everyone else, as for ids that do not
 //! exist); its owner and administrators promote and roll back (403 for members).
+//!
+//! Deployment names are one namespace for the whole server (they are the models' URLs). A new
+//! name follows [`check_new_name`]; names stored before that rule keep working for the group
+//! that holds them. A name the caller's group does not hold is either free or *unavailable*
+//! (held by another group, or reserved), and every unavailable name gets the same 409, so a
+//! promote does not tell a private deployment from a reserved word (see `promote`).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -210,48 +216,75 @@ struct Promote {
     version_id: i64,
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+/// Longest deployment name.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// Names no deployment may take: the `/metrics` label that counts private deployments.
+const RESERVED_NAMES: &[&str] = &[crate::inference::telemetry::PRIVATE_LABEL];
+
+/// The rule for a new deployment name, as a 400 naming it: 1 to [`MAX_NAME_CHARS`] characters
+/// among `a-z`, `0-9`, `-`, `_`, `.`, starting with a letter or digit, without `..` and not
+/// ending in `.` (so never `.`, `..` or a hidden or extension-only file name). Lower case
+/// only, so that `Churn` cannot pass for `churn`; the web app's slugs (which may end in `-`
+/// when cut at 100 characters) and the demo names (`churn`, `digits`) follow it. Safe in URLs,
+/// file names and headers.
+pub fn check_new_name(name: &str) -> Result<(), ApiError> {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    let ok = (1..=MAX_NAME_CHARS).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|&b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().copied().is_some_and(alnum)
+        && bytes.last() != Some(&b'.')
+        && !name.contains("..");
     if ok {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(
-            "a deployment name is 1 to 100 characters among a-z, A-Z, 0-9, `-`, `_`, `.`".into(),
-        ))
+        Err(ApiError::BadRequest(format!(
+            "a deployment name is 1 to {MAX_NAME_CHARS} characters among a-z, 0-9, `-`, `_` and \
+             `.`, starts with a letter or digit, has no `..` and does not end with `.`"
+        )))
     }
 }
 
+/// The one answer for a name the caller's group cannot take, whoever holds it.
+fn name_unavailable(name: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "the deployment name `{name}` is not available (taken or reserved); choose another"
+    ))
+}
+
 /// The owner of a version's group (or an administrator) points deployment `name` at it. A
-/// name serves one group's models: pointing it at another group's version is a 409.
+/// name serves one group's models.
+///
+/// Disclosure: names are one namespace, so a create that fails must say the name cannot be
+/// had; what it must not say is *why*. A name held by another group (private or not, visible
+/// to the caller or not) and a reserved name both get [`name_unavailable`], word for word; a
+/// malformed name gets the rule's 400 whether or not it is held (names stored before the rule
+/// may not follow it), and only the group that holds a name skips the rule. Checked after the
+/// caller is known to own the version, so callers who cannot promote learn nothing at all.
 async fn promote(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<Promote>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    check_name(&name)?;
     let (v, access) = visible_version(&state.db, &user, req.version_id).await?;
     access.require_owner()?;
     let mut tx = crate::db::begin_write(&state.db).await?;
-    let current: Option<i64> =
-        sqlx::query_scalar("SELECT version_id FROM deployments WHERE name = ?")
-            .bind(&name)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(current) = current {
-        let current_group: i64 =
-            sqlx::query_scalar("SELECT group_id FROM model_versions WHERE id = ?")
-                .bind(current)
-                .fetch_one(&mut *tx)
-                .await?;
-        if current_group != v.1 {
-            return Err(ApiError::Conflict(format!(
-                "deployment `{name}` serves a model of another group"
-            )));
+    let current: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT d.version_id, v.group_id FROM deployments d
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+    )
+    .bind(&name)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let held_by_us = current.is_some_and(|(_, group)| group == v.1);
+    if !held_by_us {
+        check_new_name(&name)?;
+        if current.is_some() || RESERVED_NAMES.contains(&name.as_str()) {
+            return Err(name_unavailable(&name));
         }
     }
     sqlx::query(
@@ -286,7 +319,6 @@ async fn rollback(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_name(&name)?;
     visible_deployment(&state.db, &user, &name)
         .await?
         .access
@@ -353,7 +385,6 @@ async fn get_deployment(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    check_name(&name)?;
     visible_deployment(&state.db, &user, &name).await?;
     Ok(Json(deployment_json(&state.db, &name).await?))
 }
