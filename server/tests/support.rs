@@ -59,6 +59,11 @@ impl TestApp {
     }
 
     pub async fn with_settings(settings: Settings) -> Self {
+        Self::with_limits(settings, Default::default()).await
+    }
+
+    /// With the resource limits under test (`b3o serve`'s flags).
+    pub async fn with_limits(settings: Settings, limits: b3o_server::limits::Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let db = db::connect(&url).await.unwrap();
@@ -68,6 +73,7 @@ impl TestApp {
             data_dir: dir.path().to_path_buf(),
             accounts: accounts.clone(),
             federation: Default::default(),
+            limits: Arc::new(limits),
         };
         let router = b3o_server::app(state, dir.path());
         TestApp {
@@ -292,5 +298,86 @@ pub async fn sign_up(
         email: email.to_string(),
         browser: Browser { cookie, csrf },
         token: body["token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// A `b3o serve --demo` process on a fresh data directory, for the tests that need the real
+/// binary and its memory figures (the malformed-input corpus, load under attack); killed on
+/// drop.
+pub struct Spawned {
+    child: std::process::Child,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl Spawned {
+    /// Starts `b3o serve --demo` on 127.0.0.1 with the `extra` flags and waits for its
+    /// "listening" line (the demo models are seeded before it).
+    pub fn demo(extra: &[&str]) -> Spawned {
+        use std::io::{BufRead, BufReader};
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_b3o"))
+            .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path().join("data"))
+            .arg("--static-dir")
+            .arg(data_dir.path().join("no-static"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawning b3o serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let base = loop {
+            let line = lines.next().expect("b3o exited before listening").unwrap();
+            if let Some(rest) = line.strip_prefix("B3O Edge is listening on ") {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Spawned {
+            child,
+            base,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The server's data directory (database and blobs).
+    pub fn data_path(&self) -> std::path::PathBuf {
+        self.data_dir.path().join("data")
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the server's /proc status (is it still running?)");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// Resets the peak resident size (`VmHWM`) to the current one.
+    pub fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
+            .expect("resetting the server's peak RSS");
+    }
+
+    /// Whether the process is still running (it did not abort).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
