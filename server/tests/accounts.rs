@@ -729,6 +729,7 @@ async fn the_inline_boot_script_of_the_app_is_allowed_by_hash() {
         data_dir: dir.path().to_path_buf(),
         accounts: Default::default(),
         federation: Default::default(),
+        limits: Default::default(),
     };
     let router = b3o_server::app(state, dir.path());
     let reply = send_to(&router, request(Method::GET, "/", None, &[])).await;
