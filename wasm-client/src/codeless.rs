@@ -1108,7 +1108,7 @@ mod tests {
         // One row at a time: the same inputs, errors numbered as in the whole body.
         assert_eq!(
             row_inputs(&spec, 7, &ok).unwrap(),
-            rows_inputs(&spec, &[ok.clone()]).unwrap().0
+            rows_inputs(&spec, std::slice::from_ref(&ok)).unwrap().0
         );
         let e = row_inputs(&spec, 7, &row(json!({ "age": "x", "country": "FR" }))).unwrap_err();
         assert!(e.to_string().contains("row 7"), "{e}");
