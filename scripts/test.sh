@@ -18,6 +18,10 @@ say "wasm32 build of the models crate"
 cargo build -p b3o-models --target wasm32-unknown-unknown
 say "unit and integration tests"
 cargo nextest run --workspace --exclude b3o-e2e --no-fail-fast
+if [ "${B3O_SKIP_FUZZ:-}" != 1 ]; then
+  say "fuzz targets, 10 s each (scripts/fuzz.sh; SECURITY.md)"
+  FUZZ_SECONDS=10 "$ROOT/scripts/fuzz.sh"
+fi
 say "wasm tests in headless Chromium"
 (cd wasm-client && cargo test --target wasm32-unknown-unknown)
 say "building the web app and the server for the browser suite"

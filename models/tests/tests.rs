@@ -2,6 +2,7 @@
 //! trained weights, metrics and ONNX files out.
 
 mod churn;
+mod fuzz_regressions;
 mod mnist;
 mod onnx;
 

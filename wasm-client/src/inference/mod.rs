@@ -99,6 +99,19 @@ impl OnnxPredictor {
     /// model of the supported form are an [`InferenceError::InvalidModel`].
     #[cfg(feature = "onnx")]
     pub fn load(onnx: &[u8]) -> Result<Self, InferenceError> {
+        // tract panics on some malformed graphs (fuzzing found a `pads` attribute too short
+        // for its axes, and a graph output naming no tensor): those are invalid models, not
+        // crashes. Without unwinding (wasm-release) a panic still aborts, as everywhere there.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::load_unguarded(onnx)))
+            .unwrap_or_else(|_| {
+                Err(invalid(
+                    "the ONNX graph is malformed (the ONNX reader failed on it)",
+                ))
+            })
+    }
+
+    #[cfg(feature = "onnx")]
+    fn load_unguarded(onnx: &[u8]) -> Result<Self, InferenceError> {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &onnx[..])
             .map_err(invalid)?;
