@@ -108,20 +108,37 @@ pub fn tiny_layout() -> WeightLayout {
     ])
 }
 
+thread_local! {
+    /// The last panic [`unwind_panics_from`] let unwind on this thread, for the report when
+    /// nothing caught it.
+    static TOLERATED: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Lets panics raised inside the given dependencies (matched on the panic's source path, e.g.
 /// `"/zune-jpeg-"`) unwind instead of aborting at once, for a target whose code under test
 /// catches them (`std::panic::catch_unwind`) because the dependency is known to panic on bad
-/// input. Call from the target's `init`: libFuzzer's hook (abort on any panic) stays in charge of
-/// every other panic, and a tolerated panic that nobody catches still aborts when it reaches the
-/// harness.
+/// input. Call from the target's `init`, and [`forget_tolerated_panic`] at the start of each
+/// input. libFuzzer's hook (abort on any panic) stays in charge of every other panic; a
+/// tolerated panic that nobody catches still aborts when it reaches the harness ("panic in a
+/// function that cannot unwind"), and is then printed first.
 pub fn unwind_panics_from(dependencies: &'static [&'static str]) {
     let abort = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let inside = info
             .location()
             .is_some_and(|l| dependencies.iter().any(|d| l.file().contains(d)));
-        if !inside {
-            abort(info);
+        if inside {
+            TOLERATED.with(|t| *t.borrow_mut() = Some(info.to_string()));
+            return;
         }
+        if let Some(earlier) = TOLERATED.with(|t| t.borrow_mut().take()) {
+            eprintln!("this input first raised a panic that nothing caught:\n{earlier}");
+        }
+        abort(info);
     }));
+}
+
+/// Forgets a tolerated panic of an earlier input (see [`unwind_panics_from`]).
+pub fn forget_tolerated_panic() {
+    TOLERATED.with(|t| t.borrow_mut().take());
 }
