@@ -14,17 +14,17 @@ say "cargo clippy (native, all targets)"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo clippy (wasm32)"
 cargo clippy -p b3o-app -p b3o-wasm-client -p b3o-models --target wasm32-unknown-unknown -- -D warnings
-say "wasm32 build of the models crate"
-cargo build -p b3o-models --target wasm32-unknown-unknown
+# One build of the whole workspace serves both test runs below (and the `b3o` binary the
+# browser suite starts): selecting packages differently would resolve features differently
+# and rebuild much of the tree a second time.
 say "unit and integration tests"
-cargo nextest run --workspace --exclude b3o-e2e --no-fail-fast
-say "wasm tests in headless Chromium"
+cargo nextest run --workspace --no-fail-fast -E 'not package(b3o-e2e)'
+say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
 (cd wasm-client && cargo test --target wasm32-unknown-unknown)
-say "building the web app and the server for the browser suite"
+say "building the web app for the browser suite"
 "$ROOT/scripts/build-web.sh" "$ROOT/dist"
-cargo build -p b3o-server
 say "e2e tests in headless Chromium"
-B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" cargo nextest run -p b3o-e2e --no-fail-fast
+B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
 # Each fuzz target for 10 s. Its first build (nightly, its own target dir) takes 15-30 min on
 # two cores: a run whose own builds were cold already (past 45 min here) skips it rather than
 # pass CI's 90-minute limit, and says so; the next, warm run fuzzes.
