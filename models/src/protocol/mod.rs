@@ -10,6 +10,14 @@
 //! Update bodies are not JSON: they are safetensors files in the format of
 //! [`crate::weights::encode`]. Column statistics are a [`crate::stats::Summary`].
 
+// One file per API area (the federation's own types stay in this file).
+pub mod accounts;
+pub mod history;
+pub mod inference;
+pub mod jobs;
+pub mod operations;
+pub mod registry;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,1 @@
+//! Wire types: accounts (see the module docs of `models::protocol`).

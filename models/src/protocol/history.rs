@@ -1,0 +1,1 @@
+//! Wire types: history (see the module docs of `models::protocol`).

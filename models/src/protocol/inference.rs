@@ -1,0 +1,1 @@
+//! Wire types: inference (see the module docs of `models::protocol`).

@@ -1,0 +1,1 @@
+//! Wire types: jobs (see the module docs of `models::protocol`).

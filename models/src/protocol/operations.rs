@@ -1,0 +1,1 @@
+//! Wire types: operations (see the module docs of `models::protocol`).

@@ -1,0 +1,1 @@
+//! Wire types: registry (see the module docs of `models::protocol`).
