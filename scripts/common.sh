@@ -28,6 +28,13 @@ ensure_rust_tools() {
     say "installing the wasm32-unknown-unknown target"
     rustup target add wasm32-unknown-unknown
   fi
+  # clippy-driver lints the workspace during the test builds (scripts/test.sh).
+  if ! CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null)"; then
+    say "installing the clippy component"
+    rustup component add clippy
+    CLIPPY_DRIVER="$(rustup which clippy-driver)"
+  fi
+  export CLIPPY_DRIVER
   local want have
   want="$(wasm_bindgen_version)"
   have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
