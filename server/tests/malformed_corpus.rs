@@ -1796,6 +1796,19 @@ fn job_cases(c: &Ctx) -> Vec<Case> {
             &[400],
             &["model"],
         ),
+        // Regression: the 400 was sent while the rest of the form was still unread, and the
+        // client often saw the connection reset instead (the more it still had to send, the
+        // surer): a form refused for its shape is read to its end first.
+        form(
+            "the file before the model, then 4 MiB more",
+            &[
+                ("file", Some("a.csv"), csv.as_bytes()),
+                ("file", Some("b.csv"), &vec![b'1'; 4 << 20]),
+                ("model", None, b"churn"),
+            ],
+            &[400],
+            &["model"],
+        ),
         form(
             "a PNG instead of a CSV",
             &[

@@ -626,7 +626,27 @@ async fn receive(
     let mut form = axum::extract::Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let mut admitted = match query.model {
+    let read = read_form(state, shared, user, headers, &mut form, &budget, query.model).await;
+    // A form refused for its shape (order, fields) is read to its end so that the client sees
+    // the 400; refusals of the caller (401/403/404, quotas) answer at once and read nothing.
+    if matches!(read, Err(ApiError::BadRequest(_))) {
+        drain_form(&mut form, &budget).await;
+    }
+    read
+}
+
+/// The multipart half of [`receive`]: the fields in order, the job admitted once its model is
+/// known. On an error the caller drains what is left of the form.
+async fn read_form(
+    state: &AppState,
+    shared: &Arc<Shared>,
+    user: &CurrentUser,
+    headers: &HeaderMap,
+    form: &mut axum::extract::Multipart,
+    budget: &FormBudget,
+    query_model: Option<String>,
+) -> Result<(Admitted, String), ApiError> {
+    let mut admitted = match query_model {
         Some(model) => Some(admit(state, shared, user, headers, model).await?),
         None => None,
     };
@@ -634,7 +654,7 @@ async fn receive(
     while let Some(mut field) = form.next_field().await.map_err(|e| budget.error(e))? {
         match field.name() {
             Some("model") => {
-                let text = read_field(&mut field, &budget).await?;
+                let text = read_field(&mut field, budget).await?;
                 let text = text.trim();
                 match &admitted {
                     Some(a) if a.model == text => {}
@@ -652,7 +672,7 @@ async fn receive(
             Some("file") => {
                 // The file is read only for a model the caller may use, within its quotas.
                 let Some(a) = admitted.as_mut() else {
-                    discard(&mut field, &budget).await;
+                    discard(&mut field, budget).await;
                     return Err(ApiError::BadRequest(
                         "send the form's `model` field before its `file` field (or name the model \
                          with ?model=): the file is read only once its model is known"
@@ -690,6 +710,21 @@ async fn receive(
         return Err(ApiError::BadRequest("the CSV is empty".into()));
     }
     Ok((admitted, name.unwrap_or_else(|| "data.csv".into())))
+}
+
+/// Most time spent reading and throwing away the rest of a refused body.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and throws away what is left of a refused form (every remaining part, within
+/// [`DRAIN_TIME`]), storing none of it: answering while the client still sends closes the
+/// connection on unread data, and the client then often sees a reset instead of our 4xx.
+async fn drain_form(form: &mut axum::extract::Multipart, budget: &FormBudget) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(mut field)) = form.next_field().await {
+            discard(&mut field, budget).await;
+        }
+    })
+    .await;
 }
 
 /// Reads and throws away the rest of a refused file part (at most 32 MiB, for at most 5 s),
