@@ -14,8 +14,8 @@ cargo fmt --all -- --check
 # separate `cargo clippy` pass: that pass compiled every dependency a second time (check mode)
 # for native and again for wasm32, a third of a cold run. This is what `cargo clippy -- -D
 # warnings` does (clippy-driver as the workspace's rustc wrapper, arguments in CLIPPY_ARGS), on
-# the real builds: native tests and benches, the wasm32 tests, the web app and both engine
-# bundles. Dependencies are built by plain rustc, as in any build.
+# the real builds: native tests and benches (the app included) and the wasm32 tests.
+# Dependencies are built by plain rustc, as in any build.
 export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # One build of the whole workspace serves both test runs below (and the `b3o` binary the
@@ -28,7 +28,10 @@ cargo build --workspace --benches --profile dev
 say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
 (cd wasm-client && cargo test --target wasm32-unknown-unknown)
 say "building the web app for the browser suite"
-"$ROOT/scripts/build-web.sh" "$ROOT/dist"
+# The release builds of the web app and the engine bundles are not linted (the
+# inference-only bundle's feature set never was): the engine is linted in the wasm32 test
+# build above, the app in the native one (its wasm-only code paths are not).
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS "$ROOT/scripts/build-web.sh" "$ROOT/dist"
 say "e2e tests in headless Chromium"
 B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
 # Each fuzz target for 10 s. Its first build (nightly, its own target dir) takes 15-30 min on
