@@ -1797,8 +1797,9 @@ fn job_cases(c: &Ctx) -> Vec<Case> {
             &["model"],
         ),
         // Regression: the 400 was sent while the rest of the form was still unread, and the
-        // client often saw the connection reset instead (the more it still had to send, the
-        // surer): a form refused for its shape is read to its end first.
+        // client saw the connection reset instead (the case above failed so, twice in a row
+        // here, before the fix): a form refused for its shape is read to its end first. This
+        // one checks the drain also gets through a large remaining part.
         form(
             "the file before the model, then 4 MiB more",
             &[
