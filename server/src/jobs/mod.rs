@@ -626,7 +626,16 @@ async fn receive(
     let mut form = axum::extract::Multipart::from_request(request, state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let read = read_form(state, shared, user, headers, &mut form, &budget, query.model).await;
+    let read = read_form(
+        state,
+        shared,
+        user,
+        headers,
+        &mut form,
+        &budget,
+        query.model,
+    )
+    .await;
     // A form refused for its shape (order, fields) is read to its end so that the client sees
     // the 400; refusals of the caller (401/403/404, quotas) answer at once and read nothing.
     if matches!(read, Err(ApiError::BadRequest(_))) {
