@@ -35,6 +35,8 @@ pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod package;
 pub mod preprocess;
 pub mod protocol;

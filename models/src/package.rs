@@ -16,6 +16,7 @@ pub const PACKAGE_FORMAT: &str = "b3o-model-package/1";
 
 /// A deployed model version, ready to run on the client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelPackage {
     /// Always [`PACKAGE_FORMAT`].
     pub format: String,

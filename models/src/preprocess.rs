@@ -13,6 +13,7 @@ use crate::task::Task;
 pub const PREPROCESS_VERSION: u32 = 1;
 
 /// How a feature column becomes model inputs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeatureTransform {
@@ -50,6 +51,7 @@ impl FeatureTransform {
 }
 
 /// How the target becomes a training label.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TargetEncoding {
@@ -78,6 +80,7 @@ impl Default for PreprocessOptions {
 }
 
 /// Feature transforms in input order, and the target encoding.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreprocessSpec {
     pub version: u32,

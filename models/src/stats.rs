@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::tabular::{ColumnKind, Schema, Table, TabularError, infer::parse_number};
 
 /// Count, missing count, sum, sum of squares, min and max of a numeric column.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NumericSummary {
     pub count: u64,
@@ -75,6 +76,7 @@ fn opt_fold(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f6
 }
 
 /// Category counts and missing count of a categorical column.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CategoricalSummary {
     pub missing: u64,
@@ -129,7 +131,43 @@ pub enum ColumnSummary {
     Categorical(CategoricalSummary),
 }
 
+#[cfg(feature = "openapi")]
+impl ColumnSummary {
+    fn schema_variants() -> Vec<crate::openapi::Tagged> {
+        use utoipa::PartialSchema;
+        vec![
+            crate::openapi::Tagged {
+                value: "numeric",
+                component: "NumericColumnSummary",
+                inner: NumericSummary::schema(),
+            },
+            crate::openapi::Tagged {
+                value: "categorical",
+                component: "CategoricalColumnSummary",
+                inner: CategoricalSummary::schema(),
+            },
+        ]
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ColumnSummary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::tagged_enum("kind", "Summary of one column.", &Self::schema_variants())
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ColumnSummary {
+    fn schemas(out: &mut crate::openapi::Components) {
+        crate::openapi::tagged_components("kind", Self::schema_variants(), out);
+        <NumericSummary as utoipa::ToSchema>::schemas(out);
+        <CategoricalSummary as utoipa::ToSchema>::schemas(out);
+    }
+}
+
 /// Per-column summaries of a table (features and target), keyed by column name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Summary {
     pub n_rows: u64,

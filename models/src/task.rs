@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The learning task of a model, inferred from the target column or chosen by the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
     /// Two classes; one output logit, probability of the second label through a sigmoid.

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// Bounds applied while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +156,137 @@ impl InputTensor {
             row: row.to_vec(),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The protocol's bodies as types: the answers the server sends, and the request as clients
+// write it (the server reads requests with [`parse_infer_request`], not with these).
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v2/models/{name}/infer` as clients send it (KServe V2 / Open Inference Protocol).
+/// Unknown fields (`parameters`, `outputs`, ...) are accepted and ignored, as Triton's and
+/// KServe's clients send them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2InferRequest))]
+pub struct InferRequestBody {
+    /// Echoed in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Exactly one: `input`.
+    pub inputs: Vec<RequestTensor>,
+}
+
+/// An input tensor as clients send it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2RequestTensor))]
+pub struct RequestTensor {
+    /// `input`.
+    pub name: String,
+    /// `[batch, ..row]` or `[batch, row_len]`, as in the model's metadata.
+    pub shape: Vec<i64>,
+    /// `FP32`.
+    pub datatype: String,
+    /// Row-major numbers, flat or nested as the shape.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Value>))]
+    pub data: Vec<f32>,
+}
+
+/// The answer to an inference request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2InferResponse))]
+pub struct InferResponse {
+    /// The request's `id`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub model_name: String,
+    /// The registry version id that answered.
+    pub model_version: String,
+    pub outputs: Vec<OutputTensor>,
+}
+
+/// An output tensor: `output`, FP32, `[batch, width]` (probabilities or values), flat data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2OutputTensor))]
+pub struct OutputTensor {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// `GET /v2/health/live`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ServerLive))]
+pub struct ServerLive {
+    pub live: bool,
+}
+
+/// `GET /v2/health/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ServerReady))]
+pub struct ServerReady {
+    pub ready: bool,
+}
+
+/// `GET /v2`: the server's name, version and protocol extensions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ServerMetadata))]
+pub struct ServerMetadata {
+    pub name: String,
+    pub version: String,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]/ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ModelReady))]
+pub struct ModelReady {
+    pub name: String,
+    pub ready: bool,
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ModelMetadata))]
+pub struct ModelMetadata {
+    pub name: String,
+    /// The version answering (a registry version id).
+    pub versions: Vec<String>,
+    /// `onnx_onnxv1`.
+    pub platform: String,
+    pub inputs: Vec<TensorMetadata>,
+    pub outputs: Vec<TensorMetadata>,
+    pub parameters: ModelParameters,
+}
+
+/// A tensor of a model's metadata; `-1` is the batch dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2TensorMetadata))]
+pub struct TensorMetadata {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+}
+
+/// B3O's model parameters in the metadata: the task and the class labels in output order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ModelParameters))]
+pub struct ModelParameters {
+    pub task: crate::Task,
+    #[serde(default)]
+    pub labels: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

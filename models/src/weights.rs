@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: &str = "b3o-update/1";
 
 /// The name and shape of one parameter tensor.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TensorSpec {
     pub name: String,
@@ -44,6 +45,7 @@ impl TensorSpec {
 
 /// The ordered list of parameter tensors of a model: what an update must contain, and the order
 /// of [`WeightSet::flatten`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct WeightLayout(pub Vec<TensorSpec>);
 

@@ -37,6 +37,7 @@ use crate::task::Task;
 use crate::weights::{NamedTensor, TensorSpec, WeightLayout, WeightSet};
 
 /// Hidden-layer activation of an MLP.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Activation {
@@ -48,6 +49,7 @@ pub enum Activation {
 }
 
 /// A fully connected network for tabular data.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
     /// Widths of the hidden layers, input to output.
@@ -58,6 +60,7 @@ pub struct MlpConfig {
 /// The small MNIST-style CNN for `[1, 28, 28]` images:
 /// conv(8, 3x3) - relu - maxpool(2) - conv(16, 3x3) - relu - maxpool(2) - linear(400 -> classes),
 /// valid padding, stride 1.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CnnConfig {
     pub conv1_channels: usize,
@@ -81,7 +84,47 @@ pub enum Architecture {
     Cnn(CnnConfig),
 }
 
+#[cfg(feature = "openapi")]
+impl Architecture {
+    fn schema_variants() -> Vec<crate::openapi::Tagged> {
+        use utoipa::PartialSchema;
+        vec![
+            crate::openapi::Tagged {
+                value: "mlp",
+                component: "MlpArchitecture",
+                inner: MlpConfig::schema(),
+            },
+            crate::openapi::Tagged {
+                value: "cnn",
+                component: "CnnArchitecture",
+                inner: CnnConfig::schema(),
+            },
+        ]
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Architecture {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::openapi::tagged_enum(
+            "kind",
+            "The network family and its hyper-parameters.",
+            &Self::schema_variants(),
+        )
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Architecture {
+    fn schemas(out: &mut crate::openapi::Components) {
+        crate::openapi::tagged_components("kind", Self::schema_variants(), out);
+        <MlpConfig as utoipa::ToSchema>::schemas(out);
+        <CnnConfig as utoipa::ToSchema>::schemas(out);
+    }
+}
+
 /// Everything needed to rebuild, train, serve and export a model.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub architecture: Architecture,

@@ -10,6 +10,28 @@
 //! Update bodies are not JSON: they are safetensors files in the format of
 //! [`crate::weights::encode`]. Column statistics are a [`crate::stats::Summary`].
 
+/// The OpenAPI schema of a string enum with a `#[serde(other)] Unknown` variant: a string
+/// with the values of `$ty::KNOWN` (`Unknown` only catches values of a newer server, a server
+/// never writes it). `$ty` has `KNOWN` and `as_str`.
+macro_rules! known_values_schema {
+    ($ty:ident, $description:literal) => {
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let object = utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($ty::KNOWN.iter().map(|v| v.as_str())))
+                    .description(Some($description))
+                    .build();
+                utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(object))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $ty {}
+    };
+}
+
 // One file per API area (the federation's own types stay in this file).
 pub mod accounts;
 pub mod history;
@@ -32,6 +54,7 @@ pub const MAX_PARAMS: usize = 100_000_000;
 pub const MAX_LABELS: usize = 65_536;
 
 /// What a group trains.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModelTemplate {
@@ -140,6 +163,7 @@ pub fn validate_layout(layout: &WeightLayout) -> Result<(), String> {
 }
 
 /// Optimiser of the clients' local steps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Optimizer {
@@ -149,6 +173,7 @@ pub enum Optimizer {
 }
 
 /// Local training settings, sent to clients with every round's config.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hyperparameters {
@@ -218,6 +243,14 @@ impl ValidateStrategy for Value {
 
 /// `POST /api/groups`. `S` is the strategy configuration: the server's typed `StrategyConfig`,
 /// or JSON (`{"name": "fedadam", "eta": 0.1}`) in clients.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        bound = "",
+        description = "`POST /api/groups`: what the group trains, how, and with how many members."
+    )
+)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(
     deny_unknown_fields,
@@ -232,7 +265,10 @@ pub struct CreateGroup<S = Value> {
     pub description: String,
     pub model: ModelTemplate,
     pub hyperparameters: Hyperparameters,
+    /// The aggregation strategy and its settings, e.g. `{"name": "fedadam", "eta": 0.1}`;
+    /// FedAvg when omitted.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub strategy: S,
     #[serde(default = "min_clients")]
     pub min_clients: u32,
@@ -296,6 +332,7 @@ impl<S: ValidateStrategy> CreateGroup<S> {
 }
 
 /// `201` answer to `POST /api/groups`: the creator is the owner and the first member.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Created {
     pub group_id: i64,
@@ -307,6 +344,7 @@ pub struct Created {
 
 /// `POST /api/groups/join`: the signed-in caller becomes a member (`201`), or gets its
 /// membership back (`200`) when it already is one, so a client that restarts joins again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
@@ -319,6 +357,7 @@ pub struct Join {
 }
 
 /// The answer to a join.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Joined {
     pub group_id: i64,
@@ -328,14 +367,15 @@ pub struct Joined {
 }
 
 /// `POST /api/groups/{id}/ready`: the member has loaded its data and can train.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ready {
     pub num_samples: u64,
 }
 
-/// Where a group stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a group stands: `enrolling -> [statistics ->] training -> finished`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Members join and get ready.
@@ -349,7 +389,206 @@ pub enum Phase {
     Unknown,
 }
 
+impl Phase {
+    /// Every phase a server writes (not [`Phase::Unknown`]).
+    pub const KNOWN: [Phase; 4] = [
+        Phase::Enrolling,
+        Phase::Statistics,
+        Phase::Training,
+        Phase::Finished,
+    ];
+
+    /// The wire (and database) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Enrolling => "enrolling",
+            Phase::Statistics => "statistics",
+            Phase::Training => "training",
+            Phase::Finished => "finished",
+            Phase::Unknown => "unknown",
+        }
+    }
+
+    /// From its name; [`Phase::Unknown`] for any other.
+    pub fn parse(name: &str) -> Phase {
+        Phase::KNOWN
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .unwrap_or(Phase::Unknown)
+    }
+}
+
+known_values_schema!(
+    Phase,
+    "Where a group stands: enrolling -> [statistics ->] training -> finished."
+);
+
+/// How the caller relates to a group it may see, strongest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupRole {
+    /// Created the group (and is a member of it unless it left).
+    Owner,
+    /// An active member.
+    Member,
+    /// An administrator with no active membership: may see and manage, not train.
+    Admin,
+    /// Was a member and left: may still read the group's rounds and models.
+    Left,
+}
+
+impl GroupRole {
+    /// From the raw facts; `membership` is whether the caller's newest membership is active
+    /// (`None`: it never was a member). `None` when the caller may not see the group.
+    pub fn of(is_owner: bool, membership: Option<bool>, is_admin: bool) -> Option<GroupRole> {
+        if is_owner {
+            Some(GroupRole::Owner)
+        } else if membership == Some(true) {
+            Some(GroupRole::Member)
+        } else if is_admin {
+            Some(GroupRole::Admin)
+        } else if membership == Some(false) {
+            Some(GroupRole::Left)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupRole::Owner => "owner",
+            GroupRole::Member => "member",
+            GroupRole::Admin => "admin",
+            GroupRole::Left => "left",
+        }
+    }
+}
+
+/// A membership's role in its group's member list.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    /// The membership of the group's creator.
+    Owner,
+    Member,
+}
+
+/// Where a selected member stands in a round: `selected -> reported | failed | dropped`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Selected and training: an update is expected.
+    Selected,
+    /// Its update was accepted.
+    Reported,
+    /// It reported that it cannot deliver, or the round failed first.
+    Failed,
+    /// It left the group during the round.
+    Dropped,
+    /// A status this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl MemberStatus {
+    /// Every status a server writes (not [`MemberStatus::Unknown`]).
+    pub const KNOWN: [MemberStatus; 4] = [
+        MemberStatus::Selected,
+        MemberStatus::Reported,
+        MemberStatus::Failed,
+        MemberStatus::Dropped,
+    ];
+
+    /// The wire (and database) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberStatus::Selected => "selected",
+            MemberStatus::Reported => "reported",
+            MemberStatus::Failed => "failed",
+            MemberStatus::Dropped => "dropped",
+            MemberStatus::Unknown => "unknown",
+        }
+    }
+
+    /// From its name; [`MemberStatus::Unknown`] for any other.
+    pub fn parse(name: &str) -> MemberStatus {
+        MemberStatus::KNOWN
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or(MemberStatus::Unknown)
+    }
+}
+
+known_values_schema!(
+    MemberStatus,
+    "Where a selected member stands in a round: selected -> reported | failed | dropped."
+);
+
+/// The kind of a group's model: the `kind` of its [`ModelTemplate`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Tabular,
+    ImageCnn,
+    Custom,
+}
+
+impl ModelTemplate {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelTemplate::Tabular { .. } => ModelKind::Tabular,
+            ModelTemplate::ImageCnn { .. } => ModelKind::ImageCnn,
+            ModelTemplate::Custom { .. } => ModelKind::Custom,
+        }
+    }
+}
+
+/// One group of `GET /api/groups`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub id: i64,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `None` when the stored template cannot be read.
+    #[serde(default)]
+    pub model_kind: Option<ModelKind>,
+    pub phase: Phase,
+    /// Rounds to train.
+    #[serde(default)]
+    pub rounds: i64,
+    /// The newest round, once training started.
+    #[serde(default)]
+    pub current_round: Option<i64>,
+    #[serde(default)]
+    pub current_round_state: Option<RoundState>,
+    /// Active memberships.
+    #[serde(default)]
+    pub members: i64,
+    /// The caller's role.
+    pub role: GroupRole,
+    /// The caller's active membership.
+    #[serde(default)]
+    pub member_id: Option<i64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
+}
+
+/// `GET /api/groups`: the groups the caller owns or joined (administrators: every group),
+/// newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupList {
+    pub groups: Vec<GroupSummary>,
+}
+
 /// `GET /api/groups/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupView {
     pub id: i64,
@@ -358,15 +597,29 @@ pub struct GroupView {
     pub description: String,
     pub model: ModelTemplate,
     pub hyperparameters: Hyperparameters,
+    /// The strategy configuration, e.g. `{"name": "fedavg"}`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub strategy: Value,
     pub phase: Phase,
+    /// Rounds to train.
     #[serde(default)]
     pub rounds: i64,
     #[serde(default)]
     pub min_clients: i64,
+    #[serde(default = "fraction")]
+    pub fraction_fit: f64,
+    #[serde(default = "deadline_i64")]
+    pub round_deadline_secs: i64,
+    #[serde(default)]
+    pub max_update_norm: Option<f64>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
+    /// Active memberships.
     #[serde(default)]
     pub members: i64,
+    /// Active memberships that are ready to train.
     #[serde(default)]
     pub ready_members: i64,
     #[serde(default)]
@@ -376,9 +629,9 @@ pub struct GroupView {
     /// Shown to those who manage the group only.
     #[serde(default)]
     pub join_code: Option<String>,
-    /// The caller's role (`owner`, `member`, `admin`, ...).
+    /// The caller's role; `None` from servers that do not say.
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<GroupRole>,
     /// The caller's active membership.
     #[serde(default)]
     pub member_id: Option<i64>,
@@ -388,28 +641,70 @@ pub struct GroupView {
     pub member_list: Vec<GroupMember>,
 }
 
+fn deadline_i64() -> i64 {
+    deadline().into()
+}
+
 /// One membership of a group as those who may see the group see it: no email, no data size.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupMember {
     pub member_id: i64,
     /// The name given when joining.
     pub name: String,
-    /// `owner` (the membership of the group's creator) or `member`.
-    pub role: String,
+    pub role: MemberRole,
     /// Picked its data and is ready to train.
     #[serde(default)]
     pub ready: bool,
     /// Left the group.
     #[serde(default)]
     pub left: bool,
-    /// In the group's current (latest) round: `selected` (training), `reported` (update
-    /// sent), `failed` or `dropped`; `None` when not selected or before round 1.
+    /// In the group's current (latest) round; `None` when not selected or before round 1.
     #[serde(default)]
-    pub round_status: Option<String>,
+    pub round_status: Option<MemberStatus>,
+}
+
+/// `200` answer to `POST /api/groups/{id}/ready`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberReady {
+    pub member_id: i64,
+    /// Always `true`.
+    pub ready: bool,
+    pub num_samples: u64,
+}
+
+/// `200` answer to `POST /api/groups/{id}/leave`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberLeft {
+    pub member_id: i64,
+    /// Always `true`.
+    pub left: bool,
+}
+
+/// `202` answer to `POST /api/groups/{id}/statistics`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatisticsAccepted {
+    pub member_id: i64,
+    /// Always `true`.
+    pub accepted: bool,
+}
+
+/// `200` answer to `POST /api/groups/{id}/start`: round 1 is open.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingStarted {
+    pub group_id: i64,
+    /// `training`.
+    pub phase: Phase,
+    /// The round that opened (1).
+    pub round: i64,
 }
 
 /// A round's state: `open -> collecting -> aggregating -> closed | failed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoundState {
     Open,
@@ -422,13 +717,48 @@ pub enum RoundState {
 }
 
 impl RoundState {
+    /// Every state a server writes (not [`RoundState::Unknown`]).
+    pub const KNOWN: [RoundState; 5] = [
+        RoundState::Open,
+        RoundState::Collecting,
+        RoundState::Aggregating,
+        RoundState::Closed,
+        RoundState::Failed,
+    ];
+
     /// Still taking updates.
     pub fn is_live(self) -> bool {
         matches!(self, RoundState::Open | RoundState::Collecting)
     }
+
+    /// The wire (and database) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundState::Open => "open",
+            RoundState::Collecting => "collecting",
+            RoundState::Aggregating => "aggregating",
+            RoundState::Closed => "closed",
+            RoundState::Failed => "failed",
+            RoundState::Unknown => "unknown",
+        }
+    }
+
+    /// From its name; [`RoundState::Unknown`] for any other.
+    pub fn parse(name: &str) -> RoundState {
+        RoundState::KNOWN
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or(RoundState::Unknown)
+    }
 }
 
+known_values_schema!(
+    RoundState,
+    "A round's state: open -> collecting -> aggregating -> closed | failed."
+);
+
 /// The training settings of one round, as the server sends them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundConfig {
     pub round: i64,
@@ -457,23 +787,25 @@ impl RoundConfig {
 }
 
 /// A member's place in a round (`rounds/current` only).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundYou {
     pub member_id: i64,
     pub selected: bool,
-    /// `selected`, `reported`, `failed`, `dropped`; `None` when not selected.
+    /// `None` when not selected.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<MemberStatus>,
 }
 
 impl RoundYou {
     /// Selected and not yet reported or failed: an update is expected.
     pub fn must_train(&self) -> bool {
-        self.selected && self.status.as_deref() == Some("selected")
+        self.selected && self.status == Some(MemberStatus::Selected)
     }
 }
 
 /// One client's numbers in a round.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientMetrics {
     pub member_id: i64,
@@ -483,6 +815,7 @@ pub struct ClientMetrics {
 }
 
 /// The evaluations members reported for a round's resulting model.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RoundEvaluation {
     #[serde(default)]
@@ -493,6 +826,7 @@ pub struct RoundEvaluation {
 }
 
 /// `GET /api/groups/{id}/rounds/{n}` and `.../rounds/current`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundView {
     pub round: i64,
@@ -502,36 +836,47 @@ pub struct RoundView {
     pub result_version_id: Option<i64>,
     pub config: RoundConfig,
     #[serde(default)]
-    pub opened_at: i64,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub opened_at: String,
+    /// When the round stops waiting for updates.
     #[serde(default)]
-    pub deadline_at: i64,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub deadline_at: String,
     #[serde(default)]
-    pub closed_at: Option<i64>,
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub closed_at: Option<String>,
+    /// Why the round failed.
     #[serde(default)]
     pub failure: Option<String>,
     /// The strategy's aggregate of the clients' training metrics.
     #[serde(default)]
     pub metrics: Option<BTreeMap<String, f64>>,
+    /// Members selected for the round.
     #[serde(default)]
     pub selected: i64,
+    /// Selected members whose update was accepted.
     #[serde(default)]
     pub reported: i64,
-    #[serde(default)]
-    pub client_metrics: Vec<ClientMetrics>,
-    #[serde(default)]
-    pub evaluation: RoundEvaluation,
-    /// The calling member's place (`rounds/current` only).
-    #[serde(default)]
+    /// Each accepted update's numbers; absent from brief answers (`rounds/current?brief=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_metrics: Option<Vec<ClientMetrics>>,
+    /// Absent from brief answers (`rounds/current?brief=true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<RoundEvaluation>,
+    /// The calling member's place (`rounds/current` for an active member only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub you: Option<RoundYou>,
 }
 
 /// `GET /api/groups/{id}/rounds`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoundList {
     pub rounds: Vec<RoundView>,
 }
 
 /// The answer to an accepted update; a retry of the same bytes gets exactly the same.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accepted {
     pub update_id: i64,
@@ -541,14 +886,27 @@ pub struct Accepted {
 }
 
 /// `POST /api/groups/{id}/rounds/{n}/failure`: a selected member cannot deliver this round.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
+    /// Kept to its first 1000 characters.
     pub reason: String,
+}
+
+/// The answer to a reported failure.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureReported {
+    pub round: i64,
+    pub member_id: i64,
+    /// `failed`.
+    pub status: MemberStatus,
 }
 
 /// `POST /api/groups/{id}/rounds/{n}/evaluation`: a member's metrics of round `n`'s resulting
 /// model on its own held-out rows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evaluation {
@@ -556,7 +914,19 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
 }
 
+/// The answer to an evaluation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluationAccepted {
+    pub round: i64,
+    pub member_id: i64,
+    /// Always `true`.
+    pub accepted: bool,
+}
+
 /// A model version of the registry (`GET /api/versions/{id}`, `GET /api/groups/{id}/versions`).
+/// (Registry's type; its other types are in [`registry`].)
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionView {
     pub id: i64,
@@ -565,6 +935,7 @@ pub struct VersionView {
     #[serde(default)]
     pub parent_id: Option<i64>,
     /// A [`crate::ModelSpec`] for tabular and image groups; `{model_id, layout}` for custom ones.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub spec: Value,
     #[serde(default)]
     pub metrics: Option<BTreeMap<String, f64>>,
@@ -572,31 +943,50 @@ pub struct VersionView {
     pub weights_sha256: String,
     #[serde(default)]
     pub num_params: i64,
+    /// Size of the weights file (safetensors) in bytes.
+    #[serde(default)]
+    pub size_bytes: i64,
+    /// The updates aggregated into this version (none for round 0 and published models).
+    #[serde(default)]
+    pub contributors: Vec<registry::Contributor>,
+    /// `GET /api/versions/{id}/onnx` has its ONNX export (custom layouts have none).
+    #[serde(default)]
+    pub has_onnx: bool,
+    /// When it was stored (RFC 3339).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub created_at: String,
 }
 
 /// `GET /api/groups/{id}/versions`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VersionList {
     pub versions: Vec<VersionView>,
 }
 
 /// Something clients of a group should react to, from `GET /api/groups/{id}/events`
-/// (Server-Sent Events named by [`GroupEvent::kind`], data the JSON of the event).
+/// (Server-Sent Events named by [`GroupEvent::kind`], data the JSON of the event). Besides
+/// these, a stream may send a `lagged` event (data `{}`) when the client fell behind: it
+/// should read the group again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GroupEvent {
     /// Sent first on every connection: where the group stands now.
     Snapshot {
-        phase: String,
+        phase: Phase,
         current_round: Option<i64>,
-        round_state: Option<String>,
+        round_state: Option<RoundState>,
     },
     PhaseChanged {
-        phase: String,
+        phase: Phase,
     },
     RoundOpened {
         round: i64,
-        deadline_at: i64,
+        /// RFC 3339.
+        #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+        deadline_at: String,
     },
     RoundClosed {
         round: i64,
@@ -626,11 +1016,13 @@ impl GroupEvent {
 }
 
 /// The body of every 4xx/5xx answer: `{"error": {"code", "message"}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     pub code: String,
@@ -718,24 +1110,116 @@ mod tests {
         assert_eq!(new.members, 2);
         let a = &new.member_list[0];
         assert_eq!(
-            (a.role.as_str(), a.ready, a.round_status.as_deref()),
-            ("owner", true, Some("reported"))
+            (a.role, a.ready, a.round_status),
+            (MemberRole::Owner, true, Some(MemberStatus::Reported))
         );
         let b = &new.member_list[1];
-        assert_eq!(
-            (b.ready, b.left, b.round_status.as_deref()),
-            (false, false, None)
-        );
+        assert_eq!((b.ready, b.left, b.round_status), (false, false, None));
     }
 
     #[test]
     fn events_round_trip_with_their_kind() {
         let e = GroupEvent::RoundOpened {
             round: 3,
-            deadline_at: 10,
+            deadline_at: "2026-01-01T00:00:10Z".into(),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], e.kind());
         assert_eq!(serde_json::from_value::<GroupEvent>(v).unwrap(), e);
+        let snapshot = GroupEvent::Snapshot {
+            phase: Phase::Training,
+            current_round: Some(2),
+            round_state: Some(RoundState::Collecting),
+        };
+        assert_eq!(
+            serde_json::to_value(&snapshot).unwrap(),
+            json!({ "type": "snapshot", "phase": "training", "current_round": 2,
+                    "round_state": "collecting" })
+        );
+    }
+
+    #[test]
+    fn state_names_are_the_wire_names() {
+        for p in Phase::KNOWN {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+            assert_eq!(Phase::parse(p.as_str()), p);
+        }
+        for s in RoundState::KNOWN {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(RoundState::parse(s.as_str()), s);
+        }
+        for s in MemberStatus::KNOWN {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(MemberStatus::parse(s.as_str()), s);
+        }
+        assert_eq!(Phase::parse("paused"), Phase::Unknown);
+        assert_eq!(RoundState::parse(""), RoundState::Unknown);
+        for r in [
+            GroupRole::Owner,
+            GroupRole::Member,
+            GroupRole::Admin,
+            GroupRole::Left,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        let kind = |t: &str| {
+            serde_json::to_value(serde_json::from_str::<ModelTemplate>(t).unwrap().kind())
+        };
+        assert_eq!(
+            kind(r#"{"kind": "image_cnn", "labels": ["a", "b"]}"#).unwrap(),
+            "image_cnn"
+        );
+    }
+
+    #[test]
+    fn a_written_round_view_has_the_fields_clients_read() {
+        let config: RoundConfig = serde_json::from_value(json!({
+            "round": 1, "model_id": "group-1", "base_version_id": 7, "local_epochs": 1,
+            "batch_size": 32, "optimizer": "sgd", "lr": 0.01,
+            "strategy": { "name": "fedavg" },
+        }))
+        .unwrap();
+        let mut view = RoundView {
+            round: 1,
+            state: RoundState::Open,
+            base_version_id: 7,
+            result_version_id: None,
+            config,
+            opened_at: "2026-01-01T00:00:00Z".into(),
+            deadline_at: "2026-01-01T00:10:00Z".into(),
+            closed_at: None,
+            failure: None,
+            metrics: None,
+            selected: 2,
+            reported: 0,
+            client_metrics: None,
+            evaluation: None,
+            you: Some(RoundYou {
+                member_id: 3,
+                selected: true,
+                status: Some(MemberStatus::Selected),
+            }),
+        };
+        let brief = serde_json::to_value(&view).unwrap();
+        // Brief answers leave the per-client lists out; nulls stay.
+        assert!(brief.get("client_metrics").is_none() && brief.get("evaluation").is_none());
+        assert_eq!(brief["closed_at"], Value::Null);
+        assert_eq!(brief["state"], "open");
+        assert_eq!(brief["you"]["status"], "selected");
+        assert_eq!(brief["config"]["strategy"]["name"], "fedavg");
+        assert_eq!(brief["config"]["optimizer"], "sgd");
+        assert_eq!(brief["deadline_at"], "2026-01-01T00:10:00Z");
+        view.client_metrics = Some(Vec::new());
+        view.evaluation = Some(RoundEvaluation::default());
+        view.you = None;
+        let full = serde_json::to_value(&view).unwrap();
+        assert_eq!(full["client_metrics"], json!([]));
+        assert_eq!(
+            full["evaluation"],
+            json!({ "clients": [], "aggregate": {} })
+        );
+        assert!(full.get("you").is_none());
+        let back: RoundView = serde_json::from_value(full).unwrap();
+        assert_eq!(back, view);
     }
 }

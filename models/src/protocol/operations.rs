@@ -1,1 +1,25 @@
-//! Wire types: operations (see the module docs of `models::protocol`).
+//! Wire types: operations (see the module docs of `models::protocol`): `GET /healthz`.
+
+use serde::{Deserialize, Serialize};
+
+/// A check that passed. A failing check answers an error (`500` with an `ErrorBody`) instead.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+}
+
+/// `GET /healthz`: the server runs and its database answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: CheckStatus,
+    /// The server's version (`b3o --version`).
+    pub version: String,
+    /// A database round trip.
+    pub database: CheckStatus,
+    /// When this instance's database was created.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub instance_created_at: String,
+}

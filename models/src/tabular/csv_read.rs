@@ -1,138 +1,34 @@
-//! CSV bytes to a [`Table`], accepting what spreadsheets and scripts actually produce.
+//! CSV bytes to a [`Table`]: every record of the one reader ([`CsvReader`]), cells trimmed and
+//! missing-value spellings turned into `None`.
 
-use super::{Column, Table, TabularError};
+use std::io::Read;
 
-/// Field separator of a CSV file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delimiter {
-    Comma,
-    Semicolon,
-    Tab,
-}
+use super::{Column, CsvReader, CsvRecord, Table, TabularError};
 
-impl Delimiter {
-    fn byte(self) -> u8 {
-        match self {
-            Delimiter::Comma => b',',
-            Delimiter::Semicolon => b';',
-            Delimiter::Tab => b'\t',
-        }
-    }
-
-    /// The separator that occurs most often outside quotes in the header line (comma on a tie).
-    pub fn detect(bytes: &[u8]) -> Delimiter {
-        let (mut comma, mut semi, mut tab) = (0usize, 0usize, 0usize);
-        let mut quoted = false;
-        for &b in bytes {
-            match b {
-                b'"' => quoted = !quoted,
-                b'\n' | b'\r' if !quoted => break,
-                b',' if !quoted => comma += 1,
-                b';' if !quoted => semi += 1,
-                b'\t' if !quoted => tab += 1,
-                _ => {}
-            }
-        }
-        if semi > comma && semi >= tab {
-            Delimiter::Semicolon
-        } else if tab > comma && tab > semi {
-            Delimiter::Tab
-        } else {
-            Delimiter::Comma
-        }
-    }
-}
-
-/// True for the spellings of a missing value: empty, `NA`, `N/A`, `?`, `null`, `NaN`, `None`
-/// (case-insensitive, surrounding spaces ignored).
-pub fn is_missing(cell: &str) -> bool {
-    let t = cell.trim();
-    t.is_empty()
-        || ["na", "n/a", "?", "null", "nan", "none"]
-            .iter()
-            .any(|m| t.eq_ignore_ascii_case(m))
-}
-
-/// Reads CSV bytes with a header row.
-///
-/// The delimiter (`,` `;` or tab) is detected from the header; a UTF-8 byte-order mark is
-/// skipped; CRLF, LF and bare CR line endings are all accepted; fields may be quoted (`""` is an
-/// escaped quote); cells are trimmed and missing-value spellings (see [`is_missing`]) become
-/// `None`; blank lines are skipped.
+/// Reads CSV bytes with a header row into a [`Table`] (the dialect: [`CsvReader`]); cells are
+/// trimmed and missing-value spellings (see [`super::is_missing`]) become `None`.
 pub fn read_csv(bytes: &[u8]) -> Result<Table, TabularError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(TabularError::Empty);
-    }
-    let delimiter = Delimiter::detect(bytes);
-    // csv's default terminator treats `\r`, `\n` and `\r\n` alike.
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter.byte())
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
+    read_table(CsvReader::new(bytes)?)
+}
 
-    let mut records = reader.byte_records();
-    let header = match records.next() {
-        Some(Ok(h)) => h,
-        Some(Err(e)) => {
-            return Err(TabularError::Csv {
-                row: 0,
-                message: e.to_string(),
-            });
-        }
-        None => return Err(TabularError::Empty),
-    };
-    let mut columns = Vec::with_capacity(header.len());
-    for (i, field) in header.iter().enumerate() {
-        let name = std::str::from_utf8(field)
-            .map_err(|_| TabularError::NotUtf8 {
-                row: 0,
-                column: format!("#{}", i + 1),
-            })?
-            .trim()
-            .to_string();
-        if name.is_empty() {
-            return Err(TabularError::EmptyHeader { column: i + 1 });
-        }
-        if columns.iter().any(|c: &Column| c.name == name) {
-            return Err(TabularError::DuplicateHeader { name });
-        }
-        columns.push(Column {
-            name,
+/// Every remaining row of `reader` as a [`Table`]; [`TabularError::NoRows`] without any.
+pub fn read_table<R: Read>(mut reader: CsvReader<R>) -> Result<Table, TabularError> {
+    let mut columns: Vec<Column> = reader
+        .header()
+        .iter()
+        .map(|name| Column {
+            name: name.clone(),
             values: Vec::new(),
-        });
-    }
-
+        })
+        .collect();
+    let missing = reader.missing().clone();
+    let mut record = CsvRecord::default();
     let mut n_rows = 0;
-    for record in records {
-        let row = n_rows + 1;
-        let record = record.map_err(|e| TabularError::Csv {
-            row,
-            message: e.to_string(),
-        })?;
-        // A line of only separators or spaces carries no data (common at the end of exports).
-        if record.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        if record.len() != columns.len() {
-            return Err(TabularError::RaggedRow {
-                row,
-                expected: columns.len(),
-                found: record.len(),
-            });
-        }
-        for (column, field) in columns.iter_mut().zip(record.iter()) {
-            let text = std::str::from_utf8(field).map_err(|_| TabularError::NotUtf8 {
-                row,
-                column: column.name.clone(),
-            })?;
-            column.values.push(if is_missing(text) {
-                None
-            } else {
-                Some(text.to_string())
-            });
+    while reader.read_record(&mut record)? {
+        for (i, column) in columns.iter_mut().enumerate() {
+            column
+                .values
+                .push(record.value(i, &missing).map(str::to_string));
         }
         n_rows += 1;
     }
@@ -213,6 +109,25 @@ mod tests {
             &["x,y", "z"],
             &[&["1", "2"]],
         ),
+        ("pipe", b"a|b\n1|x\n", &["a", "b"], &[&["1", "x"]]),
+        (
+            "blank and separator-only lines before the header",
+            b"\n  \r\n;;\na;b\n1;x\n",
+            &["a", "b"],
+            &[&["1", "x"]],
+        ),
+        (
+            "quote after spaces opens a quoted field",
+            b"a, \"b,c\" \n1, \"2,5\"\n",
+            &["a", "b,c"],
+            &[&["1", "2,5"]],
+        ),
+        (
+            "quote inside an unquoted field is a character",
+            b"size,n\n5\" screen,1\n",
+            &["size", "n"],
+            &[&["5\" screen", "1"]],
+        ),
     ];
 
     #[test]
@@ -238,7 +153,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_with_row_and_column() {
+    fn rejects_with_line_row_and_column() {
         let cases: &[(&str, &[u8], TabularError)] = &[
             ("empty", b"", TabularError::Empty),
             (
@@ -251,6 +166,7 @@ mod tests {
                 "ragged",
                 b"a,b\n1,2\n3\n",
                 TabularError::RaggedRow {
+                    line: 3,
                     row: 2,
                     expected: 2,
                     found: 1,
@@ -260,7 +176,18 @@ mod tests {
                 "too long",
                 b"a,b\n1,2,3\n",
                 TabularError::RaggedRow {
+                    line: 2,
                     row: 1,
+                    expected: 2,
+                    found: 3,
+                },
+            ),
+            (
+                "ragged after a blank line and a quoted line break",
+                b"a,b\n\"x\ny\",1\n\n2,3,4\n",
+                TabularError::RaggedRow {
+                    line: 5,
+                    row: 2,
                     expected: 2,
                     found: 3,
                 },
@@ -269,6 +196,7 @@ mod tests {
                 "bad utf8",
                 b"a,b\n1,\xff\xfe\n",
                 TabularError::NotUtf8 {
+                    line: 2,
                     row: 1,
                     column: "b".into(),
                 },
@@ -276,24 +204,33 @@ mod tests {
             (
                 "duplicate header",
                 b"a,a\n1,2\n",
-                TabularError::DuplicateHeader { name: "a".into() },
+                TabularError::DuplicateHeader {
+                    line: 1,
+                    name: "a".into(),
+                },
             ),
             (
                 "empty header",
-                b"a,,c\n1,2,3\n",
-                TabularError::EmptyHeader { column: 2 },
+                b"\na,,c\n1,2,3\n",
+                TabularError::EmptyHeader { line: 2, column: 2 },
+            ),
+            (
+                "unclosed quote",
+                b"a,b\n1,2\n3,\"4\n5,6\n",
+                TabularError::UnclosedQuote { line: 3 },
             ),
         ];
         for (case, input, expected) in cases {
             assert_eq!(read_csv(input).unwrap_err(), *expected, "{case}");
-            assert!(!expected.to_string().is_empty());
         }
-    }
-
-    #[test]
-    fn detects_delimiter() {
-        assert_eq!(Delimiter::detect(b"a;b;c\n1,2;3;4"), Delimiter::Semicolon);
-        assert_eq!(Delimiter::detect(b"a\tb\n"), Delimiter::Tab);
-        assert_eq!(Delimiter::detect(b"single\n1\n"), Delimiter::Comma);
+        // What a person reads names the line and the data row.
+        assert_eq!(
+            cases[3].2.to_string(),
+            "line 3 (row 2): expected 2 fields like the header, found 1"
+        );
+        assert_eq!(
+            cases[6].2.to_string(),
+            "line 2 (row 1), column `b`: not valid UTF-8 text"
+        );
     }
 }

@@ -8,6 +8,7 @@ use super::{Table, TabularError};
 use crate::task::Task;
 
 /// How a feature column is used.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
@@ -16,6 +17,7 @@ pub enum ColumnKind {
 }
 
 /// Why a column was left out of the features.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExcludeReason {
@@ -34,6 +36,7 @@ pub enum ExcludeReason {
 }
 
 /// A column left out of the features, reported to the user.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Excluded {
     pub column: String,
@@ -41,6 +44,7 @@ pub struct Excluded {
 }
 
 /// A feature column and its kind.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureColumn {
     pub name: String,
@@ -48,6 +52,7 @@ pub struct FeatureColumn {
 }
 
 /// The target column and the task it implies.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetColumn {
     pub name: String,
@@ -55,6 +60,7 @@ pub struct TargetColumn {
 }
 
 /// The result of inference: what to train on and what was left out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Schema {
     pub features: Vec<FeatureColumn>,

@@ -1,13 +1,19 @@
-//! Tabular data as users upload it: CSV bytes read without cleaning ([`read_csv`]), and the kind
-//! of each column inferred from its values ([`infer_schema`]).
+//! Tabular data as users upload it: CSV read by the one streaming reader of the project
+//! ([`CsvReader`], the dialect), whole tables without cleaning ([`read_csv`]), and the kind of
+//! each column inferred from its values ([`infer_schema`]).
 //!
-//! Rows are numbered from 1 for the first data row (the header is row 0), columns by their header
-//! name; every error names both.
+//! Records carry the line where they start in the file; rows are numbered from 1 for the first
+//! data row (the header is row 0), columns by their header name; every error names them.
 
 mod csv_read;
+mod csv_reader;
 pub(crate) mod infer;
 
-pub use csv_read::{Delimiter, is_missing, read_csv};
+pub use csv_read::{read_csv, read_table};
+pub use csv_reader::{
+    CsvOptions, CsvReader, CsvRecord, DEFAULT_MAX_COLUMNS, DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MISSING, Delimiter, MissingValues, is_missing, split_fields,
+};
 pub use infer::{
     ColumnKind, ExcludeReason, Excluded, FeatureColumn, InferOptions, Schema, TargetColumn,
     infer_schema,
@@ -63,20 +69,42 @@ impl Table {
 pub enum TabularError {
     #[error("the file is empty")]
     Empty,
-    #[error("the header has an empty column name at column {column}")]
-    EmptyHeader { column: usize },
-    #[error("column `{name}` appears twice in the header")]
-    DuplicateHeader { name: String },
-    #[error("row {row}: expected {expected} fields like the header, found {found}")]
+    #[error("line {line}: the header has an empty column name at column {column}")]
+    EmptyHeader { line: usize, column: usize },
+    #[error("line {line}: column `{name}` appears twice in the header")]
+    DuplicateHeader { line: usize, name: String },
+    #[error("the header has more than {max} columns")]
+    TooManyColumns { max: usize },
+    #[error("the file has more than {max} data rows")]
+    TooManyRows { max: usize },
+    #[error("line {line}: a record is longer than {max} bytes")]
+    RecordTooLong { line: usize, max: usize },
+    #[error("line {line}: a quoted field is never closed (a `\"` is missing)")]
+    UnclosedQuote { line: usize },
+    #[error("{}: expected {expected} fields like the header, found {found}", at(*line, *row))]
     RaggedRow {
+        line: usize,
         row: usize,
         expected: usize,
         found: usize,
     },
-    #[error("row {row}, column `{column}`: not valid UTF-8 text")]
-    NotUtf8 { row: usize, column: String },
-    #[error("row {row}: cannot read CSV: {message}")]
-    Csv { row: usize, message: String },
+    #[error("{}, column `{column}`: not valid UTF-8 text", at(*line, *row))]
+    NotUtf8 {
+        line: usize,
+        row: usize,
+        column: String,
+    },
+    /// A cell that cannot be used, where the line is known (codeless prediction).
+    #[error("{}, column `{column}`: {message}", at(*line, *row))]
+    BadCell {
+        line: usize,
+        row: usize,
+        column: String,
+        message: String,
+    },
+    /// Reading the source failed (not the data's fault).
+    #[error("cannot read the file: {message}")]
+    Io { message: String },
     #[error("no data rows after the header")]
     NoRows,
     #[error("target column `{name}` is not in the file (columns: {available})")]
@@ -101,4 +129,29 @@ pub enum TabularError {
     },
     #[error("no feature columns are left after excluding identifiers and the target")]
     NoFeatures,
+}
+
+/// Where a record is: `line 3 (row 2)`, or `line 1 (header)`.
+fn at(line: usize, row: usize) -> String {
+    if row == 0 {
+        format!("line {line} (header)")
+    } else {
+        format!("line {line} (row {row})")
+    }
+}
+
+impl TabularError {
+    /// The 1-based line of the file the error is about, when it names one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            TabularError::EmptyHeader { line, .. }
+            | TabularError::DuplicateHeader { line, .. }
+            | TabularError::RecordTooLong { line, .. }
+            | TabularError::UnclosedQuote { line }
+            | TabularError::RaggedRow { line, .. }
+            | TabularError::NotUtf8 { line, .. }
+            | TabularError::BadCell { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
 }
