@@ -11,7 +11,7 @@
 //! **Adding a route (federation: groups, rounds, registry, inference …)? Add a line here in the
 //! same change**, with the rule its handler enforces. Handlers enforce the rule themselves with
 //! the extractors of [`crate::accounts::extract`] and, for groups, versions and deployments,
-//! [`crate::federation::auth::group_access`] / [`crate::registry::visible_deployment`]; the
+//! [`crate::membership::group_access`] / [`crate::registry::visible_deployment`]; the
 //! table describes, it does not enforce. A route whose path parameter the matrix fixture does
 //! not know yet is still checked for 401/403/404; teach the fixture (`Fixture::param`) to
 //! check its allowed callers too.
@@ -31,7 +31,7 @@ pub enum Access {
     Owner,
     /// Reading a group, or what belongs to it (rounds, versions, deployments, its events):
     /// its members (also those who left), its owner and administrators. Anyone else: 404 with
-    /// the body of an id that does not exist. (`federation::auth::group_access`)
+    /// the body of an id that does not exist. (`membership::group_access`)
     GroupMember,
     /// Training in a group in the caller's own name (ready, statistics, updates, failures,
     /// evaluations, leave): an active membership (the owner is one from the start). 403 for
@@ -185,6 +185,13 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/api/jobs/{id}", Owner),
     // Demo (server/src/demo): the sample CSV for trying the demo churn model.
     rule("GET", "/api/demo/churn-sample.csv", Public),
+    // The API contract (server/src/openapi.rs): the OpenAPI document and its reference UI
+    // (a page and its three static files), the same for everyone.
+    rule("GET", "/api/openapi.json", Public),
+    rule("GET", "/api/docs", Public),
+    rule("GET", "/api/docs/swagger-ui-bundle.js", Public),
+    rule("GET", "/api/docs/init.js", Public),
+    rule("GET", "/api/docs/swagger-ui.css", Public),
 ];
 
 /// The rule for `method` and `path` (as written in the router), if listed.

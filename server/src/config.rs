@@ -47,7 +47,7 @@ pub struct ServeConfig {
     #[arg(long, env = "B3O_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
     /// Largest accepted model update upload, in bytes.
-    #[arg(long, env = "B3O_MAX_UPDATE_BYTES", default_value_t = crate::federation::DEFAULT_MAX_UPDATE_BYTES)]
+    #[arg(long, env = "B3O_MAX_UPDATE_BYTES", default_value_t = crate::limits::DEFAULT_MAX_UPDATE_BYTES)]
     pub max_update_bytes: usize,
     /// Seed the demo models (`churn`, trained at start-up on generated data, and `digits`),
     /// public to this site, when they are not deployed yet.

@@ -17,6 +17,8 @@ pub mod inference;
 pub mod jobs;
 pub mod limits;
 pub mod listener;
+pub mod membership;
+pub mod openapi;
 pub mod registry;
 pub mod simulate;
 pub mod state;
@@ -32,7 +34,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::ServeConfig;
-use crate::state::AppState;
+use crate::state::{AppState, RuntimeSettings};
 
 /// The whole HTTP application: API routes, then the web app as the fallback.
 pub fn app(state: AppState, static_dir: &Path) -> Router {
@@ -44,6 +46,9 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(federation::router())
         .merge(registry::router())
         .merge(inference::router())
+        .merge(jobs::router())
+        .merge(demo::router())
+        .merge(openapi::router())
         .merge(static_files::router(static_dir))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
@@ -67,16 +72,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
     }
     let accounts = accounts::start(&config, &db).await?;
-    let state = AppState {
+    let state = AppState::with_settings(
         db,
-        data_dir: config.data_dir.clone(),
+        config.data_dir.clone(),
         accounts,
-        federation: Arc::new(federation::Runtime::new(config.max_update_bytes)),
-        limits: Arc::new(config.limits.clone()),
-    };
+        Arc::new(federation::Runtime::new(config.max_update_bytes)),
+        Arc::new(config.limits.clone()),
+        RuntimeSettings {
+            inference: inference::Settings::from_config(&config),
+            jobs: jobs::Settings::from_config(&config),
+        },
+    );
     federation::spawn_driver(state.clone());
-    // Inference settings, interrupted batch jobs, and with `--demo` the demo models.
-    inference::start(&config, &state).await?;
+    // Batch jobs a stop interrupted, and with `--demo` the demo models, before listening.
+    jobs::recover(&state).await?;
+    if config.demo {
+        demo::seed(&state).await?;
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

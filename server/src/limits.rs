@@ -7,6 +7,9 @@
 //! before anything is allocated from them; work on the blocking pool is admitted under a
 //! concurrency limit; per-account quotas answer 429 or 413 with the limit named.
 
+/// Default upload limit: well above the largest demo model (the image CNN is a few MB).
+pub const DEFAULT_MAX_UPDATE_BYTES: usize = 256 * 1024 * 1024;
+
 /// Resource limits and quotas (flattened into [`crate::config::ServeConfig`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Limits {

@@ -1,6 +1,6 @@
 //! `b3o`: the B3O Edge binary. `b3o serve` runs the server; `b3o client` takes part in a
 //! federated group from the command line; `b3o simulate` runs virtual clients against the
-//! server's code in process.
+//! server's code in process; `b3o openapi` prints the API's OpenAPI document.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +26,8 @@ enum Command {
     Client(b3o_server::cli::client::ClientArgs),
     /// Simulate a federation: virtual clients, the real server code, in one process.
     Simulate(b3o_server::simulate::SimulateArgs),
+    /// Print the API's OpenAPI 3.1 document (what `GET /api/openapi.json` serves) as JSON.
+    Openapi,
 }
 
 #[tokio::main]
@@ -34,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     // The command-line tools keep the terminal for their own output.
     let default_filter = match cli.command {
         Command::Serve(_) => "info,sqlx=warn,tower_http=info",
-        Command::Client(_) | Command::Simulate(_) => "warn",
+        Command::Client(_) | Command::Simulate(_) | Command::Openapi => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -43,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match cli.command {
+        Command::Openapi => {
+            println!("{}", b3o_server::openapi::document_json());
+            Ok(())
+        }
         Command::Serve(config) => b3o_server::serve(config).await.context("b3o serve failed"),
         Command::Client(args) => {
             b3o_server::cli::client::run(args)

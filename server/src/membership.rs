@@ -12,8 +12,6 @@
 //!
 //! Put these checks right after the path is parsed, before anything about the group is read.
 
-use serde::Serialize;
-
 use crate::accounts::CurrentUser;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -33,50 +31,9 @@ pub struct Member {
     pub left_at: Option<String>,
 }
 
-/// How the caller relates to a visible group, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupRole {
-    /// Created the group (and is a member of it unless it left).
-    Owner,
-    /// An active member.
-    Member,
-    /// An administrator with no active membership: may see and manage, not train.
-    Admin,
-    /// Was a member and left: may still read the group's rounds and models.
-    Left,
-}
-
-impl GroupRole {
-    /// From the raw facts; `membership` is whether the caller's newest membership is active
-    /// (`None`: it never was a member).
-    pub(crate) fn of(
-        is_owner: bool,
-        membership: Option<bool>,
-        is_admin: bool,
-    ) -> Option<GroupRole> {
-        if is_owner {
-            Some(GroupRole::Owner)
-        } else if membership == Some(true) {
-            Some(GroupRole::Member)
-        } else if is_admin {
-            Some(GroupRole::Admin)
-        } else if membership == Some(false) {
-            Some(GroupRole::Left)
-        } else {
-            None
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GroupRole::Owner => "owner",
-            GroupRole::Member => "member",
-            GroupRole::Admin => "admin",
-            GroupRole::Left => "left",
-        }
-    }
-}
+/// How the caller relates to a visible group, strongest first (the wire type, shared with
+/// the clients).
+pub use b3o_models::protocol::GroupRole;
 
 /// The caller's standing in a group it may see.
 #[derive(Debug, Clone)]

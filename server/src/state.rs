@@ -1,12 +1,12 @@
-//! State shared by every handler.
+//! State shared by every handler: the database, the data directory, and each area's runtime.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::accounts::Accounts;
 use crate::db::Db;
-use crate::federation;
 use crate::limits::Limits;
+use crate::{federation, inference, jobs, registry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,4 +18,65 @@ pub struct AppState {
     pub federation: Arc<federation::Runtime>,
     /// Resource limits and quotas (`b3o serve` flags).
     pub limits: Arc<Limits>,
+    /// The registry's change generation: bumped by every deployment write, read by caches.
+    pub registry: Arc<registry::Changes>,
+    /// Inference runtime: loaded models, deployment cache, admission of requests.
+    pub inference: Arc<inference::Shared>,
+    /// Batch jobs runtime: workers, cancellation, uploads in progress.
+    pub jobs: Arc<jobs::JobRuntime>,
+}
+
+/// The runtimes' settings that come from `b3o serve` flags (defaults elsewhere).
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeSettings {
+    pub inference: inference::Settings,
+    pub jobs: jobs::Settings,
+}
+
+impl AppState {
+    /// A state with the inference and jobs runtimes at their default settings, built for
+    /// `limits` (tests, `b3o simulate`).
+    pub fn new(
+        db: Db,
+        data_dir: PathBuf,
+        accounts: Arc<Accounts>,
+        federation: Arc<federation::Runtime>,
+        limits: Arc<Limits>,
+    ) -> Self {
+        Self::with_settings(
+            db,
+            data_dir,
+            accounts,
+            federation,
+            limits,
+            RuntimeSettings::default(),
+        )
+    }
+
+    /// A state whose inference and jobs runtimes follow `settings` (`b3o serve`).
+    pub fn with_settings(
+        db: Db,
+        data_dir: PathBuf,
+        accounts: Arc<Accounts>,
+        federation: Arc<federation::Runtime>,
+        limits: Arc<Limits>,
+        settings: RuntimeSettings,
+    ) -> Self {
+        let registry = Arc::new(registry::Changes::default());
+        let inference = Arc::new(inference::Shared::new(
+            settings.inference,
+            &limits,
+            registry.clone(),
+        ));
+        Self {
+            db,
+            data_dir,
+            accounts,
+            federation,
+            limits,
+            registry,
+            inference,
+            jobs: Arc::new(jobs::JobRuntime::new(settings.jobs)),
+        }
+    }
 }

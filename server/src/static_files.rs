@@ -155,13 +155,13 @@ mod serving_tests {
             std::fs::write(path, content).unwrap();
         }
         let db = crate::db::connect("sqlite::memory:").await.unwrap();
-        let state = AppState {
+        let state = AppState::new(
             db,
-            data_dir: dir.path().to_path_buf(),
-            accounts: Default::default(),
-            federation: Default::default(),
-            limits: Default::default(),
-        };
+            dir.path().to_path_buf(),
+            Default::default(),
+            Default::default(),
+            Default::default(),
+        );
         (crate::app(state, dir.path()), dir)
     }
 

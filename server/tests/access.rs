@@ -212,6 +212,12 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/login"),
     // A static sample file for the demo (no user data).
     ("GET", "/api/demo/churn-sample.csv"),
+    // The API's description and its reference UI (static, no user data).
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/docs"),
+    ("GET", "/api/docs/swagger-ui-bundle.js"),
+    ("GET", "/api/docs/init.js"),
+    ("GET", "/api/docs/swagger-ui.css"),
 ];
 
 #[test]

@@ -724,13 +724,13 @@ async fn the_inline_boot_script_of_the_app_is_allowed_by_hash() {
     )
     .unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
-    let state = AppState {
-        db: db::connect(&url).await.unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        accounts: Default::default(),
-        federation: Default::default(),
-        limits: Default::default(),
-    };
+    let state = AppState::new(
+        db::connect(&url).await.unwrap(),
+        dir.path().to_path_buf(),
+        Default::default(),
+        Default::default(),
+        Default::default(),
+    );
     let router = b3o_server::app(state, dir.path());
     let reply = send_to(&router, request(Method::GET, "/", None, &[])).await;
     assert_eq!(reply.status, StatusCode::OK);

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use b3o_models::protocol::history::RunList;
+use b3o_models::protocol::{RoundState, RoundView};
 use b3o_models::weights::{
     self, Dtype, NamedTensor, TensorSpec, UpdateMeta, WeightLayout, WeightSet,
 };
@@ -70,6 +72,26 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A JSON string like `2026-01-02T03:04:05Z` or `2026-01-02T03:04:05.678Z` (RFC 3339, UTC).
+fn is_rfc3339(v: &Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && s.ends_with('Z')
 }
 
 fn layout() -> WeightLayout {
@@ -1269,6 +1291,21 @@ async fn groups_belong_to_accounts_and_runs_show_in_their_history() {
     let round1 = &run["rounds"][0];
     assert_eq!(round1["state"], "closed");
     assert_eq!(round1["your_status"], "reported");
+    // Timestamps are RFC 3339, and the body is the clients' wire type.
+    assert!(
+        is_rfc3339(&round1["opened_at"]) && is_rfc3339(&round1["closed_at"]),
+        "{round1}"
+    );
+    let typed: RunList = serde_json::from_value(history.clone()).unwrap();
+    assert_eq!(typed.runs[0].rounds[0].state, RoundState::Closed);
+    let (status, round) = get(format!("/api/groups/{}/rounds/1", g.id), g.owner.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{round}");
+    for at in ["opened_at", "deadline_at", "closed_at"] {
+        assert!(is_rfc3339(&round[at]), "{at}: {round}");
+    }
+    let round: RoundView = serde_json::from_value(round).unwrap();
+    assert_eq!(round.state, RoundState::Closed);
+    assert_eq!(round.client_metrics.map(|c| c.len()), Some(2));
     // (10 * 0.5 + 30 * 0.9) / 40 = 0.8
     let acc = round1["metrics"]["accuracy"].as_f64().unwrap();
     assert!((acc - 0.8).abs() < 1e-9, "{round1}");

@@ -49,7 +49,7 @@ impl App {
         App::build(
             limits,
             Settings::default(),
-            b3o_server::federation::DEFAULT_MAX_UPDATE_BYTES,
+            b3o_server::limits::DEFAULT_MAX_UPDATE_BYTES,
         )
         .await
     }
@@ -58,13 +58,13 @@ impl App {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let db = b3o_server::db::connect(&url).await.unwrap();
-        let state = AppState {
-            db: db.clone(),
-            data_dir: dir.path().to_path_buf(),
-            accounts: Arc::new(Accounts::new(settings)),
-            federation: Arc::new(Runtime::new(max_update_bytes)),
-            limits: Arc::new(limits),
-        };
+        let state = AppState::new(
+            db.clone(),
+            dir.path().to_path_buf(),
+            Arc::new(Accounts::new(settings)),
+            Arc::new(Runtime::new(max_update_bytes)),
+            Arc::new(limits),
+        );
         let router = b3o_server::app(state, dir.path());
         App { router, db, dir }
     }

@@ -24,8 +24,8 @@ use tower::ServiceExt;
 
 use b3o_server::accounts::{Accounts, Settings};
 use b3o_server::demo::{self, Published};
-use b3o_server::inference::sharing::Sharing;
 use b3o_server::limits::Limits;
+use b3o_server::registry::sharing::Sharing;
 use b3o_server::state::AppState;
 
 use crate::inference::{Raw, User, churn_csv, churn_model, publish_request};
@@ -50,13 +50,13 @@ impl App {
             behind_tls,
             ..Settings::default()
         };
-        let state = AppState {
+        let state = AppState::new(
             db,
-            data_dir: dir.path().to_path_buf(),
-            accounts: Arc::new(Accounts::new(settings)),
-            federation: Default::default(),
-            limits: Arc::new(limits),
-        };
+            dir.path().to_path_buf(),
+            Arc::new(Accounts::new(settings)),
+            Default::default(),
+            Arc::new(limits),
+        );
         let router = b3o_server::app(state.clone(), dir.path());
         App {
             router,

@@ -25,7 +25,7 @@ use b3o_models::tabular::{InferOptions, infer_schema, read_csv};
 use b3o_models::weights::WeightSet;
 use b3o_server::accounts::{Accounts, Settings};
 use b3o_server::demo::{self, Publish};
-use b3o_server::inference::sharing::Sharing;
+use b3o_server::registry::sharing::Sharing;
 use b3o_server::state::AppState;
 use b3o_wasm_client::inference::OnnxPredictor;
 
@@ -89,13 +89,13 @@ impl Server {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let db = b3o_server::db::connect(&url).await.unwrap();
-        let state = AppState {
+        let state = AppState::new(
             db,
-            data_dir: dir.path().to_path_buf(),
-            accounts: Arc::new(Accounts::new(Settings::default())),
-            federation: Default::default(),
-            limits: Default::default(),
-        };
+            dir.path().to_path_buf(),
+            Arc::new(Accounts::new(Settings::default())),
+            Default::default(),
+            Default::default(),
+        );
         let router = b3o_server::app(state.clone(), dir.path());
         Server {
             router,

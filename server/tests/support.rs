@@ -68,13 +68,13 @@ impl TestApp {
         let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
         let db = db::connect(&url).await.unwrap();
         let accounts = Arc::new(Accounts::new(settings));
-        let state = AppState {
-            db: db.clone(),
-            data_dir: dir.path().to_path_buf(),
-            accounts: accounts.clone(),
-            federation: Default::default(),
-            limits: Arc::new(limits),
-        };
+        let state = AppState::new(
+            db.clone(),
+            dir.path().to_path_buf(),
+            accounts.clone(),
+            Default::default(),
+            Arc::new(limits),
+        );
         let router = b3o_server::app(state, dir.path());
         TestApp {
             router,
@@ -209,8 +209,11 @@ pub fn request(
 }
 
 /// Sends `request` and reads the JSON answer (`Null` if it is not JSON). An event stream is
-/// not read (it does not end): its status and headers are enough.
+/// not read (it does not end): its status and headers are enough. Every answer goes to
+/// [`record::response`] (the API contract check).
 pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -218,6 +221,7 @@ pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let json = if streaming {
+        record::response(&method, &path, status, &headers, None);
         Value::Null
     } else {
         let bytes = tokio::time::timeout(
@@ -227,6 +231,7 @@ pub async fn send_to(router: &Router, request: Request<Body>) -> Reply {
         .await
         .expect("the body did not end within 30 s")
         .unwrap();
+        record::response(&method, &path, status, &headers, Some(&bytes));
         serde_json::from_slice(&bytes).unwrap_or(Value::Null)
     };
     Reply {
@@ -379,5 +384,140 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The answers the tests receive, for the API contract check (`scripts/contract.sh`). With
+/// `B3O_RECORD_RESPONSES=<dir>` set (`scripts/test.sh` sets it), each answer read by
+/// [`send_to`] is appended to `<dir>/<process id>.jsonl` as one JSON line: the test, method,
+/// path, its route template in [`b3o_server::access::ROUTES`] (`null` when none matches),
+/// status, content type, body length and the body itself when it is JSON.
+/// `scripts/contract/check_responses.py` validates them against the OpenAPI document.
+pub mod record {
+    use std::fs::{File, OpenOptions};
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+
+    use axum::http::{HeaderMap, Method, StatusCode, header};
+    use serde_json::{Value, json};
+
+    /// Larger JSON bodies are recorded without their body (status and content type only).
+    const MAX_BODY: usize = 4 << 20;
+
+    fn file() -> Option<&'static Mutex<File>> {
+        static FILE: OnceLock<Option<Mutex<File>>> = OnceLock::new();
+        FILE.get_or_init(|| {
+            let dir = std::env::var_os("B3O_RECORD_RESPONSES").filter(|d| !d.is_empty())?;
+            std::fs::create_dir_all(&dir).expect("creating B3O_RECORD_RESPONSES");
+            let path = std::path::Path::new(&dir).join(format!("{}.jsonl", std::process::id()));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            Some(Mutex::new(file))
+        })
+        .as_ref()
+    }
+
+    /// The route of `ROUTES` that `method path` reaches: `{…}` segments match any segment,
+    /// and literal segments win (`/rounds/current` over `/rounds/{number}`).
+    pub fn route_of(method: &str, path: &str) -> Option<&'static str> {
+        let segments: Vec<&str> = path.split('/').collect();
+        b3o_server::access::ROUTES
+            .iter()
+            .filter(|r| r.method.eq_ignore_ascii_case(method))
+            .filter_map(|r| {
+                let template: Vec<&str> = r.path.split('/').collect();
+                if template.len() != segments.len() {
+                    return None;
+                }
+                let mut literals = 0;
+                for (t, s) in template.iter().zip(&segments) {
+                    if t.starts_with('{') && t.ends_with('}') {
+                        if s.is_empty() {
+                            return None;
+                        }
+                    } else if t == s {
+                        literals += 1;
+                    } else {
+                        return None;
+                    }
+                }
+                Some((literals, r.path))
+            })
+            .max_by_key(|(literals, _)| *literals)
+            .map(|(_, path)| path)
+    }
+
+    /// Appends one answer when recording is on (see the module's documentation).
+    pub fn response(
+        method: &Method,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) {
+        let Some(file) = file() else { return };
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let json_type = content_type.is_some_and(|t| {
+            let t = t.split(';').next().unwrap_or_default().trim();
+            t == "application/json" || t.ends_with("+json")
+        });
+        let (body_json, body_error) = match body {
+            Some(bytes) if json_type && bytes.len() <= MAX_BODY => {
+                match serde_json::from_slice::<Value>(bytes) {
+                    Ok(value) => (Some(value), None),
+                    Err(e) => (None, Some(format!("not JSON: {e}"))),
+                }
+            }
+            _ => (None, None),
+        };
+        // nextest runs each test in its own process: `<binary> --exact <name> …`.
+        let test = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+        let line = json!({
+            "test": test,
+            "method": method.as_str(),
+            "path": path,
+            "route": route_of(method.as_str(), path),
+            "status": status.as_u16(),
+            "content_type": content_type,
+            "body_bytes": body.map(<[u8]>::len),
+            "body": body_json,
+            "body_error": body_error,
+        });
+        let mut line = line.to_string().into_bytes();
+        line.push(b'\n');
+        file.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .write_all(&line)
+            .expect("writing to B3O_RECORD_RESPONSES");
+    }
+
+    #[test]
+    fn concrete_paths_map_back_to_their_route_templates() {
+        for (method, path, route) in [
+            (
+                "GET",
+                "/api/groups/7/rounds/2",
+                Some("/api/groups/{id}/rounds/{number}"),
+            ),
+            (
+                "GET",
+                "/api/groups/7/rounds/current",
+                Some("/api/groups/{id}/rounds/current"),
+            ),
+            ("POST", "/api/groups/join", Some("/api/groups/join")),
+            ("GET", "/api/groups/join", Some("/api/groups/{id}")),
+            ("post", "/api/groups", Some("/api/groups")),
+            ("GET", "/v2", Some("/v2")),
+            ("DELETE", "/api/groups/7", None),
+            ("GET", "/api/groups//rounds", None),
+            ("GET", "/api/nothing-here", None),
+        ] {
+            assert_eq!(route_of(method, path), route, "{method} {path}");
+        }
     }
 }

@@ -11,6 +11,7 @@ mod hardening_jobs;
 mod inference;
 mod jobs;
 mod malformed_corpus;
+mod openapi;
 mod simulate;
 mod support;
 mod under_attack;

@@ -2,15 +2,29 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use b3o_models::protocol::ErrorBody;
+use b3o_models::protocol::accounts::{SetRole, UserView};
 
 use super::extract::{AdminUser, ApiJson, ApiPath};
 use super::now;
-use super::users::{self, Role, USER_COLUMNS, UserRow, UserView};
+use super::users::{self, USER_COLUMNS, UserRow};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /api/admin/users`: every account, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    operation_id = "list_users",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "Every account", body = Vec<UserView>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an administrator", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub(crate) async fn list_users(
     _admin: AdminUser,
     State(state): State<AppState>,
@@ -20,13 +34,25 @@ pub(crate) async fn list_users(
     Ok(Json(rows.into_iter().map(UserView::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SetRole {
-    role: Role,
-}
-
 /// `PUT /api/admin/users/{id}/role`: promotes or demotes; the last administrator stays one.
+#[utoipa::path(
+    put,
+    path = "/api/admin/users/{id}/role",
+    operation_id = "set_user_role",
+    tag = "accounts",
+    params(("id" = i64, Path, description = "The account")),
+    request_body = SetRole,
+    responses(
+        (status = 200, description = "The account with its new role", body = UserView),
+        (status = 400, description = "Unknown role or field, or the id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an administrator, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "The last administrator cannot be demoted", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub(crate) async fn set_role(
     _admin: AdminUser,
     State(state): State<AppState>,

@@ -70,6 +70,44 @@ pub fn router() -> Router<AppState> {
         ))
 }
 
+/// The OpenAPI description of the routes of [`router`] (merged into `/api/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        routes::register,
+        routes::login,
+        routes::logout,
+        routes::change_password,
+        routes::me,
+        routes::update_me,
+        routes::list_sessions,
+        routes::revoke_session,
+        tokens::list_tokens,
+        tokens::create_token,
+        tokens::revoke_token,
+        admin::list_users,
+        admin::set_role,
+    ),
+    components(schemas(
+        b3o_models::protocol::ErrorBody,
+        b3o_models::protocol::accounts::Role,
+        b3o_models::protocol::accounts::UserView,
+        b3o_models::protocol::accounts::Me,
+        b3o_models::protocol::accounts::Register,
+        b3o_models::protocol::accounts::Login,
+        b3o_models::protocol::accounts::ChangePassword,
+        b3o_models::protocol::accounts::PasswordChanged,
+        b3o_models::protocol::accounts::UpdateProfile,
+        b3o_models::protocol::accounts::SessionView,
+        b3o_models::protocol::accounts::CreateToken,
+        b3o_models::protocol::accounts::TokenView,
+        b3o_models::protocol::accounts::CreatedToken,
+        b3o_models::protocol::accounts::SetRole,
+    )),
+    tags((name = "accounts", description = "Registration, sign-in, the caller's profile, sessions and API tokens; administrators' account list")),
+)]
+pub struct AccountsApi;
+
 /// Operator settings of the accounts module, from [`ServeConfig`].
 #[derive(Debug, Clone)]
 pub struct Settings {

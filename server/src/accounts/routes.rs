@@ -6,53 +6,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use b3o_models::protocol::ErrorBody;
+use b3o_models::protocol::accounts::{
+    ChangePassword, Login, Me, PasswordChanged, Register, SessionView, UpdateProfile, UserView,
+};
 
 use super::extract::{ApiJson, ApiPath, ClientIp, CurrentUser};
 use super::rate_limit::LoginLimiter;
-use super::users::{self, MAX_EMAIL, UserView};
+use super::users::{self, MAX_EMAIL};
 use super::{csrf, now, password, session};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// Body of a successful login or registration, and of `GET /api/me`.
-#[derive(Debug, Serialize)]
-pub(crate) struct Me {
-    user: UserView,
-    /// Send as `X-CSRF-Token` on POST/PUT/PATCH/DELETE; absent with API tokens (not needed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    csrf_token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Register {
-    email: String,
-    display_name: String,
-    organisation: String,
-    password: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Login {
-    email: String,
-    password: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChangePassword {
-    current_password: String,
-    new_password: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UpdateProfile {
-    display_name: Option<String>,
-    organisation: Option<String>,
-}
 
 fn user_agent(headers: &HeaderMap) -> &str {
     headers
@@ -118,6 +82,22 @@ async fn signed_in(
 
 /// `POST /api/auth/register`: creates a member account and signs it in (201); 429 with
 /// `Retry-After` after `--max-registrations-per-hour` from one client address.
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    operation_id = "register",
+    tag = "accounts",
+    request_body = Register,
+    responses(
+        (status = 201, description = "Account created and signed in: the session cookie is set", body = Me,
+            headers(("set-cookie" = String, description = "The session cookie `b3o_session` (`__Host-b3o_session` behind TLS)"))),
+        (status = 400, description = "A field is missing, unknown or invalid (email, names, password policy)", body = ErrorBody),
+        (status = 403, description = "Registration is closed, or a cross-site request", body = ErrorBody),
+        (status = 409, description = "An account with this email exists", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (`Retry-After`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -182,6 +162,22 @@ pub(crate) async fn register(
 /// `POST /api/auth/login`: 200 with the session cookie; 401 for a wrong email or password
 /// (the same answer for both); 429 with `Retry-After` after too many failures, counting the
 /// attempts still being verified (see [`super::rate_limit`]).
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    operation_id = "login",
+    tag = "accounts",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set", body = Me,
+            headers(("set-cookie" = String, description = "The session cookie `b3o_session` (`__Host-b3o_session` behind TLS)"))),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 403, description = "A cross-site request", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts for the account or address (`Retry-After`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -220,6 +216,20 @@ pub(crate) async fn login(
 }
 
 /// `POST /api/auth/logout`: ends this session (204) and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    operation_id = "logout",
+    tag = "accounts",
+    responses(
+        (status = 204, description = "Signed out: the session cookie is cleared",
+            headers(("set-cookie" = String, description = "Clears the session cookie"))),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn logout(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -239,7 +249,19 @@ pub(crate) async fn logout(
         .into_response())
 }
 
-/// `GET /api/me`
+/// `GET /api/me`: the caller's account (with its CSRF token when signed in with a session).
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    operation_id = "get_me",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The caller's account", body = Me),
+        (status = 401, description = "Not signed in, or the account no longer exists", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub(crate) async fn me(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -254,6 +276,21 @@ pub(crate) async fn me(
 }
 
 /// `PATCH /api/me`: display name and/or organisation.
+#[utoipa::path(
+    patch,
+    path = "/api/me",
+    operation_id = "update_me",
+    tag = "accounts",
+    request_body = UpdateProfile,
+    responses(
+        (status = 200, description = "The updated account", body = UserView),
+        (status = 400, description = "A field is unknown or invalid", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token (sessions)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub(crate) async fn update_me(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -285,19 +322,27 @@ pub(crate) async fn update_me(
     Ok(Json(row.into()))
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct PasswordChanged {
-    /// Other sessions of the account that were signed out.
-    revoked_sessions: u64,
-    /// API tokens of the account that were revoked (programs need a new one).
-    revoked_tokens: u64,
-}
-
 /// `POST /api/auth/password`: needs the current password; signs out every other session and
 /// revokes every API token of the account, since whoever made the owner change the password
 /// may hold one (issue #19). The session that changed it stays signed in.
 /// Wrong current passwords count towards the account's login rate limit, so a stolen session
 /// cannot be used to guess it.
+#[utoipa::path(
+    post,
+    path = "/api/auth/password",
+    operation_id = "change_password",
+    tag = "accounts",
+    request_body = ChangePassword,
+    responses(
+        (status = 200, description = "Changed; other sessions signed out, API tokens revoked", body = PasswordChanged),
+        (status = 400, description = "The new password breaks the policy, or a malformed body", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The current password is wrong, an API token (this needs a session), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 429, description = "Too many wrong passwords (`Retry-After`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn change_password(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -358,10 +403,23 @@ pub(crate) async fn change_password(
 }
 
 /// `GET /api/auth/sessions`: this account's live sessions, `current` marking this one.
+#[utoipa::path(
+    get,
+    path = "/api/auth/sessions",
+    operation_id = "list_sessions",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "Live sessions, most recently seen first", body = Vec<SessionView>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn list_sessions(
     user: CurrentUser,
     State(state): State<AppState>,
-) -> Result<Json<Vec<session::SessionView>>, ApiError> {
+) -> Result<Json<Vec<SessionView>>, ApiError> {
     let current = user.require_session()?;
     Ok(Json(
         session::list(&state.db, user.id, Some(current)).await?,
@@ -369,6 +427,22 @@ pub(crate) async fn list_sessions(
 }
 
 /// `DELETE /api/auth/sessions/{id}`: signs that session out (404 if not one of the caller's).
+#[utoipa::path(
+    delete,
+    path = "/api/auth/sessions/{id}",
+    operation_id = "revoke_session",
+    tag = "accounts",
+    params(("id" = i64, Path, description = "A session of the caller's account")),
+    responses(
+        (status = 204, description = "Signed out (the cookie is cleared when it was this session)"),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such session of the caller's", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn revoke_session(
     user: CurrentUser,
     State(state): State<AppState>,

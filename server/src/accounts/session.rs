@@ -2,11 +2,11 @@
 //! its SHA-256 with an expiry, so revoking is deleting the row.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use b3o_models::protocol::accounts::SessionView;
 use cookie::{Cookie, SameSite};
-use serde::Serialize;
 
 use super::extract::AuthMethod;
-use super::users::Role;
+use super::users::role_from_column;
 use super::{CurrentUser, Settings, csrf, hash_secret, now, random_secret, rfc3339};
 use crate::db::Db;
 use crate::error::ApiError;
@@ -153,7 +153,7 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
         email: row.email,
         display_name: row.display_name,
         organisation: row.organisation,
-        role: Role::from_column(&row.role),
+        role: role_from_column(&row.role),
         auth: AuthMethod::Session {
             session_id: row.session_id,
             csrf_token: csrf::token_for(secret),
@@ -172,7 +172,7 @@ pub(crate) async fn is_live(db: &Db, session_id: i64) -> Result<bool, ApiError> 
     Ok(live.is_some())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SessionRow {
     pub id: i64,
     pub created_at: i64,
@@ -180,18 +180,6 @@ pub(crate) struct SessionRow {
     pub expires_at: i64,
     pub user_agent: String,
     pub ip: String,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct SessionView {
-    pub id: i64,
-    pub created_at: String,
-    pub last_seen_at: String,
-    pub expires_at: String,
-    pub user_agent: String,
-    pub ip: String,
-    /// The session this request came with.
-    pub current: bool,
 }
 
 pub(crate) async fn list(

@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use b3o_models::protocol::ErrorBody;
+use b3o_models::protocol::accounts::{CreateToken, CreatedToken, TokenView};
 
 use super::extract::{ApiJson, ApiPath, AuthMethod, CurrentUser};
-use super::users::{Role, clean_text};
+use super::users::{clean_text, role_from_column};
 use super::{hash_secret, now, random_secret, rfc3339};
 use crate::db::Db;
 use crate::error::ApiError;
@@ -67,7 +67,7 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
         email: row.email,
         display_name: row.display_name,
         organisation: row.organisation,
-        role: Role::from_column(&row.role),
+        role: role_from_column(&row.role),
         auth: AuthMethod::ApiToken {
             token_id: row.token_id,
         },
@@ -86,15 +86,7 @@ pub(crate) async fn is_live(db: &Db, token_id: i64) -> Result<bool, ApiError> {
     Ok(live.is_some())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CreateToken {
-    name: String,
-    /// Omitted: the token never expires.
-    expires_in_days: Option<u32>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, sqlx::FromRow)]
 struct TokenRow {
     id: i64,
     name: String,
@@ -102,17 +94,6 @@ struct TokenRow {
     created_at: i64,
     last_used_at: Option<i64>,
     expires_at: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct TokenView {
-    id: i64,
-    name: String,
-    /// The first characters of the token, e.g. `b3o_1a2b3c4d`.
-    prefix: String,
-    created_at: String,
-    last_used_at: Option<String>,
-    expires_at: Option<String>,
 }
 
 impl From<TokenRow> for TokenView {
@@ -128,20 +109,28 @@ impl From<TokenRow> for TokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct CreatedToken {
-    #[serde(flatten)]
-    view: TokenView,
-    /// The whole token: shown in this response only.
-    token: String,
-}
-
-/// `POST /api/auth/tokens`
+/// `POST /api/auth/tokens`: a new API token, shown once.
+#[utoipa::path(
+    post,
+    path = "/api/auth/tokens",
+    operation_id = "create_token",
+    tag = "accounts",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "The token: keep it, it is not shown again", body = CreatedToken),
+        (status = 400, description = "A field is missing, unknown or invalid", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 409, description = "The account has 100 tokens already", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn create_token(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<impl IntoResponse, ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     user.require_session()?;
     let name = clean_text("name", &body.name, 1, 100)?;
     if body.expires_in_days.is_some_and(|d| d == 0 || d > MAX_DAYS) {
@@ -187,7 +176,20 @@ pub(crate) async fn create_token(
     Ok((StatusCode::CREATED, Json(CreatedToken { view, token })))
 }
 
-/// `GET /api/auth/tokens`
+/// `GET /api/auth/tokens`: the account's tokens (never their secrets), oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/auth/tokens",
+    operation_id = "list_tokens",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The account's API tokens", body = Vec<TokenView>),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn list_tokens(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -204,6 +206,22 @@ pub(crate) async fn list_tokens(
 }
 
 /// `DELETE /api/auth/tokens/{id}`: 404 for unknown ids and for other people's tokens alike.
+#[utoipa::path(
+    delete,
+    path = "/api/auth/tokens/{id}",
+    operation_id = "revoke_token",
+    tag = "accounts",
+    params(("id" = i64, Path, description = "A token of the caller's account")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "An API token (this needs a session), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such token of the caller's", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = [])),
+)]
 pub(crate) async fn revoke_token(
     user: CurrentUser,
     State(state): State<AppState>,

@@ -1,34 +1,18 @@
 //! The `users` table: roles, the JSON view of an account, and validation of the fields people
 //! type (email, display name, organisation).
 
-use serde::{Deserialize, Serialize};
+pub use b3o_models::protocol::accounts::{Role, UserView};
 
 use super::rfc3339;
 use crate::db::Db;
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Member,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Member => "member",
-        }
-    }
-
-    /// The column has a CHECK constraint; anything else reads as the least privilege.
-    pub(crate) fn from_column(value: &str) -> Role {
-        if value == "admin" {
-            Role::Admin
-        } else {
-            Role::Member
-        }
+/// The column has a CHECK constraint; anything else reads as the least privilege.
+pub(crate) fn role_from_column(value: &str) -> Role {
+    if value == "admin" {
+        Role::Admin
+    } else {
+        Role::Member
     }
 }
 
@@ -46,18 +30,6 @@ pub(crate) struct UserRow {
 pub(crate) const USER_COLUMNS: &str =
     "id, email, display_name, organisation, role, must_change_password, created_at";
 
-/// An account as the API shows it (never the password hash).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UserView {
-    pub id: i64,
-    pub email: String,
-    pub display_name: String,
-    pub organisation: String,
-    pub role: Role,
-    pub must_change_password: bool,
-    pub created_at: String,
-}
-
 impl From<UserRow> for UserView {
     fn from(row: UserRow) -> Self {
         UserView {
@@ -65,7 +37,7 @@ impl From<UserRow> for UserView {
             email: row.email,
             display_name: row.display_name,
             organisation: row.organisation,
-            role: Role::from_column(&row.role),
+            role: role_from_column(&row.role),
             must_change_password: row.must_change_password,
             created_at: rfc3339(row.created_at),
         }

@@ -12,7 +12,9 @@
 //! deployment that exists is left alone, whatever it serves.
 //!
 //! [`publish`] is the one way in this crate to put a model into the registry without a
-//! federated run: seeding uses it, and so do the integration tests.
+//! federated run: seeding uses it, and so do the integration tests. The version and deployment
+//! rows are written by the registry ([`registry::insert_version`],
+//! [`registry::create_deployment`]). `b3o serve --demo` calls [`seed`] before it listens.
 //!
 //! `GET /api/demo/churn-sample.csv` (public): 1,000 customers from the same generator (not the
 //! training rows), for people to try the codeless routes with.
@@ -36,9 +38,9 @@ use b3o_models::tabular::{InferOptions, infer_schema, read_csv};
 use b3o_models::train::{Optimizer, TrainConfig, evaluate, train_local};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
 
-use crate::blobs;
 use crate::error::ApiError;
-use crate::inference::sharing::Sharing;
+use crate::registry::sharing::Sharing;
+use crate::registry::{self, NewVersion};
 use crate::state::AppState;
 use crate::strategy::StrategyConfig;
 
@@ -54,11 +56,24 @@ pub const SAMPLE_ROWS: usize = 1_000;
 /// The shipped digit CNN (safetensors, `b3o-update/1`, f32; its test metrics in the metadata).
 pub const DIGITS_WEIGHTS: &[u8] = include_bytes!("../../demo/digits-cnn.safetensors");
 
+/// The demo routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(churn_sample))]
+pub struct DemoApi;
+
 pub fn router() -> axum::Router<AppState> {
     Router::new().route("/api/demo/churn-sample.csv", get(churn_sample))
 }
 
-/// `GET /api/demo/churn-sample.csv`.
+/// 1,000 synthetic bank customers (not the demo model's training rows), to try the codeless
+/// routes and batch jobs with the `churn` demo model.
+#[utoipa::path(
+    get,
+    operation_id = "get_churn_sample",
+    path = "/api/demo/churn-sample.csv",
+    tag = "demo",
+    responses((status = 200, description = "The sample CSV", content_type = "text/csv", body = String)),
+)]
 async fn churn_sample() -> impl IntoResponse {
     static SAMPLE: OnceLock<String> = OnceLock::new();
     let csv = SAMPLE
@@ -111,7 +126,7 @@ pub async fn publish(state: &AppState, p: Publish) -> Result<Published, ApiError
     p.spec
         .validate()
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let sharing = p.sharing.clone().normalised()?;
+    let sharing = crate::registry::sharing::normalised(p.sharing.clone())?;
     let hyper = Hyperparameters {
         rounds: 1,
         local_epochs: 1,
@@ -142,48 +157,23 @@ pub async fn publish(state: &AppState, p: Publish) -> Result<Published, ApiError
     .bind(p.spec.preprocessing.as_ref().map(json))
     .fetch_one(&mut *tx)
     .await?;
-    let version_id = insert_version(state, &mut tx, group_id, 0, &p).await?;
-    let origins = serde_json::to_string(&sharing.allowed_origins)
-        .map_err(|e| internal("origins")(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO deployments (name, version_id, public, allowed_origins_json)
-         VALUES (?, ?, ?, ?)",
-    )
-    .bind(&p.deployment)
-    .bind(version_id)
-    .bind(sharing.public)
-    .bind(origins)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            ApiError::Conflict(format!("deployment `{}` exists", p.deployment))
-        }
-        e => e.into(),
-    })?;
-    sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
-    )
-    .bind(&p.deployment)
-    .bind(version_id)
-    .execute(&mut *tx)
-    .await?;
+    let version_id = insert_version(state, &mut tx, group_id, &p).await?;
+    registry::create_deployment(&mut tx, &p.deployment, version_id, &sharing).await?;
     tx.commit().await?;
-    crate::inference::deployment_changed(state, &p.deployment);
     Ok(Published {
         group_id,
         version_id,
     })
 }
 
-/// Adds version `round` of `group_id` (weights and ONNX blobs first, then the row in `tx`).
+/// Adds the next version of `group_id` (weights and ONNX files first, then the row in `tx`).
 async fn insert_version(
     state: &AppState,
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     group_id: i64,
-    round: i64,
     p: &Publish,
 ) -> Result<i64, ApiError> {
+    let (parent_id, round) = registry::versions::latest_version(tx, group_id).await?;
     let layout = p.spec.layout();
     let meta = UpdateMeta {
         model_id: format!("group-{group_id}"),
@@ -195,52 +185,30 @@ async fn insert_version(
         .map_err(|e| ApiError::BadRequest(format!("weights: {e}")))?;
     let onnx = b3o_models::onnx::export_onnx(&p.spec, &p.weights)
         .map_err(|e| ApiError::BadRequest(format!("ONNX export: {e}")))?;
-    let rel = format!("groups/{group_id}/versions/round-{round}.safetensors");
-    let onnx_rel = format!("groups/{group_id}/versions/round-{round}.onnx");
-    let (sha, size) = (blobs::sha256_hex(&bytes), bytes.len() as i64);
-    blobs::write(&state.data_dir, rel.clone(), bytes)
-        .await
-        .map_err(|e| internal("writing weights")(e.to_string()))?;
-    blobs::write(&state.data_dir, onnx_rel.clone(), onnx)
-        .await
-        .map_err(|e| internal("writing ONNX")(e.to_string()))?;
-    let parent: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM model_versions WHERE group_id = ? ORDER BY round DESC LIMIT 1",
-    )
-    .bind(group_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let id = sqlx::query_scalar(
-        "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
-             size_bytes, num_params, spec_json, metrics_json, onnx_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(group_id)
-    .bind(round)
-    .bind(parent)
-    .bind(&rel)
-    .bind(sha)
-    .bind(size)
-    .bind(layout.num_params() as i64)
-    .bind(serde_json::to_string(&p.spec).map_err(|e| internal("spec")(e.to_string()))?)
-    .bind(serde_json::to_string(&p.metrics).map_err(|e| internal("metrics")(e.to_string()))?)
-    .bind(&onnx_rel)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(id)
+    let weights =
+        registry::versions::write_weights(&state.data_dir, group_id, round, bytes).await?;
+    let onnx_path = registry::versions::write_onnx(&state.data_dir, group_id, round, onnx).await?;
+    let version = NewVersion {
+        group_id,
+        round,
+        parent_id,
+        weights,
+        num_params: layout.num_params() as i64,
+        spec_json: serde_json::to_string(&p.spec).map_err(|e| internal("spec")(e.to_string()))?,
+        metrics_json: serde_json::to_string(&p.metrics)
+            .map_err(|e| internal("metrics")(e.to_string()))?,
+        contributors_json: "[]".into(),
+        optimizer_state_path: None,
+        onnx_path: Some(onnx_path),
+    };
+    registry::insert_version(tx, &version).await
 }
 
 /// Adds a new version (the next round) with `weights` to a group made by [`publish`], without
 /// deploying it: what a finished round would have produced. Returns its id.
 pub async fn add_version(state: &AppState, group_id: i64, p: &Publish) -> Result<i64, ApiError> {
     let mut tx = crate::db::begin_write(&state.db).await?;
-    let round: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(MAX(round), -1) + 1 FROM model_versions WHERE group_id = ?",
-    )
-    .bind(group_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let id = insert_version(state, &mut tx, group_id, round, p).await?;
+    let id = insert_version(state, &mut tx, group_id, p).await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -259,13 +227,7 @@ fn public_same_origin() -> Sharing {
 
 /// Seeds the demo deployments that are absent. Idempotent.
 pub async fn seed(state: &AppState) -> Result<(), ApiError> {
-    let exists = |name: &'static str| async move {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM deployments WHERE name = ?")
-            .bind(name)
-            .fetch_one(&state.db)
-            .await
-            .map(|n| n > 0)
-    };
+    let exists = |name: &'static str| registry::deployments::exists(&state.db, name);
     if !exists(CHURN).await? {
         let started = std::time::Instant::now();
         let p = tokio::task::spawn_blocking(train_churn)

@@ -19,22 +19,41 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use super::auth::{self, GroupRole};
 use super::events::{GroupEvent, Message};
+use super::model::{ErrorBody, Phase, RoundState};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
+use crate::membership::{self, GroupRole};
 use crate::state::AppState;
 
 /// How often an open stream checks that its caller may still follow the group.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
 
+/// The group's live events as Server-Sent Events: a `snapshot` first, then changes.
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}/events",
+    operation_id = "group_events",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "A Server-Sent Events stream. Each event is named by its `type` (`snapshot` first, then `phase_changed`, `round_opened`, `round_closed`, `round_failed`, `member_joined`) and its `data` is that GroupEvent as JSON; a `lagged` event (data `{}`) tells a client that fell behind to read the group again. A comment every 15 s keeps the connection alive. The stream ends when the caller leaves the group or its session or token ends.",
+            content_type = "text/event-stream", body = GroupEvent),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The caller left the group", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn events(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     if access.role == GroupRole::Left {
         return Err(ApiError::Forbidden(
             "you have left this group; its live events are for its members".into(),
@@ -46,7 +65,7 @@ pub async fn events(
         .bind(group_id)
         .fetch_optional(&state.db)
         .await?;
-    let phase = phase.ok_or_else(auth::not_found)?;
+    let phase = phase.ok_or_else(membership::not_found)?;
     let current: Option<(i64, String)> = sqlx::query_as(
         "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
     )
@@ -54,9 +73,9 @@ pub async fn events(
     .fetch_optional(&state.db)
     .await?;
     let snapshot = GroupEvent::Snapshot {
-        phase,
+        phase: Phase::parse(&phase),
         current_round: current.as_ref().map(|c| c.0),
-        round_state: current.map(|c| c.1),
+        round_state: current.map(|c| RoundState::parse(&c.1)),
     };
     let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -132,7 +151,7 @@ impl Follower {
                 return false;
             }
         }
-        match auth::group_access(db, &self.user, self.group_id).await {
+        match membership::group_access(db, &self.user, self.group_id).await {
             Ok(access) => access.role != GroupRole::Left,
             Err(ApiError::NotFound(_)) => false,
             Err(e) => {

@@ -5,13 +5,19 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Serialize;
-use serde_json::{Value, json};
+use b3o_models::stats::Summary;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::auth;
 use super::events::GroupEvent;
+use crate::membership;
 // The wire types are shared with the clients (`b3o_models::protocol`).
-use super::model::{CreateGroup, Created, GroupMember, Join, Joined, ModelTemplate, Ready};
+use super::model::{
+    CreateGroup, Created, ErrorBody, GroupList, GroupMember, GroupSummary, GroupView,
+    Hyperparameters, Join, Joined, MemberLeft, MemberReady, MemberRole, MemberStatus, ModelKind,
+    ModelTemplate, Phase, Ready, RoundState, StatisticsAccepted, TrainingStarted,
+};
 use super::{quotas, rounds};
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::accounts::{ClientIp, CurrentUser};
@@ -22,6 +28,22 @@ use crate::state::AppState;
 /// when the model would be over `--max-model-parameters` (413, counted from the template
 /// before anything is allocated) or the caller already owns `--max-groups-per-account`
 /// groups (403; administrators are exempt).
+#[utoipa::path(
+    post,
+    path = "/api/groups",
+    operation_id = "create_group",
+    tag = "groups",
+    request_body(content = CreateGroup, description = "What the group trains, how, and with how many members"),
+    responses(
+        (status = 201, description = "Created: the caller owns the group and is its first member", body = Created),
+        (status = 400, description = "A field is missing, unknown or invalid (named in the message)", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "The caller owns `--max-groups-per-account` groups already, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 413, description = "The model would have more than `--max-model-parameters` parameters", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn create(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -49,7 +71,7 @@ pub async fn create(
         .bind(req.name.trim())
         .bind(&req.description)
         .bind(&join_code)
-        .bind(auth::unusable_token_hash())
+        .bind(membership::unusable_token_hash())
         .bind(user.id)
         .bind(to_json(&req.model))
         .bind(to_json(&req.hyperparameters))
@@ -73,8 +95,8 @@ pub async fn create(
              RETURNING id",
         )
         .bind(group_id)
-        .bind(auth::default_member_name(&user))
-        .bind(auth::unusable_token_hash())
+        .bind(membership::default_member_name(&user))
+        .bind(membership::unusable_token_hash())
         .bind(user.id)
         .fetch_one(&mut *tx)
         .await?;
@@ -108,6 +130,25 @@ fn new_join_code() -> String {
 /// `POST /api/groups/join`: the caller becomes a member (201). Idempotent: a caller who is
 /// already an active member gets its membership back (200), whatever `name` says. Wrong codes
 /// are limited per account and per client address (`--max-join-failures`, 429).
+#[utoipa::path(
+    post,
+    path = "/api/groups/join",
+    operation_id = "join_group",
+    tag = "groups",
+    request_body = Join,
+    responses(
+        (status = 200, description = "Already an active member: its membership", body = Joined),
+        (status = 201, description = "Joined", body = Joined),
+        (status = 400, description = "Malformed body, or a name that is not 1 to 200 characters", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "A missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No group has this join code", body = ErrorBody),
+        (status = 409, description = "The group has finished training, or joining raced with leaving", body = ErrorBody),
+        (status = 429, description = "Too many wrong join codes (`Retry-After`)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn join(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -116,7 +157,7 @@ pub async fn join(
 ) -> Result<(StatusCode, Json<Joined>), ApiError> {
     let name = match req.name.as_deref().map(str::trim) {
         Some(n) if !n.is_empty() => n.to_string(),
-        _ => auth::default_member_name(&user),
+        _ => membership::default_member_name(&user),
     };
     if name.is_empty() || name.chars().count() > 200 {
         return Err(ApiError::BadRequest(
@@ -150,7 +191,7 @@ pub async fn join(
             }),
         ));
     }
-    if phase == "finished" {
+    if Phase::parse(&phase) == Phase::Finished {
         return Err(ApiError::Conflict(
             "this group has finished training".into(),
         ));
@@ -161,7 +202,7 @@ pub async fn join(
     )
     .bind(group_id)
     .bind(&name)
-    .bind(auth::unusable_token_hash())
+    .bind(membership::unusable_token_hash())
     .bind(user.id)
     .fetch_one(&state.db)
     .await;
@@ -214,12 +255,35 @@ struct ListRow {
     current_round_state: Option<String>,
 }
 
+/// The `kind` of a stored template, read without the rest of it.
+pub(super) fn model_kind(template_json: &str) -> Option<ModelKind> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: ModelKind,
+    }
+    serde_json::from_str::<Kind>(template_json)
+        .ok()
+        .map(|k| k.kind)
+}
+
 /// `GET /api/groups`: the groups the caller owns or has joined (administrators: every group),
 /// newest first, with the caller's role in each.
+#[utoipa::path(
+    get,
+    path = "/api/groups",
+    operation_id = "list_groups",
+    tag = "groups",
+    responses(
+        (status = 200, description = "The caller's groups, newest first", body = GroupList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn list(
     user: CurrentUser,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupList>, ApiError> {
     let rows: Vec<ListRow> = sqlx::query_as(
         "SELECT g.id, g.name, g.description, g.phase, g.total_rounds, g.template_json,
                 g.created_at, g.owner_user_id,
@@ -242,36 +306,32 @@ pub async fn list(
     .bind(user.is_admin())
     .fetch_all(&state.db)
     .await?;
-    let groups: Vec<Value> = rows
+    let groups = rows
         .into_iter()
         .filter_map(|r| {
             let membership = r.member_id.map(|_| true).or(r.was_member.then_some(false));
-            let role = auth::GroupRole::of(
+            let role = membership::GroupRole::of(
                 r.owner_user_id == Some(user.id),
                 membership,
                 user.is_admin(),
             )?;
-            let model_kind = serde_json::from_str::<Value>(&r.template_json)
-                .ok()
-                .and_then(|t| t.get("kind").cloned())
-                .unwrap_or(Value::Null);
-            Some(json!({
-                "id": r.id,
-                "name": r.name,
-                "description": r.description,
-                "model_kind": model_kind,
-                "phase": r.phase,
-                "rounds": r.total_rounds,
-                "current_round": r.current_round,
-                "current_round_state": r.current_round_state,
-                "members": r.members,
-                "role": role,
-                "member_id": r.member_id,
-                "created_at": r.created_at,
-            }))
+            Some(GroupSummary {
+                id: r.id,
+                model_kind: model_kind(&r.template_json),
+                name: r.name,
+                description: r.description,
+                phase: Phase::parse(&r.phase),
+                rounds: r.total_rounds,
+                current_round: r.current_round,
+                current_round_state: r.current_round_state.as_deref().map(RoundState::parse),
+                members: r.members,
+                role,
+                member_id: r.member_id,
+                created_at: r.created_at,
+            })
         })
         .collect();
-    Ok(Json(json!({ "groups": groups })))
+    Ok(Json(GroupList { groups }))
 }
 
 /// The account's active membership of the group: id and name.
@@ -289,13 +349,32 @@ async fn active_membership(
     .await
 }
 
+/// The caller's membership has loaded its data and can train (`num_samples` rows); a resend
+/// replaces the count.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/ready",
+    operation_id = "mark_ready",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    request_body = Ready,
+    responses(
+        (status = 200, description = "Ready", body = MemberReady),
+        (status = 400, description = "Malformed body, `num_samples` 0, or the id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member (left, or an administrator or owner who is not one), or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn ready(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
     ApiJson(req): ApiJson<Ready>,
-) -> Result<Json<Value>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<MemberReady>, ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     if req.num_samples == 0 || req.num_samples > i64::MAX as u64 {
         return Err(ApiError::BadRequest(
@@ -310,18 +389,36 @@ pub async fn ready(
     .bind(member.id)
     .execute(&state.db)
     .await?;
-    Ok(Json(
-        json!({ "member_id": member.id, "ready": true, "num_samples": req.num_samples }),
-    ))
+    Ok(Json(MemberReady {
+        member_id: member.id,
+        ready: true,
+        num_samples: req.num_samples,
+    }))
 }
 
 /// A member leaves: it is never selected again, and rounds stop waiting for it.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/leave",
+    operation_id = "leave_group",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "Left; event streams opened through this membership end", body = MemberLeft),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn leave(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<MemberLeft>, ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
         .bind(member.id)
@@ -339,19 +436,40 @@ pub async fn leave(
     if let Some(round_id) = rounds::live_round_id(&state.db, group_id).await? {
         rounds::check_round(&state, round_id).await?;
     }
-    Ok(Json(json!({ "member_id": member.id, "left": true })))
+    Ok(Json(MemberLeft {
+        member_id: member.id,
+        left: true,
+    }))
 }
 
 /// Column summaries of a member's local table (tabular groups, before round 1), in
 /// `b3o_models::stats::Summary` form: never rows. The owner's start merges them into the
-/// global preprocessing spec.
+/// global preprocessing spec. A resend replaces the member's earlier summaries.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/statistics",
+    operation_id = "post_statistics",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    request_body(content = Summary, description = "Per-column summaries of the member's table (`b3o_models::stats::Summary`): counts, sums, minimum, maximum, category counts; never rows"),
+    responses(
+        (status = 202, description = "Accepted; the group enters its statistics phase", body = StatisticsAccepted),
+        (status = 400, description = "Not a column summary, or the id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "The group's model needs no statistics, or training has started", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn post_statistics(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
     ApiJson(summary): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<(StatusCode, Json<StatisticsAccepted>), ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     let (template, phase): (String, String) =
         sqlx::query_as("SELECT template_json, phase FROM groups WHERE id = ?")
@@ -365,13 +483,15 @@ pub async fn post_statistics(
             "this group's model needs no column statistics".into(),
         ));
     }
-    if phase != "enrolling" && phase != "statistics" {
+    let phase = Phase::parse(&phase);
+    if !matches!(phase, Phase::Enrolling | Phase::Statistics) {
         return Err(ApiError::Conflict(format!(
-            "statistics are collected before training; the group is {phase}"
+            "statistics are collected before training; the group is {}",
+            phase.as_str()
         )));
     }
     // Checked against the models crate's summary format; merged at start.
-    let summary: b3o_models::stats::Summary = serde_json::from_value(summary)
+    let summary: Summary = serde_json::from_value(summary)
         .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
     let summary = serde_json::to_string(&summary)
         .map_err(|e| ApiError::Internal(format!("statistics: {e}")))?;
@@ -395,38 +515,82 @@ pub async fn post_statistics(
         state.federation.events.publish(
             group_id,
             GroupEvent::PhaseChanged {
-                phase: "statistics".into(),
+                phase: Phase::Statistics,
             },
         );
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "member_id": member.id, "accepted": true })),
+        Json(StatisticsAccepted {
+            member_id: member.id,
+            accepted: true,
+        }),
     ))
 }
 
 /// The owner (or an administrator) starts training: version 0 (initial weights) and round 1.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/start",
+    operation_id = "start_training",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "Training started: round 1 is open", body = TrainingStarted),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not the group's owner or an administrator, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "Training has started already, too few members are ready, column statistics are missing, or the model cannot be built from them", body = ErrorBody),
+        (status = 413, description = "The model would have more than `--max-model-parameters` parameters", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn start(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    auth::group_access(&state.db, &user, group_id)
+) -> Result<Json<TrainingStarted>, ApiError> {
+    membership::group_access(&state.db, &user, group_id)
         .await?
         .require_owner()?;
     let round = rounds::start_training(&state, group_id).await?;
-    Ok(Json(
-        json!({ "group_id": group_id, "phase": "training", "round": round }),
-    ))
+    Ok(Json(TrainingStarted {
+        group_id,
+        phase: Phase::Training,
+        round,
+    }))
+}
+
+/// A stored JSON column of group `group_id`; unreadable means a corrupt database (500).
+fn stored<T: DeserializeOwned>(group_id: i64, what: &str, json: &str) -> Result<T, ApiError> {
+    serde_json::from_str(json)
+        .map_err(|e| ApiError::Internal(format!("group {group_id}: stored {what} unreadable: {e}")))
 }
 
 /// A group as its owner and members see it (the join code for those who manage it only).
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}",
+    operation_id = "get_group",
+    tag = "groups",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "The group, its members and where training stands", body = GroupView),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn get_group(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<GroupView>, ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     type Row = (
         String,
         String,
@@ -463,7 +627,6 @@ pub async fn get_group(
     .fetch_optional(&state.db)
     .await?;
     let member_list = member_list(&state.db, group_id).await?;
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     // Only those who manage the group see the join code again, to invite more members.
     let join_code: Option<String> = if access.can_manage() {
         sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
@@ -473,29 +636,31 @@ pub async fn get_group(
     } else {
         None
     };
-    Ok(Json(json!({
-        "join_code": join_code,
-        "role": access.role,
-        "member_id": access.active_member().map(|m| m.id),
-        "id": group_id,
-        "name": row.0,
-        "description": row.1,
-        "model": parse(&row.2),
-        "hyperparameters": parse(&row.3),
-        "strategy": parse(&row.4),
-        "rounds": row.5,
-        "min_clients": row.6,
-        "fraction_fit": row.7,
-        "round_deadline_secs": row.8,
-        "max_update_norm": row.9,
-        "phase": row.10,
-        "created_at": row.11,
-        "members": members.0,
-        "ready_members": members.1,
-        "member_list": member_list,
-        "current_round": current.as_ref().map(|c| c.0),
-        "current_round_state": current.map(|c| c.1),
-    })))
+    let model: ModelTemplate = stored(group_id, "template", &row.2)?;
+    let hyperparameters: Hyperparameters = stored(group_id, "hyperparameters", &row.3)?;
+    Ok(Json(GroupView {
+        id: group_id,
+        name: row.0,
+        description: row.1,
+        model,
+        hyperparameters,
+        strategy: serde_json::from_str(&row.4).unwrap_or(Value::Null),
+        phase: Phase::parse(&row.10),
+        rounds: row.5,
+        min_clients: row.6,
+        fraction_fit: row.7,
+        round_deadline_secs: row.8,
+        max_update_norm: row.9,
+        created_at: row.11,
+        members: members.0,
+        ready_members: members.1,
+        current_round: current.as_ref().map(|c| c.0),
+        current_round_state: current.map(|c| RoundState::parse(&c.1)),
+        join_code,
+        role: Some(access.role),
+        member_id: access.active_member().map(|m| m.id),
+        member_list,
+    }))
 }
 
 /// The group's memberships with where each stands in the latest round, in one query: active
@@ -527,10 +692,14 @@ async fn member_list(db: &crate::db::Db, group_id: i64) -> Result<Vec<GroupMembe
             |(member_id, name, owner, ready, left, round_status)| GroupMember {
                 member_id,
                 name,
-                role: if owner { "owner" } else { "member" }.to_string(),
+                role: if owner {
+                    MemberRole::Owner
+                } else {
+                    MemberRole::Member
+                },
                 ready,
                 left,
-                round_status,
+                round_status: round_status.as_deref().map(MemberStatus::parse),
             },
         )
         .collect())

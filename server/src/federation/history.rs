@@ -4,15 +4,17 @@
 //!
 //! Inference jobs have their own history (`/api/jobs`); the app shows both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use b3o_models::protocol::history::{Downloads, Run, RunList, RunRound, RunVersion};
 
-use super::auth::GroupRole;
-use crate::accounts::CurrentUser;
+use super::groups::model_kind;
+use super::model::{ErrorBody, MemberStatus, Phase, RoundState};
+use crate::accounts::{CurrentUser, rfc3339};
 use crate::error::ApiError;
+use crate::membership::GroupRole;
 use crate::state::AppState;
 use crate::strategy::{self, EvalRes};
 
@@ -55,22 +57,28 @@ struct VersionRow {
     created_at: String,
 }
 
-fn parse(s: &str) -> Value {
-    serde_json::from_str(s).unwrap_or(Value::Null)
+/// A metrics map as stored; an unreadable one reads as none.
+fn metrics(json: &str) -> Option<BTreeMap<String, f64>> {
+    serde_json::from_str(json).ok()
 }
 
-/// Download links of a version: safetensors weights always, ONNX when it was exported.
-pub(crate) fn downloads(version_id: i64, has_onnx: bool) -> Value {
-    json!({
-        "weights": format!("/api/versions/{version_id}/weights"),
-        "onnx": has_onnx.then(|| format!("/api/versions/{version_id}/onnx")),
-    })
-}
-
+/// The caller's federated runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/history/runs",
+    operation_id = "list_runs",
+    tag = "history",
+    responses(
+        (status = 200, description = "Every group the caller owns or has been a member of, newest first", body = RunList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn runs(
     user: CurrentUser,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RunList>, ApiError> {
     let db = &state.db;
     let groups: Vec<RunRow> = sqlx::query_as(
         "SELECT g.id, g.name, g.description, g.phase, g.total_rounds, g.template_json,
@@ -130,56 +138,55 @@ pub async fn runs(
         .bind(g.id)
         .fetch_optional(db)
         .await?;
+        let your_status = |r: &RoundRow| r.your_status.as_deref().map(MemberStatus::parse);
         let contributed = rounds
             .iter()
-            .filter(|r| r.your_status.as_deref() == Some("reported"))
+            .filter(|r| your_status(r) == Some(MemberStatus::Reported))
             .count();
-        let finished = g.phase == "finished";
-        let model_kind = parse(&g.template_json)
-            .get("kind")
-            .cloned()
-            .unwrap_or(Value::Null);
-        runs.push(json!({
-            "group_id": g.id,
-            "name": g.name,
-            "description": g.description,
-            "model_kind": model_kind,
-            "phase": g.phase,
-            "finished": finished,
-            "role": role,
-            "member_id": g.member_id,
-            "created_at": g.created_at,
-            "joined_at": g.joined_at,
-            "total_rounds": g.total_rounds,
-            "rounds_contributed": contributed,
-            "rounds": rounds.iter().map(|r| {
-                let evaluation = by_round
+        let phase = Phase::parse(&g.phase);
+        let finished = phase == Phase::Finished;
+        let rounds: Vec<RunRound> = rounds
+            .iter()
+            .map(|r| RunRound {
+                round: r.number,
+                state: RoundState::parse(&r.state),
+                opened_at: rfc3339(r.opened_at),
+                closed_at: r.closed_at.map(rfc3339),
+                failure: r.failure.clone(),
+                metrics: r.metrics_json.as_deref().and_then(metrics),
+                evaluation: by_round
                     .get(&r.id)
-                    .map(|e| strategy::math::weighted_metrics(e));
-                json!({
-                    "round": r.number,
-                    "state": r.state,
-                    "opened_at": r.opened_at,
-                    "closed_at": r.closed_at,
-                    "failure": r.failure,
-                    "metrics": r.metrics_json.as_deref().map(parse),
-                    "evaluation": evaluation,
-                    "selected": r.selected,
-                    "reported": r.reported,
-                    "your_status": r.your_status,
-                    "result_version_id": r.result_version_id,
-                })
-            }).collect::<Vec<_>>(),
-            "latest_version": latest.as_ref().map(|v| json!({
-                "id": v.id,
-                "round": v.round,
-                "metrics": parse(&v.metrics_json),
-                "created_at": v.created_at,
-                "downloads": downloads(v.id, v.has_onnx),
-            })),
+                    .map(|e| strategy::math::weighted_metrics(e)),
+                selected: r.selected,
+                reported: r.reported,
+                your_status: your_status(r),
+                result_version_id: r.result_version_id,
+            })
+            .collect();
+        runs.push(Run {
+            group_id: g.id,
+            model_kind: model_kind(&g.template_json),
+            name: g.name,
+            description: g.description,
+            phase,
+            finished,
+            role,
+            member_id: g.member_id,
+            created_at: g.created_at,
+            joined_at: g.joined_at,
+            total_rounds: g.total_rounds,
+            rounds_contributed: contributed as u64,
+            rounds,
             // The model training ended with; null while training goes on.
-            "final_version_id": latest.as_ref().filter(|_| finished).map(|v| v.id),
-        }));
+            final_version_id: latest.as_ref().filter(|_| finished).map(|v| v.id),
+            latest_version: latest.map(|v| RunVersion {
+                id: v.id,
+                round: v.round,
+                metrics: metrics(&v.metrics_json).unwrap_or_default(),
+                created_at: v.created_at,
+                downloads: Downloads::of(v.id, v.has_onnx),
+            }),
+        });
     }
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(RunList { runs }))
 }

@@ -14,7 +14,6 @@
 //! wrong join codes are bounded in [`quotas`]; update bodies stream to disk ([`spool`]) only
 //! after the caller and the round are checked; update and evaluation metrics are bounded.
 
-pub mod auth;
 mod event_stream;
 pub mod events;
 mod groups;
@@ -24,7 +23,6 @@ pub mod quotas;
 mod rounds;
 mod spool;
 
-pub(crate) use views::weights_response;
 mod updates;
 mod views;
 
@@ -41,9 +39,6 @@ use crate::strategy::WeightedMean;
 
 pub use events::{EventHub, GroupEvent};
 
-/// Default upload limit: well above the largest demo model (the image CNN is a few MB).
-pub const DEFAULT_MAX_UPDATE_BYTES: usize = 256 * 1024 * 1024;
-
 /// In-memory federation state; everything here can be rebuilt from the database and blobs.
 pub struct Runtime {
     pub events: EventHub,
@@ -55,7 +50,7 @@ pub struct Runtime {
 
 impl Default for Runtime {
     fn default() -> Self {
-        Runtime::new(DEFAULT_MAX_UPDATE_BYTES)
+        Runtime::new(crate::limits::DEFAULT_MAX_UPDATE_BYTES)
     }
 }
 
@@ -94,6 +89,92 @@ struct RoundAccumulator {
     mean: WeightedMean,
     included: BTreeSet<i64>,
 }
+
+/// The OpenAPI description of the routes of [`router`] (merged into `/api/openapi.json`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        groups::list,
+        groups::create,
+        groups::join,
+        groups::get_group,
+        groups::ready,
+        groups::leave,
+        groups::post_statistics,
+        groups::start,
+        event_stream::events,
+        views::global_weights,
+        views::list,
+        views::current,
+        views::get_round,
+        updates::upload,
+        updates::report_failure,
+        updates::report_evaluation,
+        history::runs,
+    ),
+    components(schemas(
+        model::ErrorBody,
+        model::ErrorDetail,
+        model::CreateGroup,
+        model::ModelTemplate,
+        model::Hyperparameters,
+        model::Optimizer,
+        model::Created,
+        model::Join,
+        model::Joined,
+        model::Ready,
+        model::MemberReady,
+        model::MemberLeft,
+        model::StatisticsAccepted,
+        model::TrainingStarted,
+        model::Phase,
+        model::RoundState,
+        model::GroupRole,
+        model::MemberRole,
+        model::MemberStatus,
+        model::ModelKind,
+        model::GroupSummary,
+        model::GroupList,
+        model::GroupView,
+        model::GroupMember,
+        model::RoundConfig,
+        model::RoundYou,
+        model::ClientMetrics,
+        model::RoundEvaluation,
+        model::RoundView,
+        model::RoundList,
+        model::Accepted,
+        model::Failure,
+        model::FailureReported,
+        model::Evaluation,
+        model::EvaluationAccepted,
+        model::GroupEvent,
+        b3o_models::stats::Summary,
+        b3o_models::stats::ColumnSummary,
+        b3o_models::stats::NumericSummary,
+        b3o_models::stats::CategoricalSummary,
+        b3o_models::tabular::Schema,
+        b3o_models::tabular::FeatureColumn,
+        b3o_models::tabular::TargetColumn,
+        b3o_models::tabular::Excluded,
+        b3o_models::tabular::ExcludeReason,
+        b3o_models::tabular::ColumnKind,
+        b3o_models::task::Task,
+        b3o_models::weights::WeightLayout,
+        b3o_models::weights::TensorSpec,
+        b3o_models::protocol::history::RunList,
+        b3o_models::protocol::history::Run,
+        b3o_models::protocol::history::RunRound,
+        b3o_models::protocol::history::RunVersion,
+        b3o_models::protocol::history::Downloads,
+    )),
+    tags(
+        (name = "groups", description = "Federated groups: create, join, get ready, column statistics, start, live events"),
+        (name = "rounds", description = "Training rounds: the global model, rounds, update uploads, failures and evaluations"),
+        (name = "history", description = "The caller's federated runs"),
+    ),
+)]
+pub struct FederationApi;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,5 +1,10 @@
 //! The round state machine: start of training, round opening with client selection, the close
 //! condition, aggregation with the group's strategy, deadlines and crash recovery.
+//!
+//! Aggregation is three steps: [`load_inputs`] reads the round's updates and base model (from
+//! the database and the spool), [`run_strategy`] is the group's strategy over them (pure, on the
+//! blocking pool), and [`commit`] stores the new version through the registry
+//! ([`registry::insert_version`]) with the round's close.
 
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightLayout, WeightSet};
 use rand::seq::SliceRandom;
@@ -7,11 +12,15 @@ use serde_json::{Map, Value, json};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::events::GroupEvent;
-use super::model::{Hyperparameters, ModelTemplate, image_spec, initial_weights, tabular_spec};
+use super::model::{
+    Hyperparameters, MemberStatus, ModelTemplate, Phase, RoundState, image_spec, initial_weights,
+    tabular_spec,
+};
 use super::{RoundAccumulator, now, quotas};
 use crate::blobs;
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::registry::{self, NewVersion};
 use crate::state::AppState;
 use crate::strategy::{
     self, Accumulation, EvalRes, FitFailure, FitRes, Fits, ServerOptState, StrategyConfig,
@@ -31,7 +40,7 @@ pub(crate) struct GroupSettings {
     pub fraction_fit: f64,
     pub round_deadline_secs: i64,
     pub max_update_norm: Option<f64>,
-    pub phase: String,
+    pub phase: Phase,
 }
 
 impl GroupSettings {
@@ -85,7 +94,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
         fraction_fit: row.6,
         round_deadline_secs: row.7,
         max_update_norm: row.8,
-        phase: row.9,
+        phase: Phase::parse(&row.9),
     })
 }
 
@@ -102,10 +111,10 @@ pub(crate) async fn live_round_id(db: &Db, group_id: i64) -> Result<Option<i64>,
 /// Creates version 0 from the template and opens round 1.
 pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i64, ApiError> {
     let group = load_group(&state.db, group_id).await?;
-    if group.phase != "enrolling" && group.phase != "statistics" {
+    if !matches!(group.phase, Phase::Enrolling | Phase::Statistics) {
         return Err(ApiError::Conflict(format!(
             "training has already started (the group is {})",
-            group.phase
+            group.phase.as_str()
         )));
     }
     let ready: i64 = sqlx::query_scalar(
@@ -122,7 +131,6 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         )));
     }
     let (spec, layout, flat) = build_model(state, &group).await?;
-    let rel = format!("groups/{group_id}/versions/round-0.safetensors");
     let meta = UpdateMeta {
         model_id: group.model_id(),
         round: 0,
@@ -131,11 +139,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     };
     let onnx = write_onnx(state, group_id, 0, &spec.to_string(), &layout, &flat).await;
     let bytes = encode_weights(&layout, flat, &meta)?;
-    let sha = blobs::sha256_hex(&bytes);
-    let size = bytes.len() as i64;
-    blobs::write(&state.data_dir, rel.clone(), bytes)
-        .await
-        .map_err(|e| ApiError::Internal(format!("writing initial weights: {e}")))?;
+    let weights = registry::versions::write_weights(&state.data_dir, group_id, 0, bytes).await?;
 
     let mut tx = crate::db::begin_write(&state.db).await?;
     let moved = sqlx::query(
@@ -148,19 +152,19 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     if moved == 0 {
         return Err(ApiError::Conflict("training has already started".into()));
     }
-    let version_id: i64 = sqlx::query_scalar(
-        "INSERT INTO model_versions (group_id, round, weights_path, weights_sha256, size_bytes,
-            num_params, spec_json, onnx_path) VALUES (?, 0, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(group_id)
-    .bind(&rel)
-    .bind(&sha)
-    .bind(size)
-    .bind(layout.num_params() as i64)
-    .bind(spec.to_string())
-    .bind(onnx)
-    .fetch_one(&mut *tx)
-    .await?;
+    let version = NewVersion {
+        group_id,
+        round: 0,
+        parent_id: None,
+        weights,
+        num_params: layout.num_params() as i64,
+        spec_json: spec.to_string(),
+        metrics_json: "{}".into(),
+        contributors_json: "[]".into(),
+        optimizer_state_path: None,
+        onnx_path: onnx,
+    };
+    let version_id = registry::insert_version(&mut tx, &version).await?;
     sqlx::query("UPDATE groups SET layout_json = ?, preprocessing_json = ? WHERE id = ?")
         .bind(serde_json::to_string(&layout).unwrap_or_default())
         .bind(spec.get("preprocessing").map(Value::to_string))
@@ -175,7 +179,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     events.publish(
         group_id,
         GroupEvent::PhaseChanged {
-            phase: "training".into(),
+            phase: Phase::Training,
         },
     );
     events.publish(group_id, opened);
@@ -259,9 +263,8 @@ async fn write_onnx(
             return None;
         }
     };
-    let rel = format!("groups/{group_id}/versions/round-{round}.onnx");
-    match blobs::write(&state.data_dir, rel.clone(), bytes).await {
-        Ok(()) => Some(rel),
+    match registry::versions::write_onnx(&state.data_dir, group_id, round, bytes).await {
+        Ok(rel) => Some(rel),
         Err(e) => {
             tracing::error!(group_id, round, error = %e, "writing the ONNX export failed");
             None
@@ -318,7 +321,7 @@ async fn open_round(
     metrics::counter!("b3o_federation_rounds_opened_total").increment(1);
     Ok(GroupEvent::RoundOpened {
         round: number,
-        deadline_at,
+        deadline_at: crate::accounts::rfc3339(deadline_at),
     })
 }
 
@@ -362,7 +365,7 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
     let Some((group_id, round_state, deadline_at, min_clients)) = row else {
         return Ok(());
     };
-    if round_state != "open" && round_state != "collecting" {
+    if !RoundState::parse(&round_state).is_live() {
         return Ok(());
     }
     let (reported, pending): (i64, i64) = sqlx::query_as(
@@ -500,7 +503,7 @@ async fn advance(
 
 fn publish_next(state: &AppState, group_id: i64, next: Option<GroupEvent>) {
     let event = next.unwrap_or(GroupEvent::PhaseChanged {
-        phase: "finished".into(),
+        phase: Phase::Finished,
     });
     state.federation.events.publish(group_id, event);
 }
@@ -513,6 +516,43 @@ struct StoredUpdate {
     blob_path: String,
 }
 
+/// The fits of a round in the form its strategy wants.
+enum LoadedFits {
+    /// The running mean (`None` when no update carried a sample).
+    Mean(Option<strategy::math::MeanResult>),
+    /// Every update's parameters.
+    All(Vec<FitRes>),
+}
+
+/// Everything aggregating a round reads.
+struct Inputs {
+    base: Base,
+    updates: Vec<StoredUpdate>,
+    failures: Vec<FitFailure>,
+    /// The base model's parameters.
+    current: Vec<f32>,
+    /// The server optimiser's state after the base version, if it has one.
+    opt_state: Option<ServerOptState>,
+    fits: LoadedFits,
+}
+
+/// The round and what it started from.
+struct Base {
+    group: GroupSettings,
+    number: i64,
+    base_version_id: i64,
+    layout: WeightLayout,
+    /// The base version's spec, stored again with the new version.
+    spec: String,
+}
+
+/// What the strategy made of a round.
+struct Outcome {
+    params: Vec<f32>,
+    metrics: std::collections::BTreeMap<String, f64>,
+    opt_state: Option<ServerOptState>,
+}
+
 /// Runs the group's strategy over the round's updates and commits the new version together
 /// with the round's close (and the next round's opening).
 async fn aggregate(
@@ -520,6 +560,38 @@ async fn aggregate(
     round_id: i64,
     accumulator: Option<RoundAccumulator>,
 ) -> Result<(), ApiError> {
+    let Inputs {
+        base,
+        updates,
+        failures,
+        current,
+        opt_state,
+        fits,
+    } = load_inputs(state, round_id, accumulator).await?;
+    let evals: Vec<EvalRes> = updates
+        .iter()
+        .map(|u| EvalRes {
+            num_samples: u.num_samples as u64,
+            metrics: u.metrics.clone(),
+        })
+        .collect();
+    let (config, number) = (base.group.strategy.clone(), base.number);
+    // The maths may take seconds for robust strategies: off the async threads.
+    let outcome = tokio::task::spawn_blocking(move || {
+        run_strategy(&config, number, current, opt_state, fits, &evals, &failures)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("aggregation task: {e}")))??;
+    commit(state, round_id, &base, &updates, outcome).await
+}
+
+/// Reads a round's inputs: its group and base version, the updates (from the spool) and the
+/// members that sent none, in the form the group's strategy wants.
+async fn load_inputs(
+    state: &AppState,
+    round_id: i64,
+    accumulator: Option<RoundAccumulator>,
+) -> Result<Inputs, ApiError> {
     let (group_id, number, base_version_id): (i64, i64, i64) =
         sqlx::query_as("SELECT group_id, number, base_version_id FROM rounds WHERE id = ?")
             .bind(round_id)
@@ -562,9 +634,9 @@ async fn aggregate(
     .into_iter()
     .map(|(member_id, failure, status)| FitFailure {
         member_id,
-        reason: failure.unwrap_or_else(|| match status.as_str() {
-            "selected" => "no update before the deadline".into(),
-            "dropped" => "left the group".into(),
+        reason: failure.unwrap_or_else(|| match MemberStatus::parse(&status) {
+            MemberStatus::Selected => "no update before the deadline".into(),
+            MemberStatus::Dropped => "left the group".into(),
             _ => status,
         }),
     })
@@ -583,21 +655,21 @@ async fn aggregate(
         }
     };
     let current = read_update(base_path).await?;
-    let mut strat = strategy::build(&group.strategy);
-    if let Some(path) = state_path {
-        let bytes = blobs::read(&state.data_dir, &path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
-        let st = ServerOptState::from_bytes(&bytes)
-            .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
-        strat
-            .load_state(st)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-    }
+    let opt_state = match state_path {
+        Some(path) => {
+            let bytes = blobs::read(&state.data_dir, &path)
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            Some(
+                ServerOptState::from_bytes(&bytes)
+                    .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?,
+            )
+        }
+        None => None,
+    };
 
     // Gather the fits in the form the strategy wants.
-    let mut all = Vec::new();
-    let mean = match strat.accumulation() {
+    let fits = match strategy::build(&group.strategy).accumulation() {
         Accumulation::RunningMean => {
             let mut acc = accumulator.unwrap_or_else(|| RoundAccumulator {
                 round_id,
@@ -613,44 +685,99 @@ async fn aggregate(
                     acc.included.insert(u.id);
                 }
             }
-            acc.mean.finish()
+            LoadedFits::Mean(acc.mean.finish())
         }
         Accumulation::AllUpdates => {
+            let mut all = Vec::with_capacity(updates.len());
             for u in &updates {
                 all.push(FitRes {
                     num_samples: u.num_samples as u64,
                     params: read_update(u.blob_path.clone()).await?,
                 });
             }
-            None
+            LoadedFits::All(all)
         }
     };
-    let evals: Vec<EvalRes> = updates
-        .iter()
-        .map(|u| EvalRes {
-            num_samples: u.num_samples as u64,
-            metrics: u.metrics.clone(),
-        })
-        .collect();
-    let metrics = strat.aggregate_evaluate(&evals);
-
-    // The maths may take seconds for robust strategies: off the async threads.
-    let (result, opt_state) = tokio::task::spawn_blocking(move || {
-        let fits = match mean {
-            Some(m) => Fits::Mean(m),
-            None => Fits::All(&all),
-        };
-        let result = strat.aggregate_fit(number as u32, &current, fits, &failures);
-        (result.map(|r| (r, current)), strat.state())
+    Ok(Inputs {
+        base: Base {
+            group,
+            number,
+            base_version_id,
+            layout,
+            spec,
+        },
+        updates,
+        failures,
+        current,
+        opt_state,
+        fits,
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("aggregation task: {e}")))?;
-    let (new_params, current) = result.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    // `None` keeps the current model: the version repeats the base weights.
-    let new_params = new_params.unwrap_or(current);
-    // Never store a model no client can use; the round fails with the reason instead.
-    strategy::math::check_finite(&new_params).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+}
 
+/// The group's strategy over a round's loaded inputs: the new parameters (the base ones when
+/// the strategy keeps the current model), the round's metrics and the optimiser's new state.
+/// A model that is not finite is refused (the round fails with the reason).
+fn run_strategy(
+    config: &StrategyConfig,
+    number: i64,
+    current: Vec<f32>,
+    opt_state: Option<ServerOptState>,
+    fits: LoadedFits,
+    evals: &[EvalRes],
+    failures: &[FitFailure],
+) -> Result<Outcome, ApiError> {
+    let mut strat = strategy::build(config);
+    if let Some(st) = opt_state {
+        strat
+            .load_state(st)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    }
+    let metrics = strat.aggregate_evaluate(evals);
+    let all;
+    let fits = match fits {
+        LoadedFits::Mean(Some(m)) => Fits::Mean(m),
+        LoadedFits::Mean(None) => Fits::All(&[]),
+        LoadedFits::All(updates) => {
+            all = updates;
+            Fits::All(&all)
+        }
+    };
+    let new_params = strat
+        .aggregate_fit(number as u32, &current, fits, failures)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // `None` keeps the current model: the version repeats the base weights.
+    let params = new_params.unwrap_or(current);
+    // Never store a model no client can use; the round fails with the reason instead.
+    strategy::math::check_finite(&params).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(Outcome {
+        params,
+        metrics,
+        opt_state: strat.state(),
+    })
+}
+
+/// Writes the new version's files, then inserts it through the registry with the round's close
+/// and the next round's opening (or the group's end), if the round is still aggregating.
+async fn commit(
+    state: &AppState,
+    round_id: i64,
+    base: &Base,
+    updates: &[StoredUpdate],
+    outcome: Outcome,
+) -> Result<(), ApiError> {
+    let Base {
+        group,
+        number,
+        base_version_id,
+        layout,
+        spec,
+    } = base;
+    let (group_id, number) = (group.id, *number);
+    let Outcome {
+        params,
+        metrics,
+        opt_state,
+    } = outcome;
     let total_samples: i64 = updates.iter().map(|u| u.num_samples).sum();
     let meta = UpdateMeta {
         model_id: group.model_id(),
@@ -658,22 +785,20 @@ async fn aggregate(
         num_samples: total_samples as u64,
         metrics: metrics.clone(),
     };
-    let onnx = write_onnx(state, group_id, number, &spec, &layout, &new_params).await;
-    let bytes = encode_weights(&layout, new_params, &meta)?;
-    let sha = blobs::sha256_hex(&bytes);
-    let size = bytes.len() as i64;
-    let rel = format!("groups/{group_id}/versions/round-{number}.safetensors");
-    blobs::write(&state.data_dir, rel.clone(), bytes)
-        .await
-        .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
-    let state_rel = match opt_state {
-        Some(st) => {
-            let rel = format!("groups/{group_id}/versions/round-{number}.opt");
-            blobs::write(&state.data_dir, rel.clone(), st.to_bytes())
-                .await
-                .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
-            Some(rel)
-        }
+    let onnx = write_onnx(state, group_id, number, spec, layout, &params).await;
+    let bytes = encode_weights(layout, params, &meta)?;
+    let weights =
+        registry::versions::write_weights(&state.data_dir, group_id, number, bytes).await?;
+    let optimizer_state_path = match opt_state {
+        Some(st) => Some(
+            registry::versions::write_optimizer_state(
+                &state.data_dir,
+                group_id,
+                number,
+                st.to_bytes(),
+            )
+            .await?,
+        ),
         None => None,
     };
     let contributors: Vec<Value> = updates
@@ -691,26 +816,19 @@ async fn aggregate(
     if still_aggregating.is_none() {
         return Ok(());
     }
-    let version_id: i64 = sqlx::query_scalar(
-        "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
-            size_bytes, num_params, spec_json, metrics_json, contributors_json,
-            optimizer_state_path, onnx_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    )
-    .bind(group_id)
-    .bind(number)
-    .bind(base_version_id)
-    .bind(&rel)
-    .bind(&sha)
-    .bind(size)
-    .bind(layout.num_params() as i64)
-    .bind(&spec)
-    .bind(&metrics_json)
-    .bind(Value::Array(contributors).to_string())
-    .bind(state_rel)
-    .bind(onnx)
-    .fetch_one(&mut *tx)
-    .await?;
+    let version = NewVersion {
+        group_id,
+        round: number,
+        parent_id: Some(*base_version_id),
+        weights,
+        num_params: layout.num_params() as i64,
+        spec_json: spec.clone(),
+        metrics_json: metrics_json.clone(),
+        contributors_json: Value::Array(contributors).to_string(),
+        optimizer_state_path,
+        onnx_path: onnx,
+    };
+    let version_id = registry::insert_version(&mut tx, &version).await?;
     sqlx::query(
         "UPDATE rounds SET state = 'closed', result_version_id = ?, closed_at = ?, metrics_json = ?
          WHERE id = ?",
@@ -721,7 +839,7 @@ async fn aggregate(
     .bind(round_id)
     .execute(&mut *tx)
     .await?;
-    let next = advance(&mut tx, &group, number, version_id).await?;
+    let next = advance(&mut tx, group, number, version_id).await?;
     tx.commit().await?;
     metrics::counter!("b3o_federation_rounds_closed_total").increment(1);
     state.federation.events.publish(

@@ -18,25 +18,27 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 
 use super::RoundAccumulator;
 // The wire types are shared with the clients (`b3o_models::protocol`).
-use super::auth::{self, Member};
-use super::model::{Accepted, Evaluation, Failure};
+use super::model::{
+    Accepted, ErrorBody, Evaluation, EvaluationAccepted, Failure, FailureReported, MemberStatus,
+    RoundState,
+};
 use super::rounds::{self, GroupSettings};
 use super::spool;
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::blobs;
 use crate::error::ApiError;
+use crate::membership::{self, Member};
 use crate::state::AppState;
 use crate::strategy::{self, Accumulation, WeightedMean};
 use b3o_models::weights::{DecodeLimits, FormatError, MAX_METRIC_NAME_CHARS};
 
 struct RoundRow {
     id: i64,
-    state: String,
+    state: RoundState,
     base_version_id: i64,
 }
 
@@ -54,7 +56,7 @@ async fn find_round(
     .await?;
     Ok(row.map(|(id, state, base_version_id)| RoundRow {
         id,
-        state,
+        state: RoundState::parse(&state),
         base_version_id,
     }))
 }
@@ -114,14 +116,14 @@ async fn selection_status(
     state: &AppState,
     round_id: i64,
     member_id: i64,
-) -> Result<Option<String>, ApiError> {
-    Ok(
+) -> Result<Option<MemberStatus>, ApiError> {
+    let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = ? AND member_id = ?")
             .bind(round_id)
             .bind(member_id)
             .fetch_optional(&state.db)
-            .await?,
-    )
+            .await?;
+    Ok(status.as_deref().map(MemberStatus::parse))
 }
 
 /// Checks everything that does not need the body; returns the round and, for a replay, the
@@ -153,14 +155,11 @@ async fn admit(
         earlier.round = number;
         return Ok((round, Some((earlier, size))));
     }
-    if round.state != "open" && round.state != "collecting" {
-        return Err(not_collecting(state, group_id, number, &round.state).await);
+    if !round.state.is_live() {
+        return Err(not_collecting(state, group_id, number, round.state.as_str()).await);
     }
-    match selection_status(state, round.id, member.id)
-        .await?
-        .as_deref()
-    {
-        Some("selected") => {}
+    match selection_status(state, round.id, member.id).await? {
+        Some(MemberStatus::Selected) => {}
         None => {
             return Err(ApiError::Conflict(format!(
                 "you were not selected for round {number}; wait for the next round"
@@ -168,7 +167,8 @@ async fn admit(
         }
         Some(other) => {
             return Err(ApiError::Conflict(format!(
-                "your participation in round {number} is already {other}"
+                "your participation in round {number} is already {}",
+                other.as_str()
             )));
         }
     }
@@ -203,6 +203,34 @@ async fn replay(
     }
 }
 
+/// Receives a member's trained weights for round `number`: see the module docs for the order of
+/// the checks. A retry of the same bytes gets the same answer.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/rounds/{number}/update",
+    operation_id = "upload_update",
+    tag = "rounds",
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("number" = i64, Path, description = "The round the update was trained in"),
+    ),
+    request_body(
+        content = b3o_models::protocol::registry::Binary,
+        content_type = "application/octet-stream",
+        description = "A safetensors file in the `b3o-update/1` format (`b3o_models::weights::encode`): every tensor of the group's layout as f32, finite, and metadata naming the model (`group-{id}`), the round, the number of training samples and the training metrics; at most `--max-update-bytes`"
+    ),
+    responses(
+        (status = 200, description = "Accepted and durable (a retry of the same bytes gets the same answer); the connection is closed after any refusal", body = Accepted),
+        (status = 400, description = "Not a valid update for this group and round (layout, values, metadata, too many metrics, norm bound), or the body broke off", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group or round, or the caller may not see the group", body = ErrorBody),
+        (status = 409, description = "The round takes no updates (not started, aggregating, closed), the caller was not selected or already reported or failed, or a different update was accepted already", body = ErrorBody),
+        (status = 413, description = "More than `--max-update-bytes`", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn upload(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -236,7 +264,7 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Accepted, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     let (round, earlier) = admit(&state, group_id, number, member).await?;
     if let Some((earlier, size)) = earlier {
@@ -317,8 +345,8 @@ async fn receive(
                 drop(tx);
                 let st = find_round(&state, group_id, number)
                     .await?
-                    .map_or("gone".to_string(), |r| r.state);
-                return Err(not_collecting(&state, group_id, number, &st).await);
+                    .map_or("gone", |r| r.state.as_str());
+                return Err(not_collecting(&state, group_id, number, st).await);
             }
             // A concurrent retry of the same update won the race.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -438,14 +466,35 @@ async fn check_norm(
 }
 
 /// A selected member reports that it cannot deliver this round (out of memory, no data...):
-/// the round stops waiting for it, and the strategy sees the failure.
+/// the round stops waiting for it, and the strategy sees the failure. A repeat is accepted.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/rounds/{number}/failure",
+    operation_id = "report_failure",
+    tag = "rounds",
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("number" = i64, Path, description = "The round"),
+    ),
+    request_body = Failure,
+    responses(
+        (status = 200, description = "Recorded: the round stops waiting for the caller", body = FailureReported),
+        (status = 400, description = "Malformed body, or the id or number is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group or round, or the caller may not see the group", body = ErrorBody),
+        (status = 409, description = "The round takes no more reports, or the caller is not selected or already reported", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn report_failure(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
     ApiJson(req): ApiJson<Failure>,
-) -> Result<Json<Value>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<FailureReported>, ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     let reason: String = req.reason.chars().take(1000).collect();
     let round = find_round(&state, group_id, number)
@@ -465,29 +514,52 @@ pub async fn report_failure(
     .rows_affected();
     if changed == 0 {
         let status = selection_status(&state, round.id, member.id).await?;
-        if status.as_deref() != Some("failed") {
+        if status != Some(MemberStatus::Failed) {
             return Err(ApiError::Conflict(format!(
                 "round {number} is {} and you are {}",
-                round.state,
-                status.unwrap_or_else(|| "not selected".into())
+                round.state.as_str(),
+                status.map_or("not selected", MemberStatus::as_str)
             )));
         }
     }
     rounds::check_round(&state, round.id).await?;
-    Ok(Json(
-        json!({ "round": number, "member_id": member.id, "status": "failed" }),
-    ))
+    Ok(Json(FailureReported {
+        round: number,
+        member_id: member.id,
+        status: MemberStatus::Failed,
+    }))
 }
 
 /// Flower's evaluate phase: a member's metrics of round `n`'s resulting global model on its own
 /// held-out rows. Accepted once the round closed; a resend replaces the earlier report.
+#[utoipa::path(
+    post,
+    path = "/api/groups/{id}/rounds/{number}/evaluation",
+    operation_id = "report_evaluation",
+    tag = "rounds",
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("number" = i64, Path, description = "The round whose resulting model was evaluated"),
+    ),
+    request_body = Evaluation,
+    responses(
+        (status = 200, description = "Recorded (replacing an earlier report)", body = EvaluationAccepted),
+        (status = 400, description = "Malformed body, `num_samples` out of 1..2^40, too many metrics, a metric name of 0 or too many characters or a value that is not finite, or the id or number is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
+        (status = 404, description = "No such group or round, or the caller may not see the group", body = ErrorBody),
+        (status = 409, description = "The round is not closed yet (or failed)", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn report_evaluation(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
     ApiJson(req): ApiJson<Evaluation>,
-) -> Result<Json<Value>, ApiError> {
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<EvaluationAccepted>, ApiError> {
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     if req.num_samples == 0 || req.num_samples > 1 << 40 {
         return Err(ApiError::BadRequest(format!(
@@ -516,10 +588,10 @@ pub async fn report_evaluation(
     let round = find_round(&state, group_id, number)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
-    if round.state != "closed" {
+    if round.state != RoundState::Closed {
         return Err(ApiError::Conflict(format!(
             "round {number} is {}: its model can be evaluated once it is closed",
-            round.state
+            round.state.as_str()
         )));
     }
     sqlx::query(
@@ -535,7 +607,9 @@ pub async fn report_evaluation(
     .bind(serde_json::to_string(&req.metrics).unwrap_or_else(|_| "{}".into()))
     .execute(&state.db)
     .await?;
-    Ok(Json(
-        json!({ "round": number, "member_id": member.id, "accepted": true }),
-    ))
+    Ok(Json(EvaluationAccepted {
+        round: number,
+        member_id: member.id,
+        accepted: true,
+    }))
 }

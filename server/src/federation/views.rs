@@ -1,29 +1,52 @@
 //! Read endpoints of rounds: the latest global weights, one round, all rounds, the current
 //! round as a member sees it.
 
-use axum::Json;
-use axum::body::Body;
-use axum::extract::{RawQuery, State};
-use axum::http::header;
-use axum::response::Response;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use super::auth;
-use crate::accounts::CurrentUser;
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+
+use super::model::{
+    ClientMetrics, ErrorBody, MemberStatus, RoundConfig, RoundEvaluation, RoundList, RoundState,
+    RoundView, RoundYou,
+};
 use crate::accounts::extract::ApiPath;
-use crate::blobs;
+use crate::accounts::{CurrentUser, rfc3339};
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::membership;
+use crate::registry;
 use crate::state::AppState;
 use crate::strategy::{self, EvalRes};
 
 /// The latest global model (the newest version) as safetensors.
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}/weights",
+    operation_id = "get_group_weights",
+    tag = "rounds",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "The newest version's weights: a safetensors file in the `b3o-update/1` format",
+            content_type = "application/octet-stream", body = b3o_models::protocol::registry::Binary,
+            headers(
+                ("x-b3o-version-id" = i64, description = "The version these weights are"),
+                ("x-b3o-round" = i64, description = "The round that produced it (0: the initial model)"),
+            )),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group, the caller may not see it, or training has not started", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn global_weights(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
-    auth::group_access(&state.db, &user, group_id).await?;
+    membership::group_access(&state.db, &user, group_id).await?;
     let row: Option<(i64, i64, String)> = sqlx::query_as(
         "SELECT id, round, weights_path FROM model_versions WHERE group_id = ?
          ORDER BY round DESC LIMIT 1",
@@ -34,38 +57,22 @@ pub async fn global_weights(
     let (version_id, round, path) = row.ok_or_else(|| {
         ApiError::NotFound("this group has no model yet: training has not started".into())
     })?;
-    weights_response(state, version_id, round, &path).await
+    registry::weights_response(&state, version_id, round, &path).await
 }
 
-pub(crate) async fn weights_response(
-    state: AppState,
-    version_id: i64,
-    round: i64,
-    path: &str,
-) -> Result<Response, ApiError> {
-    let bytes = blobs::read(&state.data_dir, path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/octet-stream")
-        .header("x-b3o-version-id", version_id)
-        .header("x-b3o-round", round)
-        .header(
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"version-{version_id}.safetensors\""),
-        )
-        .body(Body::from(bytes))
-        .map_err(|e| ApiError::Internal(e.to_string()))
+/// A metrics map as stored; an unreadable one reads as none.
+fn metrics(json: &str) -> Option<BTreeMap<String, f64>> {
+    serde_json::from_str(json).ok()
 }
 
-/// One round as JSON. Without `detail` the per-client lists (`client_metrics`, `evaluation`)
-/// are left out: a client polling `rounds/current?brief=true` then costs O(1), not O(members).
-pub(crate) async fn round_json(
+/// One round. Without `detail` the per-client lists (`client_metrics`, `evaluation`) are left
+/// out: a client polling `rounds/current?brief=true` then costs O(1), not O(members).
+pub(crate) async fn round_view(
     db: &Db,
     group_id: i64,
     number: i64,
     detail: bool,
-) -> Result<Value, ApiError> {
+) -> Result<RoundView, ApiError> {
     type Row = (
         i64,
         String,
@@ -95,73 +102,107 @@ pub(crate) async fn round_json(
     .bind(r.0)
     .fetch_one(db)
     .await?;
+    let config: RoundConfig = serde_json::from_str(&r.4).map_err(|e| {
+        ApiError::Internal(format!(
+            "group {group_id} round {number}: stored config unreadable: {e}"
+        ))
+    })?;
+    let (client_metrics, evaluation) = if detail {
+        let (client_metrics, evaluation) = per_client(db, r.0).await?;
+        (Some(client_metrics), Some(evaluation))
+    } else {
+        (None, None)
+    };
+    Ok(RoundView {
+        round: number,
+        state: RoundState::parse(&r.1),
+        base_version_id: r.2,
+        result_version_id: r.3,
+        config,
+        opened_at: rfc3339(r.5),
+        deadline_at: rfc3339(r.6),
+        closed_at: r.7.map(rfc3339),
+        failure: r.8,
+        metrics: r.9.as_deref().and_then(metrics),
+        selected,
+        reported,
+        client_metrics,
+        evaluation,
+        you: None,
+    })
+}
+
+/// The numbers of a round's updates, and its members' evaluations of the round's model.
+async fn per_client(
+    db: &Db,
+    round_id: i64,
+) -> Result<(Vec<ClientMetrics>, RoundEvaluation), ApiError> {
     // (member, samples, metrics JSON) of the updates and of the evaluations.
     type PerClient = Vec<(i64, i64, String)>;
-    let (client_metrics, evaluations): (PerClient, PerClient) = if detail {
-        let client_metrics = sqlx::query_as(
-            "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ?
-                 ORDER BY id",
-        )
-        .bind(r.0)
-        .fetch_all(db)
-        .await?;
-        let evaluations = sqlx::query_as(
-            "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = ?
-                 ORDER BY member_id",
-        )
-        .bind(r.0)
-        .fetch_all(db)
-        .await?;
-        (client_metrics, evaluations)
-    } else {
-        Default::default()
+    let updates: PerClient = sqlx::query_as(
+        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ?
+             ORDER BY id",
+    )
+    .bind(round_id)
+    .fetch_all(db)
+    .await?;
+    let evaluations: PerClient = sqlx::query_as(
+        "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = ?
+             ORDER BY member_id",
+    )
+    .bind(round_id)
+    .fetch_all(db)
+    .await?;
+    let clients = |rows: PerClient| -> Vec<ClientMetrics> {
+        rows.into_iter()
+            .map(|(member_id, num_samples, json)| ClientMetrics {
+                member_id,
+                num_samples,
+                metrics: metrics(&json).unwrap_or_default(),
+            })
+            .collect()
     };
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    let evaluation_aggregate = strategy::math::weighted_metrics(
+    let evaluations = clients(evaluations);
+    let aggregate = strategy::math::weighted_metrics(
         &evaluations
             .iter()
-            .map(|(_, n, j)| EvalRes {
-                num_samples: *n as u64,
-                metrics: serde_json::from_str(j).unwrap_or_default(),
+            .map(|c| EvalRes {
+                num_samples: c.num_samples.max(0) as u64,
+                metrics: c.metrics.clone(),
             })
             .collect::<Vec<_>>(),
     );
-    let mut round = json!({
-        "evaluation": {
-            "clients": evaluations.iter().map(|(m, n, j)| json!({
-                "member_id": m, "num_samples": n, "metrics": parse(j)
-            })).collect::<Vec<_>>(),
-            "aggregate": evaluation_aggregate,
+    Ok((
+        clients(updates),
+        RoundEvaluation {
+            clients: evaluations,
+            aggregate,
         },
-        "round": number,
-        "state": r.1,
-        "base_version_id": r.2,
-        "result_version_id": r.3,
-        "config": parse(&r.4),
-        "opened_at": r.5,
-        "deadline_at": r.6,
-        "closed_at": r.7,
-        "failure": r.8,
-        "metrics": r.9.as_deref().map(parse),
-        "selected": selected,
-        "reported": reported,
-        "client_metrics": client_metrics.iter().map(|(m, n, j)| json!({
-            "member_id": m, "num_samples": n, "metrics": parse(j)
-        })).collect::<Vec<_>>(),
-    });
-    if !detail && let Some(fields) = round.as_object_mut() {
-        fields.remove("client_metrics");
-        fields.remove("evaluation");
-    }
-    Ok(round)
+    ))
 }
 
+/// Every round of the group, oldest first, with the per-client lists.
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}/rounds",
+    operation_id = "list_rounds",
+    tag = "rounds",
+    params(("id" = i64, Path, description = "The group")),
+    responses(
+        (status = 200, description = "The group's rounds, oldest first", body = RoundList),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn list(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<RoundList>, ApiError> {
+    membership::group_access(&state.db, &user, group_id).await?;
     let numbers: Vec<i64> =
         sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = ? ORDER BY number")
             .bind(group_id)
@@ -169,40 +210,77 @@ pub async fn list(
             .await?;
     let mut rounds = Vec::with_capacity(numbers.len());
     for n in numbers {
-        rounds.push(round_json(&state.db, group_id, n, true).await?);
+        rounds.push(round_view(&state.db, group_id, n, true).await?);
     }
-    Ok(Json(json!({ "rounds": rounds })))
+    Ok(Json(RoundList { rounds }))
 }
 
+/// One round, with the per-client lists.
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}/rounds/{number}",
+    operation_id = "get_round",
+    tag = "rounds",
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("number" = i64, Path, description = "The round, from 1"),
+    ),
+    responses(
+        (status = 200, description = "The round", body = RoundView),
+        (status = 400, description = "The id or number is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group or round, or the caller may not see the group", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn get_round(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath((group_id, number)): ApiPath<(i64, i64)>,
-) -> Result<Json<Value>, ApiError> {
-    auth::group_access(&state.db, &user, group_id).await?;
-    Ok(Json(round_json(&state.db, group_id, number, true).await?))
+) -> Result<Json<RoundView>, ApiError> {
+    membership::group_access(&state.db, &user, group_id).await?;
+    Ok(Json(round_view(&state.db, group_id, number, true).await?))
 }
 
 /// The newest round, with `you` (selected, status) for a caller that is an active member.
 /// `?brief=true` leaves out the per-client lists (what polling clients ask for).
+#[utoipa::path(
+    get,
+    path = "/api/groups/{id}/rounds/current",
+    operation_id = "get_current_round",
+    tag = "rounds",
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("brief" = Option<bool>, Query, description = "`true` (or `1`, or present without a value): leave out `client_metrics` and `evaluation`, so that polling costs the server the same however many members the group has"),
+    ),
+    responses(
+        (status = 200, description = "The newest round, with `you` for an active member", body = RoundView),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group, the caller may not see it, or training has not started", body = ErrorBody),
+        (status = 500, description = "Internal error", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 pub async fn current(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoundView>, ApiError> {
     let brief = query.as_deref().is_some_and(|q| {
         q.split('&')
             .any(|kv| matches!(kv, "brief" | "brief=true" | "brief=1"))
     });
-    let access = auth::group_access(&state.db, &user, group_id).await?;
+    let access = membership::group_access(&state.db, &user, group_id).await?;
     let number: Option<i64> =
         sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
             .bind(group_id)
             .fetch_one(&state.db)
             .await?;
     let number = number.ok_or_else(|| ApiError::NotFound("training has not started yet".into()))?;
-    let mut round = round_json(&state.db, group_id, number, !brief).await?;
+    let mut round = round_view(&state.db, group_id, number, !brief).await?;
     if let Some(m) = access.active_member() {
         let status: Option<String> = sqlx::query_scalar(
             "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id
@@ -213,10 +291,10 @@ pub async fn current(
         .bind(m.id)
         .fetch_optional(&state.db)
         .await?;
-        round["you"] = json!({
-            "member_id": m.id,
-            "selected": status.is_some(),
-            "status": status,
+        round.you = Some(RoundYou {
+            member_id: m.id,
+            selected: status.is_some(),
+            status: status.as_deref().map(MemberStatus::parse),
         });
     }
     Ok(Json(round))

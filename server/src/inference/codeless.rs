@@ -11,8 +11,10 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use b3o_wasm_client::codeless::{self, CodelessError};
-use serde_json::json;
+use b3o_models::ModelSpec;
+use b3o_models::protocol::ErrorBody;
+use b3o_models::protocol::inference::{ImagePrediction, PredictRows, Prediction, RowsPrediction};
+use b3o_wasm_client::codeless::{self, CodelessError, RowPrediction};
 
 use super::gate::{self, Call, Target};
 use super::{Inference, ServedModel, Shared, Ticket, rows_body, telemetry};
@@ -85,6 +87,25 @@ where
 /// (`prediction_label`, `prediction_probability` of that label for classification;
 /// `prediction_value` for regression). Every other column, identifiers included, passes through
 /// as sent.
+#[utoipa::path(
+    post,
+    operation_id = "predict_csv",
+    path = "/api/predict/{name}/csv",
+    tag = "inference",
+    params(("name" = String, Path, description = "Deployment name")),
+    request_body(content = String, content_type = "text/csv", description = "A CSV with a header row naming every feature column (delimiter detected; quotes, BOM and CR/LF handled)"),
+    responses(
+        (status = 200, description = "The CSV with `prediction_label` and `prediction_probability` (classification) or `prediction_value` (regression) appended", content_type = "text/csv", body = String),
+        (status = 400, description = "A missing column, a bad cell (named by line and column), or a model that takes images", body = ErrorBody),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+        (status = 413, description = "Body over 16 MiB (larger CSV files: `POST /api/jobs`) or more rows than `--max-rows-per-request`", body = ErrorBody),
+        (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn predict_csv(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -121,6 +142,25 @@ async fn predict_csv(
 /// one prediction per row, in order. Every feature column must be present (`null` for a
 /// missing value, which is imputed); other keys are refused, except the target, so a typo is
 /// not silently imputed.
+#[utoipa::path(
+    post,
+    operation_id = "predict_rows",
+    path = "/api/predict/{name}/rows",
+    tag = "inference",
+    params(("name" = String, Path, description = "Deployment name")),
+    request_body(content = PredictRows, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One prediction per row, in order", body = RowsPrediction),
+        (status = 400, description = "Not `{\"rows\": [..]}`, no rows, a missing or unknown column, a bad value, or a model that takes images", body = ErrorBody),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+        (status = 413, description = "Body over 16 MiB (larger CSV files: `POST /api/jobs`) or more rows than `--max-rows-per-request`", body = ErrorBody),
+        (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn predict_rows(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -169,14 +209,15 @@ async fn predict_rows(
             if n > 1 {
                 shared.admission.work_slot(&mut ticket).await?;
             }
-            let predictions = codeless::describe(&m.spec, &m.predict(inputs, n).await?);
-            Ok(Json(RowsResponse {
-                model_name: &name,
+            let outputs = m.predict(inputs, n).await?;
+            let predictions = codeless::describe(&m.spec, &outputs)
+                .into_iter()
+                .map(|p| wire_prediction(&m.spec, p))
+                .collect();
+            Ok(Json(RowsPrediction {
+                model_name: name,
                 model_version: m.version_id.to_string(),
-                predictions: Predictions {
-                    spec: &m.spec,
-                    items: &predictions,
-                },
+                predictions,
             })
             .into_response())
         },
@@ -184,70 +225,49 @@ async fn predict_rows(
     .await
 }
 
-/// The rows answer, serialised straight from the predictions: as a JSON tree, 100,000 rows
-/// answers took ~1.5 KB each.
-#[derive(serde::Serialize)]
-struct RowsResponse<'a> {
-    model_name: &'a str,
-    model_version: String,
-    predictions: Predictions<'a>,
-}
-
-/// Each prediction as [`codeless::RowPrediction::to_json`] writes it.
-struct Predictions<'a> {
-    spec: &'a b3o_models::ModelSpec,
-    items: &'a [codeless::RowPrediction],
-}
-
-impl serde::Serialize for Predictions<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeSeq};
-        struct ByLabel<'a>(&'a [String], &'a [f32]);
-        impl serde::Serialize for ByLabel<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut map = s.serialize_map(Some(self.0.len().min(self.1.len())))?;
-                for (label, p) in self.0.iter().zip(self.1) {
-                    map.serialize_entry(label, p)?;
-                }
-                map.end()
-            }
-        }
-        struct One<'a>(&'a b3o_models::ModelSpec, &'a codeless::RowPrediction);
-        impl serde::Serialize for One<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                match self.1 {
-                    codeless::RowPrediction::Value(v) => {
-                        let mut map = s.serialize_map(Some(1))?;
-                        map.serialize_entry("value", v)?;
-                        map.end()
-                    }
-                    codeless::RowPrediction::Class {
-                        label,
-                        probability,
-                        probabilities,
-                    } => {
-                        let mut map = s.serialize_map(Some(3))?;
-                        map.serialize_entry("label", label)?;
-                        map.serialize_entry("probability", probability)?;
-                        map.serialize_entry(
-                            "probabilities",
-                            &ByLabel(&self.0.labels, probabilities),
-                        )?;
-                        map.end()
-                    }
-                }
-            }
-        }
-        let mut seq = s.serialize_seq(Some(self.items.len()))?;
-        for p in self.items {
-            seq.serialize_element(&One(self.spec, p))?;
-        }
-        seq.end()
+/// A prediction in the wire's terms: each label next to its probability.
+fn wire_prediction(spec: &ModelSpec, p: RowPrediction) -> Prediction {
+    match p {
+        RowPrediction::Value(value) => Prediction::Value { value },
+        RowPrediction::Class {
+            label,
+            probability,
+            probabilities,
+        } => Prediction::Class {
+            label,
+            probability,
+            probabilities: spec.labels.iter().cloned().zip(probabilities).collect(),
+        },
     }
 }
 
 /// `POST /api/predict/{name}/image`: a PNG or JPEG body -> the most likely label and every
 /// label's probability.
+#[utoipa::path(
+    post,
+    operation_id = "predict_image",
+    path = "/api/predict/{name}/image",
+    tag = "inference",
+    params(("name" = String, Path, description = "Deployment name")),
+    request_body(
+        description = "A PNG or JPEG image (any size up to the decoded-size limit; scaled to the model's input)",
+        content(
+            (b3o_models::protocol::registry::Binary = "image/png"),
+            (b3o_models::protocol::registry::Binary = "image/jpeg"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The most likely label and every label's probability", body = ImagePrediction),
+        (status = 400, description = "Not a PNG or JPEG, too large once decoded, or a model that takes tables", body = ErrorBody),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+        (status = 413, description = "Body over 16 MiB (larger CSV files: `POST /api/jobs`) or more rows than `--max-rows-per-request`", body = ErrorBody),
+        (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn predict_image(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -278,11 +298,18 @@ async fn predict_image(
             let prediction = codeless::describe(&m.spec, &outputs)
                 .pop()
                 .ok_or_else(|| ApiError::Internal("the model returned no output".into()))?;
-            let mut reply = prediction.to_json(&m.spec);
-            reply["model_name"] = json!(name);
-            reply["model_version"] = json!(m.version_id.to_string());
-            Ok(Json(reply).into_response())
+            Ok(Json(ImagePrediction {
+                model_name: name,
+                model_version: m.version_id.to_string(),
+                prediction: wire_prediction(&m.spec, prediction),
+            })
+            .into_response())
         },
     )
     .await
 }
+
+/// The codeless routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(predict_csv, predict_rows, predict_image))]
+pub struct CodelessApi;

@@ -2,7 +2,7 @@
 //! model request (CORS headers, Prometheus counts and latencies per model and version).
 //!
 //! - A **public** deployment answers anyone; a **private** one those who may see its group
-//!   (`federation::auth::group_access`): 401 for anonymous callers and 404 for others, with
+//!   (`membership::group_access`): 401 for anonymous callers and 404 for others, with
 //!   the same bodies as for a name that is not deployed, so names reveal nothing.
 //! - A request carrying an `Origin` from another site is served only if the deployment lists
 //!   that origin (`allowed_origins`, compared scheme, host and port); otherwise 403 naming the
@@ -29,7 +29,8 @@ use super::{Inference, telemetry};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
-use crate::federation::auth;
+use crate::membership;
+use crate::registry;
 use crate::state::AppState;
 
 /// What a request may run: a deployment at one version.
@@ -101,7 +102,7 @@ pub async fn authorize(
     let mut in_group = None;
     if !deployment.public {
         let user = user.ok_or_else(|| hidden(name, None))?;
-        auth::group_access(&state.db, user, deployment.group_id)
+        membership::group_access(&state.db, user, deployment.group_id)
             .await
             .map_err(|e| match e {
                 ApiError::NotFound(_) => hidden(name, Some(user)),
@@ -126,9 +127,11 @@ pub async fn authorize(
             if !deployment.served.contains(&id) {
                 let member = match (in_group, user) {
                     (Some(m), _) => m,
-                    (None, Some(user)) => auth::group_access(&state.db, user, deployment.group_id)
-                        .await
-                        .is_ok(),
+                    (None, Some(user)) => {
+                        membership::group_access(&state.db, user, deployment.group_id)
+                            .await
+                            .is_ok()
+                    }
                     (None, None) => false,
                 };
                 if !member {
@@ -166,7 +169,8 @@ fn check_origin(
         // Our host over the other scheme. Behind TLS, a plain-HTTP page on our host: another
         // origin, which anyone on the network path can forge. Without `--behind-tls`, most
         // likely a TLS proxy the server was not told about: the message says so.
-        let allowed = normalise_origin(origin).is_ok_and(|o| deployment.allows_origin(&o));
+        let allowed = registry::sharing::normalise_origin(origin)
+            .is_ok_and(|o: String| deployment.allows_origin(&o));
         if !allowed {
             let why = if our_scheme == "https" {
                 "this server is served over HTTPS (--behind-tls), so a plain-HTTP page on its host is another site"
@@ -181,7 +185,8 @@ fn check_origin(
     }
     // Compared whole (scheme, host, port): `http://partner.example` is not an allow-listed
     // `https://partner.example`. An origin that does not parse matches nothing.
-    let allowed = normalise_origin(origin).is_ok_and(|o| deployment.allows_origin(&o));
+    let allowed = registry::sharing::normalise_origin(origin)
+        .is_ok_and(|o: String| deployment.allows_origin(&o));
     if allowed {
         Ok(Some(value.clone()))
     } else {
@@ -207,70 +212,6 @@ fn our_origin<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<(&'static 
         .map(str::trim);
     let scheme = if settings.behind_tls { "https" } else { "http" };
     forwarded.or_else(|| host("host")).map(|h| (scheme, h))
-}
-
-/// A web origin as browsers send it: `http(s)://host[:port]`, lower case, without a default
-/// port, path, query or credentials. The error names what is wrong.
-pub fn normalise_origin(origin: &str) -> Result<String, String> {
-    let o = origin.trim().to_ascii_lowercase();
-    let (scheme, rest) = o
-        .split_once("://")
-        .ok_or_else(|| format!("`{origin}` is not an origin like https://partner.example"))?;
-    let default_port = match scheme {
-        "http" => ":80",
-        "https" => ":443",
-        _ => {
-            return Err(format!(
-                "`{origin}`: only http and https origins can call models"
-            ));
-        }
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@', ' ', '*']) {
-        return Err(format!(
-            "`{origin}` is not an origin like https://partner.example (no path, wildcard or credentials)"
-        ));
-    }
-    let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let (inner, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| format!("`{origin}` has an invalid host"))?;
-        let ipv6 = !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
-        if !ipv6 {
-            return Err(format!("`{origin}` has an invalid host"));
-        }
-        let port = match after {
-            "" => None,
-            p => Some(
-                p.strip_prefix(':')
-                    .ok_or_else(|| format!("`{origin}` has an invalid port"))?,
-            ),
-        };
-        (&rest[..inner.len() + 2], port)
-    } else {
-        let (host, port) = match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        };
-        let name_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if !name_ok {
-            return Err(format!("`{origin}` has an invalid host"));
-        }
-        (host, port)
-    };
-    if let Some(p) = port
-        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(format!("`{origin}` has an invalid port"));
-    }
-    let port = port
-        .map(|p| format!(":{p}"))
-        .filter(|p| p != default_port)
-        .unwrap_or_default();
-    Ok(format!("{scheme}://{host}{port}"))
 }
 
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
@@ -366,32 +307,5 @@ impl Call {
             self.started.elapsed(),
         );
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn origins_are_normalised_or_refused_with_a_reason() {
-        let ok = |o: &str| normalise_origin(o).unwrap();
-        assert_eq!(ok("https://Partner.Example"), "https://partner.example");
-        assert_eq!(ok("https://partner.example/"), "https://partner.example");
-        assert_eq!(ok("https://partner.example:443"), "https://partner.example");
-        assert_eq!(ok("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
-        assert_eq!(ok("http://[::1]:3000"), "http://[::1]:3000");
-        for bad in [
-            "partner.example",
-            "ftp://x.example",
-            "https://x.example/path",
-            "https://*.example",
-            "https://user@x.example",
-            "https://x.example:port",
-            "https://",
-            "https://exa mple.com",
-        ] {
-            assert!(normalise_origin(bad).is_err(), "{bad}");
-        }
     }
 }

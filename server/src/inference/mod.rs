@@ -5,9 +5,11 @@
 //! downloads to run a model itself, and per-deployment sharing ([`sharing`]).
 //!
 //! A request names a deployment; [`deployments`] says which version it serves *now* and who may
-//! use it (kept in memory, invalidated by promote, rollback and sharing changes, so the hot path
+//! use it (kept in memory and checked against the registry's change generation, so the hot path
 //! reads no database), [`gate`] checks the caller and its origin (CORS), and the [`cache`] turns
 //! the version into a runnable tract plan (from its stored ONNX, or exported from its weights).
+//! Inference reads the registry ([`crate::registry`]) and never writes it; its runtime
+//! ([`Shared`]) is `AppState::inference`.
 //! Single rows are batched with concurrent ones ([`batcher`]); models run on the blocking pool,
 //! never on the async workers. Everything is measured for Prometheus ([`telemetry`]).
 //!
@@ -27,9 +29,7 @@ pub use b3o_wasm_client::inference::single;
 pub mod telemetry;
 mod v2;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -46,6 +46,7 @@ use crate::blobs;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::Limits;
+use crate::registry::{self, Changes};
 use crate::state::AppState;
 pub use admission::{Admission, Ticket};
 pub use batcher::BatchConfig;
@@ -56,16 +57,12 @@ pub use deployments::{Deployment, Deployments};
 /// Larger files go to batch jobs (`POST /api/jobs`).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
-/// Operator settings of the inference routes and batch jobs (from `b3o serve` flags).
+/// Operator settings of the inference routes (from `b3o serve` flags).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub batch: BatchConfig,
     /// Memory cap of the loaded-model cache (ONNX bytes).
     pub cache_bytes: usize,
-    /// Largest CSV accepted by `POST /api/jobs`.
-    pub max_job_bytes: u64,
-    /// Jobs run at the same time; more wait in the queue.
-    pub job_workers: usize,
     /// Serve `GET /metrics`.
     pub metrics: bool,
 }
@@ -75,8 +72,6 @@ impl Default for Settings {
         Self {
             batch: BatchConfig::default(),
             cache_bytes: cache::DEFAULT_MAX_BYTES,
-            max_job_bytes: crate::jobs::DEFAULT_MAX_JOB_BYTES,
-            job_workers: 1,
             metrics: true,
         }
     }
@@ -90,20 +85,17 @@ impl Settings {
                 max_delay: std::time::Duration::from_micros(config.max_batch_delay_us),
             },
             cache_bytes: config.model_cache_mb.saturating_mul(1 << 20),
-            max_job_bytes: config.max_job_mb.saturating_mul(1 << 20),
-            job_workers: config.job_workers.max(1),
             metrics: config.metrics,
         }
     }
 }
 
-/// The in-memory side of inference for one data directory (one database): loaded models,
-/// the deployment cache and the job runner.
+/// The inference runtime of one server (`AppState::inference`): loaded models, the deployment
+/// cache and the admission of requests.
 pub struct Shared {
     pub settings: Settings,
     pub models: ModelCache,
     pub deployments: Deployments,
-    pub jobs: crate::jobs::JobRuntime,
     /// Body budget and work slots of the inference routes.
     pub admission: Admission,
     /// Bounds on codeless input (columns, rows per request, decoded image size).
@@ -118,11 +110,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new(settings: Settings, limits: &Limits) -> Self {
+    /// The runtime for `settings` and `limits`, its deployment cache checked against the
+    /// registry's `changes`.
+    pub fn new(settings: Settings, limits: &Limits, changes: Arc<Changes>) -> Self {
         Self {
             models: ModelCache::new(settings.cache_bytes),
-            deployments: Deployments::default(),
-            jobs: crate::jobs::JobRuntime::new(settings.job_workers),
+            deployments: Deployments::new(changes),
             settings,
             admission: Admission::new(limits),
             input_limits: InputLimits {
@@ -180,68 +173,35 @@ impl Shared {
     }
 }
 
-/// One [`Shared`] per data directory. The registry (promote, rollback), demo seeding and start-up
-/// reach it from the [`AppState`] alone; a process serves one data directory, tests many.
-fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<Shared>>> {
-    static SHARED: OnceLock<Mutex<HashMap<PathBuf, Arc<Shared>>>> = OnceLock::new();
-    SHARED.get_or_init(Default::default)
-}
-
-/// The inference state of `state`'s data directory, created with default settings if
-/// [`start`] has not run (tests).
-pub fn shared(state: &AppState) -> Arc<Shared> {
-    let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(state.data_dir.clone())
-        .or_insert_with(|| Arc::new(Shared::new(Settings::default(), &state.limits)))
-        .clone()
-}
-
-/// Called by the registry after a deployment's version changed (promote, rollback): the next
-/// request reads it again. Requests already running keep the model they hold.
-pub fn deployment_changed(state: &AppState, name: &str) {
-    shared(state).deployments.invalidate(name);
-}
-
-/// Start-up of `b3o serve`, before it listens: applies the settings, resumes the batch jobs a
-/// restart interrupted and, with `--demo`, seeds the demo models.
-pub async fn start(config: &ServeConfig, state: &AppState) -> Result<(), ApiError> {
-    {
-        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(
-            state.data_dir.clone(),
-            Arc::new(Shared::new(Settings::from_config(config), &state.limits)),
-        );
-    }
-    crate::jobs::recover(state).await?;
-    if config.demo {
-        crate::demo::seed(state).await?;
-    }
-    Ok(())
-}
-
-/// The request's [`Shared`]: looked up once per router (the slot), not per request.
-#[derive(Clone, Default)]
-struct Slot(Arc<OnceLock<Arc<Shared>>>);
-
-/// Extractor of the inference state.
+/// Extractor of the inference runtime (`AppState::inference`).
 pub struct Inference(pub Arc<Shared>);
 
 impl FromRequestParts<AppState> for Inference {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
-        parts: &mut Parts,
+        _parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let shared = match parts.extensions.get::<Slot>() {
-            Some(slot) => slot.0.get_or_init(|| shared(state)).clone(),
-            None => shared(state),
-        };
-        Ok(Inference(shared))
+        Ok(Inference(state.inference.clone()))
     }
 }
 
-/// The inference routes, batch jobs and demo routes.
+/// The inference routes' part of the OpenAPI document (`crate::openapi`): KServe V2, codeless
+/// prediction, model packages and ONNX, `/metrics`.
+pub fn api() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(paths(telemetry::render))]
+    struct MetricsApi;
+    let mut doc = v2::V2Api::openapi();
+    doc.merge(codeless::CodelessApi::openapi());
+    doc.merge(sharing::SharingApi::openapi());
+    doc.merge(MetricsApi::openapi());
+    doc
+}
+
+/// The inference routes.
 pub fn router() -> Router<AppState> {
     telemetry::init();
     Router::new()
@@ -252,10 +212,6 @@ pub fn router() -> Router<AppState> {
         .merge(codeless::router())
         .merge(sharing::model_router())
         .merge(v2::health_router())
-        .merge(sharing::owner_router())
-        .merge(crate::jobs::router())
-        .merge(crate::demo::router())
-        .layer(axum::Extension(Slot::default()))
 }
 
 /// The served model of `version_id`, loaded on first use.
@@ -277,13 +233,12 @@ async fn load(
     version_id: i64,
     batch: BatchConfig,
 ) -> Result<ServedModel, ApiError> {
-    let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT spec_json, weights_path, onnx_path FROM model_versions WHERE id = ?",
-    )
-    .bind(version_id)
-    .fetch_optional(&state.db)
-    .await?;
-    let (spec_json, weights_path, onnx_path) = row
+    let registry::versions::Servable {
+        spec_json,
+        weights_path,
+        onnx_path,
+    } = registry::versions::servable(&state.db, version_id)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("model version {version_id} does not exist")))?;
     let spec: ModelSpec = serde_json::from_str(&spec_json).map_err(|_| {
         ApiError::Conflict(format!(

@@ -1,17 +1,14 @@
 //! Deployed models as something to share: the model package a browser (the app, the embed
-//! widget, a partner's page) downloads to run a model itself, the immutable ONNX bytes of each
-//! version, and the sharing settings of a deployment (public or not, which other sites'
-//! origins may call it).
+//! widget, a partner's page) downloads to run a model itself, and the immutable ONNX bytes of
+//! each version. A deployment's sharing settings (public or not, which other sites' origins
+//! may call it) are the registry's ([`crate::registry::sharing`]).
 //!
 //! - `GET /api/deployments/{name}/package`: [`b3o_models::package::ModelPackage`] JSON of the
 //!   version served now (`Cache-Control: no-cache`: it changes on promote).
 //! - `GET /api/deployments/{name}/versions/{version}/onnx`: the ONNX bytes, cacheable forever
 //!   (`immutable`; a version's bytes never change) with an `ETag` (its SHA-256).
-//! - `GET/PUT /api/deployments/{name}/sharing`: `{"public": bool, "allowed_origins": [..]}`;
-//!   read by those who see the deployment's group, changed by its owner or an administrator.
 //!
-//! The first two follow [`super::gate`] (public models answer anyone, CORS for allowed
-//! origins).
+//! Both follow [`super::gate`] (public models answer anyone, CORS for allowed origins).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,19 +16,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use b3o_models::package::{ModelPackage, PACKAGE_FORMAT};
-use serde::{Deserialize, Serialize};
+use b3o_models::protocol::ErrorBody;
+pub use b3o_models::protocol::registry::{Sharing, SharingView};
 
 use super::Inference;
 use super::gate::{self, Call};
-use crate::accounts::extract::{ApiJson, ApiPath};
-use crate::accounts::{CurrentUser, OptionalUser};
-use crate::db::Db;
+use crate::accounts::OptionalUser;
+use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
-use crate::registry;
 use crate::state::AppState;
-
-/// Most origins one deployment may list.
-pub const MAX_ALLOWED_ORIGINS: usize = 64;
 
 /// The package and ONNX routes (access per deployment, CORS preflight).
 pub fn model_router() -> Router<AppState> {
@@ -46,15 +39,28 @@ pub fn model_router() -> Router<AppState> {
         )
 }
 
-/// The sharing settings (group members read, the owner changes).
-pub fn owner_router() -> Router<AppState> {
-    Router::new().route(
-        "/api/deployments/{name}/sharing",
-        get(get_sharing).put(put_sharing),
-    )
-}
+/// These routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(package, onnx))]
+pub struct SharingApi;
 
-/// `GET /api/deployments/{name}/package`.
+/// The model package of the version a deployment serves now: what a browser downloads to run
+/// the model itself (`Cache-Control: no-cache`: it changes on promote).
+#[utoipa::path(
+    get,
+    operation_id = "get_model_package",
+    path = "/api/deployments/{name}/package",
+    tag = "inference",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The package", body = ModelPackage),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn package(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -85,7 +91,27 @@ async fn package(
     call.finish(&target, result)
 }
 
-/// `GET /api/deployments/{name}/versions/{version}/onnx`.
+/// The ONNX bytes of one version of a deployment: immutable, cacheable forever, with its
+/// SHA-256 as `ETag` (`If-None-Match` answers 304).
+#[utoipa::path(
+    get,
+    operation_id = "get_deployment_onnx",
+    path = "/api/deployments/{name}/versions/{version}/onnx",
+    tag = "inference",
+    params(
+        ("name" = String, Path, description = "Deployment name"),
+        ("version" = String, Path, description = "A version id the deployment serves or served (members: any of the group's)"),
+    ),
+    responses(
+        (status = 200, description = "The ONNX model", content_type = "application/octet-stream", body = b3o_models::protocol::registry::Binary),
+        (status = 304, description = "`If-None-Match` matched the ETag"),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment or version, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn onnx(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -148,115 +174,4 @@ async fn onnx(
                 .into_response())
         });
     call.finish(&target, result)
-}
-
-/// A deployment's sharing settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Sharing {
-    /// Anyone may use the model, without an account.
-    pub public: bool,
-    /// Other sites allowed to call it from their pages (CORS), e.g. `https://partner.example`.
-    /// Our own origin always may.
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-}
-
-impl Sharing {
-    /// Checks and normalises the origins (lower case, no default port, no duplicates).
-    pub fn normalised(self) -> Result<Sharing, ApiError> {
-        if self.allowed_origins.len() > MAX_ALLOWED_ORIGINS {
-            return Err(ApiError::BadRequest(format!(
-                "at most {MAX_ALLOWED_ORIGINS} allowed origins, got {}",
-                self.allowed_origins.len()
-            )));
-        }
-        let mut origins = Vec::with_capacity(self.allowed_origins.len());
-        for o in &self.allowed_origins {
-            let o = gate::normalise_origin(o)
-                .map_err(|m| ApiError::BadRequest(format!("allowed_origins: {m}")))?;
-            if !origins.contains(&o) {
-                origins.push(o);
-            }
-        }
-        Ok(Sharing {
-            public: self.public,
-            allowed_origins: origins,
-        })
-    }
-}
-
-fn reply(name: &str, sharing: &Sharing, can_change: bool) -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "name": name,
-        "public": sharing.public,
-        "allowed_origins": sharing.allowed_origins,
-        "can_change": can_change,
-    }))
-}
-
-/// Writes a deployment's sharing settings (the caller checked who may) and drops it from the
-/// inference cache.
-pub async fn set_sharing(state: &AppState, name: &str, sharing: &Sharing) -> Result<(), ApiError> {
-    let origins = serde_json::to_string(&sharing.allowed_origins)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let changed = sqlx::query(
-        "UPDATE deployments SET public = ?, allowed_origins_json = ?,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE name = ?",
-    )
-    .bind(sharing.public)
-    .bind(origins)
-    .bind(name)
-    .execute(&state.db)
-    .await?
-    .rows_affected();
-    super::deployment_changed(state, name);
-    if changed == 0 {
-        return Err(ApiError::NotFound("no such deployment".into()));
-    }
-    Ok(())
-}
-
-async fn read_sharing(db: &Db, name: &str) -> Result<Sharing, ApiError> {
-    let d = super::deployments::load(db, name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("no such deployment".into()))?;
-    Ok(Sharing {
-        public: d.public,
-        allowed_origins: d.allowed_origins,
-    })
-}
-
-/// `GET /api/deployments/{name}/sharing`.
-async fn get_sharing(
-    user: CurrentUser,
-    State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = registry::visible_deployment(&state.db, &user, &name).await?;
-    let sharing = read_sharing(&state.db, &name).await?;
-    Ok(reply(&name, &sharing, d.access.can_manage()))
-}
-
-/// `PUT /api/deployments/{name}/sharing`: the owner of the deployed model's group (or an
-/// administrator) makes it public or private and lists the origins allowed to call it.
-async fn put_sharing(
-    user: CurrentUser,
-    State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
-    ApiJson(req): ApiJson<Sharing>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let d = registry::visible_deployment(&state.db, &user, &name).await?;
-    d.access.require_owner()?;
-    let sharing = req.normalised()?;
-    set_sharing(&state, &name, &sharing).await?;
-    tracing::info!(
-        deployment = %name,
-        public = sharing.public,
-        origins = sharing.allowed_origins.len(),
-        user_id = user.id,
-        "deployment sharing changed"
-    );
-    Ok(reply(&name, &sharing, true))
 }

@@ -22,7 +22,7 @@ use super::Inference;
 use super::deployments::Deployment;
 
 /// The `model` and `version` label of requests to private deployments.
-pub const PRIVATE_LABEL: &str = "private";
+pub const PRIVATE_LABEL: &str = crate::registry::PRIVATE_DEPLOYMENTS_LABEL;
 
 /// Latency buckets in seconds: 10 µs (an MLP row) to 10 s (a large CSV).
 const BUCKETS: &[f64] = &[
@@ -179,7 +179,18 @@ pub fn record_job(status: &'static str, rows: u64) {
     metrics::counter!("b3o_jobs_rows_total").increment(rows);
 }
 
-/// `GET /metrics` (404 when the operator turned metrics off).
+/// Prometheus metrics in the text format (404 when the operator turned them off with
+/// `--metrics false`). Labels are public deployments' names, version ids and route names.
+#[utoipa::path(
+    get,
+    operation_id = "get_metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The metrics (Prometheus text format 0.0.4)", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are turned off on this server", body = b3o_models::protocol::ErrorBody),
+    ),
+)]
 pub async fn render(Inference(shared): Inference) -> Response {
     if !shared.settings.metrics {
         return crate::error::ApiError::NotFound("metrics are turned off on this server".into())

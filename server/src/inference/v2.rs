@@ -11,8 +11,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use b3o_models::v2::{ParseLimits, V2Error, parse_infer_request};
-use serde_json::{Value, json};
+use b3o_models::protocol::ErrorBody;
+use b3o_models::v2::{
+    InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady, OutputTensor,
+    ParseLimits, ServerLive, ServerMetadata, ServerReady, TensorMetadata, V2Error,
+    parse_infer_request,
+};
 
 use super::gate::{self, Call};
 use super::{Inference, ServedModel, Shared, Ticket};
@@ -58,31 +62,72 @@ pub fn model_router() -> Router<AppState> {
         )
 }
 
-async fn live() -> Json<Value> {
-    Json(json!({ "live": true }))
+/// The server is up.
+#[utoipa::path(
+    get,
+    operation_id = "v2_server_live",
+    path = "/v2/health/live",
+    tag = "kserve-v2",
+    responses((status = 200, description = "Live", body = ServerLive)),
+)]
+async fn live() -> Json<ServerLive> {
+    Json(ServerLive { live: true })
 }
 
 /// Ready when the database answers: models load lazily, on their first request.
-async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    operation_id = "v2_server_ready",
+    path = "/v2/health/ready",
+    tag = "kserve-v2",
+    responses(
+        (status = 200, description = "Ready", body = ServerReady),
+        (status = 500, description = "The database does not answer", body = ErrorBody),
+    ),
+)]
+async fn ready(State(state): State<AppState>) -> Result<Json<ServerReady>, ApiError> {
     sqlx::query("SELECT 1").execute(&state.db).await?;
-    Ok(Json(json!({ "ready": true })))
+    Ok(Json(ServerReady { ready: true }))
 }
 
-async fn server_metadata() -> Json<Value> {
-    Json(json!({ "name": "b3o-edge", "version": env!("CARGO_PKG_VERSION"), "extensions": [] }))
+/// The server's name, version and protocol extensions.
+#[utoipa::path(
+    get,
+    operation_id = "v2_server_metadata",
+    path = "/v2",
+    tag = "kserve-v2",
+    responses((status = 200, description = "Server metadata", body = ServerMetadata)),
+)]
+async fn server_metadata() -> Json<ServerMetadata> {
+    Json(ServerMetadata {
+        name: "b3o-edge".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: Vec::new(),
+    })
 }
 
-fn metadata(name: &str, m: &ServedModel) -> Value {
+fn metadata(name: &str, m: &ServedModel) -> ModelMetadata {
     let mut input_shape = vec![-1i64];
     input_shape.extend(m.predictor().row_shape().iter().map(|&d| d as i64));
-    json!({
-        "name": name,
-        "versions": [m.version_id.to_string()],
-        "platform": "onnx_onnxv1",
-        "inputs": [{ "name": "input", "datatype": "FP32", "shape": input_shape }],
-        "outputs": [{ "name": "output", "datatype": "FP32", "shape": [-1, m.predictor().output_width() as i64] }],
-        "parameters": { "task": m.spec.task, "labels": m.spec.labels },
-    })
+    let tensor = |name: &str, shape: Vec<i64>| TensorMetadata {
+        name: name.into(),
+        datatype: "FP32".into(),
+        shape,
+    };
+    ModelMetadata {
+        name: name.to_string(),
+        versions: vec![m.version_id.to_string()],
+        platform: "onnx_onnxv1".into(),
+        inputs: vec![tensor("input", input_shape)],
+        outputs: vec![tensor(
+            "output",
+            vec![-1, m.predictor().output_width() as i64],
+        )],
+        parameters: ModelParameters {
+            task: m.spec.task,
+            labels: m.spec.labels.clone(),
+        },
+    }
 }
 
 /// What a model route does once the caller is allowed and the model loaded.
@@ -132,7 +177,7 @@ async fn serve(
         let m = super::model(&state, &shared, target.version_id).await?;
         Ok(match action {
             Action::Metadata => Json(metadata(&name, &m)).into_response(),
-            Action::Ready => Json(json!({ "name": name, "ready": true })).into_response(),
+            Action::Ready => Json(ModelReady { name, ready: true }).into_response(),
             Action::Infer(body) => {
                 // Read only now: the caller is authorised and the model exists.
                 let mut ticket = Ticket::default();
@@ -147,6 +192,22 @@ async fn serve(
     call.finish(&target, result)
 }
 
+/// The model's inputs, outputs, task and labels (the version the deployment serves now).
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_metadata",
+    path = "/v2/models/{name}",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The model's metadata", body = ModelMetadata),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn model_metadata(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -169,6 +230,22 @@ async fn model_metadata(
     .await
 }
 
+/// A pinned version's inputs, outputs, task and labels.
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_version_metadata",
+    path = "/v2/models/{name}/versions/{version}",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name"), ("version" = String, Path, description = "A registry version id the deployment serves or served (members: any of the group's)")),
+    responses(
+        (status = 200, description = "The version's metadata", body = ModelMetadata),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn version_metadata(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -193,6 +270,21 @@ async fn version_metadata(
 }
 
 /// Ready once loaded: the first call loads the model, so a readiness probe also warms it.
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_ready",
+    path = "/v2/models/{name}/ready",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "Loaded and ready", body = ModelReady),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn model_ready(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -215,6 +307,22 @@ async fn model_ready(
     .await
 }
 
+/// A pinned version is loaded (loads it).
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_version_ready",
+    path = "/v2/models/{name}/versions/{version}/ready",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name"), ("version" = String, Path, description = "A registry version id the deployment serves or served (members: any of the group's)")),
+    responses(
+        (status = 200, description = "Loaded and ready", body = ModelReady),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn version_ready(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -238,6 +346,26 @@ async fn version_ready(
     .await
 }
 
+/// Runs the model on preprocessed FP32 rows (the version the deployment serves now).
+#[utoipa::path(
+    post,
+    operation_id = "v2_model_infer",
+    path = "/v2/models/{name}/infer",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name")),
+    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored"),
+    responses(
+        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32", body = InferResponse),
+        (status = 400, description = "Not a valid V2 request for this model (input name, datatype, shape, data)", body = ErrorBody),
+        (status = 413, description = "Body over 16 MiB or more rows than `--max-rows-per-request`", body = ErrorBody),
+        (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn infer(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -262,6 +390,26 @@ async fn infer(
     .await
 }
 
+/// Runs a pinned version on preprocessed FP32 rows.
+#[utoipa::path(
+    post,
+    operation_id = "v2_model_version_infer",
+    path = "/v2/models/{name}/versions/{version}/infer",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name"), ("version" = String, Path, description = "A registry version id the deployment serves or served (members: any of the group's)")),
+    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored"),
+    responses(
+        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32", body = InferResponse),
+        (status = 400, description = "Not a valid V2 request for this model (input name, datatype, shape, data)", body = ErrorBody),
+        (status = 413, description = "Body over 16 MiB or more rows than `--max-rows-per-request`", body = ErrorBody),
+        (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
 async fn version_infer(
     user: OptionalUser,
     State(state): State<AppState>,
@@ -332,33 +480,31 @@ async fn run(
     let mut req = req;
     let data = std::mem::take(&mut req.inputs[0].data);
     let outputs = m.predict(data, batch).await?;
+    // Serialised straight from the outputs (no JSON tree of them).
     Ok(Json(InferResponse {
         id: req.id,
         model_name: name.to_string(),
         model_version: m.version_id.to_string(),
-        outputs: [OutputTensor {
-            name: "output",
-            datatype: "FP32",
-            shape: [batch, m.predictor().output_width()],
+        outputs: vec![OutputTensor {
+            name: "output".into(),
+            datatype: "FP32".into(),
+            shape: vec![batch, m.predictor().output_width()],
             data: outputs,
         }],
     }))
 }
 
-/// The V2 response, serialised straight from the outputs (no JSON tree of them).
-#[derive(serde::Serialize)]
-struct InferResponse {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    model_name: String,
-    model_version: String,
-    outputs: [OutputTensor; 1],
-}
-
-#[derive(serde::Serialize)]
-struct OutputTensor {
-    name: &'static str,
-    datatype: &'static str,
-    shape: [usize; 2],
-    data: Vec<f32>,
-}
+/// The KServe V2 routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    live,
+    ready,
+    server_metadata,
+    model_metadata,
+    model_ready,
+    infer,
+    version_metadata,
+    version_ready,
+    version_infer
+))]
+pub struct V2Api;

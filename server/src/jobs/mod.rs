@@ -35,13 +35,15 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use b3o_models::protocol::ErrorBody;
+use b3o_models::protocol::jobs::{Job, JobForm, JobList, JobStatus};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::accounts::extract::ApiPath;
 use crate::accounts::{CurrentUser, now, rfc3339};
+use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::inference::{self, Inference, ServedModel, Shared, gate};
 use crate::state::AppState;
@@ -49,6 +51,33 @@ pub use runner::{JobRuntime, recover};
 
 /// Default largest job upload: 1 GiB (`--max-job-mb`).
 pub const DEFAULT_MAX_JOB_BYTES: u64 = 1 << 30;
+
+/// Operator settings of batch jobs (from `b3o serve` flags).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Largest CSV accepted by `POST /api/jobs`.
+    pub max_job_bytes: u64,
+    /// Jobs run at the same time; more wait in the queue.
+    pub workers: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_job_bytes: DEFAULT_MAX_JOB_BYTES,
+            workers: 1,
+        }
+    }
+}
+
+impl Settings {
+    pub fn from_config(config: &ServeConfig) -> Self {
+        Self {
+            max_job_bytes: config.max_job_mb.saturating_mul(1 << 20),
+            workers: config.job_workers.max(1),
+        }
+    }
+}
 /// Longest kept file name of an upload.
 const MAX_NAME_CHARS: usize = 100;
 /// Longest non-file form field, `?model=` and `?filename=`, in bytes (a deployment name is at
@@ -59,6 +88,11 @@ pub const MAX_FIELD_BYTES: usize = 256;
 /// the parser's read-ahead (it takes all the data ready, one network read of up to ~400 KiB,
 /// before handing out the file's first bytes).
 pub const MAX_FORM_OVERHEAD_BYTES: u64 = 1 << 20;
+
+/// The jobs routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, get_job, result, delete_job))]
+pub struct JobsApi;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -95,29 +129,39 @@ pub(crate) const JOB_COLUMNS: &str = "id, user_id, deployment, version_id, statu
     input_path, input_bytes, result_path, result_bytes, rows_total, rows_done, error, attempts,
     created_at, started_at, finished_at";
 
-fn job_json(j: &JobRow) -> Value {
-    let progress = match (j.status.as_str(), j.rows_total) {
-        ("succeeded", _) => 1.0,
+impl JobRow {
+    /// The stored status (the table's CHECK allows only the four).
+    pub(crate) fn status(&self) -> Result<JobStatus, ApiError> {
+        JobStatus::parse(&self.status).ok_or_else(|| {
+            ApiError::Internal(format!("job {}: unknown status `{}`", self.id, self.status))
+        })
+    }
+}
+
+fn job_view(j: &JobRow) -> Result<Job, ApiError> {
+    let status = j.status()?;
+    let progress = match (status, j.rows_total) {
+        (JobStatus::Succeeded, _) => 1.0,
         (_, Some(total)) if total > 0 => (j.rows_done as f64 / total as f64).min(1.0),
         _ => 0.0,
     };
-    json!({
-        "id": j.id,
-        "model": j.deployment,
-        "version_id": j.version_id,
-        "status": j.status,
-        "input_name": j.input_name,
-        "input_bytes": j.input_bytes,
-        "rows_total": j.rows_total,
-        "rows_done": j.rows_done,
-        "progress": progress,
-        "error": j.error,
-        "attempts": j.attempts,
-        "created_at": rfc3339(j.created_at),
-        "started_at": j.started_at.map(rfc3339),
-        "finished_at": j.finished_at.map(rfc3339),
-        "result_url": (j.status == "succeeded").then(|| format!("/api/jobs/{}/result", j.id)),
-        "result_bytes": j.result_bytes,
+    Ok(Job {
+        id: j.id,
+        model: j.deployment.clone(),
+        version_id: j.version_id,
+        status,
+        input_name: j.input_name.clone(),
+        input_bytes: j.input_bytes,
+        rows_total: j.rows_total,
+        rows_done: j.rows_done,
+        progress,
+        error: j.error.clone(),
+        attempts: j.attempts,
+        created_at: rfc3339(j.created_at),
+        started_at: j.started_at.map(rfc3339),
+        finished_at: j.finished_at.map(rfc3339),
+        result_url: (status == JobStatus::Succeeded).then(|| format!("/api/jobs/{}/result", j.id)),
+        result_bytes: j.result_bytes,
     })
 }
 
@@ -137,38 +181,79 @@ async fn own_job(state: &AppState, user: &CurrentUser, id: i64) -> Result<JobRow
     .ok_or_else(no_job)
 }
 
-/// `GET /api/jobs`.
-async fn list(user: CurrentUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The caller's jobs, newest first (at most 500).
+#[utoipa::path(
+    get,
+    operation_id = "list_jobs",
+    path = "/api/jobs",
+    tag = "jobs",
+    responses(
+        (status = 200, description = "The caller's jobs", body = JobList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
+async fn list(user: CurrentUser, State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     let jobs: Vec<JobRow> = sqlx::query_as(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT 500"
     ))
     .bind(user.id)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(JobList {
+        jobs: jobs.iter().map(job_view).collect::<Result<_, _>>()?,
+    }))
 }
 
-/// `GET /api/jobs/{id}`.
+/// One of the caller's jobs: status, progress, error.
+#[utoipa::path(
+    get,
+    operation_id = "get_job",
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn get_job(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(job_json(&own_job(&state, &user, id).await?)))
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(job_view(&own_job(&state, &user, id).await?)?))
 }
 
-/// `GET /api/jobs/{id}/result`: the predictions CSV, streamed from disk.
+/// A succeeded job's predictions: its CSV with the prediction columns appended, streamed
+/// from disk (`Content-Disposition` names it `<input>-predictions.csv`).
+#[utoipa::path(
+    get,
+    operation_id = "get_job_result",
+    path = "/api/jobs/{id}/result",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The predictions CSV", content_type = "text/csv", body = String),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (queued, running or failed)", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn result(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let job = own_job(&state, &user, id).await?;
-    let path = match (job.status.as_str(), &job.result_path) {
-        ("succeeded", Some(path)) => path.clone(),
-        ("failed", _) => {
+    let path = match (job.status()?, &job.result_path) {
+        (JobStatus::Succeeded, Some(path)) => path.clone(),
+        (JobStatus::Failed, _) => {
             return Err(ApiError::Conflict(format!(
                 "job {id} failed, so it has no result: {}",
                 job.error.as_deref().unwrap_or("unknown error")
@@ -176,7 +261,8 @@ async fn result(
         }
         (status, _) => {
             return Err(ApiError::Conflict(format!(
-                "job {id} is {status}; its result is ready when it has succeeded"
+                "job {id} is {}; its result is ready when it has succeeded",
+                status.as_str()
             )));
         }
     };
@@ -223,11 +309,25 @@ fn result_name(input: &str) -> String {
     format!("{stem}-predictions.csv")
 }
 
-/// `DELETE /api/jobs/{id}`: cancels a queued or running job and deletes it and its files.
+/// Cancels a queued or running job and deletes it and its files.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_job",
+    path = "/api/jobs/{id}",
+    tag = "jobs",
+    params(("id" = i64, Path, description = "Job id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "A missing X-CSRF-Token (session cookie)", body = ErrorBody),
+        (status = 404, description = "No such job of the caller's", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn delete_job(
     user: CurrentUser,
     State(state): State<AppState>,
-    Inference(shared): Inference,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     let job = own_job(&state, &user, id).await?;
@@ -236,7 +336,7 @@ async fn delete_job(
         .bind(user.id)
         .execute(&state.db)
         .await?;
-    shared.jobs.cancel(id);
+    state.jobs.cancel(id);
     for path in [Some(job.input_path), job.result_path]
         .into_iter()
         .flatten()
@@ -255,9 +355,13 @@ pub(crate) async fn remove_blob(data_dir: &Path, rel: &str) {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /api/jobs?model=&filename=` (a raw CSV body names its model here).
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// The deployment name (required with a raw CSV body; a form may send it instead).
     model: Option<String>,
+    /// The file's name, for a raw CSV body (default `data.csv`).
     filename: Option<String>,
 }
 
@@ -424,14 +528,14 @@ async fn admit(
     }
     check_field("model", &model)?;
     let target = gate::authorize(state, shared, Some(user), headers, &model, None).await?;
-    let slot = quota::admit(state, shared, user).await?;
+    let slot = quota::admit(state, user).await?;
     let served = inference::model(state, shared, target.version_id).await?;
     b3o_wasm_client::codeless::preprocessing(&served.spec)
         .map_err(|e| jobs_input_error(&model, e))?;
     let upload = Upload::create(
         &state.data_dir,
         user.id,
-        shared.settings.max_job_bytes,
+        state.jobs.settings.max_job_bytes,
         slot,
     )
     .await?;
@@ -443,7 +547,37 @@ async fn admit(
     })
 }
 
-/// `POST /api/jobs`.
+/// Submits a batch job: a CSV run through a deployed tabular model in the background. Send a
+/// multipart form with `model` before `file`, or a raw CSV body with `?model=name`. Checked in
+/// this order: the caller may use the model and it takes CSV; the account's quotas admit one
+/// more job; the file is streamed to disk (bounded by `--max-job-mb` and the storage quota);
+/// its header has every feature column.
+#[utoipa::path(
+    post,
+    operation_id = "create_job",
+    path = "/api/jobs",
+    tag = "jobs",
+    params(CreateQuery),
+    request_body(
+        description = "The CSV: a multipart form (`model`, then `file`) or the raw CSV with `?model=`",
+        content(
+            (JobForm = "multipart/form-data"),
+            (String = "text/csv"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted and queued (`Location`: the job's URL)", body = Job,
+            headers(("Location" = String, description = "`/api/jobs/{id}`"))),
+        (status = 400, description = "No model named, a form out of order or with unknown fields, an empty file, a missing column, or a model that takes images", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "A missing X-CSRF-Token (session cookie), or a cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A custom model without a built-in architecture (cannot be served)", body = ErrorBody),
+        (status = 413, description = "The file passes `--max-job-mb` or the account's storage quota", body = ErrorBody),
+        (status = 429, description = "The account has its most active jobs; retry after `Retry-After`", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn create(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -502,14 +636,14 @@ async fn create(
     tx.commit().await?;
     finished.stored.keep();
     drop(finished.slot);
-    runner::spawn(state.clone(), shared.clone(), id);
+    runner::spawn(state.clone(), id);
     let job = own_job(&state, &user, id).await?;
     let location = HeaderValue::from_str(&format!("/api/jobs/{id}"))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(job_json(&job)),
+        Json(job_view(&job)?),
     )
         .into_response())
 }

@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 
 use sqlx::SqliteConnection;
 
+use super::JobRuntime;
 use crate::accounts::CurrentUser;
 use crate::error::ApiError;
-use crate::inference::Shared;
 use crate::state::AppState;
 
 /// How long a caller refused for too many active jobs is asked to wait.
@@ -64,7 +64,7 @@ struct Quota {
 /// An admitted upload: holds its place among the account's active jobs and counts its bytes
 /// against the account's storage until it is dropped.
 pub(super) struct UploadSlot {
-    shared: Arc<Shared>,
+    jobs: Arc<JobRuntime>,
     user_id: i64,
     quota: Option<Quota>,
     /// Bytes of the account's jobs stored when the upload was admitted.
@@ -77,7 +77,7 @@ impl Drop for UploadSlot {
     fn drop(&mut self) {
         if self.quota.is_some() {
             let bytes = self.bytes;
-            self.shared.jobs.uploads.with(self.user_id, |l| {
+            self.jobs.uploads.with(self.user_id, |l| {
                 l.uploads = l.uploads.saturating_sub(1);
                 l.bytes = l.bytes.saturating_sub(bytes);
             });
@@ -130,11 +130,7 @@ async fn stored_bytes(db: &mut SqliteConnection, user_id: i64) -> Result<u64, Ap
 
 /// Admits one more upload of `user` (429 past the active-job limit, 413 at the storage cap),
 /// before a byte of it is read.
-pub(super) async fn admit(
-    state: &AppState,
-    shared: &Arc<Shared>,
-    user: &CurrentUser,
-) -> Result<UploadSlot, ApiError> {
+pub(super) async fn admit(state: &AppState, user: &CurrentUser) -> Result<UploadSlot, ApiError> {
     let quota = (!user.is_admin()).then(|| Quota {
         max_active: state.limits.max_active_jobs_per_account,
         max_bytes: state
@@ -145,14 +141,14 @@ pub(super) async fn admit(
     // Counted first and given back on any refusal (the slot's drop): two uploads racing for
     // the last place both see each other and at worst both are refused, never both admitted.
     let uploads = match quota {
-        Some(_) => shared.jobs.uploads.with(user.id, |l| {
+        Some(_) => state.jobs.uploads.with(user.id, |l| {
             l.uploads = l.uploads.saturating_add(1);
             l.uploads
         }),
         None => 0,
     };
     let mut slot = UploadSlot {
-        shared: shared.clone(),
+        jobs: state.jobs.clone(),
         user_id: user.id,
         quota,
         stored: 0,
@@ -181,7 +177,7 @@ impl UploadSlot {
         let Some(quota) = self.quota else {
             return Ok(());
         };
-        let in_flight = self.shared.jobs.uploads.with(self.user_id, |l| {
+        let in_flight = self.jobs.uploads.with(self.user_id, |l| {
             l.bytes = l.bytes.saturating_add(n);
             l.bytes
         });

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use super::{JOB_COLUMNS, JobRow, remove_blob};
 use crate::accounts::now;
 use crate::error::ApiError;
-use crate::inference::{self, Shared, telemetry};
+use crate::inference::{self, telemetry};
 use crate::state::AppState;
 
 /// Starts after which an interrupted job is failed rather than resumed again.
@@ -29,18 +29,21 @@ const CHUNK_ROWS: usize = codeless::DEFAULT_CHUNK_ROWS;
 /// Least time between two progress writes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// The jobs running in this process: the concurrency limit and cancellation flags, and the
-/// uploads in progress per account (counted against its quotas, [`super::quota`]).
+/// The jobs runtime of one server (`AppState::jobs`): the concurrency limit and cancellation
+/// flags, and the uploads in progress per account (counted against its quotas,
+/// [`super::quota`]).
 pub struct JobRuntime {
+    pub settings: super::Settings,
     permits: Arc<Semaphore>,
     cancelled: Mutex<HashMap<i64, Arc<AtomicBool>>>,
     pub(super) uploads: super::quota::InFlight,
 }
 
 impl JobRuntime {
-    pub fn new(workers: usize) -> Self {
+    pub fn new(settings: super::Settings) -> Self {
         Self {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
+            permits: Arc::new(Semaphore::new(settings.workers.max(1))),
+            settings,
             cancelled: Mutex::default(),
             uploads: Default::default(),
         }
@@ -76,20 +79,19 @@ impl JobRuntime {
 }
 
 /// Runs job `id` in the background.
-pub(crate) fn spawn(state: AppState, shared: Arc<Shared>, id: i64) {
-    let flag = shared.jobs.flag(id);
+pub(crate) fn spawn(state: AppState, id: i64) {
+    let flag = state.jobs.flag(id);
     tokio::spawn(async move {
-        if let Err(e) = run(&state, &shared, id, &flag).await {
+        if let Err(e) = run(&state, id, &flag).await {
             tracing::error!(job_id = id, error = %e, "batch job bookkeeping failed");
         }
-        shared.jobs.forget(id);
+        state.jobs.forget(id);
     });
 }
 
 /// Queues again the jobs a stop interrupted and deletes uploads no job points at. Called once
-/// at start-up, before the server listens.
+/// by `b3o serve` at start-up, before it listens.
 pub async fn recover(state: &AppState) -> Result<(), ApiError> {
-    let shared = inference::shared(state);
     let failed = sqlx::query(
         "UPDATE jobs SET status = 'failed', finished_at = ?,
              error = 'the server stopped while this job ran, ' || attempts || ' times; it was not started again'
@@ -118,7 +120,7 @@ pub async fn recover(state: &AppState) -> Result<(), ApiError> {
     let mut ids = resumed;
     ids.sort_unstable();
     for id in ids {
-        spawn(state.clone(), shared.clone(), id);
+        spawn(state.clone(), id);
     }
     Ok(())
 }
@@ -181,13 +183,8 @@ enum Outcome {
     Cancelled,
 }
 
-async fn run(
-    state: &AppState,
-    shared: &Shared,
-    id: i64,
-    cancel: &AtomicBool,
-) -> Result<(), ApiError> {
-    let _permit = shared
+async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiError> {
+    let _permit = state
         .jobs
         .permits
         .clone()
@@ -214,7 +211,7 @@ async fn run(
     let Some(job) = job else { return Ok(()) };
     let result_rel = format!("jobs/user-{}/{id}-result.csv", job.user_id);
     let tmp_rel = format!("{result_rel}.partial");
-    let outcome = execute(state, shared, &job, &tmp_rel, cancel).await;
+    let outcome = execute(state, &job, &tmp_rel, cancel).await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => Outcome::Failed(match e {
@@ -280,12 +277,11 @@ async fn run(
 /// Streams the job's CSV through its model into `tmp_rel`.
 async fn execute(
     state: &AppState,
-    shared: &Shared,
     job: &JobRow,
     tmp_rel: &str,
     cancel: &AtomicBool,
 ) -> Result<Outcome, ApiError> {
-    let m = inference::model(state, shared, job.version_id).await?;
+    let m = inference::model(state, &state.inference, job.version_id).await?;
     let input = state.data_dir.join(&job.input_path);
     let output = state.data_dir.join(tmp_rel);
     let spec = m.spec.clone();
@@ -391,7 +387,7 @@ mod tests {
 
     #[test]
     fn cancel_flags_are_per_job() {
-        let rt = JobRuntime::new(1);
+        let rt = JobRuntime::new(super::super::Settings::default());
         let a = rt.flag(1);
         let b = rt.flag(2);
         rt.cancel(1);

@@ -11,21 +11,35 @@
 //! that holds them. A name the caller's group does not hold is either free or *unavailable*
 //! (held by another group, or reserved), and every unavailable name gets the same 409, so a
 //! promote does not tell a private deployment from a reserved word (see `promote`).
+//!
+//! The registry owns the `model_versions` and `deployments` rows: it alone writes them
+//! ([`versions`]: a version's files and row; [`deployments`]: new deployments, sharing
+//! settings; promote and rollback here) and it calls no other module back when they change
+//! (readers compare [`Changes`]).
+
+pub mod deployments;
+pub mod sharing;
+pub mod versions;
+
+use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use b3o_models::protocol::registry::{Contributor, DeploymentList, DeploymentView, Promote};
+use b3o_models::protocol::{ErrorBody, VersionList, VersionView};
+use serde_json::Value;
 
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::federation::auth::{self, GroupAccess};
+use crate::membership::{self, GroupAccess};
 use crate::state::AppState;
+pub use deployments::{Changes, Deployment, create_deployment, set_sharing};
+pub use versions::{NewVersion, StoredWeights, insert_version, weights_response};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,7 +50,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/deployments", get(list_deployments))
         .route("/api/deployments/{name}", put(promote).get(get_deployment))
         .route("/api/deployments/{name}/rollback", post(rollback))
+        .merge(sharing::router())
 }
+
+/// The registry's routes in the OpenAPI document (`crate::openapi`).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_versions,
+    get_version,
+    version_weights,
+    version_onnx,
+    list_deployments,
+    get_deployment,
+    promote,
+    rollback
+))]
+pub struct RegistryApi;
 
 type VersionRow = (
     i64,
@@ -57,22 +86,31 @@ type VersionRow = (
 const VERSION_COLUMNS: &str = "id, group_id, round, parent_id, weights_sha256, size_bytes,
     num_params, spec_json, metrics_json, contributors_json, onnx_path, created_at, weights_path";
 
-fn version_json(r: &VersionRow) -> Value {
-    let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
-    json!({
-        "id": r.0,
-        "group_id": r.1,
-        "round": r.2,
-        "parent_id": r.3,
-        "weights_sha256": r.4,
-        "size_bytes": r.5,
-        "num_params": r.6,
-        "spec": parse(&r.7),
-        "metrics": parse(&r.8),
-        "contributors": parse(&r.9),
-        "has_onnx": r.10.is_some(),
-        "created_at": r.11,
-    })
+fn version_view(r: &VersionRow) -> VersionView {
+    VersionView {
+        id: r.0,
+        group_id: r.1,
+        round: r.2,
+        parent_id: r.3,
+        weights_sha256: r.4.clone(),
+        size_bytes: r.5,
+        num_params: r.6,
+        spec: serde_json::from_str::<Value>(&r.7).unwrap_or(Value::Null),
+        metrics: parse_metrics(&r.8),
+        contributors: serde_json::from_str::<Vec<Contributor>>(&r.9).unwrap_or_default(),
+        has_onnx: r.10.is_some(),
+        created_at: r.11.clone(),
+    }
+}
+
+/// A stored metrics map (`metrics_json`): its numbers by name; `None` if it is not an object.
+fn parse_metrics(text: &str) -> Option<BTreeMap<String, f64>> {
+    let map = serde_json::from_str::<serde_json::Map<String, Value>>(text).ok()?;
+    Some(
+        map.into_iter()
+            .filter_map(|(k, v)| v.as_f64().map(|v| (k, v)))
+            .collect(),
+    )
 }
 
 /// The answer for a version the caller may not see, identical to one that does not exist.
@@ -102,7 +140,7 @@ async fn visible_version(
     version_id: i64,
 ) -> Result<(VersionRow, GroupAccess), ApiError> {
     let v = load_version(db, version_id).await?;
-    let access = auth::group_access(db, user, v.1)
+    let access = membership::group_access(db, user, v.1)
         .await
         .map_err(|e| match e {
             ApiError::NotFound(_) => version_not_found(),
@@ -137,7 +175,7 @@ pub async fn visible_deployment(
     .fetch_optional(db)
     .await?;
     let (version_id, group_id) = row.ok_or_else(deployment_not_found)?;
-    let access = auth::group_access(db, user, group_id)
+    let access = membership::group_access(db, user, group_id)
         .await
         .map_err(|e| match e {
             ApiError::NotFound(_) => deployment_not_found(),
@@ -151,41 +189,101 @@ pub async fn visible_deployment(
     })
 }
 
+/// A group's model versions, by round.
+#[utoipa::path(
+    get,
+    operation_id = "list_group_versions",
+    path = "/api/groups/{id}/versions",
+    tag = "registry",
+    params(("id" = i64, Path, description = "Group id")),
+    responses(
+        (status = 200, description = "The group's versions, oldest first", body = VersionList),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn list_versions(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
-    auth::group_access(&state.db, &user, group_id).await?;
+) -> Result<Json<VersionList>, ApiError> {
+    membership::group_access(&state.db, &user, group_id).await?;
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = ? ORDER BY round"
     ))
     .bind(group_id)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({ "versions": rows.iter().map(version_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(VersionList {
+        versions: rows.iter().map(version_view).collect(),
+    }))
 }
 
+/// One model version: lineage, spec, metrics, contributors.
+#[utoipa::path(
+    get,
+    operation_id = "get_version",
+    path = "/api/versions/{id}",
+    tag = "registry",
+    params(("id" = i64, Path, description = "Version id")),
+    responses(
+        (status = 200, description = "The version", body = VersionView),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such version, or the caller may not see its group", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn get_version(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionView>, ApiError> {
     let (v, _) = visible_version(&state.db, &user, version_id).await?;
-    Ok(Json(version_json(&v)))
+    Ok(Json(version_view(&v)))
 }
 
+/// A version's weights: a safetensors file in B3O's update format.
+#[utoipa::path(
+    get,
+    operation_id = "get_version_weights",
+    path = "/api/versions/{id}/weights",
+    tag = "registry",
+    params(("id" = i64, Path, description = "Version id")),
+    responses(
+        (status = 200, description = "The weights (safetensors)", content_type = "application/octet-stream", body = b3o_models::protocol::registry::Binary),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such version, or the caller may not see its group", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn version_weights(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let (v, _) = visible_version(&state.db, &user, version_id).await?;
-    crate::federation::weights_response(state, v.0, v.2, &v.12).await
+    versions::weights_response(&state, v.0, v.2, &v.12).await
 }
 
+/// A version's ONNX export.
+#[utoipa::path(
+    get,
+    operation_id = "get_version_onnx",
+    path = "/api/versions/{id}/onnx",
+    tag = "registry",
+    params(("id" = i64, Path, description = "Version id")),
+    responses(
+        (status = 200, description = "The ONNX model", content_type = "application/octet-stream", body = b3o_models::protocol::registry::Binary),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such version, the caller may not see its group, or it has no ONNX export (custom layouts)", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn version_onnx(
     user: CurrentUser,
     State(state): State<AppState>,
@@ -210,17 +308,15 @@ async fn version_onnx(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Promote {
-    version_id: i64,
-}
-
 /// Longest deployment name.
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// Names no deployment may take: the `/metrics` label that counts private deployments.
-const RESERVED_NAMES: &[&str] = &[crate::inference::telemetry::PRIVATE_LABEL];
+/// The `/metrics` label that counts private deployments (`crate::inference::telemetry`), so
+/// no deployment may take it.
+pub const PRIVATE_DEPLOYMENTS_LABEL: &str = "private";
+
+/// Names no deployment may take.
+const RESERVED_NAMES: &[&str] = &[PRIVATE_DEPLOYMENTS_LABEL];
 
 /// The rule for a new deployment name, as a 400 naming it: 1 to [`MAX_NAME_CHARS`] characters
 /// among `a-z`, `0-9`, `-`, `_`, `.`, starting with a letter or digit, without `..` and not
@@ -264,12 +360,30 @@ fn name_unavailable(name: &str) -> ApiError {
 /// malformed name gets the rule's 400 whether or not it is held (names stored before the rule
 /// may not follow it), and only the group that holds a name skips the rule. Checked after the
 /// caller is known to own the version, so callers who cannot promote learn nothing at all.
+#[utoipa::path(
+    put,
+    operation_id = "promote_deployment",
+    path = "/api/deployments/{name}",
+    tag = "registry",
+    params(("name" = String, Path, description = "Deployment name: 1 to 100 of a-z, 0-9, `-`, `_`, `.`")),
+    request_body(content = Promote, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The deployment now serves the version", body = DeploymentView),
+        (status = 201, description = "The deployment was created", body = DeploymentView),
+        (status = 400, description = "Malformed body, or a name that breaks the naming rule", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not the group's owner or an administrator, or a missing X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such version, or the caller may not see its group", body = ErrorBody),
+        (status = 409, description = "The name is taken by another group or reserved", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn promote(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<Promote>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
     let (v, access) = visible_version(&state.db, &user, req.version_id).await?;
     access.require_owner()?;
     let mut tx = crate::db::begin_write(&state.db).await?;
@@ -304,21 +418,36 @@ async fn promote(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    crate::inference::deployment_changed(&state, &name);
+    state.registry.bump();
     let status = if current.is_some() {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((status, Json(deployment_json(&state.db, &name).await?)))
+    Ok((status, Json(deployment_view(&state.db, &name).await?)))
 }
 
 /// Points the deployment back at the version it served before the current one.
+#[utoipa::path(
+    post,
+    operation_id = "rollback_deployment",
+    path = "/api/deployments/{name}/rollback",
+    tag = "registry",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The deployment serves its previous version", body = DeploymentView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not the group's owner or an administrator, or a missing X-CSRF-Token", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "No earlier version to roll back to", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn rollback(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeploymentView>, ApiError> {
     visible_deployment(&state.db, &user, &name)
         .await?
         .access
@@ -350,11 +479,11 @@ async fn rollback(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    crate::inference::deployment_changed(&state, &name);
-    Ok(Json(deployment_json(&state.db, &name).await?))
+    state.registry.bump();
+    Ok(Json(deployment_view(&state.db, &name).await?))
 }
 
-async fn deployment_json(db: &Db, name: &str) -> Result<Value, ApiError> {
+async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError> {
     let row: Option<(i64, String)> =
         sqlx::query_as("SELECT version_id, updated_at FROM deployments WHERE name = ?")
             .bind(name)
@@ -368,32 +497,56 @@ async fn deployment_json(db: &Db, name: &str) -> Result<Value, ApiError> {
     .bind(name)
     .fetch_all(db)
     .await?;
-    Ok(json!({
-        "name": name,
-        "version_id": version_id,
-        "group_id": v.1,
-        "round": v.2,
-        "metrics": serde_json::from_str::<Value>(&v.8).unwrap_or(Value::Null),
-        "updated_at": updated_at,
-        "history": history,
-    }))
+    Ok(DeploymentView {
+        name: name.to_string(),
+        version_id,
+        group_id: v.1,
+        round: v.2,
+        metrics: parse_metrics(&v.8),
+        updated_at,
+        history,
+    })
 }
 
 /// A deployment, for those who may see its group.
+#[utoipa::path(
+    get,
+    operation_id = "get_deployment",
+    path = "/api/deployments/{name}",
+    tag = "registry",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The deployment", body = DeploymentView),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn get_deployment(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeploymentView>, ApiError> {
     visible_deployment(&state.db, &user, &name).await?;
-    Ok(Json(deployment_json(&state.db, &name).await?))
+    Ok(Json(deployment_view(&state.db, &name).await?))
 }
 
 /// The deployments of the groups the caller may see (administrators: all).
+#[utoipa::path(
+    get,
+    operation_id = "list_deployments",
+    path = "/api/deployments",
+    tag = "registry",
+    responses(
+        (status = 200, description = "The deployments, by name", body = DeploymentList),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
 async fn list_deployments(
     user: CurrentUser,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeploymentList>, ApiError> {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT d.name FROM deployments d
          JOIN model_versions v ON v.id = d.version_id
@@ -408,7 +561,7 @@ async fn list_deployments(
     .await?;
     let mut out = Vec::with_capacity(names.len());
     for n in names {
-        out.push(deployment_json(&state.db, &n).await?);
+        out.push(deployment_view(&state.db, &n).await?);
     }
-    Ok(Json(json!({ "deployments": out })))
+    Ok(Json(DeploymentList { deployments: out }))
 }

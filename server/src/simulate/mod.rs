@@ -33,7 +33,9 @@ use b3o_models::dataset::{Dataset, train_test_split};
 use b3o_models::image::mnist_dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
-use b3o_models::protocol::{CreateGroup, GroupEvent, Hyperparameters, ModelTemplate, Optimizer};
+use b3o_models::protocol::{
+    CreateGroup, GroupEvent, Hyperparameters, ModelTemplate, Optimizer, Phase,
+};
 use b3o_models::tabular::{InferOptions, Table, infer_schema, read_csv};
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
 use b3o_models::weights::{self, WeightSet};
@@ -396,13 +398,13 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         .tempdir_in(&base)
         .map_err(io(&base))?;
     let db = scratch_db(&work.path().join("b3o.sqlite3")).await?;
-    let state = AppState {
+    let state = AppState::new(
         db,
-        data_dir: work.path().to_path_buf(),
-        accounts: Arc::default(),
-        federation: Arc::default(),
-        limits: Arc::default(),
-    };
+        work.path().to_path_buf(),
+        Arc::default(),
+        Arc::default(),
+        Arc::default(),
+    );
     crate::federation::spawn_driver(state.clone());
     let transport = InProcess::new(crate::app(state.clone(), &work.path().join("no-static")));
     let tokens = identities::create(&state, n + 1).await?;
@@ -524,7 +526,9 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
                             t.seconds.insert(round, s);
                         }
                     }
-                    GroupEvent::PhaseChanged { phase } if phase == "finished" => break,
+                    GroupEvent::PhaseChanged {
+                        phase: Phase::Finished,
+                    } => break,
                     _ => {}
                 }
             }

@@ -1,0 +1,163 @@
+//! Deployments as data: the rows the registry writes (promote and rollback in [`super`], new
+//! deployments with [`create_deployment`], sharing settings with [`set_sharing`]) and how other
+//! modules read them ([`load`]).
+//!
+//! The registry calls no reader back when a deployment changes: every write bumps the
+//! [`Changes`] generation held in `AppState`, and readers that cache deployments (the
+//! inference routes, `crate::inference::deployments`) compare it on each use.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use b3o_models::protocol::registry::Sharing;
+use sqlx::SqliteConnection;
+
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// The generation of the deployments: bumped after every committed write to one, so that a
+/// cache filled at an older generation knows it may be stale.
+#[derive(Debug, Default)]
+pub struct Changes {
+    generation: AtomicU64,
+}
+
+impl Changes {
+    /// The current generation. Read it *before* reading a deployment: an entry read at `g` is
+    /// current while the generation is still `g`.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called after a write to a deployment has committed.
+    pub(super) fn bump(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// A deployment as its readers need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    pub name: String,
+    /// The version served now.
+    pub version_id: i64,
+    /// The group whose model it is.
+    pub group_id: i64,
+    /// Answers callers without an account.
+    pub public: bool,
+    /// Other sites' origins allowed to call it from a browser (CORS).
+    pub allowed_origins: Vec<String>,
+    /// The versions this deployment serves or served (current and promotion history): what a
+    /// caller outside the group may pin with `/versions/{v}`.
+    pub served: Vec<i64>,
+}
+
+impl Deployment {
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+}
+
+/// Reads deployment `name`, `None` if nothing is deployed under it.
+pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
+    let row: Option<(i64, i64, bool, String)> = sqlx::query_as(
+        "SELECT d.version_id, v.group_id, d.public, d.allowed_origins_json
+         FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+    )
+    .bind(name)
+    .fetch_optional(db)
+    .await?;
+    let Some((version_id, group_id, public, origins)) = row else {
+        return Ok(None);
+    };
+    let allowed_origins: Vec<String> = serde_json::from_str(&origins).unwrap_or_default();
+    let mut served: Vec<i64> =
+        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = ?")
+            .bind(name)
+            .fetch_all(db)
+            .await?;
+    if !served.contains(&version_id) {
+        served.push(version_id);
+    }
+    Ok(Some(Deployment {
+        name: name.to_string(),
+        version_id,
+        group_id,
+        public,
+        allowed_origins,
+        served,
+    }))
+}
+
+/// Deploys `version_id` under the new name `name` with `sharing` (already checked), in the
+/// caller's transaction: 409 if the name exists. (No reader caches a name that is not deployed,
+/// so nothing is bumped.)
+pub async fn create_deployment(
+    conn: &mut SqliteConnection,
+    name: &str,
+    version_id: i64,
+    sharing: &Sharing,
+) -> Result<(), ApiError> {
+    let origins = serde_json::to_string(&sharing.allowed_origins)
+        .map_err(|e| ApiError::Internal(format!("origins: {e}")))?;
+    sqlx::query(
+        "INSERT INTO deployments (name, version_id, public, allowed_origins_json)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(name)
+    .bind(version_id)
+    .bind(sharing.public)
+    .bind(origins)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            ApiError::Conflict(format!("deployment `{name}` exists"))
+        }
+        e => e.into(),
+    })?;
+    sqlx::query(
+        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+    )
+    .bind(name)
+    .bind(version_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes deployment `name`'s sharing settings (checked and normalised by the caller, who also
+/// checked who may): 404 if there is no such deployment.
+pub async fn set_sharing(
+    db: &Db,
+    changes: &Changes,
+    name: &str,
+    sharing: &Sharing,
+) -> Result<(), ApiError> {
+    let origins = serde_json::to_string(&sharing.allowed_origins)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let changed = sqlx::query(
+        "UPDATE deployments SET public = ?, allowed_origins_json = ?,
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE name = ?",
+    )
+    .bind(sharing.public)
+    .bind(origins)
+    .bind(name)
+    .execute(db)
+    .await?
+    .rows_affected();
+    changes.bump();
+    if changed == 0 {
+        return Err(ApiError::NotFound("no such deployment".into()));
+    }
+    Ok(())
+}
+
+/// Whether anything is deployed under `name`.
+pub async fn exists(db: &Db, name: &str) -> Result<bool, ApiError> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = ?")
+        .bind(name)
+        .fetch_one(db)
+        .await?;
+    Ok(n > 0)
+}
