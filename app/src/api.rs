@@ -4,12 +4,12 @@
 //! that was sent should finish). Cookie-authenticated writes carry the session's CSRF token as
 //! `X-CSRF-Token`, which the caller passes in from [`crate::session::Session`].
 
+use b3o_models::protocol::ErrorBody;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use leptos::prelude::on_cleanup;
 use send_wrapper::SendWrapper;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// A failed request, phrased for a person by its `Display`.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,17 +86,6 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
 /// Turns a non-2xx answer into [`ApiError::Refused`].
 async fn refusal(response: Response) -> ApiError {
     let status = response.status();
@@ -159,13 +148,93 @@ fn with_csrf(builder: RequestBuilder, csrf: &str) -> RequestBuilder {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Health
+// Wire types: the shared ones of `b3o_models::protocol` (and the model package), re-exported so
+// pages name them through this module. Enums the server writes as strings are shown with the
+// names below.
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
+use b3o_models::Task;
+pub use b3o_models::package::ModelPackage;
+use b3o_models::preprocess::{FeatureTransform, TargetEncoding};
+pub use b3o_models::protocol::accounts::{
+    ChangePassword, CreateToken, CreatedToken, Login, Me, PasswordChanged, Register, Role, SetRole,
+    TokenView, UpdateProfile, UserView,
+};
+pub use b3o_models::protocol::history::{Run, RunList, RunRound};
+pub use b3o_models::protocol::inference::{ImagePrediction, Prediction};
+pub use b3o_models::protocol::jobs::{Job, JobList, JobStatus};
+pub use b3o_models::protocol::operations::{CheckStatus, Health};
+pub use b3o_models::protocol::registry::{
+    DeploymentList, DeploymentView, Promote, Sharing, SharingView,
+};
+pub use b3o_models::protocol::{
+    CreateGroup, Created, GroupList, GroupMember, GroupRole, GroupSummary, GroupView,
+    Hyperparameters, Join, Joined, MemberRole, MemberStatus, ModelKind, ModelTemplate, Optimizer,
+    Phase, RoundList, RoundState, RoundView, TrainingStarted, VersionList, VersionView,
+};
+
+/// A metrics map as the API sends it (`{"accuracy": 0.91, "loss": 0.3}`).
+pub type Metrics = std::collections::BTreeMap<String, f64>;
+
+/// The wire name of a model kind (`tabular`, `image_cnn`, `custom`).
+pub fn model_kind_name(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Tabular => "tabular",
+        ModelKind::ImageCnn => "image_cnn",
+        ModelKind::Custom => "custom",
+    }
 }
+
+/// The wire name of an optimiser (`sgd`, `adam`).
+pub fn optimizer_name(optimizer: Optimizer) -> &'static str {
+    match optimizer {
+        Optimizer::Sgd => "sgd",
+        Optimizer::Adam => "adam",
+    }
+}
+
+/// The wire name of a task (`binary_classification`, ...).
+pub fn task_name(task: Task) -> &'static str {
+    match task {
+        Task::BinaryClassification => "binary_classification",
+        Task::MulticlassClassification => "multiclass_classification",
+        Task::Regression => "regression",
+    }
+}
+
+/// The task named `name` (its wire name).
+pub fn task_named(name: &str) -> Option<Task> {
+    [
+        Task::BinaryClassification,
+        Task::MulticlassClassification,
+        Task::Regression,
+    ]
+    .into_iter()
+    .find(|t| task_name(*t) == name)
+}
+
+/// The optimiser named `name` (its wire name).
+pub fn optimizer_named(name: &str) -> Option<Optimizer> {
+    [Optimizer::Sgd, Optimizer::Adam]
+        .into_iter()
+        .find(|o| optimizer_name(*o) == name)
+}
+
+/// The wire name of a passed health check (`ok`).
+pub fn check_name(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Ok => "ok",
+    }
+}
+
+/// The account role named `name` (`admin`, `member`).
+pub fn role_named(name: &str) -> Option<Role> {
+    [Role::Admin, Role::Member]
+        .into_iter()
+        .find(|r| r.as_str() == name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
 
 pub async fn health() -> Result<Health, ApiError> {
     get("/healthz").await
@@ -174,41 +243,15 @@ pub async fn health() -> Result<Health, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Accounts
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct User {
-    pub id: i64,
-    pub email: String,
-    pub display_name: String,
-    pub organisation: String,
-    pub role: String,
-    #[serde(default)]
-    pub must_change_password: bool,
-    pub created_at: String,
-}
-
-/// The signed-in account and the CSRF token of its session.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Me {
-    pub user: User,
-    /// Absent only for API-token callers, which this app never is.
-    #[serde(default)]
-    pub csrf_token: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Register {
-    pub email: String,
-    pub display_name: String,
-    pub organisation: String,
-    pub password: String,
-}
-
 pub async fn register(body: &Register) -> Result<Me, ApiError> {
     json(Request::post("/api/auth/register").json(body)).await
 }
 
 pub async fn login(email: &str, password: &str) -> Result<Me, ApiError> {
-    let body = serde_json::json!({ "email": email, "password": password });
+    let body = Login {
+        email: email.to_string(),
+        password: password.to_string(),
+    };
     match json(Request::post("/api/auth/login").json(&body)).await {
         // The server's wording is lower-case and terse; this is the one people meet most.
         Err(ApiError::Refused {
@@ -244,14 +287,12 @@ pub async fn update_profile(
     csrf: &str,
     display_name: &str,
     organisation: &str,
-) -> Result<User, ApiError> {
-    let body = serde_json::json!({ "display_name": display_name, "organisation": organisation });
+) -> Result<UserView, ApiError> {
+    let body = UpdateProfile {
+        display_name: Some(display_name.to_string()),
+        organisation: Some(organisation.to_string()),
+    };
     json(with_csrf(Request::patch("/api/me"), csrf).json(&body)).await
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PasswordChanged {
-    pub revoked_sessions: u64,
 }
 
 pub async fn change_password(
@@ -259,33 +300,14 @@ pub async fn change_password(
     current_password: &str,
     new_password: &str,
 ) -> Result<PasswordChanged, ApiError> {
-    let body = serde_json::json!({
-        "current_password": current_password,
-        "new_password": new_password,
-    });
+    let body = ChangePassword {
+        current_password: current_password.to_string(),
+        new_password: new_password.to_string(),
+    };
     json(with_csrf(Request::post("/api/auth/password"), csrf).json(&body)).await
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ApiToken {
-    pub id: i64,
-    pub name: String,
-    /// The first characters, e.g. `b3o_1a2b3c4d`.
-    pub prefix: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub expires_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreatedToken {
-    #[serde(flatten)]
-    pub view: ApiToken,
-    /// The whole token: this answer is the only time it is shown.
-    pub token: String,
-}
-
-pub async fn tokens() -> Result<Vec<ApiToken>, ApiError> {
+pub async fn tokens() -> Result<Vec<TokenView>, ApiError> {
     get("/api/auth/tokens").await
 }
 
@@ -294,7 +316,10 @@ pub async fn create_token(
     name: &str,
     expires_in_days: Option<u32>,
 ) -> Result<CreatedToken, ApiError> {
-    let body = serde_json::json!({ "name": name, "expires_in_days": expires_in_days });
+    let body = CreateToken {
+        name: name.to_string(),
+        expires_in_days,
+    };
     json(with_csrf(Request::post("/api/auth/tokens"), csrf).json(&body)).await
 }
 
@@ -307,81 +332,41 @@ pub async fn revoke_token(csrf: &str, id: i64) -> Result<(), ApiError> {
 // ---------------------------------------------------------------------------------------------
 // Registry
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Deployment {
-    pub name: String,
-    pub version_id: i64,
-    pub group_id: i64,
-    pub round: i64,
-    /// Whatever the round's evaluation reported, e.g. `{"accuracy": 0.91, "loss": 0.3}`.
-    #[serde(default)]
-    pub metrics: Value,
-    pub updated_at: String,
-    /// Version ids this name pointed at before, newest first.
-    #[serde(default)]
-    pub history: Vec<i64>,
-}
-
-#[derive(Deserialize)]
-struct Deployments {
-    deployments: Vec<Deployment>,
-}
-
-pub async fn deployments() -> Result<Vec<Deployment>, ApiError> {
-    get::<Deployments>("/api/deployments")
+pub async fn deployments() -> Result<Vec<DeploymentView>, ApiError> {
+    get::<DeploymentList>("/api/deployments")
         .await
         .map(|d| d.deployments)
 }
 
 /// `GET /api/deployments/{name}`.
-pub async fn deployment(name: &str) -> Result<Deployment, ApiError> {
+pub async fn deployment(name: &str) -> Result<DeploymentView, ApiError> {
     get(&format!("/api/deployments/{}", encode(name))).await
 }
 
-/// What a client needs to run a deployed model (`b3o_models::package::ModelPackage`); only the
-/// parts this app reads.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ModelPackage {
-    pub name: String,
-    pub version: i64,
-    pub spec: PackageSpec,
+/// The input columns of a package's (tabular) model in order, and which of them hold numbers.
+pub fn package_columns(package: &ModelPackage) -> (Vec<String>, Vec<String>) {
+    let features = package
+        .spec
+        .preprocessing
+        .as_ref()
+        .map_or(&[][..], |p| &p.features[..]);
+    let all = features.iter().map(|f| f.column().to_string()).collect();
+    let numeric = features
+        .iter()
+        .filter(|f| matches!(f, FeatureTransform::Standardize { .. }))
+        .map(|f| f.column().to_string())
+        .collect();
+    (all, numeric)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PackageSpec {
-    #[serde(default)]
-    pub preprocessing: Option<Value>,
-    #[serde(default)]
-    pub task: String,
-    #[serde(default)]
-    pub labels: Vec<String>,
-}
-
-impl ModelPackage {
-    /// The input columns in order, and which of them hold numbers (tabular models).
-    pub fn columns(&self) -> (Vec<String>, Vec<String>) {
-        let features = self
-            .spec
-            .preprocessing
-            .as_ref()
-            .and_then(|p| p["features"].as_array().cloned())
-            .unwrap_or_default();
-        let column = |f: &Value| f["column"].as_str().map(str::to_string);
-        let all = features.iter().filter_map(column).collect();
-        let numeric = features
-            .iter()
-            .filter(|f| f["kind"] == "standardize")
-            .filter_map(column)
-            .collect();
-        (all, numeric)
-    }
-
-    /// The column the model predicts (tabular models).
-    pub fn target(&self) -> Option<String> {
-        self.spec.preprocessing.as_ref()?["target"]["column"]
-            .as_str()
-            .map(str::to_string)
-    }
+/// The column a package's (tabular) model predicts.
+pub fn package_target(package: &ModelPackage) -> Option<String> {
+    let target = &package.spec.preprocessing.as_ref()?.target;
+    Some(match target {
+        TargetEncoding::Classes { column, .. } | TargetEncoding::Standardize { column, .. } => {
+            column.clone()
+        }
+    })
 }
 
 /// `GET /api/deployments/{name}/package`.
@@ -389,64 +374,33 @@ pub async fn package(name: &str) -> Result<ModelPackage, ApiError> {
     get(&format!("/api/deployments/{}/package", encode(name))).await
 }
 
-/// Who may use a deployed model without being a member of its group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sharing {
-    #[serde(default)]
-    pub public: bool,
-    /// Origins of partner sites whose pages may run the model (the embed widget).
-    #[serde(default)]
-    pub allowed_origins: Vec<String>,
-}
-
-pub async fn sharing(name: &str) -> Result<Sharing, ApiError> {
+pub async fn sharing(name: &str) -> Result<SharingView, ApiError> {
     get(&format!("/api/deployments/{}/sharing", encode(name))).await
 }
 
-pub async fn set_sharing(csrf: &str, name: &str, sharing: &Sharing) -> Result<Sharing, ApiError> {
+pub async fn set_sharing(
+    csrf: &str,
+    name: &str,
+    sharing: &Sharing,
+) -> Result<SharingView, ApiError> {
     let url = format!("/api/deployments/{}/sharing", encode(name));
     json(with_csrf(Request::put(&url), csrf).json(sharing)).await
 }
 
 /// Points deployment `name` at `version_id` (the group's owner).
-pub async fn promote(csrf: &str, name: &str, version_id: i64) -> Result<Deployment, ApiError> {
+pub async fn promote(csrf: &str, name: &str, version_id: i64) -> Result<DeploymentView, ApiError> {
     let url = format!("/api/deployments/{}", encode(name));
-    let body = serde_json::json!({ "version_id": version_id });
-    json(with_csrf(Request::put(&url), csrf).json(&body)).await
+    json(with_csrf(Request::put(&url), csrf).json(&Promote { version_id })).await
 }
 
-pub async fn rollback(csrf: &str, name: &str) -> Result<Deployment, ApiError> {
+pub async fn rollback(csrf: &str, name: &str) -> Result<DeploymentView, ApiError> {
     let url = format!("/api/deployments/{}/rollback", encode(name));
     json(with_csrf(Request::post(&url), csrf).build()).await
 }
 
-/// A model version of a group (`GET /api/groups/{id}/versions`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Version {
-    pub id: i64,
-    pub group_id: i64,
-    pub round: i64,
-    #[serde(default)]
-    pub parent_id: Option<i64>,
-    #[serde(default)]
-    pub num_params: i64,
-    #[serde(default)]
-    pub size_bytes: i64,
-    #[serde(default)]
-    pub metrics: Value,
-    #[serde(default)]
-    pub has_onnx: bool,
-    #[serde(default)]
-    pub created_at: String,
-}
-
-#[derive(Deserialize)]
-struct Versions {
-    versions: Vec<Version>,
-}
-
-pub async fn versions(group_id: i64) -> Result<Vec<Version>, ApiError> {
-    get::<Versions>(&format!("/api/groups/{group_id}/versions"))
+/// The model versions of a group (`GET /api/groups/{id}/versions`).
+pub async fn versions(group_id: i64) -> Result<Vec<VersionView>, ApiError> {
+    get::<VersionList>(&format!("/api/groups/{group_id}/versions"))
         .await
         .map(|v| v.versions)
 }
@@ -468,7 +422,11 @@ pub async fn predict_csv(csrf: &str, name: &str, csv: &str) -> Result<String, Ap
 }
 
 /// `POST /api/predict/{name}/image`: a PNG or JPEG -> label and probabilities by label.
-pub async fn predict_image(csrf: &str, name: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+pub async fn predict_image(
+    csrf: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<ImagePrediction, ApiError> {
     let url = format!("/api/predict/{}/image", encode(name));
     let body = js_sys::Uint8Array::from(bytes);
     json(
@@ -487,65 +445,22 @@ pub fn encode(segment: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Federation: groups belong to accounts; the session cookie is the credential.
 
-/// A group in the caller's list (`GET /api/groups`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GroupSummary {
-    pub id: i64,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    /// `tabular`, `image_cnn` or `custom`.
-    #[serde(default)]
-    pub model_kind: Option<String>,
-    pub phase: String,
-    pub rounds: i64,
-    #[serde(default)]
-    pub current_round: Option<i64>,
-    #[serde(default)]
-    pub current_round_state: Option<String>,
-    #[serde(default)]
-    pub members: i64,
-    /// `owner`, `member`, `admin` or `left`.
-    #[serde(default)]
-    pub role: String,
-    #[serde(default)]
-    pub member_id: Option<i64>,
-    #[serde(default)]
-    pub created_at: String,
-}
-
-#[derive(Deserialize)]
-struct GroupList {
-    groups: Vec<GroupSummary>,
-}
-
 pub async fn groups() -> Result<Vec<GroupSummary>, ApiError> {
     get::<GroupList>("/api/groups").await.map(|g| g.groups)
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct CreatedGroup {
-    pub group_id: i64,
-}
-
-/// `body` is the `POST /api/groups` request, built by the groups page.
-pub async fn create_group(csrf: &str, body: &Value) -> Result<CreatedGroup, ApiError> {
+/// `POST /api/groups`, with the request built by the groups page.
+pub async fn create_group(csrf: &str, body: &CreateGroup) -> Result<Created, ApiError> {
     json(with_csrf(Request::post("/api/groups"), csrf).json(body)).await
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct JoinedGroup {
-    pub group_id: i64,
 }
 
 /// Joins with `join_code`; `name` is how the other members see this one (empty: the
 /// account's organisation).
-pub async fn join_group(csrf: &str, join_code: &str, name: &str) -> Result<JoinedGroup, ApiError> {
+pub async fn join_group(csrf: &str, join_code: &str, name: &str) -> Result<Joined, ApiError> {
     let name = name.trim();
-    let body = if name.is_empty() {
-        serde_json::json!({ "join_code": join_code.trim() })
-    } else {
-        serde_json::json!({ "join_code": join_code.trim(), "name": name })
+    let body = Join {
+        join_code: join_code.trim().to_string(),
+        name: (!name.is_empty()).then(|| name.to_string()),
     };
     match json(with_csrf(Request::post("/api/groups/join"), csrf).json(&body)).await {
         Err(ApiError::Refused {
@@ -563,90 +478,54 @@ pub async fn join_group(csrf: &str, join_code: &str, name: &str) -> Result<Joine
     }
 }
 
-/// One membership of a group (`member_list` of `GET /api/groups/{id}`): no email.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct GroupMember {
-    #[serde(default)]
-    pub member_id: i64,
-    #[serde(default)]
-    pub name: String,
-    /// `owner` or `member`.
-    #[serde(default)]
-    pub role: String,
-    #[serde(default)]
-    pub ready: bool,
-    #[serde(default)]
-    pub left: bool,
-    /// In the current round: `selected`, `reported`, `failed`, `dropped`; none when not selected.
-    #[serde(default)]
-    pub round_status: Option<String>,
-}
-
-/// `GET /api/groups/{id}`: a group as its owner and members see it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Group {
-    pub id: i64,
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub model: Value,
-    #[serde(default)]
-    pub hyperparameters: Value,
-    #[serde(default)]
-    pub strategy: Value,
-    pub rounds: i64,
-    #[serde(default)]
-    pub min_clients: i64,
-    pub phase: String,
-    /// How many members are active.
-    #[serde(default)]
-    pub members: i64,
-    #[serde(default)]
-    pub ready_members: i64,
-    /// Every membership and where it stands (empty from servers that do not list them).
-    #[serde(default)]
-    pub member_list: Vec<GroupMember>,
-    #[serde(default)]
-    pub current_round: Option<i64>,
-    #[serde(default)]
-    pub current_round_state: Option<String>,
-    /// Only for those who manage the group.
-    #[serde(default)]
-    pub join_code: Option<String>,
-    #[serde(default)]
-    pub role: String,
-    #[serde(default)]
-    pub member_id: Option<i64>,
-}
-
-impl Group {
-    /// `"tabular"` or `"image_cnn"` (or `"custom"`).
-    pub fn model_kind(&self) -> &str {
-        self.model["kind"].as_str().unwrap_or("custom")
-    }
-
+/// What the pages ask of a group (`GET /api/groups/{id}`).
+pub trait GroupExt {
     /// The column a tabular group predicts.
-    pub fn target(&self) -> Option<String> {
-        self.model["schema"]["target"]["name"]
-            .as_str()
-            .map(str::to_string)
+    fn target(&self) -> Option<String>;
+    /// The caller's role as shown (`owner`, `member`, `admin`, `left`; empty if not said).
+    fn role_name(&self) -> &'static str;
+    fn can_manage(&self) -> bool;
+    fn can_train(&self) -> bool;
+    /// The strategy's name (`fedavg` when the server did not say).
+    fn strategy_name(&self) -> String;
+}
+
+/// The name of a strategy configuration: its one field every strategy has.
+#[derive(Deserialize)]
+struct StrategyName {
+    name: String,
+}
+
+impl GroupExt for GroupView {
+    fn target(&self) -> Option<String> {
+        match &self.model {
+            ModelTemplate::Tabular { schema, .. } => Some(schema.target.name.clone()),
+            _ => None,
+        }
     }
 
-    pub fn can_manage(&self) -> bool {
-        matches!(self.role.as_str(), "owner" | "admin")
+    fn role_name(&self) -> &'static str {
+        self.role.map_or("", GroupRole::as_str)
     }
 
-    pub fn can_train(&self) -> bool {
-        self.member_id.is_some() && matches!(self.role.as_str(), "owner" | "member")
+    fn can_manage(&self) -> bool {
+        matches!(self.role, Some(GroupRole::Owner | GroupRole::Admin))
+    }
+
+    fn can_train(&self) -> bool {
+        self.member_id.is_some() && matches!(self.role, Some(GroupRole::Owner | GroupRole::Member))
+    }
+
+    fn strategy_name(&self) -> String {
+        StrategyName::deserialize(&self.strategy).map_or_else(|_| "fedavg".into(), |s| s.name)
     }
 }
 
-pub async fn group(group_id: i64) -> Result<Group, ApiError> {
+pub async fn group(group_id: i64) -> Result<GroupView, ApiError> {
     get(&format!("/api/groups/{group_id}")).await
 }
 
-pub async fn start_group(csrf: &str, group_id: i64) -> Result<Value, ApiError> {
+pub async fn start_group(csrf: &str, group_id: i64) -> Result<TrainingStarted, ApiError> {
     let url = format!("/api/groups/{group_id}/start");
     json(with_csrf(Request::post(&url), csrf).build()).await
 }
@@ -657,34 +536,9 @@ pub async fn leave_group(csrf: &str, group_id: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A round of a group (`GET /api/groups/{id}/rounds`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Round {
-    pub round: i64,
-    pub state: String,
-    #[serde(default)]
-    pub result_version_id: Option<i64>,
-    #[serde(default)]
-    pub failure: Option<String>,
-    /// Aggregated training metrics of the members' updates (e.g. `loss`).
-    #[serde(default)]
-    pub metrics: Value,
-    /// Aggregated evaluation of the new model on the members' held-out rows.
-    #[serde(default)]
-    pub evaluation: Value,
-    #[serde(default)]
-    pub selected: i64,
-    #[serde(default)]
-    pub reported: i64,
-}
-
-#[derive(Deserialize)]
-struct Rounds {
-    rounds: Vec<Round>,
-}
-
-pub async fn rounds(group_id: i64) -> Result<Vec<Round>, ApiError> {
-    get::<Rounds>(&format!("/api/groups/{group_id}/rounds"))
+/// The rounds of a group (`GET /api/groups/{id}/rounds`), oldest first.
+pub async fn rounds(group_id: i64) -> Result<Vec<RoundView>, ApiError> {
+    get::<RoundList>(&format!("/api/groups/{group_id}/rounds"))
         .await
         .map(|r| r.rounds)
 }
@@ -692,32 +546,18 @@ pub async fn rounds(group_id: i64) -> Result<Vec<Round>, ApiError> {
 // ---------------------------------------------------------------------------------------------
 // History: federated runs and inference jobs
 
-/// `GET /api/history/runs`: the caller's runs, kept as JSON (the page reads what it shows).
-pub async fn history_runs() -> Result<Vec<Value>, ApiError> {
-    let v: Value = get("/api/history/runs").await?;
-    Ok(list_in(v, "runs"))
+/// `GET /api/history/runs`: the caller's runs.
+pub async fn history_runs() -> Result<Vec<Run>, ApiError> {
+    get::<RunList>("/api/history/runs").await.map(|r| r.runs)
 }
 
 /// `GET /api/jobs`: the caller's batch inference jobs.
-pub async fn jobs() -> Result<Vec<Value>, ApiError> {
-    let v: Value = get("/api/jobs").await?;
-    Ok(list_in(v, "jobs"))
-}
-
-/// `v[key]` when it is an array, or `v` itself when it is one.
-fn list_in(v: Value, key: &str) -> Vec<Value> {
-    match v {
-        Value::Array(a) => a,
-        Value::Object(mut m) => match m.remove(key) {
-            Some(Value::Array(a)) => a,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
+pub async fn jobs() -> Result<Vec<Job>, ApiError> {
+    get::<JobList>("/api/jobs").await.map(|j| j.jobs)
 }
 
 /// `POST /api/jobs` (multipart `model` + `file`): a batch prediction on the server.
-pub async fn submit_job(csrf: &str, model: &str, file: &web_sys::File) -> Result<Value, ApiError> {
+pub async fn submit_job(csrf: &str, model: &str, file: &web_sys::File) -> Result<Job, ApiError> {
     let form = web_sys::FormData::new().map_err(|_| ApiError::Unreachable)?;
     form.append_with_str("model", model)
         .map_err(|_| ApiError::Unreachable)?;
@@ -729,20 +569,13 @@ pub async fn submit_job(csrf: &str, model: &str, file: &web_sys::File) -> Result
 // ---------------------------------------------------------------------------------------------
 // Administration
 
-pub async fn admin_users() -> Result<Vec<Value>, ApiError> {
-    let v: Value = get("/api/admin/users").await?;
-    Ok(list_in(v, "users"))
+pub async fn admin_users() -> Result<Vec<UserView>, ApiError> {
+    get("/api/admin/users").await
 }
 
-pub async fn set_role(csrf: &str, user_id: i64, role: &str) -> Result<Value, ApiError> {
+pub async fn set_role(csrf: &str, user_id: i64, role: Role) -> Result<UserView, ApiError> {
     let url = format!("/api/admin/users/{user_id}/role");
-    let body = serde_json::json!({ "role": role });
-    json(with_csrf(Request::put(&url), csrf).json(&body)).await
-}
-
-/// The full health answer (`GET /healthz`), as JSON.
-pub async fn health_details() -> Result<Value, ApiError> {
-    get("/healthz").await
+    json(with_csrf(Request::put(&url), csrf).json(&SetRole { role })).await
 }
 
 /// `GET /metrics` (Prometheus text).
@@ -784,23 +617,67 @@ mod tests {
     }
 
     #[test]
-    fn groups_read_their_member_list_and_older_answers_without_one() {
-        let mut body = serde_json::json!({
+    fn groups_say_what_the_caller_may_do_and_their_strategy() {
+        let body = serde_json::json!({
             "id": 3, "name": "g", "rounds": 2, "phase": "training", "members": 2,
             "ready_members": 1, "role": "member", "member_id": 8,
+            "model": { "kind": "tabular", "schema": {
+                "features": [{ "name": "age", "kind": "numeric" }],
+                "target": { "name": "exited", "task": "binary_classification" },
+                "excluded": [] } },
+            "hyperparameters": { "rounds": 2 },
+            "strategy": { "name": "fedprox", "proximal_mu": 0.1 },
+            "member_list": [
+                { "member_id": 7, "name": "owner", "role": "owner", "ready": false,
+                  "left": false, "round_status": null },
+                { "member_id": 8, "name": "org b", "role": "member", "ready": true,
+                  "left": false, "round_status": "selected" },
+            ],
         });
-        let old: Group = serde_json::from_value(body.clone()).unwrap();
-        assert_eq!((old.members, old.member_list.len()), (2, 0));
-        body["member_list"] = serde_json::json!([
-            { "member_id": 7, "name": "owner", "role": "owner", "ready": false, "left": false,
-              "round_status": null },
-            { "member_id": 8, "name": "org b", "role": "member", "ready": true, "left": false,
-              "round_status": "selected" },
-        ]);
-        let g: Group = serde_json::from_value(body).unwrap();
-        let names: Vec<&str> = g.member_list.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["owner", "org b"]);
-        assert!(g.member_list[1].ready);
-        assert_eq!(g.member_list[1].round_status.as_deref(), Some("selected"));
+        let g: GroupView = serde_json::from_value(body).unwrap();
+        assert_eq!(g.target().as_deref(), Some("exited"));
+        assert_eq!(model_kind_name(g.model.kind()), "tabular");
+        assert_eq!(
+            (g.role_name(), g.can_train(), g.can_manage()),
+            ("member", true, false)
+        );
+        assert_eq!(g.strategy_name(), "fedprox");
+        assert_eq!(g.member_list[1].round_status, Some(MemberStatus::Selected));
+        let mut owner = g.clone();
+        owner.role = Some(GroupRole::Admin);
+        owner.strategy = serde_json::Value::Null;
+        assert!(owner.can_manage());
+        assert_eq!(owner.strategy_name(), "fedavg");
+    }
+
+    #[test]
+    fn packages_name_their_columns_and_target() {
+        let package: ModelPackage = serde_json::from_value(serde_json::json!({
+            "format": "b3o-model-package/1", "name": "churn", "version": 4,
+            "spec": {
+                "architecture": { "kind": "mlp", "hidden": [8], "activation": { "kind": "relu" } },
+                "preprocessing": {
+                    "version": 1,
+                    "features": [
+                        { "kind": "standardize", "column": "age", "mean": 40.0, "std": 10.0,
+                          "impute": 40.0 },
+                        { "kind": "one_hot", "column": "city", "vocabulary": ["Paris", "Lyon"],
+                          "impute": "Paris" },
+                    ],
+                    "target": { "kind": "classes", "column": "exited", "labels": ["0", "1"] },
+                    "task": "binary_classification",
+                },
+                "task": "binary_classification", "labels": ["0", "1"], "input_shape": [4],
+            },
+            "onnx_path": "/x", "onnx_sha256": "00", "onnx_bytes": 1,
+        }))
+        .unwrap();
+        let (all, numeric) = package_columns(&package);
+        assert_eq!(
+            (all, numeric),
+            (vec!["age".into(), "city".into()], vec!["age".into()])
+        );
+        assert_eq!(package_target(&package).as_deref(), Some("exited"));
+        assert_eq!(task_name(package.spec.task), "binary_classification");
     }
 }

@@ -4,6 +4,8 @@
 
 use leptos::prelude::*;
 
+use crate::api::Metrics;
+
 /// One line of a chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -61,43 +63,27 @@ pub fn short_number(v: f64) -> String {
     }
 }
 
-/// `{"accuracy": 0.91234, "num_examples": 120}` -> `"accuracy 0.912, num examples 120"`
-/// (top-level numbers only).
-pub fn metric_text(metrics: &serde_json::Value) -> String {
+/// `{"accuracy": 0.91234, "num_examples": 120}` -> `"accuracy 0.912, num examples 120"`.
+pub fn metric_text(metrics: Option<&Metrics>) -> String {
     metrics
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| {
-                    Some(format!(
-                        "{} {}",
-                        k.replace('_', " "),
-                        short_number(v.as_f64()?)
-                    ))
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{} {}", k.replace('_', " "), short_number(*v)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One series per metric name in `rows` (`(x, {name: value})`, e.g. a round and its metrics)
 /// that `keep` selects, named `prefix` + the metric's name.
 pub fn series_by_metric(
-    rows: &[(f64, &serde_json::Value)],
+    rows: &[(f64, Option<&Metrics>)],
     prefix: &str,
     keep: impl Fn(&str) -> bool,
 ) -> Vec<Series> {
     let mut out: Vec<Series> = Vec::new();
     for &(x, metrics) in rows {
-        let Some(map) = metrics.as_object() else {
-            continue;
-        };
-        for (name, value) in map {
-            let Some(y) = value.as_f64().filter(|y| y.is_finite()) else {
-                continue;
-            };
-            if !keep(name) {
+        for (name, &y) in metrics.into_iter().flatten() {
+            if !y.is_finite() || !keep(name) {
                 continue;
             }
             let label = format!("{prefix}{}", name.replace('_', " "));
@@ -339,23 +325,29 @@ mod tests {
 
     #[test]
     fn metrics_become_one_series_each() {
-        let r1 = serde_json::json!({"loss": 0.7, "accuracy": 0.6, "num_examples": 10});
-        let r2 = serde_json::json!({"loss": 0.5, "accuracy": 0.7});
-        let rows = [(2.0, &r2), (1.0, &r1)];
+        let r1: Metrics = [("loss", 0.7), ("accuracy", 0.6), ("num_examples", 10.0)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
+        let r2: Metrics = [("loss", 0.5), ("accuracy", 0.7)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
+        let rows = [(2.0, Some(&r2)), (1.0, Some(&r1))];
         let loss = series_by_metric(&rows, "training ", is_loss);
         assert_eq!(loss.len(), 1);
         assert_eq!(loss[0].name, "training loss");
         assert_eq!(loss[0].points, vec![(1.0, 0.7), (2.0, 0.5)]);
         let quality = series_by_metric(&rows, "", is_quality);
         assert_eq!(quality[0].name, "accuracy");
-        assert!(series_by_metric(&[(1.0, &serde_json::Value::Null)], "", is_loss).is_empty());
+        assert!(series_by_metric(&[(1.0, None)], "", is_loss).is_empty());
     }
 
     #[test]
     fn metrics_read_as_text() {
-        let m = serde_json::json!({"accuracy": 0.91234, "num_samples": 2000.0, "per_class": {}});
-        assert_eq!(metric_text(&m), "accuracy 0.912, num samples 2000");
-        assert_eq!(metric_text(&serde_json::Value::Null), "");
+        let m: Metrics = [("accuracy", 0.91234), ("num_samples", 2000.0)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
+        assert_eq!(metric_text(Some(&m)), "accuracy 0.912, num samples 2000");
+        assert_eq!(metric_text(None), "");
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! mistakes that would make a prediction fail, named by line and column, so that a malformed
 //! file is explained here and never sent anywhere.
 //!
-//! It accepts what the engine and the server accept (`b3o_models::tabular::read_csv`): `,` `;`
-//! or tab as the separator (the most frequent one outside quotes in the header), a UTF-8 BOM,
-//! LF / CRLF / CR line endings, quoted fields with `""` escapes, trimmed cells, blank lines
-//! skipped, and the usual spellings of a missing value.
+//! It reads with the project's one CSV reader (`b3o_models::tabular::CsvReader`), so it accepts
+//! exactly what the engine and the server accept: `,` `;` tab or `|` as the separator (the most
+//! frequent one outside quotes in the header), a UTF-8 BOM, LF / CRLF / CR line endings, quoted
+//! fields with `""` escapes and line breaks, trimmed cells, blank lines skipped, and the usual
+//! spellings of a missing value. This module only words the reader's findings for a person.
+
+use b3o_models::tabular::{CsvReader, Delimiter, TabularError};
 
 /// How many data rows the preview keeps.
 pub const PREVIEW_ROWS: usize = 10;
@@ -57,159 +60,68 @@ fn problem(line: Option<usize>, column: Option<&str>, message: String) -> CsvPro
     }
 }
 
-/// The separator that occurs most often outside quotes in the header line (comma on a tie).
-pub fn detect_delimiter(text: &str) -> char {
-    let (mut comma, mut semi, mut tab) = (0usize, 0usize, 0usize);
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            '\n' | '\r' if !quoted => break,
-            ',' if !quoted => comma += 1,
-            ';' if !quoted => semi += 1,
-            '\t' if !quoted => tab += 1,
-            _ => {}
-        }
-    }
-    if semi > comma && semi >= tab {
-        ';'
-    } else if tab > comma && tab > semi {
-        '\t'
-    } else {
-        ','
-    }
-}
-
-/// True for the spellings of a missing value: empty, `NA`, `N/A`, `?`, `null`, `NaN`, `None`.
-pub fn is_missing(cell: &str) -> bool {
-    let t = cell.trim();
-    t.is_empty()
-        || ["na", "n/a", "?", "null", "nan", "none"]
-            .iter()
-            .any(|m| t.eq_ignore_ascii_case(m))
-}
-
-/// Records of `text` with the line each starts on; an unterminated quote is an error.
-struct Records<'a> {
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
-    delimiter: char,
-    line: usize,
-}
-
-impl Iterator for Records<'_> {
-    type Item = Result<(usize, Vec<String>), CsvProblem>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.chars.peek()?;
-        let start = self.line;
-        let mut fields = Vec::new();
-        let mut field = String::new();
-        let mut at_field_start = true;
-        let mut quoted = false;
-        loop {
-            let Some(c) = self.chars.next() else {
-                if quoted {
-                    return Some(Err(problem(
-                        Some(start),
-                        None,
-                        "a quoted field is never closed: a `\"` is missing.".into(),
-                    )));
+/// The reader's error in words for a person (`delimiter`: the separator, once known).
+fn explain(e: TabularError, delimiter: Option<Delimiter>) -> CsvProblem {
+    match e {
+        TabularError::Empty => problem(None, None, "the file is empty.".into()),
+        TabularError::EmptyHeader { line, column } => problem(
+            Some(line),
+            None,
+            format!("column {column} of the header has no name."),
+        ),
+        TabularError::DuplicateHeader { line, name } => problem(
+            Some(line),
+            Some(&name),
+            "this column name appears twice in the header.".into(),
+        ),
+        TabularError::RaggedRow {
+            line,
+            expected,
+            found,
+            ..
+        } => problem(
+            Some(line),
+            None,
+            format!(
+                "this row has {found} cells but the header has {expected} columns{}.",
+                if delimiter == Some(Delimiter::Comma) {
+                    " (a value with a comma in it must be in double quotes)"
+                } else {
+                    ""
                 }
-                break;
-            };
-            if quoted {
-                match c {
-                    '"' if self.chars.peek() == Some(&'"') => {
-                        self.chars.next();
-                        field.push('"');
-                    }
-                    '"' => quoted = false,
-                    '\n' => {
-                        self.line += 1;
-                        field.push(c);
-                    }
-                    '\r' => {
-                        if self.chars.peek() != Some(&'\n') {
-                            self.line += 1;
-                        }
-                        field.push(c);
-                    }
-                    _ => field.push(c),
-                }
-                continue;
-            }
-            match c {
-                '"' if at_field_start && field.trim().is_empty() => {
-                    field.clear();
-                    quoted = true;
-                    at_field_start = false;
-                }
-                c if c == self.delimiter => {
-                    fields.push(std::mem::take(&mut field).trim().to_string());
-                    at_field_start = true;
-                }
-                '\r' => {
-                    if self.chars.peek() == Some(&'\n') {
-                        self.chars.next();
-                    }
-                    self.line += 1;
-                    break;
-                }
-                '\n' => {
-                    self.line += 1;
-                    break;
-                }
-                _ => {
-                    field.push(c);
-                    if !c.is_whitespace() {
-                        at_field_start = false;
-                    }
-                }
-            }
-        }
-        fields.push(field.trim().to_string());
-        Some(Ok((start, fields)))
+            ),
+        ),
+        TabularError::UnclosedQuote { line } => problem(
+            Some(line),
+            None,
+            "a quoted field is never closed: a `\"` is missing.".into(),
+        ),
+        TabularError::TooManyColumns { max } => problem(
+            None,
+            None,
+            format!("the header has more than {max} columns."),
+        ),
+        TabularError::RecordTooLong { line, max } => problem(
+            Some(line),
+            None,
+            format!("this row is longer than {max} bytes."),
+        ),
+        TabularError::NoRows => problem(
+            None,
+            None,
+            "the file has a header but no rows of data.".into(),
+        ),
+        other => problem(None, None, format!("{other}.")),
     }
 }
 
 /// Reads `text` and checks it against `expected` (when the model is known): the header names
 /// every model column, rows have as many cells as the header, numeric columns hold numbers.
 pub fn check(text: &str, expected: Option<&Expected>) -> Result<CsvPreview, CsvProblem> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        return Err(problem(None, None, "the file is empty.".into()));
-    }
-    let delimiter = detect_delimiter(text);
-    let mut records = Records {
-        chars: text.chars().peekable(),
-        delimiter,
-        line: 1,
-    };
-    // Leading blank lines are skipped like any other.
-    let (header_line, header) = loop {
-        match records.next() {
-            Some(Ok((_, fields))) if fields.iter().all(String::is_empty) => continue,
-            Some(Ok(record)) => break record,
-            Some(Err(e)) => return Err(e),
-            None => return Err(problem(None, None, "the file is empty.".into())),
-        }
-    };
-    for (i, name) in header.iter().enumerate() {
-        if name.is_empty() {
-            return Err(problem(
-                Some(header_line),
-                None,
-                format!("column {} of the header has no name.", i + 1),
-            ));
-        }
-        if header[..i].contains(name) {
-            return Err(problem(
-                Some(header_line),
-                Some(name),
-                "this column name appears twice in the header.".into(),
-            ));
-        }
-    }
+    let mut reader = CsvReader::new(text.as_bytes()).map_err(|e| explain(e, None))?;
+    let delimiter = reader.delimiter();
+    let header = reader.header().to_vec();
+    let header_line = reader.header_record().line();
     if let Some(expected) = expected {
         let missing: Vec<String> = expected
             .columns
@@ -248,53 +160,31 @@ pub fn check(text: &str, expected: Option<&Expected>) -> Result<CsvPreview, CsvP
         })
         .unwrap_or_default();
 
+    let missing = reader.missing().clone();
     let mut rows = Vec::new();
-    let mut total_rows = 0;
-    for record in records {
-        let (line, fields) = record?;
-        if fields.iter().all(String::is_empty) {
-            continue;
-        }
-        if fields.len() != header.len() {
-            return Err(problem(
-                Some(line),
-                None,
-                format!(
-                    "this row has {} cells but the header has {} columns{}.",
-                    fields.len(),
-                    header.len(),
-                    if delimiter == ',' {
-                        " (a value with a comma in it must be in double quotes)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
+    for record in reader.by_ref() {
+        let record = record.map_err(|e| explain(e, Some(delimiter)))?;
         for &i in &numeric {
-            let cell = &fields[i];
-            if !is_missing(cell) && !cell.parse::<f64>().is_ok_and(f64::is_finite) {
+            if let Some(cell) = record.value(i, &missing)
+                && !cell.parse::<f64>().is_ok_and(f64::is_finite)
+            {
                 return Err(problem(
-                    Some(line),
+                    Some(record.line()),
                     Some(&header[i]),
                     format!("“{cell}” is not a number, and this column holds numbers."),
                 ));
             }
         }
-        total_rows += 1;
         if rows.len() < PREVIEW_ROWS {
-            rows.push(fields);
+            rows.push(record.iter().map(str::to_string).collect());
         }
     }
+    let total_rows = reader.rows_read();
     if total_rows == 0 {
-        return Err(problem(
-            None,
-            None,
-            "the file has a header but no rows of data.".into(),
-        ));
+        return Err(explain(TabularError::NoRows, Some(delimiter)));
     }
     Ok(CsvPreview {
-        delimiter,
+        delimiter: delimiter.as_char(),
         header,
         rows,
         total_rows,
@@ -395,8 +285,10 @@ mod tests {
 
     #[test]
     fn delimiters_follow_the_header() {
-        assert_eq!(detect_delimiter("a\tb\n1,2"), '\t');
-        assert_eq!(detect_delimiter("a;b;c\n"), ';');
-        assert_eq!(detect_delimiter("\"a;b\",c\n"), ',');
+        let delimiter = |text: &str| check(text, None).unwrap().delimiter;
+        assert_eq!(delimiter("a\tb\n1,2\t3\n"), '\t');
+        assert_eq!(delimiter("a;b;c\n1;2;3\n"), ';');
+        assert_eq!(delimiter("a|b\n1|2\n"), '|');
+        assert_eq!(delimiter("\"a;b\",c\n1,2\n"), ',');
     }
 }

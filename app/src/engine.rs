@@ -328,8 +328,9 @@ pub fn backend_label(backend: &str) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LoadedModel {
     pub name: String,
+    /// The registry version id of the model's package.
     #[serde(default)]
-    pub version: Value,
+    pub version: i64,
     /// `"tabular"` or `"image"`.
     pub kind: String,
     #[serde(default)]
@@ -461,10 +462,12 @@ pub struct TrainProgress {
 pub struct TrainOutcome {
     #[serde(default)]
     pub rounds_completed: u32,
+    /// The group's model at the end (its registry version id).
     #[serde(default)]
-    pub final_version: Value,
+    pub final_version: Option<i64>,
+    /// The final model's metrics on this member's rows.
     #[serde(default)]
-    pub metrics: Value,
+    pub metrics: Option<crate::api::Metrics>,
 }
 
 /// What `run` needs besides the data.

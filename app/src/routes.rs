@@ -116,7 +116,7 @@ fn Nav() -> impl IntoView {
                     <li><A href="/predict">"Predict"</A></li>
                     <li><A href="/groups">"Groups"</A></li>
                     <li><A href="/history">"History"</A></li>
-                    {move || session.user().filter(|u| u.role == "admin").map(|_| view! {
+                    {move || session.user().filter(|u| u.role == api::Role::Admin).map(|_| view! {
                         <li><A href="/admin">"Admin"</A></li>
                     })}
                 </ul>

@@ -6,7 +6,7 @@
 
 use leptos::prelude::*;
 
-use crate::api::{self, Me, User};
+use crate::api::{self, Me, UserView};
 
 /// Where the app stands on the session.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,7 @@ impl Session {
     }
 
     /// The signed-in account (tracked).
-    pub fn user(&self) -> Option<User> {
+    pub fn user(&self) -> Option<UserView> {
         self.0.with(|s| match s {
             SessionState::SignedIn(me) => Some(me.user.clone()),
             _ => None,
@@ -51,7 +51,7 @@ impl Session {
     /// The CSRF token for a write, read without subscribing (used in event handlers).
     pub fn csrf(&self) -> String {
         self.0.with_untracked(|s| match s {
-            SessionState::SignedIn(me) => me.csrf_token.clone(),
+            SessionState::SignedIn(me) => me.csrf_token.clone().unwrap_or_default(),
             _ => String::new(),
         })
     }
@@ -65,7 +65,7 @@ impl Session {
     }
 
     /// Replaces the account after a profile edit, keeping the session's CSRF token.
-    pub fn update_user(&self, user: User) {
+    pub fn update_user(&self, user: UserView) {
         self.0.update(|s| {
             if let SessionState::SignedIn(me) = s {
                 me.user = user;

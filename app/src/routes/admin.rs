@@ -4,7 +4,6 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use serde_json::Value;
 
 use super::{form_error, show_errors};
 use crate::api;
@@ -13,7 +12,7 @@ use crate::session::use_session;
 #[component]
 pub fn Admin() -> impl IntoView {
     let session = use_session();
-    let is_admin = Memo::new(move |_| session.user().map(|u| u.role == "admin"));
+    let is_admin = Memo::new(move |_| session.user().map(|u| u.role == api::Role::Admin));
     view! {
         <h1>"Administration"</h1>
         {move || match is_admin.get() {
@@ -101,7 +100,7 @@ fn Health() -> impl IntoView {
     let reload = RwSignal::new(0u32);
     let health = LocalResource::new(move || {
         reload.track();
-        api::health_details()
+        api::health()
     });
     let metrics = LocalResource::new(move || {
         reload.track();
@@ -112,11 +111,16 @@ fn Health() -> impl IntoView {
             <h2 id="health-heading">"Server health"</h2>
             {move || health.get().map(|r| match r {
                 Ok(h) => {
-                    let status = h["status"].as_str().unwrap_or("unknown").to_string();
-                    let rows = h.as_object().cloned().unwrap_or_default().into_iter().map(|(k, v)| {
-                        let v = match v { Value::String(s) => s, other => other.to_string() };
-                        view! { <dt>{k.replace('_', " ")}</dt><dd>{v}</dd> }
-                    }).collect_view();
+                    let status = api::check_name(h.status).to_string();
+                    let rows = [
+                        ("database", api::check_name(h.database).to_string()),
+                        ("instance created at", h.instance_created_at),
+                        ("status", status.clone()),
+                        ("version", h.version),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> })
+                    .collect_view();
                     view! {
                         <p id="admin-health" data-status=status.clone()>
                             <strong>{format!("Server {status}")}</strong>
@@ -187,13 +191,13 @@ fn Groups() -> impl IntoView {
                                         {list.into_iter().map(|g| {
                                             let href = format!("/groups/{}", g.id);
                                             let round = match (g.current_round, g.current_round_state) {
-                                                (Some(n), Some(s)) => format!("{n} of {} ({s})", g.rounds),
+                                                (Some(n), Some(s)) => format!("{n} of {} ({})", g.rounds, s.as_str()),
                                                 _ => format!("– of {}", g.rounds),
                                             };
                                             view! {
                                                 <tr>
                                                     <td><A href=href>{g.name}</A></td>
-                                                    <td>{g.phase.replace('_', " ")}</td>
+                                                    <td>{g.phase.as_str().replace('_', " ")}</td>
                                                     <td>{round}</td>
                                                     <td>{g.members}</td>
                                                 </tr>
@@ -219,9 +223,10 @@ fn Users() -> impl IntoView {
         api::admin_users()
     });
     let set_role = Action::new_local(move |(id, role): &(i64, String)| {
-        let (id, role) = (*id, role.clone());
+        // The select offers the two roles only.
+        let (id, role) = (*id, api::role_named(role).unwrap_or(api::Role::Member));
         async move {
-            let r = api::set_role(&session.csrf(), id, &role).await;
+            let r = api::set_role(&session.csrf(), id, role).await;
             reload.update(|n| *n += 1);
             r
         }
@@ -244,15 +249,15 @@ fn Users() -> impl IntoView {
                                     </tr></thead>
                                     <tbody>
                                         {list.into_iter().map(|u| {
-                                            let id = u["id"].as_i64().unwrap_or_default();
-                                            let role = u["role"].as_str().unwrap_or("member").to_string();
+                                            let id = u.id;
+                                            let role = u.role.as_str();
                                             let select_id = format!("role-{id}");
-                                            let label = format!("Role of {}", u["email"].as_str().unwrap_or(""));
+                                            let label = format!("Role of {}", u.email);
                                             view! {
                                                 <tr>
-                                                    <td>{u["display_name"].as_str().unwrap_or("").to_string()}</td>
-                                                    <td>{u["email"].as_str().unwrap_or("").to_string()}</td>
-                                                    <td>{u["organisation"].as_str().unwrap_or("").to_string()}</td>
+                                                    <td>{u.display_name.clone()}</td>
+                                                    <td>{u.email.clone()}</td>
+                                                    <td>{u.organisation.clone()}</td>
                                                     <td>
                                                         <label class="visually-hidden" for=select_id.clone()>{label}</label>
                                                         <select id=select_id

@@ -4,7 +4,6 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use serde_json::Value;
 
 use super::show_errors;
 use crate::api;
@@ -68,35 +67,29 @@ fn Runs() -> impl IntoView {
     }
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn run_view(run: Value) -> impl IntoView {
-    let group_id = run["group_id"].as_i64().unwrap_or_default();
-    let rounds = run["rounds"].as_array().cloned().unwrap_or_default();
-    let closed: Vec<&Value> = rounds.iter().filter(|r| r["state"] == "closed").collect();
-    let fit: Vec<(f64, &Value)> = closed
+fn run_view(run: api::Run) -> impl IntoView {
+    let group_id = run.group_id;
+    let closed: Vec<&api::RunRound> = run
+        .rounds
         .iter()
-        .map(|r| (r["round"].as_f64().unwrap_or(0.0), &r["metrics"]))
+        .filter(|r| r.state == api::RoundState::Closed)
         .collect();
-    let eval: Vec<(f64, &Value)> = closed
+    let fit: Vec<(f64, Option<&api::Metrics>)> = closed
         .iter()
-        .map(|r| (r["round"].as_f64().unwrap_or(0.0), &r["evaluation"]))
+        .map(|r| (r.round as f64, r.metrics.as_ref()))
+        .collect();
+    let eval: Vec<(f64, Option<&api::Metrics>)> = closed
+        .iter()
+        .map(|r| (r.round as f64, r.evaluation.as_ref()))
         .collect();
     let mut series = series_by_metric(&fit, "training ", |n| is_loss(n) || is_quality(n));
     series.extend(series_by_metric(&eval, "evaluation ", |n| {
         is_loss(n) || is_quality(n)
     }));
-    let latest = run["latest_version"].clone();
-    let finished = run["finished"].as_bool().unwrap_or(false);
-    let download = (!latest.is_null()).then(|| {
-        let weights = text(&latest["downloads"]["weights"]);
-        let onnx = latest["downloads"]["onnx"].as_str().map(str::to_string);
+    let finished = run.finished;
+    let download = run.latest_version.as_ref().map(|latest| {
+        let weights = latest.downloads.weights.clone();
+        let onnx = latest.downloads.onnx.clone();
         let label = if finished {
             "Final model"
         } else {
@@ -104,7 +97,7 @@ fn run_view(run: Value) -> impl IntoView {
         };
         view! {
             <p class="downloads">
-                <strong>{format!("{label}: version {} (round {})", text(&latest["id"]), text(&latest["round"]))}</strong>
+                <strong>{format!("{label}: version {} (round {})", latest.id, latest.round)}</strong>
                 " "
                 <a href=weights download="" class="download-weights">"weights (safetensors)"</a>
                 {onnx.map(|u| view! { " · " <a href=u download="" class="download-onnx">"ONNX"</a> })}
@@ -115,16 +108,16 @@ fn run_view(run: Value) -> impl IntoView {
     let anchor = format!("group-{group_id}");
     let summary = format!(
         "{} · {} of {} round(s) closed · you contributed to {} · {}",
-        text(&run["role"]),
+        run.role.map_or("", api::GroupRole::as_str),
         closed.len(),
-        text(&run["total_rounds"]),
-        text(&run["rounds_contributed"]),
-        text(&run["phase"]).replace('_', " "),
+        run.total_rounds,
+        run.rounds_contributed,
+        run.phase.as_str().replace('_', " "),
     );
     let chart_id = format!("run-chart-{group_id}");
     view! {
         <li class="card run" id=anchor data-group-id=group_id data-finished=finished.to_string()>
-            <h3><A href=href>{text(&run["name"])}</A></h3>
+            <h3><A href=href>{run.name.clone()}</A></h3>
             <p class="muted">{summary}</p>
             {download}
             {(!series.is_empty()).then(|| line_chart(chart_id, "Metrics by round".into(), "round", series))}
@@ -143,11 +136,9 @@ fn Jobs() -> impl IntoView {
     // last answer meanwhile).
     if let Ok(handle) = set_interval_with_handle(
         move || {
-            let pending = jobs.with_untracked(|r| {
-                matches!(r, Some(Ok(list)) if list.iter().any(|j| {
-                    matches!(j["status"].as_str(), Some("queued" | "running"))
-                }))
-            });
+            let pending = jobs.with_untracked(
+                |r| matches!(r, Some(Ok(list)) if list.iter().any(|j| !j.status.is_final())),
+            );
             if pending {
                 reload.update(|n| *n += 1);
             }
@@ -187,41 +178,26 @@ fn Jobs() -> impl IntoView {
     }
 }
 
-fn job_table(list: Vec<Value>) -> AnyView {
+fn job_table(list: Vec<api::Job>) -> AnyView {
     let rows = list
         .into_iter()
         .map(|j| {
-            let id = text(&j["id"]);
-            let status = text(&j["status"]).or_else_empty(text(&j["state"]));
-            let progress = j["progress"]
-                .as_f64()
-                .map(|p| {
-                    if p <= 1.0 {
-                        format!("{:.0}%", p * 100.0)
-                    } else {
-                        format!("{p:.0}%")
-                    }
-                })
-                .unwrap_or_else(|| {
-                    match (j["rows_done"].as_i64(), j["rows_total"].as_i64()) {
-                        (Some(d), Some(t)) => format!("{d} of {t} rows"),
-                        _ => text(&j["rows"]),
-                    }
-                });
-            let done = matches!(status.as_str(), "done" | "succeeded" | "completed" | "finished");
-            let result = j["result_url"]
-                .as_str()
-                .map(str::to_string)
+            let id = j.id.to_string();
+            let status = j.status.as_str();
+            let progress = format!("{:.0}%", j.progress * 100.0);
+            let done = j.status == api::JobStatus::Succeeded;
+            let result = j
+                .result_url
+                .clone()
                 .unwrap_or_else(|| format!("/api/jobs/{id}/result"));
-            let error = text(&j["error"]);
-            let started = text(&j["created_at"]);
-            let started = started.get(..16).unwrap_or(&started).replace('T', " ");
+            let error = j.error.clone().unwrap_or_default();
+            let started = j.created_at.get(..16).unwrap_or(&j.created_at).replace('T', " ");
             view! {
-                <tr data-job=id.clone() data-status=status.clone()>
+                <tr data-job=id.clone() data-status=status>
                     <td>{id.clone()}</td>
-                    <td>{text(&j["model"]).or_else_empty(text(&j["model_name"]))}</td>
-                    <td>{text(&j["input_name"]).or_else_empty(text(&j["file_name"]))}</td>
-                    <td>{status.clone()}{(!error.is_empty()).then(|| format!(": {error}"))}</td>
+                    <td>{j.model.clone()}</td>
+                    <td>{j.input_name.clone()}</td>
+                    <td>{status}{(!error.is_empty()).then(|| format!(": {error}"))}</td>
                     <td>{progress}</td>
                     <td>{started}</td>
                     <td>
@@ -250,15 +226,4 @@ fn job_table(list: Vec<Value>) -> AnyView {
         </div>
     }
     .into_any()
-}
-
-trait OrElseEmpty {
-    fn or_else_empty(self, other: String) -> String;
-}
-
-impl OrElseEmpty for String {
-    /// `self`, or `other` when `self` is empty.
-    fn or_else_empty(self, other: String) -> String {
-        if self.is_empty() { other } else { self }
-    }
 }

@@ -46,8 +46,8 @@ pub fn Home() -> impl IntoView {
                         .map(|result| match result {
                             Ok(h) => {
                                 view! {
-                                    <p id="server-status" data-status=h.status.clone()>
-                                        {format!("Server {} (version {})", h.status, h.version)}
+                                    <p id="server-status" data-status=api::check_name(h.status)>
+                                        {format!("Server {} (version {})", api::check_name(h.status), h.version)}
                                     </p>
                                 }
                                     .into_any()

@@ -7,17 +7,19 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use super::{form_error, show_errors};
-use crate::api::{self, ApiError, Deployment, Group, Sharing, Version};
+use crate::api::{
+    self, ApiError, DeploymentView, GroupExt, GroupView, Metrics, Sharing, VersionView,
+};
 use crate::browser;
 use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
 use crate::session::use_session;
 
 #[derive(Debug, Clone, PartialEq)]
 struct Detail {
-    deployment: Deployment,
-    versions: Vec<Version>,
+    deployment: DeploymentView,
+    versions: Vec<VersionView>,
     /// The group, when the caller may see it (its role decides who manages).
-    group: Option<Group>,
+    group: Option<GroupView>,
 }
 
 async fn load(name: String) -> Result<Detail, ApiError> {
@@ -55,21 +57,21 @@ pub fn ModelDetail() -> impl IntoView {
 #[component]
 fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
     let dep = d.deployment.clone();
-    let manage = d.group.as_ref().is_some_and(Group::can_manage);
+    let manage = d.group.as_ref().is_some_and(GroupView::can_manage);
     let predict = format!("/predict/{}", api::encode(&dep.name));
     let group_link = d.group.as_ref().map(|g| {
         let href = format!("/groups/{}", g.id);
         let name = g.name.clone();
         view! { " · trained by " <A href=href>{name}</A> }
     });
-    let rows: Vec<(f64, &serde_json::Value)> = d
+    let rows: Vec<(f64, Option<&Metrics>)> = d
         .versions
         .iter()
-        .map(|v| (v.round as f64, &v.metrics))
+        .map(|v| (v.round as f64, v.metrics.as_ref()))
         .collect();
     let loss = series_by_metric(&rows, "", is_loss);
     let quality = series_by_metric(&rows, "", is_quality);
-    let current_metrics = metric_text(&dep.metrics);
+    let current_metrics = metric_text(dep.metrics.as_ref());
     view! {
         <h1 id="model-name">{dep.name.clone()}</h1>
         <p class="muted">
@@ -157,7 +159,7 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                 <tr data-version=id>
                     <td>{id}</td>
                     <td>{v.round}</td>
-                    <td>{metric_text(&v.metrics)}</td>
+                    <td>{metric_text(v.metrics.as_ref())}</td>
                     <td>{(!state.is_empty()).then(|| view! { <span class="tag">{state}</span> })}</td>
                     {manage.then(|| view! {
                         <td>

@@ -3,10 +3,9 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use serde_json::Value;
 
 use super::show_errors;
-use crate::api::{self, Deployment};
+use crate::api::{self, DeploymentView, Metrics};
 
 #[component]
 pub fn Models() -> impl IntoView {
@@ -37,7 +36,7 @@ pub fn Models() -> impl IntoView {
     }
 }
 
-fn catalogue(list: Vec<Deployment>) -> AnyView {
+fn catalogue(list: Vec<DeploymentView>) -> AnyView {
     if list.is_empty() {
         return view! {
             <div class="empty" id="models-empty">
@@ -61,8 +60,8 @@ fn catalogue(list: Vec<Deployment>) -> AnyView {
 }
 
 #[component]
-fn ModelCard(d: Deployment) -> impl IntoView {
-    let metrics = metric_rows(&d.metrics);
+fn ModelCard(d: DeploymentView) -> impl IntoView {
+    let metrics = metric_rows(d.metrics.as_ref());
     let previous = d.history.len().saturating_sub(1);
     let detail = format!("/models/{}", api::encode(&d.name));
     let predict = format!("/predict/{}", api::encode(&d.name));
@@ -102,24 +101,18 @@ fn ModelCard(d: Deployment) -> impl IntoView {
     }
 }
 
-/// Top-level metrics as (name, value) rows; nested objects are left out, numbers rounded.
-fn metric_rows(metrics: &Value) -> Vec<(String, String)> {
-    let Some(map) = metrics.as_object() else {
-        return Vec::new();
-    };
-    map.iter()
-        .filter_map(|(k, v)| {
-            let shown = match v {
-                Value::Number(n) => match n.as_f64() {
-                    Some(x) if x.fract() == 0.0 && x.abs() < 1e12 => format!("{x:.0}"),
-                    Some(x) => format!("{x:.4}"),
-                    None => n.to_string(),
-                },
-                Value::String(s) => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                _ => return None,
+/// Metrics as (name, value) rows, numbers rounded.
+fn metric_rows(metrics: Option<&Metrics>) -> Vec<(String, String)> {
+    metrics
+        .into_iter()
+        .flatten()
+        .map(|(k, &x)| {
+            let shown = if x.fract() == 0.0 && x.abs() < 1e12 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.4}")
             };
-            Some((k.replace('_', " "), shown))
+            (k.replace('_', " "), shown)
         })
         .collect()
 }
@@ -129,15 +122,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_are_flattened_and_rounded() {
-        let m = serde_json::json!({"accuracy": 0.912345, "num_examples": 120, "per_class": {}});
+    fn metrics_are_listed_and_rounded() {
+        let m: Metrics = [("accuracy", 0.912345), ("num_examples", 120.0)]
+            .map(|(k, v)| (k.to_string(), v))
+            .into();
         assert_eq!(
-            metric_rows(&m),
+            metric_rows(Some(&m)),
             vec![
                 ("accuracy".to_string(), "0.9123".to_string()),
                 ("num examples".to_string(), "120".to_string()),
             ]
         );
-        assert!(metric_rows(&Value::Null).is_empty());
+        assert!(metric_rows(None).is_empty());
     }
 }

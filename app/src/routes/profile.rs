@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::{form_error, show_errors};
-use crate::api::{self, ApiToken, CreatedToken};
+use crate::api::{self, CreatedToken, TokenView};
 use crate::session::{SessionState, use_session};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,7 +290,7 @@ fn NewToken(created: CreatedToken) -> impl IntoView {
     }
 }
 
-fn token_list(list: Vec<ApiToken>, revoke: Action<i64, Result<(), api::ApiError>>) -> AnyView {
+fn token_list(list: Vec<TokenView>, revoke: Action<i64, Result<(), api::ApiError>>) -> AnyView {
     if list.is_empty() {
         return view! { <p class="empty">"You have no API tokens."</p> }.into_any();
     }

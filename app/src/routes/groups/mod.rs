@@ -8,13 +8,17 @@ pub mod training;
 
 pub use page::GroupPage;
 
+use b3o_models::tabular::{
+    ColumnKind, CsvReader, CsvRecord, Delimiter, ExcludeReason, Excluded, FeatureColumn,
+    MissingValues, Schema, TabularError, TargetColumn, split_fields,
+};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{form_error, show_errors};
-use crate::api::{self, ApiError, GroupSummary};
+use crate::api::{self, ApiError, CreateGroup, GroupSummary, Hyperparameters, ModelTemplate};
 use crate::browser;
 use crate::session::{SessionState, use_session};
 
@@ -86,13 +90,15 @@ fn group_cards(list: Vec<GroupSummary>) -> AnyView {
                 .into_iter()
                 .map(|g| {
                     let href = format!("/groups/{}", g.id);
-                    let round = match (g.current_round, g.current_round_state.as_deref()) {
-                        (Some(n), Some(state)) => format!("round {n} of {} ({state})", g.rounds),
+                    let round = match (g.current_round, g.current_round_state) {
+                        (Some(n), Some(state)) => {
+                            format!("round {n} of {} ({})", g.rounds, state.as_str())
+                        }
                         _ => format!("{} round(s) planned", g.rounds),
                     };
-                    let kind = match g.model_kind.as_deref() {
-                        Some("image_cnn") => "images",
-                        Some("tabular") => "table",
+                    let kind = match g.model_kind {
+                        Some(api::ModelKind::ImageCnn) => "images",
+                        Some(api::ModelKind::Tabular) => "table",
                         _ => "model",
                     };
                     view! {
@@ -101,7 +107,7 @@ fn group_cards(list: Vec<GroupSummary>) -> AnyView {
                                 <h3>
                                     <A href=href>{g.name.clone()}</A>
                                     " "
-                                    <span class="tag">{g.role.clone()}</span>
+                                    <span class="tag">{g.role.as_str()}</span>
                                 </h3>
                                 {(!g.description.is_empty())
                                     .then(|| view! { <p class="muted clamp">{g.description.clone()}</p> })}
@@ -109,7 +115,7 @@ fn group_cards(list: Vec<GroupSummary>) -> AnyView {
                                     {format!(
                                         "{} · {} · {} member(s) · {round}",
                                         kind,
-                                        g.phase.replace('_', " "),
+                                        g.phase.as_str().replace('_', " "),
                                         g.members,
                                     )}
                                 </p>
@@ -157,47 +163,47 @@ fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
         .map_err(|_| format!("{what}: enter a number (got “{}”)", text.trim()))
 }
 
-/// Splits a line at `delimiter` (comma, semicolon or tab, as detected in the sample's header),
-/// trimming spaces and surrounding quotes.
-fn split_line(line: &str, delimiter: char) -> Vec<String> {
-    line.split(delimiter)
-        .map(|cell| cell.trim().trim_matches('"').trim().to_string())
-        .collect()
+/// The sample's column names and rows, read by the project's one CSV reader
+/// (`b3o_models::tabular::CsvReader`: quoted names may hold separators and line breaks); a
+/// mistake is named by its line. An empty sample has no columns.
+fn read_sample(sample: &str) -> Result<(Vec<String>, Vec<CsvRecord>), String> {
+    let explain = |e: TabularError| format!("The CSV sample: {e}.");
+    let reader = match CsvReader::new(sample.as_bytes()) {
+        Ok(reader) => reader,
+        Err(TabularError::Empty) => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(explain(e)),
+    };
+    let header = reader.header().to_vec();
+    let rows = reader.collect::<Result<Vec<_>, _>>().map_err(explain)?;
+    Ok((header, rows))
 }
 
-/// A column is numeric when every sample value in it is a number (or empty), categorical
-/// otherwise; with a header and no rows, every column is numeric. Quoted commas are not
-/// supported: the server's statistics phase sees the real files.
-fn columns_from_sample(sample: &str) -> Vec<(String, &'static str)> {
-    let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
-    let Some(header) = lines.next() else {
-        return Vec::new();
-    };
-    let delimiter = crate::csv_check::detect_delimiter(header);
-    let names = split_line(header, delimiter);
-    let rows: Vec<Vec<String>> = lines.map(|l| split_line(l, delimiter)).collect();
-    names
+/// A column is numeric when every sample value in it is a number (or missing), categorical
+/// otherwise; with a header and no rows, every column is numeric.
+fn columns_from_sample(sample: &str) -> Result<Vec<(String, &'static str)>, String> {
+    let (names, rows) = read_sample(sample)?;
+    let missing = MissingValues::default();
+    Ok(names
         .into_iter()
         .enumerate()
-        .filter(|(_, name)| !name.is_empty())
         .map(|(i, name)| {
             let numeric = rows.iter().all(|row| {
-                row.get(i)
-                    .is_none_or(|v| v.is_empty() || v.parse::<f64>().is_ok())
+                row.value(i, &missing)
+                    .is_none_or(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
             });
             (name, if numeric { "numeric" } else { "categorical" })
         })
-        .collect()
+        .collect())
 }
 
 /// The `POST /api/groups` body for `form`, or what to fix, in words.
-fn create_request(form: &GroupForm) -> Result<Value, String> {
+fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
     let name = form.name.trim();
     if name.is_empty() {
         return Err("Give the group a name.".into());
     }
     let model = if form.tabular {
-        let columns = columns_from_sample(&form.csv_sample);
+        let columns = columns_from_sample(&form.csv_sample)?;
         if columns.is_empty() {
             return Err("Paste at least the header line of a sample of your CSV.".into());
         }
@@ -207,28 +213,43 @@ fn create_request(form: &GroupForm) -> Result<Value, String> {
                 "The target column “{target}” is not in the CSV header."
             ));
         }
-        let excluded: Vec<String> = form
-            .exclude
-            .split(',')
-            .map(|c| c.trim().to_string())
+        // Names as in a CSV header: a name with a comma in it is written in double quotes.
+        let excluded: Vec<String> = split_fields(&form.exclude, Delimiter::Comma)
+            .map_err(|e| format!("Columns to leave out: {e}."))?
+            .into_iter()
             .filter(|c| !c.is_empty())
             .collect();
-        let features: Vec<Value> = columns
+        let features = columns
             .iter()
             .filter(|(c, _)| c != target && !excluded.contains(c))
-            .map(|(c, kind)| json!({ "name": c, "kind": kind }))
+            .map(|(c, kind)| FeatureColumn {
+                name: c.clone(),
+                kind: if *kind == "numeric" {
+                    ColumnKind::Numeric
+                } else {
+                    ColumnKind::Categorical
+                },
+            })
             .collect();
-        json!({
-            "kind": "tabular",
-            "schema": {
-                "features": features,
-                "target": { "name": target, "task": form.task },
-                "excluded": excluded
-                    .iter()
-                    .map(|c| json!({ "column": c, "reason": "user" }))
-                    .collect::<Vec<_>>(),
+        let task = api::task_named(&form.task)
+            .ok_or_else(|| format!("Choose what the model predicts (got “{}”).", form.task))?;
+        ModelTemplate::Tabular {
+            schema: Schema {
+                features,
+                target: TargetColumn {
+                    name: target.to_string(),
+                    task,
+                },
+                excluded: excluded
+                    .into_iter()
+                    .map(|column| Excluded {
+                        column,
+                        reason: ExcludeReason::User,
+                    })
+                    .collect(),
             },
-        })
+            hidden: None,
+        }
     } else {
         let labels: Vec<String> = form
             .labels
@@ -239,15 +260,16 @@ fn create_request(form: &GroupForm) -> Result<Value, String> {
         if labels.len() < 2 {
             return Err("An image model needs at least two labels, separated by commas.".into());
         }
-        json!({ "kind": "image_cnn", "labels": labels })
+        ModelTemplate::ImageCnn { labels }
     };
-    let hyperparameters = json!({
-        "rounds": number::<u32>("Rounds", &form.rounds)?,
-        "local_epochs": number::<u32>("Local epochs", &form.local_epochs)?,
-        "batch_size": number::<u32>("Batch size", &form.batch_size)?,
-        "optimizer": form.optimizer,
-        "lr": number::<f64>("Learning rate", &form.lr)?,
-    });
+    let hyperparameters = Hyperparameters {
+        rounds: number("Rounds", &form.rounds)?,
+        local_epochs: number("Local epochs", &form.local_epochs)?,
+        batch_size: number("Batch size", &form.batch_size)?,
+        optimizer: api::optimizer_named(&form.optimizer)
+            .ok_or_else(|| format!("Choose an optimiser (got “{}”).", form.optimizer))?,
+        lr: number("Learning rate", &form.lr)?,
+    };
     let strategy = match form.strategy.as_str() {
         "fedprox" => json!({
             "name": "fedprox",
@@ -263,14 +285,18 @@ fn create_request(form: &GroupForm) -> Result<Value, String> {
         }),
         other => json!({ "name": other }),
     };
-    Ok(json!({
-        "name": name,
-        "description": form.description.trim(),
-        "model": model,
-        "hyperparameters": hyperparameters,
-        "strategy": strategy,
-        "min_clients": number::<u32>("Minimum members per round", &form.min_clients)?,
-    }))
+    Ok(CreateGroup {
+        name: name.to_string(),
+        description: form.description.trim().to_string(),
+        model,
+        hyperparameters,
+        strategy,
+        min_clients: number("Minimum members per round", &form.min_clients)?,
+        // The server's defaults: every ready member per round, 10 minutes, no norm bound.
+        fraction_fit: 1.0,
+        round_deadline_secs: 600,
+        max_update_norm: None,
+    })
 }
 
 /// The strategy's one required parameter: label and default value.
@@ -317,6 +343,7 @@ fn CreateGroup() -> impl IntoView {
     let columns = Memo::new(move |_| {
         csv_sample.with(|s| {
             columns_from_sample(s)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|(c, _)| c)
                 .collect::<Vec<_>>()
@@ -362,7 +389,10 @@ fn CreateGroup() -> impl IntoView {
                 None => Err("The file could not be read.".into()),
             };
             match text {
-                Ok(text) => csv_sample.set(sample_lines(&text, 20)),
+                Ok(text) => match sample_lines(&text, 20) {
+                    Ok(sample) => csv_sample.set(sample),
+                    Err(e) => sample_error.set(Some(e)),
+                },
                 Err(e) => sample_error.set(Some(e)),
             }
         });
@@ -406,6 +436,11 @@ fn CreateGroup() -> impl IntoView {
             <textarea id="group-csv" rows="4" required aria-describedby="group-csv-help"
                 placeholder="age,balance,country,exited\n42,1200.5,FR,0"
                 bind:value=csv_sample></textarea>
+            {move || {
+                csv_sample
+                    .with(|s| columns_from_sample(s).err())
+                    .map(|e| view! { <p class="form-error" role="alert">{e}</p> })
+            }}
             <p id="group-csv-help" class="hint">
                 "The header line and, if you like, a few rows. Columns whose sample values are "
                 "all numbers are used as numbers, the others as categories. Your data stays "
@@ -595,39 +630,51 @@ fn JoinGroup() -> impl IntoView {
     }
 }
 
-/// The header and up to `rows` data lines of `text` (blank lines skipped, a BOM dropped; a
-/// last line cut by the read limit dropped).
-fn sample_lines(text: &str, rows: usize) -> String {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+/// The header and up to `rows` data records of `text`, as written there (a record with a
+/// quoted line break stays whole; blank lines and a BOM dropped; a last record cut by the read
+/// limit dropped), or why the header cannot be read.
+fn sample_lines(text: &str, rows: usize) -> Result<String, String> {
+    // The reader skips a BOM itself; its spans are offsets in `complete` as given.
     let complete = match text.rfind(['\n', '\r']) {
         Some(end) if text.len() >= 65536 => &text[..end],
         _ => text,
     };
-    complete
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(rows + 1)
-        .collect::<Vec<_>>()
-        .join("\n")
+    let reader = match CsvReader::new(complete.as_bytes()) {
+        Ok(reader) => reader,
+        Err(TabularError::Empty) => return Ok(String::new()),
+        Err(e) => return Err(format!("The CSV file: {e}.")),
+    };
+    let as_written = |r: &CsvRecord| {
+        let span = r.span();
+        let (start, end) = (
+            usize::try_from(span.start).unwrap_or(usize::MAX),
+            usize::try_from(span.end).unwrap_or(usize::MAX),
+        );
+        complete.get(start..end).unwrap_or_default().to_string()
+    };
+    let mut lines = vec![as_written(reader.header_record())];
+    // A malformed record (such as one cut by the read limit) ends the sample.
+    lines.extend(
+        reader
+            .take(rows)
+            .map_while(Result::ok)
+            .map(|r| as_written(&r)),
+    );
+    Ok(lines.join("\n"))
 }
 
 /// The task the sample values of `target` suggest: two distinct values -> two classes, more
 /// numbers -> regression, more words -> several classes. `None` without values.
 fn suggest_task(sample: &str, target: &str) -> Option<&'static str> {
-    let mut lines = sample.lines().filter(|l| !l.trim().is_empty());
-    let header = lines.next()?;
-    let delimiter = crate::csv_check::detect_delimiter(header);
-    let header = split_line(header, delimiter);
+    let (header, rows) = read_sample(sample).ok()?;
     let i = header.iter().position(|h| h == target)?;
-    let mut values: Vec<String> = lines
-        .filter_map(|l| split_line(l, delimiter).get(i).cloned())
-        .filter(|v| !v.is_empty())
-        .collect();
+    let missing = MissingValues::default();
+    let mut values: Vec<&str> = rows.iter().filter_map(|r| r.value(i, &missing)).collect();
     if values.is_empty() {
         return None;
     }
     let numeric = values.iter().all(|v| v.parse::<f64>().is_ok());
-    values.sort();
+    values.sort_unstable();
     values.dedup();
     Some(match values.len() {
         0..=2 => "binary_classification",
@@ -660,10 +707,24 @@ mod tests {
         }
     }
 
+    fn tabular_schema(request: CreateGroup) -> Schema {
+        match request.model {
+            ModelTemplate::Tabular { schema, .. } => schema,
+            other => panic!("not a tabular model: {other:?}"),
+        }
+    }
+
     #[test]
     fn samples_keep_the_header_and_first_rows() {
         let text = "\u{feff}a,b\n\n1,2\n3,4\n5,6\n";
-        assert_eq!(sample_lines(text, 2), "a,b\n1,2\n3,4");
+        assert_eq!(sample_lines(text, 2).unwrap(), "a,b\n1,2\n3,4");
+        // A record with a quoted line break is one record; CRLF files keep their records.
+        let text = "a,\"b\"\r\n1,\"x\r\ny\"\r\n2,z\r\n";
+        assert_eq!(sample_lines(text, 1).unwrap(), "a,\"b\"\n1,\"x\r\ny\"");
+        // A last record cut by the read limit (an unclosed quote) is dropped.
+        assert_eq!(sample_lines("a,b\n1,2\n3,\"cut", 5).unwrap(), "a,b\n1,2");
+        let e = sample_lines("a,a\n1,2\n", 5).unwrap_err();
+        assert!(e.contains("line 1") && e.contains("twice"), "{e}");
     }
 
     #[test]
@@ -678,17 +739,18 @@ mod tests {
     #[test]
     fn column_kinds_come_from_the_sample_rows() {
         assert_eq!(
-            columns_from_sample("a, \"b\" ,c\n1,x,\n2,3,4"),
+            columns_from_sample("a, \"b\" ,c\n1,x,\n2,3,4").unwrap(),
             vec![
                 ("a".into(), "numeric"),
                 ("b".into(), "categorical"),
                 ("c".into(), "numeric")
             ]
         );
-        assert!(columns_from_sample("  \n").is_empty());
+        assert!(columns_from_sample("  \n").unwrap().is_empty());
         // Semicolon- and tab-separated samples (European exports, spreadsheets) read the same.
         for sample in ["a;b;c\n1,5;x;2", "a\tb\tc\n1.5\tx\t2"] {
             let names: Vec<String> = columns_from_sample(sample)
+                .unwrap()
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
@@ -700,17 +762,73 @@ mod tests {
         );
     }
 
+    /// Issue #16: the sample is read by the one CSV reader, not split at commas: a quoted
+    /// column name may hold a comma, BOM and CRLF are handled, and a ragged row is named by
+    /// its line.
+    #[test]
+    fn the_sample_is_read_like_any_csv() {
+        assert_eq!(
+            columns_from_sample("id,\"last, first\",exited\n1,\"Smith, J\",0\n2,Doe,1").unwrap(),
+            vec![
+                ("id".into(), "numeric"),
+                ("last, first".into(), "categorical"),
+                ("exited".into(), "numeric")
+            ]
+        );
+        assert_eq!(
+            columns_from_sample("\u{feff}a;b\r\n1,5;x\r\nNA;y\r\n").unwrap(),
+            vec![("a".into(), "categorical"), ("b".into(), "categorical")]
+        );
+        assert_eq!(
+            columns_from_sample("\u{feff}a;b\r\n1.5;x\r\nNA;y\r\n").unwrap(),
+            vec![("a".into(), "numeric"), ("b".into(), "categorical")]
+        );
+        let e = columns_from_sample("a,b\n1,2\n\n3\n").unwrap_err();
+        assert!(e.contains("line 4"), "{e}");
+        let mut f = form();
+        f.csv_sample = "id,\"last, first\",age,exited\n1,\"Smith, J\",42,0".into();
+        f.exclude = "id, \"last, first\"".into();
+        let schema = tabular_schema(create_request(&f).unwrap());
+        assert_eq!(
+            schema.features,
+            [FeatureColumn {
+                name: "age".into(),
+                kind: ColumnKind::Numeric
+            }]
+        );
+        assert_eq!(schema.excluded[1].column, "last, first");
+        f.csv_sample = "a,b\n1\n".into();
+        assert!(create_request(&f).unwrap_err().contains("line 2"));
+    }
+
     #[test]
     fn a_tabular_request_names_features_target_and_exclusions() {
         let body = create_request(&form()).unwrap();
+        assert_eq!(body.hyperparameters.rounds, 5);
+        assert_eq!(body.strategy, json!({"name": "fedavg"}));
+        // The server's own checks accept it.
+        body.validate().unwrap();
+        let schema = tabular_schema(body);
+        let features: Vec<(&str, ColumnKind)> = schema
+            .features
+            .iter()
+            .map(|f| (f.name.as_str(), f.kind))
+            .collect();
         assert_eq!(
-            body["model"]["schema"]["features"],
-            json!([{"name": "age", "kind": "numeric"}, {"name": "country", "kind": "categorical"}])
+            features,
+            [
+                ("age", ColumnKind::Numeric),
+                ("country", ColumnKind::Categorical)
+            ]
         );
-        assert_eq!(body["model"]["schema"]["target"]["name"], "exited");
-        assert_eq!(body["model"]["schema"]["excluded"][0]["column"], "id");
-        assert_eq!(body["hyperparameters"]["rounds"], 5);
-        assert_eq!(body["strategy"], json!({"name": "fedavg"}));
+        assert_eq!(schema.target.name, "exited");
+        assert_eq!(
+            (
+                schema.excluded[0].column.as_str(),
+                schema.excluded[0].reason
+            ),
+            ("id", ExcludeReason::User)
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 
 use super::training::TrainPanel;
-use crate::api::{self, Group, Round, Version};
+use crate::api::{self, GroupExt, MemberStatus, Metrics, RoundState, RoundView, VersionView};
 use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
 use crate::routes::{form_error, show_errors};
 use crate::session::use_session;
@@ -109,7 +109,7 @@ fn GroupView(id: i64) -> impl IntoView {
     let shape = Memo::new(move |_| {
         latest.get().map(|g| {
             (
-                g.model_kind().to_string(),
+                api::model_kind_name(g.model.kind()).to_string(),
                 g.target(),
                 g.can_train(),
                 g.can_manage(),
@@ -145,44 +145,44 @@ fn GroupView(id: i64) -> impl IntoView {
 }
 
 #[component]
-fn Header(g: Group, live: Live) -> impl IntoView {
+fn Header(g: api::GroupView, live: Live) -> impl IntoView {
     let live_text = match live {
         Live::Connecting => "connecting…",
         Live::Connected => "live",
         Live::Reconnecting => "reconnecting…",
         Live::Unavailable => "not live: reload to update",
     };
-    let kind = match g.model_kind() {
-        "tabular" => format!(
+    let kind = match g.model.kind() {
+        api::ModelKind::Tabular => format!(
             "Table model{}",
             g.target()
                 .map(|t| format!(" predicting “{t}”"))
                 .unwrap_or_default()
         ),
-        "image_cnn" => "Image classifier".to_string(),
-        _ => "Custom model".to_string(),
+        api::ModelKind::ImageCnn => "Image classifier".to_string(),
+        api::ModelKind::Custom => "Custom model".to_string(),
     };
     let h = &g.hyperparameters;
     let settings = format!(
         "{} round(s) · {} local epoch(s) · batch {} · {} (lr {}) · strategy {} · at least {} member(s) per round",
         g.rounds,
-        h["local_epochs"].as_i64().unwrap_or(1),
-        h["batch_size"].as_i64().unwrap_or(32),
-        h["optimizer"].as_str().unwrap_or("adam"),
-        h["lr"].as_f64().unwrap_or(0.001),
-        g.strategy["name"].as_str().unwrap_or("fedavg"),
+        h.local_epochs,
+        h.batch_size,
+        api::optimizer_name(h.optimizer),
+        h.lr,
+        g.strategy_name(),
         g.min_clients,
     );
     view! {
         <p class="crumbs"><A href="/groups">"Groups"</A> " / "</p>
         <h1 id="group-name">
-            {g.name.clone()} " " <span class="tag" id="group-role">{g.role.clone()}</span>
+            {g.name.clone()} " " <span class="tag" id="group-role">{g.role_name()}</span>
         </h1>
         {(!g.description.is_empty()).then(|| view! { <p class="lead">{g.description.clone()}</p> })}
         <p class="muted">{kind} " · " {settings}</p>
         <p class="muted">
             "Phase: "
-            <strong id="group-phase" data-phase=g.phase.clone()>{g.phase.replace('_', " ")}</strong>
+            <strong id="group-phase" data-phase=g.phase.as_str()>{g.phase.as_str().replace('_', " ")}</strong>
             " · "
             <span class="live" data-live=live_text>{live_text}</span>
         </p>
@@ -190,7 +190,11 @@ fn Header(g: Group, live: Live) -> impl IntoView {
 }
 
 #[component]
-fn OwnerPanel(id: i64, latest: Memo<Option<Group>>, reload: RwSignal<u32>) -> impl IntoView {
+fn OwnerPanel(
+    id: i64,
+    latest: Memo<Option<api::GroupView>>,
+    reload: RwSignal<u32>,
+) -> impl IntoView {
     let session = use_session();
     let start = Action::new_local(move |_: &()| async move {
         let r = api::start_group(&session.csrf(), id).await;
@@ -200,7 +204,7 @@ fn OwnerPanel(id: i64, latest: Memo<Option<Group>>, reload: RwSignal<u32>) -> im
     let can_start = move || {
         latest.with(|g| {
             g.as_ref()
-                .is_some_and(|g| matches!(g.phase.as_str(), "enrolling" | "statistics"))
+                .is_some_and(|g| matches!(g.phase, api::Phase::Enrolling | api::Phase::Statistics))
         })
     };
     view! {
@@ -233,8 +237,8 @@ fn OwnerPanel(id: i64, latest: Memo<Option<Group>>, reload: RwSignal<u32>) -> im
 /// Members, readiness and the rounds so far.
 #[component]
 fn Progress(
-    latest: Memo<Option<Group>>,
-    rounds: LocalResource<Result<Vec<Round>, api::ApiError>>,
+    latest: Memo<Option<api::GroupView>>,
+    rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>,
 ) -> impl IntoView {
     let members = move || {
         latest.get().map(|g| {
@@ -251,7 +255,7 @@ fn Progress(
                     <ul class="members" id="member-list" aria-label="Members and where they stand">
                         {members.into_iter().map(|m| {
                             let (state, label) = member_state(&m);
-                            let who = match (m.role == "owner", me == Some(m.member_id)) {
+                            let who = match (m.role == api::MemberRole::Owner, me == Some(m.member_id)) {
                                 (true, true) => " (owner, you)",
                                 (true, false) => " (owner)",
                                 (false, true) => " (you)",
@@ -273,7 +277,10 @@ fn Progress(
     let round_view = move || {
         let list = rounds.get().and_then(Result::ok).unwrap_or_default();
         let total = latest.with(|g| g.as_ref().map_or(0, |g| g.rounds));
-        let closed = list.iter().filter(|r| r.state == "closed").count() as i64;
+        let closed = list
+            .iter()
+            .filter(|r| r.state == RoundState::Closed)
+            .count() as i64;
         let current = list.last().cloned();
         view! {
             <label for="rounds-progress">{format!("Rounds completed: {closed} of {total}")}</label>
@@ -283,10 +290,10 @@ fn Progress(
             {current.map(|r| {
                 let failure = r.failure.clone().map(|f| format!(" Failed: {f}")).unwrap_or_default();
                 view! {
-                    <p id="current-round" data-round=r.round data-state=r.state.clone()>
+                    <p id="current-round" data-round=r.round data-state=r.state.as_str()>
                         {format!(
                             "Round {}: {} · {} of {} selected member(s) sent their update.{failure}",
-                            r.round, r.state, r.reported, r.selected
+                            r.round, r.state.as_str(), r.reported, r.selected
                         )}
                     </p>
                 }
@@ -308,31 +315,34 @@ fn member_state(m: &api::GroupMember) -> (&'static str, &'static str) {
     if m.left {
         return ("left", "left");
     }
-    match m.round_status.as_deref() {
-        Some("reported") => ("done", "update sent"),
-        Some("selected") => ("training", "training"),
-        Some("failed") => ("failed", "failed"),
-        Some("dropped") => ("dropped", "dropped out"),
+    match m.round_status {
+        Some(MemberStatus::Reported) => ("done", "update sent"),
+        Some(MemberStatus::Selected) => ("training", "training"),
+        Some(MemberStatus::Failed) => ("failed", "failed"),
+        Some(MemberStatus::Dropped) => ("dropped", "dropped out"),
         _ if m.ready => ("ready", "ready"),
         _ => ("not-ready", "not ready"),
     }
 }
 
 #[component]
-fn Charts(rounds: LocalResource<Result<Vec<Round>, api::ApiError>>) -> impl IntoView {
+fn Charts(rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>) -> impl IntoView {
     move || {
         let list = rounds.get().and_then(Result::ok).unwrap_or_default();
-        let closed: Vec<&Round> = list.iter().filter(|r| r.state == "closed").collect();
+        let closed: Vec<&RoundView> = list
+            .iter()
+            .filter(|r| r.state == RoundState::Closed)
+            .collect();
         if closed.is_empty() {
             return ().into_any();
         }
-        let fit: Vec<(f64, &serde_json::Value)> = closed
+        let fit: Vec<(f64, Option<&Metrics>)> = closed
             .iter()
-            .map(|r| (r.round as f64, &r.metrics))
+            .map(|r| (r.round as f64, r.metrics.as_ref()))
             .collect();
-        let eval: Vec<(f64, &serde_json::Value)> = closed
+        let eval: Vec<(f64, Option<&Metrics>)> = closed
             .iter()
-            .map(|r| (r.round as f64, &r.evaluation["aggregate"]))
+            .map(|r| (r.round as f64, r.evaluation.as_ref().map(|e| &e.aggregate)))
             .collect();
         let mut loss = series_by_metric(&fit, "training ", is_loss);
         loss.extend(series_by_metric(&eval, "evaluation ", is_loss));
@@ -400,8 +410,8 @@ fn slug(name: &str) -> String {
 #[component]
 fn Versions(
     id: i64,
-    latest: Memo<Option<Group>>,
-    versions: LocalResource<Result<Vec<Version>, api::ApiError>>,
+    latest: Memo<Option<api::GroupView>>,
+    versions: LocalResource<Result<Vec<VersionView>, api::ApiError>>,
     can_manage: bool,
 ) -> impl IntoView {
     let session = use_session();
@@ -519,8 +529,8 @@ fn Versions(
     }
 }
 
-fn version_row(v: Version) -> impl IntoView {
-    let metrics = metric_text(&v.metrics);
+fn version_row(v: VersionView) -> impl IntoView {
+    let metrics = metric_text(v.metrics.as_ref());
     let weights = format!("/api/versions/{}/weights", v.id);
     let onnx = v.has_onnx.then(|| format!("/api/versions/{}/onnx", v.id));
     view! {
@@ -549,22 +559,28 @@ mod tests {
 
     #[test]
     fn member_states_read_from_the_server() {
-        let m = |status: Option<&str>, ready: bool, left: bool| api::GroupMember {
+        let m = |status: Option<MemberStatus>, ready: bool, left: bool| api::GroupMember {
             member_id: 1,
             name: "a".into(),
-            role: "member".into(),
+            role: api::MemberRole::Member,
             ready,
             left,
-            round_status: status.map(str::to_string),
+            round_status: status,
         };
         let label = |m: api::GroupMember| member_state(&m).1;
-        assert_eq!(label(m(Some("reported"), true, false)), "update sent");
-        assert_eq!(label(m(Some("selected"), true, false)), "training");
-        assert_eq!(label(m(Some("failed"), true, false)), "failed");
+        assert_eq!(
+            label(m(Some(MemberStatus::Reported), true, false)),
+            "update sent"
+        );
+        assert_eq!(
+            label(m(Some(MemberStatus::Selected), true, false)),
+            "training"
+        );
+        assert_eq!(label(m(Some(MemberStatus::Failed), true, false)), "failed");
         assert_eq!(label(m(None, true, false)), "ready");
         assert_eq!(label(m(None, false, false)), "not ready");
         // Leaving outweighs the round: the round stops waiting for whoever left.
-        assert_eq!(label(m(Some("dropped"), true, true)), "left");
+        assert_eq!(label(m(Some(MemberStatus::Dropped), true, true)), "left");
         assert_eq!(member_state(&m(None, false, false)).0, "not-ready");
     }
 }

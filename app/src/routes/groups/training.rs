@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
-use serde_json::Value;
 
 use crate::browser;
 use crate::charts::{Series, line_chart};
@@ -50,12 +49,11 @@ impl RunState {
 
 /// What a finished run reports, in a sentence.
 fn summary(o: &TrainOutcome) -> String {
-    let version = match &o.final_version {
-        Value::Null => String::new(),
-        Value::String(s) => format!("; the group's model is now version {s}"),
-        other => format!("; the group's model is now version {other}"),
-    };
-    let metrics = Some(crate::charts::metric_text(&o.metrics))
+    let version = o
+        .final_version
+        .map(|v| format!("; the group's model is now version {v}"))
+        .unwrap_or_default();
+    let metrics = Some(crate::charts::metric_text(o.metrics.as_ref()))
         .filter(|s| !s.is_empty())
         .map(|s| format!(" ({s})"))
         .unwrap_or_default();
@@ -443,8 +441,8 @@ mod tests {
         assert_eq!(position(&p), "round 2 of 5 · batch 3 of 12");
         let o = TrainOutcome {
             rounds_completed: 2,
-            final_version: serde_json::json!(7),
-            metrics: serde_json::json!({"accuracy": 0.8}),
+            final_version: Some(7),
+            metrics: Some([("accuracy".to_string(), 0.8)].into()),
         };
         assert_eq!(
             summary(&o),

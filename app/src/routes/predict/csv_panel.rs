@@ -233,10 +233,7 @@ pub fn CsvPanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
                     </button>
                     {move || job.value().get().map(|r| match r {
                         Ok(j) => {
-                            let id = match &j["id"] {
-                                serde_json::Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            };
+                            let id = j.id;
                             view! {
                                 <p class="ok" id="job-started" role="status">
                                     {format!("Job {id} started. ")}

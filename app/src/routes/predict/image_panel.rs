@@ -2,30 +2,42 @@
 //! see each label's probability.
 
 use leptos::prelude::*;
-use serde_json::Value;
 
 use super::draw::DrawDigit;
 use super::{ModelInfo, Runner, fall_back, server_error};
+use crate::api;
 use crate::browser;
 use crate::charts::probability_bars;
 use crate::engine::{self, ImagePrediction};
 use crate::session::use_session;
 
 /// The server's image answer (`{label, probabilities: {label: p}}`) in the engine's shape,
-/// probabilities in the model's label order.
-pub fn from_server(reply: &Value, labels: &[String]) -> Option<ImagePrediction> {
-    let by_label = reply["probabilities"].as_object()?;
+/// probabilities in the model's label order; `None` for a regression answer.
+pub fn from_server(reply: &api::ImagePrediction, labels: &[String]) -> Option<ImagePrediction> {
+    let api::Prediction::Class {
+        label,
+        probabilities: by_label,
+        ..
+    } = &reply.prediction
+    else {
+        return None;
+    };
     let labels: Vec<String> = if labels.is_empty() {
-        by_label.keys().cloned().collect()
+        by_label.iter().map(|(l, _)| l.clone()).collect()
     } else {
         labels.to_vec()
     };
     let probabilities = labels
         .iter()
-        .map(|l| by_label.get(l).and_then(Value::as_f64).unwrap_or(0.0))
+        .map(|l| {
+            by_label
+                .iter()
+                .find(|(name, _)| name == l)
+                .map_or(0.0, |&(_, p)| f64::from(p))
+        })
         .collect();
     Some(ImagePrediction {
-        label: reply["label"].as_str()?.to_string(),
+        label: label.clone(),
         probabilities,
         labels,
     })
@@ -148,14 +160,21 @@ mod tests {
 
     #[test]
     fn server_answers_follow_the_model_label_order() {
-        let reply = serde_json::json!({
-            "label": "7",
-            "probability": 0.9,
-            "probabilities": {"7": 0.9, "1": 0.1}
-        });
+        // Parsed from text, as the browser does: the server's label order is kept.
+        let reply: api::ImagePrediction = serde_json::from_str(
+            r#"{"model_name": "digits", "model_version": "3", "label": "7",
+                "probability": 0.75, "probabilities": {"7": 0.75, "1": 0.25}}"#,
+        )
+        .unwrap();
         let p = from_server(&reply, &["1".into(), "7".into()]).unwrap();
         assert_eq!(p.label, "7");
-        assert_eq!(p.probabilities, vec![0.1, 0.9]);
-        assert!(from_server(&serde_json::json!({}), &[]).is_none());
+        assert_eq!(p.probabilities, vec![0.25, 0.75]);
+        // Without the model's labels, the server's order.
+        assert_eq!(from_server(&reply, &[]).unwrap().labels, ["7", "1"]);
+        let value = api::ImagePrediction {
+            prediction: api::Prediction::Value { value: 1.0 },
+            ..reply
+        };
+        assert!(from_server(&value, &[]).is_none());
     }
 }

@@ -39,7 +39,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     fn from_package(p: &api::ModelPackage) -> ModelInfo {
-        let (columns, numeric) = p.columns();
+        let (columns, numeric) = api::package_columns(p);
         ModelInfo {
             name: p.name.clone(),
             version: p.version.to_string(),
@@ -48,20 +48,17 @@ impl ModelInfo {
             } else {
                 Kind::Image
             },
-            task: p.spec.task.clone(),
+            task: api::task_name(p.spec.task).to_string(),
             labels: p.spec.labels.clone(),
             expected: Expected { columns, numeric },
-            target: p.target(),
+            target: api::package_target(p),
         }
     }
 
     fn from_engine(m: &LoadedModel) -> ModelInfo {
         ModelInfo {
             name: m.name.clone(),
-            version: match &m.version {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            },
+            version: m.version.to_string(),
             kind: if m.kind == "image" {
                 Kind::Image
             } else {
