@@ -145,3 +145,53 @@ async fn every_page_renders_for_an_administrator_without_console_errors() -> Res
     browser.close().await?;
     outcome
 }
+
+/// The API reference at `/api/docs` renders in a real browser from this server's files alone
+/// (the Content-Security-Policy refuses anything else): the title, every documented operation,
+/// and no console errors (a refused script or style would log one).
+#[tokio::test]
+async fn the_api_reference_renders_every_operation_without_console_errors() -> Result<()> {
+    let server = Server::start()?;
+    let doc: serde_json::Value = reqwest::get(format!("{}/api/openapi.json", server.url))
+        .await?
+        .json()
+        .await?;
+    let operations: usize = doc["paths"]
+        .as_object()
+        .context("no paths in /api/openapi.json")?
+        .values()
+        .map(|item| item.as_object().map_or(0, |m| m.len()))
+        .sum();
+    ensure!(operations > 50, "only {operations} operations documented");
+    let browser = Browser::start().await?;
+    let outcome = browser
+        .check("api_docs", async {
+            browser
+                .client
+                .goto(&format!("{}/api/docs", server.url))
+                .await?;
+            let title = browser
+                .wait_for_text(".info .title", "B3O Edge API")
+                .await?;
+            ensure!(title.contains("B3O Edge API"), "title: {title}");
+            let shown = browser
+                .wait_until(
+                    &format!(
+                        "return document.querySelectorAll('.opblock').length >= {operations} \
+                         ? document.querySelectorAll('.opblock').length : null"
+                    ),
+                    std::time::Duration::from_secs(30),
+                )
+                .await?;
+            ensure!(
+                shown.as_u64() >= Some(operations as u64),
+                "{shown} operations shown, {operations} documented"
+            );
+            let errors = browser.console_errors().await?;
+            ensure!(errors.is_empty(), "console errors: {errors:#?}");
+            Ok(())
+        })
+        .await;
+    browser.close().await?;
+    outcome
+}
