@@ -61,3 +61,34 @@ ensure_chromium() {
     die "chromium and chromium-driver are missing and could not be installed (not root and no passwordless sudo): run 'sudo apt-get install chromium chromium-driver' and try again"
   fi
 }
+
+# The API contract check's Python tools (scripts/contract.sh): the pinned versions of
+# scripts/contract/requirements.txt in a virtual environment outside the clone, made once and
+# again only when that file changes (~40 s from PyPI). Needs Python 3.11 or newer.
+export B3O_VENV="${B3O_VENV:-$HOME/.cache/b3o/venv}"
+ensure_python_tools() {
+  local reqs="$ROOT/scripts/contract/requirements.txt" python=""
+  if [ -x "$B3O_VENV/bin/python" ] && cmp -s "$reqs" "$B3O_VENV/b3o-requirements.txt"; then
+    return 0
+  fi
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null &&
+       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      python="$candidate"; break
+    fi
+  done
+  if [ -z "$python" ] || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+    say "installing python3 and python3-venv from Debian (the contract check's tools)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv ||
+      die "python3 (3.11 or newer) with its venv module is missing and could not be installed: run 'sudo apt-get install python3 python3-venv' and try again"
+    python="python3"
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+      die "the contract check needs Python 3.11 or newer; this machine's python3 is older"
+  fi
+  say "installing the contract check's Python tools into $B3O_VENV (pinned; once)"
+  "$python" -m venv --clear "$B3O_VENV" ||
+    die "could not make a virtual environment with $python (on Debian: apt-get install python3-venv)"
+  "$B3O_VENV/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$reqs"
+  cp "$reqs" "$B3O_VENV/b3o-requirements.txt"
+}

@@ -22,9 +22,14 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # browser suite starts): selecting packages differently would resolve features differently
 # and rebuild much of the tree a second time.
 say "unit and integration tests"
+# The server tests record the answers they receive for the API contract check below.
+export B3O_RECORD_RESPONSES="$CARGO_TARGET_DIR/contract-answers"
+rm -rf "$B3O_RECORD_RESPONSES"
 cargo nextest run --workspace --no-fail-fast -E 'not package(b3o-e2e)'
 say "benches build (dev profile: linted, not run; BENCHMARKS.md runs them)"
 cargo build --workspace --benches --profile dev
+say "API contract: OpenAPI 3.1 document, recorded answers, a generated client (scripts/contract.sh)"
+"$ROOT/scripts/contract.sh"
 say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
 (cd wasm-client && cargo test --target wasm32-unknown-unknown)
 say "building the web app for the browser suite"
