@@ -14,8 +14,9 @@
 //! - [`describe`] turns model outputs into [`RowPrediction`]s: label and probability, or a
 //!   value.
 //!
-//! Rows are numbered from 1 for the first data row (blank lines are not counted), columns by
-//! header name, as in `b3o_models::tabular::read_csv`; every error names both.
+//! CSV is read by the project's one reader (`b3o_models::tabular::CsvReader`): errors name the
+//! line where a record starts and its data row (numbered from 1, blank lines not counted), and
+//! the column by header name.
 //!
 //! This module uses only the models crate's spec, preprocessing, tabular and image parts and
 //! tract (through [`OnnxPredictor`]): no training code.
@@ -26,7 +27,7 @@ use b3o_models::Task;
 use b3o_models::image::{ImageError, SIDE};
 use b3o_models::model::ModelSpec;
 use b3o_models::preprocess::{PreprocessError, PreprocessSpec, TargetEncoding};
-use b3o_models::tabular::{Column, Delimiter, Table, TabularError, is_missing};
+use b3o_models::tabular::{Column, CsvOptions, CsvReader, CsvRecord, Table, TabularError};
 use csv::ByteRecord;
 use serde_json::{Map, Value, json};
 
@@ -43,8 +44,6 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 pub const CLASS_COLUMNS: [&str; 2] = ["prediction_label", "prediction_probability"];
 /// Prediction column appended to a regression model's CSV.
 pub const VALUE_COLUMNS: [&str; 1] = ["prediction_value"];
-/// Longest header line read to detect the delimiter.
-const MAX_HEADER_BYTES: usize = 16 << 20;
 /// Most columns a CSV header may have by default ([`InputLimits::max_columns`]).
 pub const DEFAULT_MAX_COLUMNS: usize = 10_000;
 
@@ -280,8 +279,8 @@ pub fn prediction_header(spec: &ModelSpec) -> &'static [&'static str] {
 pub struct CsvChunk {
     /// Number (from 1) of the chunk's first data row in the file.
     pub first_row: usize,
-    /// The rows as sent (untrimmed cells).
-    pub records: Vec<ByteRecord>,
+    /// The rows as sent (untrimmed cells), each with its line in the file.
+    pub records: Vec<CsvRecord>,
     /// Model inputs, row-major `[n_rows, input_dim]`.
     pub inputs: Vec<f32>,
 }
@@ -292,97 +291,68 @@ impl CsvChunk {
     }
 }
 
-/// A CSV read chunk by chunk against a tabular model's preprocessing, with the semantics of
-/// `b3o_models::tabular::read_csv` (delimiter detected from the header, BOM skipped, any line
-/// ending, quotes, trimmed cells, missing-value spellings, blank lines skipped).
+/// A CSV read chunk by chunk against a tabular model's preprocessing, through the project's
+/// one CSV reader (`b3o_models::tabular::CsvReader`: separator detected from the header, BOM
+/// skipped, any line ending, quotes, trimmed cells, missing-value spellings, blank lines
+/// skipped). Errors name the line and data row of the first bad row of the file, whatever the
+/// chunk size.
 pub struct CsvChunks<R: Read> {
-    records: csv::ByteRecordsIntoIter<std::io::Chain<Cursor<Vec<u8>>, R>>,
+    reader: CsvReader<R>,
     prep: PreprocessSpec,
-    delimiter: u8,
-    header: ByteRecord,
     /// Index in the file's columns of each feature, in the spec's order.
     feature_index: Vec<usize>,
-    /// Data rows read so far.
-    rows_read: usize,
-    max_rows: Option<usize>,
     done: bool,
+    /// The error that ended the reading, returned again if asked for more.
+    failed: Option<CodelessError>,
 }
 
 impl<R: Read> std::fmt::Debug for CsvChunks<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CsvChunks")
-            .field("delimiter", &(self.delimiter as char))
-            .field("rows_read", &self.rows_read)
+            .field("reader", &self.reader)
             .finish_non_exhaustive()
     }
 }
 
-/// Reads the start of `reader` up to the end of its first line (outside quotes), without a
-/// leading UTF-8 byte-order mark.
-fn read_header_line<R: Read>(reader: &mut R) -> Result<Vec<u8>, CodelessError> {
-    let mut prefix = Vec::new();
-    let mut block = [0u8; 8192];
-    let mut quoted = false;
-    let mut scanned = 0;
-    loop {
-        let n = reader.read(&mut block).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        prefix.extend_from_slice(&block[..n]);
-        let start = if scanned == 0 && prefix.starts_with(b"\xEF\xBB\xBF") {
-            3
-        } else {
-            scanned
-        };
-        let mut ended = false;
-        for &b in &prefix[start.min(prefix.len())..] {
-            match b {
-                b'"' => quoted = !quoted,
-                b'\n' | b'\r' if !quoted => {
-                    ended = true;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        scanned = prefix.len();
-        if ended || prefix.len() >= MAX_HEADER_BYTES {
-            break;
-        }
-    }
-    if prefix.starts_with(b"\xEF\xBB\xBF") {
-        prefix.drain(..3);
-    }
-    Ok(prefix)
-}
-
-fn delimiter_byte(d: Delimiter) -> u8 {
-    match d {
-        Delimiter::Comma => b',',
-        Delimiter::Semicolon => b';',
-        Delimiter::Tab => b'\t',
+/// The reader's options for `limits`.
+fn csv_options(limits: &InputLimits) -> CsvOptions {
+    CsvOptions {
+        max_columns: limits.max_columns,
+        max_rows: limits.max_rows,
+        ..CsvOptions::default()
     }
 }
 
-fn blank(record: &ByteRecord) -> bool {
-    record.iter().all(|f| f.trim_ascii().is_empty())
+/// A reader error in codeless terms: the limits keep their own messages, a failed read is the
+/// machine's fault.
+fn table_error(e: TabularError) -> CodelessError {
+    match e {
+        TabularError::TooManyColumns { max } => CodelessError::TooManyColumns { max },
+        TabularError::TooManyRows { max } => CodelessError::TooManyRows { max },
+        TabularError::Io { message } => CodelessError::Io(message),
+        e => CodelessError::Table(e),
+    }
 }
 
-/// Fields on the first line of `prefix` (separators outside quotes, plus one), stopping as
-/// soon as the count passes what any limit could allow.
-fn header_columns(prefix: &[u8], delimiter: u8) -> usize {
-    let mut quoted = false;
-    let mut n = 1usize;
-    for &b in prefix {
-        match b {
-            b'"' => quoted = !quoted,
-            b'\n' | b'\r' if !quoted => break,
-            d if d == delimiter && !quoted => n = n.saturating_add(1),
-            _ => {}
+/// A cell error of a one-row table, placed at `record`'s line and row.
+fn located(e: PreprocessError, record: &CsvRecord) -> CodelessError {
+    match e {
+        PreprocessError::Table(TabularError::BadValue {
+            column, message, ..
+        }) => CodelessError::Table(TabularError::BadCell {
+            line: record.line(),
+            row: record.row(),
+            column,
+            message,
+        }),
+        PreprocessError::BadRow { message, .. } => {
+            CodelessError::Preprocess(PreprocessError::BadRow {
+                row: record.row(),
+                message,
+            })
         }
+        other => CodelessError::Preprocess(other),
     }
-    n
 }
 
 /// A cell a spreadsheet would run as a formula (OWASP "CSV injection": it starts with `=`,
@@ -407,9 +377,12 @@ pub fn neutralise_formula(cell: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
-/// `record` with every cell passed through [`neutralise_formula`].
-fn neutralised(record: &ByteRecord) -> ByteRecord {
-    record.iter().map(|c| neutralise_formula(c)).collect()
+/// `record`'s cells as sent, each passed through [`neutralise_formula`].
+fn neutralised(record: &CsvRecord) -> ByteRecord {
+    record
+        .iter_raw()
+        .map(|c| neutralise_formula(c.as_bytes()))
+        .collect()
 }
 
 impl<R: Read> CsvChunks<R> {
@@ -419,72 +392,17 @@ impl<R: Read> CsvChunks<R> {
         Self::with_limits(reader, spec, &InputLimits::default())
     }
 
-    /// [`CsvChunks::new`] with `limits` on columns and rows.
+    /// [`CsvChunks::new`] with `limits` on columns (counted while the header is parsed, before
+    /// any name is allocated) and rows.
     pub fn with_limits(
-        mut reader: R,
+        reader: R,
         spec: &ModelSpec,
         limits: &InputLimits,
     ) -> Result<Self, CodelessError> {
         let prep = preprocessing(spec)?.clone();
-        let prefix = read_header_line(&mut reader)?;
-        let delimiter = delimiter_byte(Delimiter::detect(&prefix));
-        // Counted on the raw line: the CSV parser would allocate per field before we could.
-        if header_columns(&prefix, delimiter) > limits.max_columns {
-            return Err(CodelessError::TooManyColumns {
-                max: limits.max_columns,
-            });
-        }
-        let source = Cursor::new(prefix).chain(reader);
-        // csv's default terminator treats `\r`, `\n` and `\r\n` alike. No trimming here: the
-        // rows are written back as sent; cells are trimmed for the model only.
-        let mut records = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(source)
-            .into_byte_records();
-        let header = match records.next() {
-            Some(Ok(h)) => h,
-            Some(Err(e)) => {
-                return Err(TabularError::Csv {
-                    row: 0,
-                    message: e.to_string(),
-                }
-                .into());
-            }
-            None => return Err(TabularError::Empty.into()),
-        };
-        let mut names: Vec<String> = Vec::with_capacity(header.len());
-        let mut seen: std::collections::HashSet<String> =
-            std::collections::HashSet::with_capacity(header.len());
-        if blank(&header) {
-            // A file of nothing but blank lines is empty, not a header without names.
-            let any_data = records
-                .by_ref()
-                .any(|r| r.map(|r| !blank(&r)).unwrap_or(true));
-            if !any_data {
-                return Err(TabularError::Empty.into());
-            }
-        }
-        for (i, field) in header.iter().enumerate() {
-            let name = std::str::from_utf8(field)
-                .map_err(|_| TabularError::NotUtf8 {
-                    row: 0,
-                    column: format!("#{}", i + 1),
-                })?
-                .trim()
-                .to_string();
-            if name.is_empty() {
-                return Err(TabularError::EmptyHeader { column: i + 1 }.into());
-            }
-            // A set, not `names.contains`: the check was quadratic in the columns (100k
-            // columns cost 13.6 s of a core).
-            if !seen.insert(name.clone()) {
-                return Err(TabularError::DuplicateHeader { name }.into());
-            }
-            names.push(name);
-        }
-        let position: std::collections::HashMap<&str, usize> = names
+        let reader = CsvReader::with_options(reader, csv_options(limits)).map_err(table_error)?;
+        let position: std::collections::HashMap<&str, usize> = reader
+            .header()
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i))
@@ -503,95 +421,67 @@ impl<R: Read> CsvChunks<R> {
             .map(|c| position.get(c.as_str()).copied().unwrap_or_default())
             .collect();
         Ok(Self {
-            records,
+            reader,
             prep,
-            delimiter,
-            header,
             feature_index,
-            rows_read: 0,
-            max_rows: limits.max_rows,
             done: false,
+            failed: None,
         })
     }
 
     /// The header as sent.
-    pub fn header(&self) -> &ByteRecord {
-        &self.header
+    pub fn header(&self) -> &CsvRecord {
+        self.reader.header_record()
     }
 
     /// The field separator detected from the header.
     pub fn delimiter(&self) -> u8 {
-        self.delimiter
+        self.reader.delimiter().byte()
     }
 
     /// Data rows read so far.
     pub fn rows_read(&self) -> usize {
-        self.rows_read
+        self.reader.rows_read()
     }
 
     /// The next (up to) `max_rows` data rows and their model inputs; `None` after the last.
     /// A file without data rows is [`TabularError::NoRows`].
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<CsvChunk>, CodelessError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let chunk = self.read_chunk(max_rows);
+        if let Err(e) = &chunk {
+            self.failed = Some(e.clone());
+        }
+        chunk
+    }
+
+    fn read_chunk(&mut self, max_rows: usize) -> Result<Option<CsvChunk>, CodelessError> {
         if self.done {
             return Ok(None);
         }
-        let first_row = self.rows_read + 1;
-        let width = self.header.len();
+        let first_row = self.reader.rows_read() + 1;
         let mut records = Vec::with_capacity(max_rows.clamp(1, DEFAULT_CHUNK_ROWS));
-        let mut columns: Vec<Column> = self
-            .prep
-            .features
-            .iter()
-            .map(|f| Column {
-                name: f.column().to_string(),
-                values: Vec::with_capacity(records.capacity()),
-            })
-            .collect();
+        let mut malformed = None;
         while records.len() < max_rows.max(1) {
-            let row = self.rows_read + 1;
-            let Some(record) = self.records.next() else {
-                self.done = true;
-                break;
-            };
-            let record = record.map_err(|e| TabularError::Csv {
-                row,
-                message: e.to_string(),
-            })?;
-            // A line of only separators or spaces carries no data (common at the end of exports).
-            if blank(&record) {
-                continue;
-            }
-            if self.max_rows.is_some_and(|max| self.rows_read >= max) {
-                return Err(CodelessError::TooManyRows {
-                    max: self.rows_read,
-                });
-            }
-            if record.len() != width {
-                return Err(TabularError::RaggedRow {
-                    row,
-                    expected: width,
-                    found: record.len(),
+            let mut record = CsvRecord::default();
+            match self.reader.read_record(&mut record) {
+                Ok(true) => records.push(record),
+                Ok(false) => {
+                    self.done = true;
+                    break;
                 }
-                .into());
-            }
-            // Every cell must be text, as `read_csv` requires (the first bad one is named).
-            if let Some(i) = (0..width).find(|&i| std::str::from_utf8(&record[i]).is_err()) {
-                return Err(TabularError::NotUtf8 {
-                    row,
-                    column: String::from_utf8_lossy(self.header[i].trim_ascii()).into_owned(),
+                Err(e) => {
+                    malformed = Some(table_error(e));
+                    break;
                 }
-                .into());
             }
-            for (column, &index) in columns.iter_mut().zip(&self.feature_index) {
-                let text = std::str::from_utf8(record[index].trim_ascii()).unwrap_or_default();
-                column.values.push(if is_missing(text) {
-                    None
-                } else {
-                    Some(text.to_string())
-                });
-            }
-            records.push(record);
-            self.rows_read += 1;
+        }
+        // The rows above a malformed one are checked first: the first bad row is reported.
+        let inputs = self.inputs(&records)?;
+        if let Some(e) = malformed {
+            return Err(e);
         }
         if records.is_empty() {
             return if first_row == 1 {
@@ -600,19 +490,50 @@ impl<R: Read> CsvChunks<R> {
                 Ok(None)
             };
         }
-        let table = Table {
-            columns,
-            n_rows: records.len(),
-        };
-        let (inputs, _) = self
-            .prep
-            .transform(&table)
-            .map_err(|e| shift_rows(e, first_row - 1))?;
         Ok(Some(CsvChunk {
             first_row,
             records,
             inputs,
         }))
+    }
+
+    /// The model inputs of `records`; on a bad cell, the error of the first row that has one.
+    fn inputs(&self, records: &[CsvRecord]) -> Result<Vec<f32>, CodelessError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.prep.transform(&self.table(records)) {
+            Ok((inputs, _)) => Ok(inputs),
+            // `transform` goes column by column: find the row (rare, so one at a time).
+            Err(e) => Err(records
+                .iter()
+                .find_map(|r| {
+                    let one = self.table(std::slice::from_ref(r));
+                    self.prep.transform(&one).err().map(|e| located(e, r))
+                })
+                .unwrap_or(CodelessError::Preprocess(e))),
+        }
+    }
+
+    /// The feature columns of `records` (trimmed cells, missing spellings as `None`).
+    fn table(&self, records: &[CsvRecord]) -> Table {
+        let missing = self.reader.missing();
+        Table {
+            columns: self
+                .prep
+                .features
+                .iter()
+                .zip(&self.feature_index)
+                .map(|(f, &index)| Column {
+                    name: f.column().to_string(),
+                    values: records
+                        .iter()
+                        .map(|r| r.value(index, missing).map(str::to_string))
+                        .collect(),
+                })
+                .collect(),
+            n_rows: records.len(),
+        }
     }
 }
 
@@ -696,33 +617,21 @@ impl<W: Write> CsvOutput<W> {
     }
 }
 
-/// Counts the data rows of a CSV (blank lines excluded) without checking them: progress
-/// reporting for large files.
+/// Counts the data rows of a CSV (blank lines excluded) up to its first malformed row, without
+/// converting any cell: progress reporting for large files. A header that cannot be read is an
+/// error, as in [`CsvChunks::new`].
 pub fn count_rows<R: Read>(reader: R) -> Result<usize, CodelessError> {
-    let mut reader = reader;
-    let prefix = read_header_line(&mut reader)?;
-    let delimiter = delimiter_byte(Delimiter::detect(&prefix));
-    let mut records = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(Cursor::new(prefix).chain(reader));
-    let mut record = ByteRecord::new();
-    let mut n = 0usize;
-    let mut first = true;
-    while records.read_byte_record(&mut record).map_err(|e| {
-        CodelessError::Table(TabularError::Csv {
-            row: n + 1,
-            message: e.to_string(),
-        })
-    })? {
-        if first {
-            first = false;
-        } else if !blank(&record) {
-            n += 1;
+    let mut reader = CsvReader::with_options(reader, csv_options(&InputLimits::default()))
+        .map_err(table_error)?;
+    let mut record = CsvRecord::default();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => return Ok(reader.rows_read()),
+            Err(TabularError::Io { message }) => return Err(CodelessError::Io(message)),
+            Err(_) => return Ok(reader.rows_read()),
         }
     }
-    Ok(n)
 }
 
 /// A whole CSV through the model: the predictions CSV (see [`CsvOutput`]).
@@ -1040,6 +949,70 @@ mod tests {
             assert_eq!(e, CodelessError::Table(want), "{bad:?}");
             assert!(e.is_client_error());
         }
+    }
+
+    /// Issue #16: errors name the line (as an editor shows it) and the data row, and the
+    /// first bad row of the file is the one reported, whatever the chunk size: a bad cell
+    /// above a ragged row, and in a later column above one in an earlier column.
+    #[test]
+    fn csv_errors_name_the_line_of_the_first_bad_row() {
+        let spec = spec();
+        let p = predictor(&spec);
+        let first_error = |input: &str, size: usize| {
+            let mut chunks = CsvChunks::new(input.as_bytes(), &spec).unwrap();
+            loop {
+                match chunks.next_chunk(size) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("no error in {input:?}"),
+                    Err(e) => {
+                        // Asking again gives the same error, not a silent end.
+                        assert_eq!(chunks.next_chunk(size).unwrap_err(), e);
+                        break e.to_string();
+                    }
+                }
+            }
+        };
+        // Row 3 spans lines 5-6; line 4 (row 2) has a bad age; line 7 (row 4) is ragged.
+        let bad_cell = "age,country\n30,FR\n\nold,DE\n41,\"Côte\nd'Ivoire\"\n42\n";
+        let ragged = bad_cell.replace("old", "40");
+        for size in [1, 2, 3, DEFAULT_CHUNK_ROWS] {
+            assert_eq!(
+                first_error(bad_cell, size),
+                "line 4 (row 2), column `age`: `old` is not a number",
+                "chunks of {size}"
+            );
+            assert_eq!(
+                first_error(&ragged, size),
+                "line 7 (row 4): expected 2 fields like the header, found 1",
+                "chunks of {size}"
+            );
+        }
+        let e = predict_csv(&p, &spec, ragged.as_bytes()).unwrap_err();
+        assert_eq!(e.to_string(), first_error(&ragged, 4));
+        assert!(e.is_client_error());
+        let e = predict_csv(&p, &spec, b"age,country\n1,\"FR\n2,DE\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: a quoted field is never closed (a `\"` is missing)"
+        );
+
+        // Two numeric features: row 2 is bad in the second, row 3 in the first.
+        let mut two = spec.clone();
+        if let Some(prep) = two.preprocessing.as_mut() {
+            prep.features = ["a", "b"]
+                .map(|c| FeatureTransform::Standardize {
+                    column: c.into(),
+                    mean: 0.0,
+                    std: 1.0,
+                    impute: 0.0,
+                })
+                .to_vec();
+        }
+        let mut chunks = CsvChunks::new(&b"a;b\n1;2\n3;x\ny;4\n"[..], &two).unwrap();
+        assert_eq!(
+            chunks.next_chunk(10).unwrap_err().to_string(),
+            "line 3 (row 2), column `b`: `x` is not a number"
+        );
     }
 
     /// Regression (issue #19, findings 2 and 8): column and row limits, found before the

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use b3o_models::protocol::accounts::{CreateToken, CreatedToken, Login, Me};
 use b3o_models::protocol::{
-    Accepted, CreateGroup, Created, ErrorBody, Evaluation, Failure, GroupView, Join, Joined, Ready,
-    RoundList, RoundView, VersionList, VersionView,
+    Accepted, CreateGroup, Created, ErrorBody, Evaluation, EvaluationAccepted, Failure,
+    FailureReported, GroupView, Join, Joined, MemberReady, Ready, RoundList, RoundView,
+    StatisticsAccepted, TrainingStarted, VersionList, VersionView,
 };
 use b3o_models::stats::Summary;
 use serde::Serialize;
@@ -244,15 +246,18 @@ impl<T: Transport> Api<T> {
 
     /// `POST /api/auth/login` with an email and password: the session to create an API token.
     pub async fn login(&self, email: &str, password: &str) -> Result<LoginSession, FlError> {
-        let body = serde_json::json!({ "email": email, "password": password });
+        let body = Login {
+            email: email.to_string(),
+            password: password.to_string(),
+        };
+        let body = serde_json::to_vec(&body).map_err(|e| FlError::Decode {
+            what: "signing in".into(),
+            detail: e.to_string(),
+        })?;
         let response = self
             .call(
                 "signing in",
-                Request::post(
-                    "/api/auth/login",
-                    "application/json",
-                    body.to_string().into(),
-                ),
+                Request::post("/api/auth/login", "application/json", body),
             )
             .await?;
         let cookie = response
@@ -263,11 +268,10 @@ impl<T: Transport> Api<T> {
             .find(|c| c.contains("b3o_session="))
             .map(str::to_string)
             .ok_or_else(|| FlError::Protocol("signing in: the server set no session".into()))?;
-        let me: serde_json::Value = decode("signing in", &response.body)?;
-        let csrf_token = me["csrf_token"]
-            .as_str()
-            .ok_or_else(|| FlError::Protocol("signing in: no CSRF token in the answer".into()))?
-            .to_string();
+        let me: Me = decode("signing in", &response.body)?;
+        let csrf_token = me
+            .csrf_token
+            .ok_or_else(|| FlError::Protocol("signing in: no CSRF token in the answer".into()))?;
         Ok(LoginSession { cookie, csrf_token })
     }
 
@@ -277,17 +281,14 @@ impl<T: Transport> Api<T> {
         name: &str,
         expires_in_days: Option<u32>,
     ) -> Result<String, FlError> {
-        let mut body = serde_json::json!({ "name": name });
-        if let Some(days) = expires_in_days {
-            body["expires_in_days"] = days.into();
-        }
-        let created: serde_json::Value = self
+        let body = CreateToken {
+            name: name.to_string(),
+            expires_in_days,
+        };
+        let created: CreatedToken = self
             .post_json("creating an API token", "/api/auth/tokens".into(), &body)
             .await?;
-        created["token"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| FlError::Protocol("the server returned no token".into()))
+        Ok(created.token)
     }
 
     /// `POST /api/groups`.
@@ -300,7 +301,7 @@ impl<T: Transport> Api<T> {
     }
 
     /// `POST /api/groups/{id}/start` (owner).
-    pub async fn start(&self, group_id: i64) -> Result<serde_json::Value, FlError> {
+    pub async fn start(&self, group_id: i64) -> Result<TrainingStarted, FlError> {
         self.post_json(
             "starting training",
             format!("/api/groups/{group_id}/start"),
@@ -329,7 +330,7 @@ impl<T: Transport> Api<T> {
 
     /// `POST /api/groups/{id}/statistics`: this member's column summaries (never rows).
     pub async fn statistics(&self, group_id: i64, summary: &Summary) -> Result<(), FlError> {
-        let _: serde_json::Value = self
+        let _: StatisticsAccepted = self
             .post_json(
                 "sending column statistics",
                 format!("/api/groups/{group_id}/statistics"),
@@ -340,7 +341,7 @@ impl<T: Transport> Api<T> {
     }
 
     pub async fn ready(&self, group_id: i64, num_samples: u64) -> Result<(), FlError> {
-        let _: serde_json::Value = self
+        let _: MemberReady = self
             .post_json(
                 "marking ready",
                 format!("/api/groups/{group_id}/ready"),
@@ -437,7 +438,7 @@ impl<T: Transport> Api<T> {
         round: i64,
         reason: &str,
     ) -> Result<(), FlError> {
-        let _: serde_json::Value = self
+        let _: FailureReported = self
             .post_json(
                 "reporting a failure",
                 format!("/api/groups/{group_id}/rounds/{round}/failure"),
@@ -456,7 +457,7 @@ impl<T: Transport> Api<T> {
         round: i64,
         evaluation: &Evaluation,
     ) -> Result<(), FlError> {
-        let _: serde_json::Value = self
+        let _: EvaluationAccepted = self
             .post_json(
                 "reporting an evaluation",
                 format!("/api/groups/{group_id}/rounds/{round}/evaluation"),
@@ -636,7 +637,10 @@ mod tests {
     #[test]
     fn a_session_sends_its_cookie_and_the_csrf_token_on_changes_only() {
         let a = api(
-            vec![reply(200, "{}"), reply(200, "{}")],
+            vec![
+                reply(200, r#"{"member_id": 2, "ready": true, "num_samples": 10}"#),
+                reply(200, ""),
+            ],
             Auth::Session {
                 cookie: Some("b3o_session=s".into()),
                 csrf_token: "t".into(),

@@ -11,6 +11,8 @@ use b3o_models::image::{SIDE, decode_image};
 use b3o_models::model::ModelSpec;
 use b3o_models::protocol::ModelTemplate;
 use b3o_models::stats::Summary;
+#[cfg(not(target_arch = "wasm32"))]
+use b3o_models::tabular::{CsvReader, read_table};
 use b3o_models::tabular::{Table, TabularError, read_csv};
 
 /// Why local data cannot be used for this group.
@@ -53,6 +55,7 @@ pub enum LocalData {
 }
 
 impl LocalData {
+    /// A CSV file's bytes, read by the one CSV reader (`b3o_models::tabular::CsvReader`).
     pub fn from_csv(bytes: &[u8]) -> Result<LocalData, DataError> {
         Ok(LocalData::Table(read_csv(bytes)?))
     }
@@ -85,7 +88,9 @@ impl LocalData {
         if path.is_dir() {
             return load_image_folder(path);
         }
-        LocalData::from_csv(&std::fs::read(path).map_err(io)?)
+        // Streamed through the one CSV reader: the file is not held twice in memory.
+        let file = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+        Ok(LocalData::Table(read_table(CsvReader::new(file)?)?))
     }
 
     /// Rows or pictures.
@@ -324,6 +329,33 @@ mod tests {
                 .to_string()
                 .contains("images")
         );
+    }
+
+    /// Issue #16: a local training file is read by the one CSV reader, streamed from disk
+    /// (semicolons, CRLF, a BOM, a quoted separator), and its errors name the line.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_training_file_is_streamed_through_the_csv_reader() {
+        let dir = std::env::temp_dir().join(format!("b3o-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("train.csv");
+        std::fs::write(
+            &path,
+            "\u{feff}age;\"city; area\";y\r\n30;A;1\r\n\r\n40;\"B;C\";0\r\n",
+        )
+        .unwrap();
+        let LocalData::Table(t) = LocalData::load(&path).unwrap() else {
+            panic!("not a table");
+        };
+        assert_eq!(t.names(), ["age", "city; area", "y"]);
+        assert_eq!(t.columns[1].values, [Some("A".into()), Some("B;C".into())]);
+        std::fs::write(&path, "age,y\n30,1\n\n40\n").unwrap();
+        let e = LocalData::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "reading the CSV: line 4 (row 2): expected 2 fields like the header, found 1"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
