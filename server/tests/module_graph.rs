@@ -162,7 +162,14 @@ fn the_import_reader_sees_grouped_and_nested_paths() {
 fn top_level_server_modules_import_each_other_without_a_cycle() {
     let graph = module_graph();
     // The areas the ownership rules are about are all there (a rename would hide them).
-    for area in ["registry", "inference", "jobs", "demo", "federation", "membership"] {
+    for area in [
+        "registry",
+        "inference",
+        "jobs",
+        "demo",
+        "federation",
+        "membership",
+    ] {
         assert!(graph.contains_key(area), "no module `{area}` in server/src");
     }
     if let Some(cycle) = find_cycle(&graph) {

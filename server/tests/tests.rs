@@ -11,6 +11,7 @@ mod hardening_jobs;
 mod inference;
 mod jobs;
 mod malformed_corpus;
+mod module_graph;
 mod openapi;
 mod simulate;
 mod support;
