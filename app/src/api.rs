@@ -169,7 +169,8 @@ pub use b3o_models::protocol::registry::{
 pub use b3o_models::protocol::{
     CreateGroup, Created, GroupList, GroupMember, GroupRole, GroupSummary, GroupView,
     Hyperparameters, Join, Joined, MemberRole, MemberStatus, ModelKind, ModelTemplate, Optimizer,
-    Phase, RoundList, RoundState, RoundView, TrainingStarted, VersionList, VersionView,
+    Phase, Presence, RoundList, RoundState, RoundView, TrainingControl, TrainingStarted,
+    VersionList, VersionView,
 };
 
 /// A metrics map as the API sends it (`{"accuracy": 0.91, "loss": 0.3}`).
@@ -528,6 +529,24 @@ pub async fn group(group_id: i64) -> Result<GroupView, ApiError> {
 pub async fn start_group(csrf: &str, group_id: i64) -> Result<TrainingStarted, ApiError> {
     let url = format!("/api/groups/{group_id}/start");
     json(with_csrf(Request::post(&url), csrf).build()).await
+}
+
+/// The owner's controls: `pause`, `resume`, `cancel` (`/api/groups/{id}/{action}`) and
+/// `rounds/current/close`.
+pub async fn control_group(
+    csrf: &str,
+    group_id: i64,
+    action: &str,
+) -> Result<TrainingControl, ApiError> {
+    let url = format!("/api/groups/{group_id}/{action}");
+    json(with_csrf(Request::post(&url), csrf).build()).await
+}
+
+/// The owner removes a member from the group.
+pub async fn remove_member(csrf: &str, group_id: i64, member_id: i64) -> Result<(), ApiError> {
+    let url = format!("/api/groups/{group_id}/members/{member_id}/remove");
+    send(with_csrf(Request::post(&url), csrf).build()).await?;
+    Ok(())
 }
 
 pub async fn leave_group(csrf: &str, group_id: i64) -> Result<(), ApiError> {

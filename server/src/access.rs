@@ -99,6 +99,15 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/api/groups/{id}/leave", GroupParticipant),
     rule("POST", "/api/groups/{id}/statistics", GroupParticipant),
     rule("POST", "/api/groups/{id}/start", GroupOwner),
+    rule("POST", "/api/groups/{id}/pause", GroupOwner),
+    rule("POST", "/api/groups/{id}/resume", GroupOwner),
+    rule("POST", "/api/groups/{id}/cancel", GroupOwner),
+    rule("POST", "/api/groups/{id}/rounds/current/close", GroupOwner),
+    rule(
+        "POST",
+        "/api/groups/{id}/members/{member_id}/remove",
+        GroupOwner,
+    ),
     // EventSource sends the session cookie (same origin); programs their API token. A member
     // who left gets 403, and an open stream ends when it leaves or its credentials are revoked.
     rule("GET", "/api/groups/{id}/events", GroupMember),
@@ -114,6 +123,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule(
         "POST",
         "/api/groups/{id}/rounds/{number}/failure",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/progress",
         GroupParticipant,
     ),
     rule(

@@ -637,6 +637,7 @@ mod matrix {
                 ("GET" | "DELETE", _) => return None,
                 (_, p) if p.ends_with("/ready") => json!({ "num_samples": 5 }),
                 (_, p) if p.ends_with("/failure") => json!({ "reason": "matrix" }),
+                (_, p) if p.ends_with("/progress") => json!({ "fraction": 0.5 }),
                 (_, p) if p.ends_with("/evaluation") => {
                     json!({ "num_samples": 5, "metrics": { "accuracy": 0.5 } })
                 }

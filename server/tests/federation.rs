@@ -1564,3 +1564,272 @@ async fn sign_in(s: &Server, http: &reqwest::Client, email: &str, password: &str
         .unwrap()
         .to_string()
 }
+
+/// The member entry of `member_id` in a group view.
+fn member_entry(view: &Value, member_id: i64) -> Value {
+    view["member_list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|m| m["member_id"] == member_id))
+        .cloned()
+        .unwrap_or_else(|| panic!("member {member_id} not listed: {view}"))
+}
+
+/// Opens a member's event stream as its training client does (`?trainer=true`).
+async fn trainer_stream(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    member: usize,
+) -> reqwest::Response {
+    let mut r = http
+        .get(s.url(&format!("/api/groups/{}/events?trainer=true", g.id)))
+        .bearer_auth(&g.members[member].1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    wait_event(&mut r, "snapshot", Duration::from_secs(5)).await;
+    r
+}
+
+/// Issue #21: a partner closed its tab 3 s after the start, and every round then waited its
+/// full deadline and selected it again. A member whose training client's stream closed is
+/// gone: the round closes as soon as the others sent theirs, and the next round does not
+/// select it until it comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_whose_training_client_went_away_is_neither_waited_for_nor_selected() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 3, 600), &[10, 10, 10]).await;
+    let mut streams = Vec::new();
+    for m in 0..3 {
+        streams.push(trainer_stream(&s, &http, &g, m).await);
+    }
+    start(&s, &http, &g).await;
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    for (id, _) in &g.members {
+        assert_eq!(member_entry(&view, *id)["presence"], "connected", "{view}");
+    }
+    assert!(
+        view["current_round_deadline_at"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('Z')),
+        "{view}"
+    );
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+    for m in 0..2 {
+        let (st, _) = upload(&s, &http, &g, m, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    // The third is still connected: the round waits for it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(round(&s, &http, &g, 1).await["state"], "collecting");
+    // Its tab closes.
+    let gone = g.members[2].0;
+    drop(streams.pop());
+    let started = Instant::now();
+    loop {
+        if round(&s, &http, &g, 1).await["state"] == "closed" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "round 1 still waits for the member that went away"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(member_entry(&view, gone)["presence"], "gone", "{view}");
+    let r2 = round(&s, &http, &g, 2).await;
+    assert_eq!(
+        r2["selected"], 2,
+        "round 2 selected the member that went away: {r2}"
+    );
+    assert_eq!(
+        member_entry(&view, gone)["round_status"],
+        Value::Null,
+        "{view}"
+    );
+    // Its late update for round 1 is refused; it comes back and is connected again.
+    let (st, _) = upload(&s, &http, &g, 2, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let _back = trainer_stream(&s, &http, &g, 2).await;
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(member_entry(&view, gone)["presence"], "connected", "{view}");
+}
+
+async fn control(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    token: &str,
+    action: &str,
+) -> (StatusCode, Value) {
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/{action}", g.id)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn progress(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    member: usize,
+    round: i64,
+    fraction: Value,
+) -> (StatusCode, Value) {
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/{round}/progress", g.id)))
+        .bearer_auth(&g.members[member].1)
+        .json(&json!({ "fraction": fraction }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Issue #21: the owner can close a round that has its quorum, remove a member, pause,
+/// resume and cancel; members' heartbeats show their progress. Each refusal names why.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_closes_rounds_removes_members_pauses_resumes_and_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let g = setup(&s, &http, group_body(2, 4, 600), &[10, 10, 10]).await;
+    // Not before training.
+    let (st, _) = control(&s, &http, &g, &g.owner, "pause").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = control(&s, &http, &g, &g.owner, "cancel").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    start(&s, &http, &g).await;
+    let base = global(&s, &http, &g, &g.members[0].1).await;
+
+    // Heartbeats: the owner sees how far a member is.
+    let (st, body) = progress(&s, &http, &g, 0, 1, json!(0.5)).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["fraction"], 0.5);
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    let m0 = member_entry(&view, g.members[0].0);
+    assert_eq!(m0["progress"], 0.5, "{view}");
+    assert_eq!(m0["presence"], "connected", "{view}");
+    for bad in [json!(1.5), json!(-0.1), json!("half")] {
+        let (st, body) = progress(&s, &http, &g, 0, 1, bad.clone()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (st, _) = progress(&s, &http, &g, 0, 2, json!(0.1)).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "no round 2 yet");
+
+    // Close now: refused below the quorum, by members, then done by the owner.
+    let (st, _) = upload(&s, &http, &g, 0, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, body) = control(&s, &http, &g, &g.owner, "rounds/current/close").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    assert!(error_message(&body).contains("1 of the 2"), "{body}");
+    let (st, _) = upload(&s, &http, &g, 1, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(round(&s, &http, &g, 1).await["state"], "collecting");
+    let (st, _) = control(&s, &http, &g, &g.members[0].1, "rounds/current/close").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, body) = control(&s, &http, &g, &g.owner, "rounds/current/close").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    wait_round(&s, &http, &g, 1, "closed").await;
+    let (st, _) = upload(&s, &http, &g, 2, 1, update(&g, 1, base.clone(), 10, 0.5)).await;
+    assert_eq!(
+        st,
+        StatusCode::CONFLICT,
+        "a late update after the owner closed the round"
+    );
+
+    // Remove the third member: round 2 stops waiting for it, its calls are refused.
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    let owner_member = view["member_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "owner")
+        .map(|m| m["member_id"].as_i64().unwrap())
+        .unwrap();
+    let remove = |who: i64, token: String| {
+        let http = http.clone();
+        let url = s.url(&format!("/api/groups/{}/members/{who}/remove", g.id));
+        async move {
+            let r = http.post(url).bearer_auth(token).send().await.unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let third = g.members[2].0;
+    let (st, _) = remove(third, g.members[0].1.clone()).await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "members cannot remove each other"
+    );
+    let (st, body) = remove(owner_member, g.owner.clone()).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let (st, body) = remove(third, g.owner.clone()).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["left"], true);
+    let (st, _) = remove(third, g.owner.clone()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "already removed");
+    let (st, _) = upload(&s, &http, &g, 2, 2, update(&g, 2, base.clone(), 10, 0.5)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(member_entry(&view, third)["left"], true, "{view}");
+
+    // Pause: round 2 still finishes, round 3 does not open until the owner resumes.
+    let (st, body) = control(&s, &http, &g, &g.owner, "pause").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["paused"], true);
+    for m in 0..2 {
+        let (st, _) = upload(&s, &http, &g, m, 2, update(&g, 2, base.clone(), 10, 0.5)).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    wait_round(&s, &http, &g, 2, "closed").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let view = group_view(&s, &http, g.id, &g.owner).await;
+    assert_eq!(
+        view["current_round"], 2,
+        "a round opened while paused: {view}"
+    );
+    assert_eq!(view["paused"], true);
+    assert_eq!(view["phase"], "training");
+    let (st, body) = control(&s, &http, &g, &g.owner, "resume").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["paused"], false);
+    assert_eq!(body["current_round"], 3, "{body}");
+    assert_eq!(round(&s, &http, &g, 3).await["selected"], 2);
+
+    // Cancel: round 3 fails with the reason, the group is finished, nothing follows.
+    let (st, body) = control(&s, &http, &g, &g.owner, "cancel").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["cancelled"], true);
+    assert_eq!(body["phase"], "finished");
+    let r3 = round(&s, &http, &g, 3).await;
+    assert_eq!(r3["state"], "failed");
+    assert!(
+        r3["failure"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled by the group's owner"),
+        "{r3}"
+    );
+    assert_eq!(
+        r3["final_round"], true,
+        "clients must know nothing follows: {r3}"
+    );
+    assert_eq!(round(&s, &http, &g, 2).await["final_round"], false);
+    let (st, body) = control(&s, &http, &g, &g.owner, "cancel").await;
+    assert_eq!(st, StatusCode::CONFLICT, "{body}");
+    let (st, _) = control(&s, &http, &g, &g.owner, "resume").await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    let (st, _) = progress(&s, &http, &g, 0, 3, json!(0.2)).await;
+    assert_eq!(st, StatusCode::CONFLICT, "round 3 takes no more work");
+}

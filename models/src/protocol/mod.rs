@@ -639,6 +639,16 @@ pub struct GroupView {
     /// Empty from servers that do not list members.
     #[serde(default)]
     pub member_list: Vec<GroupMember>,
+    /// When the current round stops waiting for updates (RFC 3339), while it is live.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
+    pub current_round_deadline_at: Option<String>,
+    /// Its owner paused training: the live round finishes, no new one opens until it resumes.
+    #[serde(default)]
+    pub paused: bool,
+    /// Its owner (or an administrator) cancelled training: the phase is `finished` early.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 fn deadline_i64() -> i64 {
@@ -647,7 +657,7 @@ fn deadline_i64() -> i64 {
 
 /// One membership of a group as those who may see the group see it: no email, no data size.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupMember {
     pub member_id: i64,
     /// The name given when joining.
@@ -662,6 +672,85 @@ pub struct GroupMember {
     /// In the group's current (latest) round; `None` when not selected or before round 1.
     #[serde(default)]
     pub round_status: Option<MemberStatus>,
+    /// Whether its client is connected to this server now; `None` from servers that do not say.
+    #[serde(default)]
+    pub presence: Option<Presence>,
+    /// How far its local training of the current round is, 0 to 1, while it trains (from
+    /// its heartbeats).
+    #[serde(default)]
+    pub progress: Option<f64>,
+}
+
+/// Whether a member's client is connected, as the server sees it: an open event stream, or
+/// a heartbeat within the last half minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// Connected now.
+    Connected,
+    /// Was connected and went away (its tab closed, its program stopped): not selected
+    /// again until it returns, and rounds stop waiting for it.
+    Gone,
+    /// Not connected since this server started (a client that polls, or has not come yet).
+    Unseen,
+    /// A value this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Presence {
+    /// Every value a server writes (not [`Presence::Unknown`]).
+    pub const KNOWN: [Presence; 3] = [Presence::Connected, Presence::Gone, Presence::Unseen];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Presence::Connected => "connected",
+            Presence::Gone => "gone",
+            Presence::Unseen => "unseen",
+            Presence::Unknown => "unknown",
+        }
+    }
+}
+
+known_values_schema!(
+    Presence,
+    "Whether a member's client is connected: connected, gone (was connected and went away), unseen (not since the server started)."
+);
+
+/// `POST /api/groups/{id}/rounds/{n}/progress`: a training member's heartbeat.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    /// How much of the round's local training is done, 0 to 1.
+    pub fraction: f64,
+}
+
+/// The answer to a heartbeat.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressAccepted {
+    pub round: i64,
+    pub member_id: i64,
+    pub fraction: f64,
+}
+
+/// The answer to the owner's controls (pause, resume, cancel, close the round, remove a
+/// member): where training stands afterwards.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingControl {
+    pub group_id: i64,
+    pub phase: Phase,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default)]
+    pub cancelled: bool,
+    #[serde(default)]
+    pub current_round: Option<i64>,
+    #[serde(default)]
+    pub current_round_state: Option<RoundState>,
 }
 
 /// `200` answer to `POST /api/groups/{id}/ready`.
@@ -866,6 +955,9 @@ pub struct RoundView {
     /// The calling member's place (`rounds/current` for an active member only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub you: Option<RoundYou>,
+    /// No round follows this one: the group's last, or training was cancelled.
+    #[serde(default)]
+    pub final_round: bool,
 }
 
 /// `GET /api/groups/{id}/rounds`.
@@ -999,6 +1091,25 @@ pub enum GroupEvent {
     MemberJoined {
         member_id: i64,
     },
+    /// A member left or its owner removed it.
+    MemberLeft {
+        member_id: i64,
+    },
+    /// A member's client connected or went away.
+    MemberPresence {
+        member_id: i64,
+        presence: Presence,
+    },
+    /// A member's heartbeat while it trains round `round`.
+    MemberProgress {
+        member_id: i64,
+        round: i64,
+        fraction: f64,
+    },
+    /// The owner paused (`true`) or resumed training.
+    Paused {
+        paused: bool,
+    },
 }
 
 impl GroupEvent {
@@ -1011,6 +1122,10 @@ impl GroupEvent {
             GroupEvent::RoundClosed { .. } => "round_closed",
             GroupEvent::RoundFailed { .. } => "round_failed",
             GroupEvent::MemberJoined { .. } => "member_joined",
+            GroupEvent::MemberLeft { .. } => "member_left",
+            GroupEvent::MemberPresence { .. } => "member_presence",
+            GroupEvent::MemberProgress { .. } => "member_progress",
+            GroupEvent::Paused { .. } => "paused",
         }
     }
 }
@@ -1199,6 +1314,7 @@ mod tests {
                 selected: true,
                 status: Some(MemberStatus::Selected),
             }),
+            final_round: false,
         };
         let brief = serde_json::to_value(&view).unwrap();
         // Brief answers leave the per-client lists out; nulls stay.

@@ -9,18 +9,24 @@
 //! within [`RECHECK_EVERY`] when its session signs out or its API token is revoked or
 //! expires, or the caller no longer sees the group. An `EventSource` reconnects after the
 //! end, and its new request is refused: it stops there.
+//!
+//! A training client opens it with `?trainer=true`: while such a stream of an active member
+//! is open the member is connected, and when the last one closes it is gone after
+//! [`presence::GRACE`] (issue #21, [`super::presence`]): the group hears `member_presence`
+//! and the live round stops waiting for it.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use tokio::sync::broadcast;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::events::{GroupEvent, Message};
-use super::model::{ErrorBody, Phase, RoundState};
+use super::model::{ErrorBody, Phase, Presence, RoundState};
+use super::{presence, rounds};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
@@ -36,9 +42,12 @@ pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
     path = "/api/groups/{id}/events",
     operation_id = "group_events",
     tag = "groups",
-    params(("id" = i64, Path, description = "The group")),
+    params(
+        ("id" = i64, Path, description = "The group"),
+        ("trainer" = Option<bool>, Query, description = "`true` from a member's training client: while the stream is open the member counts as connected; when it closes the member is gone (not selected, not waited for) until it returns"),
+    ),
     responses(
-        (status = 200, description = "A Server-Sent Events stream. Each event is named by its `type` (`snapshot` first, then `phase_changed`, `round_opened`, `round_closed`, `round_failed`, `member_joined`) and its `data` is that GroupEvent as JSON; a `lagged` event (data `{}`) tells a client that fell behind to read the group again. A comment every 15 s keeps the connection alive. The stream ends when the caller leaves the group or its session or token ends.",
+        (status = 200, description = "A Server-Sent Events stream. Each event is named by its `type` (`snapshot` first, then `phase_changed`, `round_opened`, `round_closed`, `round_failed`, `member_joined`, `member_left`, `member_presence`, `member_progress`, `paused`) and its `data` is that GroupEvent as JSON; a `lagged` event (data `{}`) tells a client that fell behind to read the group again. A comment every 15 s keeps the connection alive. The stream ends when the caller leaves the group or its session or token ends.",
             content_type = "text/event-stream", body = GroupEvent),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
@@ -52,7 +61,12 @@ pub async fn events(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
+    RawQuery(query): RawQuery,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let trainer = query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| matches!(kv, "trainer" | "trainer=true" | "trainer=1"))
+    });
     let access = membership::group_access(&state.db, &user, group_id).await?;
     if access.role == GroupRole::Left {
         return Err(ApiError::Forbidden(
@@ -79,8 +93,14 @@ pub async fn events(
     };
     let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let member_id = access.active_member().map(|m| m.id);
+    let trainer = match member_id {
+        Some(member_id) if trainer => Some(TrainerGuard::open(&state, group_id, member_id)),
+        _ => None,
+    };
     let follower = Follower {
-        member_id: access.active_member().map(|m| m.id),
+        member_id,
+        _trainer: trainer,
         state,
         user,
         group_id,
@@ -110,6 +130,69 @@ struct Follower {
     member_id: Option<i64>,
     rx: broadcast::Receiver<Message>,
     recheck: Interval,
+    /// A training client's stream: its member is connected while the stream lives.
+    _trainer: Option<TrainerGuard>,
+}
+
+/// Counts a member as connected from its trainer stream's opening to its end (drop).
+struct TrainerGuard {
+    state: AppState,
+    group_id: i64,
+    member_id: i64,
+}
+
+impl TrainerGuard {
+    fn open(state: &AppState, group_id: i64, member_id: i64) -> Self {
+        let federation = &state.federation;
+        if federation.presence.stream_opened(member_id) {
+            federation.events.publish(
+                group_id,
+                GroupEvent::MemberPresence {
+                    member_id,
+                    presence: Presence::Connected,
+                },
+            );
+        }
+        TrainerGuard {
+            state: state.clone(),
+            group_id,
+            member_id,
+        }
+    }
+}
+
+impl Drop for TrainerGuard {
+    fn drop(&mut self) {
+        self.state.federation.presence.stream_closed(self.member_id);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (state, group_id, member_id) = (self.state.clone(), self.group_id, self.member_id);
+        // After the grace, if it did not come back: tell the group, and let the live round
+        // stop waiting for it.
+        runtime.spawn(async move {
+            tokio::time::sleep(presence::GRACE + Duration::from_millis(250)).await;
+            if !state.federation.presence.is_gone(member_id) {
+                return;
+            }
+            state.federation.events.publish(
+                group_id,
+                GroupEvent::MemberPresence {
+                    member_id,
+                    presence: Presence::Gone,
+                },
+            );
+            match rounds::live_round_id(&state.db, group_id).await {
+                Ok(Some(round_id)) => {
+                    if let Err(e) = rounds::check_round(&state, round_id).await {
+                        tracing::warn!(group_id, error = %e, "checking a round after a member went away");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(group_id, error = %e, "reading the live round"),
+            }
+        });
+    }
 }
 
 impl Follower {

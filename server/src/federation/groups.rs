@@ -420,22 +420,7 @@ pub async fn leave(
 ) -> Result<Json<MemberLeft>, ApiError> {
     let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
-    sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
-        .bind(member.id)
-        .execute(&state.db)
-        .await?;
-    sqlx::query(
-        "UPDATE round_members SET status = 'dropped'
-         WHERE member_id = ? AND status = 'selected'",
-    )
-    .bind(member.id)
-    .execute(&state.db)
-    .await?;
-    // Event streams opened through this membership end.
-    state.federation.events.member_left(group_id, member.id);
-    if let Some(round_id) = rounds::live_round_id(&state.db, group_id).await? {
-        rounds::check_round(&state, round_id).await?;
-    }
+    super::control::end_membership(&state, group_id, member.id, None).await?;
     Ok(Json(MemberLeft {
         member_id: member.id,
         left: true,
@@ -620,13 +605,33 @@ pub async fn get_group(
     .bind(group_id)
     .fetch_one(&state.db)
     .await?;
-    let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+    let current: Option<(i64, String, i64)> = sqlx::query_as(
+        "SELECT number, state, deadline_at FROM rounds WHERE group_id = ?
+         ORDER BY number DESC LIMIT 1",
     )
     .bind(group_id)
     .fetch_optional(&state.db)
     .await?;
-    let member_list = member_list(&state.db, group_id).await?;
+    let (paused, cancelled): (bool, bool) = sqlx::query_as(
+        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+    )
+    .bind(group_id)
+    .fetch_one(&state.db)
+    .await?;
+    let mut member_list = member_list(&state.db, group_id).await?;
+    let presence = &state.federation.presence;
+    for m in member_list.iter_mut().filter(|m| !m.left) {
+        m.presence = Some(presence.presence(m.member_id));
+        if m.round_status == Some(MemberStatus::Selected) {
+            m.progress = current
+                .as_ref()
+                .and_then(|c| presence.progress(m.member_id, c.0));
+        }
+    }
+    let current_round_deadline_at = current
+        .as_ref()
+        .filter(|c| RoundState::parse(&c.1).is_live())
+        .map(|c| crate::accounts::rfc3339(c.2));
     // Only those who manage the group see the join code again, to invite more members.
     let join_code: Option<String> = if access.can_manage() {
         sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
@@ -660,6 +665,9 @@ pub async fn get_group(
         role: Some(access.role),
         member_id: access.active_member().map(|m| m.id),
         member_list,
+        current_round_deadline_at,
+        paused,
+        cancelled,
     }))
 }
 
@@ -700,6 +708,8 @@ async fn member_list(db: &crate::db::Db, group_id: i64) -> Result<Vec<GroupMembe
                 ready,
                 left,
                 round_status: round_status.as_deref().map(MemberStatus::parse),
+                presence: None,
+                progress: None,
             },
         )
         .collect())

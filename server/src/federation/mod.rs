@@ -14,11 +14,13 @@
 //! wrong join codes are bounded in [`quotas`]; update bodies stream to disk ([`spool`]) only
 //! after the caller and the round are checked; update and evaluation metrics are bounded.
 
+mod control;
 mod event_stream;
 pub mod events;
 mod groups;
 mod history;
 pub mod model;
+pub mod presence;
 pub mod quotas;
 mod rounds;
 mod spool;
@@ -42,6 +44,8 @@ pub use events::{EventHub, GroupEvent};
 /// In-memory federation state; everything here can be rebuilt from the database and blobs.
 pub struct Runtime {
     pub events: EventHub,
+    /// Which members' training clients are connected (issue #21).
+    pub presence: presence::PresenceMap,
     pub max_update_bytes: usize,
     groups: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<GroupRuntime>>>>,
     /// Built at the first join from `--max-join-failures` (the limits live in `AppState`).
@@ -58,6 +62,7 @@ impl Runtime {
     pub fn new(max_update_bytes: usize) -> Self {
         Runtime {
             events: EventHub::default(),
+            presence: presence::PresenceMap::default(),
             max_update_bytes,
             groups: Mutex::default(),
             join_limiter: OnceLock::new(),
@@ -102,6 +107,12 @@ struct RoundAccumulator {
         groups::leave,
         groups::post_statistics,
         groups::start,
+        control::pause,
+        control::resume,
+        control::cancel,
+        control::close_round,
+        control::remove_member,
+        control::progress,
         event_stream::events,
         views::global_weights,
         views::list,
@@ -137,6 +148,10 @@ struct RoundAccumulator {
         model::GroupList,
         model::GroupView,
         model::GroupMember,
+        model::Presence,
+        model::Progress,
+        model::ProgressAccepted,
+        model::TrainingControl,
         model::RoundConfig,
         model::RoundYou,
         model::ClientMetrics,
@@ -185,6 +200,21 @@ pub fn router() -> Router<AppState> {
         .route("/api/groups/{id}/leave", post(groups::leave))
         .route("/api/groups/{id}/statistics", post(groups::post_statistics))
         .route("/api/groups/{id}/start", post(groups::start))
+        .route("/api/groups/{id}/pause", post(control::pause))
+        .route("/api/groups/{id}/resume", post(control::resume))
+        .route("/api/groups/{id}/cancel", post(control::cancel))
+        .route(
+            "/api/groups/{id}/rounds/current/close",
+            post(control::close_round),
+        )
+        .route(
+            "/api/groups/{id}/members/{member_id}/remove",
+            post(control::remove_member),
+        )
+        .route(
+            "/api/groups/{id}/rounds/{number}/progress",
+            post(control::progress),
+        )
         .route("/api/groups/{id}/events", get(event_stream::events))
         .route("/api/groups/{id}/weights", get(views::global_weights))
         .route("/api/groups/{id}/rounds", get(views::list))

@@ -173,7 +173,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         .await?;
     let mut group = group;
     group.layout = Some(layout);
-    let opened = open_round(&mut tx, &group, 1, version_id).await?;
+    let opened = open_round(state, &mut tx, &group, 1, version_id).await?;
     tx.commit().await?;
     let events = &state.federation.events;
     events.publish(
@@ -286,6 +286,7 @@ pub(crate) fn encode_weights(
 /// Inserts round `number` with its config and selected members; returns the event to publish
 /// once the transaction commits.
 async fn open_round(
+    state: &AppState,
     tx: &mut Transaction<'_, Sqlite>,
     group: &GroupSettings,
     number: i64,
@@ -317,7 +318,7 @@ async fn open_round(
     .bind(deadline_at)
     .fetch_one(&mut **tx)
     .await?;
-    select_members(tx, group, round_id).await?;
+    select_members(state, tx, group, round_id).await?;
     metrics::counter!("b3o_federation_rounds_opened_total").increment(1);
     Ok(GroupEvent::RoundOpened {
         round: number,
@@ -325,24 +326,36 @@ async fn open_round(
     })
 }
 
-/// Samples `max(ceil(fraction_fit * n), min_clients)` of the `n` ready members (all if fewer).
+/// Samples `max(ceil(fraction_fit * n), min_clients)` of the `n` ready members that are not
+/// gone (`presence`: their training client went away); gone ones only fill up to
+/// `min_clients` when too few others are there (they may come back).
 async fn select_members(
+    state: &AppState,
     conn: &mut SqliteConnection,
     group: &GroupSettings,
     round_id: i64,
 ) -> Result<(), ApiError> {
-    let mut ready: Vec<i64> = sqlx::query_scalar(
+    let ready: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group.id)
     .fetch_all(&mut *conn)
     .await?;
-    let n = ready.len();
+    let presence = &state.federation.presence;
+    let (mut gone, mut here): (Vec<i64>, Vec<i64>) =
+        ready.into_iter().partition(|id| presence.is_gone(*id));
+    let n = here.len();
     let wanted = ((group.fraction_fit * n as f64).ceil() as usize)
         .max(group.min_clients as usize)
         .min(n);
-    ready.shuffle(&mut rand::rng());
-    for member_id in &ready[..wanted] {
+    here.shuffle(&mut rand::rng());
+    here.truncate(wanted);
+    if here.len() < group.min_clients as usize {
+        gone.shuffle(&mut rand::rng());
+        let missing = group.min_clients as usize - here.len();
+        here.extend(gone.into_iter().take(missing));
+    }
+    for member_id in &here {
         sqlx::query("INSERT INTO round_members (round_id, member_id) VALUES (?, ?)")
             .bind(round_id)
             .bind(member_id)
@@ -353,7 +366,9 @@ async fn select_members(
 }
 
 /// Closes the round when it can: at least `min_clients` updates and nobody selected still
-/// pending, or the deadline passed. Fails it when too few updates can still arrive.
+/// pending (members whose client is gone do not count: see [`super::presence`]), or the
+/// deadline passed. Fails it when too few updates can still arrive. While only gone members
+/// could still bring the quorum, it waits for them (or the deadline, or the owner).
 pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), ApiError> {
     let row: Option<(i64, String, i64, i64)> = sqlx::query_as(
         "SELECT r.group_id, r.state, r.deadline_at, g.min_clients
@@ -368,20 +383,38 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
     if !RoundState::parse(&round_state).is_live() {
         return Ok(());
     }
-    let (reported, pending): (i64, i64) = sqlx::query_as(
-        "SELECT COALESCE(SUM(rm.status = 'reported'), 0),
-                COALESCE(SUM(rm.status = 'selected' AND m.left_at IS NULL), 0)
+    let selected: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT rm.member_id, rm.status, m.left_at IS NULL
          FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = ?",
     )
     .bind(round_id)
-    .fetch_one(&state.db)
+    .fetch_all(&state.db)
     .await?;
+    let reported = selected.iter().filter(|m| m.1 == "reported").count() as i64;
+    let presence = &state.federation.presence;
+    let (gone, pending): (Vec<i64>, Vec<i64>) = selected
+        .iter()
+        .filter(|m| m.1 == "selected" && m.2)
+        .map(|m| m.0)
+        .partition(|id| presence.is_gone(*id));
     let expired = now() >= deadline_at;
-    if !(expired || pending == 0) {
+    if !(expired || pending.is_empty()) {
         return Ok(());
     }
     if reported >= min_clients {
+        // Gone members' places are settled now: a late update of theirs is refused.
+        mark_failed(
+            state,
+            round_id,
+            &gone,
+            "its training client went away before sending an update",
+        )
+        .await?;
         begin_aggregation(state, group_id, round_id).await
+    } else if !expired && !gone.is_empty() {
+        // Only members that went away could still bring the quorum: wait for them to come
+        // back, the deadline, or the owner.
+        Ok(())
     } else {
         let reason = if expired {
             format!("deadline passed with {reported} of the {min_clients} required updates")
@@ -390,6 +423,174 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
         };
         fail_round(state, group_id, round_id, &reason).await
     }
+}
+
+/// Marks `members` of a round, still expected, as failed with `reason`.
+async fn mark_failed(
+    state: &AppState,
+    round_id: i64,
+    members: &[i64],
+    reason: &str,
+) -> Result<(), ApiError> {
+    for member_id in members {
+        sqlx::query(
+            "UPDATE round_members SET status = 'failed', failure = ?
+             WHERE round_id = ? AND member_id = ? AND status = 'selected'",
+        )
+        .bind(reason)
+        .bind(round_id)
+        .bind(member_id)
+        .execute(&state.db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The owner closes the live round now: at least `min_clients` updates must have arrived;
+/// members still expected are marked failed (their late updates are refused) and the round
+/// aggregates what it has.
+pub(crate) async fn close_now(state: &AppState, group_id: i64) -> Result<i64, ApiError> {
+    let round_id = live_round_id(&state.db, group_id)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("no round is taking updates now".into()))?;
+    let (number, reported, min_clients): (i64, i64, i64) = sqlx::query_as(
+        "SELECT r.number,
+                (SELECT COUNT(*) FROM round_members WHERE round_id = r.id AND status = 'reported'),
+                g.min_clients
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = ?",
+    )
+    .bind(round_id)
+    .fetch_one(&state.db)
+    .await?;
+    if reported < min_clients {
+        return Err(ApiError::Conflict(format!(
+            "round {number} has {reported} of the {min_clients} updates it needs; it can close once \
+             {min_clients} have arrived, or you can cancel training"
+        )));
+    }
+    let waiting: Vec<i64> = sqlx::query_scalar(
+        "SELECT member_id FROM round_members WHERE round_id = ? AND status = 'selected'",
+    )
+    .bind(round_id)
+    .fetch_all(&state.db)
+    .await?;
+    mark_failed(
+        state,
+        round_id,
+        &waiting,
+        "the owner closed the round before its update arrived",
+    )
+    .await?;
+    begin_aggregation(state, group_id, round_id).await?;
+    Ok(number)
+}
+
+/// The owner cancels training: the live round fails, no round follows, the group is
+/// finished. A round already aggregating still stores its version.
+pub(crate) async fn cancel(state: &AppState, group_id: i64, by: &str) -> Result<(), ApiError> {
+    let moved = sqlx::query(
+        "UPDATE groups SET cancelled_at = ?, paused_at = NULL
+         WHERE id = ? AND phase = 'training' AND cancelled_at IS NULL",
+    )
+    .bind(now())
+    .bind(group_id)
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if moved == 0 {
+        let phase: String = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
+            .bind(group_id)
+            .fetch_one(&state.db)
+            .await?;
+        return Err(ApiError::Conflict(match Phase::parse(&phase) {
+            Phase::Finished => "training is already over".to_string(),
+            _ => "training has not started; members can leave the group instead".to_string(),
+        }));
+    }
+    if let Some(round_id) = live_round_id(&state.db, group_id).await? {
+        return fail_round(
+            state,
+            group_id,
+            round_id,
+            &format!("training was cancelled by {by}"),
+        )
+        .await;
+    }
+    let aggregating: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM rounds WHERE group_id = ? AND state = 'aggregating'")
+            .bind(group_id)
+            .fetch_optional(&state.db)
+            .await?;
+    if aggregating.is_none() {
+        // Paused between rounds: nothing runs, the group is over now.
+        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = ?")
+            .bind(group_id)
+            .execute(&state.db)
+            .await?;
+        publish_next(state, group_id, Next::Finished);
+    }
+    Ok(())
+}
+
+/// The owner pauses (`true`) or resumes training. Pausing lets the live round finish and
+/// opens no new one; resuming opens the next round if none is live.
+pub(crate) async fn set_paused(
+    state: &AppState,
+    group_id: i64,
+    paused: bool,
+) -> Result<(), ApiError> {
+    let group = load_group(&state.db, group_id).await?;
+    if group.phase != Phase::Training {
+        return Err(ApiError::Conflict(match group.phase {
+            Phase::Finished => "training is over".to_string(),
+            _ => "training has not started yet".to_string(),
+        }));
+    }
+    let mut tx = crate::db::begin_write(&state.db).await?;
+    let (was_paused, cancelled): (bool, bool) = sqlx::query_as(
+        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+    )
+    .bind(group_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if cancelled {
+        return Err(ApiError::Conflict("training was cancelled".into()));
+    }
+    if was_paused == paused {
+        return Ok(());
+    }
+    sqlx::query("UPDATE groups SET paused_at = ? WHERE id = ?")
+        .bind(paused.then(now))
+        .bind(group_id)
+        .execute(&mut *tx)
+        .await?;
+    let mut opened = None;
+    if !paused {
+        // Paused between rounds: the next round opens from the newest model.
+        let last: Option<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT number, state, base_version_id, result_version_id FROM rounds
+             WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+        )
+        .bind(group_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((number, round_state, base, result)) = last {
+            let round_state = RoundState::parse(&round_state);
+            if matches!(round_state, RoundState::Closed | RoundState::Failed) {
+                opened =
+                    Some(advance(state, &mut tx, &group, number, result.unwrap_or(base)).await?);
+            }
+        }
+    }
+    tx.commit().await?;
+    state
+        .federation
+        .events
+        .publish(group_id, GroupEvent::Paused { paused });
+    if let Some(next) = opened {
+        publish_next(state, group_id, next);
+    }
+    Ok(())
 }
 
 /// `open|collecting -> aggregating`, under the group lock so that no update commits after the
@@ -455,7 +656,7 @@ async fn fail_round(
         .bind(round_id)
         .execute(&mut *tx)
         .await?;
-    let next = advance(&mut tx, &group, number, base_version_id).await?;
+    let next = advance(state, &mut tx, &group, number, base_version_id).await?;
     tx.commit().await?;
     // Drop the failed round's running sum, if it still holds one.
     {
@@ -483,28 +684,55 @@ async fn fail_round(
     Ok(())
 }
 
-/// After round `number`: opens the next round from `version_id`, or finishes the group.
+/// What follows a round.
+enum Next {
+    /// The next round opened (the event to publish once the transaction commits).
+    Opened(GroupEvent),
+    /// The group is finished: its last round, or training was cancelled.
+    Finished,
+    /// The owner paused training: nothing opens until it resumes.
+    Paused,
+}
+
+/// After round `number`: opens the next round from `version_id`, or finishes the group
+/// (its last round, or cancelled), or nothing while it is paused.
 async fn advance(
+    state: &AppState,
     tx: &mut Transaction<'_, Sqlite>,
     group: &GroupSettings,
     number: i64,
     version_id: i64,
-) -> Result<Option<GroupEvent>, ApiError> {
-    if number < group.total_rounds {
-        Ok(Some(open_round(tx, group, number + 1, version_id).await?))
+) -> Result<Next, ApiError> {
+    let (paused, cancelled): (bool, bool) = sqlx::query_as(
+        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+    )
+    .bind(group.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if number < group.total_rounds && !cancelled {
+        if paused {
+            return Ok(Next::Paused);
+        }
+        Ok(Next::Opened(
+            open_round(state, tx, group, number + 1, version_id).await?,
+        ))
     } else {
         sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = ?")
             .bind(group.id)
             .execute(&mut **tx)
             .await?;
-        Ok(None)
+        Ok(Next::Finished)
     }
 }
 
-fn publish_next(state: &AppState, group_id: i64, next: Option<GroupEvent>) {
-    let event = next.unwrap_or(GroupEvent::PhaseChanged {
-        phase: Phase::Finished,
-    });
+fn publish_next(state: &AppState, group_id: i64, next: Next) {
+    let event = match next {
+        Next::Opened(event) => event,
+        Next::Finished => GroupEvent::PhaseChanged {
+            phase: Phase::Finished,
+        },
+        Next::Paused => return,
+    };
     state.federation.events.publish(group_id, event);
 }
 
@@ -839,7 +1067,7 @@ async fn commit(
     .bind(round_id)
     .execute(&mut *tx)
     .await?;
-    let next = advance(&mut tx, group, number, version_id).await?;
+    let next = advance(state, &mut tx, group, number, version_id).await?;
     tx.commit().await?;
     metrics::counter!("b3o_federation_rounds_closed_total").increment(1);
     state.federation.events.publish(

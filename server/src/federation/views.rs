@@ -84,11 +84,17 @@ pub(crate) async fn round_view(
         Option<i64>,
         Option<String>,
         Option<String>,
+        bool,
     );
+    // The last round: the group's last by count, or the newest of a cancelled group that is
+    // no longer live.
     let row: Option<Row> = sqlx::query_as(
-        "SELECT id, state, base_version_id, result_version_id, config_json, opened_at,
-            deadline_at, closed_at, failure, metrics_json
-         FROM rounds WHERE group_id = ? AND number = ?",
+        "SELECT r.id, r.state, r.base_version_id, r.result_version_id, r.config_json, r.opened_at,
+            r.deadline_at, r.closed_at, r.failure, r.metrics_json,
+            r.number >= g.total_rounds OR (g.cancelled_at IS NOT NULL
+                AND r.state NOT IN ('open', 'collecting', 'aggregating')
+                AND r.number = (SELECT MAX(number) FROM rounds WHERE group_id = g.id))
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.group_id = ? AND r.number = ?",
     )
     .bind(group_id)
     .bind(number)
@@ -129,6 +135,7 @@ pub(crate) async fn round_view(
         client_metrics,
         evaluation,
         you: None,
+        final_round: r.10,
     })
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use b3o_models::protocol::accounts::{CreateToken, CreatedToken, Login, Me};
 use b3o_models::protocol::{
     Accepted, CreateGroup, Created, ErrorBody, Evaluation, EvaluationAccepted, Failure,
-    FailureReported, GroupView, Join, Joined, MemberReady, Ready, RoundList, RoundView,
-    StatisticsAccepted, TrainingStarted, VersionList, VersionView,
+    FailureReported, GroupView, Join, Joined, MemberReady, Progress, ProgressAccepted, Ready,
+    RoundList, RoundView, StatisticsAccepted, TrainingStarted, VersionList, VersionView,
 };
 use b3o_models::stats::Summary;
 use serde::Serialize;
@@ -450,6 +450,26 @@ impl<T: Transport> Api<T> {
         Ok(())
     }
 
+    /// A heartbeat while training `round`: `fraction` (0 to 1) of the local work is done. The
+    /// owner sees it; it keeps this member counted as connected.
+    pub async fn report_progress(
+        &self,
+        group_id: i64,
+        round: i64,
+        fraction: f64,
+    ) -> Result<(), FlError> {
+        let _: ProgressAccepted = self
+            .post_json(
+                "reporting progress",
+                format!("/api/groups/{group_id}/rounds/{round}/progress"),
+                &Progress {
+                    fraction: fraction.clamp(0.0, 1.0),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// This member's metrics of `round`'s resulting model on its held-out rows.
     pub async fn report_evaluation(
         &self,
@@ -470,7 +490,9 @@ impl<T: Transport> Api<T> {
     /// Opens the group's event stream (no retries: the caller polls meanwhile).
     pub async fn events(&self, group_id: i64) -> Result<T::Events, TransportError> {
         let request = self.authorise(
-            Request::get(format!("/api/groups/{group_id}/events"))
+            // As a trainer: while the stream is open the server counts this member as
+            // connected, and stops waiting for it when the stream ends for good.
+            Request::get(format!("/api/groups/{group_id}/events?trainer=true"))
                 .header("accept", "text/event-stream"),
         );
         self.transport.events(request).await

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use b3o_models::Dataset;
@@ -493,7 +493,13 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
         let observer = self.observer.clone();
         let cancel = self.cancel.clone();
         let number = round.round;
+        // How much is done (f64 bits), for the heartbeats.
+        let done = Arc::new(AtomicU64::new(0f64.to_bits()));
+        let done_by_batch = done.clone();
         let progress: ProgressFn = Arc::new(move |p| {
+            let batches = (p.epochs.max(1) * p.batches_per_epoch.max(1)) as f64;
+            let fraction = (p.epoch * p.batches_per_epoch.max(1) + p.batch + 1) as f64 / batches;
+            done_by_batch.store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
             observer.event(&ClientEvent::Training {
                 round: number,
                 epoch: p.epoch,
@@ -514,7 +520,22 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             data: train,
             config,
         };
-        let outcome = match self.trainer.train(job, progress).await {
+        // Heartbeats while training: the owner sees how far this member is, and the server
+        // counts it as connected. Best effort: a lost heartbeat changes nothing.
+        let training = self.trainer.train(job, progress);
+        let api = &self.api;
+        let heartbeats = async {
+            loop {
+                let fraction = f64::from_bits(done.load(Ordering::Relaxed));
+                let _ = api.report_progress(gid, number, fraction).await;
+                api.transport().sleep(HEARTBEAT_EVERY).await;
+            }
+        };
+        let trained = match select(Box::pin(training), Box::pin(heartbeats)).await {
+            Either::Left((trained, _)) => trained,
+            Either::Right((never, _)) => never,
+        };
+        let outcome = match trained {
             Ok(outcome) => outcome,
             Err(FlError::Train(TrainError::Cancelled)) | Err(FlError::Cancelled) => {
                 // Best effort: the round need not wait for us.
@@ -683,9 +704,16 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
     }
 }
 
-/// Events after which the round is worth reading again (not `member_joined`).
+/// How often a training member sends a heartbeat with its progress.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+
+/// Events after which the round is worth reading again (not other members' comings and
+/// goings or progress).
 fn relevant(event: &str) -> bool {
-    event != "member_joined"
+    !matches!(
+        event,
+        "member_joined" | "member_left" | "member_presence" | "member_progress"
+    )
 }
 
 /// Held-out rows of `n` for `fraction`, as [`Dataset::split`] counts them.

@@ -1,5 +1,7 @@
-//! `/groups/{id}`: one group. Its description and settings, its members and where they stand,
-//! the owner's join code and start button, rounds as they happen (Server-Sent Events from
+//! `/groups/{id}`: one group. Its description and settings, its members and where they stand
+//! (connected, training with progress, sent, gone), the owner's join code, start button and
+//! controls (pause, resume, cancel, close the round now, remove a member) with the round's
+//! deadline counting down, rounds as they happen (Server-Sent Events from
 //! `/api/groups/{id}/events`, with a slow poll as a safety net), loss and accuracy by round,
 //! the model versions with promotion to a deployment, and the member's own training panel.
 
@@ -44,8 +46,10 @@ enum Live {
     Unavailable,
 }
 
-/// Every event of the group stream bumps `reload`; the stream reconnects by itself.
-fn subscribe(group_id: i64, reload: RwSignal<u32>, live: RwSignal<Live>) {
+/// Every event of the group stream bumps `reload` (members' presence and progress only
+/// `members`: the group is read again, not its rounds and versions); the stream reconnects by
+/// itself.
+fn subscribe(group_id: i64, reload: RwSignal<u32>, members: RwSignal<u32>, live: RwSignal<Live>) {
     let Ok(source) = web_sys::EventSource::new(&format!("/api/groups/{group_id}/events")) else {
         live.set(Live::Unavailable);
         return;
@@ -64,18 +68,26 @@ fn subscribe(group_id: i64, reload: RwSignal<u32>, live: RwSignal<Live>) {
         "member_ready",
         "member_left",
         "update_received",
+        "paused",
         "lagged",
         "message",
     ] {
         let _ = source.add_event_listener_with_callback(name, on_event.as_ref().unchecked_ref());
     }
+    let on_member = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+        live.set(Live::Connected);
+        members.update(|n| *n += 1);
+    });
+    for name in ["member_presence", "member_progress"] {
+        let _ = source.add_event_listener_with_callback(name, on_member.as_ref().unchecked_ref());
+    }
     let on_error = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
         live.set(Live::Reconnecting);
     });
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-    let keep = SendWrapper::new((source, on_event, on_error));
+    let keep = SendWrapper::new((source, on_event, on_member, on_error));
     on_cleanup(move || {
-        let (source, _, _) = keep.take();
+        let (source, _, _, _) = keep.take();
         source.close();
     });
 }
@@ -83,9 +95,11 @@ fn subscribe(group_id: i64, reload: RwSignal<u32>, live: RwSignal<Live>) {
 #[component]
 fn GroupView(id: i64) -> impl IntoView {
     let reload = RwSignal::new(0u32);
+    let members = RwSignal::new(0u32);
     let live = RwSignal::new(Live::Connecting);
     let group = LocalResource::new(move || {
         reload.track();
+        members.track();
         api::group(id)
     });
     let rounds = LocalResource::new(move || {
@@ -96,7 +110,7 @@ fn GroupView(id: i64) -> impl IntoView {
         reload.track();
         api::versions(id)
     });
-    subscribe(id, reload, live);
+    subscribe(id, reload, members, live);
     // Readiness changes send no event: look again now and then.
     if let Ok(handle) =
         set_interval_with_handle(move || reload.update(|n| *n += 1), Duration::from_secs(5))
@@ -134,7 +148,7 @@ fn GroupView(id: i64) -> impl IntoView {
         {move || shape.get().map(|(kind, target, can_train, can_manage)| {
             view! {
                 {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
-                <Progress latest rounds/>
+                <Progress id latest rounds can_manage reload/>
                 {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone()/> })}
                 {(can_train && !can_manage).then(|| view! { <Leave id/> })}
                 <Charts rounds/>
@@ -182,10 +196,53 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
         <p class="muted">{kind} " · " {settings}</p>
         <p class="muted">
             "Phase: "
-            <strong id="group-phase" data-phase=g.phase.as_str()>{g.phase.as_str().replace('_', " ")}</strong>
+            <strong id="group-phase" data-phase=g.phase.as_str() data-paused=g.paused.to_string()
+                data-cancelled=g.cancelled.to_string()>
+                {phase_words(&g)}
+            </strong>
             " · "
             <span class="live" data-live=live_text>{live_text}</span>
         </p>
+    }
+}
+
+/// The phase as the page says it: paused and cancelled training included.
+fn phase_words(g: &api::GroupView) -> String {
+    let phase = g.phase.as_str().replace('_', " ");
+    if g.cancelled {
+        format!("{phase} (training was cancelled)")
+    } else if g.paused && g.phase == api::Phase::Training {
+        "training, paused by the owner".to_string()
+    } else {
+        phase
+    }
+}
+
+/// Seconds from now until an RFC 3339 time (negative once it passed).
+fn seconds_until(deadline: &str) -> Option<i64> {
+    let at = js_sys::Date::parse(deadline);
+    if at.is_nan() {
+        return None;
+    }
+    Some(((at - js_sys::Date::now()) / 1000.0).round() as i64)
+}
+
+/// `"4 min 05 s"`.
+fn countdown_text(seconds: i64) -> String {
+    let s = seconds.max(0);
+    if s >= 60 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{s} s")
+    }
+}
+
+/// Copies `text` to the clipboard; `copied` says so for a moment.
+fn copy_to_clipboard(text: String, copied: RwSignal<bool>) {
+    if let Some(window) = web_sys::window() {
+        let _ = window.navigator().clipboard().write_text(&text);
+        copied.set(true);
+        set_timeout(move || copied.set(false), Duration::from_secs(2));
     }
 }
 
@@ -207,16 +264,138 @@ fn OwnerPanel(
                 .is_some_and(|g| matches!(g.phase, api::Phase::Enrolling | api::Phase::Statistics))
         })
     };
+    let control = Action::new_local(move |action: &&'static str| {
+        let action = *action;
+        async move {
+            let r = api::control_group(&session.csrf(), id, action).await;
+            reload.update(|n| *n += 1);
+            r
+        }
+    });
+    let confirm_cancel = RwSignal::new(false);
+    let copied = RwSignal::new(false);
+    // A tick a second for the deadline's countdown.
+    let now = RwSignal::new(0u32);
+    if let Ok(handle) =
+        set_interval_with_handle(move || now.update(|n| *n += 1), Duration::from_secs(1))
+    {
+        on_cleanup(move || handle.clear());
+    }
+    let training = move || {
+        latest.with(|g| {
+            g.as_ref()
+                .filter(|g| g.phase == api::Phase::Training)
+                .map(|g| {
+                    (
+                        g.paused,
+                        g.current_round,
+                        g.current_round_deadline_at.clone(),
+                    )
+                })
+        })
+    };
     view! {
         <section class="card owner" aria-labelledby="owner-heading">
             <h2 id="owner-heading">"You manage this group"</h2>
-            {move || latest.get().and_then(|g| g.join_code).map(|code| view! {
-                <p>
-                    "Invite members with the join code "
-                    <code class="big" id="join-code-value">{code}</code>
-                    ". They enter it on the Groups page."
-                </p>
+            {move || latest.get().and_then(|g| g.join_code).map(|code| {
+                let copy = code.clone();
+                view! {
+                    <p>
+                        "Invite members with the join code "
+                        <code class="big" id="join-code-value">{code}</code>
+                        " "
+                        <button type="button" class="secondary small" id="copy-join-code"
+                            on:click=move |_| copy_to_clipboard(copy.clone(), copied)>
+                            {move || if copied.get() { "Copied" } else { "Copy" }}
+                        </button>
+                        " They enter it on the Groups page."
+                    </p>
+                }
             })}
+            {move || training().map(|(paused, round, deadline)| {
+                now.track();
+                let left = deadline.as_deref().and_then(seconds_until);
+                view! {
+                    <div class="controls" id="training-controls">
+                        {match (round, left) {
+                            (Some(r), Some(s)) => view! {
+                                <p id="round-deadline" data-round=r data-seconds=s.max(0)>
+                                    {format!(
+                                        "Round {r} takes updates for {} more; then it closes with \
+                                         what arrived, if enough did.",
+                                        countdown_text(s)
+                                    )}
+                                </p>
+                            }.into_any(),
+                            _ if paused => view! {
+                                <p id="round-deadline">"Paused: no round is open."</p>
+                            }.into_any(),
+                            _ => view! {
+                                <p id="round-deadline">"The round is being aggregated…"</p>
+                            }.into_any(),
+                        }}
+                        <p class="hint">
+                            "Close the round now to aggregate the updates that arrived (at least "
+                            "the minimum per round); pause to let the open round finish and open "
+                            "no new one; cancel to end training (versions stay)."
+                        </p>
+                        <div class="button-row">
+                            <button type="button" id="close-round" class="secondary"
+                                disabled=move || control.pending().get() || left.is_none()
+                                on:click=move |_| {
+                                    control.dispatch("rounds/current/close");
+                                }>
+                                "Close the round now"
+                            </button>
+                            {if paused {
+                                view! {
+                                    <button type="button" id="resume-training" class="secondary"
+                                        disabled=move || control.pending().get()
+                                        on:click=move |_| {
+                                            control.dispatch("resume");
+                                        }>
+                                        "Resume training"
+                                    </button>
+                                }.into_any()
+                            } else {
+                                view! {
+                                    <button type="button" id="pause-training" class="secondary"
+                                        disabled=move || control.pending().get()
+                                        on:click=move |_| {
+                                            control.dispatch("pause");
+                                        }>
+                                        "Pause training"
+                                    </button>
+                                }.into_any()
+                            }}
+                            <button type="button" id="cancel-training" class="danger"
+                                disabled=move || control.pending().get()
+                                on:click=move |_| confirm_cancel.set(true)>
+                                "Cancel training…"
+                            </button>
+                        </div>
+                        {move || confirm_cancel.get().then(|| view! {
+                            <p class="confirm" role="alert">
+                                "Cancel training for every member? The open round is dropped; "
+                                "versions already made stay and can be deployed. "
+                                <button type="button" id="cancel-training-confirm" class="danger"
+                                    on:click=move |_| {
+                                        confirm_cancel.set(false);
+                                        control.dispatch("cancel");
+                                    }>
+                                    "Yes, cancel training"
+                                </button>
+                                " "
+                                <button type="button" class="secondary"
+                                    on:click=move |_| confirm_cancel.set(false)>
+                                    "Keep training"
+                                </button>
+                            </p>
+                        })}
+                    </div>
+                }
+            })}
+            {form_error("control-error", control.value())}
             {move || can_start().then(|| view! {
                 <p class="hint">
                     "Start training when enough members are ready (they picked their data on "
@@ -234,12 +413,26 @@ fn OwnerPanel(
     }
 }
 
-/// Members, readiness and the rounds so far.
+/// Members, readiness and the rounds so far; the owner can remove a member.
 #[component]
 fn Progress(
+    id: i64,
     latest: Memo<Option<api::GroupView>>,
     rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>,
+    can_manage: bool,
+    reload: RwSignal<u32>,
 ) -> impl IntoView {
+    let session = use_session();
+    let removing = RwSignal::new(None::<i64>);
+    let remove = Action::new_local(move |member_id: &i64| {
+        let member_id = *member_id;
+        async move {
+            let r = api::remove_member(&session.csrf(), id, member_id).await;
+            removing.set(None);
+            reload.update(|n| *n += 1);
+            r
+        }
+    });
     let members = move || {
         latest.get().map(|g| {
             let count = g.members;
@@ -255,17 +448,53 @@ fn Progress(
                     <ul class="members" id="member-list" aria-label="Members and where they stand">
                         {members.into_iter().map(|m| {
                             let (state, label) = member_state(&m);
-                            let who = match (m.role == api::MemberRole::Owner, me == Some(m.member_id)) {
+                            let owner = m.role == api::MemberRole::Owner;
+                            let who = match (owner, me == Some(m.member_id)) {
                                 (true, true) => " (owner, you)",
                                 (true, false) => " (owner)",
                                 (false, true) => " (you)",
                                 (false, false) => "",
                             };
+                            let member_id = m.member_id;
+                            let name = m.name.clone();
+                            let removable = can_manage && !owner && !m.left;
+                            let presence = m.presence.map_or("unknown", api::Presence::as_str);
+                            let progress = m.progress.map(|p| format!("{:.0}", p * 100.0));
                             view! {
-                                <li data-state=state data-member=m.member_id>
+                                <li data-state=state data-member=m.member_id data-presence=presence
+                                    data-progress=progress>
                                     <span>{m.name.clone()}{who}</span>
                                     ": "
                                     <span class=format!("tag state-{state}")>{label}</span>
+                                    {removable.then(|| view! {
+                                        " "
+                                        <button type="button" class="link remove-member"
+                                            data-member=member_id
+                                            on:click=move |_| removing.set(Some(member_id))>
+                                            "Remove"
+                                        </button>
+                                        {move || (removing.get() == Some(member_id)).then(|| {
+                                            let name = name.clone();
+                                            view! {
+                                                <span class="confirm" role="alert">
+                                                    {format!(" Remove {name}? It is no longer asked to train and its calls are refused. ")}
+                                                    <button type="button" class="danger small remove-member-confirm"
+                                                        data-member=member_id
+                                                        disabled=move || remove.pending().get()
+                                                        on:click=move |_| {
+                                                            remove.dispatch(member_id);
+                                                        }>
+                                                        "Yes, remove"
+                                                    </button>
+                                                    " "
+                                                    <button type="button" class="secondary small"
+                                                        on:click=move |_| removing.set(None)>
+                                                        "No"
+                                                    </button>
+                                                </span>
+                                            }
+                                        })}
+                                    })}
                                 </li>
                             }
                         }).collect_view()}
@@ -304,24 +533,41 @@ fn Progress(
         <section class="card" aria-labelledby="progress-heading">
             <h2 id="progress-heading">"Members and rounds"</h2>
             {members}
+            {form_error("remove-error", remove.value())}
             {round_view}
         </section>
     }
 }
 
 /// A member's state key (`data-state`, the tag's colour) and the words shown for it: its
-/// place in the current round first, else whether it is ready to train.
-fn member_state(m: &api::GroupMember) -> (&'static str, &'static str) {
+/// place in the current round first (with its training client's presence and progress),
+/// else whether it is connected and ready to train.
+fn member_state(m: &api::GroupMember) -> (&'static str, String) {
     if m.left {
-        return ("left", "left");
+        return ("left", "left".into());
     }
+    let gone = m.presence == Some(api::Presence::Gone);
+    let connected = m.presence == Some(api::Presence::Connected);
     match m.round_status {
-        Some(MemberStatus::Reported) => ("done", "update sent"),
-        Some(MemberStatus::Selected) => ("training", "training"),
-        Some(MemberStatus::Failed) => ("failed", "failed"),
-        Some(MemberStatus::Dropped) => ("dropped", "dropped out"),
-        _ if m.ready => ("ready", "ready"),
-        _ => ("not-ready", "not ready"),
+        Some(MemberStatus::Reported) => ("done", "update sent".into()),
+        Some(MemberStatus::Selected) if gone => (
+            "gone",
+            "gone: its training tab closed, the round no longer waits for it".into(),
+        ),
+        Some(MemberStatus::Selected) => match m.progress {
+            Some(p) => ("training", format!("training, {:.0}% done", p * 100.0)),
+            None if m.presence == Some(api::Presence::Unseen) => {
+                ("selected", "selected, waiting for its update".into())
+            }
+            None => ("training", "training".into()),
+        },
+        Some(MemberStatus::Failed) => ("failed", "no update this round".into()),
+        Some(MemberStatus::Dropped) => ("dropped", "dropped out".into()),
+        _ if gone => ("gone", "gone: not selected until it returns".into()),
+        _ if m.ready && connected => ("ready", "connected, ready".into()),
+        _ if m.ready => ("ready", "ready".into()),
+        _ if m.role == api::MemberRole::Owner => ("not-training", "not training".into()),
+        _ => ("not-ready", "has not picked its data yet".into()),
     }
 }
 
@@ -566,6 +812,8 @@ mod tests {
             ready,
             left,
             round_status: status,
+            presence: None,
+            progress: None,
         };
         let label = |m: api::GroupMember| member_state(&m).1;
         assert_eq!(
@@ -576,11 +824,34 @@ mod tests {
             label(m(Some(MemberStatus::Selected), true, false)),
             "training"
         );
-        assert_eq!(label(m(Some(MemberStatus::Failed), true, false)), "failed");
+        assert_eq!(
+            label(m(Some(MemberStatus::Failed), true, false)),
+            "no update this round"
+        );
         assert_eq!(label(m(None, true, false)), "ready");
-        assert_eq!(label(m(None, false, false)), "not ready");
+        assert_eq!(label(m(None, false, false)), "has not picked its data yet");
         // Leaving outweighs the round: the round stops waiting for whoever left.
         assert_eq!(label(m(Some(MemberStatus::Dropped), true, true)), "left");
         assert_eq!(member_state(&m(None, false, false)).0, "not-ready");
+        // An owner who does not train is not "not ready" forever.
+        let owner = api::GroupMember {
+            role: api::MemberRole::Owner,
+            ..m(None, false, false)
+        };
+        assert_eq!(member_state(&owner).1, "not training");
+        // Presence and progress: training with its share done, or gone.
+        let training = api::GroupMember {
+            presence: Some(api::Presence::Connected),
+            progress: Some(0.4),
+            ..m(Some(MemberStatus::Selected), true, false)
+        };
+        assert_eq!(member_state(&training).1, "training, 40% done");
+        let gone = api::GroupMember {
+            presence: Some(api::Presence::Gone),
+            ..m(Some(MemberStatus::Selected), true, false)
+        };
+        assert_eq!(member_state(&gone).0, "gone");
+        assert_eq!(countdown_text(125), "2 min 05 s");
+        assert_eq!(countdown_text(-3), "0 s");
     }
 }

@@ -201,7 +201,8 @@ fn phase_text(phase: &str) -> &'static str {
         "starting" => "Starting the training engine…",
         "statistics" => "Reading your file and sending its column statistics (not its rows)…",
         "waiting" => {
-            "Waiting for the next round (the owner starts training when enough members are ready)…"
+            "Nothing to do right now: waiting for a round that needs you. Rounds open when the \
+             owner starts or resumes training and when the other members' updates have arrived…"
         }
         "training" => "Training on your data…",
         "uploading" => "Sending the model update…",
