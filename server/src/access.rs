@@ -89,6 +89,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/api/auth/tokens/{id}", Owner),
     rule("GET", "/api/admin/users", Admin),
     rule("PUT", "/api/admin/users/{id}/role", Admin),
+    // Password reset (one-time password, shown once), disable / enable, delete. The last
+    // enabled administrator cannot be demoted, disabled or deleted (409).
+    rule("POST", "/api/admin/users/{id}/password", Admin),
+    rule("PUT", "/api/admin/users/{id}/disabled", Admin),
+    rule("DELETE", "/api/admin/users/{id}", Admin),
     // Every new route goes here, with the rule its handler enforces.
     // Federation (server/src/federation): accounts own and join groups.
     rule("GET", "/api/groups", Authenticated),
