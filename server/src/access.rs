@@ -46,7 +46,9 @@ pub enum Access {
     /// 404 for everyone else.
     DeploymentOwner,
     /// A deployed model marked public: anyone. Otherwise as [`Access::GroupMember`] of the
-    /// deployment's group (401 anonymous, 404 for non-members).
+    /// deployment's group (401 anonymous, 404 for non-members), except for requests from the
+    /// page of a partner site the deployment lists (`Origin`), served without an account
+    /// (`inference::gate`; the `Origin` is a browser's word, not authentication).
     PublicIfModelPublic,
     /// Administrators only (403 for members): `AdminUser`.
     Admin,
@@ -140,7 +142,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/api/deployments/{name}/rollback", DeploymentOwner),
     // Inference (server/src/inference): model routes answer per deployment, public ones
     // anyone (with CORS for allowed origins; their OPTIONS preflights are public and not
-    // listed), private ones their group; health and server metadata are public (probes,
+    // listed), private ones their group and the pages of the partner sites they list; health and server metadata are public (probes,
     // discovery).
     rule("GET", "/v2/health/live", Public),
     rule("GET", "/v2/health/ready", Public),

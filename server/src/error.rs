@@ -22,6 +22,9 @@ pub enum ApiError {
     /// `password_change_required`).
     #[error("{0}")]
     PasswordChangeRequired(String),
+    /// A page of another site may not use this model (403, `origin_not_allowed`).
+    #[error("{0}")]
+    OriginNotAllowed(String),
     /// The account was disabled by an administrator (403, `account_disabled`).
     #[error("{0}")]
     AccountDisabled(String),
@@ -61,6 +64,7 @@ impl ApiError {
                 (StatusCode::FORBIDDEN, "password_change_required")
             }
             ApiError::AccountDisabled(_) => (StatusCode::FORBIDDEN, "account_disabled"),
+            ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
