@@ -1101,6 +1101,34 @@ async fn deleting_an_account_keeps_its_groups_and_their_history() {
         )
         .await;
     assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.json);
+    let bob_member = joined.json["member_id"].as_i64().unwrap();
+    // Bob is selected in the live round 1.
+    let ready = app
+        .as_browser(
+            &bob,
+            Method::POST,
+            &format!("/api/groups/{group}/ready"),
+            Some(json!({ "num_samples": 5 })),
+            true,
+        )
+        .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);
+    let started = app
+        .as_browser(
+            &ada,
+            Method::POST,
+            &format!("/api/groups/{group}/start"),
+            None,
+            true,
+        )
+        .await;
+    assert!(started.status.is_success(), "{}", started.json);
+    let selection = |member: i64| {
+        sqlx::query_scalar::<_, String>("SELECT status FROM round_members WHERE member_id = ?")
+            .bind(member)
+            .fetch_all(&app.db)
+    };
+    assert_eq!(selection(bob_member).await.unwrap(), ["selected"]);
 
     let refused = app
         .as_browser(
@@ -1125,6 +1153,8 @@ async fn deleting_an_account_keeps_its_groups_and_their_history() {
     assert_eq!(bob_gone.json["memberships_detached"], 1);
     assert_eq!(bob_gone.json["groups_now_system_owned"], 0);
     assert_eq!(bob_gone.json["revoked_sessions"], 1);
+    // As if Bob had left: the round does not wait for him.
+    assert_eq!(selection(bob_member).await.unwrap(), ["dropped"]);
     let bob_me = app
         .as_browser(&bob, Method::GET, "/api/me", None, false)
         .await;

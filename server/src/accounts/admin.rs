@@ -333,6 +333,17 @@ pub(crate) async fn delete_user(
             .execute(&mut *tx)
             .await?
             .rows_affected();
+    // As a leave does (`federation::groups::leave`): its selections in a live round are
+    // dropped, so the round does not wait for it. The round itself is re-checked at its next
+    // event or its deadline (accounts cannot call federation, which depends on it), and the
+    // account's event streams end with its sessions and tokens.
+    sqlx::query(
+        "UPDATE round_members SET status = 'dropped' WHERE status = 'selected' AND member_id IN \
+         (SELECT id FROM members WHERE user_id = ? AND left_at IS NULL)",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     let memberships_detached = sqlx::query(
         "UPDATE members SET user_id = NULL, \
          left_at = COALESCE(left_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE user_id = ?",
