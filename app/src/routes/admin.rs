@@ -295,6 +295,8 @@ fn Users() -> impl IntoView {
             r
         }
     });
+    // Read once, untracked: a sign-out must not re-run the list below while the page goes.
+    let me = session.user().map(|u| u.id);
     // The action waiting for confirmation: which, on whom.
     let asking = RwSignal::new(None::<(AccountAction, i64, String)>);
     let act = Action::new_local(move |(action, id, email): &(AccountAction, i64, String)| {
@@ -379,7 +381,6 @@ fn Users() -> impl IntoView {
             <Transition fallback=|| view! { <p>"Loading accounts…"</p> }>
                 <ErrorBoundary fallback=show_errors>
                     {move || Suspend::new(async move {
-                        let me = session.user().map(|u| u.id);
                         users.await.map(|list| view! {
                             <div class="table-wrap">
                                 <table id="admin-users">

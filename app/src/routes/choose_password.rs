@@ -27,12 +27,18 @@ pub fn ChooseNewPassword() -> impl IntoView {
                 });
             }
             api::change_password(&session.csrf(), &current, &new).await?;
-            // The account as the server now sees it (flag cleared): the app opens again.
-            match api::me().await? {
+            // The account as the server now sees it (flag cleared).
+            api::me().await
+        }
+    });
+    // The app opens again once the action has finished: changing the session replaces this
+    // form, which must not happen while the action it owns is still running.
+    Effect::new(move |_| {
+        if let Some(Ok(me)) = change.value().get() {
+            match me {
                 Some(me) => session.signed_in(me),
                 None => session.signed_out(),
             }
-            Ok(())
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
