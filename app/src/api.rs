@@ -156,8 +156,8 @@ use b3o_models::Task;
 pub use b3o_models::package::ModelPackage;
 use b3o_models::preprocess::{FeatureTransform, TargetEncoding};
 pub use b3o_models::protocol::accounts::{
-    ChangePassword, CreateToken, CreatedToken, Login, Me, PasswordChanged, Register, Role, SetRole,
-    TokenView, UpdateProfile, UserView,
+    AccountDeleted, ChangePassword, CreateToken, CreatedToken, Login, Me, PasswordChanged,
+    PasswordReset, Register, Role, SetDisabled, SetRole, TokenView, UpdateProfile, UserView,
 };
 pub use b3o_models::protocol::history::{Run, RunList, RunRound};
 pub use b3o_models::protocol::inference::{ImagePrediction, Prediction};
@@ -595,6 +595,23 @@ pub async fn admin_users() -> Result<Vec<UserView>, ApiError> {
 pub async fn set_role(csrf: &str, user_id: i64, role: Role) -> Result<UserView, ApiError> {
     let url = format!("/api/admin/users/{user_id}/role");
     json(with_csrf(Request::put(&url), csrf).json(&SetRole { role })).await
+}
+
+/// A new one-time password for the account (shown once); it must choose a new one at its next
+/// sign-in.
+pub async fn reset_password(csrf: &str, user_id: i64) -> Result<PasswordReset, ApiError> {
+    let url = format!("/api/admin/users/{user_id}/password");
+    json(with_csrf(Request::post(&url), csrf).build()).await
+}
+
+pub async fn set_disabled(csrf: &str, user_id: i64, disabled: bool) -> Result<UserView, ApiError> {
+    let url = format!("/api/admin/users/{user_id}/disabled");
+    json(with_csrf(Request::put(&url), csrf).json(&SetDisabled { disabled })).await
+}
+
+pub async fn delete_user(csrf: &str, user_id: i64) -> Result<AccountDeleted, ApiError> {
+    let url = format!("/api/admin/users/{user_id}");
+    json(with_csrf(Request::delete(&url), csrf).build()).await
 }
 
 /// `GET /metrics` (Prometheus text).

@@ -13,8 +13,12 @@
 //! | `/groups/{id}` | [`groups::GroupPage`]: members, rounds, training |
 //! | `/history` | [`history`]: federated runs and inference jobs    |
 //! | `/admin`   | [`admin`]: accounts, rounds, server health        |
+//!
+//! While the signed-in account must change its one-time password, every path shows
+//! [`choose_password`] instead.
 
 mod admin;
+mod choose_password;
 mod groups;
 mod history;
 mod home;
@@ -35,13 +39,16 @@ use crate::session::{Session, SessionState, use_session};
 
 #[component]
 pub fn App() -> impl IntoView {
-    Session::provide();
+    let session = Session::provide();
     groups::training::TrainingRuns::provide();
+    // A one-time password: nothing but choosing a new one (the server refuses the rest).
+    let must_change = Memo::new(move |_| session.user().is_some_and(|u| u.must_change_password));
     view! {
         <Router>
             <a class="skip-link" href="#content">"Skip to content"</a>
             <Nav/>
             <main id="content" tabindex="-1">
+                <Show when=move || !must_change.get() fallback=choose_password::ChooseNewPassword>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::Home/>
                     <Route path=path!("/sign-up") view=sign_up::SignUp/>
@@ -56,6 +63,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/history") view=history::History/>
                     <Route path=path!("/admin") view=admin::Admin/>
                 </Routes>
+                </Show>
             </main>
         </Router>
     }

@@ -11,11 +11,16 @@
  * A worker script cannot be started from another origin, so the widget starts a module worker
  * from a `blob:` URL of its own page that imports the engine by absolute URL (the engine files
  * are served with `Access-Control-Allow-Origin: *`). The model itself is read through its
- * package, which the server only gives to pages of the origins its owner allowed (or to anyone
- * when the model is public); any other site sees a clear refusal.
+ * package, which the server gives to pages of the partner sites its owner listed (private or
+ * public models), or of any site when the owner of a public model allows that; any other site
+ * sees why: no such model available to it (not deployed, or private and this site not listed:
+ * the same answer, names reveal nothing), a public model embedded by listed sites only, or a
+ * server that cannot be reached.
  *
  * The element's `data-state` attribute says where it stands (`loading`, `ready`, `working`,
- * `done`, `refused`, `error`), for the partner's CSS and for tests; parts (`::part(status)`,
+ * `done`, `refused`, `error`) and, when refused, `data-reason` why (`not-available`,
+ * `site-not-listed`, `refused`, `unreachable`, `server-error`), for the partner's CSS and for
+ * tests; parts (`::part(status)`,
  * `::part(input)`, `::part(result)`) can be styled.
  */
 (() => {
@@ -217,9 +222,11 @@
       // Whether this site may use the model, asked of the server before loading the engine.
       const refusal = await this.checkAccess(server, model);
       if (refusal) {
+        this.setAttribute("data-reason", refusal.reason);
         this.setState(refusal.state, refusal.message);
         return;
       }
+      this.removeAttribute("data-reason");
       try {
         this.engine = new Engine(server);
         this.info = await this.engine.call("load", { server, model }, 180000);
@@ -227,7 +234,7 @@
         const text = String((e && e.message) || e);
         const refused = /403|401|not allowed|may not|forbidden|not shared/i.test(text);
         this.setState(refused ? "refused" : "error", refused
-          ? `This site (${location.origin}) is not allowed to use the model “${model}”. Its owner can add this site to the model's allowed sites.`
+          ? `This site (${location.origin}) may not use the model “${model}”: ${text}`
           : `The model could not be loaded: ${text}`);
         return;
       }
@@ -235,32 +242,74 @@
       this.setState("ready", `Ready: “${model}” runs in your browser.`);
     }
 
-    /** `null` when the package is readable from this page; else what to say. */
+    /**
+     * `null` when the package is readable from this page; else what to say: `state`, the
+     * `reason` (also set as `data-reason`, for the partner's CSS and for tests) and `message`.
+     * The server's refusals are readable from any site (`Access-Control-Allow-Origin: *`), so
+     * the reason is the server's: a name that is not deployed and a private model that does
+     * not list this site get the same answer (names reveal nothing), a public model that
+     * lists other sites only answers `origin_not_allowed`.
+     */
     async checkAccess(server, model) {
       const packageUrl = `${server}/api/deployments/${encodeURIComponent(model)}/package`;
+      const site = location.origin;
+      let response;
       try {
-        const response = await fetch(packageUrl, { mode: "cors", credentials: "omit" });
-        if (response.ok) return null;
-        if (response.status === 401 || response.status === 403 || response.status === 404) {
-          return {
-            state: "refused",
-            message: `This site (${location.origin}) is not allowed to use the model “${model}”. Its owner can add this site to the model's allowed sites.`,
-          };
-        }
-        return { state: "error", message: `The model server answered ${response.status}. Try again later.` };
+        response = await fetch(packageUrl, { mode: "cors", credentials: "omit" });
       } catch (_) {
-        // No readable answer: a CORS refusal, or the server is down. The engine files are
-        // readable from any site, so if they answer the server is up and refused this site.
+        // No readable answer: the server is down, or an older server refused without CORS.
+        // The engine files are readable from any site, so if they answer the server is up.
         try {
           await fetch(`${server}/embed.js`, { mode: "cors", credentials: "omit", cache: "no-store" });
         } catch (_) {
-          return { state: "error", message: `The model server ${server} cannot be reached. Try again later.` };
+          return {
+            state: "error",
+            reason: "unreachable",
+            message: `The model server ${server} cannot be reached. Try again later.`,
+          };
         }
         return {
           state: "refused",
-          message: `This site (${location.origin}) is not allowed to use the model “${model}”. Its owner can add this site to the model's allowed sites.`,
+          reason: "refused",
+          message: `The model server refused this site (${site}) the model “${model}” without saying why. Its owner can check the model's sharing settings.`,
         };
       }
+      if (response.ok) return null;
+      let code = "";
+      let said = "";
+      try {
+        const body = await response.json();
+        code = (body && body.error && body.error.code) || "";
+        said = (body && body.error && body.error.message) || "";
+      } catch (_) {
+        // Not our JSON (a proxy's page): the status is all there is.
+      }
+      if (response.status === 401 || response.status === 404) {
+        return {
+          state: "refused",
+          reason: "not-available",
+          message: `No model “${model}” is available to this site (${site}): either nothing is deployed under that name, or the model is private and its owner has not listed this site among its partner sites.`,
+        };
+      }
+      if (response.status === 403 && code === "origin_not_allowed") {
+        return {
+          state: "refused",
+          reason: "site-not-listed",
+          message: `The model “${model}” is public, but its owner lets only the partner sites it lists embed it, and this site (${site}) is not one of them. Its owner can add this site, or let any site embed it.`,
+        };
+      }
+      if (response.status === 403) {
+        return {
+          state: "refused",
+          reason: "refused",
+          message: `This site (${site}) may not use the model “${model}”${said ? `: ${said}` : "."}`,
+        };
+      }
+      return {
+        state: "error",
+        reason: "server-error",
+        message: `The model server answered ${response.status}. Try again later.`,
+      };
     }
 
     showInput() {

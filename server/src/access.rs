@@ -46,7 +46,9 @@ pub enum Access {
     /// 404 for everyone else.
     DeploymentOwner,
     /// A deployed model marked public: anyone. Otherwise as [`Access::GroupMember`] of the
-    /// deployment's group (401 anonymous, 404 for non-members).
+    /// deployment's group (401 anonymous, 404 for non-members), except for requests from the
+    /// page of a partner site the deployment lists (`Origin`), served without an account
+    /// (`inference::gate`; the `Origin` is a browser's word, not authentication).
     PublicIfModelPublic,
     /// Administrators only (403 for members): `AdminUser`.
     Admin,
@@ -89,6 +91,11 @@ pub const ROUTES: &[RouteRule] = &[
     rule("DELETE", "/api/auth/tokens/{id}", Owner),
     rule("GET", "/api/admin/users", Admin),
     rule("PUT", "/api/admin/users/{id}/role", Admin),
+    // Password reset (one-time password, shown once), disable / enable, delete. The last
+    // enabled administrator cannot be demoted, disabled or deleted (409).
+    rule("POST", "/api/admin/users/{id}/password", Admin),
+    rule("PUT", "/api/admin/users/{id}/disabled", Admin),
+    rule("DELETE", "/api/admin/users/{id}", Admin),
     // Every new route goes here, with the rule its handler enforces.
     // Federation (server/src/federation): accounts own and join groups.
     rule("GET", "/api/groups", Authenticated),
@@ -149,7 +156,7 @@ pub const ROUTES: &[RouteRule] = &[
     rule("POST", "/api/deployments/{name}/rollback", DeploymentOwner),
     // Inference (server/src/inference): model routes answer per deployment, public ones
     // anyone (with CORS for allowed origins; their OPTIONS preflights are public and not
-    // listed), private ones their group; health and server metadata are public (probes,
+    // listed), private ones their group and the pages of the partner sites they list; health and server metadata are public (probes,
     // discovery).
     rule("GET", "/v2/health/live", Public),
     rule("GET", "/v2/health/ready", Public),

@@ -18,6 +18,16 @@ pub enum ApiError {
     /// Authenticated but not allowed (403): wrong role, failed CSRF check.
     #[error("{0}")]
     Forbidden(String),
+    /// Signed in with a one-time password that must be changed first (403,
+    /// `password_change_required`).
+    #[error("{0}")]
+    PasswordChangeRequired(String),
+    /// A page of another site may not use this model (403, `origin_not_allowed`).
+    #[error("{0}")]
+    OriginNotAllowed(String),
+    /// The account was disabled by an administrator (403, `account_disabled`).
+    #[error("{0}")]
+    AccountDisabled(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -50,6 +60,11 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::PasswordChangeRequired(_) => {
+                (StatusCode::FORBIDDEN, "password_change_required")
+            }
+            ApiError::AccountDisabled(_) => (StatusCode::FORBIDDEN, "account_disabled"),
+            ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),

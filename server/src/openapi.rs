@@ -100,12 +100,72 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::accounts::AccountsApi::openapi());
     doc.merge(crate::federation::FederationApi::openapi());
+    one_time_password_refusals(&mut doc);
     // Areas describe their tags too: one tag per name (the first description wins).
     if let Some(tags) = &mut doc.tags {
         let mut seen = std::collections::BTreeSet::new();
         tags.retain(|t| seen.insert(t.name.clone()));
     }
     doc
+}
+
+/// Why an operation answers 403 to an account that has a one-time password.
+const CHANGE_PASSWORD_FIRST: &str = "the account signed in with a one-time password and must \
+choose a new one first (`password_change_required`)";
+
+/// Every route a signed-in account may call answers 403 `password_change_required` while the
+/// account has a one-time password (`accounts::extract`), but reading the account, changing
+/// the password and signing out: documented on each, as its 403 or in its 403's description.
+fn one_time_password_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    for rule in crate::access::ROUTES {
+        let Ok(method) = axum::http::Method::from_bytes(rule.method.as_bytes()) else {
+            continue;
+        };
+        if rule.access == crate::access::Access::Public
+            || crate::accounts::extract::allowed_before_password_change(&method, rule.path)
+        {
+            continue;
+        }
+        let Some(item) = doc.paths.paths.get_mut(rule.path) else {
+            continue;
+        };
+        let operation = match rule.method {
+            "GET" => item.get.as_mut(),
+            "POST" => item.post.as_mut(),
+            "PUT" => item.put.as_mut(),
+            "PATCH" => item.patch.as_mut(),
+            "DELETE" => item.delete.as_mut(),
+            _ => None,
+        };
+        let Some(operation) = operation else {
+            continue;
+        };
+        match operation.responses.responses.get_mut("403") {
+            Some(RefOr::T(response)) => {
+                response.description =
+                    format!("{}; or {CHANGE_PASSWORD_FIRST}", response.description);
+            }
+            Some(RefOr::Ref(_)) => {}
+            None => {
+                let mut why = CHANGE_PASSWORD_FIRST.to_string();
+                why[..1].make_ascii_uppercase();
+                let response = ResponseBuilder::new()
+                    .description(why)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build();
+                operation
+                    .responses
+                    .responses
+                    .insert("403".into(), RefOr::T(response));
+            }
+        }
+    }
 }
 
 /// The document as JSON, built once per process.
@@ -352,6 +412,33 @@ mod tests {
             problems.len(),
             problems.join("\n")
         );
+    }
+
+    /// Issue #21: the 403 of an account with a one-time password is documented wherever a
+    /// signed-in account can meet it, and not where it cannot.
+    #[test]
+    fn the_one_time_password_refusal_is_documented() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let forbidden = |method: &str, path: &str| {
+            doc["paths"][path][method]["responses"]["403"]["description"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        for (method, path) in [
+            ("get", "/api/groups"),
+            ("put", "/api/admin/users/{id}/role"),
+            ("post", "/api/predict/{name}/csv"),
+        ] {
+            assert!(
+                forbidden(method, path).contains("password_change_required"),
+                "{method} {path}: {}",
+                forbidden(method, path)
+            );
+        }
+        assert!(!forbidden("get", "/api/me").contains("password_change_required"));
+        assert!(!forbidden("post", "/api/auth/password").contains("password_change_required"));
+        assert!(!forbidden("get", "/healthz").contains("password_change_required"));
     }
 
     /// The page loads its script and styles from this server only, with no inline script

@@ -332,14 +332,18 @@ mod matrix {
         owner_spare_token: i64,
         /// A batch job of the owner on the deployment, for `/api/jobs/{id}` rows.
         owner_job: Option<i64>,
-        member_user_id: i64,
+        /// The account `/api/admin/users/{id}` rows act on: a fresh one per row, since they
+        /// reset its password, disable or delete it.
+        target_user_id: i64,
     }
 
     impl Fixture {
         async fn new() -> Fixture {
             // The owner creates a group per row: more than `--max-groups-per-account`.
+            // Admin rows register an account each to act on.
             let limits = b3o_server::limits::Limits {
                 max_groups_per_account: usize::MAX,
+                max_registrations_per_hour: u32::MAX,
                 ..Default::default()
             };
             let app = TestApp::with_limits(Default::default(), limits).await;
@@ -373,10 +377,6 @@ mod matrix {
             let schema = infer_schema(&table, &options).unwrap();
             let summary =
                 serde_json::to_value(Summary::from_table(&table, &schema).unwrap()).unwrap();
-            let me = app
-                .as_browser(&member, Method::GET, "/api/me", None, false)
-                .await;
-            let member_user_id = me.json["user"]["id"].as_i64().unwrap();
             let f = Fixture {
                 app,
                 sessions: vec![
@@ -398,7 +398,7 @@ mod matrix {
                 owner_spare_session: 0,
                 owner_spare_token: 0,
                 owner_job: None,
-                member_user_id,
+                target_user_id: 0,
             };
             // Group B: the other member's group, never touched again.
             let (b, code_b) = f.create_group(&other_owner, "group B").await;
@@ -539,6 +539,17 @@ mod matrix {
                     Some(json!({ "name": format!("spare {row}") })),
                 )
                 .await;
+            if rule.path.starts_with("/api/admin/users/") {
+                let target = self
+                    .app
+                    .register(&format!("target-{row}@example.org"))
+                    .await;
+                let me = self
+                    .app
+                    .as_browser(&target, Method::GET, "/api/me", None, false)
+                    .await;
+                self.target_user_id = me.json["user"]["id"].as_i64().unwrap();
+            }
             self.owner_job = if rule.path.starts_with("/api/jobs/") {
                 Some(self.submit_job(&deployment).await)
             } else {
@@ -603,7 +614,7 @@ mod matrix {
             } else if path.starts_with("/api/auth/tokens/") {
                 self.owner_spare_token
             } else if path.starts_with("/api/admin/users/") {
-                self.member_user_id
+                self.target_user_id
             } else if let (true, Some(job)) = (path.starts_with("/api/jobs/"), self.owner_job) {
                 job
             } else {
@@ -644,6 +655,8 @@ mod matrix {
                 (_, "/api/groups/join") => json!({ "join_code": self.code }),
                 ("PUT", "/api/deployments/{name}") => json!({ "version_id": version }),
                 (_, p) if p.ends_with("/sharing") => json!({ "public": false }),
+                (_, p) if p.ends_with("/disabled") => json!({ "disabled": true }),
+                (_, p) if p.ends_with("/role") => json!({ "role": "member" }),
                 _ => json!({}),
             };
             Some(body)

@@ -12,7 +12,7 @@ use b3o_server::accounts::{self, Bootstrap, LoginLimits, Settings};
 use b3o_server::db;
 use b3o_server::state::AppState;
 
-use crate::support::{PASSWORD, Reply, TestApp, request, send_to};
+use crate::support::{Browser, PASSWORD, Reply, TestApp, request, send_to};
 
 fn error_code(reply: &Reply) -> &str {
     reply.json["error"]["code"].as_str().unwrap_or_default()
@@ -769,4 +769,450 @@ async fn sessions_use_secure_host_cookies_behind_tls() {
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} in {cookie}");
     }
+}
+
+/// An instance with the administrator `root@example.org` (password [`PASSWORD`]), signed in,
+/// and the member `ada@example.org`, signed in; with their ids.
+async fn admin_and_member(app: &TestApp) -> (Browser, i64, Browser, i64) {
+    accounts::bootstrap_admin(
+        &app.db,
+        &app.accounts,
+        Some("root@example.org"),
+        Some(PASSWORD),
+    )
+    .await
+    .unwrap();
+    let admin = app.login_ok("root@example.org", PASSWORD).await;
+    let ada = app.register("ada@example.org").await;
+    let id_of = |reply: Reply| reply.json["user"]["id"].as_i64().unwrap();
+    let admin_id = id_of(
+        app.as_browser(&admin, Method::GET, "/api/me", None, false)
+            .await,
+    );
+    let ada_id = id_of(
+        app.as_browser(&ada, Method::GET, "/api/me", None, false)
+            .await,
+    );
+    (admin, admin_id, ada, ada_id)
+}
+
+#[tokio::test]
+async fn an_administrator_resets_a_password_and_the_account_must_change_it() {
+    let app = TestApp::new().await;
+    let (admin, admin_id, ada, ada_id) = admin_and_member(&app).await;
+    let ada_token = app.api_token(&ada).await;
+    let reset = format!("/api/admin/users/{ada_id}/password");
+
+    let refused = app.as_browser(&ada, Method::POST, &reset, None, true).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let own = app
+        .as_browser(
+            &admin,
+            Method::POST,
+            &format!("/api/admin/users/{admin_id}/password"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CONFLICT, "{}", own.json);
+    let missing = app
+        .as_browser(
+            &admin,
+            Method::POST,
+            "/api/admin/users/9999/password",
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let done = app
+        .as_browser(&admin, Method::POST, &reset, None, true)
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.json);
+    assert_eq!(done.json["user"]["must_change_password"], true);
+    assert_eq!(done.json["revoked_sessions"], 1);
+    assert_eq!(done.json["revoked_tokens"], 1);
+    let one_time = done.json["one_time_password"].as_str().unwrap().to_string();
+    assert!(one_time.chars().count() >= 16, "{one_time}");
+
+    // Everything the account held is revoked, and the old password no longer works.
+    let old_session = app
+        .as_browser(&ada, Method::GET, "/api/me", None, false)
+        .await;
+    assert_eq!(old_session.status, StatusCode::UNAUTHORIZED);
+    let old_token = app
+        .as_program(&ada_token, Method::GET, "/api/me", None)
+        .await;
+    assert_eq!(old_token.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("ada@example.org", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Signed in with the one-time password: only /api/me, the password change and sign-out.
+    let ada = app.login_ok("ada@example.org", &one_time).await;
+    let me = app
+        .as_browser(&ada, Method::GET, "/api/me", None, false)
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json["user"]["must_change_password"], true);
+    for (method, path) in [
+        (Method::GET, "/api/groups"),
+        (Method::GET, "/api/auth/sessions"),
+        (Method::GET, "/api/deployments"),
+        (Method::POST, "/api/auth/tokens"),
+        (Method::PATCH, "/api/me"),
+    ] {
+        let body = (method != Method::GET).then(|| json!({ "name": "x" }));
+        let blocked = app.as_browser(&ada, method.clone(), path, body, true).await;
+        assert_eq!(blocked.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(error_code(&blocked), "password_change_required", "{path}");
+        assert!(
+            error_message(&blocked).contains("new password"),
+            "{}",
+            blocked.json
+        );
+    }
+    let same = app
+        .as_browser(
+            &ada,
+            Method::POST,
+            "/api/auth/password",
+            Some(json!({ "current_password": one_time, "new_password": one_time })),
+            true,
+        )
+        .await;
+    assert_eq!(same.status, StatusCode::BAD_REQUEST, "{}", same.json);
+    let changed = app
+        .as_browser(
+            &ada,
+            Method::POST,
+            "/api/auth/password",
+            Some(json!({ "current_password": one_time, "new_password": "my own new passphrase" })),
+            true,
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.json);
+    let me = app
+        .as_browser(&ada, Method::GET, "/api/me", None, false)
+        .await;
+    assert_eq!(me.json["user"]["must_change_password"], false);
+    let groups = app
+        .as_browser(&ada, Method::GET, "/api/groups", None, false)
+        .await;
+    assert_eq!(groups.status, StatusCode::OK, "{}", groups.json);
+    app.login_ok("ada@example.org", "my own new passphrase")
+        .await;
+}
+
+#[tokio::test]
+async fn a_one_time_password_blocks_everything_but_changing_it_and_signing_out() {
+    let app = TestApp::new().await;
+    let Bootstrap::Generated { email, password } =
+        accounts::bootstrap_admin(&app.db, &app.accounts, None, None)
+            .await
+            .unwrap()
+    else {
+        panic!("expected a generated password");
+    };
+    let admin = app.login_ok(&email, &password).await;
+    let users = app
+        .as_browser(&admin, Method::GET, "/api/admin/users", None, false)
+        .await;
+    assert_eq!(users.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&users), "password_change_required");
+    // Routes open to anonymous callers too: the caller is signed in, with a password it must
+    // change first.
+    let model = app
+        .as_browser(&admin, Method::GET, "/v2/models/churn", None, false)
+        .await;
+    assert_eq!(model.status, StatusCode::FORBIDDEN, "{}", model.json);
+    assert_eq!(error_code(&model), "password_change_required");
+    let out = app
+        .as_browser(&admin, Method::POST, "/api/auth/logout", None, true)
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn disabled_accounts_cannot_sign_in_until_enabled_again() {
+    let app = TestApp::new().await;
+    let (admin, admin_id, ada, ada_id) = admin_and_member(&app).await;
+    let ada_token = app.api_token(&ada).await;
+    let path = format!("/api/admin/users/{ada_id}/disabled");
+
+    let refused = app
+        .as_browser(
+            &ada,
+            Method::PUT,
+            &path,
+            Some(json!({ "disabled": true })),
+            true,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let no_field = app
+        .as_browser(&admin, Method::PUT, &path, Some(json!({})), true)
+        .await;
+    assert_eq!(no_field.status, StatusCode::BAD_REQUEST);
+    let missing = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            "/api/admin/users/9999/disabled",
+            Some(json!({ "disabled": true })),
+            true,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let disabled = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &path,
+            Some(json!({ "disabled": true })),
+            true,
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.json);
+    assert_eq!(disabled.json["disabled"], true);
+    for reply in [
+        app.as_browser(&ada, Method::GET, "/api/me", None, false)
+            .await,
+        app.as_program(&ada_token, Method::GET, "/api/me", None)
+            .await,
+    ] {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.json);
+    }
+    // The right password hears why; a wrong one hears nothing more than usual.
+    let login = app.login("ada@example.org", PASSWORD).await;
+    assert_eq!(login.status, StatusCode::FORBIDDEN, "{}", login.json);
+    assert_eq!(error_code(&login), "account_disabled");
+    assert!(error_message(&login).contains("administrator"));
+    let wrong = app.login("ada@example.org", "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let listed = app
+        .as_browser(&admin, Method::GET, "/api/admin/users", None, false)
+        .await;
+    assert_eq!(listed.json[1]["disabled"], true);
+    assert_eq!(listed.json[0]["disabled"], false);
+
+    let enabled = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &path,
+            Some(json!({ "disabled": false })),
+            true,
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::OK);
+    assert_eq!(enabled.json["disabled"], false);
+    app.login_ok("ada@example.org", PASSWORD).await;
+
+    // The last enabled administrator stays one: not disabled, not demoted, even when another
+    // (disabled) administrator exists.
+    let own = format!("/api/admin/users/{admin_id}/disabled");
+    let last = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &own,
+            Some(json!({ "disabled": true })),
+            true,
+        )
+        .await;
+    assert_eq!(last.status, StatusCode::CONFLICT, "{}", last.json);
+    assert!(error_message(&last).contains("last enabled administrator"));
+    let promoted = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &format!("/api/admin/users/{ada_id}/role"),
+            Some(json!({ "role": "admin" })),
+            true,
+        )
+        .await;
+    assert_eq!(promoted.status, StatusCode::OK);
+    let disabled = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &path,
+            Some(json!({ "disabled": true })),
+            true,
+        )
+        .await;
+    assert_eq!(disabled.status, StatusCode::OK);
+    let demote = app
+        .as_browser(
+            &admin,
+            Method::PUT,
+            &format!("/api/admin/users/{admin_id}/role"),
+            Some(json!({ "role": "member" })),
+            true,
+        )
+        .await;
+    assert_eq!(demote.status, StatusCode::CONFLICT, "{}", demote.json);
+    let delete = app
+        .as_browser(
+            &admin,
+            Method::DELETE,
+            &format!("/api/admin/users/{admin_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(delete.status, StatusCode::CONFLICT, "{}", delete.json);
+}
+
+#[tokio::test]
+async fn deleting_an_account_keeps_its_groups_and_their_history() {
+    let app = TestApp::new().await;
+    let (admin, _admin_id, ada, ada_id) = admin_and_member(&app).await;
+    let bob = app.register("bob@example.org").await;
+    let bob_id = app
+        .as_browser(&bob, Method::GET, "/api/me", None, false)
+        .await
+        .json["user"]["id"]
+        .as_i64()
+        .unwrap();
+    let body = json!({
+        "name": "ada's group",
+        "model": { "kind": "custom", "layout": [{ "name": "w", "shape": [2] }] },
+        "hyperparameters": { "rounds": 1 },
+        "min_clients": 1,
+    });
+    let created = app
+        .as_browser(&ada, Method::POST, "/api/groups", Some(body), true)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    let group = created.json["group_id"].as_i64().unwrap();
+    let code = created.json["join_code"].as_str().unwrap();
+    let joined = app
+        .as_browser(
+            &bob,
+            Method::POST,
+            "/api/groups/join",
+            Some(json!({ "join_code": code })),
+            true,
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::CREATED, "{}", joined.json);
+    let bob_member = joined.json["member_id"].as_i64().unwrap();
+    // Bob is selected in the live round 1.
+    let ready = app
+        .as_browser(
+            &bob,
+            Method::POST,
+            &format!("/api/groups/{group}/ready"),
+            Some(json!({ "num_samples": 5 })),
+            true,
+        )
+        .await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);
+    let started = app
+        .as_browser(
+            &ada,
+            Method::POST,
+            &format!("/api/groups/{group}/start"),
+            None,
+            true,
+        )
+        .await;
+    assert!(started.status.is_success(), "{}", started.json);
+    let selection = |member: i64| {
+        sqlx::query_scalar::<_, String>("SELECT status FROM round_members WHERE member_id = ?")
+            .bind(member)
+            .fetch_all(&app.db)
+    };
+    assert_eq!(selection(bob_member).await.unwrap(), ["selected"]);
+
+    let refused = app
+        .as_browser(
+            &ada,
+            Method::DELETE,
+            &format!("/api/admin/users/{bob_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bob_gone = app
+        .as_browser(
+            &admin,
+            Method::DELETE,
+            &format!("/api/admin/users/{bob_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(bob_gone.status, StatusCode::OK, "{}", bob_gone.json);
+    assert_eq!(bob_gone.json["memberships_detached"], 1);
+    assert_eq!(bob_gone.json["groups_now_system_owned"], 0);
+    assert_eq!(bob_gone.json["revoked_sessions"], 1);
+    // As if Bob had left: the round does not wait for him.
+    assert_eq!(selection(bob_member).await.unwrap(), ["dropped"]);
+    let bob_me = app
+        .as_browser(&bob, Method::GET, "/api/me", None, false)
+        .await;
+    assert_eq!(bob_me.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.login("bob@example.org", PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let again = app
+        .as_browser(
+            &admin,
+            Method::DELETE,
+            &format!("/api/admin/users/{bob_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    // The owner's group stays, system-owned, with its member rows: administrators still see it.
+    let ada_gone = app
+        .as_browser(
+            &admin,
+            Method::DELETE,
+            &format!("/api/admin/users/{ada_id}"),
+            None,
+            true,
+        )
+        .await;
+    assert_eq!(ada_gone.status, StatusCode::OK, "{}", ada_gone.json);
+    assert_eq!(ada_gone.json["groups_now_system_owned"], 1);
+    assert_eq!(ada_gone.json["memberships_detached"], 1);
+    assert_eq!(ada_gone.json["jobs_deleted"], 0);
+    let view = app
+        .as_browser(
+            &admin,
+            Method::GET,
+            &format!("/api/groups/{group}"),
+            None,
+            false,
+        )
+        .await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.json);
+    let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE group_id = ?")
+        .bind(group)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(members, 2);
+    let orphans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_foreign_key_check")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let users = app
+        .as_browser(&admin, Method::GET, "/api/admin/users", None, false)
+        .await;
+    assert_eq!(users.json.as_array().unwrap().len(), 1);
+    // The email can be registered again, as a new account.
+    app.register("ada@example.org").await;
 }

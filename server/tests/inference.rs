@@ -285,6 +285,7 @@ impl Deployed {
             Sharing {
                 public: false,
                 allowed_origins: vec![],
+                embed_anywhere: false,
             },
         );
         demo::add_version(&self.server.state, self.group_id, &p)
@@ -307,13 +308,19 @@ impl Deployed {
     }
 
     pub async fn share(&self, public: bool, origins: &[&str]) {
+        self.share_with(json!({ "public": public, "allowed_origins": origins }))
+            .await;
+    }
+
+    /// Sets the sharing settings to `body`, as the owner.
+    pub async fn share_with(&self, body: Value) {
         let r = self
             .server
             .json_as(
                 &self.owner,
                 Method::PUT,
                 &format!("/api/deployments/{}/sharing", self.name),
-                json!({ "public": public, "allowed_origins": origins }),
+                body,
             )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -400,6 +407,7 @@ fn private() -> Sharing {
     Sharing {
         public: false,
         allowed_origins: vec![],
+        embed_anywhere: false,
     }
 }
 
@@ -891,7 +899,7 @@ async fn sharing_is_read_by_the_group_and_changed_by_its_owner() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(
         r.json(),
-        json!({ "name": "churn", "public": false, "allowed_origins": [], "can_change": true })
+        json!({ "name": "churn", "public": false, "allowed_origins": [], "embed_anywhere": false, "can_change": true })
     );
     // A member of the group reads it but may not change it.
     let member = s.register("member@example.org").await;
@@ -1084,7 +1092,11 @@ async fn cross_origin_calls_need_the_origin_on_the_allow_list() {
             m.contains("https://evil.example") && m.contains("`churn`"),
             "{m}"
         );
-        assert_eq!(refused.header("access-control-allow-origin"), None);
+        assert_eq!(refused.json()["error"]["code"], "origin_not_allowed");
+        // The refusal is readable by the refused page (so a widget can say why), never with
+        // credentials: `*`, not the origin. A refused preflight fails in the browser anyway.
+        let readable = (method == Method::POST).then_some("*");
+        assert_eq!(refused.header("access-control-allow-origin"), readable);
     }
     // Our own pages (Origin = the Host they were served from) need no allow-list entry.
     let own = call("http://models.example.org", Method::POST).await;
@@ -1117,6 +1129,166 @@ async fn cross_origin_calls_need_the_origin_on_the_allow_list() {
         bad.header("access-control-allow-origin"),
         Some("https://partner.example")
     );
+}
+
+/// Issue #21: embedding on partner sites means what the sharing form says. Private + listed
+/// site: that site's anonymous visitors use it (package, ONNX, predictions), with CORS;
+/// nobody else anonymous, and other sites get the answer of an unknown name. Public + listed
+/// sites only: another site's page is refused (403 `origin_not_allowed`, readable there).
+/// Public + anywhere: any site, with CORS.
+#[tokio::test]
+async fn embedding_follows_the_sharing_settings() {
+    let d = churn().await;
+    let s = &d.server;
+    let rows = json!({ "rows": [{ "age": 30, "country": "FR", "balance": 1 }] })
+        .to_string()
+        .into_bytes();
+    let package = "/api/deployments/churn/package";
+    let from = |origin: &'static str, method: Method, path: &'static str| {
+        let body = if method == Method::POST {
+            rows.clone()
+        } else {
+            vec![]
+        };
+        async move {
+            s.send(
+                method,
+                path,
+                &[("origin", origin), ("content-type", "application/json")],
+                body,
+            )
+            .await
+        }
+    };
+    let unknown = from(
+        "https://partner.example",
+        Method::GET,
+        "/api/deployments/nope/package",
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+
+    // Private, one partner site.
+    d.share(false, &["https://partner.example"]).await;
+    let pkg = from("https://partner.example", Method::GET, package).await;
+    assert_eq!(pkg.status, StatusCode::OK, "{}", pkg.text());
+    assert_eq!(
+        pkg.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+    let onnx = pkg.json()["onnx_path"].as_str().unwrap().to_string();
+    let model = s
+        .send(
+            Method::GET,
+            &onnx,
+            &[("origin", "https://partner.example")],
+            vec![],
+        )
+        .await;
+    assert_eq!(model.status, StatusCode::OK, "{}", model.text());
+    assert_eq!(
+        model.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+    let predicted = from(
+        "https://partner.example",
+        Method::POST,
+        "/api/predict/churn/rows",
+    )
+    .await;
+    assert_eq!(predicted.status, StatusCode::OK, "{}", predicted.text());
+    assert_eq!(
+        predicted.header("access-control-allow-origin"),
+        Some("https://partner.example")
+    );
+    let pre = s
+        .send(
+            Method::OPTIONS,
+            "/api/predict/churn/rows",
+            &[
+                ("origin", "https://partner.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT, "{}", pre.text());
+    // Anyone else anonymous: the answer of a name that is not deployed.
+    for other in [
+        from("https://evil.example", Method::GET, package).await,
+        s.anon(Method::GET, package, "", vec![]).await,
+    ] {
+        assert_eq!(other.status, unknown.status, "{}", other.text());
+        assert_eq!(
+            other.error().replace("churn", "{name}"),
+            unknown.error().replace("nope", "{name}")
+        );
+    }
+    let evil = from("https://evil.example", Method::GET, package).await;
+    assert_eq!(evil.header("access-control-allow-origin"), Some("*"));
+    let pre = s
+        .send(
+            Method::OPTIONS,
+            "/api/predict/churn/rows",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(pre.status, StatusCode::UNAUTHORIZED, "{}", pre.text());
+    // Any site for a private model makes no sense: refused, not silently made public.
+    let r = s
+        .json_as(
+            &d.owner,
+            Method::PUT,
+            "/api/deployments/churn/sharing",
+            json!({ "public": false, "allowed_origins": [], "embed_anywhere": true }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    // Public, embedding limited to the listed sites.
+    d.share(true, &["https://partner.example"]).await;
+    let listed = from("https://partner.example", Method::GET, package).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let other = from("https://other.example", Method::GET, package).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.text());
+    assert_eq!(other.json()["error"]["code"], "origin_not_allowed");
+    assert!(other.error().contains("https://other.example"));
+    assert_eq!(other.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        s.anon(Method::GET, package, "", vec![]).await.status,
+        StatusCode::OK
+    );
+
+    // Public, any site.
+    d.share_with(json!({ "public": true, "allowed_origins": [], "embed_anywhere": true }))
+        .await;
+    let sharing = d.get("/api/deployments/churn/sharing").await;
+    assert_eq!(sharing.json()["embed_anywhere"], true, "{}", sharing.text());
+    for origin in ["https://other.example", "https://partner.example"] {
+        let r = from(origin, Method::POST, "/api/predict/churn/rows").await;
+        assert_eq!(r.status, StatusCode::OK, "{origin}: {}", r.text());
+        assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+    }
+    let pre = s
+        .send(
+            Method::OPTIONS,
+            "/api/predict/churn/rows",
+            &[
+                ("origin", "https://other.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(pre.status, StatusCode::NO_CONTENT, "{}", pre.text());
+    // An older client that sends no `embed_anywhere` means "listed sites only".
+    d.share(true, &[]).await;
+    let other = from("https://other.example", Method::GET, package).await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.text());
 }
 
 /// Concurrent clients hammer the churn model over real HTTP while the owner promotes and rolls

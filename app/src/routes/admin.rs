@@ -1,4 +1,5 @@
-//! `/admin`: for administrators. Accounts and their roles (`/api/admin/users`), every group
+//! `/admin`: for administrators. Accounts: roles, password resets (a one-time password shown
+//! once), disabling and deleting, each confirmed first (`/api/admin/users`); every group
 //! with its rounds and members (`GET /api/groups` lists all groups to administrators), and the
 //! server's health (`/healthz`) with a summary of its Prometheus metrics (`/metrics`).
 
@@ -214,6 +215,69 @@ fn Groups() -> impl IntoView {
     }
 }
 
+/// An administrator's action on an account, asked for confirmation before it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAction {
+    ResetPassword,
+    Disable,
+    Enable,
+    Delete,
+}
+
+impl AccountAction {
+    /// The button's words.
+    pub fn label(self) -> &'static str {
+        match self {
+            AccountAction::ResetPassword => "Reset password",
+            AccountAction::Disable => "Disable",
+            AccountAction::Enable => "Enable",
+            AccountAction::Delete => "Delete",
+        }
+    }
+
+    /// `id` fragment of its buttons (`reset-3`, `confirm-reset`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            AccountAction::ResetPassword => "reset",
+            AccountAction::Disable => "disable",
+            AccountAction::Enable => "enable",
+            AccountAction::Delete => "delete",
+        }
+    }
+
+    /// What confirming does, in plain words.
+    pub fn question(self, email: &str) -> String {
+        match self {
+            AccountAction::ResetPassword => format!(
+                "Reset the password of {email}? A new one-time password is shown once here; \
+                 give it to them privately. They are signed out everywhere, their API tokens \
+                 stop working, and they must choose a new password when they sign in."
+            ),
+            AccountAction::Disable => format!(
+                "Disable {email}? They are signed out everywhere, their API tokens stop \
+                 working, and they cannot sign in until an administrator enables the account."
+            ),
+            AccountAction::Enable => format!("Enable {email} again? They can sign in again."),
+            AccountAction::Delete => format!(
+                "Delete {email} for good? Their sessions, API tokens and finished batch jobs are \
+                 deleted. Groups they own stay, managed by administrators; their memberships \
+                 stay in the groups' history. This cannot be undone."
+            ),
+        }
+    }
+}
+
+/// What the last confirmed action did, for the status line.
+#[derive(Debug, Clone, PartialEq)]
+enum Done {
+    /// The one-time password, shown once.
+    Reset {
+        email: String,
+        password: String,
+    },
+    Said(String),
+}
+
 #[component]
 fn Users() -> impl IntoView {
     let session = use_session();
@@ -231,10 +295,89 @@ fn Users() -> impl IntoView {
             r
         }
     });
+    // Read once, untracked: a sign-out must not re-run the list below while the page goes.
+    let me = session.user().map(|u| u.id);
+    // The action waiting for confirmation: which, on whom.
+    let asking = RwSignal::new(None::<(AccountAction, i64, String)>);
+    let act = Action::new_local(move |(action, id, email): &(AccountAction, i64, String)| {
+        let (action, id, email) = (*action, *id, email.clone());
+        async move {
+            let csrf = session.csrf();
+            let done = match action {
+                AccountAction::ResetPassword => {
+                    let reset = api::reset_password(&csrf, id).await?;
+                    Done::Reset {
+                        email,
+                        password: reset.one_time_password,
+                    }
+                }
+                AccountAction::Disable => {
+                    api::set_disabled(&csrf, id, true).await?;
+                    Done::Said(format!("{email} is disabled."))
+                }
+                AccountAction::Enable => {
+                    api::set_disabled(&csrf, id, false).await?;
+                    Done::Said(format!("{email} is enabled again."))
+                }
+                AccountAction::Delete => {
+                    let gone = api::delete_user(&csrf, id).await?;
+                    Done::Said(format!(
+                        "{email} is deleted ({} group(s) now managed by administrators, {} \
+                         membership(s) kept in the groups' history).",
+                        gone.groups_now_system_owned, gone.memberships_detached
+                    ))
+                }
+            };
+            reload.update(|n| *n += 1);
+            Ok::<_, api::ApiError>(done)
+        }
+    });
+    let confirm = move || {
+        asking.with(|a| {
+            a.clone().map(|(action, id, email)| {
+                let question = action.question(&email);
+                let confirm_id = format!("confirm-{}", action.slug());
+                view! {
+                    <div class="confirm" id="admin-confirm" role="alertdialog"
+                        aria-labelledby="admin-confirm-question">
+                        <p id="admin-confirm-question">{question}</p>
+                        <button type="button" id=confirm_id
+                            class=if matches!(action, AccountAction::Delete | AccountAction::Disable) { "danger" } else { "" }
+                            on:click=move |_| {
+                                asking.set(None);
+                                act.dispatch((action, id, email.clone()));
+                            }>
+                            {format!("Yes, {}", action.label().to_lowercase())}
+                        </button>
+                        <button type="button" id="confirm-cancel" class="secondary"
+                            on:click=move |_| asking.set(None)>"Cancel"</button>
+                    </div>
+                }
+            })
+        })
+    };
+    let done = move || {
+        act.value().get().and_then(Result::ok).map(|done| match done {
+            Done::Reset { email, password } => view! {
+                <div class="ok" id="reset-result" role="status">
+                    <p>{format!("One-time password for {email} (shown only now):")}</p>
+                    <p><code id="one-time-password">{password}</code></p>
+                    <p class="hint">
+                        "Give it to them privately. They must choose a new password when they sign in."
+                    </p>
+                </div>
+            }
+            .into_any(),
+            Done::Said(text) => view! { <p class="ok" id="admin-done" role="status">{text}</p> }.into_any(),
+        })
+    };
     view! {
         <section class="card" aria-labelledby="users-heading">
             <h2 id="users-heading">"Accounts"</h2>
             {form_error("role-error", set_role.value())}
+            {form_error("account-action-error", act.value())}
+            {confirm}
+            {done}
             <Transition fallback=|| view! { <p>"Loading accounts…"</p> }>
                 <ErrorBoundary fallback=show_errors>
                     {move || Suspend::new(async move {
@@ -246,6 +389,8 @@ fn Users() -> impl IntoView {
                                         <th scope="col">"Email"</th>
                                         <th scope="col">"Organisation"</th>
                                         <th scope="col">"Role"</th>
+                                        <th scope="col">"Status"</th>
+                                        <th scope="col">"Actions"</th>
                                     </tr></thead>
                                     <tbody>
                                         {list.into_iter().map(|u| {
@@ -253,8 +398,38 @@ fn Users() -> impl IntoView {
                                             let role = u.role.as_str();
                                             let select_id = format!("role-{id}");
                                             let label = format!("Role of {}", u.email);
+                                            let status = match (u.disabled, u.must_change_password) {
+                                                (true, _) => "disabled",
+                                                (false, true) => "must choose a new password",
+                                                (false, false) => "active",
+                                            };
+                                            let toggle = if u.disabled {
+                                                AccountAction::Enable
+                                            } else {
+                                                AccountAction::Disable
+                                            };
+                                            let mut actions = vec![toggle, AccountAction::Delete];
+                                            // Administrators change their own password on their profile.
+                                            if me != Some(id) {
+                                                actions.insert(0, AccountAction::ResetPassword);
+                                            }
+                                            let email = u.email.clone();
+                                            let buttons = actions.into_iter().map(|action| {
+                                                let email = email.clone();
+                                                let button_id = format!("{}-{id}", action.slug());
+                                                let aria = format!("{} {}", action.label(), email);
+                                                view! {
+                                                    <button type="button" id=button_id
+                                                        class="secondary small"
+                                                        aria-label=aria
+                                                        disabled=move || act.pending().get()
+                                                        on:click=move |_| asking.set(Some((action, id, email.clone())))>
+                                                        {action.label()}
+                                                    </button>
+                                                }
+                                            }).collect_view();
                                             view! {
-                                                <tr>
+                                                <tr data-email=u.email.clone()>
                                                     <td>{u.display_name.clone()}</td>
                                                     <td>{u.email.clone()}</td>
                                                     <td>{u.organisation.clone()}</td>
@@ -269,6 +444,8 @@ fn Users() -> impl IntoView {
                                                             <option value="admin" selected=role == "admin">"admin"</option>
                                                         </select>
                                                     </td>
+                                                    <td class="user-status">{status}</td>
+                                                    <td class="actions">{buttons}</td>
                                                 </tr>
                                             }
                                         }).collect_view()}
@@ -297,5 +474,22 @@ mod tests {
         assert_eq!(m[0].help, "Requests.");
         assert!(m.iter().all(|x| !x.name.ends_with("_bucket")));
         assert_eq!(m.iter().find(|x| x.name == "lat_count").unwrap().value, 7.0);
+    }
+
+    #[test]
+    fn account_actions_say_what_confirming_does() {
+        let reset = AccountAction::ResetPassword.question("ada@example.org");
+        assert!(reset.contains("ada@example.org") && reset.contains("one-time password"));
+        assert!(
+            AccountAction::Delete
+                .question("x")
+                .contains("cannot be undone")
+        );
+        assert!(
+            AccountAction::Disable
+                .question("x")
+                .contains("cannot sign in")
+        );
+        assert_eq!(AccountAction::Enable.slug(), "enable");
     }
 }

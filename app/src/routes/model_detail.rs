@@ -245,6 +245,32 @@ pub fn normalise_origin(text: &str) -> Result<String, String> {
     Ok(t.to_ascii_lowercase())
 }
 
+/// What the sharing settings mean, in plain words: who runs the model, where.
+pub fn sharing_summary(public: bool, embed_anywhere: bool, sites: usize) -> String {
+    let listed = match sites {
+        0 => "no other site".to_string(),
+        1 => "the 1 partner site listed below".to_string(),
+        n => format!("the {n} partner sites listed below"),
+    };
+    match (public, embed_anywhere) {
+        (false, _) if sites == 0 => "Private: only the members of its group can run it, in this \
+             app and through the API. No other site can embed it."
+            .to_string(),
+        (false, _) => format!(
+            "Private: the members of its group can run it in this app and through the API; \
+             visitors of {listed} can run it without an account, only through the widget on \
+             that site's pages. Nobody else."
+        ),
+        (true, true) => "Public: anyone can run it in this app and through the API, without an \
+             account, and any site can embed it with the widget."
+            .to_string(),
+        (true, false) => format!(
+            "Public: anyone can run it in this app and through the API, without an account; \
+             only {listed} can embed it with the widget."
+        ),
+    }
+}
+
 #[component]
 fn SharingForm(name: String) -> impl IntoView {
     let session = use_session();
@@ -256,15 +282,17 @@ fn SharingForm(name: String) -> impl IntoView {
         }
     });
     let public = RwSignal::new(false);
+    let anywhere = RwSignal::new(false);
     let origins = RwSignal::new(String::new());
     Effect::new(move |_| {
         if let Some(Ok(s)) = current.get() {
             public.set(s.public);
+            anywhere.set(s.embed_anywhere);
             origins.set(s.allowed_origins.join("\n"));
         }
     });
-    let save = Action::new_local(move |(public, text): &(bool, String)| {
-        let (public, text) = (*public, text.clone());
+    let save = Action::new_local(move |(public, anywhere, text): &(bool, bool, String)| {
+        let (public, anywhere, text) = (*public, *anywhere, text.clone());
         let name = name.clone();
         async move {
             let allowed_origins = text
@@ -284,11 +312,14 @@ fn SharingForm(name: String) -> impl IntoView {
                 &Sharing {
                     public,
                     allowed_origins,
+                    // Any site: public models only (the server refuses it for private ones).
+                    embed_anywhere: public && anywhere,
                 },
             )
             .await
         }
     });
+    let sites = move || origins.with(|t| t.lines().filter(|l| !l.trim().is_empty()).count());
     view! {
         <section class="card" aria-labelledby="sharing-heading">
             <h2 id="sharing-heading">"Who may use this model"</h2>
@@ -297,19 +328,40 @@ fn SharingForm(name: String) -> impl IntoView {
             })}
             <form class="stack" on:submit=move |ev: leptos::ev::SubmitEvent| {
                 ev.prevent_default();
-                save.dispatch((public.get_untracked(), origins.get_untracked()));
+                save.dispatch((public.get_untracked(), anywhere.get_untracked(), origins.get_untracked()));
             }>
                 <label class="choice">
                     <input type="checkbox" id="share-public" bind:checked=public/>
-                    "Public: anyone may run it, without an account"
+                    "Public: anyone may run it in this app and through the API, without an account"
                 </label>
+                <fieldset class="choices" id="share-embed" disabled=move || !public.get()>
+                    <legend>"Which sites may embed it (public models)"</legend>
+                    <label class="choice">
+                        <input type="radio" name="share-embed" id="embed-listed"
+                            prop:checked=move || !anywhere.get()
+                            on:change=move |_| anywhere.set(false)/>
+                        "Only the partner sites listed below"
+                    </label>
+                    <label class="choice">
+                        <input type="radio" name="share-embed" id="embed-anywhere"
+                            prop:checked=move || anywhere.get()
+                            on:change=move |_| anywhere.set(true)/>
+                        "Any site"
+                    </label>
+                </fieldset>
                 <label for="share-origins">"Partner sites allowed to embed it"</label>
                 <textarea id="share-origins" rows="3" aria-describedby="share-origins-help"
                     placeholder="https://shop.example.org" bind:value=origins></textarea>
                 <p class="hint" id="share-origins-help">
                     "One origin per line (scheme, host and port). Pages of these sites can run "
-                    "the model in their visitors' browsers with the embed widget below; other "
-                    "sites are refused."
+                    "the model in their visitors' browsers with the embed widget below, even "
+                    "when it is private: their visitors need no account. The site is told by the "
+                    "visitor's browser; a program can pretend to be a listed site, so a private "
+                    "model listed here is kept off other sites and out of this app, but it is "
+                    "not secret."
+                </p>
+                <p id="sharing-summary" role="status">
+                    {move || sharing_summary(public.get(), anywhere.get(), sites())}
                 </p>
                 {form_error("sharing-error", save.value())}
                 {move || save.value().get().and_then(Result::ok).map(|_| view! {
@@ -359,5 +411,21 @@ mod tests {
         assert!(normalise_origin("shop.example.org").is_err());
         assert!(normalise_origin("https://a.org/path").is_err());
         assert!(normalise_origin("https://").is_err());
+    }
+
+    #[test]
+    fn the_sharing_summary_says_who_runs_it_where() {
+        let private = sharing_summary(false, false, 0);
+        assert!(private.starts_with("Private") && private.contains("No other site"));
+        let partner = sharing_summary(false, false, 1);
+        assert!(partner.contains("the 1 partner site") && partner.contains("without an account"));
+        // `embed_anywhere` means nothing for a private model.
+        assert_eq!(
+            sharing_summary(false, true, 2),
+            sharing_summary(false, false, 2)
+        );
+        assert!(sharing_summary(true, true, 0).contains("any site can embed it"));
+        let limited = sharing_summary(true, false, 2);
+        assert!(limited.contains("only the 2 partner sites"), "{limited}");
     }
 }

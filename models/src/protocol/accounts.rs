@@ -35,8 +35,14 @@ pub struct UserView {
     pub display_name: String,
     pub organisation: String,
     pub role: Role,
-    /// The password was generated for the first administrator: change it before anything else.
+    /// The password is a one-time one (generated for the first administrator, or set by an
+    /// administrator's reset): until it is changed with `POST /api/auth/password`, every other
+    /// call but `GET /api/me` and sign-out answers 403 `password_change_required`.
     pub must_change_password: bool,
+    /// Disabled by an administrator: cannot sign in; its sessions and API tokens were revoked.
+    /// Absent from older servers: not disabled.
+    #[serde(default)]
+    pub disabled: bool,
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
 }
@@ -170,6 +176,48 @@ pub struct SetRole {
     pub role: Role,
 }
 
+/// `PUT /api/admin/users/{id}/disabled`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDisabled {
+    /// `true` disables the account (it cannot sign in; its sessions and API tokens are
+    /// revoked), `false` enables it again.
+    pub disabled: bool,
+}
+
+/// The answer to `POST /api/admin/users/{id}/password`: an administrator's password reset.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordReset {
+    /// The account, now with `must_change_password` set.
+    pub user: UserView,
+    /// The new one-time password: shown in this answer only, never stored in clear. The
+    /// account signs in with it and must choose a new password before anything else.
+    pub one_time_password: String,
+    /// Sessions of the account that were signed out.
+    pub revoked_sessions: u64,
+    /// API tokens of the account that were revoked.
+    pub revoked_tokens: u64,
+}
+
+/// The answer to `DELETE /api/admin/users/{id}`: what happened to what the account had.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountDeleted {
+    /// Sessions signed out and API tokens revoked (deleted with the account).
+    pub revoked_sessions: u64,
+    pub revoked_tokens: u64,
+    /// Groups the account owned: they stay (with their rounds, versions and deployments) and
+    /// become system-owned, managed by administrators.
+    pub groups_now_system_owned: u64,
+    /// Memberships of the account: they stay in their groups' history (rounds and updates
+    /// keep their rows), with no account behind them; active ones are ended (left).
+    pub memberships_detached: u64,
+    /// Batch jobs of the account, deleted with their input and result files.
+    pub jobs_deleted: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +257,8 @@ mod tests {
         }}))
         .unwrap();
         assert_eq!((me.user.role, me.csrf_token), (Role::Admin, None));
+        // Older servers send no `disabled`: the account is not disabled.
+        assert!(!me.user.disabled);
+        assert!(serde_json::from_value::<SetDisabled>(json!({})).is_err());
     }
 }

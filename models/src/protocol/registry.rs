@@ -67,12 +67,21 @@ pub struct DeploymentList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Sharing {
-    /// Anyone may use the model, without an account.
+    /// Anyone may use the model, without an account: in this app and through the API.
+    /// Private (`false`): the members of its group, plus the visitors of the sites in
+    /// `allowed_origins` through those sites' pages (the `<b3o-predict>` widget).
     pub public: bool,
-    /// Other sites allowed to call it from their pages (CORS), e.g. `https://partner.example`.
-    /// Our own origin always may. At most 64.
+    /// Other sites whose pages may embed it (CORS), e.g. `https://partner.example`: their
+    /// visitors use it without an account, private or public. Our own origin always may. At
+    /// most 64. Browsers send the `Origin`; other programs can forge it, so for a private
+    /// model this keeps it off other sites and out of the app, but is not authentication.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// A public model may be embedded by any site, not only the listed ones. Only with
+    /// `public` (400 otherwise). Absent: `false`, listed sites only (what settings stored
+    /// before this field meant).
+    #[serde(default)]
+    pub embed_anywhere: bool,
 }
 
 /// `GET` and `PUT /api/deployments/{name}/sharing`: the settings as stored (origins
@@ -84,6 +93,9 @@ pub struct SharingView {
     pub public: bool,
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Any site may embed it (public models only); absent from older servers: `false`.
+    #[serde(default)]
+    pub embed_anywhere: bool,
     /// The caller may change them (the group's owner or an administrator).
     #[serde(default)]
     pub can_change: bool,
@@ -100,6 +112,8 @@ mod tests {
         assert!(e.to_string().contains("version"), "{e}");
         let s: Sharing = serde_json::from_value(json!({ "public": true })).unwrap();
         assert!(s.public && s.allowed_origins.is_empty());
+        // Settings from before `embed_anywhere`: the listed sites only.
+        assert!(!s.embed_anywhere);
         let e = serde_json::from_value::<Sharing>(json!({ "public": true, "origins": [] }));
         assert!(e.unwrap_err().to_string().contains("origins"));
     }

@@ -55,7 +55,20 @@ pub struct CurrentUser {
     pub display_name: String,
     pub organisation: String,
     pub role: Role,
+    /// Signed in with a one-time password: only [`allowed_before_password_change`] calls
+    /// get through (the extractors answer 403 `password_change_required` to the others).
+    pub must_change_password: bool,
     pub auth: AuthMethod,
+}
+
+/// What an account that must change its password may still call: read its account, change
+/// the password, sign out.
+pub(crate) fn allowed_before_password_change(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, path),
+        (&Method::GET, "/api/me") | (&Method::POST, "/api/auth/password" | "/api/auth/logout")
+    )
 }
 
 /// How the caller proved who it is.
@@ -125,8 +138,13 @@ enum Resolved {
     StaleCookie,
     /// A malformed `Authorization` header or an unknown/revoked/expired API token.
     BadToken(&'static str),
+    /// Signed in with a one-time password, calling something else than changing it.
+    MustChangePassword,
     User(CurrentUser),
 }
+
+const CHANGE_PASSWORD_FIRST: &str = "this account signed in with a one-time password: choose a \
+     new password (POST /api/auth/password) before anything else";
 
 async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Resolved, ApiError> {
     if let Some(user) = parts.extensions.get::<CurrentUser>() {
@@ -160,6 +178,10 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Resolved, ApiErr
     if let Some(expected) = user.csrf_token() {
         csrf::check(parts, expected)?;
     }
+    if user.must_change_password && !allowed_before_password_change(&parts.method, parts.uri.path())
+    {
+        return Ok(Resolved::MustChangePassword);
+    }
     parts.extensions.insert(user.clone());
     Ok(Resolved::User(user))
 }
@@ -175,6 +197,9 @@ impl FromRequestParts<AppState> for CurrentUser {
                 "session expired or signed out; sign in again".into(),
             )),
             Resolved::BadToken(message) => Err(ApiError::Unauthorized(message.into())),
+            Resolved::MustChangePassword => Err(ApiError::PasswordChangeRequired(
+                CHANGE_PASSWORD_FIRST.into(),
+            )),
         }
     }
 }
@@ -192,6 +217,11 @@ impl FromRequestParts<AppState> for OptionalUser {
             Resolved::User(user) => Ok(OptionalUser(Some(user))),
             Resolved::Anonymous | Resolved::StaleCookie => Ok(OptionalUser(None)),
             Resolved::BadToken(message) => Err(ApiError::Unauthorized(message.into())),
+            // Public routes too: the account is signed in, and it must change its password
+            // before it does anything else with it.
+            Resolved::MustChangePassword => Err(ApiError::PasswordChangeRequired(
+                CHANGE_PASSWORD_FIRST.into(),
+            )),
         }
     }
 }

@@ -8,7 +8,10 @@
 //! list every route they add in [`crate::access::ROUTES`].
 //!
 //! It is not an identity provider: no OAuth/OIDC, no email verification, no password reset by
-//! email (an administrator would reset it; not implemented yet).
+//! email: an administrator resets a password (`POST /api/admin/users/{id}/password`) to a
+//! one-time one, shown once, which the account must change before anything else
+//! (`users.must_change_password`, enforced by the extractors), like the generated first
+//! administrator's. Administrators also disable and delete accounts (`admin`).
 //!
 //! Browsers authenticate with the `b3o_session` cookie (`__Host-b3o_session` behind TLS) and
 //! send `X-CSRF-Token` on state-changing requests; programs send `Authorization: Bearer b3o_…`.
@@ -62,7 +65,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/auth/tokens/{id}", delete(tokens::revoke_token))
         .route("/api/admin/users", get(admin::list_users))
+        .route("/api/admin/users/{id}", delete(admin::delete_user))
         .route("/api/admin/users/{id}/role", put(admin::set_role))
+        .route(
+            "/api/admin/users/{id}/password",
+            post(admin::reset_password),
+        )
+        .route("/api/admin/users/{id}/disabled", put(admin::set_disabled))
         // Answers carry cookies, CSRF tokens and one-time API tokens: never cache them.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -87,6 +96,9 @@ pub fn router() -> Router<AppState> {
         tokens::revoke_token,
         admin::list_users,
         admin::set_role,
+        admin::reset_password,
+        admin::set_disabled,
+        admin::delete_user,
     ),
     components(schemas(
         b3o_models::protocol::ErrorBody,
@@ -103,8 +115,11 @@ pub fn router() -> Router<AppState> {
         b3o_models::protocol::accounts::TokenView,
         b3o_models::protocol::accounts::CreatedToken,
         b3o_models::protocol::accounts::SetRole,
+        b3o_models::protocol::accounts::SetDisabled,
+        b3o_models::protocol::accounts::PasswordReset,
+        b3o_models::protocol::accounts::AccountDeleted,
     )),
-    tags((name = "accounts", description = "Registration, sign-in, the caller's profile, sessions and API tokens; administrators' account list")),
+    tags((name = "accounts", description = "Registration, sign-in, the caller's profile, sessions and API tokens; administrators' accounts: list, roles, password resets, disabling and deleting")),
 )]
 pub struct AccountsApi;
 

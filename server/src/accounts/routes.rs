@@ -173,7 +173,7 @@ pub(crate) async fn register(
             headers(("set-cookie" = String, description = "The session cookie `b3o_session` (`__Host-b3o_session` behind TLS)"))),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong email or password", body = ErrorBody),
-        (status = 403, description = "A cross-site request", body = ErrorBody),
+        (status = 403, description = "A cross-site request, or the account is disabled (`account_disabled`)", body = ErrorBody),
         (status = 429, description = "Too many failed attempts for the account or address (`Retry-After`)", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
@@ -198,12 +198,16 @@ pub(crate) async fn login(
     let attempt = limiter
         .begin(&email, ip.0)
         .map_err(|wait| too_many_failures(limiter, "failed sign-in attempts", wait))?;
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = ?")
-            .bind(&email)
-            .fetch_optional(&state.db)
-            .await?;
-    let (id, phc) = row.unzip();
+    let row: Option<(i64, String, bool)> = sqlx::query_as(
+        "SELECT id, password_hash, disabled_at IS NOT NULL FROM users WHERE email = ?",
+    )
+    .bind(&email)
+    .fetch_optional(&state.db)
+    .await?;
+    let (id, (phc, disabled)) = match row {
+        Some((id, phc, disabled)) => (Some(id), (Some(phc), disabled)),
+        None => (None, (None, false)),
+    };
     let ok = body.password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.password, phc).await?;
     let Some(id) = id.filter(|_| ok) else {
@@ -212,6 +216,13 @@ pub(crate) async fn login(
         return Err(ApiError::Unauthorized("wrong email or password".into()));
     };
     attempt.succeeded();
+    // Said only to whoever knows the password: it reveals nothing to others.
+    if disabled {
+        tracing::info!(user_id = id, "sign-in of a disabled account refused");
+        return Err(ApiError::AccountDisabled(
+            "this account is disabled: ask an administrator to enable it".into(),
+        ));
+    }
     signed_in(&state, &headers, ip, id, StatusCode::OK).await
 }
 
@@ -250,6 +261,7 @@ pub(crate) async fn logout(
 }
 
 /// `GET /api/me`: the caller's account (with its CSRF token when signed in with a session).
+/// Answers also while the account must change its password (`user.must_change_password`).
 #[utoipa::path(
     get,
     path = "/api/me",
@@ -358,6 +370,7 @@ pub(crate) async fn change_password(
         .bind(user.id)
         .fetch_optional(&state.db)
         .await?;
+    let same = body.new_password == body.current_password;
     let ok = body.current_password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.current_password, phc).await?;
     if !ok {
@@ -366,6 +379,11 @@ pub(crate) async fn change_password(
         return Err(ApiError::Forbidden("current password is wrong".into()));
     }
     attempt.succeeded();
+    if same {
+        return Err(ApiError::BadRequest(
+            "new_password: choose a password different from the current one".into(),
+        ));
+    }
     password::check_policy(&body.new_password, &user.email)?;
     let hash = password::hash(&state.accounts, body.new_password).await?;
     let mut tx = crate::db::begin_write(&state.db).await?;

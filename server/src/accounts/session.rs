@@ -123,6 +123,7 @@ struct SessionUser {
     display_name: String,
     organisation: String,
     role: String,
+    must_change_password: bool,
 }
 
 /// The user of a live session, or `None` when the secret is unknown, revoked or expired.
@@ -133,8 +134,9 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
     let now = now();
     let row: Option<SessionUser> = sqlx::query_as(
         "SELECT s.id AS session_id, s.last_seen_at, u.id AS user_id, u.email, u.display_name, \
-         u.organisation, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = ? AND s.expires_at > ?",
+         u.organisation, u.role, u.must_change_password FROM sessions s \
+         JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
     )
     .bind(hash_secret(secret))
     .bind(now)
@@ -154,6 +156,7 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
         display_name: row.display_name,
         organisation: row.organisation,
         role: role_from_column(&row.role),
+        must_change_password: row.must_change_password,
         auth: AuthMethod::Session {
             session_id: row.session_id,
             csrf_token: csrf::token_for(secret),

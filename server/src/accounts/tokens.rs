@@ -37,6 +37,7 @@ struct TokenUser {
     display_name: String,
     organisation: String,
     role: String,
+    must_change_password: bool,
 }
 
 /// The owner of a live token, or `None` when unknown, revoked or expired.
@@ -47,8 +48,10 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
     let now = now();
     let row: Option<TokenUser> = sqlx::query_as(
         "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.email, u.display_name, \
-         u.organisation, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)",
+         u.organisation, u.role, u.must_change_password FROM api_tokens t \
+         JOIN users u ON u.id = t.user_id \
+         WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?) \
+         AND u.disabled_at IS NULL",
     )
     .bind(hash_secret(token))
     .bind(now)
@@ -68,6 +71,7 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
         display_name: row.display_name,
         organisation: row.organisation,
         role: role_from_column(&row.role),
+        must_change_password: row.must_change_password,
         auth: AuthMethod::ApiToken {
             token_id: row.token_id,
         },

@@ -24,11 +24,12 @@ pub(crate) struct UserRow {
     pub organisation: String,
     pub role: String,
     pub must_change_password: bool,
+    pub disabled: bool,
     pub created_at: i64,
 }
 
-pub(crate) const USER_COLUMNS: &str =
-    "id, email, display_name, organisation, role, must_change_password, created_at";
+pub(crate) const USER_COLUMNS: &str = "id, email, display_name, organisation, role, \
+     must_change_password, disabled_at IS NOT NULL AS disabled, created_at";
 
 impl From<UserRow> for UserView {
     fn from(row: UserRow) -> Self {
@@ -39,6 +40,7 @@ impl From<UserRow> for UserView {
             organisation: row.organisation,
             role: role_from_column(&row.role),
             must_change_password: row.must_change_password,
+            disabled: row.disabled,
             created_at: rfc3339(row.created_at),
         }
     }

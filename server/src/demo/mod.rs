@@ -222,6 +222,7 @@ fn public_same_origin() -> Sharing {
     Sharing {
         public: true,
         allowed_origins: Vec::new(),
+        embed_anywhere: false,
     }
 }
 

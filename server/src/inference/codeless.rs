@@ -71,7 +71,7 @@ where
     let target: Target =
         match gate::authorize(&state, &shared, user.0.as_ref(), &headers, &name, None).await {
             Ok(t) => t,
-            Err(e) => return call.rejected(e),
+            Err(e) => return call.rejected(&headers, e),
         };
     let result = async {
         let m = super::model(&state, &shared, target.version_id).await?;

@@ -2,15 +2,23 @@
 //! model request (CORS headers, Prometheus counts and latencies per model and version).
 //!
 //! - A **public** deployment answers anyone; a **private** one those who may see its group
-//!   (`membership::group_access`): 401 for anonymous callers and 404 for others, with
-//!   the same bodies as for a name that is not deployed, so names reveal nothing.
+//!   (`membership::group_access`), and the pages of the partner sites it lists
+//!   (`allowed_origins`): their visitors use it without an account. Anyone else: 401 for
+//!   anonymous callers and 404 for others, with the same bodies as for a name that is not
+//!   deployed, so names reveal nothing. The `Origin` is the browser's word: a program can
+//!   forge it, so a listed site opens a private model to whoever claims to be that site; it
+//!   keeps the model off other sites' pages and out of the app, it is not authentication
+//!   (SECURITY.md).
 //! - A request carrying an `Origin` from another site is served only if the deployment lists
-//!   that origin (`allowed_origins`, compared scheme, host and port); otherwise 403 naming the
-//!   origin and the model. Our own origin is `Host` (or, with `--trust-proxy`,
+//!   that origin (`allowed_origins`, compared scheme, host and port), or is public and may be
+//!   embedded anywhere (`embed_anywhere`); otherwise 403 `origin_not_allowed` naming the
+//!   origin and the model (or, private, the hidden answer). Our own origin is `Host` (or, with `--trust-proxy`,
 //!   `X-Forwarded-Host`) over our scheme: `https` with `--behind-tls`, `http` otherwise, so a
 //!   plain-HTTP page on our host is not taken for our own HTTPS pages. Allowed origins get `Access-Control-Allow-Origin`, on preflight
 //!   (`OPTIONS`, [`preflight`]) and on every answer, errors included, so the partner's page can
-//!   read the error.
+//!   read the error. Refusals of a request from another site carry `Access-Control-Allow-Origin:
+//!   *` ([`Call::rejected`]), so that its page can read why (the bodies name nothing the
+//!   caller may not know; no credentials are allowed with `*`).
 //! - A pinned version (`/versions/{v}`) must be one of the deployment's group; callers outside
 //!   the group may pin only versions the deployment serves or has served.
 //! - Text from the caller echoed in an error (a model name, an origin) goes through [`shown`]:
@@ -98,9 +106,12 @@ pub async fn authorize(
         .get(&state.db, name)
         .await?
         .ok_or_else(|| hidden(name, user))?;
-    // Whether the caller may see the group (checked when needed: public models need not).
+    let origin = check_origin(state, headers, &deployment);
+    // Whether the caller may see the group (checked when needed: public models need not, nor
+    // private ones called from a listed partner site's page).
     let mut in_group = None;
-    if !deployment.public {
+    let from_partner = matches!(origin, Ok(Some(_)));
+    if !deployment.public && !from_partner {
         let user = user.ok_or_else(|| hidden(name, None))?;
         membership::group_access(&state.db, user, deployment.group_id)
             .await
@@ -110,7 +121,7 @@ pub async fn authorize(
             })?;
         in_group = Some(true);
     }
-    let cors_origin = check_origin(state, headers, &deployment)?;
+    let cors_origin = origin?;
     let version_id = match version {
         None => deployment.version_id,
         Some(v) => {
@@ -149,7 +160,8 @@ pub async fn authorize(
 }
 
 /// The request's `Origin` when it is another site's: `Ok(None)` for no origin or our own,
-/// `Ok(Some)` for an allowed one, 403 otherwise.
+/// `Ok(Some)` for an allowed one (listed, or any for a public model embeddable anywhere), 403
+/// otherwise.
 fn check_origin(
     state: &AppState,
     headers: &HeaderMap,
@@ -190,8 +202,9 @@ fn check_origin(
     if allowed {
         Ok(Some(value.clone()))
     } else {
-        Err(ApiError::Forbidden(format!(
-            "origin `{}` may not use model `{}`: its owner has not added it to the model's allowed origins",
+        Err(ApiError::OriginNotAllowed(format!(
+            "origin `{}` may not use model `{}`: its owner lets only the sites it lists embed \
+             it, and has not added this one",
             shown(origin),
             deployment.name
         )))
@@ -287,8 +300,19 @@ impl Call {
     }
 
     /// A request refused before it reached a model (unknown name, refused caller or origin).
-    pub fn rejected(self, e: ApiError) -> Response {
-        let response = e.into_response();
+    /// From another site's page (an `Origin`), readable there (`Access-Control-Allow-Origin:
+    /// *`, no credentials), so a partner's widget can say why: the bodies are the same for
+    /// every caller of that kind and name nothing it may not know.
+    pub fn rejected(self, headers: &HeaderMap, e: ApiError) -> Response {
+        let mut response = e.into_response();
+        if headers.contains_key(header::ORIGIN) {
+            let h = response.headers_mut();
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            h.append(header::VARY, HeaderValue::from_static("origin"));
+        }
         telemetry::record_rejected(self.route, response.status());
         response
     }

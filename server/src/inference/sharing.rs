@@ -72,7 +72,7 @@ async fn package(
     let target =
         match gate::authorize(&state, &shared, user.0.as_ref(), &headers, &name, None).await {
             Ok(t) => t,
-            Err(e) => return call.rejected(e),
+            Err(e) => return call.rejected(&headers, e),
         };
     let result = super::model(&state, &shared, target.version_id)
         .await
@@ -131,7 +131,7 @@ async fn onnx(
     .await
     {
         Ok(t) => t,
-        Err(e) => return call.rejected(e),
+        Err(e) => return call.rejected(&headers, e),
     };
     let result = super::model(&state, &shared, target.version_id)
         .await

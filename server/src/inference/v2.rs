@@ -171,7 +171,7 @@ async fn serve(
     .await
     {
         Ok(t) => t,
-        Err(e) => return call.rejected(e),
+        Err(e) => return call.rejected(&headers, e),
     };
     let result = async {
         let m = super::model(&state, &shared, target.version_id).await?;

@@ -44,29 +44,39 @@ pub struct Deployment {
     pub group_id: i64,
     /// Answers callers without an account.
     pub public: bool,
-    /// Other sites' origins allowed to call it from a browser (CORS).
+    /// Other sites' origins allowed to call it from a browser (CORS); for a private model,
+    /// their visitors may call it without an account.
     pub allowed_origins: Vec<String>,
+    /// Public and any site may embed it (CORS for every origin).
+    pub embed_anywhere: bool,
     /// The versions this deployment serves or served (current and promotion history): what a
     /// caller outside the group may pin with `/versions/{v}`.
     pub served: Vec<i64>,
 }
 
 impl Deployment {
+    /// Whether a page of `origin` (normalised) may call it: a listed site, or any site for a
+    /// public model that may be embedded anywhere.
     pub fn allows_origin(&self, origin: &str) -> bool {
+        self.lists_origin(origin) || (self.public && self.embed_anywhere)
+    }
+
+    /// Whether `origin` (normalised) is one of the listed partner sites.
+    pub fn lists_origin(&self, origin: &str) -> bool {
         self.allowed_origins.iter().any(|o| o == origin)
     }
 }
 
 /// Reads deployment `name`, `None` if nothing is deployed under it.
 pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
-    let row: Option<(i64, i64, bool, String)> = sqlx::query_as(
-        "SELECT d.version_id, v.group_id, d.public, d.allowed_origins_json
+    let row: Option<(i64, i64, bool, String, bool)> = sqlx::query_as(
+        "SELECT d.version_id, v.group_id, d.public, d.allowed_origins_json, d.embed_anywhere
          FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
     )
     .bind(name)
     .fetch_optional(db)
     .await?;
-    let Some((version_id, group_id, public, origins)) = row else {
+    let Some((version_id, group_id, public, origins, embed_anywhere)) = row else {
         return Ok(None);
     };
     let allowed_origins: Vec<String> = serde_json::from_str(&origins).unwrap_or_default();
@@ -84,6 +94,7 @@ pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
         group_id,
         public,
         allowed_origins,
+        embed_anywhere,
         served,
     }))
 }
@@ -100,13 +111,14 @@ pub async fn create_deployment(
     let origins = serde_json::to_string(&sharing.allowed_origins)
         .map_err(|e| ApiError::Internal(format!("origins: {e}")))?;
     sqlx::query(
-        "INSERT INTO deployments (name, version_id, public, allowed_origins_json)
-         VALUES (?, ?, ?, ?)",
+        "INSERT INTO deployments (name, version_id, public, allowed_origins_json, embed_anywhere)
+         VALUES (?, ?, ?, ?, ?)",
     )
     .bind(name)
     .bind(version_id)
     .bind(sharing.public)
     .bind(origins)
+    .bind(sharing.embed_anywhere)
     .execute(&mut *conn)
     .await
     .map_err(|e| match e {
@@ -136,12 +148,13 @@ pub async fn set_sharing(
     let origins = serde_json::to_string(&sharing.allowed_origins)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let changed = sqlx::query(
-        "UPDATE deployments SET public = ?, allowed_origins_json = ?,
+        "UPDATE deployments SET public = ?, allowed_origins_json = ?, embed_anywhere = ?,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
          WHERE name = ?",
     )
     .bind(sharing.public)
     .bind(origins)
+    .bind(sharing.embed_anywhere)
     .bind(name)
     .execute(db)
     .await?

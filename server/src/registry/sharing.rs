@@ -1,5 +1,6 @@
-//! A deployment's sharing settings: public or not, and which other sites' origins may call
-//! it. `GET/PUT /api/deployments/{name}/sharing` (`{"public": bool, "allowed_origins": [..]}`):
+//! A deployment's sharing settings: public or not, which other sites' pages may embed it, and
+//! for a public one whether any site may. `GET/PUT /api/deployments/{name}/sharing`
+//! (`{"public": bool, "allowed_origins": [..], "embed_anywhere": bool}`):
 //! read by those who see the deployment's group, changed by its owner or an administrator,
 //! stored by [`super::set_sharing`]. The inference gate reads them
 //! ([`crate::inference::gate`]) and never writes them.
@@ -36,6 +37,13 @@ pub struct SharingApi;
 /// `sharing` checked, with its origins normalised (lower case, no default port, no
 /// duplicates).
 pub fn normalised(sharing: Sharing) -> Result<Sharing, ApiError> {
+    if sharing.embed_anywhere && !sharing.public {
+        return Err(ApiError::BadRequest(
+            "embed_anywhere needs public: a private model is embedded only by the sites in \
+             allowed_origins"
+                .into(),
+        ));
+    }
     if sharing.allowed_origins.len() > MAX_ALLOWED_ORIGINS {
         return Err(ApiError::BadRequest(format!(
             "at most {MAX_ALLOWED_ORIGINS} allowed origins, got {}",
@@ -53,6 +61,7 @@ pub fn normalised(sharing: Sharing) -> Result<Sharing, ApiError> {
     Ok(Sharing {
         public: sharing.public,
         allowed_origins: origins,
+        embed_anywhere: sharing.embed_anywhere,
     })
 }
 
@@ -61,6 +70,7 @@ fn reply(name: &str, sharing: Sharing, can_change: bool) -> Json<SharingView> {
         name: name.to_string(),
         public: sharing.public,
         allowed_origins: sharing.allowed_origins,
+        embed_anywhere: sharing.embed_anywhere,
         can_change,
     })
 }
@@ -72,6 +82,7 @@ async fn read_sharing(db: &Db, name: &str) -> Result<Sharing, ApiError> {
     Ok(Sharing {
         public: d.public,
         allowed_origins: d.allowed_origins,
+        embed_anywhere: d.embed_anywhere,
     })
 }
 
@@ -99,8 +110,9 @@ async fn get_sharing(
     Ok(reply(&name, sharing, d.access.can_manage()))
 }
 
-/// The owner of the deployed model's group (or an administrator) makes it public or private
-/// and lists the other sites' origins allowed to call it.
+/// The owner of the deployed model's group (or an administrator) makes it public or private,
+/// lists the other sites whose pages may embed it (for a private model: their visitors use it
+/// without an account) and, for a public one, may let any site embed it.
 #[utoipa::path(
     put,
     operation_id = "set_sharing",
@@ -110,7 +122,7 @@ async fn get_sharing(
     request_body(content = Sharing, content_type = "application/json"),
     responses(
         (status = 200, description = "The settings as stored (origins normalised)", body = SharingView),
-        (status = 400, description = "Malformed body, a bad origin or more than 64 of them", body = ErrorBody),
+        (status = 400, description = "Malformed body, a bad origin or more than 64 of them, or embed_anywhere on a private model", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not the group's owner or an administrator, or a missing X-CSRF-Token", body = ErrorBody),
         (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
@@ -130,6 +142,7 @@ async fn put_sharing(
     tracing::info!(
         deployment = %name,
         public = sharing.public,
+        embed_anywhere = sharing.embed_anywhere,
         origins = sharing.allowed_origins.len(),
         user_id = user.id,
         "deployment sharing changed"
