@@ -31,7 +31,19 @@ struct Detail {
 }
 
 async fn load(name: String, signed_in: bool) -> Result<Detail, ApiError> {
-    let deployment = api::deployment(&name).await?;
+    let deployment = api::deployment(&name).await.map_err(|e| match e {
+        // The same answer for a private model and a name that is not deployed.
+        ApiError::Refused { status: 401, .. } => ApiError::Refused {
+            status: 401,
+            code: "unauthorized".into(),
+            message: format!(
+                "There is no public model named “{name}”. If it belongs to one of your groups, \
+                 sign in to see it"
+            ),
+            retry_after: None,
+        },
+        e => e,
+    })?;
     let package = api::package(&name).await.ok();
     // A visitor without an account reads a public model only: its group stays private.
     let (group, versions) = if signed_in {
