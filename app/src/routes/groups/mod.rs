@@ -160,7 +160,7 @@ struct GroupForm {
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
     text.trim()
         .parse()
-        .map_err(|_| format!("{what}: enter a number (got “{}”)", text.trim()))
+        .map_err(|_| format!("{what}: “{}” is not a number; enter one.", text.trim()))
 }
 
 /// The sample's column names and rows, read by the project's one CSV reader
@@ -277,8 +277,12 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
                 },
             })
             .collect();
-        let task = api::task_named(&form.task)
-            .ok_or_else(|| format!("Choose what the model predicts (got “{}”).", form.task))?;
+        let task = api::task_named(&form.task).ok_or_else(|| {
+            format!(
+                "Choose what the model predicts: “{}” is not one of the choices.",
+                form.task
+            )
+        })?;
         ModelTemplate::Tabular {
             schema: Schema {
                 features,
@@ -312,8 +316,12 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         rounds: number("Rounds", &form.rounds)?,
         local_epochs: number("Local epochs", &form.local_epochs)?,
         batch_size: number("Batch size", &form.batch_size)?,
-        optimizer: api::optimizer_named(&form.optimizer)
-            .ok_or_else(|| format!("Choose an optimiser (got “{}”).", form.optimizer))?,
+        optimizer: api::optimizer_named(&form.optimizer).ok_or_else(|| {
+            format!(
+                "Choose an optimiser: “{}” is not one of the choices.",
+                form.optimizer
+            )
+        })?,
         lr: number("Learning rate", &form.lr)?,
     };
     let strategy = match form.strategy.as_str() {
