@@ -37,9 +37,32 @@ impl ApiError {
     }
 }
 
-/// `"password: at least 8 characters"` -> `"Password: at least 8 characters."`
+/// Developer quoting in a message for people: `` `x` `` -> “x” (server and engine messages
+/// quote names with backticks).
+pub(crate) fn plain_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open = false;
+    // An odd number of backticks: leave the last one alone rather than open a quote.
+    let pairs = message.matches('`').count() / 2 * 2;
+    for (seen, part) in message.split('`').enumerate() {
+        if seen > 0 {
+            if seen <= pairs {
+                out.push(if open { '”' } else { '“' });
+                open = !open;
+            } else {
+                out.push('`');
+            }
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+/// `"password: at least 8 characters"` -> `"Password: at least 8 characters."`; backticks
+/// become quotation marks ([`plain_quotes`]).
 pub(crate) fn sentence(message: &str) -> String {
-    let message = message.trim();
+    let message = plain_quotes(message.trim());
+    let message = message.as_str();
     let mut chars = message.chars();
     let mut out: String = match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -626,6 +649,19 @@ pub async fn metrics_text() -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backticks_become_quotation_marks() {
+        assert_eq!(
+            sentence("unknown column `Agee`; the model's columns are `Age`, `Balance`"),
+            "Unknown column “Agee”; the model's columns are “Age”, “Balance”."
+        );
+        assert_eq!(plain_quotes("a ` b"), "a ` b");
+        assert_eq!(
+            sentence("this file is not a PNG or JPEG image"),
+            "This file is not a PNG or JPEG image."
+        );
+    }
 
     #[test]
     fn server_messages_become_sentences() {

@@ -14,9 +14,22 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// Okabe–Ito colours: told apart with the common colour-vision deficiencies too.
 const COLOURS: [&str; 6] = [
-    "#0b6bcb", "#c4320a", "#067647", "#6941c6", "#b54708", "#475467",
+    "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9",
 ];
+
+/// How series `i` named `name` is drawn: its colour, and a dash pattern for evaluation
+/// series, so that training and evaluation of the same metric differ in two ways even when
+/// their lines overlap (a loss measured on both is often near-identical).
+pub fn series_style(i: usize, name: &str) -> (&'static str, &'static str) {
+    let dash = if name.to_ascii_lowercase().contains("evaluation") {
+        "7 4"
+    } else {
+        ""
+    };
+    (COLOURS[i % COLOURS.len()], dash)
+}
 
 const W: f64 = 480.0;
 const H: f64 = 220.0;
@@ -195,7 +208,7 @@ pub fn line_chart(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let colour = COLOURS[i % COLOURS.len()];
+            let (colour, dash) = series_style(i, &s.name);
             let path = s
                 .points
                 .iter()
@@ -221,7 +234,8 @@ pub fn line_chart(
                 })
                 .collect_view();
             view! {
-                <polyline points=path fill="none" stroke=colour stroke-width="2"/>
+                <polyline points=path fill="none" stroke=colour stroke-width="2"
+                    stroke-dasharray=dash data-series=s.name.clone()/>
                 {dots}
             }
         })
@@ -230,7 +244,14 @@ pub fn line_chart(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let style = format!("background:{}", COLOURS[i % COLOURS.len()]);
+            let (colour, dash) = series_style(i, &s.name);
+            let style = if dash.is_empty() {
+                format!("background:{colour}")
+            } else {
+                format!(
+                    "background:repeating-linear-gradient(90deg,{colour} 0 4px,transparent 4px 6px)"
+                )
+            };
             view! { <li><span class="swatch" style=style></span>{s.name.clone()}</li> }
         })
         .collect_view();
@@ -312,6 +333,15 @@ pub fn probability_bars(id: &'static str, labels: Vec<String>, probabilities: Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_and_evaluation_series_differ_in_colour_and_dash() {
+        let a = series_style(0, "training loss");
+        let b = series_style(1, "evaluation loss");
+        assert_ne!(a.0, b.0);
+        assert_eq!(a.1, "");
+        assert_ne!(b.1, "");
+    }
 
     #[test]
     fn ticks_are_round_numbers_inside_the_range() {

@@ -94,7 +94,7 @@ fn explain(e: TabularError, delimiter: Option<Delimiter>) -> CsvProblem {
         TabularError::UnclosedQuote { line } => problem(
             Some(line),
             None,
-            "a quoted field is never closed: a `\"` is missing.".into(),
+            "a quoted field is never closed: a closing quotation mark (\") is missing.".into(),
         ),
         TabularError::TooManyColumns { max } => problem(
             None,
@@ -138,15 +138,12 @@ pub fn check(text: &str, expected: Option<&Expected>) -> Result<CsvPreview, CsvP
             return Err(problem(
                 Some(header_line),
                 None,
+                // The page lists every column the model reads next to the file picker: name
+                // only what is missing here, not the whole list a second time.
                 format!(
-                    "the header lacks the model's {what} {}. The model reads {}.",
+                    "the header lacks the model's {what} {} (names must match exactly, \
+                     capitals included).",
                     missing.join(", "),
-                    expected
-                        .columns
-                        .iter()
-                        .map(|c| format!("“{c}”"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ),
             ));
         }
@@ -255,6 +252,8 @@ mod tests {
             e.message.contains("lacks the model's column “Geography”"),
             "{e}"
         );
+        // Only what is missing: the page lists the model's columns once, beside the picker.
+        assert!(!e.message.contains("“Age”"), "{e}");
     }
 
     #[test]

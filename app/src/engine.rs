@@ -316,6 +316,13 @@ pub struct Capabilities {
     pub backend: String,
     #[serde(default)]
     pub cross_origin_isolated: bool,
+    /// The WebGPU adapter renders in software (SwiftShader, llvmpipe): `auto` trains on the
+    /// CPU, which is faster there.
+    #[serde(default)]
+    pub software_gpu: bool,
+    /// The adapter's description, for display.
+    #[serde(default)]
+    pub adapter: Option<String>,
 }
 
 /// `"wgpu"` -> "WebGPU", anything else -> "CPU".
@@ -468,6 +475,10 @@ pub struct TrainOutcome {
     /// The final model's metrics on this member's rows.
     #[serde(default)]
     pub metrics: Option<crate::api::Metrics>,
+    /// Which of this member's rows [`TrainOutcome::metrics`] were computed on: `"test"` (its
+    /// held-out rows) or `"train"` (its training rows, when it held none out).
+    #[serde(default)]
+    pub metrics_on: Option<String>,
 }
 
 /// What `run` needs besides the data.

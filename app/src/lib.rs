@@ -8,9 +8,11 @@
 mod api;
 mod browser;
 mod charts;
+mod copy;
 mod csv_check;
 mod digit;
 mod engine;
+mod metrics;
 mod pwa;
 mod routes;
 mod session;

@@ -2,7 +2,8 @@
 //!
 //! | path       | page                                              |
 //! |------------|---------------------------------------------------|
-//! | `/`        | [`home`]: what B3O Edge is, the server's status   |
+//! | `/`        | [`home`]: what B3O Edge is, public models to try, the server's status |
+//! | `/how-it-works` | [`how_it_works`]: data, server, rounds, strategies, where models run |
 //! | `/sign-up` | [`sign_up`]                                       |
 //! | `/sign-in` | [`sign_in`]                                       |
 //! | `/profile` | [`profile`]: name, organisation, password, tokens |
@@ -22,6 +23,7 @@ mod choose_password;
 mod groups;
 mod history;
 mod home;
+mod how_it_works;
 mod model_detail;
 mod models;
 mod predict;
@@ -51,6 +53,7 @@ pub fn App() -> impl IntoView {
                 <Show when=move || !must_change.get() fallback=choose_password::ChooseNewPassword>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::Home/>
+                    <Route path=path!("/how-it-works") view=how_it_works::HowItWorks/>
                     <Route path=path!("/sign-up") view=sign_up::SignUp/>
                     <Route path=path!("/sign-in") view=sign_in::SignIn/>
                     <Route path=path!("/profile") view=profile::Profile/>
@@ -124,6 +127,7 @@ fn Nav() -> impl IntoView {
                     <li><A href="/predict">"Predict"</A></li>
                     <li><A href="/groups">"Groups"</A></li>
                     <li><A href="/history">"History"</A></li>
+                    <li><A href="/how-it-works">"How it works"</A></li>
                     {move || session.user().filter(|u| u.role == api::Role::Admin).map(|_| view! {
                         <li><A href="/admin">"Admin"</A></li>
                     })}

@@ -17,13 +17,15 @@ pub enum SessionState {
     SignedIn(Me),
 }
 
+/// The session's state, and whether the account was created in this visit (the home page
+/// greets a new account with "Welcome", a returning one with "Welcome back").
 #[derive(Debug, Clone, Copy)]
-pub struct Session(RwSignal<SessionState>);
+pub struct Session(RwSignal<SessionState>, RwSignal<bool>);
 
 impl Session {
     /// Creates the session, provides it as context and asks the server who is signed in.
     pub fn provide() -> Session {
-        let session = Session(RwSignal::new(SessionState::Checking));
+        let session = Session(RwSignal::new(SessionState::Checking), RwSignal::new(false));
         provide_context(session);
         leptos::task::spawn_local(async move {
             // A failed check leaves the visitor signed out; pages that need the account say so.
@@ -57,10 +59,23 @@ impl Session {
     }
 
     pub fn signed_in(&self, me: Me) {
+        self.1.set(false);
         self.0.set(SessionState::SignedIn(me));
     }
 
+    /// Signed in by creating the account just now.
+    pub fn registered(&self, me: Me) {
+        self.1.set(true);
+        self.0.set(SessionState::SignedIn(me));
+    }
+
+    /// The account was created in this visit (tracked).
+    pub fn is_new_account(&self) -> bool {
+        self.1.get()
+    }
+
     pub fn signed_out(&self) {
+        self.1.set(false);
         self.0.set(SessionState::SignedOut);
     }
 

@@ -674,6 +674,33 @@ impl Browser {
         Ok(())
     }
 
+    /// The window sizes [`screenshots`](Self::screenshots) shows a page at: a laptop and a
+    /// phone (iPhone 12-15 viewport). The browser starts at the first.
+    pub const SCREENSHOT_SIZES: [(u32, u32); 2] = [(1280, 900), (390, 844)];
+
+    /// Saves the page at each of [`SCREENSHOT_SIZES`](Self::SCREENSHOT_SIZES) as
+    /// `e2e/artifacts/<name>-<w>x<h>.png` (the window is resized through WebDriver, the page
+    /// given a moment to lay out again), then restores the first size. Returns the paths.
+    pub async fn screenshots(&self, name: &str) -> Result<Vec<PathBuf>> {
+        let mut paths = Vec::new();
+        for (w, h) in Self::SCREENSHOT_SIZES {
+            self.client
+                .set_window_size(w, h)
+                .await
+                .with_context(|| format!("resizing the window to {w}x{h}"))?;
+            // Two animation frames: the resize is applied and the page laid out again.
+            self.js_async(
+                "const done = arguments[0];                  requestAnimationFrame(() => requestAnimationFrame(() => done(null)));",
+                vec![],
+            )
+            .await?;
+            paths.push(self.screenshot(&format!("{name}-{w}x{h}")).await?);
+        }
+        let (w, h) = Self::SCREENSHOT_SIZES[0];
+        self.client.set_window_size(w, h).await?;
+        Ok(paths)
+    }
+
     /// Runs `check`; when it fails, saves a screenshot named after the test before returning.
     pub async fn check<F, T>(&self, name: &str, check: F) -> Result<T>
     where

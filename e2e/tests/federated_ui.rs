@@ -226,6 +226,37 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         let downloaded = owner.download_text("#download-csv").await?;
         same_predictions(&downloaded, &api.predict_csv("churn-fl", &probe_csv).await?)
             .context("the browser's predictions with the promoted model")?;
+
+        // The trained model's page names its metrics' source: the trainers' training split,
+        // weighted by rows (issue #21); the owner's Deploy buttons stay reachable on a phone.
+        owner
+            .client
+            .goto(&format!("{}/models/churn-fl", server.url))
+            .await?;
+        let label = owner
+            .wait_for_text(
+                "#model-metrics[data-metric-source='training'] .metric-source",
+                "training split",
+            )
+            .await?;
+        ensure!(label.contains("weighted by their rows"), "label: {label}");
+        owner
+            .wait_for("#model-versions th[data-metric-source='training']")
+            .await?;
+        owner.screenshots("model-trained-owner").await?;
+        owner.client.set_window_size(390, 844).await?;
+        let right = owner
+            .js(
+                "const b = document.querySelector('#model-versions .promote-version'); \
+                 return b ? b.getBoundingClientRect().right : null;",
+                vec![],
+            )
+            .await?;
+        owner.client.set_window_size(1280, 900).await?;
+        ensure!(
+            right.as_f64().is_some_and(|r| r > 0.0 && r <= 390.0),
+            "a Deploy button is off-screen at 390 px: right edge {right}"
+        );
         Ok(())
     })
     .await;

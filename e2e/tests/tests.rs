@@ -6,3 +6,4 @@ mod embed;
 mod federated_ui;
 mod offline;
 mod predict_ui;
+mod visitor_ui;

@@ -149,9 +149,12 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/versions/{id}", GroupMember),
     rule("GET", "/api/versions/{id}/weights", GroupMember),
     rule("GET", "/api/versions/{id}/onnx", GroupMember),
-    // Lists the deployments of the caller's groups (administrators: all).
-    rule("GET", "/api/deployments", Authenticated),
-    rule("GET", "/api/deployments/{name}", GroupMember),
+    // Lists the public deployments to anyone, plus, signed in, those of the caller's groups
+    // (administrators: all): visitors find the demo models (issue #21). Private ones are
+    // never listed to outsiders.
+    rule("GET", "/api/deployments", Public),
+    // A public model's page reads without an account; a private one as `GroupMember`.
+    rule("GET", "/api/deployments/{name}", PublicIfModelPublic),
     rule("PUT", "/api/deployments/{name}", DeploymentOwner),
     rule("POST", "/api/deployments/{name}/rollback", DeploymentOwner),
     // Inference (server/src/inference): model routes answer per deployment, public ones

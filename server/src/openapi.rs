@@ -379,11 +379,13 @@ mod tests {
             let anonymous = requirements
                 .iter()
                 .any(|r| r.as_object().is_some_and(|r| r.is_empty()));
-            // Public: no scheme. Otherwise the session, and the bearer token where API tokens
-            // are accepted (account management needs a person signed in); an empty
+            // Public: no scheme, or anonymous first with optional credentials where the
+            // answer depends on the caller (the list of deployments: public ones for anyone,
+            // plus the caller's groups'). Otherwise the session, and the bearer token where API
+            // tokens are accepted (account management needs a person signed in); an empty
             // requirement (anonymous callers) exactly for public models.
             let ok = match rule.access {
-                Access::Public => schemes.is_empty(),
+                Access::Public => schemes.is_empty() || (known && anonymous),
                 access => {
                     known
                         && schemes.contains(&SESSION_SCHEME)

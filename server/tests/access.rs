@@ -212,6 +212,9 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/auth/login"),
     // A static sample file for the demo (no user data).
     ("GET", "/api/demo/churn-sample.csv"),
+    // The list of deployments: anonymous callers get the public models only (issue #21;
+    // `inference::public_deployments_are_listed_and_read_by_everyone`).
+    ("GET", "/api/deployments"),
     // The API's description and its reference UI (static, no user data).
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),

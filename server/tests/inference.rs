@@ -1021,6 +1021,82 @@ async fn sharing_is_read_by_the_group_and_changed_by_its_owner() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
 }
 
+/// Issue #21: visitors find the public models. `GET /api/deployments` lists the public ones
+/// for everyone (plus, signed in, those of the caller's groups) and a public model's page
+/// (`GET /api/deployments/{name}`) reads without an account; a private one is neither listed
+/// nor read, and answers as a name that is not deployed.
+#[tokio::test]
+async fn public_deployments_are_listed_and_read_by_everyone() {
+    let d = churn().await;
+    let s = &d.server;
+    let stranger = s.register("visitor@example.org").await;
+    let names = |r: &Raw| -> Vec<String> {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let anon_list = || s.anon(Method::GET, "/api/deployments", "", vec![]);
+    let anon_read = || s.anon(Method::GET, "/api/deployments/churn", "", vec![]);
+
+    // Private: only its group sees it; anonymous callers and strangers get nothing.
+    assert!(names(&anon_list().await).is_empty());
+    let r = s
+        .as_user(&stranger, Method::GET, "/api/deployments", "", vec![])
+        .await;
+    assert!(names(&r).is_empty());
+    let owner_list = d.get("/api/deployments").await;
+    assert_eq!(names(&owner_list), ["churn"]);
+    assert_eq!(owner_list.json()["deployments"][0]["public"], false);
+    let missing_anon = s
+        .anon(Method::GET, "/api/deployments/no-such-model", "", vec![])
+        .await;
+    let r = anon_read().await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    assert_eq!(r.json(), missing_anon.json());
+    let missing = s
+        .as_user(
+            &stranger,
+            Method::GET,
+            "/api/deployments/no-such-model",
+            "",
+            vec![],
+        )
+        .await;
+    let r = s
+        .as_user(&stranger, Method::GET, "/api/deployments/churn", "", vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert_eq!(r.json(), missing.json());
+
+    // Public: listed and readable by anyone, with the served version's metrics.
+    d.share(true, &[]).await;
+    assert_eq!(names(&anon_list().await), ["churn"]);
+    let r = s
+        .as_user(&stranger, Method::GET, "/api/deployments", "", vec![])
+        .await;
+    assert_eq!(names(&r), ["churn"]);
+    let r = anon_read().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let view = r.json();
+    assert_eq!(view["name"], "churn");
+    assert_eq!(view["public"], true);
+    assert_eq!(view, d.get("/api/deployments/churn").await.json());
+    let r = s
+        .as_user(&stranger, Method::GET, "/api/deployments/churn", "", vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // Private again: gone from the lists of those outside its group.
+    d.share(false, &[]).await;
+    assert!(names(&anon_list().await).is_empty());
+    assert_eq!(anon_read().await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(names(&d.get("/api/deployments").await), ["churn"]);
+}
+
 #[tokio::test]
 async fn cross_origin_calls_need_the_origin_on_the_allow_list() {
     let d = churn().await;

@@ -110,7 +110,7 @@ pub enum CodelessError {
         column: String,
         known: Vec<String>,
     },
-    #[error("the body is not a PNG or JPEG image")]
+    #[error("this file is not a PNG or JPEG image")]
     NotAnImage,
     #[error(
         "the image is {width}x{height} pixels; send one between {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} and {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"

@@ -1,6 +1,9 @@
-//! `/models/{name}`: one deployed model. The version it serves and its metrics, every version
-//! of its group with metrics by round as charts, promote and roll back (the group's owner),
-//! who may use it — public, and the partner sites allowed to embed it — and the embed snippet.
+//! `/models/{name}`: one deployed model. What it predicts and from which inputs (its package),
+//! the version it serves and its metrics, each labelled with whose data they were computed on
+//! (`crate::metrics`, `data-metric-source`), every version of its group with metrics by round
+//! as charts, promote and roll back (the group's owner), who may use it — public, and the
+//! partner sites allowed to embed it — and the embed snippet. A public model's page reads
+//! without an account; its group's pages stay private.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -8,10 +11,13 @@ use leptos_router::hooks::use_params_map;
 
 use super::{form_error, show_errors};
 use crate::api::{
-    self, ApiError, DeploymentView, GroupExt, GroupView, Metrics, Sharing, VersionView,
+    self, ApiError, DeploymentView, GroupExt, GroupView, Metrics, ModelPackage, Sharing,
+    VersionView,
 };
 use crate::browser;
 use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
+use crate::copy::CopyButton;
+use crate::metrics::{MetricSource, labelled_metrics};
 use crate::session::use_session;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,30 +26,68 @@ struct Detail {
     versions: Vec<VersionView>,
     /// The group, when the caller may see it (its role decides who manages).
     group: Option<GroupView>,
+    /// What clients download to run it: task, inputs, labels (absent if it cannot be read).
+    package: Option<ModelPackage>,
 }
 
-async fn load(name: String) -> Result<Detail, ApiError> {
-    let deployment = api::deployment(&name).await?;
-    let group = api::group(deployment.group_id).await.ok();
-    let versions = api::versions(deployment.group_id).await.unwrap_or_default();
+async fn load(name: String, signed_in: bool) -> Result<Detail, ApiError> {
+    let deployment = api::deployment(&name).await.map_err(|e| match e {
+        // The same answer for a private model and a name that is not deployed.
+        ApiError::Refused { status: 401, .. } => ApiError::Refused {
+            status: 401,
+            code: "unauthorized".into(),
+            message: format!(
+                "There is no public model named “{name}”. If it belongs to one of your groups, \
+                 sign in to see it"
+            ),
+            retry_after: None,
+        },
+        e => e,
+    })?;
+    let package = api::package(&name).await.ok();
+    // A visitor without an account reads a public model only: its group stays private.
+    let (group, versions) = if signed_in {
+        (
+            api::group(deployment.group_id).await.ok(),
+            api::versions(deployment.group_id).await.unwrap_or_default(),
+        )
+    } else {
+        (None, Vec::new())
+    };
     Ok(Detail {
         deployment,
         versions,
         group,
+        package,
     })
 }
+
+/// The last change's confirmation (deploy, roll back), shown above the page.
+#[derive(Debug, Clone, Copy)]
+struct Notice(RwSignal<Option<String>>);
 
 #[component]
 pub fn ModelDetail() -> impl IntoView {
     let params = use_params_map();
     let name = Memo::new(move |_| params.with(|p| p.get("name")).unwrap_or_default());
     let reload = RwSignal::new(0u32);
+    let session = use_session();
+    let notice = Notice(RwSignal::new(None));
+    provide_context(notice);
     let detail = LocalResource::new(move || {
         reload.track();
-        load(name.get())
+        load(name.get(), session.user().is_some())
     });
     view! {
         <p class="crumbs"><A href="/models">"Models"</A> " / "</p>
+        {move || notice.0.get().map(|text| view! {
+            <p class="ok toast" id="deploy-done" role="status">
+                {text}
+                " "
+                <button type="button" class="link" aria-label="Dismiss"
+                    on:click=move |_| notice.0.set(None)>"×"</button>
+            </p>
+        })}
         <Transition fallback=|| view! { <p>"Loading the model…"</p> }>
             <ErrorBoundary fallback=show_errors>
                 {move || Suspend::new(async move {
@@ -69,11 +113,16 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
         .iter()
         .map(|v| (v.round as f64, v.metrics.as_ref()))
         .collect();
-    let loss = series_by_metric(&rows, "", is_loss);
-    let quality = series_by_metric(&rows, "", is_quality);
-    let current_metrics = metric_text(dep.metrics.as_ref());
+    // Versions of rounds carry the trainers' metrics (see `crate::metrics`).
+    let prefix = format!("{} ", MetricSource::Training.short());
+    let loss = series_by_metric(&rows, &prefix, is_loss);
+    let quality = series_by_metric(&rows, &prefix, is_quality);
+    let source = MetricSource::of_version(dep.round);
     view! {
-        <h1 id="model-name">{dep.name.clone()}</h1>
+        <h1 id="model-name">
+            {dep.name.clone()}
+            {dep.public.then(|| view! { " " <span class="tag" id="model-public">"public"</span> })}
+        </h1>
         <p class="muted">
             {format!(
                 "Serves version {} (round {}) since {}",
@@ -83,33 +132,74 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
             )}
             {group_link}
         </p>
-        <p id="model-metrics">
-            {if current_metrics.is_empty() {
-                "No metrics reported for this version.".to_string()
-            } else {
-                format!("Metrics: {current_metrics}")
-            }}
-        </p>
+        {d.package.as_ref().map(about_model)}
+        <section class="card" aria-labelledby="served-heading">
+            <h2 id="served-heading">"How good is it?"</h2>
+            {labelled_metrics("model-metrics", source, dep.metrics.as_ref())}
+        </section>
         <p class="actions">
             <A href=predict attr:class="button" attr:id="predict-link">"Predict with this model"</A>
         </p>
         {(!d.versions.is_empty()).then(|| view! {
             <section class="card charts" aria-labelledby="metrics-heading">
                 <h2 id="metrics-heading">"Metrics by round"</h2>
+                <p class="hint metric-source" data-metric-source="training">
+                    {MetricSource::Training.explanation()}
+                </p>
                 <div class="columns">
-                    {line_chart("model-loss-chart".into(), "Loss by round".into(), "round", loss)}
-                    {line_chart("model-accuracy-chart".into(), "Accuracy by round".into(), "round", quality)}
+                    {line_chart("model-loss-chart".into(), "Training loss by round".into(), "round", loss)}
+                    {line_chart("model-accuracy-chart".into(), "Training accuracy by round".into(), "round", quality)}
                 </div>
             </section>
         })}
-        <VersionTable d=d.clone() manage reload/>
+        {(!d.versions.is_empty()).then(|| view! { <VersionTable d=d.clone() manage reload/> })}
         {manage.then(|| view! { <SharingForm name=dep.name.clone()/> })}
-        <Embed name=dep.name.clone()/>
+        {(d.group.is_some()).then(|| view! { <Embed name=dep.name.clone()/> })}
     }
+}
+
+/// What the model predicts and from which inputs, from its package: readable by anyone who
+/// may use the model.
+fn about_model(p: &ModelPackage) -> AnyView {
+    let (columns, numeric) = api::package_columns(p);
+    let inputs = (!columns.is_empty()).then(|| {
+        let items = columns
+            .iter()
+            .map(|c| {
+                let kind = if numeric.contains(c) {
+                    "number"
+                } else {
+                    "category"
+                };
+                view! { <li><code>{c.clone()}</code> " " <span class="hint">{kind}</span></li> }
+            })
+            .collect_view();
+        view! {
+            <h3>"Inputs"</h3>
+            <ul class="inputs" id="model-inputs">{items}</ul>
+        }
+    });
+    let labels = (!p.spec.labels.is_empty()).then(|| {
+        view! {
+            <h3>"Labels it predicts"</h3>
+            <p id="model-labels">{p.spec.labels.join(", ")}</p>
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="about-heading">
+            <h2 id="about-heading">"What it predicts"</h2>
+            <p id="model-what">{super::models::what_it_predicts(p)}</p>
+            {inputs}
+            {labels}
+        </section>
+    }
+    .into_any()
 }
 
 #[component]
 fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView {
+    // Kept by the page across the reload that follows a change.
+    let notice = expect_context::<Notice>().0;
     let session = use_session();
     let name = d.deployment.name.clone();
     let current = d.deployment.version_id;
@@ -120,7 +210,11 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
             let (name, version) = (name.clone(), *version);
             async move {
                 let r = api::promote(&session.csrf(), &name, version).await;
-                if r.is_ok() {
+                if let Ok(d) = &r {
+                    notice.set(Some(format!(
+                        "Deployed: “{}” now serves version {}.",
+                        d.name, d.version_id
+                    )));
                     reload.update(|n| *n += 1);
                 }
                 r
@@ -133,7 +227,11 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
             let name = name.clone();
             async move {
                 let r = api::rollback(&session.csrf(), &name).await;
-                if r.is_ok() {
+                if let Ok(d) = &r {
+                    notice.set(Some(format!(
+                        "Rolled back: “{}” now serves version {}.",
+                        d.name, d.version_id
+                    )));
                     reload.update(|n| *n += 1);
                 }
                 r
@@ -157,12 +255,14 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
             let label = format!("Deploy version {id} as {name}");
             view! {
                 <tr data-version=id>
-                    <td>{id}</td>
-                    <td>{v.round}</td>
-                    <td>{metric_text(v.metrics.as_ref())}</td>
-                    <td>{(!state.is_empty()).then(|| view! { <span class="tag">{state}</span> })}</td>
+                    <td data-label="Version">{id}</td>
+                    <td data-label="Round">{v.round}</td>
+                    <td data-label="Metrics" data-metric-source=MetricSource::of_version(v.round).hook()>
+                        {metric_text(v.metrics.as_ref())}
+                    </td>
+                    <td data-label="State">{(!state.is_empty()).then(|| view! { <span class="tag">{state}</span> })}</td>
                     {manage.then(|| view! {
-                        <td>
+                        <td class="actions-cell">
                             {(id != current).then(|| view! {
                                 <button type="button" class="secondary promote-version"
                                     data-version=id aria-label=label.clone()
@@ -190,12 +290,15 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
             } else {
                 view! {
                     <div class="table-wrap">
-                        <table id="model-versions">
+                        <table id="model-versions" class="stack-on-mobile">
                             <thead>
                                 <tr>
                                     <th scope="col">"Version"</th>
                                     <th scope="col">"Round"</th>
-                                    <th scope="col">"Metrics"</th>
+                                    <th scope="col" data-metric-source="training">
+                                        "Metrics "
+                                        <span class="hint">"(training split; round 0: server test set)"</span>
+                                    </th>
                                     <th scope="col">"State"</th>
                                     {manage.then(|| view! {
                                         <th scope="col"><span class="visually-hidden">"Actions"</span></th>
@@ -209,6 +312,7 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                 .into_any()
             }}
             {form_error("promote-error", promote.value())}
+
             {(manage && previous.is_some()).then(|| view! {
                 <p>
                     <button type="button" id="rollback" class="secondary"
@@ -221,6 +325,7 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                 </p>
             })}
             {form_error("rollback-error", rollback.value())}
+
         </section>
     }
 }
@@ -389,7 +494,8 @@ fn Embed(name: String) -> impl IntoView {
                 "predictions computed in their own browser."
             </p>
             <label for="embed-snippet">"HTML snippet"</label>
-            <textarea id="embed-snippet" rows="3" readonly>{snippet}</textarea>
+            <textarea id="embed-snippet" rows="3" readonly>{snippet.clone()}</textarea>
+            <CopyButton id="copy-embed" text=snippet what="the HTML snippet"/>
         </section>
     }
 }

@@ -1,35 +1,42 @@
-//! `/models`: the catalogue of deployed models the account may use (`GET /api/deployments`:
-//! those of its groups), each linking to its page (`/models/{name}`) and to prediction.
+//! `/models`: the catalogue of deployed models the visitor may use (`GET /api/deployments`:
+//! the public ones for everyone, plus those of a signed-in account's groups), each linking to
+//! its page (`/models/{name}`) and to prediction.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
 
 use super::show_errors;
-use crate::api::{self, DeploymentView, Metrics};
+use b3o_models::Task;
+
+use crate::api::{self, DeploymentView, ModelPackage};
+use crate::metrics::{MetricSource, labelled_metrics};
+use crate::session::use_session;
 
 #[component]
 pub fn Models() -> impl IntoView {
-    let deployments = LocalResource::new(api::deployments);
+    let session = use_session();
+    // Signing in or out changes the list (groups' private models).
+    let deployments = LocalResource::new(move || {
+        session.user();
+        api::deployments()
+    });
     view! {
         <h1>"Models"</h1>
         <p class="muted">
             "Models trained by federated groups and promoted to a deployment. Each name points "
-            "at one version of a group's global model."
+            "at one version of a group's global model. Public models are open to everyone, "
+            "no account needed."
         </p>
+        {move || session.user().is_none().then(|| view! {
+            <p class="hint" id="models-sign-in">
+                <A href="/sign-in">"Sign in"</A>
+                " to see your groups' models too."
+            </p>
+        })}
         <Transition fallback=|| view! { <p>"Loading the models…"</p> }>
             <ErrorBoundary fallback=show_errors>
                 {move || Suspend::new(async move {
-                    match deployments.await {
-                        Err(e) if e.status() == Some(401) => Ok(view! {
-                            <p class="empty">
-                                <A href="/sign-in">"Sign in"</A>
-                                " to see the models of your groups. A public model opens from "
-                                "its link, e.g. /predict/churn."
-                            </p>
-                        }
-                        .into_any()),
-                        other => other.map(catalogue),
-                    }
+                    deployments.await.map(catalogue)
                 })}
             </ErrorBoundary>
         </Transition>
@@ -61,35 +68,27 @@ fn catalogue(list: Vec<DeploymentView>) -> AnyView {
 
 #[component]
 fn ModelCard(d: DeploymentView) -> impl IntoView {
-    let metrics = metric_rows(d.metrics.as_ref());
     let previous = d.history.len().saturating_sub(1);
     let detail = format!("/models/{}", api::encode(&d.name));
     let predict = format!("/predict/{}", api::encode(&d.name));
+    let source = MetricSource::of_version(d.round);
+    let name = d.name.clone();
+    let title = d.name.clone();
     view! {
-        <article class="card">
-            <h2><A href=detail>{d.name.clone()}</A></h2>
+        <article class="card" data-model=name>
+            <h2>
+                <A href=detail>{title}</A>
+                {d.public.then(|| view! { " " <span class="tag">"public"</span> })}
+            </h2>
             <p class="muted">
                 {format!(
-                    "Version {} · group {} · round {} · updated {}",
+                    "Version {} · round {} · updated {}",
                     d.version_id,
-                    d.group_id,
                     d.round,
                     d.updated_at.get(..10).unwrap_or(&d.updated_at),
                 )}
             </p>
-            {if metrics.is_empty() {
-                view! { <p class="muted">"No metrics reported for this version."</p> }.into_any()
-            } else {
-                view! {
-                    <dl class="metrics">
-                        {metrics
-                            .into_iter()
-                            .map(|(k, v)| view! { <dt>{k}</dt><dd>{v}</dd> })
-                            .collect_view()}
-                    </dl>
-                }
-                    .into_any()
-            }}
+            {labelled_metrics("", source, d.metrics.as_ref())}
             <p>
                 <A href=predict attr:class="button">
                     "Predict"
@@ -101,38 +100,25 @@ fn ModelCard(d: DeploymentView) -> impl IntoView {
     }
 }
 
-/// Metrics as (name, value) rows, numbers rounded.
-fn metric_rows(metrics: Option<&Metrics>) -> Vec<(String, String)> {
-    metrics
-        .into_iter()
-        .flatten()
-        .map(|(k, &x)| {
-            let shown = if x.fract() == 0.0 && x.abs() < 1e12 {
-                format!("{x:.0}")
-            } else {
-                format!("{x:.4}")
+/// What a model predicts, from its package, in one sentence for people.
+pub fn what_it_predicts(p: &ModelPackage) -> String {
+    let labels = &p.spec.labels;
+    let classes = if labels.is_empty() {
+        String::new()
+    } else if labels.len() <= 12 {
+        format!(": one of {}", labels.join(", "))
+    } else {
+        format!(": one of {} classes", labels.len())
+    };
+    match api::package_target(p) {
+        Some(target) => {
+            let (columns, _) = api::package_columns(p);
+            let what = match p.spec.task {
+                Task::Regression => format!("Predicts the number “{target}”"),
+                _ => format!("Predicts “{target}”{classes}"),
             };
-            (k.replace('_', " "), shown)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_are_listed_and_rounded() {
-        let m: Metrics = [("accuracy", 0.912345), ("num_examples", 120.0)]
-            .map(|(k, v)| (k.to_string(), v))
-            .into();
-        assert_eq!(
-            metric_rows(Some(&m)),
-            vec![
-                ("accuracy".to_string(), "0.9123".to_string()),
-                ("num examples".to_string(), "120".to_string()),
-            ]
-        );
-        assert!(metric_rows(None).is_empty());
+            format!("{what}, from {} columns of a table (CSV).", columns.len())
+        }
+        None => format!("Recognises images{classes}."),
     }
 }

@@ -213,7 +213,11 @@ fn Tokens() -> impl IntoView {
             <p class="muted">
                 "Programs and scripts use a token instead of your password: they send "
                 <code>"Authorization: Bearer <token>"</code>
-                ". A token acts as you until you revoke it."
+                ". A token acts as you until you revoke it. Every call is described in the "
+                <a href="/api/docs" rel="external" id="api-docs-link">"API reference"</a>
+                " (try calls from your browser), also as an "
+                <a href="/api/openapi.json" rel="external">"OpenAPI document"</a>
+                "."
             </p>
             <form class="inline" on:submit=submit>
                 <div>

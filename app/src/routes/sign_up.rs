@@ -22,7 +22,7 @@ pub fn SignUp() -> impl IntoView {
         let navigate = navigate.clone();
         async move {
             let me = api::register(&body).await?;
-            session.signed_in(me);
+            session.registered(me);
             navigate("/", Default::default());
             Ok(())
         }

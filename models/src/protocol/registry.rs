@@ -53,6 +53,9 @@ pub struct DeploymentView {
     /// The versions served, newest first (the current one first): what a rollback walks.
     #[serde(default)]
     pub history: Vec<i64>,
+    /// Anyone may use it without an account (its sharing setting): listed for everyone.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `GET /api/deployments`.

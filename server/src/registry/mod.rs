@@ -32,8 +32,8 @@ use b3o_models::protocol::registry::{Contributor, DeploymentList, DeploymentView
 use b3o_models::protocol::{ErrorBody, VersionList, VersionView};
 use serde_json::Value;
 
-use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
+use crate::accounts::{CurrentUser, OptionalUser};
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::membership::{self, GroupAccess};
@@ -484,12 +484,12 @@ async fn rollback(
 }
 
 async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT version_id, updated_at FROM deployments WHERE name = ?")
+    let row: Option<(i64, String, bool)> =
+        sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = ?")
             .bind(name)
             .fetch_optional(db)
             .await?;
-    let (version_id, updated_at) = row.ok_or_else(deployment_not_found)?;
+    let (version_id, updated_at, public) = row.ok_or_else(deployment_not_found)?;
     let v = load_version(db, version_id).await?;
     let history: Vec<i64> = sqlx::query_scalar(
         "SELECT version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
@@ -505,10 +505,13 @@ async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError
         metrics: parse_metrics(&v.8),
         updated_at,
         history,
+        public,
     })
 }
 
-/// A deployment, for those who may see its group.
+/// A deployment: a public one for anyone, signed in or not; a private one for those who may
+/// see its group. A private deployment answers an anonymous caller 401 and an outsider 404,
+/// word for word as a name that is not deployed, so names reveal nothing.
 #[utoipa::path(
     get,
     operation_id = "get_deployment",
@@ -517,46 +520,55 @@ async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError
     params(("name" = String, Path, description = "Deployment name")),
     responses(
         (status = 200, description = "The deployment", body = DeploymentView),
-        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 401, description = "Not signed in, and the model is not public (or not deployed)", body = ErrorBody),
         (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
     ),
-    security(("session" = []), ("bearer" = [])),
+    security((), ("session" = []), ("bearer" = [])),
 )]
 async fn get_deployment(
-    user: CurrentUser,
+    OptionalUser(user): OptionalUser,
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    visible_deployment(&state.db, &user, &name).await?;
+    let public = deployments::load(&state.db, &name)
+        .await?
+        .is_some_and(|d| d.public);
+    if !public {
+        let user = user.ok_or_else(|| ApiError::Unauthorized("sign in first".into()))?;
+        visible_deployment(&state.db, &user, &name).await?;
+    }
     Ok(Json(deployment_view(&state.db, &name).await?))
 }
 
-/// The deployments of the groups the caller may see (administrators: all).
+/// The deployments the caller may use: the public ones for everyone, plus, for a signed-in
+/// caller, those of the groups it may see (administrators: all).
 #[utoipa::path(
     get,
     operation_id = "list_deployments",
     path = "/api/deployments",
     tag = "registry",
     responses(
-        (status = 200, description = "The deployments, by name", body = DeploymentList),
-        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 200, description = "The deployments, by name: public ones, and those of the caller's groups", body = DeploymentList),
+        (status = 401, description = "An API token that is not valid", body = ErrorBody),
     ),
-    security(("session" = []), ("bearer" = [])),
+    security((), ("session" = []), ("bearer" = [])),
 )]
 async fn list_deployments(
-    user: CurrentUser,
+    OptionalUser(user): OptionalUser,
     State(state): State<AppState>,
 ) -> Result<Json<DeploymentList>, ApiError> {
+    // Anonymous callers bind NULL, which equals nothing: only `d.public` matches.
+    let (user_id, admin) = user.map_or((None, false), |u| (Some(u.id), u.is_admin()));
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT d.name FROM deployments d
          JOIN model_versions v ON v.id = d.version_id
          JOIN groups g ON g.id = v.group_id
-         WHERE ?2 OR g.owner_user_id = ?1
+         WHERE d.public OR ?2 OR g.owner_user_id = ?1
             OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = ?1)
          ORDER BY d.name",
     )
-    .bind(user.id)
-    .bind(user.is_admin())
+    .bind(user_id)
+    .bind(admin)
     .fetch_all(&state.db)
     .await?;
     let mut out = Vec::with_capacity(names.len());

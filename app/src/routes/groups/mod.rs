@@ -160,7 +160,7 @@ struct GroupForm {
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
     text.trim()
         .parse()
-        .map_err(|_| format!("{what}: enter a number (got “{}”)", text.trim()))
+        .map_err(|_| format!("{what}: “{}” is not a number; enter one.", text.trim()))
 }
 
 /// The sample's column names and rows, read by the project's one CSV reader
@@ -196,6 +196,35 @@ fn columns_from_sample(sample: &str) -> Result<Vec<(String, &'static str)>, Stri
         .collect())
 }
 
+/// The name in `candidates` closest to `name` (edit distance, ignoring case), if it is close
+/// enough to be a typo: at most a third of the longer name's characters differ (at least 2).
+fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let a: Vec<char> = name.to_lowercase().chars().collect();
+    candidates
+        .iter()
+        .map(|c| {
+            let b: Vec<char> = c.to_lowercase().chars().collect();
+            (edit_distance(&a, &b), a.len().max(b.len()), *c)
+        })
+        .filter(|&(d, longest, _)| d <= (longest / 3).max(2))
+        .min_by_key(|&(d, _, _)| d)
+        .map(|(_, _, c)| c)
+}
+
+/// Levenshtein distance between two character sequences.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitute.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 /// The `POST /api/groups` body for `form`, or what to fix, in words.
 fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
     let name = form.name.trim();
@@ -219,6 +248,23 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
             .into_iter()
             .filter(|c| !c.is_empty())
             .collect();
+        let header: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+        let unknown: Vec<String> = excluded
+            .iter()
+            .filter(|c| !header.contains(&c.as_str()))
+            .map(|c| match closest(c, &header) {
+                Some(near) => format!("“{c}” (did you mean “{near}”?)"),
+                None => format!("“{c}”"),
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "Columns to leave out: {} {} not in the CSV header. Write the names as in \
+                 the header line, separated by commas.",
+                unknown.join(", "),
+                if unknown.len() == 1 { "is" } else { "are" },
+            ));
+        }
         let features = columns
             .iter()
             .filter(|(c, _)| c != target && !excluded.contains(c))
@@ -231,8 +277,12 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
                 },
             })
             .collect();
-        let task = api::task_named(&form.task)
-            .ok_or_else(|| format!("Choose what the model predicts (got “{}”).", form.task))?;
+        let task = api::task_named(&form.task).ok_or_else(|| {
+            format!(
+                "Choose what the model predicts: “{}” is not one of the choices.",
+                form.task
+            )
+        })?;
         ModelTemplate::Tabular {
             schema: Schema {
                 features,
@@ -266,8 +316,12 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         rounds: number("Rounds", &form.rounds)?,
         local_epochs: number("Local epochs", &form.local_epochs)?,
         batch_size: number("Batch size", &form.batch_size)?,
-        optimizer: api::optimizer_named(&form.optimizer)
-            .ok_or_else(|| format!("Choose an optimiser (got “{}”).", form.optimizer))?,
+        optimizer: api::optimizer_named(&form.optimizer).ok_or_else(|| {
+            format!(
+                "Choose an optimiser: “{}” is not one of the choices.",
+                form.optimizer
+            )
+        })?,
         lr: number("Learning rate", &form.lr)?,
     };
     let strategy = match form.strategy.as_str() {
@@ -705,6 +759,25 @@ mod tests {
             min_clients: "2".into(),
             ..GroupForm::default()
         }
+    }
+
+    #[test]
+    fn unknown_columns_to_leave_out_are_refused_with_the_closest_name() {
+        let mut f = form();
+        f.exclude = "idd, age".into();
+        let e = create_request(&f).unwrap_err();
+        assert!(e.contains("“idd” (did you mean “id”?)"), "{e}");
+        assert!(e.contains("is not in the CSV header"), "{e}");
+        assert!(!e.contains("“age”"), "{e}");
+        f.exclude = "Country, surname".into();
+        let e = create_request(&f).unwrap_err();
+        assert!(e.contains("“Country” (did you mean “country”?)"), "{e}");
+        assert!(
+            e.contains("“surname”, ") || e.contains("“surname” are"),
+            "{e}"
+        );
+        assert_eq!(closest("surname", &["id", "age", "country"]), None);
+        assert_eq!(edit_distance(&['a', 'b'], &['b']), 1);
     }
 
     fn tabular_schema(request: CreateGroup) -> Schema {

@@ -47,20 +47,53 @@ impl RunState {
     }
 }
 
-/// What a finished run reports, in a sentence.
+/// What a finished run reports, in a sentence, naming whose rows the figures come from: each
+/// member scores the final model on its own rows, so partners see different numbers.
 fn summary(o: &TrainOutcome) -> String {
     let version = o
         .final_version
         .map(|v| format!("; the group's model is now version {v}"))
         .unwrap_or_default();
+    let on = match o.metrics_on.as_deref() {
+        Some("train") => "on your training rows (you kept none aside, so this flatters the model)",
+        _ => "on the rows of your file kept aside for evaluation (not trained on)",
+    };
     let metrics = Some(crate::charts::metric_text(o.metrics.as_ref()))
         .filter(|s| !s.is_empty())
-        .map(|s| format!(" ({s})"))
+        .map(|s| {
+            format!(
+                ". Scored by this browser {on}: {s}. Other members see their own figures; the \
+                 group page shows the mean over members weighted by rows"
+            )
+        })
         .unwrap_or_default();
     format!(
         "Training finished after {} round(s){version}{metrics}.",
         o.rounds_completed
     )
+}
+
+/// What `auto` trains on in this browser, and why.
+fn capabilities_text(c: &engine::Capabilities) -> String {
+    let adapter = c
+        .adapter
+        .as_deref()
+        .filter(|a| !a.trim().is_empty())
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default();
+    if c.webgpu && c.software_gpu {
+        format!(
+            "This browser's WebGPU adapter is a software one{adapter}: it draws on the \
+             processor, so “The best this browser offers” trains on the CPU, which is faster \
+             here."
+        )
+    } else if c.webgpu {
+        format!(
+            "This browser supports WebGPU{adapter}: “The best this browser offers” trains on the graphics card."
+        )
+    } else {
+        "No WebGPU in this browser: training runs on the processor (CPU).".to_string()
+    }
 }
 
 thread_local! {
@@ -126,9 +159,7 @@ impl TrainingRuns {
             runs.update(group_id, |s| {
                 s.running = false;
                 s.outcome = Some(result.as_ref().map(summary).map_err(|e| e.to_string()));
-                if result.is_ok() {
-                    s.progress.phase = "done".into();
-                }
+                s.progress.phase = if result.is_ok() { "done" } else { "stopped" }.into();
             });
             // Dropping the last handle stops the worker.
             WORKERS.with(|w| w.borrow_mut().remove(&group_id));
@@ -207,6 +238,7 @@ fn phase_text(phase: &str) -> &'static str {
         "training" => "Training on your data…",
         "uploading" => "Sending the model update…",
         "done" => "Done.",
+        "stopped" => "Stopped.",
         _ => "Working…",
     }
 }
@@ -289,11 +321,15 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
             view! {
                 <div class="run" id="train-run" data-phase=p.phase.clone()
                     data-running=s.running.to_string()>
-                    <p id="train-phase" role="status">
-                        <strong>{phase_text(&p.phase)}</strong>
-                        " "
-                        <span class="muted">{position(&p)}</span>
-                    </p>
+                    // A run that ended in an error says so below; its last phase is no
+                    // longer true.
+                    {(s.running || !matches!(s.outcome, Some(Err(_)))).then(|| view! {
+                        <p id="train-phase" role="status">
+                            <strong>{phase_text(&p.phase)}</strong>
+                            " "
+                            <span class="muted">{position(&p)}</span>
+                        </p>
+                    })}
                     {(rounds.0 > 0).then(|| view! {
                         <label for="train-rounds">"Rounds"</label>
                         <progress id="train-rounds" max=rounds.0 value=rounds.1>
@@ -374,11 +410,7 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                     <option value="cpu">"The processor (CPU)"</option>
                 </select>
                 <p class="hint" id="train-capabilities">
-                    {move || match capabilities.get().flatten() {
-                        Some(c) if c.webgpu => "This browser supports WebGPU.".to_string(),
-                        Some(_) => "No WebGPU in this browser: training runs on the processor.".to_string(),
-                        None => String::new(),
-                    }}
+                    {move || capabilities.get().flatten().map(|c| capabilities_text(&c)).unwrap_or_default()}
                 </p>
                 <div class="inline">
                     <button type="button" id="train-start"
@@ -444,10 +476,28 @@ mod tests {
             rounds_completed: 2,
             final_version: Some(7),
             metrics: Some([("accuracy".to_string(), 0.8)].into()),
+            metrics_on: Some("test".into()),
         };
-        assert_eq!(
-            summary(&o),
-            "Training finished after 2 round(s); the group's model is now version 7 (accuracy 0.8)."
+        let text = summary(&o);
+        assert!(
+            text.starts_with(
+                "Training finished after 2 round(s); the group's model is now version 7. \
+                 Scored by this browser on the rows of your file kept aside"
+            ),
+            "{text}"
         );
+        assert!(text.contains("accuracy 0.8"), "{text}");
+        assert!(text.contains("weighted by rows"), "{text}");
+        let mut software = engine::Capabilities {
+            webgpu: true,
+            backend: "cpu".into(),
+            cross_origin_isolated: false,
+            software_gpu: true,
+            adapter: Some("SwiftShader".into()),
+        };
+        assert!(capabilities_text(&software).contains("software"));
+        assert!(capabilities_text(&software).contains("CPU, which is faster"));
+        software.software_gpu = false;
+        assert!(capabilities_text(&software).contains("graphics card"));
     }
 }

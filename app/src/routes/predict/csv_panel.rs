@@ -145,8 +145,9 @@ pub fn CsvPanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
                 <p class="hint" id="csv-columns">
                     "The model reads the columns "
                     <strong>{columns.join(", ")}</strong>
-                    ". Other columns, such as identifiers, are kept as they are, and prediction "
-                    "columns are added at the end."
+                    ". Other columns, such as identifiers, are kept as they are; the prediction "
+                    "columns are added at the end of the downloaded file (and shown first in the "
+                    "preview)."
                 </p>
             }
         })
@@ -265,10 +266,15 @@ fn result_view(o: Outcome) -> AnyView {
             format!("; added columns: {}", o.added.join(", "))
         }
     );
-    let preview = o
-        .preview
-        .as_ref()
-        .map(|p| preview_table("result-preview", p, &o.added, "The result"));
+    let preview = o.preview.as_ref().map(|p| {
+        preview_table(
+            "result-preview",
+            &added_first(p, &o.added),
+            &o.added,
+            "The result",
+        )
+    });
+    let help = prediction_help(&o.added);
     view! {
         <div id="predict-result" class="result" data-mode=o.mode data-rows=o.rows role="status">
             <h3>"Predictions"</h3>
@@ -276,10 +282,68 @@ fn result_view(o: Outcome) -> AnyView {
             <a id="download-csv" class="button" href=o.url.clone() download=o.file_name.clone()>
                 {format!("Download {}", o.file_name)}
             </a>
+            {help}
             {preview}
         </div>
     }
     .into_any()
+}
+
+/// What each added column means, for the columns this result has.
+fn prediction_help(added: &[String]) -> Option<AnyView> {
+    let items: Vec<(String, String)> = added
+        .iter()
+        .map(|c| (c.clone(), column_meaning(c)))
+        .collect();
+    (!items.is_empty()).then(|| {
+        view! {
+            <details class="prediction-help" id="prediction-help" open>
+                <summary>"What the prediction columns mean"</summary>
+                <dl>
+                    {items
+                        .into_iter()
+                        .map(|(c, m)| view! { <dt>{c}</dt><dd>{m}</dd> })
+                        .collect_view()}
+                </dl>
+            </details>
+        }
+        .into_any()
+    })
+}
+
+/// The meaning of one column the model adds (`prediction`, `prediction_probability`,
+/// `probability_<label>`, or the predicted value of a regression).
+pub fn column_meaning(column: &str) -> String {
+    if column == "prediction_probability" {
+        "The model's probability (0 to 1) of the label it predicted in this row: how sure it          is of that label, not the probability of any other one."
+            .to_string()
+    } else if let Some(label) = column.strip_prefix("probability_") {
+        format!(
+            "The model's probability (0 to 1) that this row is “{label}”; across the              probability columns of a row they add up to 1."
+        )
+    } else if column.starts_with("prediction") {
+        "The label (or, for a number, the value) the model predicts for this row.".to_string()
+    } else {
+        "Added by the model.".to_string()
+    }
+}
+
+/// The preview with the columns the model added moved to the front, so the predictions are
+/// seen first, without scrolling sideways (the downloaded file keeps them at the end).
+fn added_first(p: &CsvPreview, added: &[String]) -> CsvPreview {
+    let order: Vec<usize> = (0..p.header.len())
+        .filter(|&i| added.contains(&p.header[i]))
+        .chain((0..p.header.len()).filter(|&i| !added.contains(&p.header[i])))
+        .collect();
+    let pick = |row: &Vec<String>| -> Vec<String> {
+        order.iter().filter_map(|&i| row.get(i).cloned()).collect()
+    };
+    CsvPreview {
+        delimiter: p.delimiter,
+        header: pick(&p.header),
+        rows: p.rows.iter().map(pick).collect(),
+        total_rows: p.total_rows,
+    }
 }
 
 /// The first rows of a CSV as a table; `added` columns are highlighted.
@@ -327,4 +391,36 @@ fn preview_table(id: &'static str, p: &CsvPreview, added: &[String], what: &str)
         </div>
     }
     .into_any()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn added_columns_come_first_in_the_preview() {
+        let p = CsvPreview {
+            delimiter: ',',
+            header: ["id", "age", "prediction", "prediction_probability"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![["7", "30", "yes", "0.9"].map(String::from).to_vec()],
+            total_rows: 1,
+        };
+        let added = ["prediction", "prediction_probability"].map(String::from);
+        let q = added_first(&p, &added);
+        assert_eq!(
+            q.header,
+            ["prediction", "prediction_probability", "id", "age"]
+        );
+        assert_eq!(q.rows[0], ["yes", "0.9", "7", "30"]);
+        assert_eq!(q.total_rows, 1);
+    }
+
+    #[test]
+    fn prediction_columns_are_explained() {
+        assert!(column_meaning("prediction_probability").contains("label it predicted"));
+        assert!(column_meaning("probability_yes").contains("“yes”"));
+        assert!(column_meaning("prediction").contains("predicts"));
+    }
 }

@@ -160,7 +160,7 @@ async fn prepare(name: String) -> Result<Prepared, String> {
             }
             ApiError::Unreachable => format!(
                 "The server cannot be reached and this browser has no saved copy of “{name}”. \
-                 ({e})"
+                 The in-browser engine said: {e}"
             ),
             other => other.to_string(),
         }),
@@ -175,6 +175,7 @@ pub fn Predict() -> impl IntoView {
             .with(|p| p.get("model"))
             .filter(|m| !m.trim().is_empty())
     });
+    let session = crate::session::use_session();
     // Where the chosen model runs (`local` or `server`), once it is loaded.
     let mode = RwSignal::new(None::<&'static str>);
     let intro = move || match mode.get() {
@@ -197,6 +198,13 @@ pub fn Predict() -> impl IntoView {
             {intro}
         </p>
         <ModelPicker model/>
+        {move || session.user().is_none().then(|| view! {
+            <p class="hint" id="predict-sign-in">
+                "Public models need no account. "
+                <A href="/sign-in">"Sign in"</A>
+                " to use your groups' models too."
+            </p>
+        })}
         {move || model.get().map(|name| view! { <ModelRunner name mode/> })}
     }
 }
@@ -204,7 +212,12 @@ pub fn Predict() -> impl IntoView {
 #[component]
 fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
     let navigate = use_navigate();
-    let deployments = LocalResource::new(api::deployments);
+    let session = crate::session::use_session();
+    // Everyone sees the public models; signing in adds the groups' ones.
+    let deployments = LocalResource::new(move || {
+        session.user();
+        api::deployments()
+    });
     let pick = move |ev: leptos::ev::Event| {
         let name = event_target_value(&ev);
         if !name.is_empty() {
@@ -241,23 +254,13 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
             Ok(list) if list.is_empty() && model.get().is_none() => Some(
                 view! {
                     <p class="hint" id="no-models">
-                        "None of your groups has deployed a model yet. A public model opens "
-                        "from its link (e.g. /predict/churn); your groups' models appear here "
-                        "once their owners deploy them."
+                        "No model is deployed yet. Public models and your groups' models "
+                        "appear here once their owners deploy them."
                     </p>
                 }
                 .into_any(),
             ),
             Ok(_) => None,
-            Err(e) if e.status() == Some(401) => Some(
-                view! {
-                    <p class="hint">
-                        <A href="/sign-in">"Sign in"</A>
-                        " to see the models of your groups. Public models open from their link."
-                    </p>
-                }
-                .into_any(),
-            ),
             Err(e) => Some(view! { <p class="hint">{e.to_string()}</p> }.into_any()),
         })
     };
