@@ -172,7 +172,10 @@ mod tests {
         // Without the model's labels, the server's order.
         assert_eq!(from_server(&reply, &[]).unwrap().labels, ["7", "1"]);
         let value = api::ImagePrediction {
-            prediction: api::Prediction::Value { value: 1.0 },
+            prediction: api::Prediction::Value {
+                value: 1.0,
+                warnings: vec![],
+            },
             ..reply
         };
         assert!(from_server(&value, &[]).is_none());
