@@ -81,7 +81,7 @@ async fn csv_predictions_made_in_the_browser_equal_the_server_endpoint() -> Resu
                     .lines()
                     .next()
                     .unwrap_or_default()
-                    .ends_with("prediction_label,prediction_probability"),
+                    .contains("prediction_label,prediction_probability,probability_"),
                 "no prediction columns: {}",
                 downloaded.lines().next().unwrap_or_default()
             );

@@ -20,6 +20,8 @@ struct Outcome {
     mode: &'static str,
     added: Vec<String>,
     preview: Option<CsvPreview>,
+    /// Rows with an out-of-distribution warning.
+    warned: usize,
 }
 
 /// Runs the model on `csv`: in the browser while it can, else on the server.
@@ -120,6 +122,7 @@ pub fn CsvPanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
                 mode,
                 added,
                 preview,
+                warned: super::ood::warned_rows(&out),
             }));
             Ok::<(), String>(())
         }
@@ -276,6 +279,7 @@ fn result_view(o: Outcome) -> AnyView {
             <a id="download-csv" class="button" href=o.url.clone() download=o.file_name.clone()>
                 {format!("Download {}", o.file_name)}
             </a>
+            {super::ood::csv_notice(o.warned, o.rows)}
             {preview}
         </div>
     }
