@@ -1628,8 +1628,12 @@ fn warning_rates(preds: &[b3o_wasm_client::codeless::Predicted]) -> (f64, [f64; 
 fn digits_ood_warnings_on_held_out_digits_and_clothes() {
     let publish = demo::digits().unwrap();
     let spec = publish.spec;
-    let p = OnnxPredictor::load(&b3o_models::onnx::export_onnx(&spec, &publish.weights).unwrap())
-        .unwrap();
+    // As the browser engine loads it: the calibration travels in the graph's spec.
+    let (p, in_graph) =
+        OnnxPredictor::load_b3o(&b3o_models::onnx::export_onnx(&spec, &publish.weights).unwrap())
+            .unwrap();
+    assert_eq!(in_graph, spec);
+    assert!(spec.ood.is_some());
     let (_, test) = mnist_split();
     let (rate, checks) = warning_rates(&digits_warned(&p, &spec, &test.features, test.n_rows));
     eprintln!(
