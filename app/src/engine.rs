@@ -372,6 +372,9 @@ pub struct ImagePrediction {
     pub label: String,
     pub probabilities: Vec<f64>,
     pub labels: Vec<String>,
+    /// Out-of-distribution warnings (issue #21); absent from older engines.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 thread_local! {

@@ -343,7 +343,7 @@ pub fn same_predictions(actual: &str, expected: &str) -> Result<()> {
             let numeric = matches!(
                 header.get(i),
                 Some(&"prediction_probability") | Some(&"prediction_value")
-            );
+            ) || header.get(i).is_some_and(|h| h.starts_with("probability_"));
             let same = if numeric {
                 match (x.parse::<f64>(), y.parse::<f64>()) {
                     (Ok(p), Ok(q)) => (p - q).abs() <= 1e-5,
@@ -825,6 +825,16 @@ mod tests {
             )
             .is_err()
         );
+        // Issue #21: every label's probability within the tolerance too; warnings exactly.
+        let head =
+            "id,prediction_label,prediction_probability,probability_no,probability_yes,warning\n";
+        let server = format!("{head}1,yes,0.891628,0.108372,0.891628,\n");
+        let close = format!("{head}1,yes,0.891628,0.108373,0.891629,\n");
+        let far = format!("{head}1,yes,0.891628,0.2,0.891628,\n");
+        let warned = format!("{head}1,yes,0.891628,0.108372,0.891628,x\n");
+        assert!(same_predictions(&close, &server).is_ok());
+        assert!(same_predictions(&far, &server).is_err());
+        assert!(same_predictions(&warned, &server).is_err());
         assert!(
             same_predictions("id,x\n1,a\n", "id,x\n1,a\n").is_err(),
             "no prediction columns"

@@ -22,6 +22,7 @@ fn mlp_spec() -> ModelSpec {
         task: Task::BinaryClassification,
         labels: vec!["0".into(), "1".into()],
         input_shape: vec![13],
+        ood: None,
     }
 }
 

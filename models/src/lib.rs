@@ -35,6 +35,7 @@ pub mod image;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+pub mod ood;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod package;

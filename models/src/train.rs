@@ -438,6 +438,7 @@ mod tests {
             task,
             labels: (0..labels).map(|i| i.to_string()).collect(),
             input_shape: vec![2],
+            ood: None,
         }
     }
 

@@ -22,6 +22,7 @@ fn mlp(task: Task, labels: usize, inputs: usize, activation: Activation) -> Mode
         task,
         labels: (0..labels).map(|i| format!("c{i}")).collect(),
         input_shape: vec![inputs],
+        ood: None,
     }
 }
 

@@ -28,6 +28,7 @@ fn mlp(hidden: &[usize]) -> ModelSpec {
         task: Task::BinaryClassification,
         labels: vec!["0".into(), "1".into()],
         input_shape: vec![13],
+        ood: None,
     }
 }
 

@@ -11,8 +11,26 @@
 //! - JSON rows: [`rows_inputs`] (every feature column present, `null` for a missing value,
 //!   unknown keys refused) and [`predict_rows`].
 //! - Images: [`image_inputs`] (PNG or JPEG, size bounds) and [`predict_image`].
-//! - [`describe`] turns model outputs into [`RowPrediction`]s: label and probability, or a
-//!   value.
+//! - [`describe`] turns model outputs into [`Predicted`] rows: label and probability, or a
+//!   value, with the out-of-distribution warnings of the row (`b3o_models::ood`: never a
+//!   refusal).
+//!
+//! # Prediction columns of a CSV
+//!
+//! Appended after the columns as sent ([`prediction_header`]):
+//!
+//! | model | columns |
+//! | --- | --- |
+//! | classification | `prediction_label` (the most likely label), `prediction_probability` (its probability), then one `probability_<label>` per label in the model's label order ([`probability_columns`]), then `warning` |
+//! | regression | `prediction_value`, then `warning` |
+//!
+//! `probability_<label>` names are safe CSV headers: the label's letters, digits, `_`, `-`
+//! and `.` kept (at most [`MAX_LABEL_CHARS`]), anything else (separators, quotes, spaces,
+//! `=`) as `_`; an empty label becomes `class<i>` (its index); a name met before gets `_2`,
+//! `_3`, ... Probabilities have 6 decimals. `warning` is empty for an input like the training
+//! data, else the row's out-of-distribution warnings joined by `; ` (a numeric cell beyond
+//! `b3o_models::ood::Z_BOUND` standard deviations, or a category the model was not trained
+//! on, naming the column). Every appended cell goes through [`neutralise_formula`].
 //!
 //! CSV is read by the project's one reader (`b3o_models::tabular::CsvReader`): errors name the
 //! line where a record starts and its data row (numbered from 1, blank lines not counted), and
@@ -26,6 +44,7 @@ use std::io::{Cursor, Read, Write};
 use b3o_models::Task;
 use b3o_models::image::{ImageError, SIDE};
 use b3o_models::model::ModelSpec;
+use b3o_models::ood;
 use b3o_models::preprocess::{PreprocessError, PreprocessSpec, TargetEncoding};
 use b3o_models::tabular::{Column, CsvOptions, CsvReader, CsvRecord, Table, TabularError};
 use csv::ByteRecord;
@@ -40,10 +59,17 @@ pub const DEFAULT_CHUNK_ROWS: usize = 4096;
 pub const MIN_IMAGE_SIDE: u32 = 8;
 /// Larger images are refused before decoding, to bound memory.
 pub const MAX_IMAGE_SIDE: u32 = 4096;
-/// Prediction columns appended to a classification model's CSV.
+/// Prediction columns appended to a classification model's CSV, before the
+/// [`probability_columns`] and [`WARNING_COLUMN`].
 pub const CLASS_COLUMNS: [&str; 2] = ["prediction_label", "prediction_probability"];
-/// Prediction column appended to a regression model's CSV.
+/// Prediction column appended to a regression model's CSV, before [`WARNING_COLUMN`].
 pub const VALUE_COLUMNS: [&str; 1] = ["prediction_value"];
+/// The last appended column: the row's out-of-distribution warnings (empty when none).
+pub const WARNING_COLUMN: &str = "warning";
+/// Prefix of the per-label probability columns ([`probability_columns`]).
+pub const PROBABILITY_PREFIX: &str = "probability_";
+/// Most characters of a label kept in its probability column's name.
+pub const MAX_LABEL_CHARS: usize = 64;
 /// Most columns a CSV header may have by default ([`InputLimits::max_columns`]).
 pub const DEFAULT_MAX_COLUMNS: usize = 10_000;
 
@@ -219,20 +245,89 @@ impl RowPrediction {
         }
     }
 
-    /// The cells appended to this row's CSV line, in [`prediction_header`] order.
+    /// The prediction cells of this row's CSV line, in [`prediction_header`] order, without
+    /// the warning: label, its probability, every label's probability; or the value.
     pub fn csv_cells(&self) -> Vec<String> {
         match self {
             RowPrediction::Value(v) => vec![v.to_string()],
             RowPrediction::Class {
-                label, probability, ..
-            } => vec![label.clone(), format!("{probability:.6}")],
+                label,
+                probability,
+                probabilities,
+            } => [label.clone(), format!("{probability:.6}")]
+                .into_iter()
+                .chain(probabilities.iter().map(|p| format!("{p:.6}")))
+                .collect(),
+        }
+    }
+
+    /// The most likely class's probability; `None` for a value.
+    pub fn max_probability(&self) -> Option<f32> {
+        match self {
+            RowPrediction::Class { probability, .. } => Some(*probability),
+            RowPrediction::Value(_) => None,
         }
     }
 }
 
+/// One row's prediction with its out-of-distribution warnings (empty for an input like the
+/// training data; never a refusal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predicted {
+    pub prediction: RowPrediction,
+    pub warnings: Vec<String>,
+}
+
+impl Predicted {
+    /// [`RowPrediction::to_json`] with `"warnings": [..]`.
+    pub fn to_json(&self, spec: &ModelSpec) -> Value {
+        let mut v = self.prediction.to_json(spec);
+        v["warnings"] = json!(self.warnings);
+        v
+    }
+
+    /// The cells appended to this row's CSV line, in [`prediction_header`] order.
+    pub fn csv_cells(&self) -> Vec<String> {
+        let mut cells = self.prediction.csv_cells();
+        cells.push(self.warnings.join("; "));
+        cells
+    }
+}
+
+/// The out-of-distribution warnings of one input row (`spec.input_dim()` model inputs) and
+/// its prediction (see `b3o_models::ood`): tabular checks from the preprocessing, image checks
+/// from the spec's calibration (none without one).
+pub fn warnings(spec: &ModelSpec, inputs: &[f32], prediction: &RowPrediction) -> Vec<String> {
+    match (&spec.preprocessing, &spec.ood) {
+        (Some(prep), _) => ood::tabular_warnings(prep, inputs),
+        (None, Some(cal)) => ood::image_warnings(cal, inputs, prediction.max_probability()),
+        (None, None) => Vec::new(),
+    }
+}
+
+/// Model inputs (row-major, [`ModelSpec::input_dim`] per row) and their outputs to predictions
+/// with warnings, one per row (see [`predictions`] and [`warnings`]).
+pub fn describe(spec: &ModelSpec, inputs: &[f32], outputs: &[f32]) -> Vec<Predicted> {
+    let dim = spec.input_dim();
+    predictions(spec, outputs)
+        .into_iter()
+        .enumerate()
+        .map(|(i, prediction)| {
+            let row = i
+                .checked_mul(dim)
+                .and_then(|start| inputs.get(start..start.checked_add(dim)?))
+                .unwrap_or_default();
+            Predicted {
+                warnings: warnings(spec, row, &prediction),
+                prediction,
+            }
+        })
+        .collect()
+}
+
 /// Model outputs (row-major, [`ModelSpec::output_dim`] per row: the positive class's
 /// probability, class probabilities, or a value) to predictions, one per row.
-pub fn describe(spec: &ModelSpec, outputs: &[f32]) -> Vec<RowPrediction> {
+pub fn predictions(spec: &ModelSpec, outputs: &[f32]) -> Vec<RowPrediction> {
     let width = spec.output_dim().max(1);
     outputs
         .chunks(width)
@@ -262,12 +357,69 @@ pub fn describe(spec: &ModelSpec, outputs: &[f32]) -> Vec<RowPrediction> {
         .collect()
 }
 
-/// The columns appended to a CSV for this model.
-pub fn prediction_header(spec: &ModelSpec) -> &'static [&'static str] {
-    match spec.task {
-        Task::Regression => &VALUE_COLUMNS,
-        _ => &CLASS_COLUMNS,
-    }
+/// The columns appended to a CSV for this model (see the module docs).
+pub fn prediction_header(spec: &ModelSpec) -> Vec<String> {
+    let mut columns: Vec<String> = match spec.task {
+        Task::Regression => VALUE_COLUMNS.iter().map(|c| c.to_string()).collect(),
+        _ => CLASS_COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .chain(probability_columns(&class_labels(spec)))
+            .collect(),
+    };
+    columns.push(WARNING_COLUMN.to_string());
+    columns
+}
+
+/// The label of each class output, in output order: the spec's labels, an index where one
+/// is missing.
+fn class_labels(spec: &ModelSpec) -> Vec<String> {
+    let n = match spec.task {
+        Task::Regression => 0,
+        Task::BinaryClassification => 2,
+        Task::MulticlassClassification => spec.output_dim(),
+    };
+    (0..n)
+        .map(|i| spec.labels.get(i).cloned().unwrap_or_else(|| i.to_string()))
+        .collect()
+}
+
+/// The probability column of each label, in order: `probability_<label>` with the label made
+/// a safe, unique CSV header (see the module docs): `yes` -> `probability_yes`, `a,b` ->
+/// `probability_a_b`, `=cmd` -> `probability__cmd`, `` -> `probability_class<i>`, a second
+/// `yes` -> `probability_yes_2`.
+pub fn probability_columns(labels: &[String]) -> Vec<String> {
+    let mut taken = std::collections::HashSet::new();
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let safe: String = label
+                .trim()
+                .chars()
+                .take(MAX_LABEL_CHARS)
+                .map(|c| {
+                    if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let base = if safe.is_empty() {
+                format!("{PROBABILITY_PREFIX}class{i}")
+            } else {
+                format!("{PROBABILITY_PREFIX}{safe}")
+            };
+            let mut name = base.clone();
+            let mut k = 2;
+            while !taken.insert(name.clone()) {
+                name = format!("{base}_{k}");
+                k += 1;
+            }
+            name
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -583,7 +735,7 @@ impl<W: Write> CsvOutput<W> {
         let mut header = neutralised(input.header());
         prediction_header(spec)
             .iter()
-            .for_each(|h| header.push_field(h.as_bytes()));
+            .for_each(|h| header.push_field(&neutralise_formula(h.as_bytes())));
         writer.write_byte_record(&header).map_err(io)?;
         Ok(Self { writer })
     }
@@ -592,7 +744,7 @@ impl<W: Write> CsvOutput<W> {
     pub fn write_chunk(
         &mut self,
         chunk: &CsvChunk,
-        predictions: &[RowPrediction],
+        predictions: &[Predicted],
     ) -> Result<(), CodelessError> {
         if predictions.len() != chunk.n_rows() {
             return Err(CodelessError::Io(format!(
@@ -663,7 +815,7 @@ pub fn predict_csv_limited(
     let mut out = CsvOutput::new(Vec::with_capacity(csv.len() * 5 / 4), &chunks, spec)?;
     while let Some(chunk) = chunks.next_chunk(DEFAULT_CHUNK_ROWS)? {
         let outputs = predictor.predict(&chunk.inputs, chunk.n_rows())?;
-        out.write_chunk(&chunk, &describe(spec, &outputs))?;
+        out.write_chunk(&chunk, &describe(spec, &chunk.inputs, &outputs))?;
     }
     Ok((out.finish()?, chunks.rows_read()))
 }
@@ -739,9 +891,10 @@ pub fn predict_rows(
     predictor: &OnnxPredictor,
     spec: &ModelSpec,
     rows: &[Map<String, Value>],
-) -> Result<Vec<RowPrediction>, CodelessError> {
+) -> Result<Vec<Predicted>, CodelessError> {
     let (inputs, n) = rows_inputs(spec, rows)?;
-    Ok(describe(spec, &predictor.predict(&inputs, n)?))
+    let outputs = predictor.predict(&inputs, n)?;
+    Ok(describe(spec, &inputs, &outputs))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,10 +957,10 @@ pub fn predict_image(
     predictor: &OnnxPredictor,
     spec: &ModelSpec,
     bytes: &[u8],
-) -> Result<RowPrediction, CodelessError> {
+) -> Result<Predicted, CodelessError> {
     let pixels = image_inputs(spec, bytes)?;
     let outputs = predictor.predict(&pixels, 1)?;
-    describe(spec, &outputs)
+    describe(spec, &pixels, &outputs)
         .pop()
         .ok_or_else(|| CodelessError::Inference(InferenceError::Run("no output".into())))
 }
@@ -892,7 +1045,8 @@ mod tests {
             let mut out = CsvOutput::new(Vec::new(), &chunks, &spec).unwrap();
             while let Some(c) = chunks.next_chunk(size).unwrap() {
                 let outputs = p.predict(&c.inputs, c.n_rows()).unwrap();
-                out.write_chunk(&c, &describe(&spec, &outputs)).unwrap();
+                out.write_chunk(&c, &describe(&spec, &c.inputs, &outputs))
+                    .unwrap();
             }
             assert_eq!(out.finish().unwrap(), whole, "chunk size {size}");
         }
@@ -900,7 +1054,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "id;age;country;exited;prediction_label;prediction_probability"
+            "id;age;country;exited;prediction_label;prediction_probability;probability_0;probability_1;warning"
         );
         assert_eq!(lines.len(), 101);
         // Cells pass through as sent (spaces, NA, quoting), predictions appended.
@@ -1062,10 +1216,11 @@ mod tests {
         let ok = row(json!({ "age": 30, "country": null, "exited": "1" }));
         let preds = predict_rows(&p, &spec, std::slice::from_ref(&ok)).unwrap();
         assert!(
-            matches!(&preds[0], RowPrediction::Class { probabilities, .. } if probabilities.len() == 2)
+            matches!(&preds[0].prediction, RowPrediction::Class { probabilities, .. } if probabilities.len() == 2)
         );
         let j = preds[0].to_json(&spec);
         assert!(j["probabilities"]["1"].is_number(), "{j}");
+        assert_eq!(j["warnings"], json!([]), "{j}");
         let e = rows_inputs(&spec, &[ok.clone(), row(json!({ "age": 1 }))]).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -1107,7 +1262,7 @@ mod tests {
         let p = predictor(&cnn);
         let pred = predict_image(&p, &cnn, &png(28, 28)).unwrap();
         assert!(
-            matches!(pred, RowPrediction::Class { ref probabilities, .. } if probabilities.len() == 10)
+            matches!(pred.prediction, RowPrediction::Class { ref probabilities, .. } if probabilities.len() == 10)
         );
         assert_eq!(
             image_inputs(&cnn, &png(2, 2)).unwrap_err(),
@@ -1136,5 +1291,133 @@ mod tests {
                 .unwrap_err()
                 .is_client_error()
         );
+    }
+
+    /// Issue #21: one probability column per label, named safely and uniquely whatever the
+    /// labels hold.
+    #[test]
+    fn probability_columns_are_safe_and_unique() {
+        let labels: Vec<String> = [
+            "1",
+            "yes",
+            "a,b",
+            "say \"hi\"",
+            "=cmd",
+            "",
+            "yes",
+            "yes",
+            " ",
+            "Côte d'Ivoire",
+            "@sum",
+            "-1",
+            "line\nbreak",
+            "yes_2",
+        ]
+        .map(String::from)
+        .to_vec();
+        let cols = probability_columns(&labels);
+        assert_eq!(
+            cols,
+            [
+                "probability_1",
+                "probability_yes",
+                "probability_a_b",
+                "probability_say__hi_",
+                "probability__cmd",
+                "probability_class5",
+                "probability_yes_2",
+                "probability_yes_3",
+                "probability_class8",
+                "probability_Côte_d_Ivoire",
+                "probability__sum",
+                "probability_-1",
+                "probability_line_break",
+                "probability_yes_2_2",
+            ]
+        );
+        let unique: std::collections::HashSet<_> = cols.iter().collect();
+        assert_eq!(unique.len(), cols.len());
+        for c in &cols {
+            assert!(
+                !c.contains([',', ';', '"', '\n', '\r', '\t', ' ', '=']),
+                "{c:?}"
+            );
+            assert_eq!(neutralise_formula(c.as_bytes()).as_ref(), c.as_bytes());
+        }
+        let long = "x".repeat(1000);
+        assert_eq!(
+            probability_columns(&[long])[0].len(),
+            PROBABILITY_PREFIX.len() + MAX_LABEL_CHARS
+        );
+        assert!(probability_columns(&[]).is_empty());
+    }
+
+    /// Issue #21: the class probabilities and the warning in the CSV, labels with separators
+    /// and formulas, and a row far from the training data warned about, never refused.
+    #[test]
+    fn csv_has_every_probability_and_a_warning_column() {
+        let mut spec = spec();
+        let labels = vec!["=stay,now".to_string(), "\"leave\"".to_string()];
+        spec.labels = labels.clone();
+        if let Some(prep) = spec.preprocessing.as_mut() {
+            prep.target = TargetEncoding::Classes {
+                column: "exited".into(),
+                labels,
+            };
+        }
+        let p = predictor(&spec);
+        let input = "age,country\n45,FR\n950,DE\n30,Atlantis\n";
+        let out = String::from_utf8(predict_csv(&p, &spec, input.as_bytes()).unwrap()).unwrap();
+        let mut reader = csv::ReaderBuilder::new().from_reader(out.as_bytes());
+        let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(
+            header,
+            [
+                "age",
+                "country",
+                "prediction_label",
+                "prediction_probability",
+                "probability__stay_now",
+                "probability__leave_",
+                "warning"
+            ]
+        );
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 3);
+        for row in &rows {
+            let label = &row[2];
+            assert!(label == "'=stay,now" || label == "\"leave\"", "{row:?}");
+            let p: f32 = row[3].parse().unwrap();
+            let (p0, p1): (f32, f32) = (row[4].parse().unwrap(), row[5].parse().unwrap());
+            assert!((p0 + p1 - 1.0).abs() < 1e-5, "{row:?}");
+            assert!((p - p0.max(p1)).abs() < 1e-6, "{row:?}");
+        }
+        assert_eq!(&rows[0][6], "");
+        assert!(
+            rows[1][6].contains("`age`") && rows[1][6].contains("950"),
+            "{:?}",
+            &rows[1]
+        );
+        assert!(rows[2][6].contains("`country`"), "{:?}", &rows[2]);
+        // The same warnings through JSON rows.
+        let row = |v: Value| v.as_object().unwrap().clone();
+        let preds =
+            predict_rows(&p, &spec, &[row(json!({ "age": 950, "country": "FR" }))]).unwrap();
+        assert_eq!(preds[0].warnings.len(), 1);
+        assert_eq!(preds[0].warnings.join("; "), rows[1][6]);
+
+        // Regression: the value, then the warning.
+        let mut reg = self::spec();
+        reg.task = Task::Regression;
+        reg.labels.clear();
+        if let Some(prep) = reg.preprocessing.as_mut() {
+            prep.task = Task::Regression;
+            prep.target = TargetEncoding::Standardize {
+                column: "exited".into(),
+                mean: 0.0,
+                std: 1.0,
+            };
+        }
+        assert_eq!(prediction_header(&reg), ["prediction_value", "warning"]);
     }
 }

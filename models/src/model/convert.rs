@@ -159,6 +159,7 @@ mod tests {
             task: Task::MulticlassClassification,
             labels: vec!["a".into(), "b".into(), "c".into()],
             input_shape: vec![4],
+            ood: None,
         };
         for spec in [mlp, ModelSpec::mnist_cnn()] {
             let w = spec.init_weights(1);

@@ -135,6 +135,11 @@ pub struct ModelSpec {
     pub labels: Vec<String>,
     /// Shape of one input without the batch dimension: `[features]` or `[1, 28, 28]`.
     pub input_shape: Vec<usize>,
+    /// Out-of-distribution calibration of an image model (see [`crate::ood`]): what its
+    /// training images looked like. Absent in older specs and for tabular models (their
+    /// checks use the preprocessing's means, standard deviations and vocabularies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ood: Option<crate::ood::ImageCalibration>,
 }
 
 /// Why a spec or weight set cannot make a model.
@@ -165,6 +170,7 @@ impl ModelSpec {
             labels: preprocessing.labels().to_vec(),
             input_shape: vec![preprocessing.input_dim()],
             preprocessing: Some(preprocessing),
+            ood: None,
         }
     }
 
@@ -182,6 +188,7 @@ impl ModelSpec {
             task: Task::MulticlassClassification,
             labels: (0..10).map(|d| d.to_string()).collect(),
             input_shape: vec![1, 28, 28],
+            ood: None,
         }
     }
 
@@ -234,6 +241,9 @@ impl ModelSpec {
                 ));
             }
             _ => {}
+        }
+        if let Some(cal) = &self.ood {
+            cal.check().map_err(ModelError::InvalidSpec)?;
         }
         if let Some(p) = &self.preprocessing
             && (p.input_dim() != self.input_dim()
@@ -366,6 +376,7 @@ mod tests {
             task: Task::BinaryClassification,
             labels: vec!["0".into(), "1".into()],
             input_shape: vec![inputs],
+            ood: None,
         }
     }
 

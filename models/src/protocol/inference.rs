@@ -23,7 +23,11 @@ pub struct PredictRows {
 }
 
 /// One row's prediction: a class with its probability and every label's, or a value
-/// (regression).
+/// (regression); each with the row's out-of-distribution `warnings` (absent in older answers:
+/// read as none).
+///
+/// `probabilities` holds what the CSV answer's `probability_<label>` columns hold (there, the
+/// label is made a safe, unique header: see `b3o_wasm_client::codeless`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Prediction {
@@ -35,10 +39,26 @@ pub enum Prediction {
         /// Every label's probability, in the model's label order.
         #[serde(with = "ordered_map")]
         probabilities: Vec<(String, f32)>,
+        /// Why the input looks unlike the training data, in plain words; empty when it looks
+        /// like it. A warning, never a refusal: the prediction is still made.
+        #[serde(default)]
+        warnings: Vec<String>,
     },
     Value {
         value: f32,
+        /// As in `Class`.
+        #[serde(default)]
+        warnings: Vec<String>,
     },
+}
+
+impl Prediction {
+    /// The out-of-distribution warnings (empty when none).
+    pub fn warnings(&self) -> &[String] {
+        match self {
+            Prediction::Class { warnings, .. } | Prediction::Value { warnings, .. } => warnings,
+        }
+    }
 }
 
 /// The answer to `POST /api/predict/{name}/rows`: one prediction per row, in order.
@@ -83,8 +103,15 @@ mod schema {
         label: String,
         /// Its probability.
         probability: f32,
-        /// Every label's probability, in the model's label order.
+        /// Every label's probability, in the model's label order (the CSV answer's
+        /// `probability_<label>` columns).
         probabilities: BTreeMap<String, f32>,
+        /// Why the input looks unlike the training data (a numeric value beyond 5 training
+        /// standard deviations, a category never trained on, an image unlike the training
+        /// images, an unsure answer), in plain words; empty when it looks like it. Never a
+        /// refusal. Absent in older answers.
+        #[schema(default = json!([]))]
+        warnings: Vec<String>,
     }
 
     /// A value (regression).
@@ -92,6 +119,10 @@ mod schema {
     #[allow(dead_code)] // a schema only
     struct ValuePrediction {
         value: f32,
+        /// Why the input looks unlike the training data, in plain words; empty when it looks
+        /// like it. Never a refusal. Absent in older answers.
+        #[schema(default = json!([]))]
+        warnings: Vec<String>,
     }
 
     const DESCRIPTION: &str = "One row's prediction: a class with its probability and every label's, or a value (regression).";
@@ -180,15 +211,28 @@ mod tests {
             label: "stay".into(),
             probability: 0.75,
             probabilities: vec![("stay".into(), 0.75), ("leave".into(), 0.25)],
+            warnings: vec!["out of distribution: column `Age`".into()],
         };
         let text = serde_json::to_string(&p).unwrap();
         assert_eq!(
             text,
-            r#"{"label":"stay","probability":0.75,"probabilities":{"stay":0.75,"leave":0.25}}"#
+            r#"{"label":"stay","probability":0.75,"probabilities":{"stay":0.75,"leave":0.25},"warnings":["out of distribution: column `Age`"]}"#
         );
         assert_eq!(serde_json::from_str::<Prediction>(&text).unwrap(), p);
         let v: Prediction = serde_json::from_value(json!({ "value": 1.5 })).unwrap();
-        assert_eq!(v, Prediction::Value { value: 1.5 });
+        assert_eq!(
+            v,
+            Prediction::Value {
+                value: 1.5,
+                warnings: vec![]
+            }
+        );
+        // Older answers, without warnings, still read.
+        let old: Prediction = serde_json::from_str(
+            r#"{"label":"stay","probability":0.75,"probabilities":{"stay":0.75,"leave":0.25}}"#,
+        )
+        .unwrap();
+        assert!(old.warnings().is_empty());
     }
 
     #[test]
@@ -196,12 +240,15 @@ mod tests {
         let a = ImagePrediction {
             model_name: "digits".into(),
             model_version: "2".into(),
-            prediction: Prediction::Value { value: 3.0 },
+            prediction: Prediction::Value {
+                value: 3.0,
+                warnings: vec![],
+            },
         };
         let v = serde_json::to_value(&a).unwrap();
         assert_eq!(
             v,
-            json!({ "model_name": "digits", "model_version": "2", "value": 3.0 })
+            json!({ "model_name": "digits", "model_version": "2", "value": 3.0, "warnings": [] })
         );
         assert_eq!(serde_json::from_value::<ImagePrediction>(v).unwrap(), a);
     }

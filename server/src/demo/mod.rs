@@ -31,6 +31,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use b3o_models::dataset::Dataset;
 use b3o_models::model::ModelSpec;
+use b3o_models::ood::ImageCalibration;
 use b3o_models::preprocess::{PreprocessOptions, PreprocessSpec};
 use b3o_models::protocol::{self, Hyperparameters, ModelTemplate};
 use b3o_models::stats::Summary;
@@ -310,9 +311,26 @@ pub fn train_churn() -> Result<Publish, ApiError> {
     })
 }
 
-/// The digits demo from the shipped weights.
+/// The out-of-distribution calibration of the digits demo (`b3o_models::ood`): computed once,
+/// offline, from the 8,000 MNIST training images of the shipped weights and their answers
+/// (`b3o_models::ood::calibrate_images`; the command and the measured warning rates are in
+/// server/demo/README.md and BENCHMARKS.md). The product never reads the data set.
+pub fn digits_calibration() -> ImageCalibration {
+    ImageCalibration {
+        min_mean_intensity: 0.043_257_304,
+        max_mean_intensity: 0.270_368_16,
+        max_border_share: 0.085_367_136,
+        min_confidence: Some(0.496_523_6),
+        source: "MNIST: the 8,000 training images of the shipped weights; quantiles 0.25% and 99.75% (intensity), 99.5% (frame share), 0.5% (confidence)".into(),
+    }
+}
+
+/// The digits demo from the shipped weights, with [`digits_calibration`].
 pub fn digits() -> Result<Publish, ApiError> {
-    let spec = ModelSpec::mnist_cnn();
+    let spec = ModelSpec {
+        ood: Some(digits_calibration()),
+        ..ModelSpec::mnist_cnn()
+    };
     let (weights, meta) = weights::decode(DIGITS_WEIGHTS, &spec.layout(), usize::MAX)
         .map_err(|e| ApiError::Internal(format!("the shipped digit weights: {e}")))?;
     Ok(Publish {

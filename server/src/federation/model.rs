@@ -24,6 +24,7 @@ pub fn image_spec(labels: &[String]) -> ModelSpec {
         task: Task::MulticlassClassification,
         labels: labels.to_vec(),
         input_shape: vec![1, 28, 28],
+        ood: None,
     }
 }
 

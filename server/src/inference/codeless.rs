@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use b3o_models::ModelSpec;
 use b3o_models::protocol::ErrorBody;
 use b3o_models::protocol::inference::{ImagePrediction, PredictRows, Prediction, RowsPrediction};
-use b3o_wasm_client::codeless::{self, CodelessError, RowPrediction};
+use b3o_wasm_client::codeless::{self, CodelessError, Predicted, RowPrediction};
 
 use super::gate::{self, Call, Target};
 use super::{Inference, ServedModel, Shared, Ticket, rows_body, telemetry};
@@ -84,9 +84,10 @@ where
 }
 
 /// `POST /api/predict/{name}/csv`: the CSV back with prediction columns appended
-/// (`prediction_label`, `prediction_probability` of that label for classification;
-/// `prediction_value` for regression). Every other column, identifiers included, passes through
-/// as sent.
+/// (`prediction_label`, `prediction_probability` of that label and one `probability_<label>`
+/// per label for classification; `prediction_value` for regression; then `warning`, the row's
+/// out-of-distribution warnings or empty). Every other column, identifiers included, passes
+/// through as sent.
 #[utoipa::path(
     post,
     operation_id = "predict_csv",
@@ -95,7 +96,7 @@ where
     params(("name" = String, Path, description = "Deployment name")),
     request_body(content = String, content_type = "text/csv", description = "A CSV with a header row naming every feature column (delimiter detected; quotes, BOM and CR/LF handled)"),
     responses(
-        (status = 200, description = "The CSV with `prediction_label` and `prediction_probability` (classification) or `prediction_value` (regression) appended", content_type = "text/csv", body = String),
+        (status = 200, description = "The CSV with `prediction_label`, `prediction_probability` (of that label) and one `probability_<label>` per label in the model's label order (classification; the label made a safe, unique header: characters other than letters, digits, `_`, `-`, `.` become `_`, an empty label `class<i>`, a repeated name gets `_2`, `_3`, ...) or `prediction_value` (regression) appended, then `warning`: the row's out-of-distribution warnings joined by `; ` (a numeric cell beyond 5 training standard deviations, a category the model was not trained on; naming the column), empty when none. Never a refusal.", content_type = "text/csv", body = String),
         (status = 400, description = "A missing column, a bad cell (named by line and column), or a model that takes images", body = ErrorBody),
         (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
         (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
@@ -209,8 +210,8 @@ async fn predict_rows(
             if n > 1 {
                 shared.admission.work_slot(&mut ticket).await?;
             }
-            let outputs = m.predict(inputs, n).await?;
-            let predictions = codeless::describe(&m.spec, &outputs)
+            let outputs = m.predict(inputs.clone(), n).await?;
+            let predictions = codeless::describe(&m.spec, &inputs, &outputs)
                 .into_iter()
                 .map(|p| wire_prediction(&m.spec, p))
                 .collect();
@@ -225,10 +226,11 @@ async fn predict_rows(
     .await
 }
 
-/// A prediction in the wire's terms: each label next to its probability.
-fn wire_prediction(spec: &ModelSpec, p: RowPrediction) -> Prediction {
-    match p {
-        RowPrediction::Value(value) => Prediction::Value { value },
+/// A prediction in the wire's terms: each label next to its probability, and the warnings.
+fn wire_prediction(spec: &ModelSpec, p: Predicted) -> Prediction {
+    let warnings = p.warnings;
+    match p.prediction {
+        RowPrediction::Value(value) => Prediction::Value { value, warnings },
         RowPrediction::Class {
             label,
             probability,
@@ -237,6 +239,7 @@ fn wire_prediction(spec: &ModelSpec, p: RowPrediction) -> Prediction {
             label,
             probability,
             probabilities: spec.labels.iter().cloned().zip(probabilities).collect(),
+            warnings,
         },
     }
 }
@@ -257,7 +260,7 @@ fn wire_prediction(spec: &ModelSpec, p: RowPrediction) -> Prediction {
         ),
     ),
     responses(
-        (status = 200, description = "The most likely label and every label's probability", body = ImagePrediction),
+        (status = 200, description = "The most likely label, every label's probability and `warnings`: why the image looks unlike the training images (mean intensity, ink in the outer frame, an unsure answer; for a model with an out-of-distribution calibration), empty when it looks like them. Never a refusal.", body = ImagePrediction),
         (status = 400, description = "Not a PNG or JPEG, too large once decoded, or a model that takes tables", body = ErrorBody),
         (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
         (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
@@ -294,8 +297,8 @@ async fn predict_image(
                 })
                 .await?
                 .map_err(|e| codeless_error(&name, e))?;
-            let outputs = m.predict(pixels, 1).await?;
-            let prediction = codeless::describe(&m.spec, &outputs)
+            let outputs = m.predict(pixels.clone(), 1).await?;
+            let prediction = codeless::describe(&m.spec, &pixels, &outputs)
                 .pop()
                 .ok_or_else(|| ApiError::Internal("the model returned no output".into()))?;
             Ok(Json(ImagePrediction {

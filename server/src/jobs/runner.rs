@@ -171,8 +171,10 @@ fn step(work: &mut Work) -> Result<Option<usize>, CodelessError> {
         return Ok(None);
     };
     let outputs = work.predictor.predict(&chunk.inputs, chunk.n_rows())?;
-    work.out
-        .write_chunk(&chunk, &codeless::describe(&work.spec, &outputs))?;
+    work.out.write_chunk(
+        &chunk,
+        &codeless::describe(&work.spec, &chunk.inputs, &outputs),
+    )?;
     Ok(Some(work.chunks.rows_read()))
 }
 

@@ -11,7 +11,7 @@ use b3o_models::preprocess::TargetEncoding;
 use serde_json::{Map, Value, json};
 
 use super::loader::{LoadError, LoadedPackage};
-use crate::codeless::{self, CodelessError, CsvChunks, CsvOutput, RowPrediction};
+use crate::codeless::{self, CodelessError, CsvChunks, CsvOutput, Predicted, RowPrediction};
 use crate::inference::single::SingleRowPlan;
 use crate::inference::{InferenceError, OnnxPredictor};
 
@@ -99,16 +99,18 @@ impl Model {
 }
 
 /// One prediction as the worker protocol sends it: labels and probabilities in label order, or
-/// a value.
-pub fn prediction_json(p: &RowPrediction) -> Value {
-    match p {
+/// a value; with its out-of-distribution `warnings` (empty when none).
+pub fn prediction_json(p: &Predicted) -> Value {
+    let mut v = match &p.prediction {
         RowPrediction::Value(v) => json!({ "value": v }),
         RowPrediction::Class {
             label,
             probability,
             probabilities,
         } => json!({ "label": label, "probability": probability, "probabilities": probabilities }),
-    }
+    };
+    v["warnings"] = json!(p.warnings);
+    v
 }
 
 /// The reply of the predictions CSV.
@@ -159,16 +161,13 @@ impl Engine {
         let mut out = CsvOutput::new(Vec::with_capacity(csv.len() * 5 / 4), &chunks, spec)?;
         while let Some(chunk) = chunks.next_chunk(codeless::DEFAULT_CHUNK_ROWS)? {
             let outputs = m.predictor.predict(&chunk.inputs, chunk.n_rows())?;
-            out.write_chunk(&chunk, &codeless::describe(spec, &outputs))?;
+            out.write_chunk(&chunk, &codeless::describe(spec, &chunk.inputs, &outputs))?;
             progress(chunks.rows_read());
         }
         Ok(CsvReply {
             csv: out.finish()?,
             rows: chunks.rows_read(),
-            added_columns: codeless::prediction_header(spec)
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            added_columns: codeless::prediction_header(spec),
         })
     }
 
@@ -217,7 +216,7 @@ impl Engine {
         }
         let pixels: Vec<f32> = pixels.iter().map(|v| v.clamp(0.0, 1.0)).collect();
         let outputs = m.run(&pixels, 1)?;
-        let p = codeless::describe(&m.package.spec, &outputs)
+        let p = codeless::describe(&m.package.spec, &pixels, &outputs)
             .pop()
             .ok_or_else(|| InferenceError::Run("no output".into()))?;
         Ok(image_reply(&m, &p))
@@ -293,7 +292,7 @@ fn bad(message: &str) -> EngineError {
     EngineError::BadRequest(message.to_string())
 }
 
-fn image_reply(m: &Model, p: &RowPrediction) -> Value {
+fn image_reply(m: &Model, p: &Predicted) -> Value {
     let mut reply = prediction_json(p);
     reply["labels"] = json!(m.package.spec.labels);
     reply
@@ -382,7 +381,13 @@ mod tests {
         assert_eq!((reply.rows, seen), (3, vec![3]));
         assert_eq!(
             reply.added_columns,
-            ["prediction_label", "prediction_probability"]
+            [
+                "prediction_label",
+                "prediction_probability",
+                "probability_stayed",
+                "probability_left",
+                "warning"
+            ]
         );
 
         let rows = json!([{ "Age": 30, "Geography": "Spain" }, { "Age": null, "Geography": null }]);

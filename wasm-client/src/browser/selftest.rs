@@ -34,6 +34,7 @@ impl Problem {
             task: Task::BinaryClassification,
             labels: vec!["0".into(), "1".into()],
             input_shape: vec![13],
+            ood: None,
         };
         match self {
             Problem::Mlp => mlp(vec![64, 32]),

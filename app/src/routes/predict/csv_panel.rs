@@ -20,6 +20,8 @@ struct Outcome {
     mode: &'static str,
     added: Vec<String>,
     preview: Option<CsvPreview>,
+    /// Rows with an out-of-distribution warning.
+    warned: usize,
 }
 
 /// Runs the model on `csv`: in the browser while it can, else on the server.
@@ -120,6 +122,7 @@ pub fn CsvPanel(info: ModelInfo, runner: RwSignal<Runner>) -> impl IntoView {
                 mode,
                 added,
                 preview,
+                warned: super::ood::warned_rows(&out),
             }));
             Ok::<(), String>(())
         }
@@ -283,6 +286,7 @@ fn result_view(o: Outcome) -> AnyView {
                 {format!("Download {}", o.file_name)}
             </a>
             {help}
+            {super::ood::csv_notice(o.warned, o.rows)}
             {preview}
         </div>
     }

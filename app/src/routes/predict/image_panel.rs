@@ -40,6 +40,7 @@ pub fn from_server(reply: &api::ImagePrediction, labels: &[String]) -> Option<Im
         label: label.clone(),
         probabilities,
         labels,
+        warnings: reply.prediction.warnings().to_vec(),
     })
 }
 
@@ -76,11 +77,18 @@ pub fn prediction_view(
     mode: &'static str,
 ) -> AnyView {
     let best = p.probabilities.iter().copied().fold(0.0f64, f64::max);
+    let ood_id = if label_id == "image-label" {
+        "image-ood-warning"
+    } else {
+        "digit-ood-warning"
+    };
+    let notice = super::ood::image_notice(ood_id, &p.warnings);
     view! {
         <p class="verdict" id=label_id data-label=p.label.clone() data-mode=mode>
             <span class="verdict-label">{p.label.clone()}</span>
             <span class="muted">{format!(" {:.0}% sure", best * 100.0)}</span>
         </p>
+        {notice}
         {probability_bars(bars_id, p.labels, p.probabilities)}
     }
     .into_any()
@@ -172,7 +180,10 @@ mod tests {
         // Without the model's labels, the server's order.
         assert_eq!(from_server(&reply, &[]).unwrap().labels, ["7", "1"]);
         let value = api::ImagePrediction {
-            prediction: api::Prediction::Value { value: 1.0 },
+            prediction: api::Prediction::Value {
+                value: 1.0,
+                warnings: vec![],
+            },
             ..reply
         };
         assert!(from_server(&value, &[]).is_none());

@@ -10,6 +10,7 @@
 mod csv_panel;
 mod draw;
 mod image_panel;
+mod ood;
 
 use leptos::prelude::*;
 use leptos_router::components::A;
