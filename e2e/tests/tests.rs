@@ -5,5 +5,6 @@ mod app_shell;
 mod embed;
 mod federated_ui;
 mod offline;
+mod owner_controls;
 mod predict_ui;
 mod visitor_ui;

@@ -539,6 +539,9 @@ async fn only_weight_updates_and_column_summaries_leave_a_client() {
                         &["num_samples"]
                     } else if path.ends_with("/evaluation") {
                         &["num_samples", "metrics"]
+                    } else if path.ends_with("/progress") {
+                        // The heartbeat: how much of the round's training is done.
+                        &["fraction"]
                     } else {
                         panic!("unexpected POST {path}")
                     };

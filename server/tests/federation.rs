@@ -1442,7 +1442,16 @@ async fn the_group_lists_its_members_and_where_they_stand_in_the_round() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["left", "member_id", "name", "ready", "role", "round_status"]
+            [
+                "left",
+                "member_id",
+                "name",
+                "presence",
+                "progress",
+                "ready",
+                "role",
+                "round_status"
+            ]
         );
     }
 

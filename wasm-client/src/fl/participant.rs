@@ -375,7 +375,8 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
 
     /// The last round is over: evaluate and report the final model.
     async fn finished(&mut self, round: &RoundView) -> Result<Option<Report>, FlError> {
-        if round.round < self.total_rounds()
+        // The group's last round, or the last one before the owner cancelled training.
+        if (round.round < self.total_rounds() && !round.final_round)
             || !matches!(round.state, RoundState::Closed | RoundState::Failed)
         {
             return Ok(None);

@@ -468,7 +468,7 @@ fn Progress(
                                     <span class=format!("tag state-{state}")>{label}</span>
                                     {removable.then(|| view! {
                                         " "
-                                        <button type="button" class="link remove-member"
+                                        <button type="button" class="secondary small remove-member"
                                             data-member=member_id
                                             on:click=move |_| removing.set(Some(member_id))>
                                             "Remove"
