@@ -17,6 +17,7 @@ use wasm_bindgen::prelude::Closure;
 use super::training::TrainPanel;
 use crate::api::{self, GroupExt, MemberStatus, Metrics, RoundState, RoundView, VersionView};
 use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
+use crate::metrics::MetricSource;
 use crate::routes::{form_error, show_errors};
 use crate::session::use_session;
 
@@ -281,7 +282,9 @@ fn OwnerPanel(
     {
         on_cleanup(move || handle.clear());
     }
-    let training = move || {
+    // Changes only when the round, its deadline or the pause do: the buttons are not rebuilt
+    // by every reload of the group (members' progress), nor by the countdown's tick.
+    let training = Memo::new(move |_| {
         latest.with(|g| {
             g.as_ref()
                 .filter(|g| g.phase == api::Phase::Training)
@@ -293,11 +296,13 @@ fn OwnerPanel(
                     )
                 })
         })
-    };
+    });
+    let join_code =
+        Memo::new(move |_| latest.with(|g| g.as_ref().and_then(|g| g.join_code.clone())));
     view! {
         <section class="card owner" aria-labelledby="owner-heading">
             <h2 id="owner-heading">"You manage this group"</h2>
-            {move || latest.get().and_then(|g| g.join_code).map(|code| {
+            {move || join_code.get().map(|code| {
                 let copy = code.clone();
                 view! {
                     <p>
@@ -312,28 +317,32 @@ fn OwnerPanel(
                     </p>
                 }
             })}
-            {move || training().map(|(paused, round, deadline)| {
-                now.track();
-                let left = deadline.as_deref().and_then(seconds_until);
+            {move || training.get().map(|(paused, round, deadline)| {
+                let has_deadline = deadline.is_some();
+                let countdown = move || {
+                    now.track();
+                    let left = deadline.as_deref().and_then(seconds_until);
+                    match (round, left) {
+                        (Some(r), Some(s)) => view! {
+                            <p id="round-deadline" data-round=r data-seconds=s.max(0)>
+                                {format!(
+                                    "Round {r} takes updates for {} more; then it closes with \
+                                     what arrived, if enough did.",
+                                    countdown_text(s)
+                                )}
+                            </p>
+                        }.into_any(),
+                        _ if paused => view! {
+                            <p id="round-deadline">"Paused: no round is open."</p>
+                        }.into_any(),
+                        _ => view! {
+                            <p id="round-deadline">"The round is being aggregated…"</p>
+                        }.into_any(),
+                    }
+                };
                 view! {
                     <div class="controls" id="training-controls">
-                        {match (round, left) {
-                            (Some(r), Some(s)) => view! {
-                                <p id="round-deadline" data-round=r data-seconds=s.max(0)>
-                                    {format!(
-                                        "Round {r} takes updates for {} more; then it closes with \
-                                         what arrived, if enough did.",
-                                        countdown_text(s)
-                                    )}
-                                </p>
-                            }.into_any(),
-                            _ if paused => view! {
-                                <p id="round-deadline">"Paused: no round is open."</p>
-                            }.into_any(),
-                            _ => view! {
-                                <p id="round-deadline">"The round is being aggregated…"</p>
-                            }.into_any(),
-                        }}
+                        {countdown}
                         <p class="hint">
                             "Close the round now to aggregate the updates that arrived (at least "
                             "the minimum per round); pause to let the open round finish and open "
@@ -341,7 +350,7 @@ fn OwnerPanel(
                         </p>
                         <div class="button-row">
                             <button type="button" id="close-round" class="secondary"
-                                disabled=move || control.pending().get() || left.is_none()
+                                disabled=move || control.pending().get() || !has_deadline
                                 on:click=move |_| {
                                     control.dispatch("rounds/current/close");
                                 }>
@@ -590,13 +599,22 @@ fn Charts(rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>) -> impl 
             .iter()
             .map(|r| (r.round as f64, r.evaluation.as_ref().map(|e| &e.aggregate)))
             .collect();
-        let mut loss = series_by_metric(&fit, "training ", is_loss);
-        loss.extend(series_by_metric(&eval, "evaluation ", is_loss));
-        let mut quality = series_by_metric(&fit, "training ", is_quality);
-        quality.extend(series_by_metric(&eval, "evaluation ", is_quality));
+        let (train, held_out) = (MetricSource::Training, MetricSource::Evaluation);
+        let train_prefix = format!("{}: ", train.short());
+        let eval_prefix = format!("{}: ", held_out.short());
+        let mut loss = series_by_metric(&fit, &train_prefix, is_loss);
+        loss.extend(series_by_metric(&eval, &eval_prefix, is_loss));
+        let mut quality = series_by_metric(&fit, &train_prefix, is_quality);
+        quality.extend(series_by_metric(&eval, &eval_prefix, is_quality));
         view! {
             <section class="card charts" aria-labelledby="charts-heading">
                 <h2 id="charts-heading">"The group's model by round"</h2>
+                <dl class="metric-sources">
+                    <dt data-metric-source=train.hook()>{train.short()}</dt>
+                    <dd>{train.explanation()}</dd>
+                    <dt data-metric-source=held_out.hook()>{held_out.short()}</dt>
+                    <dd>{held_out.explanation()}</dd>
+                </dl>
                 <div class="columns">
                     {line_chart("loss-chart".into(), "Loss by round".into(), "round", loss)}
                     {line_chart("accuracy-chart".into(), "Accuracy by round".into(), "round", quality)}
@@ -712,7 +730,7 @@ fn Versions(
                                             <tr>
                                                 <th scope="col">"Version"</th>
                                                 <th scope="col">"Round"</th>
-                                                <th scope="col">"Metrics"</th>
+                                                <th scope="col">"Metrics (trainers' training split, weighted by rows)"</th>
                                                 <th scope="col">"Download"</th>
                                             </tr>
                                         </thead>
