@@ -550,6 +550,7 @@ async fn get_deployment(
     responses(
         (status = 200, description = "The deployments, by name: public ones, and those of the caller's groups", body = DeploymentList),
         (status = 401, description = "An API token that is not valid", body = ErrorBody),
+        (status = 403, description = "A signed-in account with a one-time password, which must choose a new one first (`password_change_required`)", body = ErrorBody),
     ),
     security((), ("session" = []), ("bearer" = [])),
 )]
