@@ -42,6 +42,17 @@ impl Session {
         self.0.get()
     }
 
+    /// Whether the app knows who is calling and that caller may use the API (no one-time
+    /// password to replace first), tracked: pages wait for it before reading what depends on
+    /// the caller, so a reload never sends a request the server must refuse.
+    pub fn may_call(&self) -> bool {
+        self.0.with(|s| match s {
+            SessionState::Checking => false,
+            SessionState::SignedOut => true,
+            SessionState::SignedIn(me) => !me.user.must_change_password,
+        })
+    }
+
     /// The signed-in account (tracked).
     pub fn user(&self) -> Option<UserView> {
         self.0.with(|s| match s {

@@ -22,8 +22,18 @@ async fn public_models() -> Result<Vec<(DeploymentView, Option<ModelPackage>)>, 
 #[component]
 pub fn Home() -> impl IntoView {
     let health = LocalResource::new(api::health);
-    let models = LocalResource::new(public_models);
     let session = use_session();
+    // Once the app knows who calls (a reload with a one-time password must not ask).
+    let models = LocalResource::new(move || {
+        let ready = session.may_call();
+        async move {
+            if ready {
+                public_models().await
+            } else {
+                Ok(Vec::new())
+            }
+        }
+    });
     view! {
         <section class="hero">
             <h1>"Train together. Keep your data."</h1>

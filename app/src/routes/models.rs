@@ -18,7 +18,14 @@ pub fn Models() -> impl IntoView {
     // Signing in or out changes the list (groups' private models).
     let deployments = LocalResource::new(move || {
         session.user();
-        api::deployments()
+        let ready = session.may_call();
+        async move {
+            if ready {
+                api::deployments().await
+            } else {
+                Ok(Vec::new())
+            }
+        }
     });
     view! {
         <h1>"Models"</h1>

@@ -217,7 +217,14 @@ fn ModelPicker(model: Memo<Option<String>>) -> impl IntoView {
     // Everyone sees the public models; signing in adds the groups' ones.
     let deployments = LocalResource::new(move || {
         session.user();
-        api::deployments()
+        let ready = session.may_call();
+        async move {
+            if ready {
+                api::deployments().await
+            } else {
+                Ok(Vec::new())
+            }
+        }
     });
     let pick = move |ev: leptos::ev::Event| {
         let name = event_target_value(&ev);
