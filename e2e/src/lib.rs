@@ -593,6 +593,31 @@ impl Browser {
         }
     }
 
+    /// Sets the `<select>` at `css` to `value` as a person's choice does (`change` and
+    /// `input` events).
+    pub async fn set_select(&self, css: &str, value: &str) -> Result<()> {
+        self.wait_for(css).await?;
+        self.js(
+            "const s = document.querySelector(arguments[0]);
+             s.value = arguments[1];
+             s.dispatchEvent(new Event('change', { bubbles: true }));
+             s.dispatchEvent(new Event('input', { bubbles: true }));",
+            vec![json!(css), json!(value)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// On a group's page: picks the local file and the backend and starts training (the
+    /// worker then waits for its rounds).
+    pub async fn train_with(&self, file: &Path, backend: &str) -> Result<()> {
+        self.upload("#train-file", file).await?;
+        self.set_select("#train-backend", backend).await?;
+        self.click("#train-start").await?;
+        self.wait_for("#train-run").await?;
+        Ok(())
+    }
+
     /// Waits up to `timeout` for an element matching `css`.
     pub async fn wait_for_long(&self, css: &str, timeout: Duration) -> Result<Element> {
         self.client

@@ -12,30 +12,6 @@ const PASSWORD: &str = "violet staircase 42 harbour";
 const TRAINING_TIMEOUT: Duration = Duration::from_secs(600);
 const ROWS_PER_MEMBER: usize = 60;
 
-async fn set_select(browser: &Browser, css: &str, value: &str) -> Result<()> {
-    browser.wait_for(css).await?;
-    browser
-        .js(
-            "const s = document.querySelector(arguments[0]);
-             s.value = arguments[1];
-             s.dispatchEvent(new Event('change', { bubbles: true }));
-             s.dispatchEvent(new Event('input', { bubbles: true }));",
-            vec![serde_json::json!(css), serde_json::json!(value)],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Picks the local file and the backend, and starts training (the worker then waits for the
-/// owner's start).
-async fn train_with(browser: &Browser, file: &std::path::Path, backend: &str) -> Result<()> {
-    browser.upload("#train-file", file).await?;
-    set_select(browser, "#train-backend", backend).await?;
-    browser.click("#train-start").await?;
-    browser.wait_for("#train-run").await?;
-    Ok(())
-}
-
 #[tokio::test]
 async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Result<()> {
     let server = Server::start()?;
@@ -66,8 +42,10 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             .await?;
         owner.upload("#group-csv-file", &files[0].1).await?;
         owner.wait_for_text("#group-target", "Exited").await?;
-        set_select(&owner, "#group-target", "Exited").await?;
-        set_select(&owner, "#group-task", "binary_classification").await?;
+        owner.set_select("#group-target", "Exited").await?;
+        owner
+            .set_select("#group-task", "binary_classification")
+            .await?;
         owner
             .fill("#group-exclude", "RowNumber, CustomerId, Surname")
             .await?;
@@ -112,9 +90,9 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         }
 
         // Everyone picks its own local file; the owner trains on the GPU, the others on the CPU.
-        train_with(&owner, &files[0].1, "wgpu").await?;
-        train_with(&second, &files[1].1, "cpu").await?;
-        train_with(&third, &files[2].1, "cpu").await?;
+        owner.train_with(&files[0].1, "wgpu").await?;
+        second.train_with(&files[1].1, "cpu").await?;
+        third.train_with(&files[2].1, "cpu").await?;
 
         owner
             .wait_until(

@@ -14,28 +14,6 @@ const PASSWORD: &str = "violet staircase 42 harbour";
 /// Far below the rounds' deadline (600 s, the default): a run that waited for one fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
-async fn set_select(browser: &Browser, css: &str, value: &str) -> Result<()> {
-    browser.wait_for(css).await?;
-    browser
-        .js(
-            "const s = document.querySelector(arguments[0]);
-             s.value = arguments[1];
-             s.dispatchEvent(new Event('change', { bubbles: true }));
-             s.dispatchEvent(new Event('input', { bubbles: true }));",
-            vec![serde_json::json!(css), serde_json::json!(value)],
-        )
-        .await?;
-    Ok(())
-}
-
-async fn train_with(browser: &Browser, file: &std::path::Path, backend: &str) -> Result<()> {
-    browser.upload("#train-file", file).await?;
-    set_select(browser, "#train-backend", backend).await?;
-    browser.click("#train-start").await?;
-    browser.wait_for("#train-run").await?;
-    Ok(())
-}
-
 /// The owner creates a churn group (`rounds`, at least `min_clients` per round) from its
 /// file; two partners join with the code. Returns the group's id.
 async fn create_group(
@@ -53,8 +31,10 @@ async fn create_group(
     owner.fill("#group-name", "Churn across branches").await?;
     owner.upload("#group-csv-file", file).await?;
     owner.wait_for_text("#group-target", "Exited").await?;
-    set_select(owner, "#group-target", "Exited").await?;
-    set_select(owner, "#group-task", "binary_classification").await?;
+    owner.set_select("#group-target", "Exited").await?;
+    owner
+        .set_select("#group-task", "binary_classification")
+        .await?;
     owner
         .fill("#group-exclude", "RowNumber, CustomerId, Surname")
         .await?;
@@ -146,9 +126,9 @@ async fn a_closed_tab_is_not_waited_for_nor_selected_again() -> Result<()> {
     let third = Browser::start().await?;
     let closing = Browser::check_all("closed_tab", &[&owner, &second, &third], async {
         let group_id = create_group(&server, [&owner, &second, &third], &files[0].1, 3, 2).await?;
-        train_with(&owner, &files[0].1, "cpu").await?;
-        train_with(&second, &files[1].1, "cpu").await?;
-        train_with(&third, &files[2].1, "cpu").await?;
+        owner.train_with(&files[0].1, "cpu").await?;
+        second.train_with(&files[1].1, "cpu").await?;
+        third.train_with(&files[2].1, "cpu").await?;
         wait_ready(&owner, 3).await?;
         owner.click("#start-training").await?;
         owner.wait_for("#round-deadline[data-round]").await?;
@@ -243,9 +223,9 @@ async fn the_owner_closes_a_round_removes_a_member_and_cancels_training() -> Res
     let all = [&owner, &second, &third];
     let outcome = Browser::check_all("owner_controls", &all, async {
         let group_id = create_group(&server, all, &files[0].1, 5, 2).await?;
-        train_with(&owner, &files[0].1, "cpu").await?;
-        train_with(&second, &files[1].1, "cpu").await?;
-        train_with(&third, &files[2].1, "wgpu").await?;
+        owner.train_with(&files[0].1, "cpu").await?;
+        second.train_with(&files[1].1, "cpu").await?;
+        third.train_with(&files[2].1, "wgpu").await?;
         wait_ready(&owner, 3).await?;
         owner.click("#start-training").await?;
         let deadline = owner
