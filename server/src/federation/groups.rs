@@ -589,10 +589,13 @@ pub async fn get_group(
         Option<f64>,
         String,
         String,
+        bool,
+        bool,
     );
     let row: Row = sqlx::query_as(
         "SELECT name, description, template_json, hyper_json, strategy_json, total_rounds,
-                min_clients, fraction_fit, round_deadline_secs, max_update_norm, phase, created_at
+                min_clients, fraction_fit, round_deadline_secs, max_update_norm, phase, created_at,
+                paused_at IS NOT NULL, cancelled_at IS NOT NULL
              FROM groups WHERE id = ?",
     )
     .bind(group_id)
@@ -611,12 +614,6 @@ pub async fn get_group(
     )
     .bind(group_id)
     .fetch_optional(&state.db)
-    .await?;
-    let (paused, cancelled): (bool, bool) = sqlx::query_as(
-        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
-    )
-    .bind(group_id)
-    .fetch_one(&state.db)
     .await?;
     let mut member_list = member_list(&state.db, group_id).await?;
     let presence = &state.federation.presence;
@@ -666,8 +663,8 @@ pub async fn get_group(
         member_id: access.active_member().map(|m| m.id),
         member_list,
         current_round_deadline_at,
-        paused,
-        cancelled,
+        paused: row.12,
+        cancelled: row.13,
     }))
 }
 
