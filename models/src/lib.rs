@@ -41,6 +41,7 @@ mod openapi;
 pub mod package;
 pub mod preprocess;
 pub mod protocol;
+pub mod secagg;
 pub mod stats;
 pub mod tabular;
 pub mod task;
