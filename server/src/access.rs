@@ -127,6 +127,27 @@ pub const ROUTES: &[RouteRule] = &[
         "/api/groups/{id}/rounds/{number}/update",
         GroupParticipant,
     ),
+    // Secure aggregation's stages: a selected member's messages.
+    rule(
+        "GET",
+        "/api/groups/{id}/rounds/{number}/secagg",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/secagg/keys",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/secagg/shares",
+        GroupParticipant,
+    ),
+    rule(
+        "POST",
+        "/api/groups/{id}/rounds/{number}/secagg/unmask",
+        GroupParticipant,
+    ),
     rule(
         "POST",
         "/api/groups/{id}/rounds/{number}/failure",

@@ -39,6 +39,7 @@ pub mod inference;
 pub mod jobs;
 pub mod operations;
 pub mod registry;
+pub mod secagg;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -279,6 +280,10 @@ pub struct CreateGroup<S = Value> {
     /// Optional bound on the L2 norm of `update - global model`.
     #[serde(default)]
     pub max_update_norm: Option<f64>,
+    /// Secure aggregation (SecAgg+): the server learns only the sum of each round's updates.
+    /// Absent for a plain group; `{}` for Flower's defaults.
+    #[serde(default)]
+    pub secagg: Option<crate::secagg::SecAggConfig>,
 }
 
 fn min_clients() -> u32 {
@@ -326,6 +331,31 @@ impl<S: ValidateStrategy> CreateGroup<S> {
             && !(n.is_finite() && n > 0.0)
         {
             return Err(format!("max_update_norm must be a number > 0, got {n}"));
+        }
+        if let Some(secagg) = &self.secagg {
+            secagg.validate().map_err(|e| format!("secagg: {e}"))?;
+            if self.min_clients < 2 {
+                return Err(
+                    "min_clients must be at least 2 with secure aggregation (the sum of one \
+                     update is that update)"
+                        .into(),
+                );
+            }
+            if self.max_update_norm.is_some() {
+                return Err(
+                    "max_update_norm cannot be checked with secure aggregation (the server never \
+                     sees an update); secagg.clipping_range bounds every value instead"
+                        .into(),
+                );
+            }
+            let most = secagg.max_clients();
+            if self.min_clients as usize > most {
+                return Err(format!(
+                    "min_clients {} exceeds the {most} clients secagg.modulus_range / \
+                     quantization_range can sum",
+                    self.min_clients
+                ));
+            }
         }
         Ok(())
     }
@@ -649,6 +679,9 @@ pub struct GroupView {
     /// Its owner (or an administrator) cancelled training: the phase is `finished` early.
     #[serde(default)]
     pub cancelled: bool,
+    /// Secure aggregation's settings; absent for a plain group.
+    #[serde(default)]
+    pub secagg: Option<crate::secagg::SecAggConfig>,
 }
 
 fn deadline_i64() -> i64 {
@@ -865,6 +898,13 @@ pub struct RoundConfig {
 }
 
 impl RoundConfig {
+    /// A secure round's resolved SecAgg+ settings (`secagg` in the config).
+    pub fn secagg(&self) -> Option<crate::secagg::EffectiveConfig> {
+        self.extra
+            .get("secagg")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
     /// FedProx's proximal weight, 0 for other strategies.
     pub fn proximal_mu(&self) -> f64 {
         self.extra
@@ -958,6 +998,9 @@ pub struct RoundView {
     /// No round follows this one: the group's last, or training was cancelled.
     #[serde(default)]
     pub final_round: bool,
+    /// A secure group's round: its stage and who dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secagg: Option<secagg::SecAggRoundSummary>,
 }
 
 /// `GET /api/groups/{id}/rounds`.
@@ -1110,6 +1153,11 @@ pub enum GroupEvent {
     Paused {
         paused: bool,
     },
+    /// A secure round moved to another SecAgg+ stage.
+    SecaggStage {
+        round: i64,
+        stage: secagg::SecAggStage,
+    },
 }
 
 impl GroupEvent {
@@ -1126,6 +1174,7 @@ impl GroupEvent {
             GroupEvent::MemberPresence { .. } => "member_presence",
             GroupEvent::MemberProgress { .. } => "member_progress",
             GroupEvent::Paused { .. } => "paused",
+            GroupEvent::SecaggStage { .. } => "secagg_stage",
         }
     }
 }
@@ -1315,6 +1364,7 @@ mod tests {
                 status: Some(MemberStatus::Selected),
             }),
             final_round: false,
+            secagg: None,
         };
         let brief = serde_json::to_value(&view).unwrap();
         // Brief answers leave the per-client lists out; nulls stay.

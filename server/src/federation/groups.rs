@@ -52,6 +52,17 @@ pub async fn create(
     // Before the template's own checks, so that any model over the limit gets the same 413.
     quotas::check_model_size(quotas::template_params(&req.model), &state.limits)?;
     req.validate().map_err(ApiError::BadRequest)?;
+    if req.secagg.is_some()
+        && crate::strategy::build(&req.strategy).accumulation()
+            != crate::strategy::Accumulation::RunningMean
+    {
+        return Err(ApiError::BadRequest(format!(
+            "strategy `{}` needs every client's update, which secure aggregation hides from the \
+             server; a secure group takes a mean-type strategy (fedavg, fedprox, fedavgm, \
+             fedadam, fedyogi, fedadagrad)",
+            crate::strategy::build(&req.strategy).name()
+        )));
+    }
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
@@ -65,8 +76,8 @@ pub async fn create(
         let result = sqlx::query_scalar::<_, i64>(
             "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
                 template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
-                fraction_fit, round_deadline_secs, max_update_norm)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                fraction_fit, round_deadline_secs, max_update_norm, secagg_json)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(req.name.trim())
         .bind(&req.description)
@@ -82,6 +93,7 @@ pub async fn create(
         .bind(req.fraction_fit)
         .bind(req.round_deadline_secs as i64)
         .bind(req.max_update_norm)
+        .bind(req.secagg.as_ref().map(to_json))
         .fetch_one(&mut *tx)
         .await;
         let group_id = match result {
@@ -591,11 +603,12 @@ pub async fn get_group(
         String,
         bool,
         bool,
+        Option<String>,
     );
     let row: Row = sqlx::query_as(
         "SELECT name, description, template_json, hyper_json, strategy_json, total_rounds,
                 min_clients, fraction_fit, round_deadline_secs, max_update_norm, phase, created_at,
-                paused_at IS NOT NULL, cancelled_at IS NOT NULL
+                paused_at IS NOT NULL, cancelled_at IS NOT NULL, secagg_json
              FROM groups WHERE id = ?",
     )
     .bind(group_id)
@@ -665,6 +678,7 @@ pub async fn get_group(
         current_round_deadline_at,
         paused: row.12,
         cancelled: row.13,
+        secagg: row.14.as_deref().and_then(|j| serde_json::from_str(j).ok()),
     }))
 }
 

@@ -23,6 +23,7 @@ pub mod model;
 pub mod presence;
 pub mod quotas;
 mod rounds;
+mod secagg;
 mod spool;
 
 mod updates;
@@ -119,6 +120,10 @@ struct RoundAccumulator {
         views::current,
         views::get_round,
         updates::upload,
+        secagg::view,
+        secagg::keys,
+        secagg::shares,
+        secagg::unmask,
         updates::report_failure,
         updates::report_evaluation,
         history::runs,
@@ -164,6 +169,21 @@ struct RoundAccumulator {
         model::Evaluation,
         model::EvaluationAccepted,
         model::GroupEvent,
+        b3o_models::protocol::secagg::SecAggStage,
+        b3o_models::protocol::secagg::SecAggView,
+        b3o_models::protocol::secagg::ShareUpload,
+        b3o_models::protocol::secagg::UnmaskUpload,
+        b3o_models::protocol::secagg::SecAggAccepted,
+        b3o_models::protocol::secagg::SecAggRoundSummary,
+        b3o_models::secagg::SecAggConfig,
+        b3o_models::secagg::ShareCount,
+        b3o_models::secagg::EffectiveConfig,
+        b3o_models::secagg::PublicKeys,
+        b3o_models::secagg::NeighbourKeys,
+        b3o_models::secagg::EncryptedShare,
+        b3o_models::secagg::UnmaskRequest,
+        b3o_models::secagg::UnmaskShare,
+        b3o_models::secagg::ShareKind,
         b3o_models::stats::Summary,
         b3o_models::stats::ColumnSummary,
         b3o_models::stats::NumericSummary,
@@ -223,6 +243,19 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/groups/{id}/rounds/{number}/update",
             post(updates::upload),
+        )
+        .route("/api/groups/{id}/rounds/{number}/secagg", get(secagg::view))
+        .route(
+            "/api/groups/{id}/rounds/{number}/secagg/keys",
+            post(secagg::keys),
+        )
+        .route(
+            "/api/groups/{id}/rounds/{number}/secagg/shares",
+            post(secagg::shares),
+        )
+        .route(
+            "/api/groups/{id}/rounds/{number}/secagg/unmask",
+            post(secagg::unmask),
         )
         .route(
             "/api/groups/{id}/rounds/{number}/failure",

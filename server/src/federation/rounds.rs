@@ -41,6 +41,8 @@ pub(crate) struct GroupSettings {
     pub round_deadline_secs: i64,
     pub max_update_norm: Option<f64>,
     pub phase: Phase,
+    /// Secure aggregation's settings, for a secure group.
+    pub secagg: Option<b3o_models::secagg::SecAggConfig>,
 }
 
 impl GroupSettings {
@@ -67,10 +69,12 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
         i64,
         Option<f64>,
         String,
+        Option<String>,
     );
     let row: Option<Row> = sqlx::query_as(
         "SELECT template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
-            fraction_fit, round_deadline_secs, max_update_norm, phase FROM groups WHERE id = ?",
+            fraction_fit, round_deadline_secs, max_update_norm, phase, secagg_json
+         FROM groups WHERE id = ?",
     )
     .bind(group_id)
     .fetch_optional(db)
@@ -95,6 +99,11 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
         round_deadline_secs: row.7,
         max_update_norm: row.8,
         phase: Phase::parse(&row.9),
+        secagg: row
+            .10
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| corrupt("secure aggregation settings", e))?,
     })
 }
 
@@ -305,7 +314,13 @@ async fn open_round(
     config.extend(strategy.configure_fit(number as u32));
 
     let opened_at = now();
-    let deadline_at = opened_at + group.round_deadline_secs;
+    // A secure round's stages add up to its last possible moment.
+    let deadline_at = opened_at
+        + group.round_deadline_secs
+        + group
+            .secagg
+            .as_ref()
+            .map_or(0, |c| 3 * i64::from(c.stage_deadline_secs));
     let round_id: i64 = sqlx::query_scalar(
         "INSERT INTO rounds (group_id, number, base_version_id, config_json, opened_at, deadline_at)
          VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -319,6 +334,9 @@ async fn open_round(
     .fetch_one(&mut **tx)
     .await?;
     select_members(state, tx, group, round_id).await?;
+    if let Some(cfg) = &group.secagg {
+        super::secagg::open(tx, cfg, round_id).await?;
+    }
     metrics::counter!("b3o_federation_rounds_opened_total").increment(1);
     Ok(GroupEvent::RoundOpened {
         round: number,
@@ -345,9 +363,15 @@ async fn select_members(
     let (mut gone, mut here): (Vec<i64>, Vec<i64>) =
         ready.into_iter().partition(|id| presence.is_gone(*id));
     let n = here.len();
+    // A secure round sums at most as many vectors as its modulus holds.
+    let most = group
+        .secagg
+        .as_ref()
+        .map_or(usize::MAX, |c| c.max_clients());
     let wanted = ((group.fraction_fit * n as f64).ceil() as usize)
         .max(group.min_clients as usize)
-        .min(n);
+        .min(n)
+        .min(most);
     here.shuffle(&mut rand::rng());
     here.truncate(wanted);
     if here.len() < group.min_clients as usize {
@@ -370,6 +394,9 @@ async fn select_members(
 /// deadline passed. Fails it when too few updates can still arrive. While only gone members
 /// could still bring the quorum, it waits for them (or the deadline, or the owner).
 pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), ApiError> {
+    if super::secagg::load_for(state, round_id).await?.is_some() {
+        return super::secagg::check(state, round_id).await;
+    }
     let row: Option<(i64, String, i64, i64)> = sqlx::query_as(
         "SELECT r.group_id, r.state, r.deadline_at, g.min_clients
          FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = ?",
@@ -467,6 +494,13 @@ pub(crate) async fn close_now(state: &AppState, group_id: i64) -> Result<i64, Ap
             "round {number} has {reported} of the {min_clients} updates it needs; it can close once \
              {min_clients} have arrived, or you can cancel training"
         )));
+    }
+    if let Some(secure) = super::secagg::load_for(state, round_id).await? {
+        // A secure round cannot skip its key stages: closing ends its training stage now,
+        // and the survivors still unmask.
+        super::secagg::check_upload(&secure)?;
+        super::secagg::end_stage_now(state, round_id).await?;
+        return Ok(number);
     }
     let waiting: Vec<i64> = sqlx::query_scalar(
         "SELECT member_id FROM round_members WHERE round_id = ? AND status = 'selected'",
@@ -595,7 +629,11 @@ pub(crate) async fn set_paused(
 
 /// `open|collecting -> aggregating`, under the group lock so that no update commits after the
 /// transition without being seen; then aggregates in the background.
-async fn begin_aggregation(state: &AppState, group_id: i64, round_id: i64) -> Result<(), ApiError> {
+pub(super) async fn begin_aggregation(
+    state: &AppState,
+    group_id: i64,
+    round_id: i64,
+) -> Result<(), ApiError> {
     let lock = state.federation.group(group_id);
     let accumulator = {
         let mut rt = lock.lock().await;
@@ -630,7 +668,7 @@ async fn begin_aggregation(state: &AppState, group_id: i64, round_id: i64) -> Re
 
 /// Marks a live or aggregating round failed and moves on to the next round (from the same
 /// model) or finishes the group.
-async fn fail_round(
+pub(super) async fn fail_round(
     state: &AppState,
     group_id: i64,
     round_id: i64,
@@ -799,7 +837,8 @@ async fn aggregate(
     let evals: Vec<EvalRes> = updates
         .iter()
         .map(|u| EvalRes {
-            num_samples: u.num_samples as u64,
+            // Secure updates carry no sample count: their metrics weigh the same.
+            num_samples: (u.num_samples as u64).max(1),
             metrics: u.metrics.clone(),
         })
         .collect();
@@ -898,6 +937,10 @@ async fn load_inputs(
 
     // Gather the fits in the form the strategy wants.
     let fits = match strategy::build(&group.strategy).accumulation() {
+        // A secure round's sum, unmasked: the weighted mean without any single update.
+        Accumulation::RunningMean if group.secagg.is_some() => {
+            LoadedFits::Mean(super::secagg::unmasked_mean(state, round_id, &current).await?)
+        }
         Accumulation::RunningMean => {
             let mut acc = accumulator.unwrap_or_else(|| RoundAccumulator {
                 round_id,
@@ -1119,12 +1162,16 @@ pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
 }
 
 pub(crate) async fn check_deadlines(state: &AppState) -> Result<(), ApiError> {
-    let due: Vec<i64> = sqlx::query_scalar(
+    let mut due: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM rounds WHERE state IN ('open', 'collecting') AND deadline_at <= ?",
     )
     .bind(now())
     .fetch_all(&state.db)
     .await?;
+    // Secure rounds' stages end on their own deadlines and when members go away.
+    due.extend(super::secagg::live_rounds(state).await?);
+    due.sort_unstable();
+    due.dedup();
     for round_id in due {
         check_round(state, round_id).await?;
     }

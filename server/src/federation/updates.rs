@@ -286,26 +286,72 @@ async fn receive(
         max_metrics: state.limits.max_metrics_per_update,
     };
     let bytes = spooled.read().await?;
-    // Decoding and checking every value of a large model is seconds of CPU: off the async
-    // threads. Only the flat parameters come back; the raw bytes are dropped there.
-    let (params, meta) = tokio::task::spawn_blocking(move || {
-        b3o_models::weights::decode_with(&bytes, &layout, limits)
-            .map(|(set, meta)| (set.flatten(), meta))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("decoding an update: {e}")))?
-    .map_err(|e| match e {
-        FormatError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        FormatError::TooManyMetrics { .. } => {
-            ApiError::BadRequest(format!("{e} (--max-metrics-per-update)"))
+    let secure = match &group.secagg {
+        Some(_) => {
+            let round = super::secagg::load_for(&state, round.id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("round {number} lost its secure state"))
+                })?;
+            super::secagg::check_upload(&round)?;
+            Some(round)
         }
-        e => ApiError::BadRequest(e.to_string()),
-    })?;
-    validate_meta(&group, number, &meta)?;
-    if let Some(bound) = group.max_update_norm {
-        check_norm(&state, &group, round.base_version_id, &params, bound).await?;
-    }
-
+        None => None,
+    };
+    // (flat parameters of a plain update, its metadata).
+    let (params, meta) = if let Some(secure) = &secure {
+        // A masked vector: only its shape and range can be checked, its values are hidden.
+        let len = layout
+            .checked_num_params()
+            .and_then(|n| n.checked_add(1))
+            .ok_or_else(|| ApiError::Internal("layout size overflows".into()))?;
+        let modulus = secure.config.modulus_range;
+        let max_metrics = state.limits.max_metrics_per_update;
+        let (_, masked) = tokio::task::spawn_blocking(move || {
+            b3o_models::secagg::wire::decode_masked(&bytes, len, modulus, max, max_metrics)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding a masked update: {e}")))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let meta = b3o_models::weights::UpdateMeta {
+            model_id: masked.model_id,
+            round: masked.round,
+            num_samples: 0,
+            metrics: masked.metrics,
+        };
+        validate_target(&group, number, &meta)?;
+        if let Some(name) = meta.metrics.keys().find(|k| {
+            let chars = k.chars().count();
+            chars == 0 || chars > MAX_METRIC_NAME_CHARS
+        }) {
+            let shown: String = name.chars().take(20).collect();
+            return Err(ApiError::BadRequest(format!(
+                "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters"
+            )));
+        }
+        (None, meta)
+    } else {
+        // Decoding and checking every value of a large model is seconds of CPU: off the async
+        // threads. Only the flat parameters come back; the raw bytes are dropped there.
+        let (params, meta) = tokio::task::spawn_blocking(move || {
+            b3o_models::weights::decode_with(&bytes, &layout, limits)
+                .map(|(set, meta)| (set.flatten(), meta))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding an update: {e}")))?
+        .map_err(|e| match e {
+            FormatError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            FormatError::TooManyMetrics { .. } => {
+                ApiError::BadRequest(format!("{e} (--max-metrics-per-update)"))
+            }
+            e => ApiError::BadRequest(e.to_string()),
+        })?;
+        validate_meta(&group, number, &meta)?;
+        if let Some(bound) = group.max_update_norm {
+            check_norm(&state, &group, round.base_version_id, &params, bound).await?;
+        }
+        (Some(params), meta)
+    };
     // Content-addressed name: concurrent different uploads never overwrite each other's blob.
     let sha = spooled.sha256.clone();
     let name = format!("member-{}-{}.safetensors", member.id, &sha[..16]);
@@ -327,6 +373,8 @@ async fn receive(
                 sha256, size_bytes)
              SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (
                 SELECT 1 FROM rounds WHERE id = ? AND state IN ('open', 'collecting'))
+             AND NOT EXISTS (
+                SELECT 1 FROM secagg_rounds WHERE round_id = ? AND stage != 'masked')
              RETURNING id",
         )
         .bind(round.id)
@@ -336,6 +384,7 @@ async fn receive(
         .bind(&rel)
         .bind(&sha)
         .bind(size)
+        .bind(round.id)
         .bind(round.id)
         .fetch_optional(&mut *tx)
         .await;
@@ -375,7 +424,9 @@ async fn receive(
             .await?;
         tx.commit().await?;
 
-        if strategy::build(&group.strategy).accumulation() == Accumulation::RunningMean {
+        if let Some(params) = &params
+            && strategy::build(&group.strategy).accumulation() == Accumulation::RunningMean
+        {
             let acc = match &mut rt.accumulator {
                 Some(acc) if acc.round_id == round.id => acc,
                 slot => slot.insert(RoundAccumulator {
@@ -384,7 +435,7 @@ async fn receive(
                     included: Default::default(),
                 }),
             };
-            if acc.mean.add(&params, meta.num_samples).is_ok() {
+            if acc.mean.add(params, meta.num_samples).is_ok() {
                 acc.included.insert(update_id);
             }
         }
@@ -408,6 +459,23 @@ fn validate_meta(
     number: i64,
     meta: &b3o_models::weights::UpdateMeta,
 ) -> Result<(), ApiError> {
+    validate_target(group, number, meta)?;
+    // 2^40 samples: far beyond any real client, and keeps weights exact enough in f32 sums.
+    if meta.num_samples == 0 || meta.num_samples > 1 << 40 {
+        return Err(ApiError::BadRequest(format!(
+            "num_samples must be between 1 and 2^40, got {}",
+            meta.num_samples
+        )));
+    }
+    Ok(())
+}
+
+/// The update is for this group's model and this round.
+fn validate_target(
+    group: &GroupSettings,
+    number: i64,
+    meta: &b3o_models::weights::UpdateMeta,
+) -> Result<(), ApiError> {
     if meta.model_id != group.model_id() {
         return Err(ApiError::BadRequest(format!(
             "update is for model `{}`, this group's model is `{}`",
@@ -419,13 +487,6 @@ fn validate_meta(
         return Err(ApiError::BadRequest(format!(
             "update metadata says round {} but was sent to round {number}",
             meta.round
-        )));
-    }
-    // 2^40 samples: far beyond any real client, and keeps weights exact enough in f32 sums.
-    if meta.num_samples == 0 || meta.num_samples > 1 << 40 {
-        return Err(ApiError::BadRequest(format!(
-            "num_samples must be between 1 and 2^40, got {}",
-            meta.num_samples
         )));
     }
     Ok(())

@@ -119,6 +119,10 @@ pub(crate) async fn round_view(
     } else {
         (None, None)
     };
+    let secagg = {
+        let mut conn = db.acquire().await?;
+        super::secagg::summary(&mut conn, r.0).await?
+    };
     Ok(RoundView {
         round: number,
         state: RoundState::parse(&r.1),
@@ -136,6 +140,7 @@ pub(crate) async fn round_view(
         evaluation,
         you: None,
         final_round: r.10,
+        secagg,
     })
 }
 

@@ -126,6 +126,10 @@ pub struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Secure aggregation (SecAgg+ with Flower's defaults): the server only learns each
+    /// round's sum. Mean-type strategies only.
+    #[arg(long)]
+    pub secure: bool,
 }
 
 /// Why a simulation could not run.
@@ -426,6 +430,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         fraction_fit: args.fraction_fit,
         round_deadline_secs: 7 * 24 * 3600,
         max_update_norm: None,
+        secagg: args.secure.then(b3o_models::secagg::SecAggConfig::default),
     };
     let created = owner.create_group(&request).await?;
     let gid = created.group_id;

@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use b3o_models::protocol::accounts::{CreateToken, CreatedToken, Login, Me};
+use b3o_models::protocol::secagg::{SecAggAccepted, SecAggView, ShareUpload, UnmaskUpload};
 use b3o_models::protocol::{
     Accepted, CreateGroup, Created, ErrorBody, Evaluation, EvaluationAccepted, Failure,
     FailureReported, GroupView, Join, Joined, MemberReady, Progress, ProgressAccepted, Ready,
     RoundList, RoundView, StatisticsAccepted, TrainingStarted, VersionList, VersionView,
 };
+use b3o_models::secagg::PublicKeys;
 use b3o_models::stats::Summary;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,6 +78,8 @@ pub enum FlError {
     Train(#[from] b3o_models::train::TrainError),
     #[error("weights: {0}")]
     Weights(#[from] b3o_models::weights::FormatError),
+    #[error("secure aggregation: {0}")]
+    SecAgg(#[from] b3o_models::secagg::SecAggError),
     #[error("{0}")]
     Protocol(String),
     #[error("stopped")]
@@ -468,6 +472,60 @@ impl<T: Transport> Api<T> {
             )
             .await?;
         Ok(())
+    }
+
+    /// A secure round's stage as the calling member needs it (SecAgg+).
+    pub async fn secagg_view(&self, group_id: i64, round: i64) -> Result<SecAggView, FlError> {
+        self.json(
+            "reading the secure round",
+            Request::get(format!("/api/groups/{group_id}/rounds/{round}/secagg")),
+        )
+        .await
+    }
+
+    /// Stage 1 of a secure round: this member's public keys.
+    pub async fn secagg_keys(
+        &self,
+        group_id: i64,
+        round: i64,
+        keys: &PublicKeys,
+    ) -> Result<SecAggAccepted, FlError> {
+        self.post_json(
+            "advertising keys",
+            format!("/api/groups/{group_id}/rounds/{round}/secagg/keys"),
+            keys,
+        )
+        .await
+    }
+
+    /// Stage 2: the encrypted shares for this member's neighbours.
+    pub async fn secagg_shares(
+        &self,
+        group_id: i64,
+        round: i64,
+        shares: &ShareUpload,
+    ) -> Result<SecAggAccepted, FlError> {
+        self.post_json(
+            "sending key shares",
+            format!("/api/groups/{group_id}/rounds/{round}/secagg/shares"),
+            shares,
+        )
+        .await
+    }
+
+    /// Stage 4: the shares that remove the survivors' and the dropped members' masks.
+    pub async fn secagg_unmask(
+        &self,
+        group_id: i64,
+        round: i64,
+        shares: &UnmaskUpload,
+    ) -> Result<SecAggAccepted, FlError> {
+        self.post_json(
+            "sending unmask shares",
+            format!("/api/groups/{group_id}/rounds/{round}/secagg/unmask"),
+            shares,
+        )
+        .await
     }
 
     /// This member's metrics of `round`'s resulting model on its held-out rows.

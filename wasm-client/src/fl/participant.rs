@@ -23,13 +23,19 @@ use std::time::Duration;
 use b3o_models::Dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
+use b3o_models::protocol::secagg::{SecAggStage, ShareUpload, UnmaskUpload};
 use b3o_models::protocol::{
     Evaluation, GroupView, Joined, Optimizer, Phase, RoundState, RoundView,
 };
+use b3o_models::secagg::keys::Context;
+use b3o_models::secagg::wire::{MaskedMeta, encode_masked};
+use b3o_models::secagg::{ClientRound, EffectiveConfig};
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Serialize;
 
 use super::api::{Api, FlError, RetryNotice};
@@ -466,10 +472,216 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
     }
 
     async fn train_round(&mut self, round: &RoundView) -> Result<(), FlError> {
+        if let Some(cfg) = round.config.secagg() {
+            return self.secure_round(round, cfg).await;
+        }
+        let gid = self.gid()?;
+        let number = round.round;
+        let Some((outcome, _)) = self.train_only(round).await? else {
+            return Ok(());
+        };
+        let c = &round.config;
+        let meta = UpdateMeta {
+            model_id: c.model_id.clone(),
+            round: number as u64,
+            num_samples: outcome.num_samples,
+            metrics: outcome.metrics.to_map(),
+        };
+        let update = weights::encode(&outcome.weights, &meta, Dtype::F32)?;
+        match self.api.upload_update(gid, number, update).await {
+            Ok(accepted) => self.observer.event(&ClientEvent::Uploaded {
+                round: number,
+                update_id: accepted.update_id,
+                num_samples: accepted.num_samples,
+                metrics: meta.metrics,
+            }),
+            // The round closed (deadline) or this member was dropped meanwhile.
+            Err(FlError::Api {
+                status: 409,
+                message,
+                ..
+            }) => self.observer.event(&ClientEvent::Skipped {
+                round: number,
+                reason: message,
+            }),
+            Err(e) => return Err(e),
+        }
+        self.trained.insert(number);
+        Ok(())
+    }
+
+    /// A secure round (SecAgg+, [`b3o_models::secagg`]): advertise keys, send each neighbour
+    /// its encrypted shares, train and upload the masked update, then hand back the shares that
+    /// remove the masks. The secrets live in memory only: a client that loses them (a closed
+    /// tab) is a dropout, which the other members' shares recover from.
+    async fn secure_round(
+        &mut self,
+        round: &RoundView,
+        cfg: EffectiveConfig,
+    ) -> Result<(), FlError> {
+        let gid = self.gid()?;
+        let number = round.round;
+        let me = self
+            .member_id
+            .or_else(|| round.you.as_ref().map(|y| y.member_id))
+            .ok_or_else(|| FlError::Protocol("this member's id is unknown".into()))?;
+        let mut rng = StdRng::from_os_rng();
+        let ctx = Context {
+            group_id: gid,
+            round: number,
+        };
+        let modulus = cfg.modulus_range;
+        let mut client = ClientRound::new(ctx, me, cfg, &mut rng);
+        let mut sent = SecureStep::Nothing;
+        loop {
+            self.check_cancel()?;
+            let view = match self.api.secagg_view(gid, number).await {
+                Ok(view) => view,
+                Err(FlError::Api {
+                    status: 404 | 409,
+                    message,
+                    ..
+                }) => {
+                    self.skipped(number, message);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            let refused = match (view.stage, sent) {
+                (SecAggStage::Advertise, SecureStep::Nothing) => {
+                    let keys = client.public_keys();
+                    let answer = self.api.secagg_keys(gid, number, &keys).await;
+                    sent = SecureStep::Keys;
+                    answer.err()
+                }
+                (SecAggStage::Share, SecureStep::Keys) => {
+                    let shares = match client.share_keys(&view.ring, &view.keys, &mut rng) {
+                        Ok(shares) => shares,
+                        Err(e) => {
+                            self.secure_failure(gid, number, &e.to_string()).await?;
+                            break;
+                        }
+                    };
+                    let answer = self
+                        .api
+                        .secagg_shares(gid, number, &ShareUpload { shares })
+                        .await;
+                    sent = SecureStep::Shares;
+                    answer.err()
+                }
+                (SecAggStage::Masked, SecureStep::Shares) => {
+                    if let Err(e) = client.receive_shares(&view.shares) {
+                        self.secure_failure(gid, number, &e.to_string()).await?;
+                        break;
+                    }
+                    let Some((outcome, base)) = self.train_only(round).await? else {
+                        break;
+                    };
+                    let delta: Vec<f32> = outcome
+                        .weights
+                        .flatten()
+                        .iter()
+                        .zip(base.flatten())
+                        .map(|(new, old)| new - old)
+                        .collect();
+                    let masked = client.mask(&delta, outcome.num_samples, &mut rng)?;
+                    let meta = MaskedMeta {
+                        model_id: round.config.model_id.clone(),
+                        round: number as u64,
+                        metrics: outcome.metrics.to_map(),
+                    };
+                    let bytes = encode_masked(&masked, modulus, &meta);
+                    let answer = self.api.upload_update(gid, number, bytes).await;
+                    sent = SecureStep::Masked;
+                    match answer {
+                        Ok(accepted) => {
+                            self.observer.event(&ClientEvent::Uploaded {
+                                round: number,
+                                update_id: accepted.update_id,
+                                num_samples: outcome.num_samples as i64,
+                                metrics: meta.metrics,
+                            });
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
+                (SecAggStage::Unmask, SecureStep::Masked) => {
+                    if let Some(request) = &view.unmask {
+                        let shares = client.unmask_shares(request)?;
+                        if let Err(e) = self
+                            .api
+                            .secagg_unmask(gid, number, &UnmaskUpload { shares })
+                            .await
+                        {
+                            Some(e)
+                        } else {
+                            break;
+                        }
+                    } else {
+                        break;
+                    }
+                }
+                (SecAggStage::Done | SecAggStage::Failed, _) => break,
+                (stage, step) if stage.order() > step.next_stage().order() => {
+                    self.skipped(
+                        number,
+                        format!(
+                            "the secure round moved to its {} stage before this member took part",
+                            stage.as_str()
+                        ),
+                    );
+                    break;
+                }
+                _ => None,
+            };
+            match refused {
+                None => {}
+                // The stage closed meanwhile, or this member's place is settled.
+                Some(FlError::Api {
+                    status: 409,
+                    message,
+                    ..
+                }) => {
+                    self.skipped(number, message);
+                    break;
+                }
+                Some(e) => return Err(e),
+            }
+            self.wait_for_change().await?;
+        }
+        self.trained.insert(number);
+        Ok(())
+    }
+
+    fn skipped(&self, round: i64, reason: String) {
+        self.observer.event(&ClientEvent::Skipped { round, reason });
+    }
+
+    /// This member cannot take part in a secure round: tells the server and the user.
+    async fn secure_failure(&mut self, gid: i64, number: i64, reason: &str) -> Result<(), FlError> {
+        match self.api.report_failure(gid, number, reason).await {
+            Ok(()) | Err(FlError::Api { status: 409, .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.observer.event(&ClientEvent::Failed {
+            round: number,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Trains round `round` locally from its base model. `None` when training failed (the
+    /// server was told and the round counts as done for this member); also the base weights.
+    async fn train_only(
+        &mut self,
+        round: &RoundView,
+    ) -> Result<Option<(b3o_models::train::TrainOutcome, WeightSet)>, FlError> {
         let gid = self.gid()?;
         let spec = self.spec(round.base_version_id).await?;
         let (train, _) = self.split(&spec)?;
         let global = self.weights(round.base_version_id, &spec).await?;
+        let base = global.clone();
         let c = &round.config;
         let config = TrainConfig {
             epochs: c.local_epochs as usize,
@@ -559,38 +771,12 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 self.trained.insert(number);
                 // A diverging round is the model's problem, not the client's: carry on.
                 return match e {
-                    FlError::Train(TrainError::Diverged(_)) => Ok(()),
+                    FlError::Train(TrainError::Diverged(_)) => Ok(None),
                     e => Err(e),
                 };
             }
         };
-        let meta = UpdateMeta {
-            model_id: c.model_id.clone(),
-            round: number as u64,
-            num_samples: outcome.num_samples,
-            metrics: outcome.metrics.to_map(),
-        };
-        let update = weights::encode(&outcome.weights, &meta, Dtype::F32)?;
-        match self.api.upload_update(gid, number, update).await {
-            Ok(accepted) => self.observer.event(&ClientEvent::Uploaded {
-                round: number,
-                update_id: accepted.update_id,
-                num_samples: accepted.num_samples,
-                metrics: meta.metrics,
-            }),
-            // The round closed (deadline) or this member was dropped meanwhile.
-            Err(FlError::Api {
-                status: 409,
-                message,
-                ..
-            }) => self.observer.event(&ClientEvent::Skipped {
-                round: number,
-                reason: message,
-            }),
-            Err(e) => return Err(e),
-        }
-        self.trained.insert(number);
-        Ok(())
+        Ok(Some((outcome, base)))
     }
 
     /// Evaluates a version on the held-out rows (the training rows when `fallback` and none
@@ -701,6 +887,27 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                     None => return,
                 }
             }
+        }
+    }
+}
+
+/// What a member sent last in a secure round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecureStep {
+    Nothing,
+    Keys,
+    Shares,
+    Masked,
+}
+
+impl SecureStep {
+    /// The stage in which this member acts next.
+    fn next_stage(self) -> SecAggStage {
+        match self {
+            SecureStep::Nothing => SecAggStage::Advertise,
+            SecureStep::Keys => SecAggStage::Share,
+            SecureStep::Shares => SecAggStage::Masked,
+            SecureStep::Masked => SecAggStage::Unmask,
         }
     }
 }

@@ -155,6 +155,8 @@ struct GroupForm {
     strategy: String,
     strategy_param: String,
     min_clients: String,
+    /// Secure aggregation (SecAgg+) with Flower's default settings.
+    secure: bool,
 }
 
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
@@ -339,6 +341,19 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         }),
         other => json!({ "name": other }),
     };
+    if form.secure
+        && matches!(
+            form.strategy.as_str(),
+            "fedmedian" | "fedtrimmedavg" | "krum"
+        )
+    {
+        return Err(
+            "Secure aggregation hides each member's update from the server, so it works with \
+             the mean-type strategies only (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi, \
+             FedAdagrad): pick one of them, or turn secure aggregation off."
+                .into(),
+        );
+    }
     Ok(CreateGroup {
         name: name.to_string(),
         description: form.description.trim().to_string(),
@@ -350,6 +365,7 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         fraction_fit: 1.0,
         round_deadline_secs: 600,
         max_update_norm: None,
+        secagg: form.secure.then(b3o_models::secagg::SecAggConfig::default),
     })
 }
 
@@ -393,6 +409,7 @@ fn CreateGroup() -> impl IntoView {
     let strategy = RwSignal::new("fedavg".to_string());
     let strategy_value = RwSignal::new(String::new());
     let min_clients = RwSignal::new("2".to_string());
+    let secure = RwSignal::new(false);
 
     let columns = Memo::new(move |_| {
         csv_sample.with(|s| {
@@ -477,6 +494,7 @@ fn CreateGroup() -> impl IntoView {
             strategy: strategy.get_untracked(),
             strategy_param: strategy_value.get_untracked(),
             min_clients: min_clients.get_untracked(),
+            secure: secure.get_untracked(),
         });
     };
 
@@ -627,6 +645,17 @@ fn CreateGroup() -> impl IntoView {
                                 }
                             })
                     }}
+                    <div class="secure-aggregation">
+                        <label for="group-secure">
+                            <input id="group-secure" type="checkbox" bind:checked=secure/>
+                            " Secure aggregation"
+                        </label>
+                        <small>
+                            "The server only ever learns the sum of each round's updates, never \
+                             one member's (SecAgg+); members who drop out mid-round are recovered \
+                             by the others. Mean-type strategies only."
+                        </small>
+                    </div>
                 </fieldset>
 
                 {form_error("create-group-error", create.value())}
@@ -759,6 +788,23 @@ mod tests {
             min_clients: "2".into(),
             ..GroupForm::default()
         }
+    }
+
+    #[test]
+    fn secure_aggregation_asks_for_flowers_defaults_and_refuses_robust_strategies() {
+        let mut f = form();
+        f.secure = true;
+        let request = create_request(&f).unwrap();
+        let secagg = request.secagg.expect("a secure group");
+        assert_eq!(secagg.clipping_range, 8.0);
+        assert_eq!(secagg.quantization_range, 1 << 22);
+        assert_eq!(secagg.modulus_range, 1 << 32);
+        f.strategy = "krum".into();
+        f.strategy_param = "1".into();
+        let e = create_request(&f).unwrap_err();
+        assert!(e.contains("mean-type strategies only"), "{e}");
+        f.secure = false;
+        assert!(create_request(&f).unwrap().secagg.is_none());
     }
 
     #[test]
