@@ -7,4 +7,5 @@ mod federated_ui;
 mod offline;
 mod owner_controls;
 mod predict_ui;
+mod secure_ui;
 mod visitor_ui;

@@ -652,6 +652,13 @@ mod matrix {
                 (_, p) if p.ends_with("/ready") => json!({ "num_samples": 5 }),
                 (_, p) if p.ends_with("/failure") => json!({ "reason": "matrix" }),
                 (_, p) if p.ends_with("/progress") => json!({ "fraction": 0.5 }),
+                (_, p) if p.ends_with("/secagg/keys") => {
+                    let key = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+                    json!({ "cipher": key, "mask": key })
+                }
+                (_, p) if p.ends_with("/secagg/shares") || p.ends_with("/secagg/unmask") => {
+                    json!({ "shares": [] })
+                }
                 (_, p) if p.ends_with("/evaluation") => {
                     json!({ "num_samples": 5, "metrics": { "accuracy": 0.5 } })
                 }

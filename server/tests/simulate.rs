@@ -193,3 +193,42 @@ async fn by_column_partitions_with_fedprox() {
     assert!(report.rounds.iter().all(|r| r.failure.is_none()));
     assert!(report.federated().unwrap() > 0.7);
 }
+
+/// Secure aggregation on the churn scenario: the same clients, data and seeds as the plain
+/// run, with SecAgg+ (Flower's defaults) in every round; the quantization must not cost more
+/// than half an accuracy point (issue #13).
+#[tokio::test(flavor = "multi_thread")]
+async fn secure_churn_ends_within_half_a_point_of_the_plain_run() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    let common = [
+        "--data",
+        csv.as_str(),
+        "--target",
+        "Exited",
+        "--fractions",
+        "10,20,30,40",
+        "--rounds",
+        "5",
+        "--epochs",
+        "5",
+        "--no-baseline",
+    ];
+    let plain = simulate(&args(&common)).await.unwrap();
+    let mut secure_args = common.to_vec();
+    secure_args.push("--secure");
+    let secure = simulate(&args(&secure_args)).await.unwrap();
+    eprintln!("{}", b3o_server::simulate::summary(&secure));
+    assert!(
+        secure.rounds[1..]
+            .iter()
+            .all(|r| r.updates == 4 && r.failure.is_none()),
+        "{:?}",
+        secure.rounds
+    );
+    let (p, s) = (plain.federated().unwrap(), secure.federated().unwrap());
+    assert!(s > 0.80, "secure accuracy {s}");
+    assert!((p - s).abs() <= 0.005, "plain {p:.4} vs secure {s:.4}");
+}

@@ -13,6 +13,7 @@ mod jobs;
 mod malformed_corpus;
 mod module_graph;
 mod openapi;
+mod secagg;
 mod simulate;
 mod support;
 mod under_attack;

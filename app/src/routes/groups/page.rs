@@ -192,6 +192,12 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
         <p class="crumbs"><A href="/groups">"Groups"</A> " / "</p>
         <h1 id="group-name">
             {g.name.clone()} " " <span class="tag" id="group-role">{g.role_name()}</span>
+            {g.secagg.is_some().then(|| view! {
+                " " <span class="tag" id="group-secure"
+                    title="SecAgg+: the server only learns the sum of each round's updates">
+                    "secure aggregation"
+                </span>
+            })}
         </h1>
         {(!g.description.is_empty()).then(|| view! { <p class="lead">{g.description.clone()}</p> })}
         <p class="muted">{kind} " · " {settings}</p>
@@ -514,6 +520,16 @@ fn Progress(
     };
     let round_view = move || {
         let list = rounds.get().and_then(Result::ok).unwrap_or_default();
+        let names: std::collections::BTreeMap<i64, String> = latest.with(|g| {
+            g.as_ref()
+                .map(|g| {
+                    g.member_list
+                        .iter()
+                        .map(|m| (m.member_id, m.name.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
         let total = latest.with(|g| g.as_ref().map_or(0, |g| g.rounds));
         let closed = list
             .iter()
@@ -536,6 +552,7 @@ fn Progress(
                     </p>
                 }
             })}
+            {secure_rounds(&list, &names)}
         }
     };
     view! {
@@ -546,6 +563,67 @@ fn Progress(
             {round_view}
         </section>
     }
+}
+
+/// Secure groups: each round's SecAgg+ stage, who dropped out after sharing their keys (their
+/// masks were removed with the others' shares), and whether the sum could be unmasked.
+fn secure_rounds(
+    list: &[RoundView],
+    names: &std::collections::BTreeMap<i64, String>,
+) -> Option<impl IntoView + use<>> {
+    let rows: Vec<_> = list
+        .iter()
+        .filter_map(|r| r.secagg.clone().map(|s| (r.round, s)))
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let name = |id: &i64| {
+        names
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| format!("member {id}"))
+    };
+    Some(view! {
+        <table id="secure-rounds" class="secure-rounds">
+            <caption>
+                "Secure aggregation: the server only learned each round's sum. Members who \
+                 dropped out after sharing their keys were unmasked with the others' shares."
+            </caption>
+            <thead>
+                <tr>
+                    <th>"Round"</th>
+                    <th>"Stage"</th>
+                    <th>"Sent keys / shares / update"</th>
+                    <th>"Dropped out"</th>
+                    <th>"Unmasking"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {rows.into_iter().map(|(round, s)| {
+                    let dropped = if s.dropped.is_empty() {
+                        "nobody".to_string()
+                    } else {
+                        s.dropped.iter().map(name).collect::<Vec<_>>().join(", ")
+                    };
+                    let (state, words) = match s.unmasked {
+                        Some(true) => ("ok", "succeeded"),
+                        Some(false) => ("failed", "failed: too few shares"),
+                        None => ("pending", "not yet"),
+                    };
+                    view! {
+                        <tr data-round=round data-unmasked=state>
+                            <td>{round}</td>
+                            <td>{s.stage.map_or("", |st| st.as_str())}</td>
+                            <td>{format!("{} / {} / {}", s.advertised, s.shared, s.survived)}</td>
+                            <td class="secure-dropped">{dropped}</td>
+                            <td>{words}</td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    })
 }
 
 /// A member's state key (`data-state`, the tag's colour) and the words shown for it: its
