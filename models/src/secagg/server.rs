@@ -261,3 +261,100 @@ pub fn error_bound(cfg: &EffectiveConfig, clients: usize, weight: f64) -> f64 {
     }
     4.0 * cfg.clipping_range * clients as f64 / denominator
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> EffectiveConfig {
+        crate::secagg::SecAggConfig::default().for_round(4).unwrap()
+    }
+
+    #[test]
+    fn aggregator_checks_and_wraps() {
+        let mut agg = Aggregator::new(3, 256);
+        agg.add(&[250, 1, 2]).unwrap();
+        agg.add(&[10, 1, 255]).unwrap();
+        assert_eq!(
+            agg.add(&[1, 2]),
+            Err(SecAggError::Length {
+                expected: 3,
+                got: 2
+            })
+        );
+        assert_eq!(
+            agg.add(&[1, 256, 2]),
+            Err(SecAggError::OutOfRange {
+                index: 1,
+                value: 256,
+                modulus: 256
+            })
+        );
+        assert_eq!(agg.count(), 2);
+        assert_eq!(agg.into_sum(), vec![4, 2, 1]);
+    }
+
+    #[test]
+    fn dequantize_and_bound() {
+        let cfg = cfg();
+        let t = cfg.quantization_range;
+        // Two clients, factors 1 and 0.5, values 8 (top) and -8 (bottom): mean (8 - 4) / 1.5.
+        let sum = [t, t + t / 2];
+        let mean = dequantize_mean(&sum, &cfg, 2).unwrap();
+        assert_eq!(mean.weight, 1.5);
+        assert_eq!(mean.clients, 2);
+        assert!((f64::from(mean.values[0]) - 4.0 / 1.5).abs() < 1e-6);
+        assert_eq!(
+            dequantize_mean(&[5, 0], &cfg, 2),
+            Err(SecAggError::ZeroWeight)
+        );
+        assert!(dequantize_mean(&[], &cfg, 2).is_err());
+        let bound = error_bound(&cfg, 2, 1.5);
+        assert!((bound - 4.0 * 8.0 * 2.0 / (t as f64 * 1.5)).abs() < 1e-15);
+        assert_eq!(error_bound(&cfg, 2, 0.0), f64::INFINITY);
+    }
+
+    #[test]
+    fn a_survivor_without_shares_cannot_be_unmasked() {
+        let cfg = cfg();
+        let records = [
+            ClientRecord {
+                member_id: 1,
+                keys: None,
+                shared: false,
+                survived: true,
+            },
+            ClientRecord {
+                member_id: 2,
+                keys: None,
+                shared: false,
+                survived: false,
+            },
+        ];
+        let inputs = UnmaskInputs {
+            ctx: Context {
+                group_id: 1,
+                round: 1,
+            },
+            cfg: &cfg,
+            ring: &[1, 2, 3, 4],
+            clients: &records,
+            shares: &[],
+        };
+        assert_eq!(
+            unmask(vec![0; 3], &inputs),
+            Err(SecAggError::NotEnoughShares {
+                client: 1,
+                kind: ShareKind::SelfMaskSeed,
+                got: 0,
+                threshold: 3
+            })
+        );
+        // A client that never shared and did not survive needs nothing.
+        let inputs = UnmaskInputs {
+            clients: &records[1..],
+            ..inputs
+        };
+        assert_eq!(unmask(vec![7; 3], &inputs), Ok(vec![7; 3]));
+    }
+}
