@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{self, Context, PublicKeys, SecretKeys};
 use super::masking::{self, Sign};
@@ -100,7 +100,7 @@ impl ClientRound {
             });
         };
         let graph = graph::neighbours(ring, self.me, self.cfg.num_shares);
-        let cipher_secret = self.secrets.cipher.to_bytes();
+        let cipher_secret = Zeroizing::new(self.secrets.cipher.to_bytes());
         let mut neighbours = BTreeMap::new();
         for entry in advertised {
             if !graph.contains(&entry.member_id) {
@@ -185,7 +185,7 @@ impl ClientRound {
         if self.seed.is_none() {
             return Err(self.out_of_order("shares arrived before this client shared its own"));
         }
-        let cipher_secret = self.secrets.cipher.to_bytes();
+        let cipher_secret = Zeroizing::new(self.secrets.cipher.to_bytes());
         let mut fresh = BTreeMap::new();
         for share in incoming {
             if share.to != self.me {
@@ -262,7 +262,7 @@ impl ClientRound {
         let factor = quantize::weight_factor(num_samples, self.cfg.max_weight);
         let mut vector = quantize::quantize_weighted(delta, factor, &self.cfg, rng);
         masking::apply(&mut vector, seed, modulus, Sign::Plus);
-        let mut secret = self.secrets.mask.to_bytes();
+        let secret = Zeroizing::new(self.secrets.mask.to_bytes());
         for &j in self.held.keys() {
             let their = &self.neighbours[&j];
             let mut pair = keys::mask_seed(&secret, &their.mask, self.ctx, self.me, j)?;
@@ -270,7 +270,6 @@ impl ClientRound {
             masking::apply(&mut vector, &pair, modulus, sign);
             pair.zeroize();
         }
-        secret.zeroize();
         Ok(vector)
     }
 

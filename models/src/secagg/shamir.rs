@@ -279,6 +279,19 @@ mod tests {
         }
     }
 
+    proptest! {
+        #[test]
+        fn field_operations_match_u128_arithmetic(a in 0..PRIME, b in 0..PRIME) {
+            let p = u128::from(PRIME);
+            prop_assert_eq!(u128::from(mul(a, b)), u128::from(a) * u128::from(b) % p);
+            prop_assert_eq!(u128::from(add(a, b)), (u128::from(a) + u128::from(b)) % p);
+            prop_assert_eq!(u128::from(sub(a, b)), (u128::from(a) + p - u128::from(b)) % p);
+            if a != 0 {
+                prop_assert_eq!(mul(a, inverse(a)), 1);
+            }
+        }
+    }
+
     #[test]
     fn polynomial_coefficients_are_not_zero() {
         // With t = 2 a share's ys are chunk + a * x: a zero coefficient would leak the secret.
