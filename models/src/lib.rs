@@ -41,7 +41,6 @@ mod openapi;
 pub mod package;
 pub mod preprocess;
 pub mod protocol;
-#[allow(unused_variables, dead_code)] // TEMP until the core lands
 pub mod secagg;
 pub mod stats;
 pub mod tabular;

@@ -89,3 +89,6 @@ pub enum SecAggError {
     #[error("the unmasked weights sum to zero: no client's update counted")]
     ZeroWeight,
 }
+
+#[cfg(test)]
+mod tests;
