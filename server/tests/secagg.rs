@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use b3o_models::protocol::secagg::{SecAggView, ShareUpload, UnmaskUpload};
 use b3o_models::secagg::keys::Context;
 use b3o_models::secagg::wire::{MaskedMeta, decode_masked, encode_masked};
-use b3o_models::secagg::{ClientRound, EffectiveConfig, error_bound, quantize};
+use b3o_models::secagg::{ClientRound, EffectiveConfig, error_bound, graph, quantize};
 use b3o_models::weights::{self, TensorSpec, WeightLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::federation::{Group, Server, error_message, round, setup, start};
+
+/// Ten partners sign up from one address within the hour.
+const OPEN: &[&str] = &["--max-registrations-per-hour", "0"];
 
 /// 2,080 parameters: enough entries for the uniformity test.
 fn big_layout() -> WeightLayout {
@@ -362,7 +365,7 @@ fn stored_vectors(data: &Path, g: &Group, n: i64, len: usize) -> Vec<Vec<u64>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_members_get_the_weighted_mean_and_the_server_stores_only_uniform_vectors() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), OPEN);
     let http = reqwest::Client::new();
     let samples = [40, 1000, 250, 600, 90, 700, 333, 20, 512, 900];
     let g = setup(
@@ -399,10 +402,43 @@ async fn ten_members_get_the_weighted_mean_and_the_server_stores_only_uniform_ve
     assert!(chi_square_top_bits(&plain) > 37.70);
 }
 
+/// Three members to drop after sharing and one survivor to stay silent in the unmask stage
+/// such that every secret still has `reconstruction_threshold` answering holders.
+fn recoverable(ring: &[i64], cfg: &EffectiveConfig) -> Option<(Vec<i64>, i64)> {
+    let t = cfg.reconstruction_threshold as usize;
+    let near = |m: i64| graph::neighbours(ring, m, cfg.num_shares);
+    let n = ring.len();
+    for a in 0..n {
+        for b in a + 1..n {
+            for c in b + 1..n {
+                let dropped = [ring[a], ring[b], ring[c]];
+                for &silent in ring.iter().filter(|m| !dropped.contains(m)) {
+                    let answers = |m: &i64| !dropped.contains(m) && *m != silent;
+                    let seeds_ok = ring.iter().filter(|m| !dropped.contains(m)).all(|&m| {
+                        near(m)
+                            .iter()
+                            .chain([m].iter())
+                            .filter(|h| answers(h))
+                            .count()
+                            >= t
+                    });
+                    let keys_ok = dropped
+                        .iter()
+                        .all(|&d| near(d).iter().filter(|h| answers(h)).count() >= t);
+                    if seeds_ok && keys_ok {
+                        return Some((dropped.to_vec(), silent));
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dropouts_after_sharing_and_during_unmasking_are_recovered_on_a_sparse_graph() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), OPEN);
     let http = reqwest::Client::new();
     let samples = [40, 1000, 250, 600, 90, 700, 333, 20, 512, 900];
     // SecAgg+: 5 shares each (4 neighbours), 3 to rebuild a secret.
@@ -425,8 +461,15 @@ async fn dropouts_after_sharing_and_during_unmasking_are_recovered_on_a_sparse_g
     let cfg = advertise(&s, &http, &g, &mut ms, &all, 1, &mut rng).await;
     assert_eq!((cfg.num_shares, cfg.reconstruction_threshold), (5, 3));
     share(&s, &http, &g, &mut ms, &all, 1, &mut rng).await;
-    // Members 7 and 8 report that they cannot go on; member 9 just disappears.
-    for i in [7, 8] {
+    // On a ring of degree 4 not every placement of 3 dropouts and 1 silent survivor leaves
+    // each secret 3 holders: pick one that does, from the ring the server drew.
+    let ring = view(&s, &http, &g, &ms[0], 1).await.ring;
+    let index = |id: i64| ms.iter().position(|m| m.id == id).unwrap();
+    let (dropped, silent) = recoverable(&ring, &cfg).expect("some placement is recoverable");
+    let (dropped, silent): (Vec<usize>, usize) =
+        (dropped.iter().map(|&id| index(id)).collect(), index(silent));
+    // Two dropped members report that they cannot go on; the third just disappears.
+    for &i in &dropped[..2] {
         let (status, body) = post(
             &s,
             &http,
@@ -437,29 +480,30 @@ async fn dropouts_after_sharing_and_during_unmasking_are_recovered_on_a_sparse_g
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    let survivors: Vec<usize> = (0..7).collect();
+    let survivors: Vec<usize> = (0..10).filter(|i| !dropped.contains(i)).collect();
     masked(&s, &http, &g, &mut ms, &survivors, 1, &mut rng).await;
-    // Member 6 sent its vector but never answers the unmask stage.
-    unmask(&s, &http, &g, &mut ms, &survivors[..6], 1).await;
+    // One survivor sent its vector but never answers the unmask stage.
+    let answering: Vec<usize> = survivors.iter().copied().filter(|&i| i != silent).collect();
+    unmask(&s, &http, &g, &mut ms, &answering, 1).await;
     assert_weighted_mean(&s, &http, &g, &ms, &survivors, 1, &cfg).await;
     let closed = round(&s, &http, &g, 1).await;
-    let mut dropped: Vec<i64> = closed["secagg"]["dropped"]
+    let mut listed: Vec<i64> = closed["secagg"]["dropped"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_i64().unwrap())
         .collect();
-    dropped.sort_unstable();
-    let mut expected: Vec<i64> = [7, 8, 9].iter().map(|&i| ms[i].id).collect();
+    listed.sort_unstable();
+    let mut expected: Vec<i64> = dropped.iter().map(|&i| ms[i].id).collect();
     expected.sort_unstable();
-    assert_eq!(dropped, expected, "{closed}");
+    assert_eq!(listed, expected, "{closed}");
     assert_eq!(closed["secagg"]["answered"], 6, "{closed}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn below_the_threshold_the_round_fails_with_the_reason_and_the_next_opens() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), OPEN);
     let http = reqwest::Client::new();
     let samples = [100, 200, 300, 400];
     let g = setup(
@@ -504,7 +548,7 @@ async fn below_the_threshold_the_round_fails_with_the_reason_and_the_next_opens(
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_in_every_stage_and_the_round_still_sums_correctly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Server::start(dir.path(), &[]);
+    let mut s = Server::start(dir.path(), OPEN);
     let http = reqwest::Client::new();
     let samples = [300, 800, 50, 1000];
     let g = setup(
@@ -520,7 +564,7 @@ async fn kill_9_in_every_stage_and_the_round_still_sums_correctly() {
     let all: Vec<usize> = (0..4).collect();
     let restart = |s: Server| {
         s.kill9();
-        Server::start(dir.path(), &[])
+        Server::start(dir.path(), OPEN)
     };
     // Killed after two members advertised: their keys are kept.
     let cfg = advertise(&s, &http, &g, &mut ms, &all[..2], 1, &mut rng).await;
@@ -556,7 +600,7 @@ async fn kill_9_in_every_stage_and_the_round_still_sums_correctly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secure_groups_refuse_what_would_reveal_an_update_and_bad_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Server::start(dir.path(), &[]);
+    let s = Server::start(dir.path(), OPEN);
     let http = reqwest::Client::new();
     let owner = crate::federation::account(&s, &http, "owner").await;
     let create = |body: Value| {
