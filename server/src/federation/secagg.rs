@@ -251,127 +251,38 @@ enum Decision {
     Aggregate,
 }
 
+/// A stage check's verdict, with the members to mark failed (and why) when it is applied.
+struct Plan {
+    round: SecureRound,
+    decision: Decision,
+    late: Vec<i64>,
+    late_reason: &'static str,
+}
+
 /// Moves a secure round on when its stage is complete or past its deadline: see the module
-/// docs. Called after every message, by the deadline driver, and at start.
+/// docs. Called after every message, by the deadline driver, and at start. Reads first, and
+/// takes the write lock only to apply a change (deciding again under it).
 pub(crate) async fn check(state: &AppState, round_id: i64) -> Result<(), ApiError> {
-    let mut tx = crate::db::begin_write(&state.db).await?;
-    let Some(round) = load(&mut tx, round_id).await? else {
-        return Ok(());
-    };
-    if !round.round_state.is_live() {
-        return Ok(());
+    {
+        let mut conn = state.db.acquire().await?;
+        match decide(&mut conn, state, round_id).await? {
+            Some(plan) if !matches!(plan.decision, Decision::Wait) => {}
+            _ => return Ok(()),
+        }
     }
-    let (cfg, min_clients, round_deadline) = group_config(&mut tx, round.group_id).await?;
-    let need = (min_clients.max(0) as usize).max(round.config.reconstruction_threshold as usize);
-    let seats = seats(&mut tx, round_id).await?;
-    let presence = &state.federation.presence;
-    let expired = now() >= round.stage_deadline;
-    // Members still expected to act in this stage, and whether one of them may still come.
-    let selected: Vec<&Seat> = seats
-        .iter()
-        .filter(|s| s.status == MemberStatus::Selected)
-        .collect();
-    let stage_secs = i64::from(cfg.stage_deadline_secs);
-    let decision = match round.stage {
-        SecAggStage::Failed => Decision::Fail(
-            round
-                .failure
-                .clone()
-                .unwrap_or_else(|| "secure aggregation failed".into()),
-        ),
-        SecAggStage::Done => Decision::Aggregate,
-        SecAggStage::Unknown => return Ok(()),
-        SecAggStage::Advertise | SecAggStage::Share => {
-            let (done, what, next, next_deadline) = if round.stage == SecAggStage::Advertise {
-                (
-                    ids(&mut tx, ADVERTISED, round_id).await?,
-                    "advertised keys",
-                    SecAggStage::Share,
-                    now() + stage_secs,
-                )
-            } else {
-                (
-                    ids(&mut tx, SHARED, round_id).await?,
-                    "sent their key shares",
-                    SecAggStage::Masked,
-                    now() + round_deadline,
-                )
-            };
-            let waiting = selected.iter().any(|s| {
-                s.active && !done.contains(&s.member_id) && !presence.is_gone(s.member_id)
-            });
-            if waiting && !expired {
-                Decision::Wait
-            } else {
-                let late: Vec<i64> = selected
-                    .iter()
-                    .filter(|s| !done.contains(&s.member_id))
-                    .map(|s| s.member_id)
-                    .collect();
-                mark_failed(
-                    &mut tx,
-                    round_id,
-                    &late,
-                    &format!("it had not {what} when the secure round's stage ended"),
-                )
-                .await?;
-                let ok = selected
-                    .iter()
-                    .filter(|s| s.active && done.contains(&s.member_id))
-                    .count();
-                if ok < need {
-                    Decision::Fail(format!(
-                        "only {ok} of the {} selected members {what}; secure aggregation needs {need}",
-                        seats.len()
-                    ))
-                } else {
-                    Decision::Advance(next, next_deadline)
-                }
-            }
-        }
-        SecAggStage::Masked => {
-            let survived = seats
-                .iter()
-                .filter(|s| s.status == MemberStatus::Reported)
-                .count();
-            let waiting = selected
-                .iter()
-                .any(|s| s.active && !presence.is_gone(s.member_id));
-            if waiting && !expired {
-                Decision::Wait
-            } else {
-                let late: Vec<i64> = selected.iter().map(|s| s.member_id).collect();
-                mark_failed(
-                    &mut tx,
-                    round_id,
-                    &late,
-                    "no masked update before the secure round's training stage ended",
-                )
-                .await?;
-                if survived < need {
-                    Decision::Fail(format!(
-                        "only {survived} masked update(s) arrived; unmasking needs {need}"
-                    ))
-                } else {
-                    Decision::Advance(SecAggStage::Unmask, now() + stage_secs)
-                }
-            }
-        }
-        SecAggStage::Unmask => {
-            let answered = ids(&mut tx, ANSWERED, round_id).await?;
-            let waiting = seats.iter().any(|s| {
-                s.status == MemberStatus::Reported
-                    && s.active
-                    && !answered.contains(&s.member_id)
-                    && !presence.is_gone(s.member_id)
-            });
-            if waiting && !expired {
-                Decision::Wait
-            } else {
-                Decision::Aggregate
-            }
-        }
+    let mut tx = crate::db::begin_write(&state.db).await?;
+    let Some(plan) = decide(&mut tx, state, round_id).await? else {
+        return Ok(());
     };
+    let Plan {
+        round,
+        decision,
+        late,
+        late_reason,
+    } = plan;
+    if !matches!(decision, Decision::Wait) {
+        mark_failed(&mut tx, round_id, &late, late_reason).await?;
+    }
     match decision {
         Decision::Wait => Ok(()),
         Decision::Advance(stage, deadline) => {
@@ -412,6 +323,131 @@ pub(crate) async fn check(state: &AppState, round_id: i64) -> Result<(), ApiErro
             rounds::begin_aggregation(state, round.group_id, round_id).await
         }
     }
+}
+
+/// What the round's stage calls for now; `None` for a plain or finished round.
+async fn decide(
+    conn: &mut SqliteConnection,
+    state: &AppState,
+    round_id: i64,
+) -> Result<Option<Plan>, ApiError> {
+    let Some(round) = load(conn, round_id).await? else {
+        return Ok(None);
+    };
+    if !round.round_state.is_live() {
+        return Ok(None);
+    }
+    let (cfg, min_clients, round_deadline) = group_config(conn, round.group_id).await?;
+    let need = (min_clients.max(0) as usize).max(round.config.reconstruction_threshold as usize);
+    let seats = seats(conn, round_id).await?;
+    let presence = &state.federation.presence;
+    let expired = now() >= round.stage_deadline;
+    // Members still expected to act in this stage.
+    let selected: Vec<&Seat> = seats
+        .iter()
+        .filter(|s| s.status == MemberStatus::Selected)
+        .collect();
+    let stage_secs = i64::from(cfg.stage_deadline_secs);
+    let mut late = Vec::new();
+    let mut late_reason = "";
+    let decision = match round.stage {
+        SecAggStage::Failed => Decision::Fail(
+            round
+                .failure
+                .clone()
+                .unwrap_or_else(|| "secure aggregation failed".into()),
+        ),
+        SecAggStage::Done => Decision::Aggregate,
+        SecAggStage::Unknown => Decision::Wait,
+        SecAggStage::Advertise | SecAggStage::Share => {
+            let (done, what, next, next_deadline) = if round.stage == SecAggStage::Advertise {
+                (
+                    ids(conn, ADVERTISED, round_id).await?,
+                    "advertised keys",
+                    SecAggStage::Share,
+                    now() + stage_secs,
+                )
+            } else {
+                (
+                    ids(conn, SHARED, round_id).await?,
+                    "sent their key shares",
+                    SecAggStage::Masked,
+                    now() + round_deadline,
+                )
+            };
+            let waiting = selected.iter().any(|s| {
+                s.active && !done.contains(&s.member_id) && !presence.is_gone(s.member_id)
+            });
+            if waiting && !expired {
+                Decision::Wait
+            } else {
+                late = selected
+                    .iter()
+                    .filter(|s| !done.contains(&s.member_id))
+                    .map(|s| s.member_id)
+                    .collect();
+                late_reason = if round.stage == SecAggStage::Advertise {
+                    "it had not advertised keys when the secure round's key stage ended"
+                } else {
+                    "it had not sent its key shares when the secure round's share stage ended"
+                };
+                let ok = selected
+                    .iter()
+                    .filter(|s| s.active && done.contains(&s.member_id))
+                    .count();
+                if ok < need {
+                    Decision::Fail(format!(
+                        "only {ok} of the {} selected members {what}; secure aggregation needs {need}",
+                        seats.len()
+                    ))
+                } else {
+                    Decision::Advance(next, next_deadline)
+                }
+            }
+        }
+        SecAggStage::Masked => {
+            let survived = seats
+                .iter()
+                .filter(|s| s.status == MemberStatus::Reported)
+                .count();
+            let waiting = selected
+                .iter()
+                .any(|s| s.active && !presence.is_gone(s.member_id));
+            if waiting && !expired {
+                Decision::Wait
+            } else {
+                late = selected.iter().map(|s| s.member_id).collect();
+                late_reason = "no masked update before the secure round's training stage ended";
+                if survived < need {
+                    Decision::Fail(format!(
+                        "only {survived} masked update(s) arrived; unmasking needs {need}"
+                    ))
+                } else {
+                    Decision::Advance(SecAggStage::Unmask, now() + stage_secs)
+                }
+            }
+        }
+        SecAggStage::Unmask => {
+            let answered = ids(conn, ANSWERED, round_id).await?;
+            let waiting = seats.iter().any(|s| {
+                s.status == MemberStatus::Reported
+                    && s.active
+                    && !answered.contains(&s.member_id)
+                    && !presence.is_gone(s.member_id)
+            });
+            if waiting && !expired {
+                Decision::Wait
+            } else {
+                Decision::Aggregate
+            }
+        }
+    };
+    Ok(Some(Plan {
+        round,
+        decision,
+        late,
+        late_reason,
+    }))
 }
 
 async fn set_stage(
