@@ -363,6 +363,71 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
     assert!(evaluation.aggregate["accuracy"] > 0.5);
 }
 
+/// `b3o client` processes in a secure group (SecAgg+): the same command, the group decides;
+/// every round is unmasked and the members end with a useful model.
+#[tokio::test(flavor = "multi_thread")]
+async fn b3o_client_processes_train_a_secure_group() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let mut request = group_request(schema_of(&csv_rows(&text, 0..1500)), 2, 3);
+    request.secagg = Some(b3o_models::secagg::SecAggConfig::default());
+    let created = owner_api.create_group(&request).await.unwrap();
+    let gid = created.group_id;
+    let mut clients = Vec::new();
+    for (i, rows) in [0..500, 500..1000, 1000..1500].into_iter().enumerate() {
+        let path = dir.path().join(format!("bank{i}.csv"));
+        std::fs::write(&path, csv_rows(&text, rows)).unwrap();
+        let account = sign_up(&http, &base, &unique_email("bank"), &format!("Bank {i}")).await;
+        clients.push(spawn_client(
+            &base,
+            &created.join_code,
+            &path,
+            &["--token", account.token.as_str()],
+        ));
+    }
+    wait_ready(&owner_api, gid, 3).await;
+    owner_api.start(gid).await.unwrap();
+    let outcomes = tokio::time::timeout(Duration::from_secs(300), async {
+        let mut out = Vec::new();
+        for c in clients {
+            out.push(finish(c).await);
+        }
+        out
+    })
+    .await
+    .expect("the secure group finished within 5 minutes");
+    for (ok, out) in &outcomes {
+        assert!(ok, "b3o client failed:\n{out}");
+        let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(report["rounds_trained"], json!([1, 2]), "{report}");
+        assert!(
+            report["metrics"]["accuracy"].as_f64().unwrap() > 0.5,
+            "{report}"
+        );
+    }
+    for n in 1..=2 {
+        let r = owner_api.round(gid, n).await.unwrap();
+        let secagg = r.secagg.expect("a secure round");
+        assert_eq!(secagg.unmasked, Some(true), "round {n}: {secagg:?}");
+        assert_eq!((secagg.survived, secagg.answered), (3, 3), "round {n}");
+        // No sample count reached the server: each update's is hidden in its vector.
+        assert!(
+            r.client_metrics
+                .unwrap_or_default()
+                .iter()
+                .all(|c| c.num_samples == 0)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn b3o_client_names_what_is_wrong_with_its_input() {
     let Some(text) = churn() else { return };
