@@ -232,3 +232,39 @@ async fn secure_churn_ends_within_half_a_point_of_the_plain_run() {
     assert!(s > 0.80, "secure accuracy {s}");
     assert!((p - s).abs() <= 0.005, "plain {p:.4} vs secure {s:.4}");
 }
+
+/// A server optimiser on a secure group: FedAdam steps from the unmasked mean as from a plain
+/// round's (issue #13: mean-type strategies and the server optimisers work on the sum).
+#[tokio::test(flavor = "multi_thread")]
+async fn fedadam_runs_on_the_unmasked_sum_of_a_secure_group() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    let a = args(&[
+        "--data",
+        &csv,
+        "--limit",
+        "2000",
+        "--clients",
+        "3",
+        "--strategy",
+        "fedadam",
+        "--rounds",
+        "3",
+        "--epochs",
+        "2",
+        "--no-baseline",
+        "--secure",
+    ]);
+    let report = simulate(&a).await.unwrap();
+    assert_eq!(report.strategy["name"], "fedadam");
+    assert!(
+        report.rounds[1..]
+            .iter()
+            .all(|r| r.updates == 3 && r.failure.is_none()),
+        "{:?}",
+        report.rounds
+    );
+    assert!(report.federated().unwrap() > 0.7);
+}
