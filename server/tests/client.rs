@@ -87,6 +87,7 @@ fn group_request(schema: Schema, rounds: u32, min_clients: u32) -> CreateGroup {
         fraction_fit: 1.0,
         round_deadline_secs: 300,
         max_update_norm: None,
+        update_encoding: Default::default(),
     }
 }
 

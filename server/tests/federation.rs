@@ -22,13 +22,13 @@ use crate::support::{Account, sign_up, unique_email};
 const ADMIN_PASSWORD: &str = "correct horse battery staple 42";
 
 /// The `b3o serve` process on a data directory; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     base: String,
 }
 
 impl Server {
-    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let static_dir = data_dir.join("no-static");
         let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
             .arg("serve")
@@ -57,7 +57,7 @@ impl Server {
         Server { child, base }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
@@ -94,14 +94,14 @@ fn is_rfc3339(v: &Value) -> bool {
         && s.ends_with('Z')
 }
 
-fn layout() -> WeightLayout {
+pub(crate) fn layout() -> WeightLayout {
     WeightLayout(vec![
         TensorSpec::new("dense.weight", vec![4, 3]),
         TensorSpec::new("dense.bias", vec![3]),
     ])
 }
 
-fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
+pub(crate) fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
     json!({
         "name": "churn",
         "description": "test group",
@@ -114,22 +114,27 @@ fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
     })
 }
 
-struct Group {
-    id: i64,
+pub(crate) struct Group {
+    pub(crate) id: i64,
     /// The owner's API token.
-    owner: String,
+    pub(crate) owner: String,
     /// Each member's id in the group and API token.
-    members: Vec<(i64, String)>,
+    pub(crate) members: Vec<(i64, String)>,
 }
 
 /// A fresh account on `s` with an API token.
-async fn account(s: &Server, http: &reqwest::Client, who: &str) -> Account {
+pub(crate) async fn account(s: &Server, http: &reqwest::Client, who: &str) -> Account {
     sign_up(http, &s.base, &unique_email(who), who).await
 }
 
 /// Creates a group as a new owner account, then signs up one account per entry of `members`,
 /// which joins with the code and gets ready with that many samples.
-async fn setup(s: &Server, http: &reqwest::Client, body: Value, members: &[u64]) -> Group {
+pub(crate) async fn setup(
+    s: &Server,
+    http: &reqwest::Client,
+    body: Value,
+    members: &[u64],
+) -> Group {
     let owner = account(s, http, "owner").await;
     let r = http
         .post(s.url("/api/groups"))
@@ -174,7 +179,7 @@ async fn setup(s: &Server, http: &reqwest::Client, body: Value, members: &[u64])
     }
 }
 
-async fn start(s: &Server, http: &reqwest::Client, g: &Group) {
+pub(crate) async fn start(s: &Server, http: &reqwest::Client, g: &Group) {
     let r = http
         .post(s.url(&format!("/api/groups/{}/start", g.id)))
         .bearer_auth(&g.owner)
@@ -184,7 +189,7 @@ async fn start(s: &Server, http: &reqwest::Client, g: &Group) {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
 }
 
-async fn global(s: &Server, http: &reqwest::Client, g: &Group, token: &str) -> Vec<f32> {
+pub(crate) async fn global(s: &Server, http: &reqwest::Client, g: &Group, token: &str) -> Vec<f32> {
     let r = http
         .get(s.url(&format!("/api/groups/{}/weights", g.id)))
         .bearer_auth(token)
@@ -208,7 +213,7 @@ fn update(g: &Group, round: u64, params: Vec<f32>, samples: u64, acc: f64) -> Ve
     weights::encode(&set, &meta, Dtype::F32).unwrap()
 }
 
-async fn upload(
+pub(crate) async fn upload(
     s: &Server,
     http: &reqwest::Client,
     g: &Group,
@@ -227,7 +232,7 @@ async fn upload(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn round(s: &Server, http: &reqwest::Client, g: &Group, n: i64) -> Value {
+pub(crate) async fn round(s: &Server, http: &reqwest::Client, g: &Group, n: i64) -> Value {
     let r = http
         .get(s.url(&format!("/api/groups/{}/rounds/{n}", g.id)))
         .bearer_auth(&g.owner)
@@ -239,7 +244,13 @@ async fn round(s: &Server, http: &reqwest::Client, g: &Group, n: i64) -> Value {
 }
 
 /// Polls until round `n` reaches `state` (aggregation runs in the background).
-async fn wait_round(s: &Server, http: &reqwest::Client, g: &Group, n: i64, state: &str) -> Value {
+pub(crate) async fn wait_round(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    n: i64,
+    state: &str,
+) -> Value {
     let start = Instant::now();
     loop {
         let r = round(s, http, g, n).await;
@@ -270,7 +281,7 @@ fn shifted(base: &[f32], by: f32) -> Vec<f32> {
     base.iter().map(|x| x + by).collect()
 }
 
-fn error_message(body: &Value) -> String {
+pub(crate) fn error_message(body: &Value) -> String {
     body["error"]["message"]
         .as_str()
         .unwrap_or_default()

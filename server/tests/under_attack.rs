@@ -386,6 +386,7 @@ async fn legitimate_work_completes_while_an_attacker_sends_the_worst_inputs() {
             fraction_fit: 1.0,
             round_deadline_secs: 300,
             max_update_norm: None,
+            update_encoding: Default::default(),
         })
         .await
         .unwrap();

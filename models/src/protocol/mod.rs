@@ -45,6 +45,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::compress::UpdateEncoding;
 use crate::tabular::Schema;
 use crate::weights::{TensorSpec, WeightLayout};
 
@@ -279,6 +280,10 @@ pub struct CreateGroup<S = Value> {
     /// Optional bound on the L2 norm of `update - global model`.
     #[serde(default)]
     pub max_update_norm: Option<f64>,
+    /// How members send their updates (`f32`, `f16`, `int8`, `int8-tensor`,
+    /// `topk:FRACTION`); `f32` when omitted.
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
 }
 
 fn min_clients() -> u32 {
@@ -327,6 +332,9 @@ impl<S: ValidateStrategy> CreateGroup<S> {
         {
             return Err(format!("max_update_norm must be a number > 0, got {n}"));
         }
+        self.update_encoding
+            .validate()
+            .map_err(|e| format!("update_encoding: {e}"))?;
         Ok(())
     }
 }
@@ -613,6 +621,9 @@ pub struct GroupView {
     pub round_deadline_secs: i64,
     #[serde(default)]
     pub max_update_norm: Option<f64>,
+    /// How members send their updates (`f32` from servers that do not say).
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
@@ -859,6 +870,9 @@ pub struct RoundConfig {
     pub batch_size: u32,
     pub optimizer: Optimizer,
     pub lr: f64,
+    /// How the update is to be encoded (`f32` from servers that do not say).
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
     /// Everything else, e.g. the strategy and its `proximal_mu`.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

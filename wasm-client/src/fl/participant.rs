@@ -21,13 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use b3o_models::Dataset;
+use b3o_models::compress::{self, ErrorFeedback, Rounding};
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
 use b3o_models::protocol::{
     Evaluation, GroupView, Joined, Optimizer, Phase, RoundState, RoundView,
 };
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
-use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
+use b3o_models::weights::{self, UpdateMeta, WeightSet};
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 use serde::Serialize;
@@ -121,6 +122,8 @@ pub enum ClientEvent {
         update_id: i64,
         num_samples: i64,
         metrics: BTreeMap<String, f64>,
+        /// Size of the update on the wire, in the group's encoding.
+        bytes: u64,
     },
     /// The round moved on before the update arrived.
     Skipped {
@@ -201,6 +204,8 @@ pub struct Participant<T: Transport, R, O> {
     trained: BTreeSet<i64>,
     evaluated: BTreeSet<i64>,
     events: Option<T::Events>,
+    /// What compressed updates have not sent yet (error feedback), added to the next delta.
+    feedback: ErrorFeedback,
 }
 
 impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
@@ -238,6 +243,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             trained: BTreeSet::new(),
             evaluated: BTreeSet::new(),
             events: None,
+            feedback: ErrorFeedback::default(),
         }
     }
 
@@ -515,6 +521,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 ControlFlow::Continue(())
             }
         });
+        let job_base = global.clone();
         let job = TrainJob {
             spec,
             global,
@@ -570,14 +577,29 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             num_samples: outcome.num_samples,
             metrics: outcome.metrics.to_map(),
         };
-        let update = weights::encode(&outcome.weights, &meta, Dtype::F32)?;
+        // In the group's encoding: compressed ones send the change from the base model, and
+        // keep what they leave out for the next round (kept only once the server took it).
+        let mut feedback = self.feedback.clone();
+        let update = compress::encode_update(
+            c.update_encoding,
+            &job_base,
+            &outcome.weights,
+            &meta,
+            &mut feedback,
+            Rounding::Nearest,
+        )?;
+        let bytes = update.len() as u64;
         match self.api.upload_update(gid, number, update).await {
-            Ok(accepted) => self.observer.event(&ClientEvent::Uploaded {
-                round: number,
-                update_id: accepted.update_id,
-                num_samples: accepted.num_samples,
-                metrics: meta.metrics,
-            }),
+            Ok(accepted) => {
+                self.feedback = feedback;
+                self.observer.event(&ClientEvent::Uploaded {
+                    round: number,
+                    update_id: accepted.update_id,
+                    num_samples: accepted.num_samples,
+                    metrics: meta.metrics,
+                    bytes,
+                })
+            }
             // The round closed (deadline) or this member was dropped meanwhile.
             Err(FlError::Api {
                 status: 409,
