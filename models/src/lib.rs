@@ -16,6 +16,7 @@
 //!   [`weights::WeightLayout`], the burn [`model::Network`], and [`model::predict`].
 //! - [`train`]: [`train::train_local`] (with FedProx and cancellation) and [`train::evaluate`].
 //! - [`weights`]: the safetensors update format, [`weights::encode`] / [`weights::decode`].
+//! - [`compress`]: compressed updates (f16, int8, top-k deltas from the round's base model).
 //! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
 //! - [`package`]: [`package::ModelPackage`], what clients download to run a deployed model.
 //! - [`v2`]: KServe V2 inference request bodies, parsed as a stream with bounds.
@@ -28,6 +29,7 @@
 //! - `wgpu`: burn's wgpu backend (WebGPU in browsers, Vulkan/Metal natively); see
 //!   [`device::webgpu`].
 
+pub mod compress;
 pub mod dataset;
 #[cfg(feature = "train")]
 pub mod device;

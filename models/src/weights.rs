@@ -199,6 +199,12 @@ pub enum FormatError {
     LengthMismatch { expected: usize, found: usize },
     #[error("cannot encode update: {0}")]
     Encode(String),
+    /// The update's encoding is not the one the receiver takes (`crate::compress`).
+    #[error("update is encoded as {found}, but this group takes {expected} updates")]
+    EncodingMismatch { found: String, expected: String },
+    /// A compressed tensor that does not decode (`crate::compress`): bad index, count, scale.
+    #[error("tensor `{name}`: {problem}")]
+    BadEncoding { name: String, problem: String },
 }
 
 impl FormatError {
@@ -258,6 +264,15 @@ pub fn encode(
             .map_err(|e| FormatError::Encode(format!("tensor `{name}`: {e}")))?;
         views.push((name.as_str(), view));
     }
+    let info = info_map(meta, FORMAT_VERSION)?;
+    safetensors::serialize(views, Some(info)).map_err(|e| FormatError::Encode(e.to_string()))
+}
+
+/// The `__metadata__` map of an update in `format` (metrics checked finite).
+pub(crate) fn info_map(
+    meta: &UpdateMeta,
+    format: &str,
+) -> Result<HashMap<String, String>, FormatError> {
     for (k, v) in &meta.metrics {
         if !v.is_finite() {
             return Err(FormatError::Encode(format!(
@@ -267,17 +282,19 @@ pub fn encode(
     }
     let metrics =
         serde_json::to_string(&meta.metrics).map_err(|e| FormatError::Encode(e.to_string()))?;
-    let info = HashMap::from([
-        ("format".to_string(), FORMAT_VERSION.to_string()),
+    Ok(HashMap::from([
+        ("format".to_string(), format.to_string()),
         ("model_id".to_string(), meta.model_id.clone()),
         ("round".to_string(), meta.round.to_string()),
         ("num_samples".to_string(), meta.num_samples.to_string()),
         ("metrics".to_string(), metrics),
-    ]);
-    safetensors::serialize(views, Some(info)).map_err(|e| FormatError::Encode(e.to_string()))
+    ]))
 }
 
-fn check_finite(name: &str, values: impl Iterator<Item = f32>) -> Result<(), FormatError> {
+pub(crate) fn check_finite(
+    name: &str,
+    values: impl Iterator<Item = f32>,
+) -> Result<(), FormatError> {
     for (index, value) in values.enumerate() {
         if !value.is_finite() {
             return Err(FormatError::NonFinite {
@@ -398,15 +415,24 @@ fn parse_meta(
     map: Option<&HashMap<String, String>>,
     max_metrics: usize,
 ) -> Result<UpdateMeta, FormatError> {
+    parse_meta_as(map, max_metrics, FORMAT_VERSION)
+}
+
+/// [`parse_meta`] for an update whose `format` must be `expected_format`.
+pub(crate) fn parse_meta_as(
+    map: Option<&HashMap<String, String>>,
+    max_metrics: usize,
+    expected_format: &str,
+) -> Result<UpdateMeta, FormatError> {
     let map = map.ok_or_else(|| FormatError::BadMetadata("no `__metadata__` section".into()))?;
     let get = |key: &str| {
         map.get(key)
             .ok_or_else(|| FormatError::BadMetadata(format!("missing key `{key}`")))
     };
     let format = get("format")?;
-    if format != FORMAT_VERSION {
+    if format != expected_format {
         return Err(FormatError::BadMetadata(format!(
-            "format `{format}` is not supported (expected `{FORMAT_VERSION}`)"
+            "format `{format}` is not supported (expected `{expected_format}`)"
         )));
     }
     let number = |key: &str| -> Result<u64, FormatError> {

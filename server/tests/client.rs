@@ -88,6 +88,7 @@ fn group_request(schema: Schema, rounds: u32, min_clients: u32) -> CreateGroup {
         round_deadline_secs: 300,
         max_update_norm: None,
         secagg: None,
+        update_encoding: Default::default(),
     }
 }
 

@@ -101,7 +101,7 @@ pub(crate) fn layout() -> WeightLayout {
     ])
 }
 
-fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
+pub(crate) fn group_body(min_clients: u32, rounds: u32, deadline: u32) -> Value {
     json!({
         "name": "churn",
         "description": "test group",
@@ -213,7 +213,7 @@ fn update(g: &Group, round: u64, params: Vec<f32>, samples: u64, acc: f64) -> Ve
     weights::encode(&set, &meta, Dtype::F32).unwrap()
 }
 
-async fn upload(
+pub(crate) async fn upload(
     s: &Server,
     http: &reqwest::Client,
     g: &Group,

@@ -2118,6 +2118,21 @@ fn group_cases(c: &Ctx) -> Vec<Case> {
             group(|b| b["max_update_norm"] = json!(-1.0)),
             &["max_update_norm"],
         ),
+        g(
+            "an unknown update encoding",
+            group(|b| b["update_encoding"] = json!("zip")),
+            &["update_encoding", "unknown update encoding"],
+        ),
+        g(
+            "a top-k fraction above 1",
+            group(|b| b["update_encoding"] = json!("topk:7")),
+            &["update_encoding", "0.001..=1"],
+        ),
+        g(
+            "an update encoding that is not a string",
+            group(|b| b["update_encoding"] = json!({"kind": "int8"})),
+            &["update_encoding"],
+        ),
         g("an empty name", group(|b| b["name"] = json!("")), &["name"]),
         g(
             "a name of 1 MB",

@@ -268,3 +268,44 @@ async fn fedadam_runs_on_the_unmasked_sum_of_a_secure_group() {
     );
     assert!(report.federated().unwrap() > 0.7);
 }
+/// Compressed updates through the real participant: the clients read the group's encoding
+/// from the round config and upload int8 or top-k deltas; the report counts the bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn compressed_updates_cost_fewer_bytes_and_still_learn() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    let mut seen = Vec::new();
+    for encoding in ["f32", "int8-tensor", "topk:0.1"] {
+        let a = args(&[
+            "--data",
+            &csv,
+            "--target",
+            "Exited",
+            "--limit",
+            "3000",
+            "--clients",
+            "3",
+            "--rounds",
+            "3",
+            "--epochs",
+            "2",
+            "--no-baseline",
+            "--update-encoding",
+            encoding,
+        ]);
+        let report = simulate(&a).await.unwrap();
+        eprintln!("{}", b3o_server::simulate::summary(&report));
+        assert_eq!(report.update_encoding, encoding);
+        assert_eq!(report.uploads, 9, "3 clients x 3 rounds");
+        assert!(report.parameters > 1000);
+        let acc = report.federated().unwrap();
+        assert!(acc > 0.78, "{encoding}: accuracy {acc}");
+        seen.push((encoding, report.bytes_per_parameter, acc));
+    }
+    let bpp = |e: &str| seen.iter().find(|s| s.0 == e).unwrap().1;
+    assert!((4.0..4.2).contains(&bpp("f32")), "{seen:?}");
+    assert!((1.0..1.3).contains(&bpp("int8-tensor")), "{seen:?}");
+    assert!((0.6..0.9).contains(&bpp("topk:0.1")), "{seen:?}");
+}

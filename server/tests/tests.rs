@@ -3,6 +3,7 @@
 mod access;
 mod accounts;
 mod client;
+mod compression;
 mod federation;
 mod hardening_accounts;
 mod hardening_federation;

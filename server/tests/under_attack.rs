@@ -387,6 +387,7 @@ async fn legitimate_work_completes_while_an_attacker_sends_the_worst_inputs() {
             round_deadline_secs: 300,
             max_update_norm: None,
             secagg: None,
+            update_encoding: Default::default(),
         })
         .await
         .unwrap();

@@ -46,6 +46,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::compress::UpdateEncoding;
 use crate::tabular::Schema;
 use crate::weights::{TensorSpec, WeightLayout};
 
@@ -284,6 +285,10 @@ pub struct CreateGroup<S = Value> {
     /// Absent for a plain group; `{}` for Flower's defaults.
     #[serde(default)]
     pub secagg: Option<crate::secagg::SecAggConfig>,
+    /// How members send their updates (`f32`, `f16`, `int8`, `int8-tensor`,
+    /// `topk:FRACTION`); `f32` when omitted.
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
 }
 
 fn min_clients() -> u32 {
@@ -348,6 +353,14 @@ impl<S: ValidateStrategy> CreateGroup<S> {
                         .into(),
                 );
             }
+            if self.update_encoding != UpdateEncoding::F32 {
+                return Err(format!(
+                    "update_encoding {} cannot be used with secure aggregation: secure rounds \
+                     send their own integer encoding (the narrowest width secagg.modulus_range \
+                     allows); leave update_encoding f32",
+                    self.update_encoding
+                ));
+            }
             let most = secagg.max_clients();
             if self.min_clients as usize > most {
                 return Err(format!(
@@ -357,6 +370,9 @@ impl<S: ValidateStrategy> CreateGroup<S> {
                 ));
             }
         }
+        self.update_encoding
+            .validate()
+            .map_err(|e| format!("update_encoding: {e}"))?;
         Ok(())
     }
 }
@@ -643,6 +659,9 @@ pub struct GroupView {
     pub round_deadline_secs: i64,
     #[serde(default)]
     pub max_update_norm: Option<f64>,
+    /// How members send their updates (`f32` from servers that do not say).
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
@@ -892,6 +911,9 @@ pub struct RoundConfig {
     pub batch_size: u32,
     pub optimizer: Optimizer,
     pub lr: f64,
+    /// How the update is to be encoded (`f32` from servers that do not say).
+    #[serde(default)]
+    pub update_encoding: UpdateEncoding,
     /// Everything else, e.g. the strategy and its `proximal_mu`.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -102,6 +102,7 @@ pub async fn create(
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
             Err(e) => return Err(e.into()),
         };
+        super::encoding::store(&mut tx, group_id, req.update_encoding).await?;
         let member_id: i64 = sqlx::query_scalar(
             "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
              RETURNING id",
@@ -666,6 +667,7 @@ pub async fn get_group(
         fraction_fit: row.7,
         round_deadline_secs: row.8,
         max_update_norm: row.9,
+        update_encoding: super::encoding::load(&state.db, group_id).await?,
         created_at: row.11,
         members: members.0,
         ready_members: members.1,

@@ -15,6 +15,7 @@
 //! after the caller and the round are checked; update and evaluation metrics are bounded.
 
 mod control;
+mod encoding;
 mod event_stream;
 pub mod events;
 mod groups;

@@ -6,6 +6,7 @@
 //! blocking pool), and [`commit`] stores the new version through the registry
 //! ([`registry::insert_version`]) with the round's close.
 
+use b3o_models::compress::{self, UpdateEncoding};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightLayout, WeightSet};
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
@@ -43,6 +44,8 @@ pub(crate) struct GroupSettings {
     pub phase: Phase,
     /// Secure aggregation's settings, for a secure group.
     pub secagg: Option<b3o_models::secagg::SecAggConfig>,
+    /// What members upload (`super::encoding`).
+    pub update_encoding: UpdateEncoding,
 }
 
 impl GroupSettings {
@@ -104,6 +107,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|e| corrupt("secure aggregation settings", e))?,
+        update_encoding: super::encoding::load(db, group_id).await?,
     })
 }
 
@@ -310,6 +314,7 @@ async fn open_round(
     config.insert("optimizer".into(), json!(group.hyper.optimizer));
     config.insert("lr".into(), group.hyper.lr.into());
     config.insert("strategy".into(), json!(group.strategy));
+    config.insert("update_encoding".into(), json!(group.update_encoding));
     let strategy = strategy::build(&group.strategy);
     config.extend(strategy.configure_fit(number as u32));
 
@@ -922,6 +927,24 @@ async fn load_inputs(
         }
     };
     let current = read_update(base_path).await?;
+    // Updates in a compressed encoding carry a delta from the base model.
+    let read_update = |path: String| {
+        let data_dir = state.data_dir.clone();
+        let layout = layout.clone();
+        let current = &current;
+        async move {
+            let bytes = blobs::read(&data_dir, &path)
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            let limits = weights::DecodeLimits {
+                max_bytes: usize::MAX,
+                max_metrics: usize::MAX,
+            };
+            let (set, _, _) = compress::decode_update(&bytes, &layout, Some(current), None, limits)
+                .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
+            Ok::<_, ApiError>(set.flatten())
+        }
+    };
     let opt_state = match state_path {
         Some(path) => {
             let bytes = blobs::read(&state.data_dir, &path)

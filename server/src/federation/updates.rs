@@ -7,7 +7,8 @@
 //! as it streams); the round (exists, still collecting, member selected); the declared size
 //! (413). Then the body streams to a temporary file beside its final place ([`super::spool`]),
 //! the byte limit enforced as it arrives (413); then the content is read back and checked
-//! against the group's layout (names, shapes, dtype, finite values), its metadata (model,
+//! against the group's encoding and layout (names, shapes, dtype, indices, scales, finite
+//! values; a compressed delta is added to the round's base model), its metadata (model,
 //! round, samples, at most `--max-metrics-per-update` metrics with short names) and the
 //! optional norm bound (400). Then the file is fsynced and renamed into place, the row
 //! committed, the update folded into the round's running mean, and only then is the answer
@@ -217,11 +218,11 @@ async fn replay(
     request_body(
         content = b3o_models::protocol::registry::Binary,
         content_type = "application/octet-stream",
-        description = "A safetensors file in the `b3o-update/1` format (`b3o_models::weights::encode`): every tensor of the group's layout as f32, finite, and metadata naming the model (`group-{id}`), the round, the number of training samples and the training metrics; at most `--max-update-bytes`"
+        description = "A safetensors file in the group's `update_encoding`: `f32` is the `b3o-update/1` format (`b3o_models::weights::encode`): every tensor of the group's layout as f32, finite; the others are `b3o-delta/1` (`b3o_models::compress::encode_update`): the change from the round's base model in f16, int8 or top-k, with an `encoding` metadata key naming it; an update in another encoding than the group's is a 400 naming both. Both carry metadata naming the model (`group-{id}`), the round, the number of training samples and the training metrics; at most `--max-update-bytes`"
     ),
     responses(
         (status = 200, description = "Accepted and durable (a retry of the same bytes gets the same answer); the connection is closed after any refusal", body = Accepted),
-        (status = 400, description = "Not a valid update for this group and round (layout, values, metadata, too many metrics, norm bound), or the body broke off", body = ErrorBody),
+        (status = 400, description = "Not a valid update for this group and round (encoding, layout, values, indices, scales, metadata, too many metrics, norm bound), or the body broke off", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
         (status = 404, description = "No such group or round, or the caller may not see the group", body = ErrorBody),
@@ -331,11 +332,25 @@ async fn receive(
         }
         (None, meta)
     } else {
+        // The round's base model: compressed encodings carry a delta from it, and the norm bound
+        // measures from it.
+        let encoding = group.update_encoding;
+        let base = if encoding.is_delta() || group.max_update_norm.is_some() {
+            Some(base_params(&state, &group, round.base_version_id).await?)
+        } else {
+            None
+        };
         // Decoding and checking every value of a large model is seconds of CPU: off the async
         // threads. Only the flat parameters come back; the raw bytes are dropped there.
-        let (params, meta) = tokio::task::spawn_blocking(move || {
-            b3o_models::weights::decode_with(&bytes, &layout, limits)
-                .map(|(set, meta)| (set.flatten(), meta))
+        let (params, meta, base) = tokio::task::spawn_blocking(move || {
+            b3o_models::compress::decode_update(
+                &bytes,
+                &layout,
+                base.as_deref(),
+                Some(encoding),
+                limits,
+            )
+            .map(|(set, meta, _)| (set.flatten(), meta, base))
         })
         .await
         .map_err(|e| ApiError::Internal(format!("decoding an update: {e}")))?
@@ -347,8 +362,8 @@ async fn receive(
             e => ApiError::BadRequest(e.to_string()),
         })?;
         validate_meta(&group, number, &meta)?;
-        if let Some(bound) = group.max_update_norm {
-            check_norm(&state, &group, round.base_version_id, &params, bound).await?;
+        if let (Some(bound), Some(base)) = (group.max_update_norm, &base) {
+            check_norm(base, &params, bound)?;
         }
         (Some(params), meta)
     };
@@ -492,13 +507,12 @@ fn validate_target(
     Ok(())
 }
 
-async fn check_norm(
+/// The flat parameters of the round's base version.
+async fn base_params(
     state: &AppState,
     group: &GroupSettings,
     base_version_id: i64,
-    params: &[f32],
-    bound: f64,
-) -> Result<(), ApiError> {
+) -> Result<Vec<f32>, ApiError> {
     let path: String = sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = ?")
         .bind(base_version_id)
         .fetch_one(&state.db)
@@ -506,10 +520,18 @@ async fn check_norm(
     let bytes = blobs::read(&state.data_dir, &path)
         .await
         .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
-    let (base, _) = b3o_models::weights::decode(&bytes, group.layout()?, usize::MAX)
-        .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+    let layout = group.layout()?.clone();
+    tokio::task::spawn_blocking(move || {
+        b3o_models::weights::decode(&bytes, &layout, usize::MAX)
+            .map(|(base, _)| base.flatten())
+            .map_err(|e| ApiError::Internal(format!("{path}: {e}")))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("decoding the base model: {e}")))?
+}
+
+fn check_norm(base: &[f32], params: &[f32], bound: f64) -> Result<(), ApiError> {
     let norm = base
-        .flatten()
         .iter()
         .zip(params)
         .map(|(b, p)| {

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use b3o_models::Device;
+use b3o_models::compress::UpdateEncoding;
 use b3o_models::dataset::{Dataset, train_test_split};
 use b3o_models::image::mnist_dataset;
 use b3o_models::metrics::Metrics;
@@ -130,6 +131,10 @@ pub struct SimulateArgs {
     /// round's sum. Mean-type strategies only.
     #[arg(long)]
     pub secure: bool,
+    /// How clients send their updates: `f32`, `f16`, `int8` (a scale per output channel),
+    /// `int8-tensor` (a scale per tensor) or `topk:FRACTION` (e.g. `topk:0.01`).
+    #[arg(long, default_value = "f32")]
+    pub update_encoding: UpdateEncoding,
 }
 
 /// Why a simulation could not run.
@@ -431,6 +436,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         round_deadline_secs: 7 * 24 * 3600,
         max_update_norm: None,
         secagg: args.secure.then(b3o_models::secagg::SecAggConfig::default),
+        update_encoding: args.update_encoding,
     };
     let created = owner.create_group(&request).await?;
     let gid = created.group_id;
@@ -449,9 +455,15 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
     );
     bar.set_message(format!("{n} clients joining"));
     let ticker = bar.clone();
+    // Updates accepted and their bytes on the wire.
+    let uploaded = Arc::new(Mutex::new((0u64, 0u64)));
+    let counted = uploaded.clone();
     let observer = Arc::new(move |e: &ClientEvent| {
-        if let ClientEvent::Uploaded { .. } = e {
+        if let ClientEvent::Uploaded { bytes, .. } = e {
             ticker.inc(1);
+            let mut c = counted.lock().unwrap_or_else(|e| e.into_inner());
+            c.0 += 1;
+            c.1 += bytes;
         }
     });
 
@@ -668,6 +680,8 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         }
     }
 
+    let (uploads, upload_bytes) = *uploaded.lock().unwrap_or_else(|e| e.into_inner());
+    let params = spec.layout().num_params() as f64;
     let timed: Vec<f64> = records
         .iter()
         .filter(|r| r.round > 0)
@@ -688,6 +702,15 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             timed.iter().sum::<f64>() / timed.len() as f64
         },
         total_seconds: started.elapsed().as_secs_f64(),
+        update_encoding: args.update_encoding.to_string(),
+        parameters: params as u64,
+        uploads,
+        upload_bytes,
+        bytes_per_parameter: if uploads == 0 || params == 0.0 {
+            0.0
+        } else {
+            upload_bytes as f64 / uploads as f64 / params
+        },
     })
 }
 
@@ -760,7 +783,7 @@ pub fn summary(report: &SimReport) -> String {
     let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
     format!(
         "{} clients ({}), {} rounds: federated {metric} {}, centralised {metric} {}; \
-         {:.3} s per round, {:.1} s in all",
+         {:.3} s per round, {:.1} s in all; updates {} at {:.3} bytes per parameter",
         report.client_rows.len(),
         report.partition,
         report.rounds.iter().filter(|r| r.round > 0).count(),
@@ -768,5 +791,7 @@ pub fn summary(report: &SimReport) -> String {
         fmt(report.centralised()),
         report.seconds_per_round,
         report.total_seconds,
+        report.update_encoding,
+        report.bytes_per_parameter,
     )
 }

@@ -50,6 +50,15 @@ pub struct SimReport {
     /// Mean wall time of a round (rounds 1..).
     pub seconds_per_round: f64,
     pub total_seconds: f64,
+    /// How the clients sent their updates (`f32`, `int8`, `topk:0.01`...).
+    pub update_encoding: String,
+    /// The model's parameters.
+    pub parameters: u64,
+    /// Updates accepted, and their bytes on the wire (safetensors files, headers included).
+    pub uploads: u64,
+    pub upload_bytes: u64,
+    /// `upload_bytes / uploads / parameters`: 4 for f32.
+    pub bytes_per_parameter: f64,
 }
 
 impl SimReport {
@@ -331,6 +340,11 @@ mod tests {
             setup_seconds: 0.0,
             seconds_per_round: 0.1,
             total_seconds: 0.3,
+            update_encoding: "int8".into(),
+            parameters: 100,
+            uploads: 4,
+            upload_bytes: 440,
+            bytes_per_parameter: 1.1,
         };
         let csv = report.csv();
         assert_eq!(csv.lines().count(), 4);

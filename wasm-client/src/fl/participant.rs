@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use b3o_models::Dataset;
+use b3o_models::compress::{self, ErrorFeedback, Rounding};
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
 use b3o_models::protocol::secagg::{SecAggStage, ShareUpload, UnmaskUpload};
@@ -31,7 +32,7 @@ use b3o_models::secagg::keys::Context;
 use b3o_models::secagg::wire::{MaskedMeta, encode_masked};
 use b3o_models::secagg::{ClientRound, EffectiveConfig};
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
-use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
+use b3o_models::weights::{self, UpdateMeta, WeightSet};
 use futures_util::FutureExt;
 use futures_util::future::{Either, select};
 use rand::SeedableRng;
@@ -127,6 +128,8 @@ pub enum ClientEvent {
         update_id: i64,
         num_samples: i64,
         metrics: BTreeMap<String, f64>,
+        /// Size of the update on the wire, in the group's encoding.
+        bytes: u64,
     },
     /// The round moved on before the update arrived.
     Skipped {
@@ -207,6 +210,8 @@ pub struct Participant<T: Transport, R, O> {
     trained: BTreeSet<i64>,
     evaluated: BTreeSet<i64>,
     events: Option<T::Events>,
+    /// What compressed updates have not sent yet (error feedback), added to the next delta.
+    feedback: ErrorFeedback,
 }
 
 impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
@@ -244,6 +249,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             trained: BTreeSet::new(),
             evaluated: BTreeSet::new(),
             events: None,
+            feedback: ErrorFeedback::default(),
         }
     }
 
@@ -477,7 +483,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
         }
         let gid = self.gid()?;
         let number = round.round;
-        let Some((outcome, _)) = self.train_only(round).await? else {
+        let Some((outcome, base)) = self.train_only(round).await? else {
             return Ok(());
         };
         let c = &round.config;
@@ -487,14 +493,29 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             num_samples: outcome.num_samples,
             metrics: outcome.metrics.to_map(),
         };
-        let update = weights::encode(&outcome.weights, &meta, Dtype::F32)?;
+        // In the group's encoding: compressed ones send the change from the base model, and
+        // keep what they leave out for the next round (kept only once the server took it).
+        let mut feedback = self.feedback.clone();
+        let update = compress::encode_update(
+            c.update_encoding,
+            &base,
+            &outcome.weights,
+            &meta,
+            &mut feedback,
+            Rounding::Nearest,
+        )?;
+        let bytes = update.len() as u64;
         match self.api.upload_update(gid, number, update).await {
-            Ok(accepted) => self.observer.event(&ClientEvent::Uploaded {
-                round: number,
-                update_id: accepted.update_id,
-                num_samples: accepted.num_samples,
-                metrics: meta.metrics,
-            }),
+            Ok(accepted) => {
+                self.feedback = feedback;
+                self.observer.event(&ClientEvent::Uploaded {
+                    round: number,
+                    update_id: accepted.update_id,
+                    num_samples: accepted.num_samples,
+                    metrics: meta.metrics,
+                    bytes,
+                })
+            }
             // The round closed (deadline) or this member was dropped meanwhile.
             Err(FlError::Api {
                 status: 409,
@@ -590,8 +611,9 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                         round: number as u64,
                         metrics: outcome.metrics.to_map(),
                     };
-                    let bytes = encode_masked(&masked, modulus, &meta);
-                    let answer = self.api.upload_update(gid, number, bytes).await;
+                    let body = encode_masked(&masked, modulus, &meta);
+                    let bytes = body.len() as u64;
+                    let answer = self.api.upload_update(gid, number, body).await;
                     sent = SecureStep::Masked;
                     match answer {
                         Ok(accepted) => {
@@ -600,6 +622,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                                 update_id: accepted.update_id,
                                 num_samples: outcome.num_samples as i64,
                                 metrics: meta.metrics,
+                                bytes,
                             });
                             None
                         }

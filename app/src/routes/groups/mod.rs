@@ -21,6 +21,7 @@ use super::{form_error, show_errors};
 use crate::api::{self, ApiError, CreateGroup, GroupSummary, Hyperparameters, ModelTemplate};
 use crate::browser;
 use crate::session::{SessionState, use_session};
+use b3o_models::compress::UpdateEncoding;
 
 #[component]
 pub fn Groups() -> impl IntoView {
@@ -157,6 +158,8 @@ struct GroupForm {
     min_clients: String,
     /// Secure aggregation (SecAgg+) with Flower's default settings.
     secure: bool,
+    /// `f32`, `f16`, `int8`, `int8-tensor`, `topk:0.1`... (empty: f32).
+    update_encoding: String,
 }
 
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
@@ -366,7 +369,24 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         round_deadline_secs: 600,
         max_update_norm: None,
         secagg: form.secure.then(b3o_models::secagg::SecAggConfig::default),
+        update_encoding: match form.update_encoding.trim() {
+            "" => UpdateEncoding::F32,
+            e => e.parse().map_err(|e| format!("Update compression: {e}"))?,
+        },
     })
+}
+
+/// A short name for an update encoding in the form's choices.
+pub(crate) fn encoding_name(e: &UpdateEncoding) -> String {
+    match e {
+        UpdateEncoding::F32 => "None: full precision (f32)".into(),
+        UpdateEncoding::F16 => "Half precision (f16)".into(),
+        UpdateEncoding::Int8 { per_channel: true } => "8-bit, per neuron (int8)".into(),
+        UpdateEncoding::Int8 { per_channel: false } => "8-bit, per tensor (int8-tensor)".into(),
+        UpdateEncoding::TopK { fraction } => {
+            format!("Largest {}% of changes (topk:{fraction})", fraction * 100.0)
+        }
+    }
 }
 
 /// The strategy's one required parameter: label and default value.
@@ -410,6 +430,7 @@ fn CreateGroup() -> impl IntoView {
     let strategy_value = RwSignal::new(String::new());
     let min_clients = RwSignal::new("2".to_string());
     let secure = RwSignal::new(false);
+    let update_encoding = RwSignal::new("f32".to_string());
 
     let columns = Memo::new(move |_| {
         csv_sample.with(|s| {
@@ -495,6 +516,7 @@ fn CreateGroup() -> impl IntoView {
             strategy_param: strategy_value.get_untracked(),
             min_clients: min_clients.get_untracked(),
             secure: secure.get_untracked(),
+            update_encoding: update_encoding.get_untracked(),
         });
     };
 
@@ -655,6 +677,28 @@ fn CreateGroup() -> impl IntoView {
                              one member's (SecAgg+); members who drop out mid-round are recovered \
                              by the others. Mean-type strategies only."
                         </small>
+                    </div>
+                    <div>
+                        <label for="group-update-encoding">"Update compression"</label>
+                        <select id="group-update-encoding" bind:value=update_encoding>
+                            {UpdateEncoding::EXAMPLES
+                                .iter()
+                                .map(|e| {
+                                    view! {
+                                        <option value=e.to_string()>{encoding_name(e)}</option>
+                                    }
+                                })
+                                .collect_view()}
+                        </select>
+                        <p class="muted" id="group-update-encoding-help">
+                            {move || {
+                                update_encoding
+                                    .get()
+                                    .parse::<UpdateEncoding>()
+                                    .map(|e| e.explanation())
+                                    .unwrap_or_default()
+                            }}
+                        </p>
                     </div>
                 </fieldset>
 
@@ -921,10 +965,32 @@ mod tests {
     }
 
     #[test]
+    fn the_update_compression_is_sent_and_checked() {
+        let mut f = form();
+        f.update_encoding = "topk:0.01".into();
+        let body = create_request(&f).unwrap();
+        assert_eq!(
+            body.update_encoding,
+            UpdateEncoding::TopK { fraction: 0.01 }
+        );
+        assert_eq!(
+            serde_json::to_value(&body).unwrap()["update_encoding"],
+            json!("topk:0.01")
+        );
+        f.update_encoding = "topk:5".into();
+        let e = create_request(&f).unwrap_err();
+        assert!(e.starts_with("Update compression:"), "{e}");
+        for e in UpdateEncoding::EXAMPLES {
+            assert!(!encoding_name(&e).is_empty());
+        }
+    }
+
+    #[test]
     fn a_tabular_request_names_features_target_and_exclusions() {
         let body = create_request(&form()).unwrap();
         assert_eq!(body.hyperparameters.rounds, 5);
         assert_eq!(body.strategy, json!({"name": "fedavg"}));
+        assert_eq!(body.update_encoding, UpdateEncoding::F32);
         // The server's own checks accept it.
         body.validate().unwrap();
         let schema = tabular_schema(body);

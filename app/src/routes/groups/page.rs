@@ -179,7 +179,7 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
     };
     let h = &g.hyperparameters;
     let settings = format!(
-        "{} round(s) · {} local epoch(s) · batch {} · {} (lr {}) · strategy {} · at least {} member(s) per round",
+        "{} round(s) · {} local epoch(s) · batch {} · {} (lr {}) · strategy {} · at least {} member(s) per round · updates {}",
         g.rounds,
         h.local_epochs,
         h.batch_size,
@@ -187,6 +187,13 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
         h.lr,
         g.strategy_name(),
         g.min_clients,
+        g.update_encoding,
+    );
+    let encoding = format!(
+        "Update compression: {} ({}). {}",
+        super::encoding_name(&g.update_encoding),
+        g.update_encoding,
+        g.update_encoding.explanation()
     );
     view! {
         <p class="crumbs"><A href="/groups">"Groups"</A> " / "</p>
@@ -201,6 +208,9 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
         </h1>
         {(!g.description.is_empty()).then(|| view! { <p class="lead">{g.description.clone()}</p> })}
         <p class="muted">{kind} " · " {settings}</p>
+        <p class="muted" id="group-update-encoding" data-encoding=g.update_encoding.to_string()>
+            {encoding}
+        </p>
         <p class="muted">
             "Phase: "
             <strong id="group-phase" data-phase=g.phase.as_str() data-paused=g.paused.to_string()
