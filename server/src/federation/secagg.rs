@@ -108,9 +108,17 @@ pub(crate) async fn load(
     let corrupt = |what: &str, e: serde_json::Error| {
         ApiError::Internal(format!("round {round_id}: {what}: {e}"))
     };
+    let round_state = RoundState::parse(&row.8);
+    // A round that ended outside its stages (cancelled, failed by the owner) reads as such.
+    let stage = match (SecAggStage::parse(&row.0), round_state) {
+        (SecAggStage::Done, _) => SecAggStage::Done,
+        (_, RoundState::Failed) => SecAggStage::Failed,
+        (_, RoundState::Closed) => SecAggStage::Done,
+        (stage, _) => stage,
+    };
     Ok(Some(SecureRound {
         round_id,
-        stage: SecAggStage::parse(&row.0),
+        stage,
         stage_deadline: row.1,
         config: serde_json::from_str(&row.2).map_err(|e| corrupt("secagg config", e))?,
         ring: serde_json::from_str(&row.3).map_err(|e| corrupt("ring", e))?,
@@ -118,7 +126,7 @@ pub(crate) async fn load(
         unmasked: row.5,
         group_id: row.6,
         number: row.7,
-        round_state: RoundState::parse(&row.8),
+        round_state,
     }))
 }
 
