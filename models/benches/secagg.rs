@@ -139,11 +139,8 @@ fn config_for(n: usize) -> EffectiveConfig {
         n as u32
     } else {
         let at_least = (2.0 * (n as f64).log2() + 1.0).ceil() as u32;
-        if at_least % 2 == 0 {
-            at_least + 1
-        } else {
-            at_least
-        }
+        // The next odd number.
+        at_least | 1
     };
     let cfg = SecAggConfig {
         num_shares: ShareCount::Count(num_shares),
@@ -537,7 +534,7 @@ fn thousands(v: usize) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (k, c) in s.chars().enumerate() {
-        if k > 0 && (s.len() - k) % 3 == 0 {
+        if k > 0 && (s.len() - k).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
