@@ -284,6 +284,7 @@ fn run(n: usize, params: usize, drop_fraction: f64, overhead: u64, seed: u64) ->
         .iter()
         .map(|&id| graph::neighbours(&ring, id, cfg.num_shares))
         .collect();
+    let position: BTreeMap<i64, usize> = ring.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let neighbour_keys =
         |i: usize| -> Vec<NeighbourKeys> { neighbours[i].iter().map(|j| keys_of[j]).collect() };
 
@@ -391,12 +392,8 @@ fn run(n: usize, params: usize, drop_fraction: f64, overhead: u64, seed: u64) ->
         }
         let id = ring[i];
         let mut request = UnmaskRequest::default();
-        for (&j, pos) in neighbours[i].iter().zip(
-            neighbours[i]
-                .iter()
-                .map(|j| ring.iter().position(|r| r == j).expect("on the ring")),
-        ) {
-            if dropped[pos] {
+        for &j in &neighbours[i] {
+            if dropped[position[&j]] {
                 request.dropped.push(j);
             } else {
                 request.survivors.push(j);
