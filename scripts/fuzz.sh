@@ -22,7 +22,7 @@ FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-10}"
 # the main build.
 export CARGO_TARGET_DIR="${B3O_FUZZ_TARGET_DIR:-$HOME/.cache/b3o/fuzz-target}"
 
-ALL_TARGETS=(update_decoder csv_reader image_decoder v2_request onnx_loader)
+ALL_TARGETS=(update_decoder csv_reader image_decoder v2_request onnx_loader secagg_messages)
 # Longest input per target: room for the largest seed (a churn update or ONNX export is ~50 KB).
 declare -A MAX_LEN=(
   [update_decoder]=65536
@@ -30,6 +30,7 @@ declare -A MAX_LEN=(
   [image_decoder]=32768
   [v2_request]=4096
   [onnx_loader]=65536
+  [secagg_messages]=4096
 )
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 for t in "${TARGETS[@]}"; do

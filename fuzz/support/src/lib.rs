@@ -1,5 +1,6 @@
 //! What the fuzz targets and the seed generator share: small but real model specs whose
-//! layouts, CSV headers and ONNX exports the targets run against.
+//! layouts, CSV headers and ONNX exports the targets run against, and a small secure
+//! aggregation round whose messages the `secagg_messages` target mutates.
 //!
 //! Built without libFuzzer (the seed generator is a normal binary), so nothing here may use
 //! `libfuzzer-sys`.
@@ -9,6 +10,11 @@ use b3o_models::Task;
 use b3o_models::model::Activation;
 use b3o_models::preprocess::{
     FeatureTransform, PREPROCESS_VERSION, PreprocessSpec, TargetEncoding,
+};
+use b3o_models::secagg::keys::Context;
+use b3o_models::secagg::{
+    Aggregator, ClientRecord, ClientRound, EffectiveConfig, EncryptedShare, NeighbourKeys,
+    SecAggConfig, UnmaskRequest, UnmaskShare, graph,
 };
 use b3o_models::weights::{TensorSpec, WeightLayout};
 
@@ -106,6 +112,179 @@ pub fn tiny_layout() -> WeightLayout {
         TensorSpec::new("w", vec![3, 2]),
         TensorSpec::new("b", vec![2]),
     ])
+}
+
+/// The secure round's group and round.
+pub const SECAGG_CTX: Context = Context {
+    group_id: 77,
+    round: 5,
+};
+/// The secure round's members in ring order (not sorted: mask signs follow ids, shares the
+/// ring).
+pub const SECAGG_RING: [i64; 4] = [17, 3, 42, 8];
+/// Parameters of the secure round's update (its masked vectors have one entry more).
+pub const SECAGG_PARAMS: usize = 8;
+/// The ring position that shares its keys and then sends no masked vector.
+pub const SECAGG_DROPPED: usize = 3;
+
+/// The secure round's settings: the defaults over four clients (complete graph, threshold 3).
+pub fn secagg_config() -> EffectiveConfig {
+    SecAggConfig::default()
+        .for_round(SECAGG_RING.len())
+        .expect("the default settings fit four clients")
+}
+
+fn rng(seed: u64) -> rand_chacha::ChaCha20Rng {
+    use rand_chacha::rand_core::SeedableRng;
+    rand_chacha::ChaCha20Rng::seed_from_u64(seed)
+}
+
+/// Client `index` of the ring after stage 1 (its keys are the same every time).
+fn secagg_client(index: usize) -> ClientRound {
+    ClientRound::new(
+        SECAGG_CTX,
+        SECAGG_RING[index],
+        secagg_config(),
+        &mut rng(100 + index as u64),
+    )
+}
+
+/// Every member's advertised keys (stage 1).
+pub fn secagg_advertised() -> Vec<NeighbourKeys> {
+    (0..SECAGG_RING.len())
+        .map(|i| {
+            let c = secagg_client(i);
+            NeighbourKeys {
+                member_id: c.member_id(),
+                keys: c.public_keys(),
+            }
+        })
+        .collect()
+}
+
+/// Client `index` after stage 2, and the encrypted shares it sent: the same every time, so a
+/// target can rebuild a client that has not received its shares yet and seeds hold
+/// ciphertexts it decrypts.
+pub fn secagg_shared_client(
+    index: usize,
+    advertised: &[NeighbourKeys],
+) -> (ClientRound, Vec<EncryptedShare>) {
+    let mut client = secagg_client(index);
+    let sent = client
+        .share_keys(&SECAGG_RING, advertised, &mut rng(200 + index as u64))
+        .expect("every member advertised valid keys");
+    (client, sent)
+}
+
+/// The secure round played to the unmask stage: every client shared, all but
+/// [`SECAGG_DROPPED`] masked, every survivor answered.
+pub struct SecAggRound {
+    pub cfg: EffectiveConfig,
+    pub advertised: Vec<NeighbourKeys>,
+    /// The clients after stage 3 (shares received), in ring order.
+    pub clients: Vec<ClientRound>,
+    /// The shares sent in stage 2, by sender (ring order).
+    pub sent: Vec<Vec<EncryptedShare>>,
+    pub records: Vec<ClientRecord>,
+    /// The sum of the survivors' masked vectors.
+    pub sum: Vec<u64>,
+    /// The survivors' masked vectors, by ring position (`None`: the dropped one).
+    pub masked: Vec<Option<Vec<u64>>>,
+    /// What the server asked each survivor in stage 4, by ring position.
+    pub requests: Vec<Option<UnmaskRequest>>,
+    /// `(holder, share)`: the survivors' answers.
+    pub answers: Vec<(i64, UnmaskShare)>,
+}
+
+impl SecAggRound {
+    /// The shares addressed to `to`.
+    pub fn shares_for(&self, to: i64) -> Vec<EncryptedShare> {
+        self.sent
+            .iter()
+            .flatten()
+            .filter(|s| s.to == to)
+            .cloned()
+            .collect()
+    }
+}
+
+/// Plays [`SecAggRound`] (deterministic).
+pub fn secagg_round() -> SecAggRound {
+    let cfg = secagg_config();
+    let advertised = secagg_advertised();
+    let (mut clients, sent): (Vec<ClientRound>, Vec<Vec<EncryptedShare>>) = (0..SECAGG_RING.len())
+        .map(|i| secagg_shared_client(i, &advertised))
+        .unzip();
+    let mut agg = Aggregator::new(SECAGG_PARAMS + 1, cfg.modulus_range);
+    let mut masked = Vec::new();
+    for (pos, c) in clients.iter_mut().enumerate() {
+        let mine: Vec<EncryptedShare> = sent
+            .iter()
+            .flatten()
+            .filter(|s| s.to == c.member_id())
+            .cloned()
+            .collect();
+        c.receive_shares(&mine)
+            .expect("the round's own shares decrypt");
+        if pos == SECAGG_DROPPED {
+            masked.push(None);
+            continue;
+        }
+        let delta: Vec<f32> = (0..SECAGG_PARAMS)
+            .map(|k| (k as f32 - 3.5) * 0.1 * (pos as f32 + 1.0))
+            .collect();
+        let vector = c
+            .mask(&delta, 100 * (pos as u64 + 1), &mut rng(300 + pos as u64))
+            .expect("the client shared");
+        agg.add(&vector).expect("a masked vector fits");
+        masked.push(Some(vector));
+    }
+    let records: Vec<ClientRecord> = clients
+        .iter()
+        .enumerate()
+        .map(|(pos, c)| ClientRecord {
+            member_id: c.member_id(),
+            keys: Some(c.public_keys()),
+            shared: true,
+            survived: pos != SECAGG_DROPPED,
+        })
+        .collect();
+    let mut requests = Vec::new();
+    let mut answers = Vec::new();
+    for (pos, c) in clients.iter().enumerate() {
+        if pos == SECAGG_DROPPED {
+            requests.push(None);
+            continue;
+        }
+        let me = c.member_id();
+        let mut request = UnmaskRequest::default();
+        for id in graph::neighbours(&SECAGG_RING, me, cfg.num_shares)
+            .into_iter()
+            .chain([me])
+        {
+            if id == SECAGG_RING[SECAGG_DROPPED] {
+                request.dropped.push(id);
+            } else {
+                request.survivors.push(id);
+            }
+        }
+        let shares = c
+            .unmask_shares(&request)
+            .expect("a survivor answers the round's own request");
+        answers.extend(shares.into_iter().map(|s| (me, s)));
+        requests.push(Some(request));
+    }
+    SecAggRound {
+        cfg,
+        advertised,
+        clients,
+        sent,
+        records,
+        sum: agg.into_sum(),
+        masked,
+        requests,
+        answers,
+    }
 }
 
 thread_local! {

@@ -1,14 +1,22 @@
 //! Writes the seed corpus of every fuzz target: `gen-seeds <corpus dir>` fills
 //! `<dir>/<target>/seed-*` with small valid inputs (updates, CSVs, images, V2 requests, ONNX
-//! exports) for libFuzzer to mutate. Deterministic; existing files are overwritten.
+//! exports, secure aggregation messages) for libFuzzer to mutate. Deterministic; existing files
+//! are overwritten.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use b3o_fuzz_support::{CHURN_HEADER, churn_spec, tiny_layout, tiny_regression_spec, tiny_spec};
+use b3o_fuzz_support::{
+    CHURN_HEADER, SECAGG_RING, churn_spec, secagg_round, tiny_layout, tiny_regression_spec,
+    tiny_spec,
+};
 use b3o_models::ModelSpec;
+use b3o_models::compress::{ErrorFeedback, Rounding, UpdateEncoding, encode_update};
 use b3o_models::onnx::export_onnx;
+use b3o_models::protocol::secagg::{ShareUpload, UnmaskUpload};
+use b3o_models::secagg::wire::{MaskedMeta, encode_masked};
+use b3o_models::secagg::{SecAggConfig, ShareCount};
 use b3o_models::weights::{Dtype, NamedTensor, UpdateMeta, WeightSet, encode};
 use image::{ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
 
@@ -189,6 +197,153 @@ fn onnx_models(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `secagg_messages` inputs: a selector byte (see the target), then a real message.
+fn secagg_messages(dir: &Path) -> Result<()> {
+    let with = |head: &[u8], body: &[u8]| [head, body].concat();
+    let round = secagg_round();
+    let modulus = round.cfg.modulus_range;
+
+    // 0: masked vectors, the round's own and one per (length, modulus) the target tries.
+    let masked_meta = MaskedMeta {
+        model_id: "churn".into(),
+        round: 5,
+        metrics: BTreeMap::from([("loss".into(), 0.42), ("accuracy".into(), 0.86)]),
+    };
+    for (pos, vector) in round.masked.iter().enumerate() {
+        if let Some(vector) = vector {
+            let bytes = encode_masked(vector, modulus, &masked_meta);
+            write(dir, &format!("masked-client{pos}"), &with(&[0], &bytes))?;
+        }
+    }
+    for (len, bits) in [(1usize, 8u32), (5, 16), (9, 32), (33, 62)] {
+        let modulus = 1u64 << bits;
+        let values: Vec<u64> = (0..len as u64)
+            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % modulus)
+            .collect();
+        let bytes = encode_masked(&values, modulus, &MaskedMeta::default());
+        write(dir, &format!("masked-2p{bits}"), &with(&[0], &bytes))?;
+    }
+
+    // 1: Shamir shares as bytes.
+    for (k, (_, share)) in round.answers.iter().take(3).enumerate() {
+        write(dir, &format!("share-{k}"), &with(&[1], &share.share))?;
+    }
+
+    // 2: JSON bodies.
+    let upload = ShareUpload {
+        shares: round.sent[0].clone(),
+    };
+    write(
+        dir,
+        "json-share-upload",
+        &with(&[2], &serde_json::to_vec(&upload)?),
+    )?;
+    let answer = UnmaskUpload {
+        shares: round
+            .answers
+            .iter()
+            .filter(|(holder, _)| *holder == SECAGG_RING[0])
+            .map(|(_, s)| s.clone())
+            .collect(),
+    };
+    write(
+        dir,
+        "json-unmask-upload",
+        &with(&[2], &serde_json::to_vec(&answer)?),
+    )?;
+    write(
+        dir,
+        "json-public-keys",
+        &with(&[2], &serde_json::to_vec(&round.advertised[0].keys)?),
+    )?;
+    let configs = [
+        ("json-config-default", SecAggConfig::default()),
+        (
+            "json-config-sparse",
+            SecAggConfig {
+                num_shares: ShareCount::Proportion(0.3),
+                reconstruction_threshold: ShareCount::Count(4),
+                modulus_range: 1 << 16,
+                quantization_range: 1 << 10,
+                clipping_range: 0.5,
+                ..SecAggConfig::default()
+            },
+        ),
+    ];
+    for (name, config) in &configs {
+        write(dir, name, &with(&[2], &serde_json::to_vec(config)?))?;
+    }
+    write(dir, "json-config-empty", b"\x02{}")?;
+
+    // 3, 4: the shares addressed to each client, as JSON and one as raw ciphertext.
+    for (index, &id) in SECAGG_RING.iter().enumerate() {
+        let incoming = round.shares_for(id);
+        let head = [3, index as u8];
+        write(
+            dir,
+            &format!("receive-client{index}"),
+            &with(&head, &serde_json::to_vec(&incoming)?),
+        )?;
+        if let Some(share) = incoming.first() {
+            let from = SECAGG_RING
+                .iter()
+                .position(|&r| r == share.from)
+                .unwrap_or(0);
+            write(
+                dir,
+                &format!("receive-raw-client{index}"),
+                &with(&[4, index as u8, from as u8], &share.ciphertext),
+            )?;
+        }
+    }
+
+    // 5: what the server asked each survivor.
+    for (index, request) in round.requests.iter().enumerate() {
+        if let Some(request) = request {
+            write(
+                dir,
+                &format!("unmask-request-client{index}"),
+                &with(&[5, index as u8], &serde_json::to_vec(request)?),
+            )?;
+        }
+    }
+
+    // 6: the survivors' answers as the server holds them: all, and all but the first.
+    let answers = serde_json::to_vec(&round.answers)?;
+    write(dir, "unmask-answers", &with(&[6, 0], &answers))?;
+    let fewer = serde_json::to_vec(&round.answers[1..])?;
+    write(dir, "unmask-answers-fewer", &with(&[6, 0], &fewer))?;
+
+    // 7: the tiny layout's update in every encoding.
+    let base = WeightSet::from_flat(
+        &tiny_layout(),
+        (0..tiny_layout().num_params())
+            .map(|i| i as f32 * 0.5 - 1.0)
+            .collect(),
+    )?;
+    let trained = WeightSet::from_flat(
+        &tiny_layout(),
+        base.flatten()
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b + (i as f32 - 3.0) * 0.01)
+            .collect(),
+    )?;
+    for (k, encoding) in UpdateEncoding::EXAMPLES.into_iter().enumerate() {
+        let bytes = encode_update(
+            encoding,
+            &base,
+            &trained,
+            &meta(),
+            &mut ErrorFeedback::default(),
+            Rounding::Nearest,
+        )?;
+        let name = encoding.to_string().replace(':', "-");
+        write(dir, &format!("update-{k}-{name}"), &with(&[7], &bytes))?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let root: PathBuf = std::env::args_os()
         .nth(1)
@@ -199,5 +354,6 @@ fn main() -> Result<()> {
     images(&root.join("image_decoder"))?;
     v2_requests(&root.join("v2_request"))?;
     onnx_models(&root.join("onnx_loader"))?;
+    secagg_messages(&root.join("secagg_messages"))?;
     Ok(())
 }
