@@ -441,29 +441,33 @@ pub(crate) fn parse_meta_as(
             FormatError::BadMetadata(format!("`{key}` is not a whole number: `{raw}`"))
         })
     };
-    let metrics_raw = get("metrics")?;
-    let metrics = {
-        use serde::de::DeserializeSeed;
-        let mut de = serde_json::Deserializer::from_str(metrics_raw);
-        let parsed = BoundedMetrics { max: max_metrics }
-            .deserialize(&mut de)
-            .and_then(|m| de.end().map(|()| m))
-            .map_err(|e| {
-                FormatError::BadMetadata(format!("`metrics` is not a JSON object of numbers: {e}"))
-            })?;
-        parsed?
-    };
-    if let Some((k, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(FormatError::BadMetadata(format!(
-            "metric `{k}` is not finite ({v})"
-        )));
-    }
+    let metrics = parse_metrics(get("metrics")?, max_metrics)?;
     Ok(UpdateMeta {
         model_id: get("model_id")?.clone(),
         round: number("round")?,
         num_samples: number("num_samples")?,
         metrics,
     })
+}
+
+/// The `metrics` metadata value: a JSON object of at most `max` finite numbers whose names have
+/// 1 to [`MAX_METRIC_NAME_CHARS`] characters, counted while it is parsed (a header of 200,000
+/// metrics is refused without building the map). Shared by every update format's metadata.
+pub(crate) fn parse_metrics(raw: &str, max: usize) -> Result<BTreeMap<String, f64>, FormatError> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let metrics = BoundedMetrics { max }
+        .deserialize(&mut de)
+        .and_then(|m| de.end().map(|()| m))
+        .map_err(|e| {
+            FormatError::BadMetadata(format!("`metrics` is not a JSON object of numbers: {e}"))
+        })??;
+    if let Some((k, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
+        return Err(FormatError::BadMetadata(format!(
+            "metric `{k}` is not finite ({v})"
+        )));
+    }
+    Ok(metrics)
 }
 
 /// Parses the `metrics` object, counting entries as they come: past `max`, or at a bad name,

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use b3o_server::simulate::report::SimReport;
 use b3o_server::simulate::{SimError, SimulateArgs, simulate};
 use clap::Parser;
 
@@ -194,6 +195,14 @@ async fn by_column_partitions_with_fedprox() {
     assert!(report.federated().unwrap() > 0.7);
 }
 
+/// The same simulation without and with `--secure`.
+async fn plain_and_secure(common: &[&str]) -> (SimReport, SimReport) {
+    let plain = simulate(&args(common)).await.unwrap();
+    let mut secure = common.to_vec();
+    secure.push("--secure");
+    (plain, simulate(&args(&secure)).await.unwrap())
+}
+
 /// Secure aggregation on the churn scenario: the same clients, data and seeds as the plain
 /// run, with SecAgg+ (Flower's defaults) in every round; the quantization must not cost more
 /// than half an accuracy point (issue #13).
@@ -216,10 +225,7 @@ async fn secure_churn_ends_within_half_a_point_of_the_plain_run() {
         "5",
         "--no-baseline",
     ];
-    let plain = simulate(&args(&common)).await.unwrap();
-    let mut secure_args = common.to_vec();
-    secure_args.push("--secure");
-    let secure = simulate(&args(&secure_args)).await.unwrap();
+    let (plain, secure) = plain_and_secure(&common).await;
     eprintln!("{}", b3o_server::simulate::summary(&secure));
     assert!(
         secure.rounds[1..]
@@ -259,10 +265,7 @@ async fn fedadam_runs_on_the_unmasked_sum_of_a_secure_group() {
         "2",
         "--no-baseline",
     ];
-    let plain = simulate(&args(&common)).await.unwrap();
-    let mut secure_args = common.to_vec();
-    secure_args.push("--secure");
-    let report = simulate(&args(&secure_args)).await.unwrap();
+    let (plain, report) = plain_and_secure(&common).await;
     assert_eq!(report.strategy["name"], "fedadam");
     assert!(
         report.rounds[1..]

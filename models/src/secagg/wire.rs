@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::weights::MAX_METRIC_NAME_CHARS;
-
 use super::SecAggError;
 
 /// Value of the masked vector's `format` metadata key.
@@ -260,79 +258,13 @@ fn parse_meta(
             round_raw.chars().take(40).collect::<String>()
         )
     })?;
-    let metrics_raw = get("metrics")?;
-    let metrics = {
-        use serde::de::DeserializeSeed;
-        let mut de = serde_json::Deserializer::from_str(metrics_raw);
-        BoundedMetrics { max: max_metrics }
-            .deserialize(&mut de)
-            .and_then(|m| de.end().map(|()| m))
-            .map_err(|e| format!("`metrics` is not a JSON object of numbers: {e}"))??
-    };
-    if let Some((k, v)) = metrics.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(format!("metric `{k}` is not finite ({v})"));
-    }
+    let metrics =
+        crate::weights::parse_metrics(get("metrics")?, max_metrics).map_err(|e| e.to_string())?;
     Ok(MaskedMeta {
         model_id: get("model_id")?.clone(),
         round,
         metrics,
     })
-}
-
-/// Parses the `metrics` object counting entries as they come: past `max`, or at a bad name,
-/// the rest is skipped without being stored and the outcome is the error (the inner `Result`;
-/// the outer one is JSON syntax).
-struct BoundedMetrics {
-    max: usize,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for BoundedMetrics {
-    type Value = Result<BTreeMap<String, f64>, String>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for BoundedMetrics {
-    type Value = Result<BTreeMap<String, f64>, String>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object of numbers")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        use serde::de::IgnoredAny;
-        let mut out = BTreeMap::new();
-        let mut problem = None;
-        let mut count = 0usize;
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            count = count.saturating_add(1);
-            if problem.is_some() || count > self.max {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let value: f64 = map.next_value()?;
-            let chars = name.chars().count();
-            if chars == 0 || chars > MAX_METRIC_NAME_CHARS {
-                problem = Some(format!(
-                    "metric `{}` has a name of {chars} characters; names have 1 to \
-                     {MAX_METRIC_NAME_CHARS}",
-                    name.chars().take(20).collect::<String>()
-                ));
-                continue;
-            }
-            out.insert(name.into_owned(), value);
-        }
-        Ok(match problem {
-            Some(p) => Err(p),
-            None if count > self.max => Err(format!(
-                "{count} metrics; at most {} are accepted",
-                self.max
-            )),
-            None => Ok(out),
-        })
-    }
 }
 
 /// serde for `[u8; 32]` as base64.

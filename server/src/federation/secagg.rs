@@ -574,23 +574,37 @@ async fn neighbour_keys(
     let near: BTreeSet<i64> = graph::neighbours(&round.ring, member, round.config.num_shares)
         .into_iter()
         .collect();
+    let mut conn = state.db.acquire().await?;
+    Ok(stored_keys(&mut conn, round.round_id)
+        .await?
+        .into_iter()
+        .filter(|(m, _)| near.contains(m))
+        .map(|(member_id, keys)| NeighbourKeys { member_id, keys })
+        .collect())
+}
+
+/// The public keys members advertised in a round, by member.
+async fn stored_keys(
+    conn: &mut SqliteConnection,
+    round_id: i64,
+) -> Result<BTreeMap<i64, PublicKeys>, ApiError> {
     let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT member_id, cipher_key, mask_key FROM secagg_keys WHERE round_id = ? ORDER BY member_id",
+        "SELECT member_id, cipher_key, mask_key FROM secagg_keys WHERE round_id = ?",
     )
-    .bind(round.round_id)
-    .fetch_all(&state.db)
+    .bind(round_id)
+    .fetch_all(&mut *conn)
     .await?;
+    // Stored by `keys` from 32-byte arrays: a row of another size is corrupt and skipped.
     Ok(rows
         .into_iter()
-        .filter(|(m, _, _)| near.contains(m))
-        .filter_map(|(member_id, c, m)| {
-            Some(NeighbourKeys {
+        .filter_map(|(member_id, cipher, mask)| {
+            Some((
                 member_id,
-                keys: PublicKeys {
-                    cipher: c.try_into().ok()?,
-                    mask: m.try_into().ok()?,
+                PublicKeys {
+                    cipher: cipher.try_into().ok()?,
+                    mask: mask.try_into().ok()?,
                 },
-            })
+            ))
         })
         .collect())
 }
@@ -1093,24 +1107,7 @@ pub(crate) async fn unmasked_mean(
     let survived: BTreeSet<i64> = vectors.iter().map(|(m, _)| *m).collect();
     let mut db = state.db.acquire().await?;
     let shared = ids(&mut db, SHARED, round_id).await?;
-    let keys: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT member_id, cipher_key, mask_key FROM secagg_keys WHERE round_id = ?",
-    )
-    .bind(round_id)
-    .fetch_all(&mut *db)
-    .await?;
-    let keys: BTreeMap<i64, PublicKeys> = keys
-        .into_iter()
-        .filter_map(|(m, c, k)| {
-            Some((
-                m,
-                PublicKeys {
-                    cipher: c.try_into().ok()?,
-                    mask: k.try_into().ok()?,
-                },
-            ))
-        })
-        .collect();
+    let keys = stored_keys(&mut db, round_id).await?;
     let clients: Vec<ClientRecord> = round
         .ring
         .iter()

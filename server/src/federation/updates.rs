@@ -320,16 +320,8 @@ async fn receive(
             num_samples: 0,
             metrics: masked.metrics,
         };
+        // (`decode_masked` bounds the metrics as the update format does.)
         validate_target(&group, number, &meta)?;
-        if let Some(name) = meta.metrics.keys().find(|k| {
-            let chars = k.chars().count();
-            chars == 0 || chars > MAX_METRIC_NAME_CHARS
-        }) {
-            let shown: String = name.chars().take(20).collect();
-            return Err(ApiError::BadRequest(format!(
-                "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters"
-            )));
-        }
         (None, meta)
     } else {
         // The round's base model: compressed encodings carry a delta from it, and the norm bound
