@@ -33,6 +33,7 @@ pub mod compress;
 pub mod dataset;
 #[cfg(feature = "train")]
 pub mod device;
+pub mod dp;
 pub mod image;
 pub mod metrics;
 pub mod model;

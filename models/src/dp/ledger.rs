@@ -1,0 +1,1 @@
+//! A member's own record of the privacy it spent (see [`GroupLedger`]).
