@@ -89,6 +89,7 @@ fn group_request(schema: Schema, rounds: u32, min_clients: u32) -> CreateGroup {
         max_update_norm: None,
         secagg: None,
         update_encoding: Default::default(),
+        dp: None,
     }
 }
 

@@ -388,6 +388,7 @@ async fn legitimate_work_completes_while_an_attacker_sends_the_worst_inputs() {
             max_update_norm: None,
             secagg: None,
             update_encoding: Default::default(),
+            dp: None,
         })
         .await
         .unwrap();

@@ -289,6 +289,10 @@ pub struct CreateGroup<S = Value> {
     /// `topk:FRACTION`); `f32` when omitted.
     #[serde(default)]
     pub update_encoding: UpdateEncoding,
+    /// Differential privacy (user-level): a target (epsilon, delta) and how members clip and
+    /// noise their updates. Absent for a group without it.
+    #[serde(default)]
+    pub dp: Option<crate::dp::DpConfig>,
 }
 
 fn min_clients() -> u32 {
@@ -373,6 +377,35 @@ impl<S: ValidateStrategy> CreateGroup<S> {
         self.update_encoding
             .validate()
             .map_err(|e| format!("update_encoding: {e}"))?;
+        if let Some(dp) = &self.dp {
+            dp.validate().map_err(|e| format!("dp: {e}"))?;
+            if self.max_update_norm.is_some() {
+                return Err(
+                    "max_update_norm cannot be combined with differential privacy: \
+                     dp.clipping_norm bounds every update"
+                        .into(),
+                );
+            }
+            if self.update_encoding != UpdateEncoding::F32 {
+                return Err(format!(
+                    "update_encoding {} cannot be combined with differential privacy (a \
+                     compressed update's norm is not the clipped one); leave update_encoding f32",
+                    self.update_encoding
+                ));
+            }
+            if self.secagg.is_some() && dp.adaptive.is_some() {
+                return Err(
+                    "dp.adaptive cannot be combined with secure aggregation: the server would \
+                     see each member's clipped bit; give a fixed dp.clipping_norm"
+                        .into(),
+                );
+            }
+            if self.hyperparameters.rounds == 0 {
+                return Err(
+                    "dp: a group with differential privacy plans at least one round".into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -701,6 +734,54 @@ pub struct GroupView {
     /// Secure aggregation's settings; absent for a plain group.
     #[serde(default)]
     pub secagg: Option<crate::secagg::SecAggConfig>,
+    /// Differential privacy: the parameters members accept, and what the group spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dp: Option<GroupPrivacy>,
+}
+
+/// A DP group's privacy: its parameters and the budget spent by its released versions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPrivacy {
+    pub params: crate::dp::DpParams,
+    /// Epsilon (at `params.delta`) of the latest released version: every closed round counts.
+    #[serde(default)]
+    pub spent_epsilon: f64,
+    /// Closed rounds the accountant counted.
+    #[serde(default)]
+    pub rounds_counted: i64,
+    /// The clipping norm of the next round (adaptive clipping moves it).
+    #[serde(default)]
+    pub clipping_norm: f64,
+    /// Why training stopped before its planned rounds, when the budget ended it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_exhausted: Option<String>,
+}
+
+/// One round's privacy, in its view: what members clipped to, the noise, and (once closed) the
+/// epsilon spent with its version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundPrivacy {
+    pub clipping_norm: f64,
+    pub noise_multiplier: f64,
+    pub sampling_rate: f64,
+    pub delta: f64,
+    /// Epsilon spent after this round; absent until it closes (a failed round releases
+    /// nothing and spends nothing).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// Adaptive clipping: the noisy share of unclipped updates (never the exact count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unclipped_fraction: Option<f64>,
+}
+
+/// The (epsilon, delta) a version of a DP group cost its members.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VersionPrivacy {
+    pub epsilon: f64,
+    pub delta: f64,
 }
 
 fn deadline_i64() -> i64 {
@@ -927,6 +1008,13 @@ impl RoundConfig {
             .and_then(|v| serde_json::from_value(v.clone()).ok())
     }
 
+    /// A DP round's privacy settings (`dp` in the config).
+    pub fn dp(&self) -> Option<crate::dp::RoundDp> {
+        self.extra
+            .get("dp")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
     /// FedProx's proximal weight, 0 for other strategies.
     pub fn proximal_mu(&self) -> f64 {
         self.extra
@@ -1023,6 +1111,9 @@ pub struct RoundView {
     /// A secure group's round: its stage and who dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secagg: Option<secagg::SecAggRoundSummary>,
+    /// A DP group's round: clipping, noise and the epsilon spent once it closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<RoundPrivacy>,
 }
 
 /// `GET /api/groups/{id}/rounds`.
@@ -1109,6 +1200,9 @@ pub struct VersionView {
     /// `GET /api/versions/{id}/onnx` has its ONNX export (custom layouts have none).
     #[serde(default)]
     pub has_onnx: bool,
+    /// What it cost the members of a DP group; absent for other groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<VersionPrivacy>,
     /// When it was stored (RFC 3339).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]

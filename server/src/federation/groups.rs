@@ -63,6 +63,17 @@ pub async fn create(
             crate::strategy::build(&req.strategy).name()
         )));
     }
+    if req.dp.is_some()
+        && crate::strategy::build(&req.strategy).accumulation()
+            != crate::strategy::Accumulation::RunningMean
+    {
+        return Err(ApiError::BadRequest(format!(
+            "strategy `{}` is not a mean of the updates, which the privacy analysis of \
+             differential privacy assumes; a DP group takes a mean-type strategy (fedavg, \
+             fedprox, fedavgm, fedadam, fedyogi, fedadagrad)",
+            crate::strategy::build(&req.strategy).name()
+        )));
+    }
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
@@ -103,6 +114,17 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         };
         super::encoding::store(&mut tx, group_id, req.update_encoding).await?;
+        if let Some(dp) = &req.dp {
+            super::privacy::store(
+                &mut tx,
+                group_id,
+                dp,
+                req.hyperparameters.rounds,
+                req.fraction_fit,
+                req.min_clients,
+            )
+            .await?;
+        }
         let member_id: i64 = sqlx::query_scalar(
             "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
              RETURNING id",
@@ -681,6 +703,7 @@ pub async fn get_group(
         paused: row.12,
         cancelled: row.13,
         secagg: row.14.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+        dp: super::privacy::group_view(&state.db, group_id).await?,
     }))
 }
 

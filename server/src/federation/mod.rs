@@ -22,6 +22,7 @@ mod groups;
 mod history;
 pub mod model;
 pub mod presence;
+mod privacy;
 pub mod quotas;
 mod rounds;
 mod secagg;

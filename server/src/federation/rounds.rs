@@ -46,6 +46,16 @@ pub(crate) struct GroupSettings {
     pub secagg: Option<b3o_models::secagg::SecAggConfig>,
     /// What members upload (`super::encoding`).
     pub update_encoding: UpdateEncoding,
+    /// Differential privacy's parameters, for a DP group (`super::privacy`).
+    pub dp: Option<b3o_models::dp::DpParams>,
+}
+
+impl GroupSettings {
+    /// How much an update weighs in the round's mean: its sample count, or 1 in a DP group
+    /// (every member counts the same; a weight would change the sensitivity).
+    pub fn mean_weight(&self, num_samples: u64) -> u64 {
+        if self.dp.is_some() { 1 } else { num_samples }
+    }
 }
 
 impl GroupSettings {
@@ -108,6 +118,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
             .transpose()
             .map_err(|e| corrupt("secure aggregation settings", e))?,
         update_encoding: super::encoding::load(db, group_id).await?,
+        dp: super::privacy::load(db, group_id).await?,
     })
 }
 
@@ -186,6 +197,12 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         .await?;
     let mut group = group;
     group.layout = Some(layout);
+    group.dp = super::privacy::at_start(&mut tx, &group, ready).await?;
+    if let Some(reason) = super::privacy::budget_left(&mut tx, &group).await? {
+        return Err(ApiError::Conflict(format!(
+            "differential privacy: not even one round fits the group's budget ({reason})"
+        )));
+    }
     let opened = open_round(state, &mut tx, &group, 1, version_id).await?;
     tx.commit().await?;
     let events = &state.federation.events;
@@ -333,12 +350,20 @@ async fn open_round(
     .bind(group.id)
     .bind(number)
     .bind(base_version_id)
-    .bind(Value::Object(config).to_string())
+    .bind(Value::Object(config.clone()).to_string())
     .bind(opened_at)
     .bind(deadline_at)
     .fetch_one(&mut **tx)
     .await?;
-    select_members(state, tx, group, round_id).await?;
+    let (selected, ready) = select_members(state, tx, group, round_id).await?;
+    if let Some(dp) = super::privacy::open(tx, group, round_id, selected, ready).await? {
+        config.insert("dp".into(), json!(dp));
+        sqlx::query("UPDATE rounds SET config_json = ? WHERE id = ?")
+            .bind(Value::Object(config).to_string())
+            .bind(round_id)
+            .execute(&mut **tx)
+            .await?;
+    }
     if let Some(cfg) = &group.secagg {
         super::secagg::open(tx, cfg, round_id).await?;
     }
@@ -351,19 +376,21 @@ async fn open_round(
 
 /// Samples `max(ceil(fraction_fit * n), min_clients)` of the `n` ready members that are not
 /// gone (`presence`: their training client went away); gone ones only fill up to
-/// `min_clients` when too few others are there (they may come back).
+/// `min_clients` when too few others are there (they may come back). Returns how many it
+/// selected, of how many ready.
 async fn select_members(
     state: &AppState,
     conn: &mut SqliteConnection,
     group: &GroupSettings,
     round_id: i64,
-) -> Result<(), ApiError> {
+) -> Result<(usize, usize), ApiError> {
     let ready: Vec<i64> = sqlx::query_scalar(
         "SELECT id FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group.id)
     .fetch_all(&mut *conn)
     .await?;
+    let ready_count = ready.len();
     let presence = &state.federation.presence;
     let (mut gone, mut here): (Vec<i64>, Vec<i64>) =
         ready.into_iter().partition(|id| presence.is_gone(*id));
@@ -391,7 +418,7 @@ async fn select_members(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    Ok((here.len(), ready_count))
 }
 
 /// Closes the round when it can: at least `min_clients` updates and nobody selected still
@@ -752,7 +779,19 @@ async fn advance(
     .bind(group.id)
     .fetch_one(&mut **tx)
     .await?;
-    if number < group.total_rounds && !cancelled {
+    let exhausted = if number < group.total_rounds && !cancelled {
+        super::privacy::budget_left(tx, group).await?
+    } else {
+        None
+    };
+    if let Some(reason) = &exhausted {
+        tracing::info!(
+            group_id = group.id,
+            reason,
+            "training stops at the privacy budget"
+        );
+    }
+    if number < group.total_rounds && !cancelled && exhausted.is_none() {
         if paused {
             return Ok(Next::Paused);
         }
@@ -805,6 +844,8 @@ struct Inputs {
     /// The server optimiser's state after the base version, if it has one.
     opt_state: Option<ServerOptState>,
     fits: LoadedFits,
+    /// A DP round's settings and its updates' "was not clipped" bits.
+    dp: Option<(b3o_models::dp::RoundDp, Vec<f64>)>,
 }
 
 /// The round and what it started from.
@@ -837,8 +878,23 @@ async fn aggregate(
         failures,
         current,
         opt_state,
-        fits,
+        mut fits,
+        dp,
     } = load_inputs(state, round_id, accumulator).await?;
+    // Differential privacy: central noise on the mean, adaptive clipping's noisy count.
+    let closed = match (&base.group.dp, &dp) {
+        (Some(params), Some((round, bits))) => {
+            let mean = match &mut fits {
+                LoadedFits::Mean(Some(m)) => Some(m),
+                _ => None,
+            };
+            let secure = base.group.secagg.is_some();
+            Some(super::privacy::finish_round(
+                params, round, mean, secure, bits,
+            ))
+        }
+        _ => None,
+    };
     let evals: Vec<EvalRes> = updates
         .iter()
         .map(|u| EvalRes {
@@ -854,7 +910,7 @@ async fn aggregate(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("aggregation task: {e}")))??;
-    commit(state, round_id, &base, &updates, outcome).await
+    commit(state, round_id, &base, &updates, outcome, closed).await
 }
 
 /// Reads a round's inputs: its group and base version, the updates (from the spool) and the
@@ -884,7 +940,7 @@ async fn load_inputs(
     .bind(round_id)
     .fetch_all(&state.db)
     .await?;
-    let updates: Vec<StoredUpdate> = rows
+    let mut updates: Vec<StoredUpdate> = rows
         .into_iter()
         .map(
             |(id, member_id, num_samples, metrics, blob_path)| StoredUpdate {
@@ -896,6 +952,25 @@ async fn load_inputs(
             },
         )
         .collect();
+    // A DP round's "was not clipped" bits, kept out of the averaged metrics.
+    let dp = match &group.dp {
+        Some(params) => {
+            let mut conn = state.db.acquire().await?;
+            super::privacy::round_dp(&mut conn, Some(params), round_id)
+                .await?
+                .map(|round| {
+                    let bits = updates
+                        .iter()
+                        .filter_map(|u| u.metrics.get(b3o_models::dp::UNCLIPPED_METRIC).copied())
+                        .collect();
+                    for u in &mut updates {
+                        super::privacy::strip_metrics(&mut u.metrics);
+                    }
+                    (round, bits)
+                })
+        }
+        None => None,
+    };
     let failures: Vec<FitFailure> = sqlx::query_as::<_, (i64, Option<String>, String)>(
         "SELECT member_id, failure, status FROM round_members
          WHERE round_id = ? AND status != 'reported'",
@@ -974,7 +1049,7 @@ async fn load_inputs(
                 if !acc.included.contains(&u.id) {
                     let params = read_update(u.blob_path.clone()).await?;
                     acc.mean
-                        .add(&params, u.num_samples as u64)
+                        .add(&params, group.mean_weight(u.num_samples as u64))
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
                     acc.included.insert(u.id);
                 }
@@ -1005,6 +1080,7 @@ async fn load_inputs(
         current,
         opt_state,
         fits,
+        dp,
     })
 }
 
@@ -1058,6 +1134,7 @@ async fn commit(
     base: &Base,
     updates: &[StoredUpdate],
     outcome: Outcome,
+    closed: Option<super::privacy::Closed>,
 ) -> Result<(), ApiError> {
     let Base {
         group,
@@ -1123,6 +1200,9 @@ async fn commit(
         onnx_path: onnx,
     };
     let version_id = registry::insert_version(&mut tx, &version).await?;
+    if let Some(closed) = &closed {
+        super::privacy::close(&mut tx, group, round_id, closed).await?;
+    }
     sqlx::query(
         "UPDATE rounds SET state = 'closed', result_version_id = ?, closed_at = ?, metrics_json = ?
          WHERE id = ?",

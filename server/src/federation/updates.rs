@@ -327,7 +327,16 @@ async fn receive(
         // The round's base model: compressed encodings carry a delta from it, and the norm bound
         // measures from it.
         let encoding = group.update_encoding;
-        let base = if encoding.is_delta() || group.max_update_norm.is_some() {
+        // A DP round with central noise: the server holds members to the clipping norm.
+        let dp_round = match &group.dp {
+            Some(params) => {
+                let mut conn = state.db.acquire().await?;
+                super::privacy::round_dp(&mut conn, Some(params), round.id).await?
+            }
+            None => None,
+        };
+        let dp_bound = dp_round.as_ref().and_then(super::privacy::upload_bound);
+        let base = if encoding.is_delta() || group.max_update_norm.is_some() || dp_bound.is_some() {
             Some(base_params(&state, &group, round.base_version_id).await?)
         } else {
             None
@@ -356,6 +365,20 @@ async fn receive(
         validate_meta(&group, number, &meta)?;
         if let (Some(bound), Some(base)) = (group.max_update_norm, &base) {
             check_norm(base, &params, bound)?;
+        }
+        if let Some(round_dp) = &dp_round {
+            super::privacy::check_bit(round_dp, &meta.metrics)?;
+        }
+        if let (Some(bound), Some(base)) = (dp_bound, &base) {
+            // `base + clipped delta` rounds to f32 on the member's side: allow that much.
+            let largest = base.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let slack = (base.len() as f64).sqrt() * f64::from(f32::EPSILON) * f64::from(largest);
+            check_norm(base, &params, bound + slack).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "the update's norm (update - round base model) exceeds this round's \
+                     dp.clipping_norm {bound:.6}: members clip their updates before sending them"
+                ))
+            })?;
         }
         (Some(params), meta)
     };
@@ -442,7 +465,11 @@ async fn receive(
                     included: Default::default(),
                 }),
             };
-            if acc.mean.add(params, meta.num_samples).is_ok() {
+            if acc
+                .mean
+                .add(params, group.mean_weight(meta.num_samples))
+                .is_ok()
+            {
                 acc.included.insert(update_id);
             }
         }

@@ -119,9 +119,14 @@ pub(crate) async fn round_view(
     } else {
         (None, None)
     };
-    let secagg = {
+    let (secagg, privacy) = {
         let mut conn = db.acquire().await?;
-        super::secagg::summary(&mut conn, r.0).await?
+        let delta = config.dp().map(|d| d.delta);
+        let privacy = match delta {
+            Some(delta) => super::privacy::round_view(&mut conn, r.0, delta).await?,
+            None => None,
+        };
+        (super::secagg::summary(&mut conn, r.0).await?, privacy)
     };
     Ok(RoundView {
         round: number,
@@ -141,6 +146,7 @@ pub(crate) async fn round_view(
         you: None,
         final_round: r.10,
         secagg,
+        privacy,
     })
 }
 
@@ -170,7 +176,12 @@ async fn per_client(
             .map(|(member_id, num_samples, json)| ClientMetrics {
                 member_id,
                 num_samples,
-                metrics: metrics(&json).unwrap_or_default(),
+                metrics: metrics(&json)
+                    .map(|mut m| {
+                        super::privacy::strip_metrics(&mut m);
+                        m
+                    })
+                    .unwrap_or_default(),
             })
             .collect()
     };

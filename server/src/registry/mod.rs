@@ -81,10 +81,17 @@ type VersionRow = (
     Option<String>,
     String,
     String,
+    Option<f64>,
+    Option<f64>,
 );
 
+/// The version's columns, then its privacy: the epsilon stored with the round that made it
+/// (0 for version 0 of a DP group) and its group's delta (both NULL outside DP groups).
 const VERSION_COLUMNS: &str = "id, group_id, round, parent_id, weights_sha256, size_bytes,
-    num_params, spec_json, metrics_json, contributors_json, onnx_path, created_at, weights_path";
+    num_params, spec_json, metrics_json, contributors_json, onnx_path, created_at, weights_path,
+    CASE WHEN model_versions.round = 0 THEN 0.0 ELSE (SELECT d.epsilon FROM rounds r
+        JOIN dp_rounds d ON d.round_id = r.id WHERE r.result_version_id = model_versions.id) END,
+    (SELECT json_extract(g.dp_json, '$.delta') FROM groups g WHERE g.id = model_versions.group_id)";
 
 fn version_view(r: &VersionRow) -> VersionView {
     VersionView {
@@ -99,6 +106,12 @@ fn version_view(r: &VersionRow) -> VersionView {
         metrics: parse_metrics(&r.8),
         contributors: serde_json::from_str::<Vec<Contributor>>(&r.9).unwrap_or_default(),
         has_onnx: r.10.is_some(),
+        privacy: match (r.13, r.14) {
+            (Some(epsilon), Some(delta)) => {
+                Some(b3o_models::protocol::VersionPrivacy { epsilon, delta })
+            }
+            _ => None,
+        },
         created_at: r.11.clone(),
     }
 }

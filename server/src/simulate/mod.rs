@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use b3o_models::Device;
 use b3o_models::compress::UpdateEncoding;
 use b3o_models::dataset::{Dataset, train_test_split};
+use b3o_models::dp::{DpConfig, DpPlacement};
 use b3o_models::image::mnist_dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
@@ -135,6 +136,23 @@ pub struct SimulateArgs {
     /// `int8-tensor` (a scale per tensor) or `topk:FRACTION` (e.g. `topk:0.01`).
     #[arg(long, default_value = "f32")]
     pub update_encoding: UpdateEncoding,
+    /// Differential privacy: the target epsilon. The noise multiplier is calibrated so that
+    /// `--rounds` rounds spend at most this (at `--dp-delta`); clients clip to `--dp-clip`.
+    #[arg(long)]
+    pub dp_epsilon: Option<f64>,
+    /// The target delta (with `--dp-epsilon`).
+    #[arg(long, default_value_t = 1e-5, requires = "dp_epsilon")]
+    pub dp_delta: f64,
+    /// Where the noise goes: `central` (clients clip, the aggregate gets the noise) or `local`
+    /// (each client adds its full noise).
+    #[arg(long, default_value = "central", requires = "dp_epsilon")]
+    pub dp_placement: DpPlacement,
+    /// The clipping norm of an update (the initial one with `--dp-adaptive`).
+    #[arg(long, requires = "dp_epsilon")]
+    pub dp_clip: Option<f64>,
+    /// Adaptive clipping (Andrew et al. 2021): the norm follows the median update norm.
+    #[arg(long, requires = "dp_epsilon")]
+    pub dp_adaptive: bool,
 }
 
 /// Why a simulation could not run.
@@ -437,6 +455,14 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         max_update_norm: None,
         secagg: args.secure.then(b3o_models::secagg::SecAggConfig::default),
         update_encoding: args.update_encoding,
+        dp: args.dp_epsilon.map(|epsilon| DpConfig {
+            epsilon,
+            delta: args.dp_delta,
+            placement: args.dp_placement,
+            clipping_norm: args.dp_clip,
+            noise_multiplier: None,
+            adaptive: args.dp_adaptive.then(Default::default),
+        }),
     };
     let created = owner.create_group(&request).await?;
     let gid = created.group_id;
@@ -614,6 +640,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             failure: None,
             test: test_metrics,
             train: round.and_then(|r| r.metrics.clone()).unwrap_or_default(),
+            epsilon: v.privacy.map(|p| p.epsilon),
         });
     }
     for r in rounds_view.values().filter(|r| r.failure.is_some()) {
@@ -624,6 +651,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             failure: r.failure.clone(),
             test: Metrics::default(),
             train: BTreeMap::new(),
+            epsilon: None,
         });
     }
     records.sort_by_key(|r| r.round);
@@ -703,6 +731,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         },
         total_seconds: started.elapsed().as_secs_f64(),
         update_encoding: args.update_encoding.to_string(),
+        dp: owner.group(gid).await?.dp,
         parameters: params as u64,
         uploads,
         upload_bytes,
@@ -793,5 +822,15 @@ pub fn summary(report: &SimReport) -> String {
         report.total_seconds,
         report.update_encoding,
         report.bytes_per_parameter,
-    )
+    ) + &report.dp.as_ref().map_or(String::new(), |dp| {
+        format!(
+            "; differential privacy ({}): epsilon {:.3} of {} spent at delta {:e}, noise \
+             multiplier {:.4}",
+            dp.params.placement.as_str(),
+            dp.spent_epsilon,
+            dp.params.epsilon,
+            dp.params.delta,
+            dp.params.noise_multiplier,
+        )
+    })
 }

@@ -24,6 +24,9 @@ pub struct RoundRecord {
     pub test: Metrics,
     /// Sample-weighted mean of the clients' metrics on their own training rows.
     pub train: BTreeMap<String, f64>,
+    /// Differential privacy: the epsilon spent once this round's version was released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<f64>,
 }
 
 /// The centralised baseline after as many epochs as the federation had after `round`.
@@ -52,6 +55,9 @@ pub struct SimReport {
     pub total_seconds: f64,
     /// How the clients sent their updates (`f32`, `int8`, `topk:0.01`...).
     pub update_encoding: String,
+    /// Differential privacy: the group's parameters and the epsilon it spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp: Option<b3o_models::protocol::GroupPrivacy>,
     /// The model's parameters.
     pub parameters: u64,
     /// Updates accepted, and their bytes on the wire (safetensors files, headers included).
@@ -328,6 +334,7 @@ mod tests {
                     failure: None,
                     test: metrics(0.5 + r as f64 / 10.0),
                     train: BTreeMap::from([("loss".into(), 0.4)]),
+                    epsilon: None,
                 })
                 .collect(),
             baseline: (0..3)
@@ -341,6 +348,7 @@ mod tests {
             seconds_per_round: 0.1,
             total_seconds: 0.3,
             update_encoding: "int8".into(),
+            dp: None,
             parameters: 100,
             uploads: 4,
             upload_bytes: 440,
