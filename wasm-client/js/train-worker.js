@@ -4,6 +4,10 @@
 // Operations and replies: wasm-client/ENGINE.md.
 import init, * as engine from "./b3o_train.js";
 import { serve, bytesOf } from "./protocol.js";
+import * as privacyLedger from "./privacy-ledger.js";
+
+// The participant keeps its privacy ledgers here (wasm-client/src/fl/browser.rs).
+globalThis.b3oPrivacyLedger = privacyLedger;
 
 const ready = init().then(() => engine.init_engine());
 

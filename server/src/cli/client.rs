@@ -13,11 +13,12 @@
 //! idempotent and the client carries on with the group's current round.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use b3o_models::protocol::ModelTemplate;
 use b3o_wasm_client::fl::data::LocalData;
-use b3o_wasm_client::fl::native::HttpTransport;
+use b3o_wasm_client::fl::native::{FileLedger, HttpTransport};
 use b3o_wasm_client::fl::trainer::ThreadTrainer;
 use b3o_wasm_client::fl::{
     Api, Auth, ClientEvent, FlError, Participant, ParticipantOptions, Report,
@@ -69,6 +70,30 @@ pub struct ClientArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Where your privacy ledgers are kept (groups with differential privacy): the epsilon you
+    /// spent in each group, counted on this machine. Default: `$XDG_DATA_HOME/b3o/` or
+    /// `~/.local/share/b3o/privacy-ledger.json`.
+    #[arg(long, env = "B3O_PRIVACY_LEDGER")]
+    pub privacy_ledger: Option<PathBuf>,
+    /// Your own privacy budget: in a group with differential privacy, stop before spending more
+    /// than this epsilon (only a limit below the group's target changes anything).
+    #[arg(long)]
+    pub max_epsilon: Option<f64>,
+}
+
+/// The ledger file: `--privacy-ledger`, else under `$XDG_DATA_HOME` or `~/.local/share`, else
+/// the working directory.
+fn ledger_path(args: &ClientArgs) -> PathBuf {
+    if let Some(path) = &args.privacy_ledger {
+        return path.clone();
+    }
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(base) => base.join("b3o").join("privacy-ledger.json"),
+        None => PathBuf::from("b3o-privacy-ledger.json"),
+    }
 }
 
 /// Why `b3o client` stopped.
@@ -83,6 +108,11 @@ pub enum ClientError {
 
 /// Runs the client to the end of the group's training.
 pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
+    if let Some(e) = args.max_epsilon
+        && !(e.is_finite() && e >= 0.0)
+    {
+        return Err(ClientError::Usage("--max-epsilon must be a number >= 0".into()));
+    }
     if !(0.0..0.9).contains(&args.test_fraction) {
         return Err(ClientError::Usage(
             "--test-fraction must be at least 0 and below 0.9".into(),
@@ -128,9 +158,12 @@ pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
         seed: args.seed,
         poll_interval: Duration::from_secs(10),
         evaluate: args.test_fraction > 0.0,
+        max_epsilon: args.max_epsilon,
     };
+    let ledger = FileLedger::new(ledger_path(&args), &args.server);
     let api = Api::new(transport, auth);
-    let mut participant = Participant::new(api, ThreadTrainer::cpu(), observer, data, options);
+    let mut participant = Participant::new(api, ThreadTrainer::cpu(), observer, data, options)
+        .with_ledger(Arc::new(ledger));
     let cancel = participant.cancel_token();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -250,6 +283,24 @@ fn show(bar: &ProgressBar, event: &ClientEvent) {
             attempt + 1
         )),
         ClientEvent::Finished { .. } => bar.set_message("done"),
+        ClientEvent::Privacy {
+            round,
+            epsilon,
+            budget,
+            delta,
+            ..
+        } => bar.println(match round {
+            None => format!(
+                "Differential privacy: your budget in this group is epsilon {budget} at delta \
+                 {delta:e}; spent so far {epsilon:.3} (counted on this machine)."
+            ),
+            Some(r) => format!(
+                "Round {r}: privacy spent epsilon {epsilon:.3} of {budget} (delta {delta:e})."
+            ),
+        }),
+        ClientEvent::PrivacyRefused { round, reason } => {
+            bar.println(format!("Round {round}: not taking part: {reason}"));
+        }
     }
 }
 

@@ -512,6 +512,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             seed: args.seed.wrapping_add(i as u64 + 1),
             poll_interval: Duration::from_secs(30),
             evaluate: false,
+            max_epsilon: None,
         };
         let mut participant = Participant::new(
             api,

@@ -50,6 +50,9 @@ struct RunArgs {
     /// How the other members see this one.
     #[serde(default)]
     name: Option<String>,
+    /// The user's own privacy budget (epsilon) for groups with differential privacy.
+    #[serde(default)]
+    max_epsilon: Option<f64>,
 }
 
 /// Turns participant events into progress messages; training batches at most every 100 ms
@@ -121,6 +124,11 @@ impl Progress {
                 "uploading"
             }
             ClientEvent::Finished { .. } => "done",
+            ClientEvent::Privacy { .. } => "privacy",
+            ClientEvent::PrivacyRefused { round, .. } => {
+                p["round"] = json!(round);
+                "privacy_refused"
+            }
         };
         p["phase"] = json!(phase);
         self.last_post_ms = now;
@@ -240,10 +248,12 @@ pub async fn run_client(
     };
     let options = ParticipantOptions {
         name: args.name.clone(),
+        max_epsilon: args.max_epsilon.filter(|e| e.is_finite() && *e >= 0.0),
         ..ParticipantOptions::default()
     };
     let mut participant =
-        Participant::new(api, AsyncTrainer::new(device), observer, local, options);
+        Participant::new(api, AsyncTrainer::new(device), observer, local, options)
+            .with_ledger(std::sync::Arc::new(crate::fl::browser::IndexedDbLedger));
     let cancel = participant.cancel_token();
     register_run(id, Box::new(move || cancel.cancel()));
     let result = async {
@@ -301,6 +311,7 @@ export interface RunArgs {
   target?: string;
   backend?: "auto" | "wgpu" | "cpu";
   name?: string;
+  max_epsilon?: number;
 }
 export interface RunResult {
   rounds_completed: number;

@@ -82,6 +82,10 @@ pub enum FlError {
     SecAgg(#[from] b3o_models::secagg::SecAggError),
     #[error("{0}")]
     Protocol(String),
+    /// This member's own privacy ledger refuses the round (its budget is spent, or the group's
+    /// privacy settings changed); the member stops training in the group.
+    #[error("differential privacy: {0}")]
+    Privacy(String),
     #[error("stopped")]
     Cancelled,
 }

@@ -144,3 +144,63 @@ pub async fn sleep(duration: Duration) {
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
+
+/// Privacy ledgers in this browser's IndexedDB, through `globalThis.b3oPrivacyLedger`
+/// (`js/privacy-ledger.js`, installed by the training worker).
+#[derive(Debug, Default)]
+pub struct IndexedDbLedger;
+
+/// Calls `b3oPrivacyLedger[name](...args)` and awaits its promise.
+async fn ledger_call(name: &str, args: &[JsValue]) -> Result<JsValue, String> {
+    use js_sys::{Array, Function, Promise, Reflect};
+    let api = Reflect::get(&js_sys::global(), &"b3oPrivacyLedger".into())
+        .ok()
+        .filter(|v| v.is_object())
+        .ok_or("this page keeps no privacy ledger (b3oPrivacyLedger is missing)")?;
+    let f: Function = Reflect::get(&api, &name.into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or_else(|| format!("b3oPrivacyLedger.{name} is missing"))?;
+    let promise: Promise = f
+        .apply(&api, &args.iter().collect::<Array>())
+        .map_err(|e| format!("{e:?}"))?
+        .dyn_into()
+        .map_err(|_| format!("b3oPrivacyLedger.{name} did not return a promise"))?;
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| {
+            e.dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+                .unwrap_or_else(|| format!("{e:?}"))
+        })
+}
+
+impl super::privacy::LedgerStore for IndexedDbLedger {
+    fn load<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::privacy::StoreFuture<'a, Result<Option<b3o_models::dp::ledger::GroupLedger>, String>>
+    {
+        Box::pin(async move {
+            let value = ledger_call("load", &[JsValue::from_str(key)]).await?;
+            match value.as_string() {
+                None => Ok(None),
+                Some(json) => serde_json::from_str(&json)
+                    .map(Some)
+                    .map_err(|e| format!("the stored privacy ledger is unreadable: {e}")),
+            }
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        ledger: &'a b3o_models::dp::ledger::GroupLedger,
+    ) -> super::privacy::StoreFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let json = serde_json::to_string(ledger).map_err(|e| e.to_string())?;
+            ledger_call("save", &[JsValue::from_str(key), JsValue::from_str(&json)]).await?;
+            Ok(())
+        })
+    }
+}

@@ -23,6 +23,7 @@
 pub mod api;
 pub mod data;
 pub mod participant;
+pub mod privacy;
 pub mod retry;
 pub mod sse;
 pub mod trainer;

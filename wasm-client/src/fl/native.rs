@@ -130,3 +130,90 @@ impl EventStream for HttpEvents {
         }
     }
 }
+
+/// Privacy ledgers in a JSON file (`b3o client --privacy-ledger`): `{"ledgers": {key: ledger}}`,
+/// the key prefixed with the server's base URL (one file serves several servers). Every save
+/// rewrites the file through a temporary one, fsynced, then renamed over it: a crash leaves the
+/// old ledger or the new one, never a torn file.
+#[derive(Debug)]
+pub struct FileLedger {
+    path: std::path::PathBuf,
+    prefix: String,
+    lock: std::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct LedgerFile {
+    #[serde(default)]
+    ledgers: std::collections::BTreeMap<String, b3o_models::dp::ledger::GroupLedger>,
+}
+
+impl FileLedger {
+    /// Ledgers of the server at `server` kept in the file at `path` (created on first save).
+    pub fn new(path: impl Into<std::path::PathBuf>, server: &str) -> FileLedger {
+        FileLedger {
+            path: path.into(),
+            prefix: format!("{} ", server.trim_end_matches('/')),
+            lock: std::sync::Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> Result<LedgerFile, String> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not a privacy ledger: {e}", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LedgerFile::default()),
+            Err(e) => Err(format!("reading {}: {e}", self.path.display())),
+        }
+    }
+
+    fn write(&self, file: &LedgerFile) -> Result<(), String> {
+        use std::io::Write;
+        let at = |e: std::io::Error| format!("writing {}: {e}", self.path.display());
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&dir).map_err(at)?;
+        let json = serde_json::to_vec_pretty(file).map_err(|e| e.to_string())?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(at)?;
+        tmp.write_all(&json).map_err(at)?;
+        tmp.as_file().sync_all().map_err(at)?;
+        tmp.persist(&self.path).map_err(|e| at(e.error))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl super::privacy::LedgerStore for FileLedger {
+    fn load<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::privacy::StoreFuture<'a, Result<Option<b3o_models::dp::ledger::GroupLedger>, String>>
+    {
+        let found = {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.read()
+                .map(|mut f| f.ledgers.remove(&format!("{}{key}", self.prefix)))
+        };
+        Box::pin(async move { found })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        ledger: &'a b3o_models::dp::ledger::GroupLedger,
+    ) -> super::privacy::StoreFuture<'a, Result<(), String>> {
+        let saved = {
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.read().and_then(|mut f| {
+                f.ledgers
+                    .insert(format!("{}{key}", self.prefix), ledger.clone());
+                self.write(&f)
+            })
+        };
+        Box::pin(async move { saved })
+    }
+}

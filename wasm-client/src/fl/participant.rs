@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use b3o_models::Dataset;
 use b3o_models::compress::{self, ErrorFeedback, Rounding};
+use b3o_models::dp::ledger::GroupLedger;
+use b3o_models::dp::{DpParams, RoundDp, UNCLIPPED_METRIC};
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
 use b3o_models::protocol::secagg::{SecAggStage, ShareUpload, UnmaskUpload};
@@ -41,6 +43,7 @@ use serde::Serialize;
 
 use super::api::{Api, FlError, RetryNotice};
 use super::data::LocalData;
+use super::privacy::{LedgerStore, MemoryLedger, ledger_key, privatize};
 use super::trainer::{ProgressFn, TrainJob, Trainer};
 use super::transport::{EventStream, Transport};
 use super::{MaybeSend, MaybeSync};
@@ -59,6 +62,9 @@ pub struct ParticipantOptions {
     pub poll_interval: Duration,
     /// Evaluate the global models on the held-out rows and report the metrics.
     pub evaluate: bool,
+    /// A privacy budget of this member's own, stricter than the groups' targets: in a group
+    /// with differential privacy it stops before spending more epsilon than this.
+    pub max_epsilon: Option<f64>,
 }
 
 impl Default for ParticipantOptions {
@@ -69,6 +75,7 @@ impl Default for ParticipantOptions {
             seed: 0,
             poll_interval: Duration::from_secs(10),
             evaluate: true,
+            max_epsilon: None,
         }
     }
 }
@@ -157,6 +164,21 @@ pub enum ClientEvent {
         rounds_trained: usize,
         version_id: Option<i64>,
     },
+    /// This member's privacy ledger in a DP group: when it is opened (`round` none) and after
+    /// each round it counts. `epsilon` is what it spent, at `delta`, of `budget`.
+    Privacy {
+        round: Option<i64>,
+        epsilon: f64,
+        budget: f64,
+        delta: f64,
+        /// The rounds counted so far, with the epsilon after each.
+        history: Vec<(i64, f64)>,
+    },
+    /// The ledger refused a round: this member stops training in the group.
+    PrivacyRefused {
+        round: i64,
+        reason: String,
+    },
 }
 
 /// Receives [`ClientEvent`]s.
@@ -212,6 +234,10 @@ pub struct Participant<T: Transport, R, O> {
     events: Option<T::Events>,
     /// What compressed updates have not sent yet (error feedback), added to the next delta.
     feedback: ErrorFeedback,
+    /// Where this member keeps its privacy ledgers.
+    ledger_store: Arc<dyn LedgerStore>,
+    /// The ledger of this group (a DP group), with its key.
+    ledger: Option<(String, GroupLedger)>,
 }
 
 impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
@@ -250,7 +276,15 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             evaluated: BTreeSet::new(),
             events: None,
             feedback: ErrorFeedback::default(),
+            ledger_store: Arc::new(MemoryLedger::default()),
+            ledger: None,
         }
+    }
+
+    /// Keeps the privacy ledgers in `store` (by default in memory, for this process only).
+    pub fn with_ledger(mut self, store: Arc<dyn LedgerStore>) -> Self {
+        self.ledger_store = store;
+        self
     }
 
     /// Stops [`Participant::run`] from another task (or the browser's cancel message).
@@ -323,6 +357,12 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             return Err(FlError::Protocol(
                 "no rows left to train on after holding some out".into(),
             ));
+        }
+        if let Some(dp) = &group.dp {
+            let member = self.member_id.ok_or_else(|| {
+                FlError::Protocol("this account is not a member of the group".into())
+            })?;
+            self.open_ledger(gid, member, &dp.params).await?;
         }
         if group.phase != Phase::Finished {
             self.api.ready(gid, n - test).await?;
@@ -483,15 +523,35 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
         }
         let gid = self.gid()?;
         let number = round.round;
-        let Some((outcome, base)) = self.train_only(round).await? else {
+        let dp = self.privacy_check(round).await?;
+        let Some((mut outcome, base)) = self.train_only(round).await? else {
             return Ok(());
         };
         let c = &round.config;
+        let mut metrics = outcome.metrics.to_map();
+        if let Some(dp) = &dp {
+            // Clip (and, with local noise, noise) the change from the base model, count the
+            // round in the ledger, and only then let the update leave.
+            let mut delta: Vec<f32> = outcome
+                .weights
+                .flatten()
+                .iter()
+                .zip(base.flatten())
+                .map(|(new, old)| new - old)
+                .collect();
+            let done = privatize(&mut delta, dp, None, &mut StdRng::from_os_rng());
+            let sum: Vec<f32> = base.flatten().iter().zip(&delta).map(|(b, d)| b + d).collect();
+            outcome.weights = WeightSet::from_flat(&base.layout(), sum)?;
+            if dp.adaptive {
+                metrics.insert(UNCLIPPED_METRIC.into(), f64::from(u8::from(done.unclipped)));
+            }
+            self.privacy_record(gid, number, dp).await?;
+        }
         let meta = UpdateMeta {
             model_id: c.model_id.clone(),
             round: number as u64,
             num_samples: outcome.num_samples,
-            metrics: outcome.metrics.to_map(),
+            metrics,
         };
         // In the group's encoding: compressed ones send the change from the base model, and
         // keep what they leave out for the next round (kept only once the server took it).
@@ -552,6 +612,16 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             round: number,
         };
         let modulus = cfg.modulus_range;
+        let dp = self.privacy_check(round).await?;
+        // Central noise in a secure group is shared out: each member adds its part of the
+        // variance for the least number of members a round can close with.
+        let min_survivors = self
+            .group
+            .as_ref()
+            .map_or(0, |g| g.min_clients.max(0) as usize)
+            .max(cfg.reconstruction_threshold as usize);
+        // In a DP group every member weighs the same (a weight factor of 1).
+        let dp_weight = cfg.max_weight.ceil().max(1.0) as u64;
         let mut client = ClientRound::new(ctx, me, cfg, &mut rng);
         let mut sent = SecureStep::Nothing;
         loop {
@@ -598,14 +668,20 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                     let Some((outcome, base)) = self.train_only(round).await? else {
                         break;
                     };
-                    let delta: Vec<f32> = outcome
+                    let mut delta: Vec<f32> = outcome
                         .weights
                         .flatten()
                         .iter()
                         .zip(base.flatten())
                         .map(|(new, old)| new - old)
                         .collect();
-                    let masked = client.mask(&delta, outcome.num_samples, &mut rng)?;
+                    let mut weight = outcome.num_samples;
+                    if let Some(dp) = &dp {
+                        privatize(&mut delta, dp, Some(min_survivors), &mut rng);
+                        self.privacy_record(gid, number, dp).await?;
+                        weight = dp_weight;
+                    }
+                    let masked = client.mask(&delta, weight, &mut rng)?;
                     let meta = MaskedMeta {
                         model_id: round.config.model_id.clone(),
                         round: number as u64,
@@ -674,6 +750,89 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             self.wait_for_change().await?;
         }
         self.trained.insert(number);
+        Ok(())
+    }
+
+    /// Opens this member's ledger of a DP group: the one it keeps from an earlier session, or
+    /// a new one accepting the group's parameters now.
+    async fn open_ledger(&mut self, gid: i64, member: i64, params: &DpParams) -> Result<(), FlError> {
+        let key = ledger_key(gid, member);
+        let stored = self
+            .ledger_store
+            .load(&key)
+            .await
+            .map_err(|e| FlError::Privacy(format!("cannot read the privacy ledger: {e}")))?;
+        let mut ledger = stored.unwrap_or_else(|| GroupLedger::accept(params, None));
+        // The user's own limit can only tighten the budget.
+        if let Some(limit) = self.options.max_epsilon {
+            let tighter = ledger.user_epsilon.map_or(limit, |u| u.min(limit));
+            ledger.set_user_epsilon(Some(tighter));
+        }
+        self.ledger_store
+            .save(&key, &ledger)
+            .await
+            .map_err(|e| FlError::Privacy(format!("cannot save the privacy ledger: {e}")))?;
+        self.privacy_event(None, &ledger);
+        self.ledger = Some((key, ledger));
+        Ok(())
+    }
+
+    fn privacy_event(&self, round: Option<i64>, ledger: &GroupLedger) {
+        self.observer.event(&ClientEvent::Privacy {
+            round,
+            epsilon: ledger.spent(),
+            budget: ledger.budget(),
+            delta: ledger.accepted.delta,
+            history: ledger.rounds.iter().map(|r| (r.round, r.epsilon)).collect(),
+        });
+    }
+
+    /// A DP round's settings once this member's ledger allows the round; `None` outside DP
+    /// groups. A refusal is reported to the server (the round need not wait) and to the user,
+    /// and ends this member's training in the group.
+    async fn privacy_check(&mut self, round: &RoundView) -> Result<Option<RoundDp>, FlError> {
+        let Some((_, ledger)) = &self.ledger else {
+            return Ok(None);
+        };
+        let checked = match round.config.dp() {
+            Some(dp) => ledger.check(round.round, &dp).map(|_| dp).map_err(|r| r.to_string()),
+            None => Err(
+                "the group's privacy settings changed since this member joined: the round \
+                 publishes none"
+                    .to_string(),
+            ),
+        };
+        match checked {
+            Ok(dp) => Ok(Some(dp)),
+            Err(reason) => {
+                let gid = self.gid()?;
+                match self.api.report_failure(gid, round.round, &reason).await {
+                    Ok(()) | Err(FlError::Api { status: 409, .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                self.observer.event(&ClientEvent::PrivacyRefused {
+                    round: round.round,
+                    reason: reason.clone(),
+                });
+                Err(FlError::Privacy(reason))
+            }
+        }
+    }
+
+    /// Counts a DP round in the ledger, durably, before its update leaves.
+    async fn privacy_record(&mut self, gid: i64, number: i64, dp: &RoundDp) -> Result<(), FlError> {
+        let Some((key, ledger)) = &mut self.ledger else {
+            return Ok(());
+        };
+        ledger.record(number, dp);
+        let saved = self.ledger_store.save(key, ledger).await;
+        let ledger = ledger.clone();
+        if let Err(e) = saved {
+            let reason = format!("cannot save the privacy ledger: {e}");
+            let _ = self.api.report_failure(gid, number, &reason).await;
+            return Err(FlError::Privacy(reason));
+        }
+        self.privacy_event(Some(number), &ledger);
         Ok(())
     }
 
