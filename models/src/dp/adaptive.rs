@@ -12,7 +12,10 @@ use super::DpError;
 /// The update's noise multiplier once the noisy count takes its share of the privacy budget:
 /// `(z^-2 - (2 σ_b)^-2)^(-1/2)` (the paper's Theorem 1 split, Flower's
 /// `compute_adaptive_noise_params`). Refused when `σ_b` is too small for `z`: `z ≥ 2 σ_b`.
-pub fn update_noise_multiplier(noise_multiplier: f64, clipped_count_stddev: f64) -> Result<f64, DpError> {
+pub fn update_noise_multiplier(
+    noise_multiplier: f64,
+    clipped_count_stddev: f64,
+) -> Result<f64, DpError> {
     let (z, s) = (noise_multiplier, clipped_count_stddev);
     if z >= 2.0 * s {
         return Err(DpError::InvalidConfig {

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 pub enum DpError {
     #[error("invalid differential privacy setting `{param}`: {reason}")]
     InvalidConfig { param: &'static str, reason: String },
-    #[error("no noise multiplier up to {max} reaches epsilon {epsilon} at delta {delta} in {rounds} round(s)")]
+    #[error(
+        "no noise multiplier up to {max} reaches epsilon {epsilon} at delta {delta} in {rounds} round(s)"
+    )]
     Unreachable {
         epsilon: f64,
         delta: f64,
@@ -143,15 +145,24 @@ impl DpConfig {
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<(), DpError> {
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
-            return Err(invalid("epsilon", format!("must be a number > 0, got {}", self.epsilon)));
+            return Err(invalid(
+                "epsilon",
+                format!("must be a number > 0, got {}", self.epsilon),
+            ));
         }
         if !(self.delta > 0.0 && self.delta < 1.0) {
-            return Err(invalid("delta", format!("must be in (0, 1), got {}", self.delta)));
+            return Err(invalid(
+                "delta",
+                format!("must be in (0, 1), got {}", self.delta),
+            ));
         }
         if let Some(c) = self.clipping_norm
             && !(c.is_finite() && c > 0.0)
         {
-            return Err(invalid("clipping_norm", format!("must be a number > 0, got {c}")));
+            return Err(invalid(
+                "clipping_norm",
+                format!("must be a number > 0, got {c}"),
+            ));
         }
         if let Some(z) = self.noise_multiplier
             && !(z.is_finite() && z > 0.0 && z <= MAX_NOISE_MULTIPLIER)
@@ -204,7 +215,10 @@ impl DpConfig {
     ) -> Result<DpParams, DpError> {
         self.validate()?;
         if !(sampling_rate > 0.0 && sampling_rate <= 1.0) {
-            return Err(invalid("sampling_rate", format!("must be in (0, 1], got {sampling_rate}")));
+            return Err(invalid(
+                "sampling_rate",
+                format!("must be in (0, 1], got {sampling_rate}"),
+            ));
         }
         let rounds = rounds.max(1);
         let noise_multiplier = match self.noise_multiplier {
@@ -228,9 +242,9 @@ impl DpConfig {
             }
             None => (None, noise_multiplier),
         };
-        let clipping_norm = self
-            .clipping_norm
-            .unwrap_or(if self.adaptive.is_some() { 0.1 } else { 1.0 });
+        let clipping_norm =
+            self.clipping_norm
+                .unwrap_or(if self.adaptive.is_some() { 0.1 } else { 1.0 });
         Ok(DpParams {
             epsilon: self.epsilon,
             delta: self.delta,
