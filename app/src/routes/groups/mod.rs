@@ -373,6 +373,7 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
             "" => UpdateEncoding::F32,
             e => e.parse().map_err(|e| format!("Update compression: {e}"))?,
         },
+        dp: None,
     })
 }
 
