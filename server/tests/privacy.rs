@@ -347,7 +347,10 @@ async fn settings_outside_the_analysis_are_refused() {
             with(&|b| b["strategy"] = json!({ "name": "fedmedian" })),
             "mean",
         ),
-        (with(&|b| b["strategy"] = json!({ "name": "krum" })), "mean"),
+        (
+            with(&|b| b["strategy"] = json!({ "name": "krum", "num_malicious": 0 })),
+            "mean",
+        ),
         (
             with(&|b| b["max_update_norm"] = json!(1.0)),
             "max_update_norm",
