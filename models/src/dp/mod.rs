@@ -151,7 +151,7 @@ fn default_delta() -> f64 {
 }
 
 /// Largest noise multiplier calibration tries.
-pub const MAX_NOISE_MULTIPLIER: f64 = 1e4;
+pub const MAX_NOISE_MULTIPLIER: f64 = 1e3;
 
 impl DpConfig {
     /// Checks every field, naming the first bad one.

@@ -475,7 +475,7 @@ fn calibration_is_monotone_in_epsilon() {
 }
 
 /// The Gaussian mechanism (q = 1) over T steps needs about sqrt(2 T ln(1/delta)) / epsilon; with
-/// T = 1000, delta = 1e-10 and epsilon 1e-3 that is ~2e5, past `MAX_NOISE_MULTIPLIER` = 1e4.
+/// T = 1000, delta = 1e-10 and epsilon 1e-3 that is ~2e5, past `MAX_NOISE_MULTIPLIER` = 1e3.
 #[test]
 fn calibration_unreachable() {
     let err = calibrate_noise(1e-3, 1e-10, 1.0, 1000).unwrap_err();

@@ -31,6 +31,20 @@ fn bad_settings(e: dp::DpError) -> ApiError {
     ApiError::BadRequest(format!("dp: {e}"))
 }
 
+/// Resolves a request off the async threads: calibrating the noise multiplier evaluates the
+/// accountant many times (milliseconds, up to about a second for targets no noise can meet).
+async fn resolve(
+    config: &DpConfig,
+    rounds: u32,
+    sampling_rate: f64,
+    clients_per_round: f64,
+) -> Result<Result<DpParams, dp::DpError>, ApiError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || config.resolve(rounds, sampling_rate, clients_per_round))
+        .await
+        .map_err(|e| ApiError::Internal(format!("privacy calibration task: {e}")))
+}
+
 fn corrupt(group_id: i64, e: serde_json::Error) -> ApiError {
     ApiError::Internal(format!(
         "group {group_id}: stored privacy settings unreadable: {e}"
@@ -47,8 +61,8 @@ pub(crate) async fn store(
     fraction_fit: f64,
     min_clients: u32,
 ) -> Result<(), ApiError> {
-    let params = config
-        .resolve(rounds, fraction_fit, f64::from(min_clients.max(2)))
+    let params = resolve(config, rounds, fraction_fit, f64::from(min_clients.max(2)))
+        .await?
         .map_err(bad_settings)?;
     sqlx::query("UPDATE groups SET dp_config_json = ?, dp_json = ? WHERE id = ?")
         .bind(super::groups::to_json(config))
@@ -101,8 +115,8 @@ pub(crate) async fn at_start(
     let config: DpConfig = serde_json::from_str(&json).map_err(|e| corrupt(group.id, e))?;
     let q = sampling_rate(group.fraction_fit, group.min_clients, ready);
     let rounds = u32::try_from(group.total_rounds).unwrap_or(u32::MAX);
-    let params = config
-        .resolve(rounds, q, (q * ready as f64).max(1.0))
+    let params = resolve(&config, rounds, q, (q * ready as f64).max(1.0))
+        .await?
         .map_err(|e| {
             ApiError::Conflict(format!("differential privacy with {ready} members: {e}"))
         })?;
@@ -114,23 +128,27 @@ pub(crate) async fn at_start(
     Ok(Some(params))
 }
 
-/// The accountant over a group's closed rounds, and how many.
+/// The accountant over a group's closed rounds, and how many. Rounds with the same sampling
+/// rate and noise compose in one step (the accountant's cost does not grow with their number).
 async fn closed_rounds(
     conn: &mut SqliteConnection,
     group_id: i64,
 ) -> Result<(Accountant, i64), ApiError> {
-    let rows: Vec<(f64, f64)> = sqlx::query_as(
-        "SELECT d.sampling_rate, d.noise_multiplier FROM dp_rounds d
-         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = ? AND r.state = 'closed'",
+    let rows: Vec<(f64, f64, i64)> = sqlx::query_as(
+        "SELECT d.sampling_rate, d.noise_multiplier, COUNT(*) FROM dp_rounds d
+         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = ? AND r.state = 'closed'
+         GROUP BY d.sampling_rate, d.noise_multiplier",
     )
     .bind(group_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut acc = Accountant::new();
-    for (q, z) in &rows {
-        acc.compose(*q, *z, 1);
+    let mut counted = 0;
+    for (q, z, n) in &rows {
+        acc.compose(*q, *z, u32::try_from(*n).unwrap_or(u32::MAX));
+        counted += n;
     }
-    Ok((acc, rows.len() as i64))
+    Ok((acc, counted))
 }
 
 async fn ready_members(conn: &mut SqliteConnection, group_id: i64) -> Result<i64, ApiError> {
