@@ -370,15 +370,13 @@ async fn native_clients_and_simulated_participants_train_together_over_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn b3o_client_processes_train_a_secure_group() {
     let Some(text) = churn() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("server"));
-    let http = reqwest::Client::new();
-    let base = server.base.clone();
-    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
-    let owner_api = Api::new(
-        HttpTransport::new(&base).unwrap(),
-        Auth::Bearer(owner.token),
-    );
+    let Bank {
+        dir,
+        server: _server,
+        http,
+        base,
+        owner_api,
+    } = bank().await;
     let mut request = group_request(schema_of(&csv_rows(&text, 0..1500)), 2, 3);
     request.secagg = Some(b3o_models::secagg::SecAggConfig::default());
     let created = owner_api.create_group(&request).await.unwrap();
@@ -711,6 +709,35 @@ async fn b3o_client_trains_on_a_folder_of_class_subfolders() {
     );
 }
 
+/// A running `b3o serve` (its data in `dir/server`) and its first account, a bank that owns
+/// the groups.
+struct Bank {
+    dir: tempfile::TempDir,
+    server: Server,
+    http: reqwest::Client,
+    base: String,
+    owner_api: Api<HttpTransport>,
+}
+
+async fn bank() -> Bank {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    Bank {
+        dir,
+        server,
+        http,
+        base,
+        owner_api,
+    }
+}
+
 /// Reads a `b3o client` privacy ledger file: `(key, ledger)` of its only entry.
 fn read_ledger(path: &Path) -> (String, b3o_models::dp::ledger::GroupLedger) {
     let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -728,15 +755,13 @@ fn read_ledger(path: &Path) -> (String, b3o_models::dp::ledger::GroupLedger) {
 #[tokio::test(flavor = "multi_thread")]
 async fn b3o_client_keeps_its_privacy_ledger_and_stops_at_its_own_budget() {
     let Some(text) = churn() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("server"));
-    let http = reqwest::Client::new();
-    let base = server.base.clone();
-    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
-    let owner_api = Api::new(
-        HttpTransport::new(&base).unwrap(),
-        Auth::Bearer(owner.token),
-    );
+    let Bank {
+        dir,
+        server: _server,
+        http,
+        base,
+        owner_api,
+    } = bank().await;
     let mut request = group_request(schema_of(&csv_rows(&text, 0..1500)), 3, 2);
     request.secagg = Some(b3o_models::secagg::SecAggConfig::default());
     request.dp = Some(b3o_models::dp::DpConfig {
@@ -858,16 +883,14 @@ async fn r2_failure(data_dir: &Path, gid: i64, member: i64) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
     let Some(text) = churn() else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let Bank {
+        dir,
+        server: _server,
+        http,
+        base,
+        owner_api,
+    } = bank().await;
     let data_dir = dir.path().join("server");
-    let server = Server::start(&data_dir);
-    let http = reqwest::Client::new();
-    let base = server.base.clone();
-    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
-    let owner_api = Api::new(
-        HttpTransport::new(&base).unwrap(),
-        Auth::Bearer(owner.token),
-    );
     let mut request = group_request(schema_of(&csv_rows(&text, 0..1000)), 2, 1);
     request.dp = Some(b3o_models::dp::DpConfig {
         epsilon: 3.0,

@@ -12,7 +12,9 @@ use b3o_models::weights::{self, Dtype, TensorSpec, UpdateMeta, WeightLayout, Wei
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::federation::{Group, Server, error_message, round, setup, start, versions, wait_round};
+use crate::federation::{
+    Group, Server, error_message, round, setup, start, upload, versions, wait_round,
+};
 
 /// 2,080 parameters: enough values to measure the noise's spread.
 fn layout() -> WeightLayout {
@@ -35,14 +37,9 @@ fn dp_body(rounds: u32, dp: Value) -> Value {
 }
 
 async fn get(s: &Server, http: &reqwest::Client, token: &str, path: &str) -> Value {
-    let r = http
-        .get(s.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{path}");
-    r.json().await.unwrap()
+    let (status, body) = crate::secagg::get(s, http, token, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
 }
 
 async fn global(s: &Server, http: &reqwest::Client, g: &Group) -> Vec<f32> {
@@ -75,25 +72,6 @@ fn encode(
             .collect::<BTreeMap<_, _>>(),
     };
     weights::encode(&set, &meta, Dtype::F32).unwrap()
-}
-
-async fn upload(
-    s: &Server,
-    http: &reqwest::Client,
-    g: &Group,
-    member: usize,
-    round: i64,
-    body: Vec<u8>,
-) -> (StatusCode, Value) {
-    let r = http
-        .post(s.url(&format!("/api/groups/{}/rounds/{round}/update", g.id)))
-        .bearer_auth(&g.members[member].1)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 fn plus(base: &[f32], by: f32) -> Vec<f32> {

@@ -67,7 +67,12 @@ fn members(g: &Group, samples: &[u64]) -> Vec<Member> {
         .collect()
 }
 
-async fn get(s: &Server, http: &reqwest::Client, token: &str, path: &str) -> (StatusCode, Value) {
+pub(crate) async fn get(
+    s: &Server,
+    http: &reqwest::Client,
+    token: &str,
+    path: &str,
+) -> (StatusCode, Value) {
     let r = http
         .get(s.url(path))
         .bearer_auth(token)

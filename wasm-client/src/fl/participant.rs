@@ -532,13 +532,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
         if let Some(dp) = &dp {
             // Clip (and, with local noise, noise) the change from the base model, count the
             // round in the ledger, and only then let the update leave.
-            let mut delta: Vec<f32> = outcome
-                .weights
-                .flatten()
-                .iter()
-                .zip(base.flatten())
-                .map(|(new, old)| new - old)
-                .collect();
+            let mut delta = change(&outcome.weights, &base);
             let done = privatize(&mut delta, dp, None, &mut StdRng::from_os_rng());
             let sum: Vec<f32> = base
                 .flatten()
@@ -673,13 +667,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                     let Some((outcome, base)) = self.train_only(round).await? else {
                         break;
                     };
-                    let mut delta: Vec<f32> = outcome
-                        .weights
-                        .flatten()
-                        .iter()
-                        .zip(base.flatten())
-                        .map(|(new, old)| new - old)
-                        .collect();
+                    let mut delta = change(&outcome.weights, &base);
                     let mut weight = outcome.num_samples;
                     if let Some(dp) = &dp {
                         privatize(&mut delta, dp, Some(min_survivors), &mut rng);
@@ -1112,6 +1100,16 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
 /// Events after which the round is worth reading again (not other members' comings and
 /// goings or progress).
+/// The change local training made to the round's base model, flat.
+fn change(trained: &WeightSet, base: &WeightSet) -> Vec<f32> {
+    trained
+        .flatten()
+        .iter()
+        .zip(base.flatten())
+        .map(|(new, old)| new - old)
+        .collect()
+}
+
 fn relevant(event: &str) -> bool {
     !matches!(
         event,
