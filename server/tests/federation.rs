@@ -190,6 +190,17 @@ pub(crate) async fn start(s: &Server, http: &reqwest::Client, g: &Group) {
 }
 
 pub(crate) async fn global(s: &Server, http: &reqwest::Client, g: &Group, token: &str) -> Vec<f32> {
+    global_of(s, http, g, token, &layout()).await
+}
+
+/// The group's current model, flat, read as `layout`.
+pub(crate) async fn global_of(
+    s: &Server,
+    http: &reqwest::Client,
+    g: &Group,
+    token: &str,
+    layout: &WeightLayout,
+) -> Vec<f32> {
     let r = http
         .get(s.url(&format!("/api/groups/{}/weights", g.id)))
         .bearer_auth(token)
@@ -198,7 +209,7 @@ pub(crate) async fn global(s: &Server, http: &reqwest::Client, g: &Group, token:
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let bytes = r.bytes().await.unwrap();
-    let (set, _) = weights::decode(&bytes, &layout(), usize::MAX).unwrap();
+    let (set, _) = weights::decode(&bytes, layout, usize::MAX).unwrap();
     set.flatten()
 }
 

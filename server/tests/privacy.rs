@@ -43,15 +43,7 @@ async fn get(s: &Server, http: &reqwest::Client, token: &str, path: &str) -> Val
 }
 
 async fn global(s: &Server, http: &reqwest::Client, g: &Group) -> Vec<f32> {
-    let r = http
-        .get(s.url(&format!("/api/groups/{}/weights", g.id)))
-        .bearer_auth(&g.owner)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let (set, _) = weights::decode(&r.bytes().await.unwrap(), &layout(), usize::MAX).unwrap();
-    set.flatten()
+    crate::federation::global_of(s, http, g, &g.owner, &layout()).await
 }
 
 fn encode(
