@@ -121,9 +121,21 @@ impl GroupLedger {
         }
         rounds.sort_by_key(|r| r.0);
         rounds.dedup_by_key(|r| r.0);
-        let mut acc = Accountant::new();
+        // Rounds with the same rate and noise compose in one step: the accountant's cost (each
+        // step at a rate below 1 is series at every order) does not grow with their number.
+        let mut steps: Vec<(f64, f64, u32)> = Vec::new();
         for &(_, q, z) in &rounds {
-            acc.compose(q, z, 1);
+            match steps
+                .iter_mut()
+                .find(|s| s.0.to_bits() == q.to_bits() && s.1.to_bits() == z.to_bits())
+            {
+                Some(s) => s.2 = s.2.saturating_add(1),
+                None => steps.push((q, z, 1)),
+            }
+        }
+        let mut acc = Accountant::new();
+        for (q, z, n) in steps {
+            acc.compose(q, z, n);
         }
         let a = &self.accepted;
         if a.sampling_rate < 1.0

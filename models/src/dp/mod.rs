@@ -16,7 +16,11 @@
 //!   the server adds `N(0, (z·C/n)^2)` to the mean of the `n` updates, or, in a secure group,
 //!   each member adds its share `N(0, (z·C)^2/t)` before masking (`t`: the least number of
 //!   survivors a secure round can close with), so that the server never sees a noiseless sum;
-//! - **local**: each member adds `N(0, (z·C)^2)` to its clipped update before it leaves.
+//! - **local**: each member adds `N(0, (2·z·C)^2)` to its clipped update before it leaves. The
+//!   server sees that member's message itself, so the neighbouring datasets are two datasets of
+//!   the same member (replace one, not add or remove one): the message moves by up to `2·C`,
+//!   and the noise is scaled to that. Sampling gives no amplification against the server (it
+//!   sees who sent), so a local group is accounted at sampling rate 1.
 //!
 //! In a DP group every member's update counts the same (the mean is not weighted by sample
 //! counts: a weight would change the sensitivity the noise is calibrated to).
@@ -232,6 +236,12 @@ impl DpConfig {
                 format!("must be in (0, 1], got {sampling_rate}"),
             ));
         }
+        // Local noise protects a member from the server too, which sees who sent an update:
+        // sampling amplifies nothing against it, so every round counts in full.
+        let sampling_rate = match self.placement {
+            DpPlacement::Local => 1.0,
+            DpPlacement::Central => sampling_rate,
+        };
         let rounds = rounds.max(1);
         let noise_multiplier = match self.noise_multiplier {
             Some(z) => z,

@@ -967,6 +967,23 @@ fn resolve_calibrates_or_keeps_the_noise_multiplier() {
     assert_eq!((p.noise_multiplier, p.update_noise_multiplier), (0.9, 0.9));
     assert_eq!(p.clipping_norm, 3.0);
     assert_eq!(p.placement, DpPlacement::Local);
+    // Local noise gets no amplification by sampling (the server sees who sent): rate 1, and a
+    // calibrated local group needs the noise of a group where everyone takes part.
+    assert_eq!(p.sampling_rate, 1.0);
+    let local = DpConfig {
+        placement: DpPlacement::Local,
+        ..config(2.0)
+    };
+    let (l, c) = (
+        local.resolve(rounds, 0.1, 10.0).unwrap(),
+        config(2.0).resolve(rounds, 0.1, 10.0).unwrap(),
+    );
+    assert_eq!(l.sampling_rate, 1.0);
+    assert_eq!(
+        l.noise_multiplier,
+        calibrate_noise(2.0, 1e-5, 1.0, rounds).unwrap()
+    );
+    assert!(l.noise_multiplier > c.noise_multiplier);
 
     // Zero rounds plan one.
     assert_eq!(config(2.0).resolve(0, q, 10.0).unwrap().planned_rounds, 1);
