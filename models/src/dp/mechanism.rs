@@ -22,10 +22,11 @@ pub struct Clipped {
 }
 
 /// Scales `values` so that their L2 norm is at most `clip_norm` (FlatClip, McMahan et al.
-/// 2018); a non-finite vector becomes zeros (it is clipped, and nothing of it leaks).
+/// 2018); a non-finite vector becomes zeros (it is clipped, and nothing of it leaks), and so
+/// does any vector when the bound itself is NaN or negative.
 pub fn clip(values: &mut [f32], clip_norm: f64) -> Clipped {
     let norm = l2_norm(values);
-    if !norm.is_finite() {
+    if !norm.is_finite() || clip_norm.is_nan() || clip_norm < 0.0 {
         values.fill(0.0);
         return Clipped {
             norm,
@@ -42,14 +43,22 @@ pub fn clip(values: &mut [f32], clip_norm: f64) -> Clipped {
     for v in values.iter_mut() {
         *v = (f64::from(*v) * scale) as f32;
     }
-    // f32 rounding can leave the norm a hair above the bound: shrink by one ulp-sized step.
+    // f32 rounding can leave the norm a hair above the bound: step every value one ulp toward
+    // zero (at least 2^-24 of it; multiplying by `1 - f32::EPSILON` would leave subnormal values
+    // as they are, so a bound below ~1e-38 could stay exceeded).
     for _ in 0..8 {
         if l2_norm(values) <= clip_norm {
             break;
         }
         for v in values.iter_mut() {
-            *v *= 1.0 - f32::EPSILON;
+            if *v != 0.0 {
+                *v = f32::from_bits(v.to_bits() - 1);
+            }
         }
+    }
+    if l2_norm(values) > clip_norm {
+        // Not reached in practice; the bound is what the privacy guarantee rests on.
+        values.fill(0.0);
     }
     Clipped {
         norm,
