@@ -7,6 +7,7 @@ mod page;
 pub mod training;
 
 pub use page::GroupPage;
+pub(crate) use page::privacy_text;
 
 use b3o_models::tabular::{
     ColumnKind, CsvReader, CsvRecord, Delimiter, ExcludeReason, Excluded, FeatureColumn,
