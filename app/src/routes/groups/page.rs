@@ -132,6 +132,7 @@ fn GroupView(id: i64) -> impl IntoView {
                 g.target(),
                 g.can_train(),
                 g.can_manage(),
+                g.dp.as_ref().map(|d| (d.params.epsilon, d.params.delta)),
             )
         })
     });
@@ -150,11 +151,11 @@ fn GroupView(id: i64) -> impl IntoView {
             }
         }}
         {move || latest.get().map(|g| view! { <Header g live=live.get()/> })}
-        {move || shape.get().map(|(kind, target, can_train, can_manage)| {
+        {move || shape.get().map(|(kind, target, can_train, can_manage, dp)| {
             view! {
                 {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
                 <Progress id latest rounds can_manage reload/>
-                {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone()/> })}
+                {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone() dp/> })}
                 {(can_train && !can_manage).then(|| view! { <Leave id/> })}
                 <Charts rounds/>
                 <Privacy latest rounds/>
