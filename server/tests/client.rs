@@ -710,3 +710,229 @@ async fn b3o_client_trains_on_a_folder_of_class_subfolders() {
         "a quarter of 24 pictures held out"
     );
 }
+
+/// Reads a `b3o client` privacy ledger file: `(key, ledger)` of its only entry.
+fn read_ledger(path: &Path) -> (String, b3o_models::dp::ledger::GroupLedger) {
+    let file: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let ledgers = file["ledgers"].as_object().unwrap();
+    assert_eq!(ledgers.len(), 1, "{file}");
+    let (key, ledger) = ledgers.iter().next().unwrap();
+    (key.clone(), serde_json::from_value(ledger.clone()).unwrap())
+}
+
+/// Issue #14: three `b3o client` processes train a secure group with central differential
+/// privacy (each adds its share of the noise before masking). Bank C set its own budget between
+/// the cost of one round and of two: its ledger file counts round 1, it refuses round 2 (tells
+/// the server, which goes on with the other two) and stops with an error; A and B train every
+/// round, and their ledgers agree with the group's published epsilon.
+#[tokio::test(flavor = "multi_thread")]
+async fn b3o_client_keeps_its_privacy_ledger_and_stops_at_its_own_budget() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let mut request = group_request(schema_of(&csv_rows(&text, 0..1500)), 3, 2);
+    request.secagg = Some(b3o_models::secagg::SecAggConfig::default());
+    request.dp = Some(b3o_models::dp::DpConfig {
+        epsilon: 8.0,
+        delta: 1e-5,
+        placement: b3o_models::dp::DpPlacement::Central,
+        clipping_norm: Some(1.0),
+        noise_multiplier: None,
+        adaptive: None,
+    });
+    let created = owner_api.create_group(&request).await.unwrap();
+    let gid = created.group_id;
+    let params = owner_api.group(gid).await.unwrap().dp.unwrap().params;
+    let (one, two) = (params.epsilon_after(1), params.epsilon_after(2));
+    let limit = (one + two) / 2.0;
+    let mut clients = Vec::new();
+    let mut ledgers = Vec::new();
+    for (i, rows) in [0..500, 500..1000, 1000..1500].into_iter().enumerate() {
+        let path = dir.path().join(format!("bank{i}.csv"));
+        std::fs::write(&path, csv_rows(&text, rows)).unwrap();
+        let ledger = dir.path().join(format!("ledger{i}.json"));
+        let account = sign_up(&http, &base, &unique_email("bank"), &format!("Bank {i}")).await;
+        let mut args = vec![
+            "--token".to_string(),
+            account.token.clone(),
+            "--privacy-ledger".into(),
+            ledger.display().to_string(),
+        ];
+        if i == 2 {
+            args.extend(["--max-epsilon".into(), limit.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        clients.push(spawn_client(&base, &created.join_code, &path, &args));
+        ledgers.push(ledger);
+    }
+    wait_ready(&owner_api, gid, 3).await;
+    owner_api.start(gid).await.unwrap();
+    let outcomes = tokio::time::timeout(Duration::from_secs(300), async {
+        let mut out = Vec::new();
+        for c in clients {
+            out.push(finish(c).await);
+        }
+        out
+    })
+    .await
+    .expect("the group finished within 5 minutes");
+    let group = owner_api.group(gid).await.unwrap();
+    let spent = group.dp.as_ref().unwrap().spent_epsilon;
+    assert!(
+        (spent - params.epsilon_after(3)).abs() < 1e-9 && spent <= 8.0,
+        "{spent}"
+    );
+    for (i, (ok, out)) in outcomes.iter().enumerate().take(2) {
+        assert!(ok, "b3o client {i} failed:\n{out}");
+        let report: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(report["rounds_trained"], json!([1, 2, 3]), "{report}");
+        let (key, ledger) = read_ledger(&ledgers[i]);
+        assert!(
+            key.starts_with(&base) && key.contains(&format!("group-{gid}-")),
+            "{key}"
+        );
+        let rounds: Vec<i64> = ledger.rounds.iter().map(|r| r.round).collect();
+        assert_eq!(rounds, [1, 2, 3]);
+        // Counted on the member's machine, the same as the server's accountant.
+        assert!(
+            (ledger.spent() - spent).abs() < 1e-9,
+            "{} vs {spent}",
+            ledger.spent()
+        );
+        assert_eq!(ledger.accepted.epsilon, 8.0);
+    }
+    let (ok, out) = &outcomes[2];
+    assert!(!ok, "bank C went past its budget:\n{out}");
+    let (_, ledger) = read_ledger(&ledgers[2]);
+    assert_eq!(ledger.rounds.len(), 1, "{ledger:?}");
+    assert_eq!(ledger.user_epsilon, Some(limit));
+    assert!((ledger.spent() - one).abs() < 1e-9);
+    // Round 2: C told the server why, and the round went on with the other two.
+    let r2 = owner_api.round(gid, 2).await.unwrap();
+    assert_eq!(r2.reported, 2, "{r2:?}");
+    let members = group.member_list;
+    let c = members
+        .iter()
+        .find(|m| m.name == "Bank 2")
+        .expect("bank C's membership");
+    let rounds = owner_api.rounds(gid).await.unwrap().rounds;
+    let in_round_2 = rounds[1]
+        .client_metrics
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|m| m.member_id == c.member_id);
+    assert!(!in_round_2, "bank C's round-2 update reached the server");
+    let failure: Option<String> = r2_failure(&dir.path().join("server"), gid, c.member_id).await;
+    let failure = failure.unwrap_or_default();
+    assert!(failure.contains("privacy budget is spent"), "{failure}");
+}
+
+/// The failure a member reported for round 2, read from the server's database.
+async fn r2_failure(data_dir: &Path, gid: i64, member: i64) -> Option<String> {
+    let url = format!("sqlite://{}", data_dir.join("b3o.sqlite3").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
+         WHERE r.group_id = ? AND r.number = 2 AND rm.member_id = ?",
+    )
+    .bind(gid)
+    .bind(member)
+    .fetch_optional(&pool)
+    .await
+    .unwrap()
+    .flatten()
+}
+
+/// A group whose privacy settings weaken after a member joined cannot spend more of the budget
+/// the member accepted: here its owner (with access to the database) lowers the noise and
+/// raises the target before training starts; the server now plans with them, but the member's
+/// ledger still holds the target it accepted and refuses round 1 with the numbers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("server");
+    let server = Server::start(&data_dir);
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let mut request = group_request(schema_of(&csv_rows(&text, 0..1000)), 2, 1);
+    request.dp = Some(b3o_models::dp::DpConfig {
+        epsilon: 3.0,
+        delta: 1e-5,
+        placement: b3o_models::dp::DpPlacement::Local,
+        clipping_norm: Some(1.0),
+        noise_multiplier: None,
+        adaptive: None,
+    });
+    let created = owner_api.create_group(&request).await.unwrap();
+    let gid = created.group_id;
+    let path = dir.path().join("bank.csv");
+    std::fs::write(&path, csv_rows(&text, 0..1000)).unwrap();
+    let ledger = dir.path().join("ledger.json");
+    let account = sign_up(&http, &base, &unique_email("bank"), "Bank A").await;
+    let client = spawn_client(
+        &base,
+        &created.join_code,
+        &path,
+        &[
+            "--token",
+            account.token.as_str(),
+            "--privacy-ledger",
+            ledger.to_str().unwrap(),
+        ],
+    );
+    wait_ready(&owner_api, gid, 1).await;
+    let url = format!("sqlite://{}", data_dir.join("b3o.sqlite3").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changed = sqlx::query(
+        "UPDATE groups SET dp_config_json = json_set(dp_config_json, '$.epsilon', 100.0,
+            '$.noise_multiplier', 0.3, '$.placement', 'central') WHERE id = ?",
+    )
+    .bind(gid)
+    .execute(&pool)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(changed, 1);
+    owner_api.start(gid).await.unwrap();
+    let r1 = owner_api.round(gid, 1).await.unwrap();
+    let published = r1.config.dp().unwrap();
+    assert_eq!(
+        (published.noise_multiplier, published.epsilon),
+        (0.3, 100.0)
+    );
+    let (ok, out) = tokio::time::timeout(Duration::from_secs(120), finish(client))
+        .await
+        .expect("the client stopped");
+    assert!(!ok, "the member trained with weakened privacy:\n{out}");
+    let (_, kept) = read_ledger(&ledger);
+    assert_eq!(kept.accepted.epsilon, 3.0);
+    assert_eq!(kept.accepted.placement, b3o_models::dp::DpPlacement::Local);
+    assert!(kept.rounds.is_empty(), "{kept:?}");
+    let failure: Option<String> = sqlx::query_scalar(
+        "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
+         WHERE r.group_id = ? AND r.number = 1",
+    )
+    .bind(gid)
+    .fetch_optional(&pool)
+    .await
+    .unwrap()
+    .flatten();
+    let failure = failure.unwrap_or_default();
+    assert!(failure.contains("local noise"), "{failure}");
+    let view = owner_api.round(gid, 1).await.unwrap();
+    assert_eq!(view.reported, 0);
+}

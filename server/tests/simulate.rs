@@ -320,3 +320,60 @@ async fn compressed_updates_cost_fewer_bytes_and_still_learn() {
     assert!((1.0..1.3).contains(&bpp("int8-tensor")), "{seen:?}");
     assert!((0.6..0.9).contains(&bpp("topk:0.1")), "{seen:?}");
 }
+
+/// Differential privacy end to end (issue #14): central, local and sampled (fraction_fit 0.5)
+/// groups run every planned round with every selected client (their updates pass the server's
+/// clipping check), each version's epsilon is the accountant's for the rounds so far at the
+/// round's sampling rate, and the calibrated noise spends at most the target. Accuracy against
+/// epsilon is in BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread")]
+async fn differential_privacy_spends_its_budget_round_by_round() {
+    let Some(csv) = dataset("churn_modelling.csv") else {
+        return;
+    };
+    let csv = csv.display().to_string();
+    for (extra, q, clients_per_round) in [
+        (vec!["--dp-placement", "central"], 1.0, 10),
+        (vec!["--dp-placement", "local"], 1.0, 10),
+        (vec!["--fraction-fit", "0.5"], 0.5, 5),
+    ] {
+        let mut a = vec![
+            "--data",
+            csv.as_str(),
+            "--target",
+            "Exited",
+            "--clients",
+            "10",
+            "--rounds",
+            "3",
+            "--epochs",
+            "1",
+            "--no-baseline",
+            "--dp-epsilon",
+            "4",
+        ];
+        a.extend(extra.iter().copied());
+        let report = simulate(&args(&a)).await.unwrap();
+        eprintln!("{}", b3o_server::simulate::summary(&report));
+        let dp = report.dp.as_ref().expect("a DP group");
+        assert_eq!(dp.params.sampling_rate, q, "{extra:?}");
+        let z = dp.params.noise_multiplier;
+        for r in &report.rounds {
+            assert!(r.failure.is_none(), "{extra:?}: {r:?}");
+            if r.round > 0 {
+                assert_eq!(r.updates, clients_per_round, "{extra:?}: {r:?}");
+            }
+            let mut acc = b3o_models::dp::accountant::Accountant::new();
+            acc.compose(q, z, r.round as u32);
+            let want = acc.epsilon(1e-5);
+            let got = r.epsilon.expect("each version's epsilon");
+            assert!(
+                (got - want).abs() <= 1e-9 * want.max(1.0),
+                "{extra:?}: {got} vs {want}"
+            );
+        }
+        assert_eq!(report.rounds.len(), 4);
+        assert!(dp.spent_epsilon <= 4.0 && dp.spent_epsilon > 3.9, "{dp:?}");
+        assert!(dp.budget_exhausted.is_none());
+    }
+}

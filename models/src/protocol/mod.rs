@@ -1481,6 +1481,7 @@ mod tests {
             }),
             final_round: false,
             secagg: None,
+            privacy: None,
         };
         let brief = serde_json::to_value(&view).unwrap();
         // Brief answers leave the per-client lists out; nulls stay.

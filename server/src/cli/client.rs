@@ -111,7 +111,9 @@ pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
     if let Some(e) = args.max_epsilon
         && !(e.is_finite() && e >= 0.0)
     {
-        return Err(ClientError::Usage("--max-epsilon must be a number >= 0".into()));
+        return Err(ClientError::Usage(
+            "--max-epsilon must be a number >= 0".into(),
+        ));
     }
     if !(0.0..0.9).contains(&args.test_fraction) {
         return Err(ClientError::Usage(

@@ -540,7 +540,12 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 .map(|(new, old)| new - old)
                 .collect();
             let done = privatize(&mut delta, dp, None, &mut StdRng::from_os_rng());
-            let sum: Vec<f32> = base.flatten().iter().zip(&delta).map(|(b, d)| b + d).collect();
+            let sum: Vec<f32> = base
+                .flatten()
+                .iter()
+                .zip(&delta)
+                .map(|(b, d)| b + d)
+                .collect();
             outcome.weights = WeightSet::from_flat(&base.layout(), sum)?;
             if dp.adaptive {
                 metrics.insert(UNCLIPPED_METRIC.into(), f64::from(u8::from(done.unclipped)));
@@ -755,7 +760,12 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
 
     /// Opens this member's ledger of a DP group: the one it keeps from an earlier session, or
     /// a new one accepting the group's parameters now.
-    async fn open_ledger(&mut self, gid: i64, member: i64, params: &DpParams) -> Result<(), FlError> {
+    async fn open_ledger(
+        &mut self,
+        gid: i64,
+        member: i64,
+        params: &DpParams,
+    ) -> Result<(), FlError> {
         let key = ledger_key(gid, member);
         let stored = self
             .ledger_store
@@ -795,7 +805,10 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             return Ok(None);
         };
         let checked = match round.config.dp() {
-            Some(dp) => ledger.check(round.round, &dp).map(|_| dp).map_err(|r| r.to_string()),
+            Some(dp) => ledger
+                .check(round.round, &dp)
+                .map(|_| dp)
+                .map_err(|r| r.to_string()),
             None => Err(
                 "the group's privacy settings changed since this member joined: the round \
                  publishes none"

@@ -47,7 +47,11 @@ pub struct MemoryLedger(Mutex<BTreeMap<String, GroupLedger>>);
 
 impl MemoryLedger {
     pub fn get(&self, key: &str) -> Option<GroupLedger> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 }
 
