@@ -217,7 +217,9 @@ fn dp_config(dp: &DpForm, secure: bool) -> Result<Option<DpConfig>, String> {
         .map_err(|e| format!("Who adds the noise: {e}."))?;
     let clip: f64 = number("Clipping norm", &dp.clip)?;
     if !(clip.is_finite() && clip > 0.0) {
-        return Err(format!("The clipping norm must be more than 0, got {clip}."));
+        return Err(format!(
+            "The clipping norm must be more than 0, got {clip}."
+        ));
     }
     let adaptive = dp.adaptive && adaptive_allowed(placement, secure);
     Ok(Some(DpConfig {
@@ -570,7 +572,11 @@ fn CreateGroup() -> impl IntoView {
     Effect::new(move |previous: Option<bool>| {
         let adaptive = dp_adaptive.get();
         if previous.is_some_and(|p| p != adaptive) {
-            let (from, to) = if adaptive { ("1.0", "0.1") } else { ("0.1", "1.0") };
+            let (from, to) = if adaptive {
+                ("1.0", "0.1")
+            } else {
+                ("0.1", "1.0")
+            };
             if dp_clip.get_untracked().trim() == from {
                 dp_clip.set(to.to_string());
             }
@@ -930,7 +936,9 @@ fn DpFields(
                 <div class="dp-fields">
                     <div>
                         <label for="group-dp-epsilon">"Target epsilon (ε)"</label>
-                        <input id="group-dp-epsilon" type="number" min="0" step="any" required
+                        // Text, not number: a bound number field reads "5." as no value and
+                        // puts the caret back at the start while the person types "5.2".
+                        <input id="group-dp-epsilon" type="text" inputmode="decimal" required
                             aria-describedby="group-dp-help" bind:value=dp_epsilon/>
                     </div>
                     <div>
@@ -971,7 +979,7 @@ fn DpFields(
                                 "Clipping norm (C)"
                             }}
                         </label>
-                        <input id="group-dp-clip" type="number" min="0" step="any" required
+                        <input id="group-dp-clip" type="text" inputmode="decimal" required
                             aria-describedby="group-dp-clip-help" bind:value=dp_clip/>
                         <label for="group-dp-adaptive" class="choice">
                             <input id="group-dp-adaptive" type="checkbox" bind:checked=dp_adaptive
@@ -1186,7 +1194,11 @@ mod tests {
         assert_eq!(dp.noise_multiplier, None);
         assert!(dp.adaptive.is_none());
         let json = serde_json::to_value(&body).unwrap();
-        assert!(json["dp"].get("noise_multiplier").is_none_or(|v| v.is_null()));
+        assert!(
+            json["dp"]
+                .get("noise_multiplier")
+                .is_none_or(|v| v.is_null())
+        );
         body.validate().unwrap();
         // Adaptive clipping with central noise only, and not with secure aggregation.
         f.dp.adaptive = true;
@@ -1200,7 +1212,11 @@ mod tests {
         assert!(dp.adaptive.is_none());
         // Mistakes are named.
         f.dp.epsilon = "0".into();
-        assert!(create_request(&f).unwrap_err().starts_with("Target epsilon"));
+        assert!(
+            create_request(&f)
+                .unwrap_err()
+                .starts_with("Target epsilon")
+        );
         f.dp.epsilon = "8".into();
         f.dp.delta = "2".into();
         assert!(create_request(&f).unwrap_err().starts_with("Delta"));
@@ -1228,7 +1244,11 @@ mod tests {
         strict.epsilon = 1.0;
         assert!(dp_preview(&strict, "3", "2").unwrap().noise_multiplier > params.noise_multiplier);
         assert!(dp_preview(&config, "30", "2").unwrap().noise_multiplier > params.noise_multiplier);
-        assert!(dp_preview(&config, "three", "2").unwrap_err().starts_with("Rounds"));
+        assert!(
+            dp_preview(&config, "three", "2")
+                .unwrap_err()
+                .starts_with("Rounds")
+        );
         // The cost in words: the mean's noise with central placement, the member's with local.
         let central = noise_cost(&params, 4);
         assert!(central.contains("z × C / n"), "{central}");

@@ -19,11 +19,11 @@ use crate::api::{self, GroupExt, MemberStatus, Metrics, RoundState, RoundView, V
 use crate::charts::{
     Series, is_loss, is_quality, line_chart, metric_text, series_by_metric, short_number,
 };
-use b3o_models::dp::{DpParams, DpPlacement};
-use b3o_models::protocol::{GroupPrivacy, VersionPrivacy};
 use crate::metrics::MetricSource;
 use crate::routes::{form_error, show_errors};
 use crate::session::use_session;
+use b3o_models::dp::{DpParams, DpPlacement};
+use b3o_models::protocol::{GroupPrivacy, VersionPrivacy};
 
 #[component]
 pub fn GroupPage() -> impl IntoView {
@@ -274,7 +274,11 @@ fn dp_settings_text(dp: &GroupPrivacy) -> String {
         placement_words(p.placement),
         short_number(p.noise_multiplier),
         short_number(dp.clipping_norm),
-        if p.adaptive.is_some() { " (adaptive)" } else { "" },
+        if p.adaptive.is_some() {
+            " (adaptive)"
+        } else {
+            ""
+        },
         p.planned_rounds,
     )
 }
@@ -789,7 +793,12 @@ fn Privacy(
             .filter_map(|r| Some((r.round as f64, r.privacy.as_ref()?.epsilon?)))
             .filter(|(_, e)| e.is_finite())
             .collect();
-        let series = privacy_series(&spent, p.epsilon, "ε spent by the group's versions", "Target ε");
+        let series = privacy_series(
+            &spent,
+            p.epsilon,
+            "ε spent by the group's versions",
+            "Target ε",
+        );
         let summary = format!(
             "ε spent: {} of the target {} (δ {:e}) after {} round(s).",
             short_number(dp.spent_epsilon),

@@ -492,6 +492,14 @@ pub fn TrainPanel(
                             <p class="ok" id="train-outcome" data-state="done" role="status">{text}</p>
                         }
                         .into_any(),
+                        // A privacy refusal is told in plain words below, with the
+                        // engine's reason under its details.
+                        Err(_) if s.refused.is_some() => view! {
+                            <p class="muted" id="train-outcome" data-state="failed">
+                                "Training stopped in this group: your privacy budget."
+                            </p>
+                        }
+                        .into_any(),
                         Err(e) => view! {
                             <p class="form-error" id="train-outcome" data-state="failed" role="alert">{e}</p>
                         }
@@ -537,8 +545,8 @@ pub fn TrainPanel(
                 })}
                 {dp.map(|(target, _)| view! {
                     <label for="train-max-epsilon">"Your own privacy limit (ε), optional"</label>
-                    <input id="train-max-epsilon" type="number" min="0" step="any"
-                        inputmode="decimal" aria-describedby="train-max-epsilon-help"
+                    // Text, not number: a bound number field loses the caret at "2.".
+                    <input id="train-max-epsilon" type="text" inputmode="decimal" aria-describedby="train-max-epsilon-help"
                         placeholder=format!("{} (the group's target)", short_number(target))
                         disabled=running bind:value=max_epsilon/>
                     <p class="hint" id="train-max-epsilon-help">
@@ -603,7 +611,11 @@ fn ledger_view(l: Ledger, target: Option<f64>) -> impl IntoView {
         .map(|&(r, e)| (r as f64, e))
         .filter(|(_, e)| e.is_finite())
         .collect();
-    let limit_name = if own_limit { "Your limit" } else { "Group's target" };
+    let limit_name = if own_limit {
+        "Your limit"
+    } else {
+        "Group's target"
+    };
     let series = super::page::privacy_series(&points, l.budget, "ε you spent", limit_name);
     view! {
         <div class="my-privacy">
@@ -681,8 +693,14 @@ mod tests {
         assert!(refusal_words(2, &reason, false).contains("the group's target you accepted"));
         let changed = "the group's privacy settings changed since this member joined: x";
         let words = refusal_words(4, changed, false);
-        assert!(words.contains("before round 4: the group's privacy"), "{words}");
-        assert!(words.ends_with("Nothing was sent for this round."), "{words}");
+        assert!(
+            words.contains("before round 4: the group's privacy"),
+            "{words}"
+        );
+        assert!(
+            words.ends_with("Nothing was sent for this round."),
+            "{words}"
+        );
         assert_eq!(parse_limit(" "), Ok(None));
         assert_eq!(parse_limit("2.5"), Ok(Some(2.5)));
         assert!(parse_limit("0").is_err());
