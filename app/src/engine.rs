@@ -465,6 +465,9 @@ pub struct TrainProgress {
     pub loss: Option<f64>,
     pub samples_per_sec: Option<f64>,
     pub backend: Option<String>,
+    /// The participant event behind the message (`{type, ...}`): the privacy ledger's
+    /// (`privacy`, `privacy_refused`) are read from here.
+    pub event: Option<Value>,
 }
 
 /// The result of a finished run.
@@ -495,6 +498,8 @@ pub struct TrainRequest {
     pub backend: String,
     /// The session's CSRF token: the worker's writes carry the session cookie like the page's.
     pub csrf: String,
+    /// The member's own privacy limit (epsilon) in a group with differential privacy.
+    pub max_epsilon: Option<f64>,
 }
 
 /// The local data of a run: a CSV file, or labelled images.
@@ -554,6 +559,7 @@ impl Training {
             "target": request.target,
             "backend": request.backend,
             "csrf_token": request.csrf,
+            "max_epsilon": request.max_epsilon,
         }));
         match data {
             TrainData::Csv(file) => {

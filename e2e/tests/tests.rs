@@ -7,5 +7,6 @@ mod federated_ui;
 mod offline;
 mod owner_controls;
 mod predict_ui;
+mod privacy_ui;
 mod secure_ui;
 mod visitor_ui;

@@ -253,6 +253,7 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                 ""
             };
             let label = format!("Deploy version {id} as {name}");
+            let privacy = crate::routes::groups::privacy_text(v.privacy.as_ref());
             view! {
                 <tr data-version=id>
                     <td data-label="Version">{id}</td>
@@ -260,6 +261,8 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                     <td data-label="Metrics" data-metric-source=MetricSource::of_version(v.round).hook()>
                         {metric_text(v.metrics.as_ref())}
                     </td>
+                    <td data-label="Privacy (ε, δ)" class="version-privacy" data-privacy=privacy.clone()
+                        data-epsilon=v.privacy.map(|p| p.epsilon.to_string())>{privacy.clone()}</td>
                     <td data-label="State">{(!state.is_empty()).then(|| view! { <span class="tag">{state}</span> })}</td>
                     {manage.then(|| view! {
                         <td class="actions-cell">
@@ -298,6 +301,9 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                                     <th scope="col" data-metric-source="training">
                                         "Metrics "
                                         <span class="hint">"(training split; round 0: server test set)"</span>
+                                    </th>
+                                    <th scope="col">
+                                        <abbr title="What the version cost each partner's privacy (differential privacy): ε, at δ">"Privacy (ε, δ)"</abbr>
                                     </th>
                                     <th scope="col">"State"</th>
                                     {manage.then(|| view! {

@@ -7,6 +7,7 @@ mod page;
 pub mod training;
 
 pub use page::GroupPage;
+pub(crate) use page::privacy_text;
 
 use b3o_models::tabular::{
     ColumnKind, CsvReader, CsvRecord, Delimiter, ExcludeReason, Excluded, FeatureColumn,
@@ -20,8 +21,10 @@ use serde_json::json;
 use super::{form_error, show_errors};
 use crate::api::{self, ApiError, CreateGroup, GroupSummary, Hyperparameters, ModelTemplate};
 use crate::browser;
+use crate::charts::short_number;
 use crate::session::{SessionState, use_session};
 use b3o_models::compress::UpdateEncoding;
+use b3o_models::dp::{AdaptiveClipping, DpConfig, DpParams, DpPlacement};
 
 #[component]
 pub fn Groups() -> impl IntoView {
@@ -160,6 +163,108 @@ struct GroupForm {
     secure: bool,
     /// `f32`, `f16`, `int8`, `int8-tensor`, `topk:0.1`... (empty: f32).
     update_encoding: String,
+    /// Differential privacy, as typed.
+    dp: DpForm,
+}
+
+/// The differential privacy section of the create form, as typed.
+#[derive(Debug, Clone, PartialEq)]
+struct DpForm {
+    enabled: bool,
+    epsilon: String,
+    delta: String,
+    /// `central` or `local`.
+    placement: String,
+    /// The clipping norm (the initial one with adaptive clipping).
+    clip: String,
+    adaptive: bool,
+}
+
+impl Default for DpForm {
+    fn default() -> Self {
+        DpForm {
+            enabled: false,
+            epsilon: "8".into(),
+            delta: "1e-5".into(),
+            placement: "central".into(),
+            clip: "1.0".into(),
+            adaptive: false,
+        }
+    }
+}
+
+/// The `dp` of the create request (`None` when not asked for), or what to fix. The noise
+/// multiplier is left out: the server calibrates it for the planned rounds.
+fn dp_config(dp: &DpForm, secure: bool) -> Result<Option<DpConfig>, String> {
+    if !dp.enabled {
+        return Ok(None);
+    }
+    let epsilon: f64 = number("Target epsilon (ε)", &dp.epsilon)?;
+    if !(epsilon.is_finite() && epsilon > 0.0) {
+        return Err(format!(
+            "Target epsilon (ε) must be more than 0, got {epsilon}."
+        ));
+    }
+    let delta: f64 = number("Delta (δ)", &dp.delta)?;
+    if !(delta > 0.0 && delta < 1.0) {
+        return Err(format!(
+            "Delta (δ) must be between 0 and 1 (1e-5 is usual), got {delta}."
+        ));
+    }
+    let placement: DpPlacement = dp
+        .placement
+        .parse()
+        .map_err(|e| format!("Who adds the noise: {e}."))?;
+    let clip: f64 = number("Clipping norm", &dp.clip)?;
+    if !(clip.is_finite() && clip > 0.0) {
+        return Err(format!(
+            "The clipping norm must be more than 0, got {clip}."
+        ));
+    }
+    let adaptive = dp.adaptive && adaptive_allowed(placement, secure);
+    Ok(Some(DpConfig {
+        epsilon,
+        delta,
+        placement,
+        clipping_norm: Some(clip),
+        noise_multiplier: None,
+        adaptive: adaptive.then(AdaptiveClipping::default),
+    }))
+}
+
+/// Adaptive clipping counts clipped updates with central noise, out of the server's sight
+/// only when it can see each update's bit: not with local noise, nor with secure aggregation.
+fn adaptive_allowed(placement: DpPlacement, secure: bool) -> bool {
+    placement == DpPlacement::Central && !secure
+}
+
+/// What the server will run with at creation: the noise multiplier calibrated for `rounds`
+/// rounds taking every ready member (`fraction_fit` 1, as this form asks), about `min_clients`
+/// of them per round (`DpConfig::resolve`, the server's own calculation).
+fn dp_preview(config: &DpConfig, rounds: &str, min_clients: &str) -> Result<DpParams, String> {
+    let rounds: u32 = number("Rounds", rounds)?;
+    let clients: u32 = number("Minimum members per round", min_clients)?;
+    config
+        .resolve(rounds, 1.0, f64::from(clients.max(2)))
+        .map_err(|e| e.to_string())
+}
+
+/// The noise a round's result gets, in words: its standard deviation per model value, with
+/// `clients` members per round (the minimum; more members, less noise on the mean).
+fn noise_cost(params: &DpParams, clients: u32) -> String {
+    let n = f64::from(clients.max(1));
+    let sigma = params.update_noise_multiplier * params.clipping_norm;
+    match params.placement {
+        DpPlacement::Central => format!(
+            "Each round's mean update gets Gaussian noise of standard deviation z × C / n = {}              per model value with {clients} members (n); less with more members, as the noise              is shared by the mean.",
+            short_number(sigma / n)
+        ),
+        DpPlacement::Local => format!(
+            "Each member's update gets Gaussian noise of standard deviation z × C = {} per              model value; the mean of {clients} members still carries {} (√n times the noise              of central placement).",
+            short_number(sigma),
+            short_number(sigma / n.sqrt())
+        ),
+    }
 }
 
 fn number<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, String> {
@@ -357,6 +462,14 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
                 .into(),
         );
     }
+    let dp = dp_config(&form.dp, form.secure)?;
+    if dp.is_some() && !matches!(form.update_encoding.trim(), "" | "f32") {
+        return Err(
+            "Differential privacy clips and noises full-precision updates: set Update \
+             compression to none (f32), or turn differential privacy off."
+                .into(),
+        );
+    }
     Ok(CreateGroup {
         name: name.to_string(),
         description: form.description.trim().to_string(),
@@ -373,7 +486,7 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
             "" => UpdateEncoding::F32,
             e => e.parse().map_err(|e| format!("Update compression: {e}"))?,
         },
-        dp: None,
+        dp,
     })
 }
 
@@ -432,6 +545,52 @@ fn CreateGroup() -> impl IntoView {
     let min_clients = RwSignal::new("2".to_string());
     let secure = RwSignal::new(false);
     let update_encoding = RwSignal::new("f32".to_string());
+    let dp_defaults = DpForm::default();
+    let dp_on = RwSignal::new(false);
+    let dp_epsilon = RwSignal::new(dp_defaults.epsilon);
+    let dp_delta = RwSignal::new(dp_defaults.delta);
+    let dp_placement = RwSignal::new(dp_defaults.placement);
+    let dp_clip = RwSignal::new(dp_defaults.clip);
+    let dp_adaptive = RwSignal::new(false);
+    // Differential privacy noises full-precision updates: no compression.
+    Effect::new(move |_| {
+        if dp_on.get() {
+            update_encoding.set("f32".to_string());
+        }
+    });
+    let adaptive_possible = Memo::new(move |_| {
+        let placement = dp_placement.get().parse().unwrap_or_default();
+        adaptive_allowed(placement, secure.get())
+    });
+    Effect::new(move |_| {
+        if !adaptive_possible.get() {
+            dp_adaptive.set(false);
+        }
+    });
+    // Adaptive clipping starts from a small norm (Andrew et al.): swap the defaults while the
+    // person has not typed one.
+    Effect::new(move |previous: Option<bool>| {
+        let adaptive = dp_adaptive.get();
+        if previous.is_some_and(|p| p != adaptive) {
+            let (from, to) = if adaptive {
+                ("1.0", "0.1")
+            } else {
+                ("0.1", "1.0")
+            };
+            if dp_clip.get_untracked().trim() == from {
+                dp_clip.set(to.to_string());
+            }
+        }
+        adaptive
+    });
+    let dp_form = move || DpForm {
+        enabled: dp_on.get_untracked(),
+        epsilon: dp_epsilon.get_untracked(),
+        delta: dp_delta.get_untracked(),
+        placement: dp_placement.get_untracked(),
+        clip: dp_clip.get_untracked(),
+        adaptive: dp_adaptive.get_untracked(),
+    };
 
     let columns = Memo::new(move |_| {
         csv_sample.with(|s| {
@@ -518,6 +677,7 @@ fn CreateGroup() -> impl IntoView {
             min_clients: min_clients.get_untracked(),
             secure: secure.get_untracked(),
             update_encoding: update_encoding.get_untracked(),
+            dp: dp_form(),
         });
     };
 
@@ -681,7 +841,8 @@ fn CreateGroup() -> impl IntoView {
                     </div>
                     <div>
                         <label for="group-update-encoding">"Update compression"</label>
-                        <select id="group-update-encoding" bind:value=update_encoding>
+                        <select id="group-update-encoding" bind:value=update_encoding
+                            disabled=move || dp_on.get()>
                             {UpdateEncoding::EXAMPLES
                                 .iter()
                                 .map(|e| {
@@ -699,14 +860,181 @@ fn CreateGroup() -> impl IntoView {
                                     .map(|e| e.explanation())
                                     .unwrap_or_default()
                             }}
+                            {move || dp_on.get().then_some(
+                                " Differential privacy needs full-precision updates."
+                            )}
                         </p>
                     </div>
                 </fieldset>
+
+                <DpFields dp_on dp_epsilon dp_delta dp_placement dp_clip dp_adaptive
+                    adaptive_possible secure rounds min_clients/>
 
                 {form_error("create-group-error", create.value())}
                 <button type="submit" disabled=move || create.pending().get()>"Create group"</button>
             </form>
         </section>
+    }
+}
+
+/// The create form's differential privacy section: the target, who adds the noise, clipping,
+/// and the noise multiplier that target costs, computed as the person types.
+#[allow(clippy::too_many_arguments)]
+#[component]
+fn DpFields(
+    dp_on: RwSignal<bool>,
+    dp_epsilon: RwSignal<String>,
+    dp_delta: RwSignal<String>,
+    dp_placement: RwSignal<String>,
+    dp_clip: RwSignal<String>,
+    dp_adaptive: RwSignal<bool>,
+    adaptive_possible: Memo<bool>,
+    secure: RwSignal<bool>,
+    rounds: RwSignal<String>,
+    min_clients: RwSignal<String>,
+) -> impl IntoView {
+    // The server's own calculation, as the person types.
+    let preview = Memo::new(move |_| {
+        let form = DpForm {
+            enabled: dp_on.get(),
+            epsilon: dp_epsilon.get(),
+            delta: dp_delta.get(),
+            placement: dp_placement.get(),
+            clip: dp_clip.get(),
+            adaptive: dp_adaptive.get(),
+        };
+        if !form.enabled {
+            return None;
+        }
+        let secure = secure.get();
+        let (rounds, clients) = (rounds.get(), min_clients.get());
+        Some(
+            dp_config(&form, secure)
+                .and_then(|c| c.ok_or_else(|| "Turn differential privacy on.".to_string()))
+                .and_then(|c| dp_preview(&c, &rounds, &clients))
+                .map(|params| {
+                    let clients = clients.trim().parse().unwrap_or(2u32).max(2);
+                    (params.clone(), noise_cost(&params, clients))
+                }),
+        )
+    });
+    view! {
+        <fieldset class="dp" aria-describedby="group-dp-help">
+            <legend>"Differential privacy"</legend>
+            <label for="group-dp" class="choice">
+                <input id="group-dp" type="checkbox" bind:checked=dp_on/>
+                " Protect each partner with differential privacy"
+            </label>
+            <p class="hint" id="group-dp-help">
+                "Every update is clipped to a bounded size and noise is added, so that no model "
+                "version reveals much more about any one partner's rows than a model trained "
+                "without that partner. Epsilon (ε) measures how much more: 8 is a common "
+                "practical target, 1 is strong, smaller is stronger. Training stops before a "
+                "round would pass it."
+            </p>
+            {move || dp_on.get().then(|| view! {
+                <div class="dp-fields">
+                    <div>
+                        <label for="group-dp-epsilon">"Target epsilon (ε)"</label>
+                        // Text, not number: a bound number field reads "5." as no value and
+                        // puts the caret back at the start while the person types "5.2".
+                        <input id="group-dp-epsilon" type="text" inputmode="decimal" required
+                            aria-describedby="group-dp-help" bind:value=dp_epsilon/>
+                    </div>
+                    <div>
+                        <label for="group-dp-delta">"Delta (δ)"</label>
+                        <input id="group-dp-delta" type="text" inputmode="decimal" required
+                            aria-describedby="group-dp-delta-help" bind:value=dp_delta/>
+                        <small id="group-dp-delta-help">
+                            "The small chance the guarantee does not hold: well below 1 / the \
+                             number of partners; 1e-5 is usual."
+                        </small>
+                    </div>
+                    <div>
+                        <label for="group-dp-placement">"Who adds the noise"</label>
+                        <select id="group-dp-placement" bind:value=dp_placement
+                            aria-describedby="group-dp-placement-help">
+                            <option value="central">"Central"</option>
+                            <option value="local">"Local"</option>
+                        </select>
+                        <ul class="hint" id="group-dp-placement-help">
+                            <li>
+                                <strong>"Central: "</strong>
+                                "members clip their updates; the server adds the noise to each \
+                                 round's mean (with secure aggregation, members add shares of it)."
+                            </li>
+                            <li>
+                                <strong>"Local: "</strong>
+                                "each member adds its full noise before its update leaves its \
+                                 browser: no trust in the server, but much more noise for the \
+                                 same ε."
+                            </li>
+                        </ul>
+                    </div>
+                    <div>
+                        <label for="group-dp-clip">
+                            {move || if dp_adaptive.get() {
+                                "Initial clipping norm (C)"
+                            } else {
+                                "Clipping norm (C)"
+                            }}
+                        </label>
+                        <input id="group-dp-clip" type="text" inputmode="decimal" required
+                            aria-describedby="group-dp-clip-help" bind:value=dp_clip/>
+                        <label for="group-dp-adaptive" class="choice">
+                            <input id="group-dp-adaptive" type="checkbox" bind:checked=dp_adaptive
+                                disabled=move || !adaptive_possible.get()/>
+                            " Adaptive clipping"
+                        </label>
+                        <small id="group-dp-clip-help">
+                            {move || if !adaptive_possible.get() {
+                                "The largest size (L2 norm) of one member's update in a round. \
+                                 Adaptive clipping needs central noise without secure \
+                                 aggregation."
+                            } else if dp_adaptive.get() {
+                                "The norm follows the median size of the updates, learned from \
+                                 a noisy count of the clipped ones."
+                            } else {
+                                "The largest size (L2 norm) of one member's update in a round: \
+                                 larger updates are scaled down to it."
+                            }}
+                        </small>
+                    </div>
+                </div>
+                <div class="dp-noise" id="group-dp-noise" role="status"
+                    data-noise=move || preview.get().and_then(|p| p.ok()).map(|(p, _)| p.noise_multiplier.to_string())>
+                    {move || match preview.get() {
+                        Some(Ok((params, cost))) => view! {
+                            <p>
+                                <strong>{format!(
+                                    "Noise multiplier z = {}",
+                                    short_number(params.noise_multiplier)
+                                )}</strong>
+                                {format!(
+                                    " keeps {} round(s) within ε {} at δ {:e}. ",
+                                    params.planned_rounds,
+                                    short_number(params.epsilon),
+                                    params.delta
+                                )}
+                                {cost}
+                            </p>
+                            <p class="hint">
+                                "More noise costs accuracy: a smaller ε, more rounds or fewer \
+                                 members per round make the model less accurate. The server \
+                                 calibrates the final value when training starts, for the \
+                                 members then ready."
+                            </p>
+                        }
+                        .into_any(),
+                        Some(Err(e)) => view! {
+                            <p class="form-error" role="alert">{e}</p>
+                        }
+                        .into_any(),
+                        None => ().into_any(),
+                    }}
+                </div>
+            })}
+        </fieldset>
     }
 }
 
@@ -850,6 +1178,83 @@ mod tests {
         assert!(e.contains("mean-type strategies only"), "{e}");
         f.secure = false;
         assert!(create_request(&f).unwrap().secagg.is_none());
+    }
+
+    #[test]
+    fn differential_privacy_is_sent_for_the_server_to_calibrate() {
+        let mut f = form();
+        assert!(create_request(&f).unwrap().dp.is_none());
+        f.dp.enabled = true;
+        let body = create_request(&f).unwrap();
+        let dp = body.dp.clone().expect("a DP group");
+        assert_eq!((dp.epsilon, dp.delta), (8.0, 1e-5));
+        assert_eq!(dp.placement, DpPlacement::Central);
+        assert_eq!(dp.clipping_norm, Some(1.0));
+        // The server calibrates the noise: the request leaves it out.
+        assert_eq!(dp.noise_multiplier, None);
+        assert!(dp.adaptive.is_none());
+        let json = serde_json::to_value(&body).unwrap();
+        assert!(
+            json["dp"]
+                .get("noise_multiplier")
+                .is_none_or(|v| v.is_null())
+        );
+        body.validate().unwrap();
+        // Adaptive clipping with central noise only, and not with secure aggregation.
+        f.dp.adaptive = true;
+        assert!(create_request(&f).unwrap().dp.unwrap().adaptive.is_some());
+        f.secure = true;
+        assert!(create_request(&f).unwrap().dp.unwrap().adaptive.is_none());
+        f.secure = false;
+        f.dp.placement = "local".into();
+        let dp = create_request(&f).unwrap().dp.unwrap();
+        assert_eq!(dp.placement, DpPlacement::Local);
+        assert!(dp.adaptive.is_none());
+        // Mistakes are named.
+        f.dp.epsilon = "0".into();
+        assert!(
+            create_request(&f)
+                .unwrap_err()
+                .starts_with("Target epsilon")
+        );
+        f.dp.epsilon = "8".into();
+        f.dp.delta = "2".into();
+        assert!(create_request(&f).unwrap_err().starts_with("Delta"));
+        f.dp.delta = "1e-5".into();
+        f.dp.clip = "-1".into();
+        assert!(create_request(&f).unwrap_err().contains("clipping norm"));
+        f.dp.clip = "1".into();
+        f.update_encoding = "int8".into();
+        assert!(create_request(&f).unwrap_err().contains("full-precision"));
+    }
+
+    #[test]
+    fn the_noise_multiplier_shown_is_the_servers_calibration() {
+        let mut f = form();
+        f.dp.enabled = true;
+        let config = dp_config(&f.dp, false).unwrap().unwrap();
+        let params = dp_preview(&config, "3", "2").unwrap();
+        // What the server computes at creation (fraction_fit 1, min_clients 2).
+        let server = config.resolve(3, 1.0, 2.0).unwrap();
+        assert_eq!(params, server);
+        assert!(params.epsilon_after(3) <= 8.0 * (1.0 + 1e-9));
+        assert!(params.noise_multiplier > 0.0);
+        // A stricter target or more rounds need more noise.
+        let mut strict = config.clone();
+        strict.epsilon = 1.0;
+        assert!(dp_preview(&strict, "3", "2").unwrap().noise_multiplier > params.noise_multiplier);
+        assert!(dp_preview(&config, "30", "2").unwrap().noise_multiplier > params.noise_multiplier);
+        assert!(
+            dp_preview(&config, "three", "2")
+                .unwrap_err()
+                .starts_with("Rounds")
+        );
+        // The cost in words: the mean's noise with central placement, the member's with local.
+        let central = noise_cost(&params, 4);
+        assert!(central.contains("z × C / n"), "{central}");
+        let mut local = params.clone();
+        local.placement = DpPlacement::Local;
+        assert!(noise_cost(&local, 4).contains("√n"));
     }
 
     #[test]

@@ -16,10 +16,14 @@ use wasm_bindgen::prelude::Closure;
 
 use super::training::TrainPanel;
 use crate::api::{self, GroupExt, MemberStatus, Metrics, RoundState, RoundView, VersionView};
-use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
+use crate::charts::{
+    Series, is_loss, is_quality, line_chart, metric_text, series_by_metric, short_number,
+};
 use crate::metrics::MetricSource;
 use crate::routes::{form_error, show_errors};
 use crate::session::use_session;
+use b3o_models::dp::{DpParams, DpPlacement};
+use b3o_models::protocol::{GroupPrivacy, VersionPrivacy};
 
 #[component]
 pub fn GroupPage() -> impl IntoView {
@@ -128,6 +132,7 @@ fn GroupView(id: i64) -> impl IntoView {
                 g.target(),
                 g.can_train(),
                 g.can_manage(),
+                g.dp.as_ref().map(|d| (d.params.epsilon, d.params.delta)),
             )
         })
     });
@@ -146,13 +151,14 @@ fn GroupView(id: i64) -> impl IntoView {
             }
         }}
         {move || latest.get().map(|g| view! { <Header g live=live.get()/> })}
-        {move || shape.get().map(|(kind, target, can_train, can_manage)| {
+        {move || shape.get().map(|(kind, target, can_train, can_manage, dp)| {
             view! {
                 {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
                 <Progress id latest rounds can_manage reload/>
-                {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone()/> })}
+                {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone() dp/> })}
                 {(can_train && !can_manage).then(|| view! { <Leave id/> })}
                 <Charts rounds/>
+                <Privacy latest rounds/>
                 <Versions id latest versions can_manage/>
             }
         })}
@@ -205,12 +211,27 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
                     "secure aggregation"
                 </span>
             })}
+            {g.dp.as_ref().map(|dp| {
+                let p = &dp.params;
+                view! {
+                    " " <span class="tag" id="group-dp" title=dp_title(p)
+                        data-epsilon=p.epsilon.to_string() data-delta=p.delta.to_string()
+                        data-placement=p.placement.as_str()
+                        data-noise-multiplier=p.noise_multiplier.to_string()
+                        data-clipping-norm=dp.clipping_norm.to_string()>
+                        "differential privacy"
+                    </span>
+                }
+            })}
         </h1>
         {(!g.description.is_empty()).then(|| view! { <p class="lead">{g.description.clone()}</p> })}
         <p class="muted">{kind} " · " {settings}</p>
         <p class="muted" id="group-update-encoding" data-encoding=g.update_encoding.to_string()>
             {encoding}
         </p>
+        {g.dp.as_ref().map(|dp| view! {
+            <p class="muted" id="group-dp-settings">{dp_settings_text(dp)}</p>
+        })}
         <p class="muted">
             "Phase: "
             <strong id="group-phase" data-phase=g.phase.as_str() data-paused=g.paused.to_string()
@@ -221,6 +242,45 @@ fn Header(g: api::GroupView, live: Live) -> impl IntoView {
             <span class="live" data-live=live_text>{live_text}</span>
         </p>
     }
+}
+
+/// The DP tag's tooltip.
+fn dp_title(p: &DpParams) -> String {
+    format!(
+        "Differential privacy: no model version reveals much more about any one partner's rows \
+         than a model trained without them (ε {}, δ {:e})",
+        short_number(p.epsilon),
+        p.delta
+    )
+}
+
+/// Who adds the noise, in words.
+pub(crate) fn placement_words(placement: DpPlacement) -> &'static str {
+    match placement {
+        DpPlacement::Central => "central noise (members clip, the server adds the noise)",
+        DpPlacement::Local => "local noise (each member adds it before its update leaves)",
+    }
+}
+
+/// "Differential privacy: target ε 8, δ 1e-5 · central noise (...) · noise multiplier 0.62 ·
+/// clipping norm 1 (adaptive)".
+fn dp_settings_text(dp: &GroupPrivacy) -> String {
+    let p = &dp.params;
+    format!(
+        "Differential privacy: target ε {}, δ {:e} · {} · noise multiplier {} · clipping norm \
+         {}{} · {} round(s) planned",
+        short_number(p.epsilon),
+        p.delta,
+        placement_words(p.placement),
+        short_number(p.noise_multiplier),
+        short_number(dp.clipping_norm),
+        if p.adaptive.is_some() {
+            " (adaptive)"
+        } else {
+            ""
+        },
+        p.planned_rounds,
+    )
 }
 
 /// The phase as the page says it: paused and cancelled training included.
@@ -713,6 +773,96 @@ fn Charts(rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>) -> impl 
     }
 }
 
+/// A DP group's budget: epsilon spent after each closed round against the target, and why
+/// training stopped when the budget ended it.
+#[component]
+fn Privacy(
+    latest: Memo<Option<api::GroupView>>,
+    rounds: LocalResource<Result<Vec<RoundView>, api::ApiError>>,
+) -> impl IntoView {
+    let dp = Memo::new(move |_| latest.with(|g| g.as_ref().and_then(|g| g.dp.clone())));
+    move || {
+        let dp = dp.get()?;
+        let p = dp.params.clone();
+        let spent: Vec<(f64, f64)> = rounds
+            .get()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .iter()
+            .filter(|r| r.state == RoundState::Closed)
+            .filter_map(|r| Some((r.round as f64, r.privacy.as_ref()?.epsilon?)))
+            .filter(|(_, e)| e.is_finite())
+            .collect();
+        let series = privacy_series(
+            &spent,
+            p.epsilon,
+            "ε spent by the group's versions",
+            "Target ε",
+        );
+        let summary = format!(
+            "ε spent: {} of the target {} (δ {:e}) after {} round(s).",
+            short_number(dp.spent_epsilon),
+            short_number(p.epsilon),
+            p.delta,
+            dp.rounds_counted
+        );
+        Some(view! {
+            <section class="card privacy-budget" aria-labelledby="privacy-heading">
+                <h2 id="privacy-heading">"Privacy budget"</h2>
+                <p class="hint">
+                    "Each round that releases a model version spends some of the privacy budget. \
+                     Epsilon (ε) bounds how much more any version reveals about one partner's \
+                     rows than a model trained without that partner; training stops before a \
+                     round would pass the target."
+                </p>
+                <p id="privacy-spent" data-spent=dp.spent_epsilon.to_string()
+                    data-target=p.epsilon.to_string() data-rounds=dp.rounds_counted>
+                    <strong>{summary}</strong>
+                </p>
+                {dp.budget_exhausted.clone().map(|why| view! {
+                    <p class="status-note warn" id="privacy-exhausted" role="status">
+                        {format!("Training stopped at the privacy budget: {why}.")}
+                    </p>
+                })}
+                {line_chart("privacy-chart".into(), "Privacy spent (ε) by round".into(), "round", series)}
+            </section>
+        })
+    }
+}
+
+/// The epsilon spent after each round, with the budget as a flat line over the same rounds.
+pub(crate) fn privacy_series(
+    spent: &[(f64, f64)],
+    budget: f64,
+    spent_name: &str,
+    budget_name: &str,
+) -> Vec<Series> {
+    if spent.is_empty() {
+        return Vec::new();
+    }
+    let mut points = spent.to_vec();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let limit = points.iter().map(|&(x, _)| (x, budget)).collect();
+    vec![
+        Series {
+            name: spent_name.to_string(),
+            points,
+        },
+        Series {
+            name: format!("{budget_name} {}", short_number(budget)),
+            points: limit,
+        },
+    ]
+}
+
+/// A version's (ε, δ) as a cell shows it; "—" outside DP groups.
+pub(crate) fn privacy_text(p: Option<&VersionPrivacy>) -> String {
+    match p {
+        Some(p) => format!("ε {}, δ {:e}", short_number(p.epsilon), p.delta),
+        None => "—".to_string(),
+    }
+}
+
 /// A member leaves: rounds stop waiting for it.
 #[component]
 fn Leave(id: i64) -> impl IntoView {
@@ -819,6 +969,9 @@ fn Versions(
                                                 <th scope="col">"Version"</th>
                                                 <th scope="col">"Round"</th>
                                                 <th scope="col">"Metrics (trainers' training split, weighted by rows)"</th>
+                                                <th scope="col">
+                                                    <abbr title="What the version cost each partner's privacy (differential privacy): ε, at δ">"Privacy (ε, δ)"</abbr>
+                                                </th>
                                                 <th scope="col">"Download"</th>
                                             </tr>
                                         </thead>
@@ -885,11 +1038,14 @@ fn version_row(v: VersionView) -> impl IntoView {
     let metrics = metric_text(v.metrics.as_ref());
     let weights = format!("/api/versions/{}/weights", v.id);
     let onnx = v.has_onnx.then(|| format!("/api/versions/{}/onnx", v.id));
+    let privacy = privacy_text(v.privacy.as_ref());
     view! {
         <tr data-version=v.id>
             <td>{v.id}</td>
             <td>{v.round}</td>
             <td>{if metrics.is_empty() { "–".to_string() } else { metrics }}</td>
+            <td class="version-privacy" data-privacy=privacy.clone()
+                data-epsilon=v.privacy.map(|p| p.epsilon.to_string())>{privacy.clone()}</td>
             <td>
                 <a href=weights download="">"weights"</a>
                 {onnx.map(|u| view! { " · " <a href=u download="">"ONNX"</a> })}
@@ -901,6 +1057,21 @@ fn version_row(v: VersionView) -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn privacy_reads_as_text_and_charts() {
+        assert_eq!(privacy_text(None), "—");
+        let p = VersionPrivacy {
+            epsilon: 2.3456,
+            delta: 1e-5,
+        };
+        assert_eq!(privacy_text(Some(&p)), "ε 2.35, δ 1e-5");
+        assert!(privacy_series(&[], 8.0, "spent", "Target").is_empty());
+        let series = privacy_series(&[(2.0, 3.0), (1.0, 1.5)], 8.0, "spent", "Target ε");
+        assert_eq!(series[0].points, vec![(1.0, 1.5), (2.0, 3.0)]);
+        assert_eq!(series[1].name, "Target ε 8");
+        assert_eq!(series[1].points, vec![(1.0, 8.0), (2.0, 8.0)]);
+    }
 
     #[test]
     fn deployment_names_are_slugs() {

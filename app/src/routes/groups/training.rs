@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 
+use serde::Deserialize;
+
 use crate::browser;
-use crate::charts::{Series, line_chart};
+use crate::charts::{Series, line_chart, short_number};
 use crate::engine::{self, TrainData, TrainOutcome, TrainProgress, TrainRequest, Training};
 use crate::session::use_session;
 
@@ -28,12 +30,48 @@ pub struct RunState {
     pub loss_by_round: Vec<(u32, f64)>,
     /// `Ok(summary)` when the run finished, `Err(why)` when it failed or was cancelled.
     pub outcome: Option<Result<String, String>>,
+    /// This member's privacy ledger in a DP group, as the engine last reported it.
+    pub ledger: Option<Ledger>,
+    /// The round the ledger refused, and why.
+    pub refused: Option<(i64, String)>,
+}
+
+/// A member's privacy ledger in a group (the engine's `privacy` event).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Ledger {
+    /// Epsilon spent so far, at `delta`.
+    pub epsilon: f64,
+    /// The budget: the group's target, or this member's stricter limit.
+    pub budget: f64,
+    pub delta: f64,
+    /// `(round, epsilon after it)` for every round counted.
+    #[serde(default)]
+    pub history: Vec<(i64, f64)>,
+}
+
+/// The privacy events of the engine's progress messages.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum PrivacyEvent {
+    Privacy(Ledger),
+    PrivacyRefused { round: i64, reason: String },
 }
 
 impl RunState {
     fn record(&mut self, p: TrainProgress) {
         if let Some(b) = &p.backend {
             self.backend = Some(b.clone());
+        }
+        match p
+            .event
+            .clone()
+            .and_then(|e| serde_json::from_value::<PrivacyEvent>(e).ok())
+        {
+            Some(PrivacyEvent::Privacy(ledger)) => self.ledger = Some(ledger),
+            Some(PrivacyEvent::PrivacyRefused { round, reason }) => {
+                self.refused = Some((round, reason))
+            }
+            None => {}
         }
         if let (Some(round), Some(loss)) = (p.round, p.loss)
             && loss.is_finite()
@@ -227,8 +265,69 @@ fn position(p: &TrainProgress) -> String {
     parts.join(" · ")
 }
 
+/// The numbers of a ledger's refusal for lack of budget (the engine's reason is
+/// `b3o_models::dp::ledger::Refusal::Spent`'s message): epsilon spent, what the round would
+/// bring it to, and the budget.
+fn refusal_numbers(reason: &str) -> Option<(f64, f64, f64)> {
+    let number_after = |key: &str| -> Option<f64> {
+        let (_, rest) = reason.split_once(key)?;
+        rest.split_whitespace()
+            .next()?
+            .trim_end_matches([',', '.', ')'])
+            .parse()
+            .ok()
+    };
+    Some((
+        number_after("from ")?,
+        number_after(" to ")?,
+        number_after("budget of ")?,
+    ))
+}
+
+/// A refusal in plain words: which round, how far it would have taken the member's privacy
+/// spent, and that nothing was sent. `own_limit`: the budget is the member's own limit, not
+/// the group's target.
+fn refusal_words(round: i64, reason: &str, own_limit: bool) -> String {
+    let whose = if own_limit {
+        "your limit"
+    } else {
+        "the group's target you accepted"
+    };
+    match refusal_numbers(reason) {
+        Some((spent, next, budget)) => format!(
+            "Your browser stopped training in this group: round {round} would bring your \
+             privacy spent to ε {}, past {whose} of {} (spent so far: ε {}). Nothing was sent \
+             for this round; the group goes on with the other members.",
+            short_number(next),
+            short_number(budget),
+            short_number(spent),
+        ),
+        None => format!(
+            "Your browser stopped training in this group before round {round}: {reason}. \
+             Nothing was sent for this round."
+        ),
+    }
+}
+
+/// `""` -> no limit; a number > 0 -> that limit; anything else is explained.
+fn parse_limit(text: &str) -> Result<Option<f64>, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+        _ => Err(format!(
+            "Your own privacy limit: “{t}” is not a number above 0; enter one, or leave it \
+             empty to accept the group's target."
+        )),
+    }
+}
+
 fn phase_text(phase: &str) -> &'static str {
     match phase {
+        "privacy" => "Counting the round in your privacy ledger…",
+        "privacy_refused" => "Stopped: the round would pass your privacy budget.",
         "starting" => "Starting the training engine…",
         "statistics" => "Reading your file and sending its column statistics (not its rows)…",
         "waiting" => {
@@ -244,7 +343,13 @@ fn phase_text(phase: &str) -> &'static str {
 }
 
 #[component]
-pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl IntoView {
+pub fn TrainPanel(
+    group_id: i64,
+    kind: String,
+    target: Option<String>,
+    /// A DP group's target (epsilon, delta).
+    dp: Option<(f64, f64)>,
+) -> impl IntoView {
     let session = use_session();
     let runs = expect_context::<TrainingRuns>();
     let images = kind == "image_cnn";
@@ -261,6 +366,8 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
     });
     let pick_error = RwSignal::new(None::<String>);
     let backend = RwSignal::new("auto".to_string());
+    let max_epsilon = RwSignal::new(String::new());
+    let limit_error = RwSignal::new(None::<String>);
     let capabilities = LocalResource::new(|| async {
         match engine::inference() {
             Ok(e) => e.capabilities().await.ok(),
@@ -282,6 +389,14 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
             let Some(picked) = data.with_untracked(|d| d.as_ref().map(|w| (**w).clone())) else {
                 return;
             };
+            let limit = match parse_limit(&max_epsilon.get_untracked()) {
+                Ok(limit) => limit.filter(|_| dp.is_some()),
+                Err(e) => {
+                    limit_error.set(Some(e));
+                    return;
+                }
+            };
+            limit_error.set(None);
             runs.start(
                 TrainRequest {
                     group_id,
@@ -289,6 +404,7 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                     target: target.clone(),
                     backend: backend.get_untracked(),
                     csrf: session.csrf(),
+                    max_epsilon: limit,
                 },
                 picked,
             );
@@ -355,9 +471,33 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                     {(!s.loss_by_round.is_empty()).then(|| {
                         line_chart("train-loss-chart".into(), "Your loss by round".into(), "round", loss_series)
                     })}
+                    {s.ledger.clone().map(|l| ledger_view(l, dp.map(|(target, _)| target)))}
+                    {s.refused.clone().map(|(round, reason)| {
+                        let own_limit = match (&s.ledger, dp) {
+                            (Some(l), Some((target, _))) => l.budget < target,
+                            _ => false,
+                        };
+                        view! {
+                            <div class="form-error" id="privacy-refused" role="alert" data-round=round>
+                                <p>{refusal_words(round, &reason, own_limit)}</p>
+                                <details>
+                                    <summary>"Details"</summary>
+                                    <p class="privacy-reason">{reason}</p>
+                                </details>
+                            </div>
+                        }
+                    })}
                     {s.outcome.clone().map(|o| match o {
                         Ok(text) => view! {
                             <p class="ok" id="train-outcome" data-state="done" role="status">{text}</p>
+                        }
+                        .into_any(),
+                        // A privacy refusal is told in plain words below, with the
+                        // engine's reason under its details.
+                        Err(_) if s.refused.is_some() => view! {
+                            <p class="muted" id="train-outcome" data-state="failed">
+                                "Training stopped in this group: your privacy budget."
+                            </p>
                         }
                         .into_any(),
                         Err(e) => view! {
@@ -403,6 +543,24 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
                 {move || data.with(|d| d.as_ref().map(|d| d.describe())).map(|d| view! {
                     <p class="hint" id="train-picked">{format!("Picked: {d}")}</p>
                 })}
+                {dp.map(|(target, _)| view! {
+                    <label for="train-max-epsilon">"Your own privacy limit (ε), optional"</label>
+                    // Text, not number: a bound number field loses the caret at "2.".
+                    <input id="train-max-epsilon" type="text" inputmode="decimal" aria-describedby="train-max-epsilon-help"
+                        placeholder=format!("{} (the group's target)", short_number(target))
+                        disabled=running bind:value=max_epsilon/>
+                    <p class="hint" id="train-max-epsilon-help">
+                        {format!(
+                            "This group protects each partner with differential privacy up to ε \
+                             {}. Set a stricter limit of your own: your browser stops training \
+                             here before a round would bring your privacy spent past it. It \
+                             keeps count in this browser, so the limit holds after a reload; a \
+                             later limit can only be lower.",
+                            short_number(target)
+                        )}
+                    </p>
+                    {move || limit_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+                })}
                 <label for="train-backend">"Train on"</label>
                 <select id="train-backend" bind:value=backend disabled=running>
                     <option value="auto">"The best this browser offers"</option>
@@ -431,6 +589,45 @@ pub fn TrainPanel(group_id: i64, kind: String, target: Option<String>) -> impl I
     }
 }
 
+/// This member's privacy ledger: what it spent after each round against its budget.
+fn ledger_view(l: Ledger, target: Option<f64>) -> impl IntoView {
+    let own_limit = target.is_some_and(|t| l.budget < t);
+    let rounds = l.history.len();
+    let whose = if own_limit {
+        "your limit"
+    } else {
+        "the group's target"
+    };
+    let text = format!(
+        "Your privacy spent in this group: ε {} of {whose} {} (δ {:e}), over {rounds} round(s) \
+         you took part in.",
+        short_number(l.epsilon),
+        short_number(l.budget),
+        l.delta,
+    );
+    let points: Vec<(f64, f64)> = l
+        .history
+        .iter()
+        .map(|&(r, e)| (r as f64, e))
+        .filter(|(_, e)| e.is_finite())
+        .collect();
+    let limit_name = if own_limit {
+        "Your limit"
+    } else {
+        "Group's target"
+    };
+    let series = super::page::privacy_series(&points, l.budget, "ε you spent", limit_name);
+    view! {
+        <div class="my-privacy">
+            <p id="my-privacy-spent" data-spent=l.epsilon.to_string() data-budget=l.budget.to_string()
+                data-rounds=rounds>
+                {text}
+            </p>
+            {line_chart("my-privacy-chart".into(), "Your privacy spent (ε) by round".into(), "round", series)}
+        </div>
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,6 +646,65 @@ mod tests {
         }
         assert_eq!(s.loss_by_round, vec![(1, 0.7), (2, 0.5)]);
         assert_eq!(s.backend.as_deref(), Some("wgpu"));
+    }
+
+    #[test]
+    fn the_ledger_and_its_refusal_are_read_from_the_engine_events() {
+        let mut s = RunState::default();
+        let progress = |event: serde_json::Value| TrainProgress {
+            phase: event["type"].as_str().unwrap().into(),
+            event: Some(event),
+            ..TrainProgress::default()
+        };
+        s.record(progress(serde_json::json!({
+            "type": "privacy", "round": 1, "epsilon": 2.5, "budget": 3.0, "delta": 1e-5,
+            "history": [[1, 2.5]],
+        })));
+        let ledger = s.ledger.clone().unwrap();
+        assert_eq!(ledger.history, vec![(1, 2.5)]);
+        assert_eq!((ledger.epsilon, ledger.budget), (2.5, 3.0));
+        // Other events leave it as it is.
+        s.record(progress(serde_json::json!({"type": "waiting", "round": 1})));
+        assert_eq!(s.ledger, Some(ledger));
+        s.record(progress(serde_json::json!({
+            "type": "privacy_refused", "round": 2, "reason": "the privacy budget is spent",
+        })));
+        assert_eq!(s.refused, Some((2, "the privacy budget is spent".into())));
+    }
+
+    #[test]
+    fn a_refusal_reads_in_plain_words() {
+        // The engine's reason is the ledger's own message.
+        let reason = b3o_models::dp::ledger::Refusal::Spent {
+            spent: 2.5,
+            next: 3.2,
+            budget: 3.0,
+            delta: 1e-5,
+        }
+        .to_string();
+        assert_eq!(refusal_numbers(&reason), Some((2.5, 3.2, 3.0)));
+        let words = refusal_words(2, &reason, true);
+        assert_eq!(
+            words,
+            "Your browser stopped training in this group: round 2 would bring your privacy \
+             spent to ε 3.20, past your limit of 3 (spent so far: ε 2.50). Nothing was sent for \
+             this round; the group goes on with the other members."
+        );
+        assert!(refusal_words(2, &reason, false).contains("the group's target you accepted"));
+        let changed = "the group's privacy settings changed since this member joined: x";
+        let words = refusal_words(4, changed, false);
+        assert!(
+            words.contains("before round 4: the group's privacy"),
+            "{words}"
+        );
+        assert!(
+            words.ends_with("Nothing was sent for this round."),
+            "{words}"
+        );
+        assert_eq!(parse_limit(" "), Ok(None));
+        assert_eq!(parse_limit("2.5"), Ok(Some(2.5)));
+        assert!(parse_limit("0").is_err());
+        assert!(parse_limit("abc").unwrap_err().contains("“abc”"));
     }
 
     #[test]
