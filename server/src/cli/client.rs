@@ -300,7 +300,7 @@ fn show(bar: &ProgressBar, event: &ClientEvent) {
                 "Round {r}: privacy spent epsilon {epsilon:.3} of {budget} (delta {delta:e})."
             ),
         }),
-        ClientEvent::PrivacyRefused { round, reason } => {
+        ClientEvent::PrivacyRefused { round, reason, .. } => {
             bar.println(format!("Round {round}: not taking part: {reason}"));
         }
     }

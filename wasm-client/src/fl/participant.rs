@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use b3o_models::Dataset;
 use b3o_models::compress::{self, ErrorFeedback, Rounding};
-use b3o_models::dp::ledger::GroupLedger;
+use b3o_models::dp::ledger::{GroupLedger, Refusal};
 use b3o_models::dp::{DpParams, RoundDp, UNCLIPPED_METRIC};
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
@@ -174,10 +174,17 @@ pub enum ClientEvent {
         /// The rounds counted so far, with the epsilon after each.
         history: Vec<(i64, f64)>,
     },
-    /// The ledger refused a round: this member stops training in the group.
+    /// The ledger refused a round: this member stops training in the group. For lack of
+    /// budget, the numbers: epsilon spent, what the round would bring it to, and the budget.
     PrivacyRefused {
         round: i64,
         reason: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spent: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        next: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        budget: Option<f64>,
     },
 }
 
@@ -793,19 +800,22 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             return Ok(None);
         };
         let checked = match round.config.dp() {
-            Some(dp) => ledger
-                .check(round.round, &dp)
-                .map(|_| dp)
-                .map_err(|r| r.to_string()),
-            None => Err(
-                "the group's privacy settings changed since this member joined: the round \
-                 publishes none"
-                    .to_string(),
-            ),
+            Some(dp) => ledger.check(round.round, &dp).map(|_| dp),
+            None => Err(Refusal::Changed("the round publishes none".into())),
         };
         match checked {
             Ok(dp) => Ok(Some(dp)),
-            Err(reason) => {
+            Err(refusal) => {
+                let reason = refusal.to_string();
+                let numbers = match refusal {
+                    Refusal::Spent {
+                        spent,
+                        next,
+                        budget,
+                        ..
+                    } => Some((spent, next, budget)),
+                    Refusal::Changed(_) => None,
+                };
                 let gid = self.gid()?;
                 match self.api.report_failure(gid, round.round, &reason).await {
                     Ok(()) | Err(FlError::Api { status: 409, .. }) => {}
@@ -814,6 +824,9 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 self.observer.event(&ClientEvent::PrivacyRefused {
                     round: round.round,
                     reason: reason.clone(),
+                    spent: numbers.map(|n| n.0),
+                    next: numbers.map(|n| n.1),
+                    budget: numbers.map(|n| n.2),
                 });
                 Err(FlError::Privacy(reason))
             }

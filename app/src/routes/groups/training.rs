@@ -33,7 +33,7 @@ pub struct RunState {
     /// This member's privacy ledger in a DP group, as the engine last reported it.
     pub ledger: Option<Ledger>,
     /// The round the ledger refused, and why.
-    pub refused: Option<(i64, String)>,
+    pub refused: Option<Refused>,
 }
 
 /// A member's privacy ledger in a group (the engine's `privacy` event).
@@ -49,12 +49,26 @@ pub struct Ledger {
     pub history: Vec<(i64, f64)>,
 }
 
+/// A round the member's ledger refused (`fl::ClientEvent::PrivacyRefused`): the reason, and
+/// for lack of budget the numbers (epsilon spent, after the round, the budget).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Refused {
+    pub round: i64,
+    pub reason: String,
+    #[serde(default)]
+    pub spent: Option<f64>,
+    #[serde(default)]
+    pub next: Option<f64>,
+    #[serde(default)]
+    pub budget: Option<f64>,
+}
+
 /// The privacy events of the engine's progress messages.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum PrivacyEvent {
     Privacy(Ledger),
-    PrivacyRefused { round: i64, reason: String },
+    PrivacyRefused(Refused),
 }
 
 impl RunState {
@@ -68,9 +82,7 @@ impl RunState {
             .and_then(|e| serde_json::from_value::<PrivacyEvent>(e).ok())
         {
             Some(PrivacyEvent::Privacy(ledger)) => self.ledger = Some(ledger),
-            Some(PrivacyEvent::PrivacyRefused { round, reason }) => {
-                self.refused = Some((round, reason))
-            }
+            Some(PrivacyEvent::PrivacyRefused(refused)) => self.refused = Some(refused),
             None => {}
         }
         if let (Some(round), Some(loss)) = (p.round, p.loss)
@@ -265,36 +277,18 @@ fn position(p: &TrainProgress) -> String {
     parts.join(" · ")
 }
 
-/// The numbers of a ledger's refusal for lack of budget (the engine's reason is
-/// `b3o_models::dp::ledger::Refusal::Spent`'s message): epsilon spent, what the round would
-/// bring it to, and the budget.
-fn refusal_numbers(reason: &str) -> Option<(f64, f64, f64)> {
-    let number_after = |key: &str| -> Option<f64> {
-        let (_, rest) = reason.split_once(key)?;
-        rest.split_whitespace()
-            .next()?
-            .trim_end_matches([',', '.', ')'])
-            .parse()
-            .ok()
-    };
-    Some((
-        number_after("from ")?,
-        number_after(" to ")?,
-        number_after("budget of ")?,
-    ))
-}
-
 /// A refusal in plain words: which round, how far it would have taken the member's privacy
 /// spent, and that nothing was sent. `own_limit`: the budget is the member's own limit, not
 /// the group's target.
-fn refusal_words(round: i64, reason: &str, own_limit: bool) -> String {
+fn refusal_words(r: &Refused, own_limit: bool) -> String {
+    let (round, reason) = (r.round, &r.reason);
     let whose = if own_limit {
         "your limit"
     } else {
         "the group's target you accepted"
     };
-    match refusal_numbers(reason) {
-        Some((spent, next, budget)) => format!(
+    match (r.spent, r.next, r.budget) {
+        (Some(spent), Some(next), Some(budget)) => format!(
             "Your browser stopped training in this group: round {round} would bring your \
              privacy spent to ε {}, past {whose} of {} (spent so far: ε {}). Nothing was sent \
              for this round; the group goes on with the other members.",
@@ -302,7 +296,7 @@ fn refusal_words(round: i64, reason: &str, own_limit: bool) -> String {
             short_number(budget),
             short_number(spent),
         ),
-        None => format!(
+        _ => format!(
             "Your browser stopped training in this group before round {round}: {reason}. \
              Nothing was sent for this round."
         ),
@@ -472,17 +466,17 @@ pub fn TrainPanel(
                         line_chart("train-loss-chart".into(), "Your loss by round".into(), "round", loss_series)
                     })}
                     {s.ledger.clone().map(|l| ledger_view(l, dp.map(|(target, _)| target)))}
-                    {s.refused.clone().map(|(round, reason)| {
+                    {s.refused.clone().map(|refused| {
                         let own_limit = match (&s.ledger, dp) {
                             (Some(l), Some((target, _))) => l.budget < target,
                             _ => false,
                         };
                         view! {
-                            <div class="form-error" id="privacy-refused" role="alert" data-round=round>
-                                <p>{refusal_words(round, &reason, own_limit)}</p>
+                            <div class="form-error" id="privacy-refused" role="alert" data-round=refused.round>
+                                <p>{refusal_words(&refused, own_limit)}</p>
                                 <details>
                                     <summary>"Details"</summary>
-                                    <p class="privacy-reason">{reason}</p>
+                                    <p class="privacy-reason">{refused.reason.clone()}</p>
                                 </details>
                             </div>
                         }
@@ -668,31 +662,44 @@ mod tests {
         assert_eq!(s.ledger, Some(ledger));
         s.record(progress(serde_json::json!({
             "type": "privacy_refused", "round": 2, "reason": "the privacy budget is spent",
+            "spent": 2.5, "next": 3.2, "budget": 3.0,
         })));
-        assert_eq!(s.refused, Some((2, "the privacy budget is spent".into())));
+        let refused = s.refused.clone().unwrap();
+        assert_eq!(
+            (refused.round, refused.reason.as_str()),
+            (2, "the privacy budget is spent")
+        );
+        assert_eq!(
+            (refused.spent, refused.next, refused.budget),
+            (Some(2.5), Some(3.2), Some(3.0))
+        );
     }
 
     #[test]
     fn a_refusal_reads_in_plain_words() {
-        // The engine's reason is the ledger's own message.
-        let reason = b3o_models::dp::ledger::Refusal::Spent {
-            spent: 2.5,
-            next: 3.2,
-            budget: 3.0,
-            delta: 1e-5,
-        }
-        .to_string();
-        assert_eq!(refusal_numbers(&reason), Some((2.5, 3.2, 3.0)));
-        let words = refusal_words(2, &reason, true);
+        let spent = Refused {
+            round: 2,
+            reason: "the privacy budget is spent: ...".into(),
+            spent: Some(2.5),
+            next: Some(3.2),
+            budget: Some(3.0),
+        };
+        let words = refusal_words(&spent, true);
         assert_eq!(
             words,
             "Your browser stopped training in this group: round 2 would bring your privacy \
              spent to ε 3.20, past your limit of 3 (spent so far: ε 2.50). Nothing was sent for \
              this round; the group goes on with the other members."
         );
-        assert!(refusal_words(2, &reason, false).contains("the group's target you accepted"));
-        let changed = "the group's privacy settings changed since this member joined: x";
-        let words = refusal_words(4, changed, false);
+        assert!(refusal_words(&spent, false).contains("the group's target you accepted"));
+        let changed = Refused {
+            round: 4,
+            reason: "the group's privacy settings changed since this member joined: x".into(),
+            spent: None,
+            next: None,
+            budget: None,
+        };
+        let words = refusal_words(&changed, false);
         assert!(
             words.contains("before round 4: the group's privacy"),
             "{words}"
