@@ -256,13 +256,17 @@ fn noise_cost(params: &DpParams, clients: u32) -> String {
     let sigma = params.update_noise_multiplier * params.clipping_norm;
     match params.placement {
         DpPlacement::Central => format!(
-            "Each round's mean update gets Gaussian noise of standard deviation z × C / n = {}              per model value with {clients} members (n); less with more members, as the noise              is shared by the mean.",
+            "Each round's mean update gets Gaussian noise of standard deviation z × C / n = {} \
+             per model value with {clients} members (n); less with more members, as the noise \
+             is shared by the mean.",
             short_number(sigma / n)
         ),
         DpPlacement::Local => format!(
-            "Each member's update gets Gaussian noise of standard deviation z × C = {} per              model value; the mean of {clients} members still carries {} (√n times the noise              of central placement).",
-            short_number(sigma),
-            short_number(sigma / n.sqrt())
+            "Each member's update gets Gaussian noise of standard deviation 2 × z × C = {} per \
+             model value (the server sees each update, which can move by up to 2 × C); the mean \
+             of {clients} members still carries {} (2√n times the noise of central placement).",
+            short_number(2.0 * sigma),
+            short_number(2.0 * sigma / n.sqrt())
         ),
     }
 }
@@ -1250,11 +1254,28 @@ mod tests {
                 .starts_with("Rounds")
         );
         // The cost in words: the mean's noise with central placement, the member's with local.
+        let sigma = params.noise_multiplier * params.clipping_norm;
         let central = noise_cost(&params, 4);
         assert!(central.contains("z × C / n"), "{central}");
+        assert!(
+            central.contains(&format!("= {} per", short_number(sigma / 4.0))),
+            "{central}"
+        );
         let mut local = params.clone();
         local.placement = DpPlacement::Local;
-        assert!(noise_cost(&local, 4).contains("√n"));
+        let local = noise_cost(&local, 4);
+        // Each member's own noise scales with 2C (its update can move by up to 2C).
+        assert!(
+            local.contains(&format!("= {} per", short_number(2.0 * sigma))),
+            "{local}"
+        );
+        assert!(
+            local.contains(&format!("carries {} (2√n", short_number(sigma))),
+            "{local}"
+        );
+        for text in [&central, &local] {
+            assert!(!text.contains("  "), "a broken line in {text:?}");
+        }
     }
 
     #[test]
