@@ -76,7 +76,8 @@ pub struct ClientArgs {
     #[arg(long, env = "B3O_PRIVACY_LEDGER")]
     pub privacy_ledger: Option<PathBuf>,
     /// Your own privacy budget: in a group with differential privacy, stop before spending more
-    /// than this epsilon (only a limit below the group's target changes anything).
+    /// than this epsilon. It replaces a limit given in an earlier run (kept in the ledger); only
+    /// a limit below the target you accepted when you joined changes anything.
     #[arg(long)]
     pub max_epsilon: Option<f64>,
 }

@@ -63,7 +63,9 @@ pub struct ParticipantOptions {
     /// Evaluate the global models on the held-out rows and report the metrics.
     pub evaluate: bool,
     /// A privacy budget of this member's own, stricter than the groups' targets: in a group
-    /// with differential privacy it stops before spending more epsilon than this.
+    /// with differential privacy it stops before spending more epsilon than this. Given, it
+    /// replaces the limit its ledger kept from an earlier session; never above the target the
+    /// member accepted.
     pub max_epsilon: Option<f64>,
 }
 
@@ -767,11 +769,12 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             .load(&key)
             .await
             .map_err(|e| FlError::Privacy(format!("cannot read the privacy ledger: {e}")))?;
+        // A stored ledger keeps what was accepted then, whatever the group says now.
         let mut ledger = stored.unwrap_or_else(|| GroupLedger::accept(params, None));
-        // The user's own limit can only tighten the budget.
+        // The user's own limit, when given, replaces an earlier one; it only counts below the
+        // accepted target (`set_user_epsilon`), which nothing raises.
         if let Some(limit) = self.options.max_epsilon {
-            let tighter = ledger.user_epsilon.map_or(limit, |u| u.min(limit));
-            ledger.set_user_epsilon(Some(tighter));
+            ledger.set_user_epsilon(Some(limit));
         }
         self.ledger_store
             .save(&key, &ledger)
@@ -1111,8 +1114,6 @@ impl SecureStep {
 /// How often a training member sends a heartbeat with its progress.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
-/// Events after which the round is worth reading again (not other members' comings and
-/// goings or progress).
 /// The change local training made to the round's base model, flat.
 fn change(trained: &WeightSet, base: &WeightSet) -> Vec<f32> {
     trained
@@ -1123,6 +1124,8 @@ fn change(trained: &WeightSet, base: &WeightSet) -> Vec<f32> {
         .collect()
 }
 
+/// Events after which the round is worth reading again (not other members' comings and
+/// goings or progress).
 fn relevant(event: &str) -> bool {
     !matches!(
         event,
