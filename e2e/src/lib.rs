@@ -681,6 +681,52 @@ impl Browser {
         Ok(())
     }
 
+    /// Opens the groups page and fills the create form for a churn group trained on `sample`
+    /// (target `Exited`, binary classification, the identifier columns left out, batch 16);
+    /// the caller adds its own settings and submits.
+    pub async fn fill_churn_group(
+        &self,
+        server: &Server,
+        name: &str,
+        sample: &Path,
+        rounds: u32,
+        epochs: u32,
+        min_clients: u32,
+    ) -> Result<()> {
+        self.client.goto(&format!("{}/groups", server.url)).await?;
+        self.fill("#group-name", name).await?;
+        self.upload("#group-csv-file", sample).await?;
+        self.wait_for_text("#group-target", "Exited").await?;
+        self.set_select("#group-target", "Exited").await?;
+        self.set_select("#group-task", "binary_classification")
+            .await?;
+        self.fill("#group-exclude", "RowNumber, CustomerId, Surname")
+            .await?;
+        self.fill("#group-rounds", &rounds.to_string()).await?;
+        self.fill("#group-epochs", &epochs.to_string()).await?;
+        self.fill("#group-batch", "16").await?;
+        self.fill("#group-min-clients", &min_clients.to_string())
+            .await?;
+        Ok(())
+    }
+
+    /// Signs up, joins the group with `code` through the join form, and waits for the page of
+    /// the group named `group`.
+    pub async fn sign_up_and_join(
+        &self,
+        server: &Server,
+        (email, name, password): (&str, &str, &str),
+        code: &str,
+        group: &str,
+    ) -> Result<()> {
+        self.sign_up(server, email, name, password).await?;
+        self.client.goto(&format!("{}/groups", server.url)).await?;
+        self.fill("#join-code", code).await?;
+        self.click("#join-group-form button[type='submit']").await?;
+        self.wait_for_text("#group-name", group).await?;
+        Ok(())
+    }
+
     /// Saves a screenshot to `e2e/artifacts/<name>.png` (for failed tests).
     pub async fn screenshot(&self, name: &str) -> Result<PathBuf> {
         let dir = repo_root().join("e2e/artifacts");

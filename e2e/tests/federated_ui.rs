@@ -32,27 +32,15 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         owner
             .sign_up(&server, "owner@example.org", "Olive Owner", PASSWORD)
             .await?;
-        owner.client.goto(&format!("{}/groups", server.url)).await?;
-        owner.fill("#group-name", "Churn across branches").await?;
+        owner
+            .fill_churn_group(&server, "Churn across branches", &files[0].1, 2, 1, 3)
+            .await?;
         owner
             .fill(
                 "#group-description",
                 "Which customers leave, from three branches' data.",
             )
             .await?;
-        owner.upload("#group-csv-file", &files[0].1).await?;
-        owner.wait_for_text("#group-target", "Exited").await?;
-        owner.set_select("#group-target", "Exited").await?;
-        owner
-            .set_select("#group-task", "binary_classification")
-            .await?;
-        owner
-            .fill("#group-exclude", "RowNumber, CustomerId, Surname")
-            .await?;
-        owner.fill("#group-rounds", "2").await?;
-        owner.fill("#group-epochs", "1").await?;
-        owner.fill("#group-batch", "16").await?;
-        owner.fill("#group-min-clients", "3").await?;
         owner
             .click("#create-group-form button[type='submit']")
             .await?;
@@ -75,17 +63,13 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
             (&second, "bea@example.org", "Bea Branch"),
             (&third, "cal@example.org", "Cal Branch"),
         ] {
-            browser.sign_up(&server, email, name, PASSWORD).await?;
             browser
-                .client
-                .goto(&format!("{}/groups", server.url))
-                .await?;
-            browser.fill("#join-code", &code).await?;
-            browser
-                .click("#join-group-form button[type='submit']")
-                .await?;
-            browser
-                .wait_for_text("#group-name", "Churn across branches")
+                .sign_up_and_join(
+                    &server,
+                    (email, name, PASSWORD),
+                    &code,
+                    "Churn across branches",
+                )
                 .await?;
         }
 

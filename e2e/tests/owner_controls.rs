@@ -27,22 +27,15 @@ async fn create_group(
     owner
         .sign_up(server, "owner@example.org", "Olive Owner", PASSWORD)
         .await?;
-    owner.client.goto(&format!("{}/groups", server.url)).await?;
-    owner.fill("#group-name", "Churn across branches").await?;
-    owner.upload("#group-csv-file", file).await?;
-    owner.wait_for_text("#group-target", "Exited").await?;
-    owner.set_select("#group-target", "Exited").await?;
     owner
-        .set_select("#group-task", "binary_classification")
-        .await?;
-    owner
-        .fill("#group-exclude", "RowNumber, CustomerId, Surname")
-        .await?;
-    owner.fill("#group-rounds", &rounds.to_string()).await?;
-    owner.fill("#group-epochs", "1").await?;
-    owner.fill("#group-batch", "16").await?;
-    owner
-        .fill("#group-min-clients", &min_clients.to_string())
+        .fill_churn_group(
+            server,
+            "Churn across branches",
+            file,
+            rounds,
+            1,
+            min_clients,
+        )
         .await?;
     owner
         .click("#create-group-form button[type='submit']")
@@ -58,17 +51,13 @@ async fn create_group(
         (second, "bea@example.org", "Bea Branch"),
         (third, "cal@example.org", "Cal Branch"),
     ] {
-        browser.sign_up(server, email, name, PASSWORD).await?;
         browser
-            .client
-            .goto(&format!("{}/groups", server.url))
-            .await?;
-        browser.fill("#join-code", &code).await?;
-        browser
-            .click("#join-group-form button[type='submit']")
-            .await?;
-        browser
-            .wait_for_text("#group-name", "Churn across branches")
+            .sign_up_and_join(
+                server,
+                (email, name, PASSWORD),
+                &code,
+                "Churn across branches",
+            )
             .await?;
     }
     Ok(group_id)

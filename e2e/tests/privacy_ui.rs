@@ -104,21 +104,9 @@ async fn a_partner_s_own_privacy_limit_stops_its_browser_and_survives_a_reload()
         owner
             .sign_up(&server, "owner@example.org", "Olive Owner", PASSWORD)
             .await?;
-        owner.client.goto(&format!("{}/groups", server.url)).await?;
-        owner.fill("#group-name", "Private churn").await?;
-        owner.upload("#group-csv-file", &files[0].1).await?;
-        owner.wait_for_text("#group-target", "Exited").await?;
-        owner.set_select("#group-target", "Exited").await?;
         owner
-            .set_select("#group-task", "binary_classification")
+            .fill_churn_group(&server, "Private churn", &files[0].1, 3, 2, 2)
             .await?;
-        owner
-            .fill("#group-exclude", "RowNumber, CustomerId, Surname")
-            .await?;
-        owner.fill("#group-rounds", "3").await?;
-        owner.fill("#group-epochs", "2").await?;
-        owner.fill("#group-batch", "16").await?;
-        owner.fill("#group-min-clients", "2").await?;
         owner.click("#group-dp").await?;
         owner.fill("#group-dp-epsilon", "8").await?;
         owner.fill("#group-dp-delta", "1e-5").await?;
@@ -202,17 +190,8 @@ async fn a_partner_s_own_privacy_limit_stops_its_browser_and_survives_a_reload()
             (&bea, "bea@example.org", "Bea Branch"),
             (&cal, "cal@example.org", "Cal Branch"),
         ] {
-            browser.sign_up(&server, email, name, PASSWORD).await?;
             browser
-                .client
-                .goto(&format!("{}/groups", server.url))
-                .await?;
-            browser.fill("#join-code", &code).await?;
-            browser
-                .click("#join-group-form button[type='submit']")
-                .await?;
-            browser
-                .wait_for_text("#group-name", "Private churn")
+                .sign_up_and_join(&server, (email, name, PASSWORD), &code, "Private churn")
                 .await?;
         }
         let (e1, e2) = (params.epsilon_after(1), params.epsilon_after(2));

@@ -20,21 +20,9 @@ async fn create_secure_group(
     owner
         .sign_up(server, "owner@example.org", "Olive Owner", PASSWORD)
         .await?;
-    owner.client.goto(&format!("{}/groups", server.url)).await?;
-    owner.fill("#group-name", "Secure churn").await?;
-    owner.upload("#group-csv-file", file).await?;
-    owner.wait_for_text("#group-target", "Exited").await?;
-    owner.set_select("#group-target", "Exited").await?;
     owner
-        .set_select("#group-task", "binary_classification")
+        .fill_churn_group(server, "Secure churn", file, 1, 10, 2)
         .await?;
-    owner
-        .fill("#group-exclude", "RowNumber, CustomerId, Surname")
-        .await?;
-    owner.fill("#group-rounds", "1").await?;
-    owner.fill("#group-epochs", "10").await?;
-    owner.fill("#group-batch", "16").await?;
-    owner.fill("#group-min-clients", "2").await?;
     owner.click("#group-secure").await?;
     owner
         .click("#create-group-form button[type='submit']")
@@ -51,16 +39,9 @@ async fn create_secure_group(
         (second, "bea@example.org", "Bea Branch"),
         (third, "cal@example.org", "Cal Branch"),
     ] {
-        browser.sign_up(server, email, name, PASSWORD).await?;
         browser
-            .client
-            .goto(&format!("{}/groups", server.url))
+            .sign_up_and_join(server, (email, name, PASSWORD), &code, "Secure churn")
             .await?;
-        browser.fill("#join-code", &code).await?;
-        browser
-            .click("#join-group-form button[type='submit']")
-            .await?;
-        browser.wait_for_text("#group-name", "Secure churn").await?;
     }
     Ok(group_id)
 }
