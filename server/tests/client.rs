@@ -124,6 +124,7 @@ impl Server {
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(crate::test_db::serve_env(data_dir))
             .arg("--static-dir")
             .arg(data_dir.join("no-static"))
             .env("RUST_LOG", "warn")
@@ -862,11 +863,10 @@ async fn b3o_client_keeps_its_privacy_ledger_and_stops_at_its_own_budget() {
 
 /// The failure a member reported for round 2, read from the server's database.
 async fn r2_failure(data_dir: &Path, gid: i64, member: i64) -> Option<String> {
-    let url = format!("sqlite://{}", data_dir.join("b3o.sqlite3").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = crate::test_db::open(data_dir).await;
     sqlx::query_scalar(
         "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-         WHERE r.group_id = ? AND r.number = 2 AND rm.member_id = ?",
+         WHERE r.group_id = $1 AND r.number = 2 AND rm.member_id = $2",
     )
     .bind(gid)
     .bind(member)
@@ -918,17 +918,23 @@ async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
         ],
     );
     wait_ready(&owner_api, gid, 1).await;
-    let url = format!("sqlite://{}", data_dir.join("b3o.sqlite3").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let changed = sqlx::query(
-        "UPDATE groups SET dp_config_json = json_set(dp_config_json, '$.epsilon', 100.0,
-            '$.noise_multiplier', 0.3, '$.placement', 'central') WHERE id = ?",
-    )
-    .bind(gid)
-    .execute(&pool)
-    .await
-    .unwrap()
-    .rows_affected();
+    let pool = crate::test_db::open(&data_dir).await;
+    let stored: String = sqlx::query_scalar("SELECT dp_config_json FROM groups WHERE id = $1")
+        .bind(gid)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let mut dp: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    dp["epsilon"] = 100.0.into();
+    dp["noise_multiplier"] = 0.3.into();
+    dp["placement"] = "central".into();
+    let changed = sqlx::query("UPDATE groups SET dp_config_json = $1 WHERE id = $2")
+        .bind(dp.to_string())
+        .bind(gid)
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
     assert_eq!(changed, 1);
     owner_api.start(gid).await.unwrap();
     let r1 = owner_api.round(gid, 1).await.unwrap();
@@ -947,7 +953,7 @@ async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
     assert!(kept.rounds.is_empty(), "{kept:?}");
     let failure: Option<String> = sqlx::query_scalar(
         "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-         WHERE r.group_id = ? AND r.number = 1",
+         WHERE r.group_id = $1 AND r.number = 1",
     )
     .bind(gid)
     .fetch_optional(&pool)

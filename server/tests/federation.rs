@@ -34,6 +34,7 @@ impl Server {
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(crate::test_db::serve_env(data_dir))
             .arg("--static-dir")
             .arg(&static_dir)
             .args(extra)
@@ -1027,12 +1028,7 @@ async fn an_aggregation_interrupted_by_a_crash_resumes_without_duplicating_the_v
     }
     s.kill9();
     // As if the process died after `collecting -> aggregating`, before the version committed.
-    let db = b3o_server::db::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("b3o.sqlite3").display()
-    ))
-    .await
-    .unwrap();
+    let db = crate::test_db::open(dir.path()).await;
     sqlx::query("UPDATE rounds SET state = 'aggregating' WHERE number = 1")
         .execute(&db)
         .await

@@ -174,6 +174,7 @@ impl Spawned {
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(crate::test_db::serve_env(data_dir))
             .arg("--static-dir")
             .arg(data_dir.join("no-static"))
             .args(extra)

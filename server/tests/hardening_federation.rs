@@ -56,7 +56,7 @@ impl App {
 
     async fn build(limits: Limits, settings: Settings, max_update_bytes: usize) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let url = crate::test_db::database_url(dir.path());
         let db = b3o_server::db::connect(&url).await.unwrap();
         let state = AppState::new(
             db.clone(),

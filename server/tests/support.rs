@@ -65,7 +65,7 @@ impl TestApp {
     /// With the resource limits under test (`b3o serve`'s flags).
     pub async fn with_limits(settings: Settings, limits: b3o_server::limits::Limits) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.sqlite3").display());
+        let url = crate::test_db::database_url(dir.path());
         let db = db::connect(&url).await.unwrap();
         let accounts = Arc::new(Accounts::new(settings));
         let state = AppState::new(
@@ -324,6 +324,7 @@ impl Spawned {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_b3o"))
             .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path().join("data"))
+            .envs(crate::test_db::serve_env(&data_dir.path().join("data")))
             .arg("--static-dir")
             .arg(data_dir.path().join("no-static"))
             .args(extra)

@@ -18,4 +18,5 @@ mod privacy;
 mod secagg;
 mod simulate;
 mod support;
+mod test_db;
 mod under_attack;

@@ -261,7 +261,7 @@ pub async fn bootstrap_admin(
     email: Option<&str>,
     password: Option<&str>,
 ) -> anyhow::Result<Bootstrap> {
-    let has_users: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
+    let crate::db::Flag(has_users) = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users)")
         .fetch_one(db)
         .await?;
     if has_users {
@@ -281,16 +281,17 @@ pub async fn bootstrap_admin(
         .await
         .map_err(|e| anyhow::anyhow!("hashing the administrator password: {e}"))?;
     let now = now();
-    // `WHERE NOT EXISTS`: two processes starting on one database create one administrator.
+    // `WHERE NOT EXISTS`: two processes starting on one database create one administrator
+    // (`ON CONFLICT`: on Postgres both may pass the check; the unique email stops the second).
     let inserted = sqlx::query(
         "INSERT INTO users (email, display_name, organisation, password_hash, role, \
          must_change_password, created_at, updated_at) \
-         SELECT ?, 'Administrator', '', ?, 'admin', ?, ?, ? \
-         WHERE NOT EXISTS (SELECT 1 FROM users)",
+         SELECT $1, 'Administrator', '', $2, 'admin', $3, $4, $5 \
+         WHERE NOT EXISTS (SELECT 1 FROM users) ON CONFLICT DO NOTHING",
     )
     .bind(&email)
     .bind(&hash)
-    .bind(generated)
+    .bind(i64::from(generated))
     .bind(now)
     .bind(now)
     .execute(db)

@@ -23,7 +23,9 @@ pub(crate) struct UserRow {
     pub display_name: String,
     pub organisation: String,
     pub role: String,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub must_change_password: bool,
+    #[sqlx(try_from = "crate::db::Flag")]
     pub disabled: bool,
     pub created_at: i64,
 }
@@ -47,7 +49,7 @@ impl From<UserRow> for UserView {
 }
 
 pub(crate) async fn fetch(db: &Db, id: i64) -> Result<Option<UserRow>, ApiError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
 }
 

@@ -17,10 +17,10 @@
 //!   full noise), adaptive clipping moves the norm from the noisy count of unclipped updates,
 //!   and the round's epsilon is stored with its close.
 
+use crate::db::Conn;
 use b3o_models::dp::accountant::Accountant;
 use b3o_models::dp::{self, DpConfig, DpParams, DpPlacement, RoundDp, UNCLIPPED_METRIC, mechanism};
 use b3o_models::protocol::{GroupPrivacy, RoundPrivacy};
-use sqlx::SqliteConnection;
 
 use super::rounds::GroupSettings;
 use crate::db::Db;
@@ -54,7 +54,7 @@ fn corrupt(group_id: i64, e: serde_json::Error) -> ApiError {
 /// Stores a new group's DP request and its resolution at `fraction_fit` (in its creating
 /// transaction); a request that cannot be met is a 400 naming why.
 pub(crate) async fn store(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group_id: i64,
     config: &DpConfig,
     rounds: u32,
@@ -64,7 +64,7 @@ pub(crate) async fn store(
     let params = resolve(config, rounds, fraction_fit, f64::from(min_clients.max(2)))
         .await?
         .map_err(bad_settings)?;
-    sqlx::query("UPDATE groups SET dp_config_json = ?, dp_json = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_config_json = $1, dp_json = $2 WHERE id = $3")
         .bind(super::groups::to_json(config))
         .bind(super::groups::to_json(&params))
         .bind(group_id)
@@ -76,7 +76,7 @@ pub(crate) async fn store(
 /// The parameters a DP group runs with; `None` for other groups.
 pub(crate) async fn load(db: &Db, group_id: i64) -> Result<Option<DpParams>, ApiError> {
     let json: Option<Option<String>> =
-        sqlx::query_scalar("SELECT dp_json FROM groups WHERE id = ?")
+        sqlx::query_scalar("SELECT dp_json FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_optional(db)
             .await?;
@@ -101,14 +101,15 @@ pub(crate) fn sampling_rate(planned: f64, min_clients: i64, ready: i64) -> f64 {
 /// sampling rate and clients per round it will really have, stores and returns it. A request
 /// that cannot be met now (adaptive clipping's count noise too small) is a 409.
 pub(crate) async fn at_start(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group: &GroupSettings,
     ready: i64,
 ) -> Result<Option<DpParams>, ApiError> {
-    let json: Option<String> = sqlx::query_scalar("SELECT dp_config_json FROM groups WHERE id = ?")
-        .bind(group.id)
-        .fetch_one(&mut *conn)
-        .await?;
+    let json: Option<String> =
+        sqlx::query_scalar("SELECT dp_config_json FROM groups WHERE id = $1")
+            .bind(group.id)
+            .fetch_one(&mut *conn)
+            .await?;
     let Some(json) = json else {
         return Ok(None);
     };
@@ -120,7 +121,7 @@ pub(crate) async fn at_start(
         .map_err(|e| {
             ApiError::Conflict(format!("differential privacy with {ready} members: {e}"))
         })?;
-    sqlx::query("UPDATE groups SET dp_json = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_json = $1 WHERE id = $2")
         .bind(super::groups::to_json(&params))
         .bind(group.id)
         .execute(&mut *conn)
@@ -130,13 +131,10 @@ pub(crate) async fn at_start(
 
 /// The accountant over a group's closed rounds, and how many. Rounds with the same sampling
 /// rate and noise compose in one step (the accountant's cost does not grow with their number).
-async fn closed_rounds(
-    conn: &mut SqliteConnection,
-    group_id: i64,
-) -> Result<(Accountant, i64), ApiError> {
+async fn closed_rounds(conn: &mut Conn, group_id: i64) -> Result<(Accountant, i64), ApiError> {
     let rows: Vec<(f64, f64, i64)> = sqlx::query_as(
         "SELECT d.sampling_rate, d.noise_multiplier, COUNT(*) FROM dp_rounds d
-         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = ? AND r.state = 'closed'
+         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = $1 AND r.state = 'closed'
          GROUP BY d.sampling_rate, d.noise_multiplier",
     )
     .bind(group_id)
@@ -151,9 +149,9 @@ async fn closed_rounds(
     Ok((acc, counted))
 }
 
-async fn ready_members(conn: &mut SqliteConnection, group_id: i64) -> Result<i64, ApiError> {
+async fn ready_members(conn: &mut Conn, group_id: i64) -> Result<i64, ApiError> {
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+        "SELECT COUNT(*) FROM members WHERE group_id = $1 AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group_id)
     .fetch_one(&mut *conn)
@@ -164,7 +162,7 @@ async fn ready_members(conn: &mut SqliteConnection, group_id: i64) -> Result<i64
 /// no DP), `Ok(Some(reason))` when it would pass the target (the reason is stored with the
 /// group for its view).
 pub(crate) async fn budget_left(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group: &GroupSettings,
 ) -> Result<Option<String>, ApiError> {
     let Some(params) = &group.dp else {
@@ -184,7 +182,7 @@ pub(crate) async fn budget_left(
          would bring it to {next:.3}, past the group's target of {} (delta {:e})",
         params.epsilon, params.delta
     );
-    sqlx::query("UPDATE groups SET dp_exhausted = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_exhausted = $1 WHERE id = $2")
         .bind(&reason)
         .bind(group.id)
         .execute(&mut *conn)
@@ -195,13 +193,13 @@ pub(crate) async fn budget_left(
 /// The clipping norm of the group's next round: the initial one, or the latest closed round's
 /// adaptive update.
 async fn current_clipping_norm(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group_id: i64,
     params: &DpParams,
 ) -> Result<f64, ApiError> {
     let latest: Option<f64> = sqlx::query_scalar(
         "SELECT d.next_clipping_norm FROM dp_rounds d JOIN rounds r ON r.id = d.round_id
-         WHERE r.group_id = ? AND d.next_clipping_norm IS NOT NULL
+         WHERE r.group_id = $1 AND d.next_clipping_norm IS NOT NULL
          ORDER BY r.number DESC LIMIT 1",
     )
     .bind(group_id)
@@ -215,7 +213,7 @@ async fn current_clipping_norm(
 /// Writes a new round's privacy (`selected` of `ready` members) and returns the `dp` section of
 /// its config; `None` for a group without DP.
 pub(crate) async fn open(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group: &GroupSettings,
     round_id: i64,
     selected: usize,
@@ -243,7 +241,7 @@ pub(crate) async fn open(
     };
     sqlx::query(
         "INSERT INTO dp_rounds (round_id, clipping_norm, noise_multiplier, update_noise_multiplier,
-            sampling_rate) VALUES (?, ?, ?, ?, ?)",
+            sampling_rate) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(round_id)
     .bind(round.clipping_norm)
@@ -257,7 +255,7 @@ pub(crate) async fn open(
 
 /// A round's privacy as it opened; `None` outside DP groups.
 pub(crate) async fn round_dp(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     params: Option<&DpParams>,
     round_id: i64,
 ) -> Result<Option<RoundDp>, ApiError> {
@@ -266,7 +264,7 @@ pub(crate) async fn round_dp(
     };
     let row: Option<(f64, f64, f64, f64)> = sqlx::query_as(
         "SELECT clipping_norm, noise_multiplier, update_noise_multiplier, sampling_rate
-         FROM dp_rounds WHERE round_id = ?",
+         FROM dp_rounds WHERE round_id = $1",
     )
     .bind(round_id)
     .fetch_optional(&mut *conn)
@@ -365,7 +363,7 @@ pub(crate) fn finish_round(
 /// Stores a closing round's epsilon (the closed rounds and this one) and adaptive clipping's
 /// outcome, in the closing transaction.
 pub(crate) async fn close(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     group: &GroupSettings,
     round_id: i64,
     closed: &Closed,
@@ -375,7 +373,7 @@ pub(crate) async fn close(
     };
     let (mut acc, _) = closed_rounds(conn, group.id).await?;
     let this: Option<(f64, f64)> =
-        sqlx::query_as("SELECT sampling_rate, noise_multiplier FROM dp_rounds WHERE round_id = ?")
+        sqlx::query_as("SELECT sampling_rate, noise_multiplier FROM dp_rounds WHERE round_id = $1")
             .bind(round_id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -384,8 +382,8 @@ pub(crate) async fn close(
     };
     acc.compose(q, z, 1);
     sqlx::query(
-        "UPDATE dp_rounds SET epsilon = ?, unclipped_fraction = ?, next_clipping_norm = ?
-         WHERE round_id = ?",
+        "UPDATE dp_rounds SET epsilon = $1, unclipped_fraction = $2, next_clipping_norm = $3
+         WHERE round_id = $4",
     )
     .bind(acc.epsilon(params.delta))
     .bind(closed.unclipped_fraction)
@@ -405,7 +403,7 @@ pub(crate) async fn group_view(db: &Db, group_id: i64) -> Result<Option<GroupPri
     let (acc, counted) = closed_rounds(&mut conn, group_id).await?;
     let clipping_norm = current_clipping_norm(&mut conn, group_id, &params).await?;
     let budget_exhausted: Option<String> =
-        sqlx::query_scalar("SELECT dp_exhausted FROM groups WHERE id = ?")
+        sqlx::query_scalar("SELECT dp_exhausted FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_one(&mut *conn)
             .await?;
@@ -420,14 +418,14 @@ pub(crate) async fn group_view(db: &Db, group_id: i64) -> Result<Option<GroupPri
 
 /// A round's privacy for its view.
 pub(crate) async fn round_view(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     round_id: i64,
     delta: f64,
 ) -> Result<Option<RoundPrivacy>, ApiError> {
     type Row = (f64, f64, f64, Option<f64>, Option<f64>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT clipping_norm, noise_multiplier, sampling_rate, epsilon, unclipped_fraction
-         FROM dp_rounds WHERE round_id = ?",
+         FROM dp_rounds WHERE round_id = $1",
     )
     .bind(round_id)
     .fetch_optional(&mut *conn)

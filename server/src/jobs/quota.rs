@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::SqliteConnection;
+use crate::db::Conn;
 
 use super::JobRuntime;
 use crate::accounts::CurrentUser;
@@ -106,9 +106,9 @@ fn storage_full(max_bytes: u64, stored: u64) -> ApiError {
 }
 
 /// Queued and running jobs of `user_id`.
-async fn active_jobs(db: &mut SqliteConnection, user_id: i64) -> Result<u64, ApiError> {
+async fn active_jobs(db: &mut Conn, user_id: i64) -> Result<u64, ApiError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
+        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(user_id)
     .fetch_one(db)
@@ -117,10 +117,12 @@ async fn active_jobs(db: &mut SqliteConnection, user_id: i64) -> Result<u64, Api
 }
 
 /// Bytes of `user_id`'s stored job inputs and results.
-async fn stored_bytes(db: &mut SqliteConnection, user_id: i64) -> Result<u64, ApiError> {
+async fn stored_bytes(db: &mut Conn, user_id: i64) -> Result<u64, ApiError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(MAX(input_bytes, 0) + MAX(COALESCE(result_bytes, 0), 0)), 0)
-         FROM jobs WHERE user_id = ?",
+        // CAST: Postgres sums BIGINTs as NUMERIC.
+        "SELECT CAST(COALESCE(SUM(CASE WHEN input_bytes > 0 THEN input_bytes ELSE 0 END
+             + CASE WHEN result_bytes > 0 THEN result_bytes ELSE 0 END), 0) AS BIGINT)
+         FROM jobs WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_one(db)
@@ -191,11 +193,7 @@ impl UploadSlot {
     /// Inside the transaction that records the job: the account's active jobs and stored
     /// bytes counted again from the database, with this upload's `bytes` (the last word when
     /// uploads of one account raced).
-    pub(super) async fn check_commit(
-        &self,
-        db: &mut SqliteConnection,
-        bytes: u64,
-    ) -> Result<(), ApiError> {
+    pub(super) async fn check_commit(&self, db: &mut Conn, bytes: u64) -> Result<(), ApiError> {
         let Some(quota) = self.quota else {
             return Ok(());
         };

@@ -8,8 +8,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::db::Conn;
 use b3o_models::protocol::registry::Sharing;
-use sqlx::SqliteConnection;
 
 use crate::db::Db;
 use crate::error::ApiError;
@@ -69,19 +69,26 @@ impl Deployment {
 
 /// Reads deployment `name`, `None` if nothing is deployed under it.
 pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
-    let row: Option<(i64, i64, bool, String, bool)> = sqlx::query_as(
+    let row: Option<(i64, i64, crate::db::Flag, String, crate::db::Flag)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id, d.public, d.allowed_origins_json, d.embed_anywhere
-         FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(name)
     .fetch_optional(db)
     .await?;
-    let Some((version_id, group_id, public, origins, embed_anywhere)) = row else {
+    let Some((
+        version_id,
+        group_id,
+        crate::db::Flag(public),
+        origins,
+        crate::db::Flag(embed_anywhere),
+    )) = row
+    else {
         return Ok(None);
     };
     let allowed_origins: Vec<String> = serde_json::from_str(&origins).unwrap_or_default();
     let mut served: Vec<i64> =
-        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = ?")
+        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = $1")
             .bind(name)
             .fetch_all(db)
             .await?;
@@ -103,7 +110,7 @@ pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
 /// caller's transaction: 409 if the name exists. (No reader caches a name that is not deployed,
 /// so nothing is bumped.)
 pub async fn create_deployment(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     name: &str,
     version_id: i64,
     sharing: &Sharing,
@@ -112,13 +119,13 @@ pub async fn create_deployment(
         .map_err(|e| ApiError::Internal(format!("origins: {e}")))?;
     sqlx::query(
         "INSERT INTO deployments (name, version_id, public, allowed_origins_json, embed_anywhere)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(name)
     .bind(version_id)
-    .bind(sharing.public)
+    .bind(i64::from(sharing.public))
     .bind(origins)
-    .bind(sharing.embed_anywhere)
+    .bind(i64::from(sharing.embed_anywhere))
     .execute(&mut *conn)
     .await
     .map_err(|e| match e {
@@ -128,7 +135,7 @@ pub async fn create_deployment(
         e => e.into(),
     })?;
     sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
     )
     .bind(name)
     .bind(version_id)
@@ -148,14 +155,15 @@ pub async fn set_sharing(
     let origins = serde_json::to_string(&sharing.allowed_origins)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let changed = sqlx::query(
-        "UPDATE deployments SET public = ?, allowed_origins_json = ?, embed_anywhere = ?,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE name = ?",
+        "UPDATE deployments SET public = $1, allowed_origins_json = $2, embed_anywhere = $3,
+             updated_at = $5
+         WHERE name = $4",
     )
-    .bind(sharing.public)
+    .bind(i64::from(sharing.public))
     .bind(origins)
-    .bind(sharing.embed_anywhere)
+    .bind(i64::from(sharing.embed_anywhere))
     .bind(name)
+    .bind(crate::db::now_text())
     .execute(db)
     .await?
     .rows_affected();
@@ -168,7 +176,7 @@ pub async fn set_sharing(
 
 /// Whether anything is deployed under `name`.
 pub async fn exists(db: &Db, name: &str) -> Result<bool, ApiError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = ?")
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = $1")
         .bind(name)
         .fetch_one(db)
         .await?;

@@ -82,16 +82,25 @@ type VersionRow = (
     String,
     String,
     Option<f64>,
-    Option<f64>,
+    Option<String>,
 );
 
 /// The version's columns, then its privacy: the epsilon stored with the round that made it
-/// (0 for version 0 of a DP group) and its group's delta (both NULL outside DP groups).
+/// (0 for version 0 of a DP group) and its group's stored DP settings, whose delta is read here
+/// (JSON is parsed in Rust, not by the SQL engine: the same on every dialect).
 const VERSION_COLUMNS: &str = "id, group_id, round, parent_id, weights_sha256, size_bytes,
     num_params, spec_json, metrics_json, contributors_json, onnx_path, created_at, weights_path,
     CASE WHEN model_versions.round = 0 THEN 0.0 ELSE (SELECT d.epsilon FROM rounds r
         JOIN dp_rounds d ON d.round_id = r.id WHERE r.result_version_id = model_versions.id) END,
-    (SELECT json_extract(g.dp_json, '$.delta') FROM groups g WHERE g.id = model_versions.group_id)";
+    (SELECT g.dp_json FROM groups g WHERE g.id = model_versions.group_id)";
+
+/// The delta of a group's stored DP settings (`groups.dp_json`), if it has one.
+fn dp_delta(dp_json: &str) -> Option<f64> {
+    serde_json::from_str::<serde_json::Value>(dp_json)
+        .ok()?
+        .get("delta")?
+        .as_f64()
+}
 
 fn version_view(r: &VersionRow) -> VersionView {
     VersionView {
@@ -106,7 +115,7 @@ fn version_view(r: &VersionRow) -> VersionView {
         metrics: parse_metrics(&r.8),
         contributors: serde_json::from_str::<Vec<Contributor>>(&r.9).unwrap_or_default(),
         has_onnx: r.10.is_some(),
-        privacy: match (r.13, r.14) {
+        privacy: match (r.13, r.14.as_deref().and_then(dp_delta)) {
             (Some(epsilon), Some(delta)) => {
                 Some(b3o_models::protocol::VersionPrivacy { epsilon, delta })
             }
@@ -138,7 +147,7 @@ fn deployment_not_found() -> ApiError {
 
 async fn load_version(db: &Db, version_id: i64) -> Result<VersionRow, ApiError> {
     let row: Option<VersionRow> = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = ?"
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = $1"
     ))
     .bind(version_id)
     .fetch_optional(db)
@@ -182,7 +191,7 @@ pub async fn visible_deployment(
 ) -> Result<DeploymentRef, ApiError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id FROM deployments d
-         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(name)
     .fetch_optional(db)
@@ -224,7 +233,7 @@ async fn list_versions(
 ) -> Result<Json<VersionList>, ApiError> {
     membership::group_access(&state.db, &user, group_id).await?;
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = ? ORDER BY round"
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = $1 ORDER BY round"
     ))
     .bind(group_id)
     .fetch_all(&state.db)
@@ -402,7 +411,7 @@ async fn promote(
     let mut tx = crate::db::begin_write(&state.db).await?;
     let current: Option<(i64, i64)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id FROM deployments d
-         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(&name)
     .fetch_optional(&mut *tx)
@@ -415,16 +424,17 @@ async fn promote(
         }
     }
     sqlx::query(
-        "INSERT INTO deployments (name, version_id) VALUES (?, ?)
+        "INSERT INTO deployments (name, version_id) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET version_id = excluded.version_id,
-             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+             updated_at = $3",
     )
     .bind(&name)
     .bind(v.0)
+    .bind(crate::db::now_text())
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
     )
     .bind(&name)
     .bind(v.0)
@@ -468,7 +478,7 @@ async fn rollback(
     // The history is a stack of what was served: the previous entry is the target, and the
     // rollback pops the current one so that repeated rollbacks walk further back.
     let history: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+        "SELECT id, version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
     )
     .bind(&name)
     .fetch_all(&state.db)
@@ -479,16 +489,17 @@ async fn rollback(
         )));
     };
     let mut tx = crate::db::begin_write(&state.db).await?;
-    sqlx::query("DELETE FROM deployment_history WHERE id = ?")
+    sqlx::query("DELETE FROM deployment_history WHERE id = $1")
         .bind(history[0].0)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "UPDATE deployments SET version_id = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE name = ?",
+        "UPDATE deployments SET version_id = $1, updated_at = $3
+         WHERE name = $2",
     )
     .bind(previous.1)
     .bind(&name)
+    .bind(crate::db::now_text())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -497,15 +508,15 @@ async fn rollback(
 }
 
 async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError> {
-    let row: Option<(i64, String, bool)> =
-        sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = ?")
+    let row: Option<(i64, String, crate::db::Flag)> =
+        sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = $1")
             .bind(name)
             .fetch_optional(db)
             .await?;
-    let (version_id, updated_at, public) = row.ok_or_else(deployment_not_found)?;
+    let (version_id, updated_at, crate::db::Flag(public)) = row.ok_or_else(deployment_not_found)?;
     let v = load_version(db, version_id).await?;
     let history: Vec<i64> = sqlx::query_scalar(
-        "SELECT version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+        "SELECT version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
     )
     .bind(name)
     .fetch_all(db)
@@ -577,8 +588,8 @@ async fn list_deployments(
         "SELECT d.name FROM deployments d
          JOIN model_versions v ON v.id = d.version_id
          JOIN groups g ON g.id = v.group_id
-         WHERE d.public OR ?2 OR g.owner_user_id = ?1
-            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = ?1)
+         WHERE d.public = 1 OR $2 OR g.owner_user_id = $1
+            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = $1)
          ORDER BY d.name",
     )
     .bind(user_id)

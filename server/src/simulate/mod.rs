@@ -759,22 +759,16 @@ fn default_work_dir() -> PathBuf {
 /// database does not need (`synchronous = OFF`), and a long busy timeout for a thousand
 /// clients writing at once.
 async fn scratch_db(path: &std::path::Path) -> Result<crate::db::Db, sqlx::Error> {
-    use sqlx::sqlite::{
-        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-    };
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Off)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(120));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
-    Ok(pool)
+    let url = format!("sqlite://{}", path.display());
+    crate::db::connect_with(
+        &url,
+        crate::db::PoolSettings {
+            max_connections: 8,
+            sqlite_synchronous_full: false,
+            sqlite_busy_timeout: Duration::from_secs(120),
+        },
+    )
+    .await
 }
 
 async fn evaluate(
