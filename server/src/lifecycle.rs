@@ -118,15 +118,6 @@ pub struct ShutdownSettings {
     pub shutdown_grace_secs: u64,
 }
 
-impl Default for ShutdownSettings {
-    fn default() -> Self {
-        ShutdownSettings {
-            shutdown_drain_secs: 5,
-            shutdown_grace_secs: crate::listener::SHUTDOWN_GRACE.as_secs(),
-        }
-    }
-}
-
 impl ShutdownSettings {
     pub fn drain(&self) -> Duration {
         Duration::from_secs(self.shutdown_drain_secs)
