@@ -30,6 +30,8 @@ say "benches build (dev profile: linted, not run; BENCHMARKS.md runs them)"
 cargo build --workspace --benches --profile dev
 say "API contract: OpenAPI 3.1 document, recorded answers, a generated client (scripts/contract.sh)"
 "$ROOT/scripts/contract.sh"
+say "operations as code: alert rules, haproxy, manifests and dashboard against a real server (scripts/ops-check.sh)"
+"$ROOT/scripts/ops-check.sh"
 say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
 (cd wasm-client && cargo test --target wasm32-unknown-unknown)
 say "building the web app for the browser suite"

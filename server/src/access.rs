@@ -77,6 +77,7 @@ use Access::*;
 pub const ROUTES: &[RouteRule] = &[
     // Operations
     rule("GET", "/healthz", Public),
+    rule("GET", "/readyz", Public),
     // Accounts (server/src/accounts)
     rule("POST", "/api/auth/register", Public),
     rule("POST", "/api/auth/login", Public),

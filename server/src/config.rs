@@ -72,6 +72,9 @@ pub struct ServeConfig {
     /// private or turn this off).
     #[arg(long, env = "B3O_METRICS", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics: bool,
+    /// The drain and grace periods of a graceful shutdown (`lifecycle`).
+    #[command(flatten)]
+    pub shutdown: crate::lifecycle::ShutdownSettings,
     /// Resource limits and quotas (see SECURITY.md).
     #[command(flatten)]
     pub limits: crate::limits::Limits,

@@ -15,6 +15,7 @@ pub mod federation;
 pub mod health;
 pub mod inference;
 pub mod jobs;
+pub mod lifecycle;
 pub mod limits;
 pub mod listener;
 pub mod membership;
@@ -30,6 +31,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -53,13 +58,39 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .layer(security_headers)
+        // Every request, by method, route template and status class (`/metrics`).
+        .layer(middleware::from_fn(inference::telemetry::track_http))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            close_connections_while_draining,
+        ))
         .with_state(state)
 }
 
-/// Opens the data directory and database, binds the socket and serves until Ctrl-C / SIGTERM
-/// (see [`listener`] for the connection cap, the timeouts and the shutdown).
+/// While the replica drains (`lifecycle`), every response asks the client to close its
+/// connection: clients that keep connections alive, pinned to this replica by a
+/// connection-level balancer, open new ones, which reach a replica that is ready.
+async fn close_connections_while_draining(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if state.lifecycle.phase() >= lifecycle::Phase::Draining {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Opens the data directory and database, binds the socket and serves until Ctrl-C / SIGTERM,
+/// then drains and stops (see [`lifecycle`] for readiness and the shutdown sequence, and
+/// [`listener`] for the connection cap, the timeouts and the bounded wait for requests in
+/// flight).
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let listener_limits = listener::ListenerLimits::from_limits(&config.limits)?;
+    let listener_limits = listener::ListenerLimits::from_limits(&config.limits)?
+        .with_shutdown_grace(config.shutdown.grace());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     // Temporary files of writes a killed process left behind; again every 15 minutes.
@@ -72,7 +103,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
     }
     let accounts = accounts::start(&config, &db).await?;
-    let state = AppState::with_settings(
+    let mut state = AppState::with_settings(
         db,
         config.data_dir.clone(),
         accounts,
@@ -83,41 +114,33 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             jobs: jobs::Settings::from_config(&config),
         },
     );
+    // Not ready (`/readyz` 503) until the start-up work below is done.
+    state.lifecycle = lifecycle::Lifecycle::starting();
+    let lifecycle = state.lifecycle.clone();
     federation::spawn_driver(state.clone());
-    // Batch jobs a stop interrupted, and with `--demo` the demo models, before listening.
+    // Batch jobs a stop interrupted, before listening: a job submitted meanwhile would be
+    // resumed as well as started, and its upload taken for an orphan.
     jobs::recover(&state).await?;
-    if config.demo {
-        demo::seed(&state).await?;
-    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
-    // Scripts and tests wait for this exact line to know the server is up.
-    println!("B3O Edge is listening on http://{addr}/");
+    let signals = lifecycle::signals();
     // Every request gets `ConnectInfo<SocketAddr>`: the peer address feeds the rate limits.
-    listener::serve(
+    let server = tokio::spawn(listener::serve(
         listener,
-        app(state, &config.static_dir),
+        app(state.clone(), &config.static_dir),
         listener_limits,
-        shutdown_signal(),
-    )
-    .await;
+        lifecycle::drain_on(lifecycle.clone(), config.shutdown.drain(), signals),
+    ));
+    // With `--demo`, the demo models, while `/healthz` already answers and `/readyz` says 503.
+    if config.demo {
+        demo::seed(&state).await?;
+    }
+    lifecycle.mark_ready();
+    // Scripts and tests wait for this exact line to know the server is up (and ready).
+    println!("B3O Edge is listening on http://{addr}/");
+    server.await.context("the listener stopped abnormally")?;
+    tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
 }

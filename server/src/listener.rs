@@ -15,8 +15,11 @@
 //! - Responses are not timed: a Server-Sent Events stream, whose request is complete, stays
 //!   open as long as the client reads it.
 //! - On the shutdown signal the loop stops accepting, connections finish the request they are
-//!   on (idle ones close at once) and the call returns, after [`SHUTDOWN_GRACE`] at most: an
-//!   event stream never finishes on its own.
+//!   on (idle ones close at once) and the call returns, after the shutdown grace at most
+//!   (`--shutdown-grace-secs`, [`SHUTDOWN_GRACE`] by default). Event streams end on the same
+//!   cue (`crate::lifecycle`, [`crate::federation::event_stream`]); a stream that did not would
+//!   be cut at the end of the grace. `b3o serve` gives the signal after its drain
+//!   ([`crate::lifecycle::drain_on`]).
 //!
 //! Every request carries `ConnectInfo<SocketAddr>` with the peer's address, as
 //! `into_make_service_with_connect_info::<SocketAddr>` does (the rate limits read it).
@@ -40,7 +43,8 @@ use tower_http::timeout::TimeoutBody;
 
 use crate::limits::Limits;
 
-/// Longest wait for open connections after the shutdown signal.
+/// Longest wait for open connections after the shutdown signal, unless
+/// `--shutdown-grace-secs` says otherwise.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Pause after an accept error other than a failed handshake (out of file descriptors).
@@ -52,6 +56,7 @@ pub struct ListenerLimits {
     max_connections: u32,
     header_timeout: Duration,
     body_timeout: Duration,
+    shutdown_grace: Duration,
 }
 
 /// A limit flag that makes no sense; the message names the flag.
@@ -82,7 +87,16 @@ impl ListenerLimits {
             max_connections,
             header_timeout: seconds("--header-timeout-secs", limits.header_timeout_secs)?,
             body_timeout: seconds("--body-timeout-secs", limits.body_timeout_secs)?,
+            shutdown_grace: SHUTDOWN_GRACE,
         })
+    }
+
+    /// The longest wait for requests in flight once the shutdown signal came.
+    pub fn with_shutdown_grace(self, shutdown_grace: Duration) -> Self {
+        ListenerLimits {
+            shutdown_grace,
+            ..self
+        }
     }
 }
 
@@ -138,7 +152,10 @@ pub async fn serve(
     // again means every connection is done.
     let _ = stop_tx.send(true);
     let all = slots.acquire_many(limits.max_connections);
-    if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+    if tokio::time::timeout(limits.shutdown_grace, all)
+        .await
+        .is_err()
+    {
         tracing::info!(
             open = limits.max_connections as usize - slots.available_permits(),
             "connections still open after the shutdown grace period; closing them"

@@ -18,6 +18,8 @@ pub struct AppState {
     pub federation: Arc<federation::Runtime>,
     /// Resource limits and quotas (`b3o serve` flags).
     pub limits: Arc<Limits>,
+    /// Starting, ready, draining or stopping: `/readyz` and the shutdown sequence.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
     /// The registry's change generation: bumped by every deployment write, read by caches.
     pub registry: Arc<registry::Changes>,
     /// Inference runtime: loaded models, deployment cache, admission of requests.
@@ -74,6 +76,7 @@ impl AppState {
             accounts,
             federation,
             limits,
+            lifecycle: crate::lifecycle::Lifecycle::ready(),
             registry,
             inference,
             jobs: Arc::new(jobs::JobRuntime::new(settings.jobs)),

@@ -204,6 +204,7 @@ fn the_route_scanner_reads_multi_line_and_chained_routes() {
 /// here on purpose.
 const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/v2"),
     ("GET", "/v2/health/live"),

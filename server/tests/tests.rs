@@ -14,6 +14,7 @@ mod jobs;
 mod malformed_corpus;
 mod module_graph;
 mod openapi;
+mod operations;
 mod privacy;
 mod secagg;
 mod simulate;

@@ -1,4 +1,5 @@
-//! Wire types: operations (see the module docs of `models::protocol`): `GET /healthz`.
+//! Wire types: operations (see the module docs of `models::protocol`): `GET /healthz`,
+//! `GET /readyz`.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,4 +23,13 @@ pub struct Health {
     /// When this instance's database was created.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub instance_created_at: String,
+}
+
+/// `GET /readyz`: this replica takes new work (a load balancer may send it requests). While it
+/// starts or shuts down it answers `503` with an `ErrorBody` instead (`starting`,
+/// `shutting_down`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub status: CheckStatus,
 }

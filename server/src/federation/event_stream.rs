@@ -10,6 +10,12 @@
 //! expires, or the caller no longer sees the group. An `EventSource` reconnects after the
 //! end, and its new request is refused: it stops there.
 //!
+//! When the server shuts down (the end of its drain, [`crate::lifecycle`]) every stream ends
+//! with a last block that holds only a `retry:` field ([`RECONNECT_AFTER`], with jitter) and
+//! a comment: it is no event, but `EventSource` takes its reconnection delay from it and
+//! reconnects soon, through the load balancer, to a replica that is ready; `b3o client` and the
+//! browser's training client reopen a stream that ended at their next read of the round.
+//!
 //! A training client opens it with `?trainer=true`: while such a stream of an active member
 //! is open the member is connected, and when the last one closes it is gone after
 //! [`presence::GRACE`] (issue #21, [`super::presence`]): the group hears `member_presence`
@@ -21,7 +27,7 @@ use std::time::Duration;
 use axum::extract::{RawQuery, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::events::{GroupEvent, Message};
@@ -30,11 +36,16 @@ use super::{presence, rounds};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
+use crate::lifecycle;
 use crate::membership::{self, GroupRole};
 use crate::state::AppState;
 
 /// How often an open stream checks that its caller may still follow the group.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The reconnection delay a stream ended by a shutdown suggests, plus up to as much again of
+/// jitter, so that a replica's clients do not all come back in the same instant.
+pub const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 
 /// The group's live events as Server-Sent Events: a `snapshot` first, then changes.
 #[utoipa::path(
@@ -94,6 +105,7 @@ pub async fn events(
     let mut recheck = tokio::time::interval_at(Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     recheck.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let member_id = access.active_member().map(|m| m.id);
+    let state_lifecycle = state.lifecycle.subscribe();
     let trainer = match member_id {
         Some(member_id) if trainer => Some(TrainerGuard::open(&state, group_id, member_id)),
         _ => None,
@@ -106,6 +118,7 @@ pub async fn events(
         group_id,
         rx,
         recheck,
+        lifecycle: Some(state_lifecycle),
     };
     let stream =
         futures_util::stream::unfold((Some(snapshot), follower), |(first, mut f)| async move {
@@ -130,6 +143,8 @@ struct Follower {
     member_id: Option<i64>,
     rx: broadcast::Receiver<Message>,
     recheck: Interval,
+    /// The server's phase; `None` once the stream said goodbye (it ends next).
+    lifecycle: Option<watch::Receiver<lifecycle::Phase>>,
     /// A training client's stream: its member is connected while the stream lives.
     _trainer: Option<TrainerGuard>,
 }
@@ -198,8 +213,15 @@ impl Drop for TrainerGuard {
 impl Follower {
     /// The next event to send, or `None` when the stream must end.
     async fn next(&mut self) -> Option<Event> {
+        let phase = self.lifecycle.clone()?;
+        let stopping = lifecycle::stopping(phase);
+        tokio::pin!(stopping);
         loop {
             tokio::select! {
+                () = &mut stopping => {
+                    self.lifecycle = None;
+                    return Some(goodbye());
+                }
                 message = self.rx.recv() => match message {
                     Ok(Message::Event(event)) => return Some(to_sse(&event)),
                     Ok(Message::MemberLeft { member_id }) => {
@@ -243,6 +265,15 @@ impl Follower {
             }
         }
     }
+}
+
+/// The last block of a stream the server ends because it shuts down: a reconnection delay
+/// and a comment, no event.
+fn goodbye() -> Event {
+    let jitter = rand::random_range(0..=RECONNECT_AFTER.as_millis() as u64);
+    Event::default()
+        .retry(RECONNECT_AFTER + Duration::from_millis(jitter))
+        .comment("server shutting down: reconnect")
 }
 
 fn to_sse(event: &GroupEvent) -> Event {

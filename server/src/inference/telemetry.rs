@@ -2,6 +2,9 @@
 //! model and version (counts by status, latency histograms), model runs, loads, cache
 //! evictions and models loaded, batch jobs, and the federation's round and update counters
 //! (emitted from `federation::rounds` / `federation::updates` with the `metrics` macros).
+//! For operations (`deploy/prometheus/alerts.yml`, `deploy/grafana/b3o.json`): every HTTP
+//! request by method, route template and status class ([`track_http`]), the job queue (read
+//! from the database at each scrape) and readiness (`b3o_ready`).
 //!
 //! The `metrics` facade records; the recorder is process-global, so it is installed once (the
 //! first router built) and every app in the process (tests build many) shares it. Labels are
@@ -14,12 +17,14 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::http::{StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use super::Inference;
 use super::deployments::Deployment;
+use crate::state::AppState;
 
 /// The `model` and `version` label of requests to private deployments.
 pub const PRIVATE_LABEL: &str = crate::registry::PRIVATE_DEPLOYMENTS_LABEL;
@@ -59,7 +64,15 @@ const COUNTERS: &[(&str, &str)] = &[
         "b3o_federation_updates_rejected_total",
         "Client model updates refused (validation, wrong round, too large).",
     ),
+    (
+        "b3o_jobs_rows_total",
+        "Rows of finished batch jobs (succeeded or failed).",
+    ),
 ];
+
+/// The `route` label of requests no route template matched (the web app's files, unknown
+/// paths): one value, whatever the path.
+pub const UNMATCHED_ROUTE: &str = "fallback";
 
 fn handle() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -92,6 +105,33 @@ fn handle() -> Option<&'static PrometheusHandle> {
             metrics::describe_counter!(
                 "b3o_inference_rejected_total",
                 "Inference requests refused before reaching a model (unknown model, access, origin)."
+            );
+            metrics::describe_counter!(
+                "b3o_jobs_finished_total",
+                "Batch jobs finished, by status (succeeded, failed)."
+            );
+            for status in ["succeeded", "failed"] {
+                metrics::counter!("b3o_jobs_finished_total", "status" => status).increment(0);
+            }
+            metrics::describe_counter!(
+                "b3o_http_requests_total",
+                "HTTP requests answered, by method, route template and status class (2xx, 4xx, 5xx...)."
+            );
+            metrics::describe_histogram!(
+                "b3o_http_request_seconds",
+                "Time to the response's head (not to the end of a stream), by method and route template."
+            );
+            metrics::describe_gauge!(
+                "b3o_jobs_queued",
+                "Batch jobs waiting for a worker (in the database, read at each scrape)."
+            );
+            metrics::describe_gauge!(
+                "b3o_jobs_running",
+                "Batch jobs running (in the database, read at each scrape)."
+            );
+            metrics::describe_gauge!(
+                "b3o_ready",
+                "1 while this replica takes new work (GET /readyz answers 200), 0 while it starts or shuts down."
             );
             Some(handle)
         })
@@ -179,8 +219,88 @@ pub fn record_job(status: &'static str, rows: u64) {
     metrics::counter!("b3o_jobs_rows_total").increment(rows);
 }
 
+/// Whether this replica takes new work (`b3o_ready`), set at each scrape from the
+/// lifecycle of the app that answers it.
+fn set_ready(ready: bool) {
+    metrics::gauge!("b3o_ready").set(if ready { 1.0 } else { 0.0 });
+}
+
+/// Middleware over the whole router: counts every request by method, matched route template
+/// (`/api/groups/{id}`, never the path itself) and status class, and times it to the
+/// response's head. The labels have a few dozen values each, whatever clients send.
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let method = method_label(request.method());
+    let route = match request.extensions().get::<MatchedPath>() {
+        Some(path) => path.as_str().to_owned(),
+        None => UNMATCHED_ROUTE.to_owned(),
+    };
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        "b3o_http_request_seconds",
+        "method" => method,
+        "route" => route.clone(),
+    )
+    .record(start.elapsed().as_secs_f64());
+    metrics::counter!(
+        "b3o_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status_class" => status_class(response.status()),
+    )
+    .increment(1);
+    response
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Reads the job queue from the database into `b3o_jobs_queued` and `b3o_jobs_running` (the
+/// database is the queue every replica shares). On error the gauges keep their last values.
+async fn refresh_job_gauges(state: &AppState) {
+    let counts: Result<Vec<(String, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status",
+    )
+    .fetch_all(&state.db)
+    .await;
+    match counts {
+        Ok(counts) => {
+            let count = |status: &str| {
+                counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0.0, |(_, n)| *n as f64)
+            };
+            metrics::gauge!("b3o_jobs_queued").set(count("queued"));
+            metrics::gauge!("b3o_jobs_running").set(count("running"));
+        }
+        Err(e) => tracing::warn!(error = %e, "counting batch jobs for /metrics"),
+    }
+}
+
 /// Prometheus metrics in the text format (404 when the operator turned them off with
-/// `--metrics false`). Labels are public deployments' names, version ids and route names.
+/// `--metrics false`). Labels are public deployments' names, version ids, route names and
+/// templates, methods and status classes.
 #[utoipa::path(
     get,
     operation_id = "get_metrics",
@@ -191,11 +311,14 @@ pub fn record_job(status: &'static str, rows: u64) {
         (status = 404, description = "Metrics are turned off on this server", body = b3o_models::protocol::ErrorBody),
     ),
 )]
-pub async fn render(Inference(shared): Inference) -> Response {
-    if !shared.settings.metrics {
+pub async fn render(State(state): State<AppState>) -> Response {
+    if !state.inference.settings.metrics {
         return crate::error::ApiError::NotFound("metrics are turned off on this server".into())
             .into_response();
     }
+    // The recorder is process-global: the gauges of this app's state are set now.
+    set_ready(state.lifecycle.phase().is_ready());
+    refresh_job_gauges(&state).await;
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
