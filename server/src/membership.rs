@@ -101,9 +101,9 @@ pub async fn group_access(
                 m.left_at
          FROM groups g
          LEFT JOIN members m ON m.id = (
-             SELECT id FROM members WHERE group_id = g.id AND user_id = ?1
+             SELECT id FROM members WHERE group_id = g.id AND user_id = $1
              ORDER BY left_at IS NOT NULL, id DESC LIMIT 1)
-         WHERE g.id = ?2 AND (?3 OR g.owner_user_id = ?1 OR m.id IS NOT NULL)",
+         WHERE g.id = $2 AND ($3 OR g.owner_user_id = $1 OR m.id IS NOT NULL)",
     )
     .bind(user.id)
     .bind(group_id)

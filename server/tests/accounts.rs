@@ -1124,7 +1124,7 @@ async fn deleting_an_account_keeps_its_groups_and_their_history() {
         .await;
     assert!(started.status.is_success(), "{}", started.json);
     let selection = |member: i64| {
-        sqlx::query_scalar::<_, String>("SELECT status FROM round_members WHERE member_id = ?")
+        sqlx::query_scalar::<_, String>("SELECT status FROM round_members WHERE member_id = $1")
             .bind(member)
             .fetch_all(&app.db)
     };
@@ -1198,7 +1198,7 @@ async fn deleting_an_account_keeps_its_groups_and_their_history() {
         )
         .await;
     assert_eq!(view.status, StatusCode::OK, "{}", view.json);
-    let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE group_id = ?")
+    let members: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE group_id = $1")
         .bind(group)
         .fetch_one(&app.db)
         .await

@@ -866,7 +866,7 @@ async fn r2_failure(data_dir: &Path, gid: i64, member: i64) -> Option<String> {
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::query_scalar(
         "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-         WHERE r.group_id = ? AND r.number = 2 AND rm.member_id = ?",
+         WHERE r.group_id = $1 AND r.number = 2 AND rm.member_id = $2",
     )
     .bind(gid)
     .bind(member)
@@ -922,7 +922,7 @@ async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let changed = sqlx::query(
         "UPDATE groups SET dp_config_json = json_set(dp_config_json, '$.epsilon', 100.0,
-            '$.noise_multiplier', 0.3, '$.placement', 'central') WHERE id = ?",
+            '$.noise_multiplier', 0.3, '$.placement', 'central') WHERE id = $1",
     )
     .bind(gid)
     .execute(&pool)
@@ -947,7 +947,7 @@ async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
     assert!(kept.rounds.is_empty(), "{kept:?}");
     let failure: Option<String> = sqlx::query_scalar(
         "SELECT rm.failure FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-         WHERE r.group_id = ? AND r.number = 1",
+         WHERE r.group_id = $1 AND r.number = 1",
     )
     .bind(gid)
     .fetch_optional(&pool)

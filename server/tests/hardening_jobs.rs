@@ -199,7 +199,7 @@ impl App {
         sqlx::query(
             "INSERT INTO jobs (user_id, deployment, version_id, status, input_name, input_path,
                  input_bytes, result_bytes, created_at)
-             VALUES (?, 'churn', ?, ?, 'x.csv', 'jobs/none.csv', ?, ?, 0)",
+             VALUES ($1, 'churn', $2, $3, 'x.csv', 'jobs/none.csv', $4, $5, 0)",
         )
         .bind(user.id)
         .bind(version_id)
@@ -503,7 +503,7 @@ async fn an_account_may_have_only_max_active_jobs_per_account_queued_or_running(
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
 
     // Administrators are exempt (they run the server; the upload size limit still holds).
-    sqlx::query("UPDATE users SET role = 'admin' WHERE id = ?")
+    sqlx::query("UPDATE users SET role = 'admin' WHERE id = $1")
         .bind(owner.id)
         .execute(&app.state.db)
         .await

@@ -915,7 +915,7 @@ async fn sharing_is_read_by_the_group_and_changed_by_its_owner() {
     );
     // A member of the group reads it but may not change it.
     let member = s.register("member@example.org").await;
-    sqlx::query("INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, 'm', ?, ?)")
+    sqlx::query("INSERT INTO members (group_id, name, token_hash, user_id) VALUES ($1, 'm', $2, $3)")
         .bind(d.group_id)
         .bind(format!("unused-{}", member.id))
         .bind(member.id)
@@ -1665,7 +1665,7 @@ async fn demo_seeding_is_idempotent_and_the_demo_models_answer_anyone() {
         .parse()
         .unwrap();
     let metrics: String =
-        sqlx::query_scalar("SELECT metrics_json FROM model_versions WHERE id = ?")
+        sqlx::query_scalar("SELECT metrics_json FROM model_versions WHERE id = $1")
             .bind(v)
             .fetch_one(&s.state.db)
             .await

@@ -168,7 +168,7 @@ async fn a_job_runs_to_a_result_identical_to_the_csv_endpoint_and_only_its_owner
         .await;
     assert_eq!(list.json()["jobs"][0]["id"], id);
     let paths: (String, String) =
-        sqlx::query_as("SELECT input_path, result_path FROM jobs WHERE id = ?")
+        sqlx::query_as("SELECT input_path, result_path FROM jobs WHERE id = $1")
             .bind(id)
             .fetch_one(&d.server.state.db)
             .await
@@ -322,7 +322,7 @@ async fn jobs_interrupted_by_a_restart_are_resumed_or_failed_never_left_running(
             sqlx::query_scalar::<_, i64>(
                 "INSERT INTO jobs (user_id, deployment, version_id, status, input_name, input_path,
                      input_bytes, rows_done, attempts, created_at)
-                 VALUES (?, 'churn', ?, ?, 'restart.csv', ?, 1, 120, ?, 0) RETURNING id",
+                 VALUES ($1, 'churn', $2, $3, 'restart.csv', $4, 1, 120, $5, 0) RETURNING id",
             )
             .bind(d.owner.id)
             .bind(d.version_id)

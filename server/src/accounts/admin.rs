@@ -20,9 +20,9 @@ use crate::state::AppState;
 
 /// SQL true when account `?1` is not the last enabled administrator (another enabled
 /// administrator exists, or `?1` is none).
-const NOT_LAST_ADMIN: &str = "(NOT EXISTS (SELECT 1 FROM users WHERE id = ?1 AND role = 'admin' \
+const NOT_LAST_ADMIN: &str = "(NOT EXISTS (SELECT 1 FROM users WHERE id = $1 AND role = 'admin' \
      AND disabled_at IS NULL) OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' \
-     AND disabled_at IS NULL AND id != ?1))";
+     AND disabled_at IS NULL AND id != $1))";
 
 fn no_such_user() -> ApiError {
     ApiError::NotFound("no such user".into())
@@ -40,12 +40,12 @@ async fn revoke_credentials(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
     id: i64,
 ) -> Result<(u64, u64), ApiError> {
-    let sessions = sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+    let sessions = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?
         .rows_affected();
-    let tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = ?")
+    let tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?
@@ -103,7 +103,7 @@ pub(crate) async fn set_role(
 ) -> Result<Json<UserView>, ApiError> {
     // One statement, so two concurrent demotions cannot leave no enabled administrator.
     let sql = format!(
-        "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1 AND (?2 = 'admin' OR \
+        "UPDATE users SET role = $2, updated_at = $3 WHERE id = $1 AND ($2 = 'admin' OR \
          {NOT_LAST_ADMIN})"
     );
     let updated = sqlx::query(&sql)
@@ -162,8 +162,8 @@ pub(crate) async fn reset_password(
     let hash = password::hash(&state.accounts, one_time.clone()).await?;
     let mut tx = crate::db::begin_write(&state.db).await?;
     let updated = sqlx::query(
-        "UPDATE users SET password_hash = ?, must_change_password = 1, updated_at = ? \
-         WHERE id = ?",
+        "UPDATE users SET password_hash = $1, must_change_password = 1, updated_at = $2 \
+         WHERE id = $3",
     )
     .bind(&hash)
     .bind(now())
@@ -222,7 +222,7 @@ pub(crate) async fn set_disabled(
     ApiJson(body): ApiJson<SetDisabled>,
 ) -> Result<Json<UserView>, ApiError> {
     let mut tx = crate::db::begin_write(&state.db).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?)")
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
@@ -231,8 +231,8 @@ pub(crate) async fn set_disabled(
     }
     if body.disabled {
         let sql = format!(
-            "UPDATE users SET disabled_at = COALESCE(disabled_at, ?2), updated_at = ?2 \
-             WHERE id = ?1 AND {NOT_LAST_ADMIN}"
+            "UPDATE users SET disabled_at = COALESCE(disabled_at, $2), updated_at = $2 \
+             WHERE id = $1 AND {NOT_LAST_ADMIN}"
         );
         let updated = sqlx::query(&sql)
             .bind(id)
@@ -252,7 +252,7 @@ pub(crate) async fn set_disabled(
             "account disabled"
         );
     } else {
-        sqlx::query("UPDATE users SET disabled_at = NULL, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE users SET disabled_at = NULL, updated_at = $1 WHERE id = $2")
             .bind(now())
             .bind(id)
             .execute(&mut *tx)
@@ -295,7 +295,7 @@ pub(crate) async fn delete_user(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<AccountDeleted>, ApiError> {
     let mut tx = crate::db::begin_write(&state.db).await?;
-    let sql = format!("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1), {NOT_LAST_ADMIN}");
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1), {NOT_LAST_ADMIN}");
     let (exists, not_last): (bool, bool) =
         sqlx::query_as(&sql).bind(id).fetch_one(&mut *tx).await?;
     if !exists {
@@ -305,7 +305,7 @@ pub(crate) async fn delete_user(
         return Err(last_admin("deleted"));
     }
     let active_jobs: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
+        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(id)
     .fetch_one(&mut *tx)
@@ -317,18 +317,18 @@ pub(crate) async fn delete_user(
         )));
     }
     let files: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT input_path, result_path FROM jobs WHERE user_id = ?")
+        sqlx::query_as("SELECT input_path, result_path FROM jobs WHERE user_id = $1")
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-    let jobs_deleted = sqlx::query("DELETE FROM jobs WHERE user_id = ?")
+    let jobs_deleted = sqlx::query("DELETE FROM jobs WHERE user_id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
     let (revoked_sessions, revoked_tokens) = revoke_credentials(&mut tx, id).await?;
     let groups_now_system_owned =
-        sqlx::query("UPDATE groups SET owner_user_id = NULL WHERE owner_user_id = ?")
+        sqlx::query("UPDATE groups SET owner_user_id = NULL WHERE owner_user_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -339,20 +339,20 @@ pub(crate) async fn delete_user(
     // account's event streams end with its sessions and tokens.
     sqlx::query(
         "UPDATE round_members SET status = 'dropped' WHERE status = 'selected' AND member_id IN \
-         (SELECT id FROM members WHERE user_id = ? AND left_at IS NULL)",
+         (SELECT id FROM members WHERE user_id = $1 AND left_at IS NULL)",
     )
     .bind(id)
     .execute(&mut *tx)
     .await?;
     let memberships_detached = sqlx::query(
         "UPDATE members SET user_id = NULL, \
-         left_at = COALESCE(left_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE user_id = ?",
+         left_at = COALESCE(left_at, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) WHERE user_id = $1",
     )
     .bind(id)
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("DELETE FROM users WHERE id = ?")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;

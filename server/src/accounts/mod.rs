@@ -285,7 +285,7 @@ pub async fn bootstrap_admin(
     let inserted = sqlx::query(
         "INSERT INTO users (email, display_name, organisation, password_hash, role, \
          must_change_password, created_at, updated_at) \
-         SELECT ?, 'Administrator', '', ?, 'admin', ?, ?, ? \
+         SELECT $1, 'Administrator', '', $2, 'admin', $3, $4, $5 \
          WHERE NOT EXISTS (SELECT 1 FROM users)",
     )
     .bind(&email)

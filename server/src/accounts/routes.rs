@@ -115,7 +115,7 @@ pub(crate) async fn register(
     let organisation = users::clean_organisation(&body.organisation)?;
     password::check_policy(&body.password, &email)?;
     let taken = || ApiError::Conflict("an account with this email already exists".into());
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = ?)")
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)")
         .bind(&email)
         .fetch_one(&state.db)
         .await?;
@@ -138,7 +138,7 @@ pub(crate) async fn register(
     let now = now();
     let inserted: Result<i64, sqlx::Error> = sqlx::query_scalar(
         "INSERT INTO users (email, display_name, organisation, password_hash, role, created_at, \
-         updated_at) VALUES (?, ?, ?, ?, 'member', ?, ?) RETURNING id",
+         updated_at) VALUES ($1, $2, $3, $4, 'member', $5, $6) RETURNING id",
     )
     .bind(&email)
     .bind(&display_name)
@@ -199,7 +199,7 @@ pub(crate) async fn login(
         .begin(&email, ip.0)
         .map_err(|wait| too_many_failures(limiter, "failed sign-in attempts", wait))?;
     let row: Option<(i64, String, bool)> = sqlx::query_as(
-        "SELECT id, password_hash, disabled_at IS NOT NULL FROM users WHERE email = ?",
+        "SELECT id, password_hash, disabled_at IS NOT NULL FROM users WHERE email = $1",
     )
     .bind(&email)
     .fetch_optional(&state.db)
@@ -246,7 +246,7 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let session_id = user.require_session()?;
-    sqlx::query("DELETE FROM sessions WHERE id = ?")
+    sqlx::query("DELETE FROM sessions WHERE id = $1")
         .bind(session_id)
         .execute(&state.db)
         .await?;
@@ -319,8 +319,8 @@ pub(crate) async fn update_me(
         .map(users::clean_organisation)
         .transpose()?;
     sqlx::query(
-        "UPDATE users SET display_name = COALESCE(?, display_name), \
-         organisation = COALESCE(?, organisation), updated_at = ? WHERE id = ?",
+        "UPDATE users SET display_name = COALESCE($1, display_name), \
+         organisation = COALESCE($2, organisation), updated_at = $3 WHERE id = $4",
     )
     .bind(display_name)
     .bind(organisation)
@@ -366,7 +366,7 @@ pub(crate) async fn change_password(
     let attempt = limiter
         .begin(&user.email, ip.0)
         .map_err(|wait| too_many_failures(limiter, "wrong passwords", wait))?;
-    let phc: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+    let phc: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user.id)
         .fetch_optional(&state.db)
         .await?;
@@ -388,21 +388,21 @@ pub(crate) async fn change_password(
     let hash = password::hash(&state.accounts, body.new_password).await?;
     let mut tx = crate::db::begin_write(&state.db).await?;
     sqlx::query(
-        "UPDATE users SET password_hash = ?, must_change_password = 0, updated_at = ? \
-         WHERE id = ?",
+        "UPDATE users SET password_hash = $1, must_change_password = 0, updated_at = $2 \
+         WHERE id = $3",
     )
     .bind(&hash)
     .bind(now())
     .bind(user.id)
     .execute(&mut *tx)
     .await?;
-    let revoked_sessions = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND id != ?")
+    let revoked_sessions = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id != $2")
         .bind(user.id)
         .bind(session_id)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    let revoked_tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = ?")
+    let revoked_tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
         .bind(user.id)
         .execute(&mut *tx)
         .await?
@@ -467,7 +467,7 @@ pub(crate) async fn revoke_session(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
     let current = user.require_session()?;
-    let deleted = sqlx::query("DELETE FROM sessions WHERE id = ? AND user_id = ?")
+    let deleted = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user.id)
         .execute(&state.db)

@@ -84,14 +84,14 @@ pub(crate) async fn create(
     let now = now();
     let ttl = i64::try_from(settings.session_ttl.as_secs()).unwrap_or(i64::MAX / 2);
     // Expired sessions of this user are dead weight; sweep them while we are here.
-    sqlx::query("DELETE FROM sessions WHERE user_id = ? AND expires_at <= ?")
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2")
         .bind(user_id)
         .bind(now)
         .execute(db)
         .await?;
     sqlx::query(
         "INSERT INTO sessions (token_hash, user_id, created_at, last_seen_at, expires_at, \
-         user_agent, ip) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(hash_secret(&secret))
     .bind(user_id)
@@ -107,7 +107,7 @@ pub(crate) async fn create(
 
 /// Deletes the session with this secret, if any (logging in over an old session).
 pub(crate) async fn delete_by_secret(db: &Db, secret: &str) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
         .bind(hash_secret(secret))
         .execute(db)
         .await?;
@@ -136,7 +136,7 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
         "SELECT s.id AS session_id, s.last_seen_at, u.id AS user_id, u.email, u.display_name, \
          u.organisation, u.role, u.must_change_password FROM sessions s \
          JOIN users u ON u.id = s.user_id \
-         WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled_at IS NULL",
+         WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
     )
     .bind(hash_secret(secret))
     .bind(now)
@@ -144,7 +144,7 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
     .await?;
     let Some(row) = row else { return Ok(None) };
     if now - row.last_seen_at >= TOUCH_EVERY {
-        sqlx::query("UPDATE sessions SET last_seen_at = ? WHERE id = ?")
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
             .bind(row.session_id)
             .execute(db)
@@ -167,7 +167,7 @@ pub(crate) async fn authenticate(db: &Db, secret: &str) -> Result<Option<Current
 /// Whether session `session_id` is still live ([`authenticate`]'s rule, by id).
 pub(crate) async fn is_live(db: &Db, session_id: i64) -> Result<bool, ApiError> {
     let live: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = ? AND expires_at > ?")
+        sqlx::query_scalar("SELECT 1 FROM sessions WHERE id = $1 AND expires_at > $2")
             .bind(session_id)
             .bind(now())
             .fetch_optional(db)
@@ -192,7 +192,7 @@ pub(crate) async fn list(
 ) -> Result<Vec<SessionView>, ApiError> {
     let rows: Vec<SessionRow> = sqlx::query_as(
         "SELECT id, created_at, last_seen_at, expires_at, user_agent, ip FROM sessions \
-         WHERE user_id = ? AND expires_at > ? ORDER BY last_seen_at DESC",
+         WHERE user_id = $1 AND expires_at > $2 ORDER BY last_seen_at DESC",
     )
     .bind(user_id)
     .bind(now())

@@ -50,7 +50,7 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
         "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.email, u.display_name, \
          u.organisation, u.role, u.must_change_password FROM api_tokens t \
          JOIN users u ON u.id = t.user_id \
-         WHERE t.token_hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?) \
+         WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2) \
          AND u.disabled_at IS NULL",
     )
     .bind(hash_secret(token))
@@ -59,7 +59,7 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
     .await?;
     let Some(row) = row else { return Ok(None) };
     if row.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY) {
-        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(row.token_id)
             .execute(db)
@@ -81,7 +81,7 @@ pub(crate) async fn authenticate(db: &Db, token: &str) -> Result<Option<CurrentU
 /// Whether token `token_id` is still live ([`authenticate`]'s rule, by id).
 pub(crate) async fn is_live(db: &Db, token_id: i64) -> Result<bool, ApiError> {
     let live: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM api_tokens WHERE id = ? AND (expires_at IS NULL OR expires_at > ?)",
+        "SELECT 1 FROM api_tokens WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)",
     )
     .bind(token_id)
     .bind(now())
@@ -142,7 +142,7 @@ pub(crate) async fn create_token(
             "expires_in_days: between 1 and {MAX_DAYS}"
         )));
     }
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE user_id = ?")
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens WHERE user_id = $1")
         .bind(user.id)
         .fetch_one(&state.db)
         .await?;
@@ -159,7 +159,7 @@ pub(crate) async fn create_token(
         .map(|d| now.saturating_add(i64::from(d) * 86_400));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(user.id)
     .bind(&name)
@@ -201,7 +201,7 @@ pub(crate) async fn list_tokens(
     user.require_session()?;
     let rows: Vec<TokenRow> = sqlx::query_as(
         "SELECT id, name, prefix, created_at, last_used_at, expires_at FROM api_tokens \
-         WHERE user_id = ? ORDER BY id",
+         WHERE user_id = $1 ORDER BY id",
     )
     .bind(user.id)
     .fetch_all(&state.db)
@@ -232,7 +232,7 @@ pub(crate) async fn revoke_token(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     user.require_session()?;
-    let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = ? AND user_id = ?")
+    let deleted = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user.id)
         .execute(&state.db)

@@ -47,7 +47,7 @@ impl From<UserRow> for UserView {
 }
 
 pub(crate) async fn fetch(db: &Db, id: i64) -> Result<Option<UserRow>, ApiError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
     Ok(sqlx::query_as(&sql).bind(id).fetch_optional(db).await?)
 }
 

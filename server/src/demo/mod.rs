@@ -140,7 +140,7 @@ pub async fn publish(state: &AppState, p: Publish) -> Result<Published, ApiError
         "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
              template_json, hyper_json, strategy_json, layout_json, preprocessing_json,
              total_rounds, min_clients, fraction_fit, round_deadline_secs, phase)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 1, 1.0, 600, 'finished') RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, 1, 1.0, 600, 'finished') RETURNING id",
     )
     .bind(&p.group_name)
     .bind(&p.description)

@@ -21,13 +21,13 @@ use crate::state::AppState;
 /// Where training stands now, as the controls answer it.
 async fn control_view(state: &AppState, group_id: i64) -> Result<TrainingControl, ApiError> {
     let (phase, paused, cancelled): (String, bool, bool) = sqlx::query_as(
-        "SELECT phase, paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+        "SELECT phase, paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = $1",
     )
     .bind(group_id)
     .fetch_one(&state.db)
     .await?;
     let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+        "SELECT number, state FROM rounds WHERE group_id = $1 ORDER BY number DESC LIMIT 1",
     )
     .bind(group_id)
     .fetch_optional(&state.db)
@@ -184,13 +184,13 @@ pub(super) async fn end_membership(
     member_id: i64,
     reason: Option<&str>,
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?")
+    sqlx::query("UPDATE members SET left_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = $1")
         .bind(member_id)
         .execute(&state.db)
         .await?;
     sqlx::query(
-        "UPDATE round_members SET status = 'dropped', failure = ?
-         WHERE member_id = ? AND status = 'selected'",
+        "UPDATE round_members SET status = 'dropped', failure = $1
+         WHERE member_id = $2 AND status = 'selected'",
     )
     .bind(reason)
     .bind(member_id)
@@ -241,7 +241,7 @@ pub async fn remove_member(
     let row: Option<bool> = sqlx::query_scalar(
         "SELECT m.user_id IS NOT NULL AND m.user_id IS g.owner_user_id
          FROM members m JOIN groups g ON g.id = m.group_id
-         WHERE m.id = ? AND m.group_id = ? AND m.left_at IS NULL",
+         WHERE m.id = $1 AND m.group_id = $2 AND m.left_at IS NULL",
     )
     .bind(member_id)
     .bind(group_id)
@@ -301,8 +301,8 @@ pub async fn progress(
     }
     let row: Option<(String, Option<String>)> = sqlx::query_as(
         "SELECT r.state, rm.status FROM rounds r
-         LEFT JOIN round_members rm ON rm.round_id = r.id AND rm.member_id = ?
-         WHERE r.group_id = ? AND r.number = ?",
+         LEFT JOIN round_members rm ON rm.round_id = r.id AND rm.member_id = $1
+         WHERE r.group_id = $2 AND r.number = $3",
     )
     .bind(member.id)
     .bind(group_id)

@@ -10,7 +10,7 @@ use crate::error::ApiError;
 
 /// The group's encoding (`f32` for a group that has none stored).
 pub(crate) async fn load(db: &Db, group_id: i64) -> Result<UpdateEncoding, ApiError> {
-    let raw: Option<String> = sqlx::query_scalar("SELECT update_encoding FROM groups WHERE id = ?")
+    let raw: Option<String> = sqlx::query_scalar("SELECT update_encoding FROM groups WHERE id = $1")
         .bind(group_id)
         .fetch_optional(db)
         .await?;
@@ -34,7 +34,7 @@ pub(crate) async fn store(
     group_id: i64,
     encoding: UpdateEncoding,
 ) -> Result<(), ApiError> {
-    sqlx::query("UPDATE groups SET update_encoding = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET update_encoding = $1 WHERE id = $2")
         .bind(encoding.to_string())
         .bind(group_id)
         .execute(conn)

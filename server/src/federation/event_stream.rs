@@ -75,13 +75,13 @@ pub async fn events(
     }
     // Subscribe before reading the snapshot so that nothing falls between them.
     let rx = state.federation.events.subscribe(group_id);
-    let phase: Option<String> = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
+    let phase: Option<String> = sqlx::query_scalar("SELECT phase FROM groups WHERE id = $1")
         .bind(group_id)
         .fetch_optional(&state.db)
         .await?;
     let phase = phase.ok_or_else(membership::not_found)?;
     let current: Option<(i64, String)> = sqlx::query_as(
-        "SELECT number, state FROM rounds WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+        "SELECT number, state FROM rounds WHERE group_id = $1 ORDER BY number DESC LIMIT 1",
     )
     .bind(group_id)
     .fetch_optional(&state.db)

@@ -79,7 +79,7 @@ pub async fn create(
         let join_code = new_join_code();
         let mut tx = crate::db::begin_write(&state.db).await?;
         // In the write transaction: concurrent creations by one account are serialised.
-        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE owner_user_id = ?")
+        let owned: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM groups WHERE owner_user_id = $1")
             .bind(user.id)
             .fetch_one(&mut *tx)
             .await?;
@@ -88,7 +88,7 @@ pub async fn create(
             "INSERT INTO groups (name, description, join_code, owner_token_hash, owner_user_id,
                 template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
                 fraction_fit, round_deadline_secs, max_update_norm, secagg_json)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
         )
         .bind(req.name.trim())
         .bind(&req.description)
@@ -126,7 +126,7 @@ pub async fn create(
             .await?;
         }
         let member_id: i64 = sqlx::query_scalar(
-            "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
+            "INSERT INTO members (group_id, name, token_hash, user_id) VALUES ($1, $2, $3, $4)
              RETURNING id",
         )
         .bind(group_id)
@@ -207,7 +207,7 @@ pub async fn join(
         .join_limiter(&state.limits)
         .begin(user.id, ip)?;
     let group: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, phase FROM groups WHERE join_code = ?")
+        sqlx::query_as("SELECT id, phase FROM groups WHERE join_code = $1")
             .bind(&code)
             .fetch_optional(&state.db)
             .await?;
@@ -232,7 +232,7 @@ pub async fn join(
         ));
     }
     let inserted = sqlx::query_scalar::<_, i64>(
-        "INSERT INTO members (group_id, name, token_hash, user_id) VALUES (?, ?, ?, ?)
+        "INSERT INTO members (group_id, name, token_hash, user_id) VALUES ($1, $2, $3, $4)
          RETURNING id",
     )
     .bind(group_id)
@@ -324,17 +324,17 @@ pub async fn list(
                 g.created_at, g.owner_user_id,
                 (SELECT COUNT(*) FROM members WHERE group_id = g.id AND left_at IS NULL)
                     AS members,
-                (SELECT id FROM members WHERE group_id = g.id AND user_id = ?1
+                (SELECT id FROM members WHERE group_id = g.id AND user_id = $1
                     AND left_at IS NULL) AS member_id,
-                EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+                EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = $1)
                     AS was_member,
                 (SELECT number FROM rounds WHERE group_id = g.id ORDER BY number DESC LIMIT 1)
                     AS current_round,
                 (SELECT state FROM rounds WHERE group_id = g.id ORDER BY number DESC LIMIT 1)
                     AS current_round_state
          FROM groups g
-         WHERE ?2 OR g.owner_user_id = ?1
-            OR EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+         WHERE $2 OR g.owner_user_id = $1
+            OR EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = $1)
          ORDER BY g.id DESC",
     )
     .bind(user.id)
@@ -376,7 +376,7 @@ async fn active_membership(
     user_id: i64,
 ) -> Result<Option<(i64, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, name FROM members WHERE group_id = ? AND user_id = ? AND left_at IS NULL",
+        "SELECT id, name FROM members WHERE group_id = $1 AND user_id = $2 AND left_at IS NULL",
     )
     .bind(group_id)
     .bind(user_id)
@@ -417,8 +417,8 @@ pub async fn ready(
         ));
     }
     sqlx::query(
-        "UPDATE members SET num_samples = ?, ready_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE id = ?",
+        "UPDATE members SET num_samples = $1, ready_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE id = $2",
     )
     .bind(req.num_samples as i64)
     .bind(member.id)
@@ -492,7 +492,7 @@ pub async fn post_statistics(
     let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
     let (template, phase): (String, String) =
-        sqlx::query_as("SELECT template_json, phase FROM groups WHERE id = ?")
+        sqlx::query_as("SELECT template_json, phase FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_one(&state.db)
             .await?;
@@ -516,7 +516,7 @@ pub async fn post_statistics(
     let summary = serde_json::to_string(&summary)
         .map_err(|e| ApiError::Internal(format!("statistics: {e}")))?;
     sqlx::query(
-        "INSERT INTO column_summaries (group_id, member_id, summary_json) VALUES (?, ?, ?)
+        "INSERT INTO column_summaries (group_id, member_id, summary_json) VALUES ($1, $2, $3)
          ON CONFLICT (group_id, member_id) DO UPDATE SET summary_json = excluded.summary_json,
              received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     )
@@ -526,7 +526,7 @@ pub async fn post_statistics(
     .execute(&state.db)
     .await?;
     let entered =
-        sqlx::query("UPDATE groups SET phase = 'statistics' WHERE id = ? AND phase = 'enrolling'")
+        sqlx::query("UPDATE groups SET phase = 'statistics' WHERE id = $1 AND phase = 'enrolling'")
             .bind(group_id)
             .execute(&state.db)
             .await?
@@ -632,20 +632,20 @@ pub async fn get_group(
         "SELECT name, description, template_json, hyper_json, strategy_json, total_rounds,
                 min_clients, fraction_fit, round_deadline_secs, max_update_norm, phase, created_at,
                 paused_at IS NOT NULL, cancelled_at IS NOT NULL, secagg_json
-             FROM groups WHERE id = ?",
+             FROM groups WHERE id = $1",
     )
     .bind(group_id)
     .fetch_one(&state.db)
     .await?;
     let members: (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(SUM(ready_at IS NOT NULL), 0) FROM members
-         WHERE group_id = ? AND left_at IS NULL",
+         WHERE group_id = $1 AND left_at IS NULL",
     )
     .bind(group_id)
     .fetch_one(&state.db)
     .await?;
     let current: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT number, state, deadline_at FROM rounds WHERE group_id = ?
+        "SELECT number, state, deadline_at FROM rounds WHERE group_id = $1
          ORDER BY number DESC LIMIT 1",
     )
     .bind(group_id)
@@ -667,7 +667,7 @@ pub async fn get_group(
         .map(|c| crate::accounts::rfc3339(c.2));
     // Only those who manage the group see the join code again, to invite more members.
     let join_code: Option<String> = if access.can_manage() {
-        sqlx::query_scalar("SELECT join_code FROM groups WHERE id = ?")
+        sqlx::query_scalar("SELECT join_code FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_optional(&state.db)
             .await?
@@ -714,14 +714,14 @@ async fn member_list(db: &crate::db::Db, group_id: i64) -> Result<Vec<GroupMembe
     type Row = (i64, String, bool, bool, bool, Option<String>);
     let rows: Vec<Row> = sqlx::query_as(
         "WITH current AS (
-             SELECT id FROM rounds WHERE group_id = ?1 ORDER BY number DESC LIMIT 1)
+             SELECT id FROM rounds WHERE group_id = $1 ORDER BY number DESC LIMIT 1)
          SELECT m.id, m.name, m.user_id IS NOT NULL AND m.user_id IS g.owner_user_id,
                 m.ready_at IS NOT NULL, m.left_at IS NOT NULL, rm.status
          FROM members m
          JOIN groups g ON g.id = m.group_id
          LEFT JOIN round_members rm
              ON rm.member_id = m.id AND rm.round_id = (SELECT id FROM current)
-         WHERE m.group_id = ?1
+         WHERE m.group_id = $1
            AND NOT (m.left_at IS NOT NULL AND m.user_id IS NOT NULL AND EXISTS (
                SELECT 1 FROM members n
                WHERE n.group_id = m.group_id AND n.user_id = m.user_id AND n.id > m.id))

@@ -83,15 +83,15 @@ pub async fn runs(
     let groups: Vec<RunRow> = sqlx::query_as(
         "SELECT g.id, g.name, g.description, g.phase, g.total_rounds, g.template_json,
                 g.created_at, g.owner_user_id,
-                (SELECT id FROM members WHERE group_id = g.id AND user_id = ?1
+                (SELECT id FROM members WHERE group_id = g.id AND user_id = $1
                     AND left_at IS NULL) AS member_id,
-                EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+                EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = $1)
                     AS was_member,
-                (SELECT MIN(joined_at) FROM members WHERE group_id = g.id AND user_id = ?1)
+                (SELECT MIN(joined_at) FROM members WHERE group_id = g.id AND user_id = $1)
                     AS joined_at
          FROM groups g
-         WHERE g.owner_user_id = ?1
-            OR EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = ?1)
+         WHERE g.owner_user_id = $1
+            OR EXISTS (SELECT 1 FROM members WHERE group_id = g.id AND user_id = $1)
          ORDER BY g.id DESC",
     )
     .bind(user.id)
@@ -109,9 +109,9 @@ pub async fn runs(
                     (SELECT COUNT(*) FROM round_members WHERE round_id = r.id
                         AND status = 'reported') AS reported,
                     (SELECT rm.status FROM round_members rm JOIN members m ON m.id = rm.member_id
-                        WHERE rm.round_id = r.id AND m.user_id = ?1
+                        WHERE rm.round_id = r.id AND m.user_id = $1
                         ORDER BY rm.member_id DESC LIMIT 1) AS your_status
-             FROM rounds r WHERE r.group_id = ?2 ORDER BY r.number",
+             FROM rounds r WHERE r.group_id = $2 ORDER BY r.number",
         )
         .bind(user.id)
         .bind(g.id)
@@ -119,7 +119,7 @@ pub async fn runs(
         .await?;
         let evaluations: Vec<(i64, i64, String)> = sqlx::query_as(
             "SELECT e.round_id, e.num_samples, e.metrics_json FROM evaluations e
-             JOIN rounds r ON r.id = e.round_id WHERE r.group_id = ?",
+             JOIN rounds r ON r.id = e.round_id WHERE r.group_id = $1",
         )
         .bind(g.id)
         .fetch_all(db)
@@ -133,7 +133,7 @@ pub async fn runs(
         }
         let latest: Option<VersionRow> = sqlx::query_as(
             "SELECT id, round, metrics_json, onnx_path IS NOT NULL AS has_onnx, created_at
-             FROM model_versions WHERE group_id = ? ORDER BY round DESC LIMIT 1",
+             FROM model_versions WHERE group_id = $1 ORDER BY round DESC LIMIT 1",
         )
         .bind(g.id)
         .fetch_optional(db)

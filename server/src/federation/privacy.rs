@@ -64,7 +64,7 @@ pub(crate) async fn store(
     let params = resolve(config, rounds, fraction_fit, f64::from(min_clients.max(2)))
         .await?
         .map_err(bad_settings)?;
-    sqlx::query("UPDATE groups SET dp_config_json = ?, dp_json = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_config_json = $1, dp_json = $2 WHERE id = $3")
         .bind(super::groups::to_json(config))
         .bind(super::groups::to_json(&params))
         .bind(group_id)
@@ -76,7 +76,7 @@ pub(crate) async fn store(
 /// The parameters a DP group runs with; `None` for other groups.
 pub(crate) async fn load(db: &Db, group_id: i64) -> Result<Option<DpParams>, ApiError> {
     let json: Option<Option<String>> =
-        sqlx::query_scalar("SELECT dp_json FROM groups WHERE id = ?")
+        sqlx::query_scalar("SELECT dp_json FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_optional(db)
             .await?;
@@ -105,7 +105,7 @@ pub(crate) async fn at_start(
     group: &GroupSettings,
     ready: i64,
 ) -> Result<Option<DpParams>, ApiError> {
-    let json: Option<String> = sqlx::query_scalar("SELECT dp_config_json FROM groups WHERE id = ?")
+    let json: Option<String> = sqlx::query_scalar("SELECT dp_config_json FROM groups WHERE id = $1")
         .bind(group.id)
         .fetch_one(&mut *conn)
         .await?;
@@ -120,7 +120,7 @@ pub(crate) async fn at_start(
         .map_err(|e| {
             ApiError::Conflict(format!("differential privacy with {ready} members: {e}"))
         })?;
-    sqlx::query("UPDATE groups SET dp_json = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_json = $1 WHERE id = $2")
         .bind(super::groups::to_json(&params))
         .bind(group.id)
         .execute(&mut *conn)
@@ -136,7 +136,7 @@ async fn closed_rounds(
 ) -> Result<(Accountant, i64), ApiError> {
     let rows: Vec<(f64, f64, i64)> = sqlx::query_as(
         "SELECT d.sampling_rate, d.noise_multiplier, COUNT(*) FROM dp_rounds d
-         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = ? AND r.state = 'closed'
+         JOIN rounds r ON r.id = d.round_id WHERE r.group_id = $1 AND r.state = 'closed'
          GROUP BY d.sampling_rate, d.noise_multiplier",
     )
     .bind(group_id)
@@ -153,7 +153,7 @@ async fn closed_rounds(
 
 async fn ready_members(conn: &mut SqliteConnection, group_id: i64) -> Result<i64, ApiError> {
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+        "SELECT COUNT(*) FROM members WHERE group_id = $1 AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group_id)
     .fetch_one(&mut *conn)
@@ -184,7 +184,7 @@ pub(crate) async fn budget_left(
          would bring it to {next:.3}, past the group's target of {} (delta {:e})",
         params.epsilon, params.delta
     );
-    sqlx::query("UPDATE groups SET dp_exhausted = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET dp_exhausted = $1 WHERE id = $2")
         .bind(&reason)
         .bind(group.id)
         .execute(&mut *conn)
@@ -201,7 +201,7 @@ async fn current_clipping_norm(
 ) -> Result<f64, ApiError> {
     let latest: Option<f64> = sqlx::query_scalar(
         "SELECT d.next_clipping_norm FROM dp_rounds d JOIN rounds r ON r.id = d.round_id
-         WHERE r.group_id = ? AND d.next_clipping_norm IS NOT NULL
+         WHERE r.group_id = $1 AND d.next_clipping_norm IS NOT NULL
          ORDER BY r.number DESC LIMIT 1",
     )
     .bind(group_id)
@@ -243,7 +243,7 @@ pub(crate) async fn open(
     };
     sqlx::query(
         "INSERT INTO dp_rounds (round_id, clipping_norm, noise_multiplier, update_noise_multiplier,
-            sampling_rate) VALUES (?, ?, ?, ?, ?)",
+            sampling_rate) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(round_id)
     .bind(round.clipping_norm)
@@ -266,7 +266,7 @@ pub(crate) async fn round_dp(
     };
     let row: Option<(f64, f64, f64, f64)> = sqlx::query_as(
         "SELECT clipping_norm, noise_multiplier, update_noise_multiplier, sampling_rate
-         FROM dp_rounds WHERE round_id = ?",
+         FROM dp_rounds WHERE round_id = $1",
     )
     .bind(round_id)
     .fetch_optional(&mut *conn)
@@ -375,7 +375,7 @@ pub(crate) async fn close(
     };
     let (mut acc, _) = closed_rounds(conn, group.id).await?;
     let this: Option<(f64, f64)> =
-        sqlx::query_as("SELECT sampling_rate, noise_multiplier FROM dp_rounds WHERE round_id = ?")
+        sqlx::query_as("SELECT sampling_rate, noise_multiplier FROM dp_rounds WHERE round_id = $1")
             .bind(round_id)
             .fetch_optional(&mut *conn)
             .await?;
@@ -384,8 +384,8 @@ pub(crate) async fn close(
     };
     acc.compose(q, z, 1);
     sqlx::query(
-        "UPDATE dp_rounds SET epsilon = ?, unclipped_fraction = ?, next_clipping_norm = ?
-         WHERE round_id = ?",
+        "UPDATE dp_rounds SET epsilon = $1, unclipped_fraction = $2, next_clipping_norm = $3
+         WHERE round_id = $4",
     )
     .bind(acc.epsilon(params.delta))
     .bind(closed.unclipped_fraction)
@@ -405,7 +405,7 @@ pub(crate) async fn group_view(db: &Db, group_id: i64) -> Result<Option<GroupPri
     let (acc, counted) = closed_rounds(&mut conn, group_id).await?;
     let clipping_norm = current_clipping_norm(&mut conn, group_id, &params).await?;
     let budget_exhausted: Option<String> =
-        sqlx::query_scalar("SELECT dp_exhausted FROM groups WHERE id = ?")
+        sqlx::query_scalar("SELECT dp_exhausted FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_one(&mut *conn)
             .await?;
@@ -427,7 +427,7 @@ pub(crate) async fn round_view(
     type Row = (f64, f64, f64, Option<f64>, Option<f64>);
     let row: Option<Row> = sqlx::query_as(
         "SELECT clipping_norm, noise_multiplier, sampling_rate, epsilon, unclipped_fraction
-         FROM dp_rounds WHERE round_id = ?",
+         FROM dp_rounds WHERE round_id = $1",
     )
     .bind(round_id)
     .fetch_optional(&mut *conn)

@@ -86,7 +86,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
     let row: Option<Row> = sqlx::query_as(
         "SELECT template_json, hyper_json, strategy_json, layout_json, total_rounds, min_clients,
             fraction_fit, round_deadline_secs, max_update_norm, phase, secagg_json
-         FROM groups WHERE id = ?",
+         FROM groups WHERE id = $1",
     )
     .bind(group_id)
     .fetch_optional(db)
@@ -124,7 +124,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
 /// The group's open or collecting round, if any.
 pub(crate) async fn live_round_id(db: &Db, group_id: i64) -> Result<Option<i64>, ApiError> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM rounds WHERE group_id = ? AND state IN ('open', 'collecting')",
+        "SELECT id FROM rounds WHERE group_id = $1 AND state IN ('open', 'collecting')",
     )
     .bind(group_id)
     .fetch_optional(db)
@@ -142,7 +142,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     }
     let ready: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM members
-         WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+         WHERE group_id = $1 AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group_id)
     .fetch_one(&state.db)
@@ -166,7 +166,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
 
     let mut tx = crate::db::begin_write(&state.db).await?;
     let moved = sqlx::query(
-        "UPDATE groups SET phase = 'training' WHERE id = ? AND phase IN ('enrolling', 'statistics')",
+        "UPDATE groups SET phase = 'training' WHERE id = $1 AND phase IN ('enrolling', 'statistics')",
     )
     .bind(group_id)
     .execute(&mut *tx)
@@ -188,7 +188,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         onnx_path: onnx,
     };
     let version_id = registry::insert_version(&mut tx, &version).await?;
-    sqlx::query("UPDATE groups SET layout_json = ?, preprocessing_json = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET layout_json = $1, preprocessing_json = $2 WHERE id = $3")
         .bind(serde_json::to_string(&layout).unwrap_or_default())
         .bind(spec.get("preprocessing").map(Value::to_string))
         .bind(group_id)
@@ -236,7 +236,7 @@ async fn build_model(
                 let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                     "SELECT m.name, s.summary_json FROM members m
                  LEFT JOIN column_summaries s ON s.member_id = m.id AND s.group_id = m.group_id
-                 WHERE m.group_id = ? AND m.ready_at IS NOT NULL AND m.left_at IS NULL",
+                 WHERE m.group_id = $1 AND m.ready_at IS NOT NULL AND m.left_at IS NULL",
                 )
                 .bind(group.id)
                 .fetch_all(&state.db)
@@ -344,7 +344,7 @@ async fn open_round(
             .map_or(0, |c| 3 * i64::from(c.stage_deadline_secs));
     let round_id: i64 = sqlx::query_scalar(
         "INSERT INTO rounds (group_id, number, base_version_id, config_json, opened_at, deadline_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(group.id)
     .bind(number)
@@ -357,7 +357,7 @@ async fn open_round(
     let (selected, ready) = select_members(state, tx, group, round_id).await?;
     if let Some(dp) = super::privacy::open(tx, group, round_id, selected, ready).await? {
         config.insert("dp".into(), json!(dp));
-        sqlx::query("UPDATE rounds SET config_json = ? WHERE id = ?")
+        sqlx::query("UPDATE rounds SET config_json = $1 WHERE id = $2")
             .bind(Value::Object(config).to_string())
             .bind(round_id)
             .execute(&mut **tx)
@@ -384,7 +384,7 @@ async fn select_members(
     round_id: i64,
 ) -> Result<(usize, usize), ApiError> {
     let ready: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM members WHERE group_id = ? AND ready_at IS NOT NULL AND left_at IS NULL",
+        "SELECT id FROM members WHERE group_id = $1 AND ready_at IS NOT NULL AND left_at IS NULL",
     )
     .bind(group.id)
     .fetch_all(&mut *conn)
@@ -411,7 +411,7 @@ async fn select_members(
         here.extend(gone.into_iter().take(missing));
     }
     for member_id in &here {
-        sqlx::query("INSERT INTO round_members (round_id, member_id) VALUES (?, ?)")
+        sqlx::query("INSERT INTO round_members (round_id, member_id) VALUES ($1, $2)")
             .bind(round_id)
             .bind(member_id)
             .execute(&mut *conn)
@@ -430,7 +430,7 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
     }
     let row: Option<(i64, String, i64, i64)> = sqlx::query_as(
         "SELECT r.group_id, r.state, r.deadline_at, g.min_clients
-         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = ?",
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = $1",
     )
     .bind(round_id)
     .fetch_optional(&state.db)
@@ -443,7 +443,7 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
     }
     let selected: Vec<(i64, String, bool)> = sqlx::query_as(
         "SELECT rm.member_id, rm.status, m.left_at IS NULL
-         FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = ?",
+         FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = $1",
     )
     .bind(round_id)
     .fetch_all(&state.db)
@@ -492,8 +492,8 @@ async fn mark_failed(
 ) -> Result<(), ApiError> {
     for member_id in members {
         sqlx::query(
-            "UPDATE round_members SET status = 'failed', failure = ?
-             WHERE round_id = ? AND member_id = ? AND status = 'selected'",
+            "UPDATE round_members SET status = 'failed', failure = $1
+             WHERE round_id = $2 AND member_id = $3 AND status = 'selected'",
         )
         .bind(reason)
         .bind(round_id)
@@ -515,7 +515,7 @@ pub(crate) async fn close_now(state: &AppState, group_id: i64) -> Result<i64, Ap
         "SELECT r.number,
                 (SELECT COUNT(*) FROM round_members WHERE round_id = r.id AND status = 'reported'),
                 g.min_clients
-         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = ?",
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.id = $1",
     )
     .bind(round_id)
     .fetch_one(&state.db)
@@ -534,7 +534,7 @@ pub(crate) async fn close_now(state: &AppState, group_id: i64) -> Result<i64, Ap
         return Ok(number);
     }
     let waiting: Vec<i64> = sqlx::query_scalar(
-        "SELECT member_id FROM round_members WHERE round_id = ? AND status = 'selected'",
+        "SELECT member_id FROM round_members WHERE round_id = $1 AND status = 'selected'",
     )
     .bind(round_id)
     .fetch_all(&state.db)
@@ -554,8 +554,8 @@ pub(crate) async fn close_now(state: &AppState, group_id: i64) -> Result<i64, Ap
 /// finished. A round already aggregating still stores its version.
 pub(crate) async fn cancel(state: &AppState, group_id: i64, by: &str) -> Result<(), ApiError> {
     let moved = sqlx::query(
-        "UPDATE groups SET cancelled_at = ?, paused_at = NULL
-         WHERE id = ? AND phase = 'training' AND cancelled_at IS NULL",
+        "UPDATE groups SET cancelled_at = $1, paused_at = NULL
+         WHERE id = $2 AND phase = 'training' AND cancelled_at IS NULL",
     )
     .bind(now())
     .bind(group_id)
@@ -563,7 +563,7 @@ pub(crate) async fn cancel(state: &AppState, group_id: i64, by: &str) -> Result<
     .await?
     .rows_affected();
     if moved == 0 {
-        let phase: String = sqlx::query_scalar("SELECT phase FROM groups WHERE id = ?")
+        let phase: String = sqlx::query_scalar("SELECT phase FROM groups WHERE id = $1")
             .bind(group_id)
             .fetch_one(&state.db)
             .await?;
@@ -582,13 +582,13 @@ pub(crate) async fn cancel(state: &AppState, group_id: i64, by: &str) -> Result<
         .await;
     }
     let aggregating: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM rounds WHERE group_id = ? AND state = 'aggregating'")
+        sqlx::query_scalar("SELECT id FROM rounds WHERE group_id = $1 AND state = 'aggregating'")
             .bind(group_id)
             .fetch_optional(&state.db)
             .await?;
     if aggregating.is_none() {
         // Paused between rounds: nothing runs, the group is over now.
-        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = ?")
+        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = $1")
             .bind(group_id)
             .execute(&state.db)
             .await?;
@@ -613,7 +613,7 @@ pub(crate) async fn set_paused(
     }
     let mut tx = crate::db::begin_write(&state.db).await?;
     let (was_paused, cancelled): (bool, bool) = sqlx::query_as(
-        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = $1",
     )
     .bind(group_id)
     .fetch_one(&mut *tx)
@@ -624,7 +624,7 @@ pub(crate) async fn set_paused(
     if was_paused == paused {
         return Ok(());
     }
-    sqlx::query("UPDATE groups SET paused_at = ? WHERE id = ?")
+    sqlx::query("UPDATE groups SET paused_at = $1 WHERE id = $2")
         .bind(paused.then(now))
         .bind(group_id)
         .execute(&mut *tx)
@@ -634,7 +634,7 @@ pub(crate) async fn set_paused(
         // Paused between rounds: the next round opens from the newest model.
         let last: Option<(i64, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT number, state, base_version_id, result_version_id FROM rounds
-             WHERE group_id = ? ORDER BY number DESC LIMIT 1",
+             WHERE group_id = $1 ORDER BY number DESC LIMIT 1",
         )
         .bind(group_id)
         .fetch_optional(&mut *tx)
@@ -670,7 +670,7 @@ pub(super) async fn begin_aggregation(
         let mut rt = lock.lock().await;
         let moved = sqlx::query(
             "UPDATE rounds SET state = 'aggregating'
-             WHERE id = ? AND state IN ('open', 'collecting')",
+             WHERE id = $1 AND state IN ('open', 'collecting')",
         )
         .bind(round_id)
         .execute(&state.db)
@@ -708,8 +708,8 @@ pub(super) async fn fail_round(
     let group = load_group(&state.db, group_id).await?;
     let mut tx = crate::db::begin_write(&state.db).await?;
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE rounds SET state = 'failed', failure = ?, closed_at = ?
-         WHERE id = ? AND state IN ('open', 'collecting', 'aggregating')
+        "UPDATE rounds SET state = 'failed', failure = $1, closed_at = $2
+         WHERE id = $3 AND state IN ('open', 'collecting', 'aggregating')
          RETURNING number, base_version_id",
     )
     .bind(reason)
@@ -720,7 +720,7 @@ pub(super) async fn fail_round(
     let Some((number, base_version_id)) = row else {
         return Ok(());
     };
-    sqlx::query("UPDATE round_members SET status = 'failed', failure = ? WHERE round_id = ? AND status = 'selected'")
+    sqlx::query("UPDATE round_members SET status = 'failed', failure = $1 WHERE round_id = $2 AND status = 'selected'")
         .bind("round failed")
         .bind(round_id)
         .execute(&mut *tx)
@@ -773,7 +773,7 @@ async fn advance(
     version_id: i64,
 ) -> Result<Next, ApiError> {
     let (paused, cancelled): (bool, bool) = sqlx::query_as(
-        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = ?",
+        "SELECT paused_at IS NOT NULL, cancelled_at IS NOT NULL FROM groups WHERE id = $1",
     )
     .bind(group.id)
     .fetch_one(&mut **tx)
@@ -798,7 +798,7 @@ async fn advance(
             open_round(state, tx, group, number + 1, version_id).await?,
         ))
     } else {
-        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = ?")
+        sqlx::query("UPDATE groups SET phase = 'finished' WHERE id = $1")
             .bind(group.id)
             .execute(&mut **tx)
             .await?;
@@ -920,21 +920,21 @@ async fn load_inputs(
     accumulator: Option<RoundAccumulator>,
 ) -> Result<Inputs, ApiError> {
     let (group_id, number, base_version_id): (i64, i64, i64) =
-        sqlx::query_as("SELECT group_id, number, base_version_id FROM rounds WHERE id = ?")
+        sqlx::query_as("SELECT group_id, number, base_version_id FROM rounds WHERE id = $1")
             .bind(round_id)
             .fetch_one(&state.db)
             .await?;
     let group = load_group(&state.db, group_id).await?;
     let layout = group.layout()?.clone();
     let (base_path, state_path, spec): (String, Option<String>, String) = sqlx::query_as(
-        "SELECT weights_path, optimizer_state_path, spec_json FROM model_versions WHERE id = ?",
+        "SELECT weights_path, optimizer_state_path, spec_json FROM model_versions WHERE id = $1",
     )
     .bind(base_version_id)
     .fetch_one(&state.db)
     .await?;
     let rows: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
         "SELECT id, member_id, num_samples, metrics_json, blob_path FROM updates
-         WHERE round_id = ? ORDER BY id",
+         WHERE round_id = $1 ORDER BY id",
     )
     .bind(round_id)
     .fetch_all(&state.db)
@@ -972,7 +972,7 @@ async fn load_inputs(
     };
     let failures: Vec<FitFailure> = sqlx::query_as::<_, (i64, Option<String>, String)>(
         "SELECT member_id, failure, status FROM round_members
-         WHERE round_id = ? AND status != 'reported'",
+         WHERE round_id = $1 AND status != 'reported'",
     )
     .bind(round_id)
     .fetch_all(&state.db)
@@ -1172,7 +1172,7 @@ async fn commit(
 
     let mut tx = crate::db::begin_write(&state.db).await?;
     let still_aggregating: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM rounds WHERE id = ? AND state = 'aggregating'")
+        sqlx::query_scalar("SELECT id FROM rounds WHERE id = $1 AND state = 'aggregating'")
             .bind(round_id)
             .fetch_optional(&mut *tx)
             .await?;
@@ -1196,8 +1196,8 @@ async fn commit(
         super::privacy::close(&mut tx, group, round_id, closed).await?;
     }
     sqlx::query(
-        "UPDATE rounds SET state = 'closed', result_version_id = ?, closed_at = ?, metrics_json = ?
-         WHERE id = ?",
+        "UPDATE rounds SET state = 'closed', result_version_id = $1, closed_at = $2, metrics_json = $3
+         WHERE id = $4",
     )
     .bind(version_id)
     .bind(now())
@@ -1258,7 +1258,7 @@ pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
 
 pub(crate) async fn check_deadlines(state: &AppState) -> Result<(), ApiError> {
     let mut due: Vec<i64> = sqlx::query_scalar(
-        "SELECT id FROM rounds WHERE state IN ('open', 'collecting') AND deadline_at <= ?",
+        "SELECT id FROM rounds WHERE state IN ('open', 'collecting') AND deadline_at <= $1",
     )
     .bind(now())
     .fetch_all(&state.db)

@@ -96,7 +96,7 @@ pub(crate) async fn load(
     let row: Option<Row> = sqlx::query_as(
         "SELECT s.stage, s.stage_deadline, s.config_json, s.ring_json, s.failure, s.unmasked,
                 r.group_id, r.number, r.state
-         FROM secagg_rounds s JOIN rounds r ON r.id = s.round_id WHERE s.round_id = ?",
+         FROM secagg_rounds s JOIN rounds r ON r.id = s.round_id WHERE s.round_id = $1",
     )
     .bind(round_id)
     .fetch_optional(&mut *conn)
@@ -144,7 +144,7 @@ pub(crate) async fn open(
     round_id: i64,
 ) -> Result<(), ApiError> {
     let mut ring: Vec<i64> =
-        sqlx::query_scalar("SELECT member_id FROM round_members WHERE round_id = ?")
+        sqlx::query_scalar("SELECT member_id FROM round_members WHERE round_id = $1")
             .bind(round_id)
             .fetch_all(&mut *conn)
             .await?;
@@ -169,7 +169,7 @@ pub(crate) async fn open(
         .map_err(|e| ApiError::Internal(format!("secagg config: {e}")))?;
     sqlx::query(
         "INSERT INTO secagg_rounds (round_id, stage, stage_deadline, config_json, ring_json, failure)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(round_id)
     .bind(stage.as_str())
@@ -180,7 +180,7 @@ pub(crate) async fn open(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "UPDATE rounds SET config_json = json_set(config_json, '$.secagg', json(?)) WHERE id = ?",
+        "UPDATE rounds SET config_json = json_set(config_json, '$.secagg', json($1)) WHERE id = $2",
     )
     .bind(&config_json)
     .bind(round_id)
@@ -195,7 +195,7 @@ async fn group_config(
     group_id: i64,
 ) -> Result<(SecAggConfig, i64, i64), ApiError> {
     let (json, min_clients, round_deadline): (Option<String>, i64, i64) = sqlx::query_as(
-        "SELECT secagg_json, min_clients, round_deadline_secs FROM groups WHERE id = ?",
+        "SELECT secagg_json, min_clients, round_deadline_secs FROM groups WHERE id = $1",
     )
     .bind(group_id)
     .fetch_one(&mut *conn)
@@ -218,7 +218,7 @@ struct Seat {
 async fn seats(conn: &mut SqliteConnection, round_id: i64) -> Result<Vec<Seat>, ApiError> {
     let rows: Vec<(i64, String, bool)> = sqlx::query_as(
         "SELECT rm.member_id, rm.status, m.left_at IS NULL
-         FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = ?",
+         FROM round_members rm JOIN members m ON m.id = rm.member_id WHERE rm.round_id = $1",
     )
     .bind(round_id)
     .fetch_all(&mut *conn)
@@ -245,10 +245,10 @@ async fn ids(
     Ok(v.into_iter().collect())
 }
 
-const ADVERTISED: &str = "SELECT member_id FROM secagg_keys WHERE round_id = ?";
-const SHARED: &str = "SELECT DISTINCT from_member FROM secagg_shares WHERE round_id = ?";
-const ANSWERED: &str = "SELECT member_id FROM secagg_unmask WHERE round_id = ?";
-const SURVIVED: &str = "SELECT member_id FROM updates WHERE round_id = ?";
+const ADVERTISED: &str = "SELECT member_id FROM secagg_keys WHERE round_id = $1";
+const SHARED: &str = "SELECT DISTINCT from_member FROM secagg_shares WHERE round_id = $1";
+const ANSWERED: &str = "SELECT member_id FROM secagg_unmask WHERE round_id = $1";
+const SURVIVED: &str = "SELECT member_id FROM updates WHERE round_id = $1";
 
 /// What a stage check decided.
 enum Decision {
@@ -306,7 +306,7 @@ pub(crate) async fn check(state: &AppState, round_id: i64) -> Result<(), ApiErro
         }
         Decision::Fail(reason) => {
             sqlx::query(
-                "UPDATE secagg_rounds SET stage = 'failed', failure = ? WHERE round_id = ?",
+                "UPDATE secagg_rounds SET stage = 'failed', failure = $1 WHERE round_id = $2",
             )
             .bind(&reason)
             .bind(round_id)
@@ -465,7 +465,7 @@ async fn set_stage(
     deadline: i64,
 ) -> Result<(), ApiError> {
     sqlx::query(
-        "UPDATE secagg_rounds SET stage = ?, stage_deadline = ? WHERE round_id = ? AND stage = ?",
+        "UPDATE secagg_rounds SET stage = $1, stage_deadline = $2 WHERE round_id = $3 AND stage = $4",
     )
     .bind(to.as_str())
     .bind(deadline)
@@ -484,8 +484,8 @@ async fn mark_failed(
 ) -> Result<(), ApiError> {
     for member_id in members {
         sqlx::query(
-            "UPDATE round_members SET status = 'failed', failure = ?
-             WHERE round_id = ? AND member_id = ? AND status = 'selected'",
+            "UPDATE round_members SET status = 'failed', failure = $1
+             WHERE round_id = $2 AND member_id = $3 AND status = 'selected'",
         )
         .bind(reason)
         .bind(round_id)
@@ -517,7 +517,7 @@ async fn member_round(
     let access = membership::group_access(&state.db, user, group_id).await?;
     let member = access.require_member()?.clone();
     let round_id: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM rounds WHERE group_id = ? AND number = ?")
+        sqlx::query_scalar("SELECT id FROM rounds WHERE group_id = $1 AND number = $2")
             .bind(group_id)
             .bind(number)
             .fetch_optional(&state.db)
@@ -527,7 +527,7 @@ async fn member_round(
     let round_id = round_id.ok_or_else(not_secure)?;
     let round = load_db(state, round_id).await?.ok_or_else(not_secure)?;
     let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = ? AND member_id = ?")
+        sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = $1 AND member_id = $2")
             .bind(round_id)
             .bind(member.id)
             .fetch_optional(&state.db)
@@ -588,7 +588,7 @@ async fn stored_keys(
     round_id: i64,
 ) -> Result<BTreeMap<i64, PublicKeys>, ApiError> {
     let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT member_id, cipher_key, mask_key FROM secagg_keys WHERE round_id = ?",
+        "SELECT member_id, cipher_key, mask_key FROM secagg_keys WHERE round_id = $1",
     )
     .bind(round_id)
     .fetch_all(&mut *conn)
@@ -645,7 +645,7 @@ pub async fn view(
     let shares = if (SecAggStage::Masked.order()..SecAggStage::Failed.order()).contains(&order) {
         let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
             "SELECT from_member, ciphertext FROM secagg_shares
-             WHERE round_id = ? AND to_member = ? ORDER BY from_member",
+             WHERE round_id = $1 AND to_member = $2 ORDER BY from_member",
         )
         .bind(round.round_id)
         .bind(member.id)
@@ -746,7 +746,7 @@ async fn still_in(
 ) -> Result<(), ApiError> {
     let current: Option<String> = sqlx::query_scalar(
         "SELECT s.stage FROM secagg_rounds s JOIN rounds r ON r.id = s.round_id
-         WHERE s.round_id = ? AND r.state IN ('open', 'collecting')",
+         WHERE s.round_id = $1 AND r.state IN ('open', 'collecting')",
     )
     .bind(round.round_id)
     .fetch_optional(&mut *conn)
@@ -823,7 +823,7 @@ pub async fn keys(
     }
     let mut tx = crate::db::begin_write(&state.db).await?;
     let earlier: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT cipher_key, mask_key FROM secagg_keys WHERE round_id = ? AND member_id = ?",
+        "SELECT cipher_key, mask_key FROM secagg_keys WHERE round_id = $1 AND member_id = $2",
     )
     .bind(round.round_id)
     .bind(member.id)
@@ -840,7 +840,7 @@ pub async fn keys(
     require_stage(&round, stage, status)?;
     still_in(&mut tx, &round, stage).await?;
     sqlx::query(
-        "INSERT INTO secagg_keys (round_id, member_id, cipher_key, mask_key) VALUES (?, ?, ?, ?)",
+        "INSERT INTO secagg_keys (round_id, member_id, cipher_key, mask_key) VALUES ($1, $2, $3, $4)",
     )
     .bind(round.round_id)
     .bind(member.id)
@@ -884,7 +884,7 @@ pub async fn shares(
     let stage = SecAggStage::Share;
     let mut tx = crate::db::begin_write(&state.db).await?;
     let earlier: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT to_member, ciphertext FROM secagg_shares WHERE round_id = ? AND from_member = ?",
+        "SELECT to_member, ciphertext FROM secagg_shares WHERE round_id = $1 AND from_member = $2",
     )
     .bind(round.round_id)
     .bind(member.id)
@@ -950,7 +950,7 @@ pub async fn shares(
     for share in &req.shares {
         sqlx::query(
             "INSERT INTO secagg_shares (round_id, from_member, to_member, ciphertext)
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(round.round_id)
         .bind(member.id)
@@ -998,7 +998,7 @@ pub async fn unmask(
         .map_err(|e| ApiError::Internal(format!("unmask shares: {e}")))?;
     let mut tx = crate::db::begin_write(&state.db).await?;
     let earlier: Option<String> = sqlx::query_scalar(
-        "SELECT shares_json FROM secagg_unmask WHERE round_id = ? AND member_id = ?",
+        "SELECT shares_json FROM secagg_unmask WHERE round_id = $1 AND member_id = $2",
     )
     .bind(round.round_id)
     .bind(member.id)
@@ -1043,7 +1043,7 @@ pub async fn unmask(
             wanted.len()
         )));
     }
-    sqlx::query("INSERT INTO secagg_unmask (round_id, member_id, shares_json) VALUES (?, ?, ?)")
+    sqlx::query("INSERT INTO secagg_unmask (round_id, member_id, shares_json) VALUES ($1, $2, $3)")
         .bind(round.round_id)
         .bind(member.id)
         .bind(&body)
@@ -1086,7 +1086,7 @@ pub(crate) async fn unmasked_mean(
     let modulus = round.config.modulus_range;
     let len = base.len() + 1;
     let vectors: Vec<(i64, String)> =
-        sqlx::query_as("SELECT member_id, blob_path FROM updates WHERE round_id = ? ORDER BY id")
+        sqlx::query_as("SELECT member_id, blob_path FROM updates WHERE round_id = $1 ORDER BY id")
             .bind(round_id)
             .fetch_all(&state.db)
             .await?;
@@ -1116,7 +1116,7 @@ pub(crate) async fn unmasked_mean(
         })
         .collect();
     let answers: Vec<(i64, String)> =
-        sqlx::query_as("SELECT member_id, shares_json FROM secagg_unmask WHERE round_id = ?")
+        sqlx::query_as("SELECT member_id, shares_json FROM secagg_unmask WHERE round_id = $1")
             .bind(round_id)
             .fetch_all(&mut *db)
             .await?;
@@ -1151,7 +1151,7 @@ pub(crate) async fn unmasked_mean(
     .await
     .map_err(|e| ApiError::Internal(format!("unmasking task: {e}")))?;
     let ok = result.is_ok();
-    sqlx::query("UPDATE secagg_rounds SET unmasked = ? WHERE round_id = ?")
+    sqlx::query("UPDATE secagg_rounds SET unmasked = $1 WHERE round_id = $2")
         .bind(ok)
         .bind(round_id)
         .execute(&state.db)
@@ -1195,7 +1195,7 @@ pub(crate) async fn summary(
 /// The owner closes a secure round's training stage now (`rounds/current/close`).
 pub(crate) async fn end_stage_now(state: &AppState, round_id: i64) -> Result<(), ApiError> {
     sqlx::query(
-        "UPDATE secagg_rounds SET stage_deadline = ? WHERE round_id = ? AND stage = 'masked'",
+        "UPDATE secagg_rounds SET stage_deadline = $1 WHERE round_id = $2 AND stage = 'masked'",
     )
     .bind(now())
     .bind(round_id)

@@ -48,7 +48,7 @@ async fn find_round(
     number: i64,
 ) -> Result<Option<RoundRow>, ApiError> {
     let row: Option<(i64, String, i64)> = sqlx::query_as(
-        "SELECT id, state, base_version_id FROM rounds WHERE group_id = ? AND number = ?",
+        "SELECT id, state, base_version_id FROM rounds WHERE group_id = $1 AND number = $2",
     )
     .bind(group_id)
     .bind(number)
@@ -69,7 +69,7 @@ async fn existing(
 ) -> Result<Option<(Accepted, u64)>, ApiError> {
     let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
         "SELECT id, num_samples, sha256, size_bytes FROM updates
-         WHERE round_id = ? AND member_id = ?",
+         WHERE round_id = $1 AND member_id = $2",
     )
     .bind(round_id)
     .bind(member_id)
@@ -101,7 +101,7 @@ async fn not_collecting(
     round_state: &str,
 ) -> ApiError {
     let current: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = $1")
             .bind(group_id)
             .fetch_one(&state.db)
             .await
@@ -118,7 +118,7 @@ async fn selection_status(
     member_id: i64,
 ) -> Result<Option<MemberStatus>, ApiError> {
     let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = ? AND member_id = ?")
+        sqlx::query_scalar("SELECT status FROM round_members WHERE round_id = $1 AND member_id = $2")
             .bind(round_id)
             .bind(member_id)
             .fetch_optional(&state.db)
@@ -137,7 +137,7 @@ async fn admit(
     let round = find_round(state, group_id, number).await?;
     let Some(round) = round else {
         let current: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+            sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = $1")
                 .bind(group_id)
                 .fetch_one(&state.db)
                 .await?;
@@ -400,10 +400,10 @@ async fn receive(
         let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO updates (round_id, member_id, num_samples, metrics_json, blob_path,
                 sha256, size_bytes)
-             SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (
-                SELECT 1 FROM rounds WHERE id = ? AND state IN ('open', 'collecting'))
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (
+                SELECT 1 FROM rounds WHERE id = $8 AND state IN ('open', 'collecting'))
              AND NOT EXISTS (
-                SELECT 1 FROM secagg_rounds WHERE round_id = ? AND stage != 'masked')
+                SELECT 1 FROM secagg_rounds WHERE round_id = $9 AND stage != 'masked')
              RETURNING id",
         )
         .bind(round.id)
@@ -441,13 +441,13 @@ async fn receive(
             Err(e) => return Err(e.into()),
         };
         sqlx::query(
-            "UPDATE round_members SET status = 'reported' WHERE round_id = ? AND member_id = ?",
+            "UPDATE round_members SET status = 'reported' WHERE round_id = $1 AND member_id = $2",
         )
         .bind(round.id)
         .bind(member.id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE rounds SET state = 'collecting' WHERE id = ? AND state = 'open'")
+        sqlx::query("UPDATE rounds SET state = 'collecting' WHERE id = $1 AND state = 'open'")
             .bind(round.id)
             .execute(&mut *tx)
             .await?;
@@ -531,7 +531,7 @@ async fn base_params(
     group: &GroupSettings,
     base_version_id: i64,
 ) -> Result<Vec<f32>, ApiError> {
-    let path: String = sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = ?")
+    let path: String = sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
         .bind(base_version_id)
         .fetch_one(&state.db)
         .await?;
@@ -600,9 +600,9 @@ pub async fn report_failure(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
     let changed = sqlx::query(
-        "UPDATE round_members SET status = 'failed', failure = ?
-         WHERE round_id = ? AND member_id = ? AND status = 'selected'
-           AND EXISTS (SELECT 1 FROM rounds WHERE id = ? AND state IN ('open', 'collecting'))",
+        "UPDATE round_members SET status = 'failed', failure = $1
+         WHERE round_id = $2 AND member_id = $3 AND status = 'selected'
+           AND EXISTS (SELECT 1 FROM rounds WHERE id = $4 AND state IN ('open', 'collecting'))",
     )
     .bind(&reason)
     .bind(round.id)
@@ -695,7 +695,7 @@ pub async fn report_evaluation(
     }
     sqlx::query(
         "INSERT INTO evaluations (round_id, member_id, num_samples, metrics_json)
-         VALUES (?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (round_id, member_id) DO UPDATE SET num_samples = excluded.num_samples,
              metrics_json = excluded.metrics_json,
              received_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",

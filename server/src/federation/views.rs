@@ -48,7 +48,7 @@ pub async fn global_weights(
 ) -> Result<Response, ApiError> {
     membership::group_access(&state.db, &user, group_id).await?;
     let row: Option<(i64, i64, String)> = sqlx::query_as(
-        "SELECT id, round, weights_path FROM model_versions WHERE group_id = ?
+        "SELECT id, round, weights_path FROM model_versions WHERE group_id = $1
          ORDER BY round DESC LIMIT 1",
     )
     .bind(group_id)
@@ -94,7 +94,7 @@ pub(crate) async fn round_view(
             r.number >= g.total_rounds OR (g.cancelled_at IS NOT NULL
                 AND r.state NOT IN ('open', 'collecting', 'aggregating')
                 AND r.number = (SELECT MAX(number) FROM rounds WHERE group_id = g.id))
-         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.group_id = ? AND r.number = ?",
+         FROM rounds r JOIN groups g ON g.id = r.group_id WHERE r.group_id = $1 AND r.number = $2",
     )
     .bind(group_id)
     .bind(number)
@@ -103,7 +103,7 @@ pub(crate) async fn round_view(
     let r =
         row.ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;
     let (selected, reported): (i64, i64) = sqlx::query_as(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'reported'), 0) FROM round_members WHERE round_id = ?",
+        "SELECT COUNT(*), COALESCE(SUM(status = 'reported'), 0) FROM round_members WHERE round_id = $1",
     )
     .bind(r.0)
     .fetch_one(db)
@@ -158,14 +158,14 @@ async fn per_client(
     // (member, samples, metrics JSON) of the updates and of the evaluations.
     type PerClient = Vec<(i64, i64, String)>;
     let updates: PerClient = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = ?
+        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = $1
              ORDER BY id",
     )
     .bind(round_id)
     .fetch_all(db)
     .await?;
     let evaluations: PerClient = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = ?
+        "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = $1
              ORDER BY member_id",
     )
     .bind(round_id)
@@ -227,7 +227,7 @@ pub async fn list(
 ) -> Result<Json<RoundList>, ApiError> {
     membership::group_access(&state.db, &user, group_id).await?;
     let numbers: Vec<i64> =
-        sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = ? ORDER BY number")
+        sqlx::query_scalar("SELECT number FROM rounds WHERE group_id = $1 ORDER BY number")
             .bind(group_id)
             .fetch_all(&state.db)
             .await?;
@@ -298,7 +298,7 @@ pub async fn current(
     });
     let access = membership::group_access(&state.db, &user, group_id).await?;
     let number: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = ?")
+        sqlx::query_scalar("SELECT MAX(number) FROM rounds WHERE group_id = $1")
             .bind(group_id)
             .fetch_one(&state.db)
             .await?;
@@ -307,7 +307,7 @@ pub async fn current(
     if let Some(m) = access.active_member() {
         let status: Option<String> = sqlx::query_scalar(
             "SELECT rm.status FROM round_members rm JOIN rounds r ON r.id = rm.round_id
-             WHERE r.group_id = ? AND r.number = ? AND rm.member_id = ?",
+             WHERE r.group_id = $1 AND r.number = $2 AND rm.member_id = $3",
         )
         .bind(group_id)
         .bind(number)

@@ -172,7 +172,7 @@ fn no_job() -> ApiError {
 /// The caller's job `id`, 404 for anyone else's (as for an id that does not exist).
 async fn own_job(state: &AppState, user: &CurrentUser, id: i64) -> Result<JobRow, ApiError> {
     sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = ? AND user_id = ?"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2"
     ))
     .bind(id)
     .bind(user.id)
@@ -195,7 +195,7 @@ async fn own_job(state: &AppState, user: &CurrentUser, id: i64) -> Result<JobRow
 )]
 async fn list(user: CurrentUser, State(state): State<AppState>) -> Result<Json<JobList>, ApiError> {
     let jobs: Vec<JobRow> = sqlx::query_as(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT 500"
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = $1 ORDER BY id DESC LIMIT 500"
     ))
     .bind(user.id)
     .fetch_all(&state.db)
@@ -321,7 +321,7 @@ async fn delete_job(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     let job = own_job(&state, &user, id).await?;
-    sqlx::query("DELETE FROM jobs WHERE id = ? AND user_id = ?")
+    sqlx::query("DELETE FROM jobs WHERE id = $1 AND user_id = $2")
         .bind(id)
         .bind(user.id)
         .execute(&state.db)
@@ -602,7 +602,7 @@ async fn create(
     slot.check_commit(&mut tx, bytes).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (user_id, deployment, version_id, input_name, input_path,
-             input_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             input_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(user.id)
     .bind(&model)

@@ -108,7 +108,7 @@ fn storage_full(max_bytes: u64, stored: u64) -> ApiError {
 /// Queued and running jobs of `user_id`.
 async fn active_jobs(db: &mut SqliteConnection, user_id: i64) -> Result<u64, ApiError> {
     let n: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM jobs WHERE user_id = ? AND status IN ('queued', 'running')",
+        "SELECT COUNT(*) FROM jobs WHERE user_id = $1 AND status IN ('queued', 'running')",
     )
     .bind(user_id)
     .fetch_one(db)
@@ -120,7 +120,7 @@ async fn active_jobs(db: &mut SqliteConnection, user_id: i64) -> Result<u64, Api
 async fn stored_bytes(db: &mut SqliteConnection, user_id: i64) -> Result<u64, ApiError> {
     let n: i64 = sqlx::query_scalar(
         "SELECT COALESCE(SUM(MAX(input_bytes, 0) + MAX(COALESCE(result_bytes, 0), 0)), 0)
-         FROM jobs WHERE user_id = ?",
+         FROM jobs WHERE user_id = $1",
     )
     .bind(user_id)
     .fetch_one(db)

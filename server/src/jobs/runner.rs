@@ -95,9 +95,9 @@ pub(crate) fn spawn(state: AppState, id: i64) {
 /// replica's upload in progress is not one.)
 pub async fn recover(state: &AppState) -> Result<(), ApiError> {
     let failed = sqlx::query(
-        "UPDATE jobs SET status = 'failed', finished_at = ?,
+        "UPDATE jobs SET status = 'failed', finished_at = $1,
              error = 'the server stopped while this job ran, ' || attempts || ' times; it was not started again'
-         WHERE status IN ('queued', 'running') AND attempts >= ?",
+         WHERE status IN ('queued', 'running') AND attempts >= $2",
     )
     .bind(now())
     .bind(MAX_ATTEMPTS)
@@ -166,8 +166,8 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let started = sqlx::query(
-        "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1,
-             rows_done = 0, error = NULL WHERE id = ? AND status IN ('queued', 'running')",
+        "UPDATE jobs SET status = 'running', started_at = $1, attempts = attempts + 1,
+             rows_done = 0, error = NULL WHERE id = $2 AND status IN ('queued', 'running')",
     )
     .bind(now())
     .bind(id)
@@ -178,7 +178,7 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         return Ok(());
     }
     let job: Option<JobRow> =
-        sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
+        sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
@@ -198,8 +198,8 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
     match outcome {
         Outcome::Done { rows, bytes } => {
             let updated = sqlx::query(
-                "UPDATE jobs SET status = 'succeeded', result_path = ?, result_bytes = ?,
-                     rows_done = ?, rows_total = ?, finished_at = ? WHERE id = ?",
+                "UPDATE jobs SET status = 'succeeded', result_path = $1, result_bytes = $2,
+                     rows_done = $3, rows_total = $4, finished_at = $5 WHERE id = $6",
             )
             .bind(&result_rel)
             .bind(bytes as i64)
@@ -219,7 +219,7 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         }
         Outcome::Failed(message) => {
             sqlx::query(
-                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3",
             )
             .bind(&message)
             .bind(now())
@@ -276,7 +276,7 @@ async fn execute(
         Ok(v) => v,
         Err(e) => return Ok(Outcome::Failed(describe_error(&name, e))),
     };
-    sqlx::query("UPDATE jobs SET rows_total = ? WHERE id = ?")
+    sqlx::query("UPDATE jobs SET rows_total = $1 WHERE id = $2")
         .bind(total as i64)
         .bind(job.id)
         .execute(&state.db)
@@ -298,7 +298,7 @@ async fn execute(
             Ok(Some(done)) => {
                 if last_progress.elapsed() >= PROGRESS_EVERY {
                     last_progress = Instant::now();
-                    sqlx::query("UPDATE jobs SET rows_done = ? WHERE id = ?")
+                    sqlx::query("UPDATE jobs SET rows_done = $1 WHERE id = $2")
                         .bind(done as i64)
                         .bind(job.id)
                         .execute(&state.db)

@@ -71,7 +71,7 @@ impl Deployment {
 pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
     let row: Option<(i64, i64, bool, String, bool)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id, d.public, d.allowed_origins_json, d.embed_anywhere
-         FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         FROM deployments d JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(name)
     .fetch_optional(db)
@@ -81,7 +81,7 @@ pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
     };
     let allowed_origins: Vec<String> = serde_json::from_str(&origins).unwrap_or_default();
     let mut served: Vec<i64> =
-        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = ?")
+        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = $1")
             .bind(name)
             .fetch_all(db)
             .await?;
@@ -112,7 +112,7 @@ pub async fn create_deployment(
         .map_err(|e| ApiError::Internal(format!("origins: {e}")))?;
     sqlx::query(
         "INSERT INTO deployments (name, version_id, public, allowed_origins_json, embed_anywhere)
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(name)
     .bind(version_id)
@@ -128,7 +128,7 @@ pub async fn create_deployment(
         e => e.into(),
     })?;
     sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
     )
     .bind(name)
     .bind(version_id)
@@ -148,9 +148,9 @@ pub async fn set_sharing(
     let origins = serde_json::to_string(&sharing.allowed_origins)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let changed = sqlx::query(
-        "UPDATE deployments SET public = ?, allowed_origins_json = ?, embed_anywhere = ?,
+        "UPDATE deployments SET public = $1, allowed_origins_json = $2, embed_anywhere = $3,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE name = ?",
+         WHERE name = $4",
     )
     .bind(sharing.public)
     .bind(origins)
@@ -168,7 +168,7 @@ pub async fn set_sharing(
 
 /// Whether anything is deployed under `name`.
 pub async fn exists(db: &Db, name: &str) -> Result<bool, ApiError> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = ?")
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = $1")
         .bind(name)
         .fetch_one(db)
         .await?;

@@ -138,7 +138,7 @@ fn deployment_not_found() -> ApiError {
 
 async fn load_version(db: &Db, version_id: i64) -> Result<VersionRow, ApiError> {
     let row: Option<VersionRow> = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = ?"
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE id = $1"
     ))
     .bind(version_id)
     .fetch_optional(db)
@@ -182,7 +182,7 @@ pub async fn visible_deployment(
 ) -> Result<DeploymentRef, ApiError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id FROM deployments d
-         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(name)
     .fetch_optional(db)
@@ -224,7 +224,7 @@ async fn list_versions(
 ) -> Result<Json<VersionList>, ApiError> {
     membership::group_access(&state.db, &user, group_id).await?;
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = ? ORDER BY round"
+        "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = $1 ORDER BY round"
     ))
     .bind(group_id)
     .fetch_all(&state.db)
@@ -400,7 +400,7 @@ async fn promote(
     let mut tx = crate::db::begin_write(&state.db).await?;
     let current: Option<(i64, i64)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id FROM deployments d
-         JOIN model_versions v ON v.id = d.version_id WHERE d.name = ?",
+         JOIN model_versions v ON v.id = d.version_id WHERE d.name = $1",
     )
     .bind(&name)
     .fetch_optional(&mut *tx)
@@ -413,7 +413,7 @@ async fn promote(
         }
     }
     sqlx::query(
-        "INSERT INTO deployments (name, version_id) VALUES (?, ?)
+        "INSERT INTO deployments (name, version_id) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET version_id = excluded.version_id,
              updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
     )
@@ -422,7 +422,7 @@ async fn promote(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES (?, ?, 'promote')",
+        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
     )
     .bind(&name)
     .bind(v.0)
@@ -466,7 +466,7 @@ async fn rollback(
     // The history is a stack of what was served: the previous entry is the target, and the
     // rollback pops the current one so that repeated rollbacks walk further back.
     let history: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+        "SELECT id, version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
     )
     .bind(&name)
     .fetch_all(&state.db)
@@ -477,13 +477,13 @@ async fn rollback(
         )));
     };
     let mut tx = crate::db::begin_write(&state.db).await?;
-    sqlx::query("DELETE FROM deployment_history WHERE id = ?")
+    sqlx::query("DELETE FROM deployment_history WHERE id = $1")
         .bind(history[0].0)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "UPDATE deployments SET version_id = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
-         WHERE name = ?",
+        "UPDATE deployments SET version_id = $1, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+         WHERE name = $2",
     )
     .bind(previous.1)
     .bind(&name)
@@ -496,14 +496,14 @@ async fn rollback(
 
 async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError> {
     let row: Option<(i64, String, bool)> =
-        sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = ?")
+        sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = $1")
             .bind(name)
             .fetch_optional(db)
             .await?;
     let (version_id, updated_at, public) = row.ok_or_else(deployment_not_found)?;
     let v = load_version(db, version_id).await?;
     let history: Vec<i64> = sqlx::query_scalar(
-        "SELECT version_id FROM deployment_history WHERE name = ? ORDER BY id DESC",
+        "SELECT version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
     )
     .bind(name)
     .fetch_all(db)
@@ -575,8 +575,8 @@ async fn list_deployments(
         "SELECT d.name FROM deployments d
          JOIN model_versions v ON v.id = d.version_id
          JOIN groups g ON g.id = v.group_id
-         WHERE d.public OR ?2 OR g.owner_user_id = ?1
-            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = ?1)
+         WHERE d.public OR $2 OR g.owner_user_id = $1
+            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = $1)
          ORDER BY d.name",
     )
     .bind(user_id)

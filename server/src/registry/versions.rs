@@ -97,7 +97,7 @@ pub async fn insert_version(conn: &mut SqliteConnection, v: &NewVersion) -> Resu
         "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
             size_bytes, num_params, spec_json, metrics_json, contributors_json,
             optimizer_state_path, onnx_path)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(v.group_id)
     .bind(v.round)
@@ -122,7 +122,7 @@ pub async fn latest_version(
     group_id: i64,
 ) -> Result<(Option<i64>, i64), ApiError> {
     let row: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT id, round FROM model_versions WHERE group_id = ? ORDER BY round DESC LIMIT 1",
+        "SELECT id, round FROM model_versions WHERE group_id = $1 ORDER BY round DESC LIMIT 1",
     )
     .bind(group_id)
     .fetch_optional(conn)
@@ -144,7 +144,7 @@ pub struct Servable {
 /// The files of version `version_id`, `None` if there is no such version.
 pub async fn servable(db: &Db, version_id: i64) -> Result<Option<Servable>, ApiError> {
     let row: Option<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT spec_json, weights_path, onnx_path FROM model_versions WHERE id = ?",
+        "SELECT spec_json, weights_path, onnx_path FROM model_versions WHERE id = $1",
     )
     .bind(version_id)
     .fetch_optional(db)
@@ -159,7 +159,7 @@ pub async fn servable(db: &Db, version_id: i64) -> Result<Option<Servable>, ApiE
 /// The group of `version_id`, `None` if there is no such version.
 pub async fn version_group(db: &Db, version_id: i64) -> Result<Option<i64>, ApiError> {
     Ok(
-        sqlx::query_scalar("SELECT group_id FROM model_versions WHERE id = ?")
+        sqlx::query_scalar("SELECT group_id FROM model_versions WHERE id = $1")
             .bind(version_id)
             .fetch_optional(db)
             .await?,

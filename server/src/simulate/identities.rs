@@ -21,7 +21,7 @@ pub async fn create(state: &AppState, n: usize) -> Result<Vec<String>, ApiError>
         };
         let user_id: i64 = sqlx::query_scalar(
             "INSERT INTO users (email, display_name, organisation, password_hash, role, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, 'member', ?, ?) RETURNING id",
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 'member', $5, $6) RETURNING id",
         )
         .bind(format!("sim-{i}@simulate.invalid"))
         .bind(&name)
@@ -34,7 +34,7 @@ pub async fn create(state: &AppState, n: usize) -> Result<Vec<String>, ApiError>
         let token = format!("b3o_{}", random_secret());
         sqlx::query(
             "INSERT INTO api_tokens (user_id, name, token_hash, prefix, created_at) \
-             VALUES (?, 'simulation', ?, ?, ?)",
+             VALUES ($1, 'simulation', $2, $3, $4)",
         )
         .bind(user_id)
         .bind(hash_secret(&token))
