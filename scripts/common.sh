@@ -53,6 +53,20 @@ ensure_nextest() {
   fi
 }
 
+# The S3-compatible server the blob store tests run against (server/tests/blob_store.rs):
+# s3s-fs from crates.io, built once into a cached root (a few minutes). 0.14.1 is the newest
+# release that builds with Rust 1.92+ (later ones need 1.96). Exports B3O_S3S_FS.
+S3S_FS_VERSION=0.14.1
+ensure_s3s_fs() {
+  local root="$HOME/.cache/b3o/tools"
+  export B3O_S3S_FS="$root/bin/s3s-fs"
+  if [ -x "$B3O_S3S_FS" ] && "$B3O_S3S_FS" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    return 0
+  fi
+  say "installing s3s-fs $S3S_FS_VERSION (S3-compatible server for the blob store tests; a few minutes, once)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --root "$root"
+}
+
 ensure_chromium() {
   if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then return 0; fi
   say "installing chromium and chromium-driver from Debian (browser tests)"

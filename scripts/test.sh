@@ -5,6 +5,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 ensure_rust_tools
 ensure_nextest
+ensure_s3s_fs
 ensure_chromium
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 

@@ -8,12 +8,19 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "B3O_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Directory holding the SQLite database and model blobs; created if missing.
+    /// Directory holding the SQLite database, scratch files and (without `--blob-store`) the
+    /// blobs; created if missing.
     #[arg(long, env = "B3O_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Database URL; defaults to the SQLite file `b3o.sqlite3` inside the data directory.
     #[arg(long, env = "B3O_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Where blobs (updates, model versions, ONNX exports, job files) are kept: by default the
+    /// data directory; `s3://bucket?endpoint=http://host:9000&region=...` for a bucket of any
+    /// S3-compatible service (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY), or
+    /// `file:///path` for another folder.
+    #[arg(long, env = "B3O_BLOB_STORE", value_parser = crate::blobs::location::parse, hide_env_values = true)]
+    pub blob_store: Option<crate::blobs::BlobLocation>,
     /// Directory of the built web app (index.html, assets/); the API runs without it.
     #[arg(long, env = "B3O_STATIC_DIR", default_value = "./dist")]
     pub static_dir: PathBuf,

@@ -93,19 +93,28 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_shutdown_grace(config.shutdown.grace());
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = blobs::BlobStore::open(&config.data_dir, config.blob_store.as_ref())
+        .context("opening the blob store")?;
+    store
+        .check()
+        .await
+        .with_context(|| format!("reaching the blob store {}", store.describe()))?;
+    let store = Arc::new(store);
     // Temporary files of writes a killed process left behind; again every 15 minutes.
-    blobs::sweep(&config.data_dir).await;
-    blobs::spawn_temp_sweeper(config.data_dir.clone());
+    blobs::sweep(&store).await;
+    blobs::spawn_temp_sweeper(store.clone());
     let db = db::connect(&config.database_url())
         .await
         .context("opening the database")?;
+    // Blobs whose row never committed, an hour on; now and every 15 minutes.
+    blobs::spawn_collector(store.clone(), db.clone());
     if !config.static_dir.join("index.html").exists() {
         tracing::warn!(dir = %config.static_dir.display(), "no built web app; serving the API only");
     }
     let accounts = accounts::start(&config, &db).await?;
     let mut state = AppState::with_settings(
         db,
-        config.data_dir.clone(),
+        store,
         accounts,
         Arc::new(federation::Runtime::new(config.max_update_bytes)),
         Arc::new(config.limits.clone()),

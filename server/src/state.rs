@@ -1,9 +1,11 @@
-//! State shared by every handler: the database, the data directory, and each area's runtime.
+//! State shared by every handler: the database, the data directory, the blob store, and each
+//! area's runtime.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::accounts::Accounts;
+use crate::blobs::BlobStore;
 use crate::db::Db;
 use crate::limits::Limits;
 use crate::{federation, inference, jobs, registry};
@@ -11,7 +13,10 @@ use crate::{federation, inference, jobs, registry};
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// The data directory (database file, scratch files, and the default blob store).
     pub data_dir: PathBuf,
+    /// Where blobs are kept (`--blob-store`): updates, versions, ONNX, job files.
+    pub blobs: Arc<BlobStore>,
     /// Account settings and the in-memory login rate limiter.
     pub accounts: Arc<Accounts>,
     /// Federation runtime: SSE fan-out, running aggregation sums, upload limit.
@@ -40,14 +45,14 @@ impl AppState {
     /// `limits` (tests, `b3o simulate`).
     pub fn new(
         db: Db,
-        data_dir: PathBuf,
+        blobs: Arc<BlobStore>,
         accounts: Arc<Accounts>,
         federation: Arc<federation::Runtime>,
         limits: Arc<Limits>,
     ) -> Self {
         Self::with_settings(
             db,
-            data_dir,
+            blobs,
             accounts,
             federation,
             limits,
@@ -58,7 +63,7 @@ impl AppState {
     /// A state whose inference and jobs runtimes follow `settings` (`b3o serve`).
     pub fn with_settings(
         db: Db,
-        data_dir: PathBuf,
+        blobs: Arc<BlobStore>,
         accounts: Arc<Accounts>,
         federation: Arc<federation::Runtime>,
         limits: Arc<Limits>,
@@ -72,7 +77,8 @@ impl AppState {
         ));
         Self {
             db,
-            data_dir,
+            data_dir: blobs.data_dir().to_path_buf(),
+            blobs,
             accounts,
             federation,
             limits,

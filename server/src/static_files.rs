@@ -157,7 +157,7 @@ mod serving_tests {
         let db = crate::db::connect("sqlite::memory:").await.unwrap();
         let state = AppState::new(
             db,
-            dir.path().to_path_buf(),
+            std::sync::Arc::new(crate::blobs::BlobStore::local(dir.path()).unwrap()),
             Default::default(),
             Default::default(),
             Default::default(),

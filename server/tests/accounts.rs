@@ -726,7 +726,7 @@ async fn the_inline_boot_script_of_the_app_is_allowed_by_hash() {
     let url = crate::test_db::database_url(dir.path());
     let state = AppState::new(
         db::connect(&url).await.unwrap(),
-        dir.path().to_path_buf(),
+        std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
         Default::default(),
         Default::default(),
         Default::default(),

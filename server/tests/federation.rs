@@ -29,8 +29,14 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (credentials of a blob store).
+    pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let static_dir = data_dir.join("no-static");
         let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
+            .envs(env.iter().copied())
             .arg("serve")
             .args(["--bind", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

@@ -60,7 +60,7 @@ impl App {
         let db = b3o_server::db::connect(&url).await.unwrap();
         let state = AppState::new(
             db.clone(),
-            dir.path().to_path_buf(),
+            std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
             Arc::new(Accounts::new(settings)),
             Arc::new(Runtime::new(max_update_bytes)),
             Arc::new(limits),

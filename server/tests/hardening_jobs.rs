@@ -52,7 +52,7 @@ impl App {
         };
         let state = AppState::new(
             db,
-            dir.path().to_path_buf(),
+            std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
             Arc::new(Accounts::new(settings)),
             Default::default(),
             Arc::new(limits),

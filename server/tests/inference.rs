@@ -91,7 +91,7 @@ impl Server {
         let db = b3o_server::db::connect(&url).await.unwrap();
         let state = AppState::new(
             db,
-            dir.path().to_path_buf(),
+            std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
             Arc::new(Accounts::new(Settings::default())),
             Default::default(),
             Default::default(),

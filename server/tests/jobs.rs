@@ -302,9 +302,20 @@ async fn jobs_interrupted_by_a_restart_are_resumed_or_failed_never_left_running(
     let rel = format!("jobs/user-{}/restart.csv", d.owner.id);
     std::fs::create_dir_all(state.data_dir.join(format!("jobs/user-{}", d.owner.id))).unwrap();
     std::fs::write(state.data_dir.join(&rel), &csv).unwrap();
-    // An orphan upload (its request died before the job row was written).
+    // Orphan uploads (their request died before the job row was written): the blob store's
+    // collector deletes one older than its grace period, not a fresh one (another replica's
+    // upload may be about to commit its row).
     let orphan = format!("jobs/user-{}/orphan.csv", d.owner.id);
     std::fs::write(state.data_dir.join(&orphan), &csv).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(state.data_dir.join(&orphan))
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let fresh = format!("jobs/user-{}/fresh.csv", d.owner.id);
+    std::fs::write(state.data_dir.join(&fresh), &csv).unwrap();
     let insert = |status: &'static str, attempts: i64| {
         let rel = rel.clone();
         async move {
@@ -335,6 +346,15 @@ async fn jobs_interrupted_by_a_restart_are_resumed_or_failed_never_left_running(
     let job = wait(&d, &d.owner, hopeless).await;
     assert_eq!(job["status"], "failed");
     assert!(job["error"].as_str().unwrap().contains("stopped"), "{job}");
+    let collected = b3o_server::blobs::collect_orphans(
+        &state.blobs,
+        &state.db,
+        b3o_server::blobs::ORPHAN_GRACE,
+    )
+    .await
+    .unwrap();
+    assert_eq!(collected.deleted, 1, "{collected:?}");
     assert!(!state.data_dir.join(&orphan).exists());
+    assert!(state.data_dir.join(&fresh).exists());
     assert!(state.data_dir.join(&rel).exists());
 }

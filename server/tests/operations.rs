@@ -179,6 +179,7 @@ impl Replica {
             .arg("--static-dir")
             .arg(data_dir.join("no-static"))
             .args(extra)
+            .envs(crate::test_db::serve_env(data_dir))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

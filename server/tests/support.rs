@@ -70,7 +70,7 @@ impl TestApp {
         let accounts = Arc::new(Accounts::new(settings));
         let state = AppState::new(
             db.clone(),
-            dir.path().to_path_buf(),
+            std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
             accounts.clone(),
             Default::default(),
             Arc::new(limits),

@@ -2,6 +2,7 @@
 
 mod access;
 mod accounts;
+mod blob_store;
 mod client;
 mod compression;
 mod federation;

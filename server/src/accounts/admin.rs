@@ -362,11 +362,8 @@ pub(crate) async fn delete_user(
         .flat_map(|(input, result)| [Some(input), result])
         .flatten()
     {
-        if let Err(e) = tokio::fs::remove_file(state.data_dir.join(&path)).await
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path, error = %e, "could not delete a job file of a deleted account");
-        }
+        // (What fails here, the orphan collector deletes later.)
+        state.blobs.remove(&path).await;
     }
     tracing::info!(
         admin = admin.id,

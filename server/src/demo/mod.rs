@@ -186,9 +186,8 @@ async fn insert_version(
         .map_err(|e| ApiError::BadRequest(format!("weights: {e}")))?;
     let onnx = b3o_models::onnx::export_onnx(&p.spec, &p.weights)
         .map_err(|e| ApiError::BadRequest(format!("ONNX export: {e}")))?;
-    let weights =
-        registry::versions::write_weights(&state.data_dir, group_id, round, bytes).await?;
-    let onnx_path = registry::versions::write_onnx(&state.data_dir, group_id, round, onnx).await?;
+    let weights = registry::versions::write_weights(&state.blobs, group_id, round, bytes).await?;
+    let onnx_path = registry::versions::write_onnx(&state.blobs, group_id, round, onnx).await?;
     let version = NewVersion {
         group_id,
         round,

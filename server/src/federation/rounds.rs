@@ -19,7 +19,6 @@ use super::model::{
     tabular_spec,
 };
 use super::{RoundAccumulator, now, quotas};
-use crate::blobs;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::registry::{self, NewVersion};
@@ -164,7 +163,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
     };
     let onnx = write_onnx(state, group_id, 0, &spec.to_string(), &layout, &flat).await;
     let bytes = encode_weights(&layout, flat, &meta)?;
-    let weights = registry::versions::write_weights(&state.data_dir, group_id, 0, bytes).await?;
+    let weights = registry::versions::write_weights(&state.blobs, group_id, 0, bytes).await?;
 
     let mut tx = crate::db::begin_write(&state.db).await?;
     let moved = sqlx::query(
@@ -294,7 +293,7 @@ async fn write_onnx(
             return None;
         }
     };
-    match registry::versions::write_onnx(&state.data_dir, group_id, round, bytes).await {
+    match registry::versions::write_onnx(&state.blobs, group_id, round, bytes).await {
         Ok(rel) => Some(rel),
         Err(e) => {
             tracing::error!(group_id, round, error = %e, "writing the ONNX export failed");
@@ -991,12 +990,10 @@ async fn load_inputs(
     .collect();
 
     let read_update = |path: String| {
-        let data_dir = state.data_dir.clone();
+        let store = state.blobs.clone();
         let layout = layout.clone();
         async move {
-            let bytes = blobs::read(&data_dir, &path)
-                .await
-                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            let bytes = store.get(&path).await?;
             let (set, _) = weights::decode(&bytes, &layout, usize::MAX)
                 .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
             Ok::<_, ApiError>(set.flatten())
@@ -1005,13 +1002,11 @@ async fn load_inputs(
     let current = read_update(base_path).await?;
     // Updates in a compressed encoding carry a delta from the base model.
     let read_update = |path: String| {
-        let data_dir = state.data_dir.clone();
+        let store = state.blobs.clone();
         let layout = layout.clone();
         let current = &current;
         async move {
-            let bytes = blobs::read(&data_dir, &path)
-                .await
-                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            let bytes = store.get(&path).await?;
             let limits = weights::DecodeLimits {
                 max_bytes: usize::MAX,
                 max_metrics: usize::MAX,
@@ -1023,9 +1018,7 @@ async fn load_inputs(
     };
     let opt_state = match state_path {
         Some(path) => {
-            let bytes = blobs::read(&state.data_dir, &path)
-                .await
-                .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+            let bytes = state.blobs.get(&path).await?;
             Some(
                 ServerOptState::from_bytes(&bytes)
                     .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?,
@@ -1159,12 +1152,11 @@ async fn commit(
     };
     let onnx = write_onnx(state, group_id, number, spec, layout, &params).await;
     let bytes = encode_weights(layout, params, &meta)?;
-    let weights =
-        registry::versions::write_weights(&state.data_dir, group_id, number, bytes).await?;
+    let weights = registry::versions::write_weights(&state.blobs, group_id, number, bytes).await?;
     let optimizer_state_path = match opt_state {
         Some(st) => Some(
             registry::versions::write_optimizer_state(
-                &state.data_dir,
+                &state.blobs,
                 group_id,
                 number,
                 st.to_bytes(),

@@ -45,7 +45,6 @@ use super::model::{ErrorBody, MemberStatus, RoundState};
 use super::{now, rounds};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
-use crate::blobs;
 use crate::error::ApiError;
 use crate::membership::{self, Member};
 use crate::state::AppState;
@@ -1106,9 +1105,7 @@ pub(crate) async fn unmasked_mean(
     }
     let mut sum = sa::Aggregator::new(len, modulus);
     for (member_id, path) in &vectors {
-        let bytes = blobs::read(&state.data_dir, path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+        let bytes = state.blobs.get(path).await?;
         let (masked, _) = sa::wire::decode_masked(&bytes, len, modulus, usize::MAX, usize::MAX)
             .map_err(|e| ApiError::Internal(format!("stored masked vector of {member_id}: {e}")))?;
         sum.add(&masked)

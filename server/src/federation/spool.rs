@@ -1,30 +1,26 @@
-//! An update's body streamed to a temporary file beside its final place, never whole in
+//! An update's body streamed to a scratch file ([`crate::blobs::ScratchFile`]), never whole in
 //! memory while it arrives: each chunk is hashed and written as it comes, and the byte limit
 //! is enforced on the way (413 as soon as it is passed). Once the content has been checked,
-//! [`Spooled::persist`] fsyncs the file, renames it into place and fsyncs the directory (the
-//! order of [`crate::blobs`]), and only then may the row that points at it commit. A spool
-//! that is dropped unpersisted (refused, client gone) removes its file; one left by a killed
-//! process is named like [`crate::blobs`]' temporary files (`.tmp-` + 16 hex digits), which
-//! its sweep removes.
-
-use std::path::{Path, PathBuf};
+//! [`Spooled::persist`] hands the file to the blob store ([`BlobStore::put_file`]: fsync and
+//! rename for the local store, an upload for S3), which returns once the update is durable;
+//! only then may the row that points at it commit. A spool that is dropped unpersisted
+//! (refused, client gone) removes its file; one left by a killed process is swept.
 
 use axum::body::Body;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::blobs::{BlobStore, ScratchFile};
 use crate::error::ApiError;
 
 /// Bytes gathered before a write to the file.
 const WRITE_BUFFER: usize = 256 * 1024;
 
-/// A body on disk, checked for size, not yet in its final place.
+/// A body on disk, checked for size, not yet in the store.
 #[derive(Debug)]
 pub struct Spooled {
-    /// The temporary file; `None` once persisted.
-    temp: Option<PathBuf>,
-    dir: PathBuf,
+    scratch: ScratchFile,
     file: Option<tokio::fs::File>,
     pub sha256: String,
     pub size: u64,
@@ -37,15 +33,13 @@ pub fn too_large(size: &str, max: usize) -> ApiError {
     ))
 }
 
-/// Streams `body` into a new temporary file in `dir` (created if needed), at most `max`
-/// bytes: 413 as soon as more arrive, 400 when the client breaks off.
-pub async fn receive(dir: &Path, body: Body, max: usize) -> Result<Spooled, ApiError> {
+/// Streams `body` into a new scratch file of `store`, at most `max` bytes: 413 as soon as
+/// more arrive, 400 when the client breaks off.
+pub async fn receive(store: &BlobStore, body: Body, max: usize) -> Result<Spooled, ApiError> {
     let internal = |e: std::io::Error| ApiError::Internal(format!("spooling an update: {e}"));
-    tokio::fs::create_dir_all(dir).await.map_err(internal)?;
-    let (temp, file) = create_temp(dir).await.map_err(internal)?;
+    let (scratch, file) = store.scratch().await?;
     let mut spool = Spooled {
-        temp: Some(temp),
-        dir: dir.to_path_buf(),
+        scratch,
         file: Some(file),
         sha256: String::new(),
         size: 0,
@@ -110,75 +104,26 @@ impl Spooled {
 
     /// The spooled bytes, read back for validation (the decoder needs one slice).
     pub async fn read(&self) -> Result<Vec<u8>, ApiError> {
-        let path = self
-            .temp
-            .as_ref()
-            .ok_or_else(|| ApiError::Internal("the spooled update is gone".into()))?;
-        tokio::fs::read(path)
+        tokio::fs::read(self.scratch.path())
             .await
             .map_err(|e| ApiError::Internal(format!("reading the spooled update: {e}")))
     }
 
-    /// Makes the file durable under `name` in its directory: fsync, rename, fsync the
-    /// directory. After this the caller may commit the row that points at it.
-    pub async fn persist(mut self, name: &str) -> Result<(), ApiError> {
-        let internal = |e: std::io::Error| ApiError::Internal(format!("storing an update: {e}"));
-        let temp = self
-            .temp
-            .clone()
-            .ok_or_else(|| ApiError::Internal("the spooled update is gone".into()))?;
-        if let Some(file) = self.file.take() {
-            file.sync_all().await.map_err(internal)?;
-        }
-        let target = self.dir.join(name);
-        tokio::fs::rename(&temp, &target).await.map_err(internal)?;
-        // Renamed: nothing left to remove on drop, whatever happens next.
-        self.temp = None;
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-            .await
-            .map_err(|e| ApiError::Internal(format!("storing an update: {e}")))?
-            .map_err(internal)
-    }
-}
-
-impl Drop for Spooled {
-    fn drop(&mut self) {
-        // Not persisted: the content was refused or never arrived whole. Unlinking is one
-        // quick system call, so it is done here rather than handed to a thread.
+    /// Stores the update under `key`, durably (see the module). After this the caller may
+    /// commit the row that points at it.
+    pub async fn persist(mut self, store: &BlobStore, key: &str) -> Result<(), ApiError> {
+        // Closed first: the store reads (or renames) the file.
         drop(self.file.take());
-        if let Some(temp) = self.temp.take()
-            && let Err(e) = std::fs::remove_file(&temp)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %temp.display(), error = %e, "could not remove a spooled update");
-        }
+        store.put_file(key, self.scratch).await?;
+        Ok(())
     }
-}
-
-/// A new `.tmp-` + 16 hex digits file in `dir` (the names [`crate::blobs`] sweeps).
-async fn create_temp(dir: &Path) -> std::io::Result<(PathBuf, tokio::fs::File)> {
-    for _ in 0..16 {
-        let path = dir.join(format!(".tmp-{:016x}", rand::random::<u64>()));
-        match tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-        {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("could not create a temporary file"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
+    fn names(dir: &std::path::Path) -> Vec<String> {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -188,25 +133,30 @@ mod tests {
     #[tokio::test]
     async fn a_spool_persists_by_rename_or_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
         let body = Body::from(vec![7u8; 600_000]);
-        let spool = receive(dir.path(), body, 1 << 20).await.unwrap();
+        let spool = receive(&store, body, 1 << 20).await.unwrap();
         assert_eq!(spool.size, 600_000);
         assert_eq!(spool.sha256, crate::blobs::sha256_hex(&[7u8; 600_000]));
         assert_eq!(spool.read().await.unwrap(), vec![7u8; 600_000]);
-        spool.persist("a.bin").await.unwrap();
-        assert_eq!(names(dir.path()), vec!["a.bin"]);
+        spool.persist(&store, "u/a.bin").await.unwrap();
+        assert_eq!(names(&dir.path().join("u")), vec!["a.bin"]);
+        let scratch = dir.path().join("tmp");
+        assert!(names(&scratch).is_empty());
 
-        let refused = receive(dir.path(), Body::from(vec![1u8; 10]), 1 << 20)
+        let refused = receive(&store, Body::from(vec![1u8; 10]), 1 << 20)
             .await
             .unwrap();
+        assert_eq!(names(&scratch).len(), 1);
         drop(refused);
-        assert_eq!(names(dir.path()), vec!["a.bin"]);
+        assert!(names(&scratch).is_empty());
 
-        let err = receive(dir.path(), Body::from(vec![1u8; 11]), 10)
+        let err = receive(&store, Body::from(vec![1u8; 11]), 10)
             .await
             .unwrap_err();
         assert!(matches!(err, ApiError::PayloadTooLarge(_)), "{err}");
-        assert_eq!(names(dir.path()), vec!["a.bin"]);
+        assert!(names(&scratch).is_empty());
+        assert_eq!(names(&dir.path().join("u")), vec!["a.bin"]);
     }
 
     #[tokio::test]

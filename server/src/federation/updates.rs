@@ -30,7 +30,6 @@ use super::rounds::{self, GroupSettings};
 use super::spool;
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
-use crate::blobs;
 use crate::error::ApiError;
 use crate::membership::{self, Member};
 use crate::state::AppState;
@@ -282,7 +281,7 @@ async fn receive(
     let layout = group.layout()?.clone();
 
     let dir = format!("groups/{group_id}/rounds/{number}/updates");
-    let spooled = spool::receive(&state.data_dir.join(&dir), body, max).await?;
+    let spooled = spool::receive(&state.blobs, body, max).await?;
     let limits = DecodeLimits {
         max_bytes: max,
         max_metrics: state.limits.max_metrics_per_update,
@@ -389,7 +388,7 @@ async fn receive(
     let rel = format!("{dir}/{name}");
     let size = i64::try_from(spooled.size)
         .map_err(|_| ApiError::Internal("update size out of range".into()))?;
-    spooled.persist(&name).await?;
+    spooled.persist(&state.blobs, &rel).await?;
 
     let metrics_json = serde_json::to_string(&meta.metrics).unwrap_or_else(|_| "{}".into());
     let num_samples = meta.num_samples as i64;
@@ -537,9 +536,7 @@ async fn base_params(
         .bind(base_version_id)
         .fetch_one(&state.db)
         .await?;
-    let bytes = blobs::read(&state.data_dir, &path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    let bytes = state.blobs.get(&path).await?;
     let layout = group.layout()?.clone();
     tokio::task::spawn_blocking(move || {
         b3o_models::weights::decode(&bytes, &layout, usize::MAX)

@@ -42,7 +42,6 @@ use b3o_models::weights;
 use b3o_wasm_client::codeless::InputLimits;
 use b3o_wasm_client::inference::OnnxPredictor;
 
-use crate::blobs;
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -245,11 +244,7 @@ async fn load(
             "model version {version_id} is a custom model without a built-in architecture; it cannot be served"
         ))
     })?;
-    let read = |path: String| async move {
-        blobs::read(&state.data_dir, &path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))
-    };
+    let read = |path: String| async move { state.blobs.get(&path).await.map_err(ApiError::from) };
     let onnx = match onnx_path {
         Some(path) => read(path).await?,
         None => {

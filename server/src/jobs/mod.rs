@@ -6,10 +6,10 @@
 //! - `POST /api/jobs`: multipart (`model` = deployment name, then `file` = the CSV) or a raw CSV
 //!   body with `?model=name[&filename=data.csv]`. The order of checks: the caller may use the
 //!   model (as for its predictions, [`gate::authorize`]) and it takes CSV; the account's quotas
-//!   admit one more job ([`quota`]: 429 / 413); only then is the file read, streamed to disk
-//!   (bounded by `--max-job-mb` and the account's storage quota) and fsynced; its header is
-//!   checked against the model's columns (400 if one is missing); the quotas are counted again
-//!   as the job is recorded; `202` with the job. So a form must name its `model` before its
+//!   admit one more job ([`quota`]: 429 / 413); only then is the file read, streamed to a
+//!   scratch file (bounded by `--max-job-mb` and the account's storage quota); its header is
+//!   checked against the model's columns (400 if one is missing); it is stored in the blob
+//!   store, durably; the quotas are counted again as the job is recorded; `202` with the job. So a form must name its `model` before its
 //!   `file` (browsers send `FormData` fields in the order they were appended; the web app
 //!   appends `model` first), or name it in the query: a file part before the model is a 400,
 //!   never stored. Non-file fields (and the query's names) are at most [`MAX_FIELD_BYTES`].
@@ -24,7 +24,6 @@
 mod quota;
 mod runner;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -43,6 +42,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::accounts::extract::ApiPath;
 use crate::accounts::{CurrentUser, now, rfc3339};
+use crate::blobs::{BlobStore, ScratchFile};
 use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::inference::{self, Inference, ServedModel, Shared, gate};
@@ -99,7 +99,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/jobs", get(list).post(create))
         .route("/api/jobs/{id}", get(get_job).delete(delete_job))
         .route("/api/jobs/{id}/result", get(result))
-        // Uploads are streamed to disk and bounded by `--max-job-mb` there.
+        // Uploads are streamed to a scratch file and bounded by `--max-job-mb` there.
         .layer(DefaultBodyLimit::disable())
 }
 
@@ -229,7 +229,7 @@ async fn get_job(
 }
 
 /// A succeeded job's predictions: its CSV with the prediction columns appended, streamed
-/// from disk (`Content-Disposition` names it `<input>-predictions.csv`).
+/// from the blob store (`Content-Disposition` names it `<input>-predictions.csv`).
 #[utoipa::path(
     get,
     operation_id = "get_job_result",
@@ -266,23 +266,13 @@ async fn result(
             )));
         }
     };
-    let file = tokio::fs::File::open(state.data_dir.join(&path))
-        .await
-        .map_err(|e| ApiError::Internal(format!("opening {path}: {e}")))?;
-    let stream = futures_util::stream::unfold(file, |mut file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut buf = vec![0u8; 64 << 10];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), file))
-            }
-            Err(e) => Some((Err(e), file)),
-        }
-    })
-    // The compression layer polls once more after the end; `unfold` would panic there.
-    .fuse();
+    let stream = state
+        .blobs
+        .get_stream(&path)
+        .await?
+        .map(|chunk| chunk.map_err(std::io::Error::other))
+        // The compression layer polls once more after the end.
+        .fuse();
     let disposition = format!("attachment; filename=\"{}\"", result_name(&job.input_name));
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
@@ -341,17 +331,33 @@ async fn delete_job(
         .into_iter()
         .flatten()
     {
-        remove_blob(&state.data_dir, &path).await;
+        state.blobs.remove(&path).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes a blob, logging (not failing on) errors other than "already gone".
-pub(crate) async fn remove_blob(data_dir: &Path, rel: &str) {
-    if let Err(e) = tokio::fs::remove_file(data_dir.join(rel)).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = rel, error = %e, "could not delete a job file");
+/// A job's input stored before its row: deleted when dropped unless [`UnrecordedBlob::keep`]
+/// was called (a quota refusal or a failed insert leaves nothing behind; a crash leaves it to
+/// the orphan collector).
+struct UnrecordedBlob {
+    store: Arc<BlobStore>,
+    key: Option<String>,
+}
+
+impl UnrecordedBlob {
+    fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for UnrecordedBlob {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let store = self.store.clone();
+            runtime.spawn(async move { store.remove(&key).await });
+        }
     }
 }
 
@@ -381,71 +387,39 @@ fn clean_name(name: &str) -> String {
     }
 }
 
-/// A stored file that is deleted when dropped unless [`StoredFile::keep`] was called: an
-/// upload refused, failed or abandoned (the client went away) leaves nothing behind.
-struct StoredFile {
-    path: std::path::PathBuf,
-    keep: bool,
-}
-
-impl StoredFile {
-    fn keep(mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for StoredFile {
-    fn drop(&mut self) {
-        // An unlink, quick enough for the async worker; it may run where no runtime is.
-        if !self.keep
-            && let Err(e) = std::fs::remove_file(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "could not delete an upload");
-        }
-    }
-}
-
-/// Streams an upload into `data_dir/rel`, fsynced, refusing more than `max` bytes or more
-/// than the account's storage quota (`slot`).
+/// Streams an upload into a scratch file, refusing more than `max` bytes or more than the
+/// account's storage quota (`slot`). Dropped before [`Upload::finish`] (refused, failed,
+/// abandoned: the client went away), it leaves nothing behind.
 struct Upload {
     rel: String,
     file: tokio::fs::File,
-    stored: StoredFile,
+    scratch: ScratchFile,
     bytes: u64,
     max: u64,
     slot: quota::UploadSlot,
 }
 
-/// An upload finished and fsynced, not yet recorded as a job.
+/// An upload received whole, not yet stored nor recorded as a job.
 struct Finished {
     rel: String,
     bytes: u64,
-    stored: StoredFile,
+    scratch: ScratchFile,
     slot: quota::UploadSlot,
 }
 
 impl Upload {
     async fn create(
-        data_dir: &Path,
+        store: &BlobStore,
         user_id: i64,
         max: u64,
         slot: quota::UploadSlot,
     ) -> Result<Self, ApiError> {
         let rel = format!("jobs/user-{user_id}/{:016x}.csv", rand::random::<u64>());
-        let path = data_dir.join(&rel);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| ApiError::Internal(format!("creating the jobs directory: {e}")))?;
-        }
-        let file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|e| ApiError::Internal(format!("creating {rel}: {e}")))?;
+        let (scratch, file) = store.scratch().await?;
         Ok(Self {
             rel,
             file,
-            stored: StoredFile { path, keep: false },
+            scratch,
             bytes: 0,
             max,
             slot,
@@ -468,23 +442,17 @@ impl Upload {
             .map_err(|e| ApiError::Internal(format!("writing {}: {e}", self.rel)))
     }
 
-    /// Flushes and fsyncs the file and its directory.
-    async fn finish(mut self, data_dir: &Path) -> Result<Finished, ApiError> {
-        let io = |e: std::io::Error| ApiError::Internal(format!("storing the upload: {e}"));
-        self.file.flush().await.map_err(io)?;
-        self.file.sync_all().await.map_err(io)?;
+    /// Flushes and closes the file (the store makes it durable when it takes it).
+    async fn finish(mut self) -> Result<Finished, ApiError> {
+        self.file
+            .flush()
+            .await
+            .map_err(|e| ApiError::Internal(format!("storing the upload: {e}")))?;
         drop(self.file);
-        if let Some(dir) = data_dir.join(&self.rel).parent() {
-            let dir = dir.to_path_buf();
-            tokio::task::spawn_blocking(move || std::fs::File::open(dir)?.sync_all())
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .map_err(io)?;
-        }
         Ok(Finished {
             rel: self.rel,
             bytes: self.bytes,
-            stored: self.stored,
+            scratch: self.scratch,
             slot: self.slot,
         })
     }
@@ -533,7 +501,7 @@ async fn admit(
     b3o_wasm_client::codeless::preprocessing(&served.spec)
         .map_err(|e| jobs_input_error(&model, e))?;
     let upload = Upload::create(
-        &state.data_dir,
+        &state.blobs,
         user.id,
         state.jobs.settings.max_job_bytes,
         slot,
@@ -604,9 +572,9 @@ async fn create(
         served,
         upload,
     } = admitted;
-    let finished = upload.finish(&state.data_dir).await?;
+    let finished = upload.finish().await?;
     // The header is checked now, so a missing column is a 400 and not a failed job.
-    let path = state.data_dir.join(&finished.rel);
+    let path = finished.scratch.path().to_path_buf();
     let spec = served.spec.clone();
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(path)
@@ -616,10 +584,22 @@ async fn create(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| jobs_input_error(&model, e))?;
+    // Stored durably before its row commits; deleted again unless the row commits.
+    let Finished {
+        rel,
+        bytes,
+        scratch,
+        slot,
+    } = finished;
+    state.blobs.put_file(&rel, scratch).await?;
+    let stored = UnrecordedBlob {
+        store: state.blobs.clone(),
+        key: Some(rel.clone()),
+    };
     // Counted again where the job is recorded: uploads of one account that raced each other
     // cannot together pass its quotas.
     let mut tx = crate::db::begin_write(&state.db).await?;
-    finished.slot.check_commit(&mut tx, finished.bytes).await?;
+    slot.check_commit(&mut tx, bytes).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (user_id, deployment, version_id, input_name, input_path,
              input_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -628,14 +608,14 @@ async fn create(
     .bind(&model)
     .bind(version_id)
     .bind(&input_name)
-    .bind(&finished.rel)
-    .bind(i64::try_from(finished.bytes).unwrap_or(i64::MAX))
+    .bind(&rel)
+    .bind(i64::try_from(bytes).unwrap_or(i64::MAX))
     .bind(now())
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    finished.stored.keep();
-    drop(finished.slot);
+    stored.keep();
+    drop(slot);
     runner::spawn(state.clone(), id);
     let job = own_job(&state, &user, id).await?;
     let location = HeaderValue::from_str(&format!("/api/jobs/{id}"))

@@ -1,6 +1,7 @@
-//! Running batch jobs: a few at a time (`--job-workers`), each streaming its CSV through the
-//! model in chunks on the blocking pool, recording progress, and writing the result durably
-//! (temporary file, fsync, rename, directory fsync) before the job is marked `succeeded`.
+//! Running batch jobs: a few at a time (`--job-workers`), each streaming its CSV (the store's
+//! file, or a local copy of an S3 blob) through the model in chunks on the blocking pool,
+//! recording progress, writing the result to a scratch file and storing it durably in the
+//! blob store before the job is marked `succeeded`.
 //!
 //! At start-up [`recover`] queues again the jobs a stop interrupted (`queued` or `running`),
 //! up to [`MAX_ATTEMPTS`] starts, after which they fail with a message saying so.
@@ -16,7 +17,7 @@ use b3o_wasm_client::codeless::{self, CodelessError, CsvChunks, CsvOutput};
 use b3o_wasm_client::inference::OnnxPredictor;
 use tokio::sync::Semaphore;
 
-use super::{JOB_COLUMNS, JobRow, remove_blob};
+use super::{JOB_COLUMNS, JobRow};
 use crate::accounts::now;
 use crate::error::ApiError;
 use crate::inference::{self, telemetry};
@@ -89,8 +90,9 @@ pub(crate) fn spawn(state: AppState, id: i64) {
     });
 }
 
-/// Queues again the jobs a stop interrupted and deletes uploads no job points at. Called once
-/// by `b3o serve` at start-up, before it listens.
+/// Queues again the jobs a stop interrupted. Called once by `b3o serve` at start-up, before it
+/// listens. (Uploads no job points at are the blob store's orphan collector's: another
+/// replica's upload in progress is not one.)
 pub async fn recover(state: &AppState) -> Result<(), ApiError> {
     let failed = sqlx::query(
         "UPDATE jobs SET status = 'failed', finished_at = $1,
@@ -115,46 +117,12 @@ pub async fn recover(state: &AppState) -> Result<(), ApiError> {
             "batch jobs interrupted by the last stop"
         );
     }
-    // Before any job starts again: a resumed job's new partial result is not an orphan.
-    remove_orphans(state).await;
     let mut ids = resumed;
     ids.sort_unstable();
     for id in ids {
         spawn(state.clone(), id);
     }
     Ok(())
-}
-
-/// Deletes files under `jobs/` that no job row points at (an upload cut short by a crash).
-async fn remove_orphans(state: &AppState) {
-    let known: Result<Vec<(String, Option<String>)>, _> =
-        sqlx::query_as("SELECT input_path, result_path FROM jobs")
-            .fetch_all(&state.db)
-            .await;
-    let Ok(known) = known else { return };
-    let known: std::collections::HashSet<String> = known
-        .into_iter()
-        .flat_map(|(i, r)| std::iter::once(i).chain(r))
-        .collect();
-    let root = state.data_dir.join("jobs");
-    let Ok(mut users) = tokio::fs::read_dir(&root).await else {
-        return;
-    };
-    while let Ok(Some(dir)) = users.next_entry().await {
-        let Ok(mut files) = tokio::fs::read_dir(dir.path()).await else {
-            continue;
-        };
-        while let Ok(Some(f)) = files.next_entry().await {
-            let rel = format!(
-                "jobs/{}/{}",
-                dir.file_name().to_string_lossy(),
-                f.file_name().to_string_lossy()
-            );
-            if !known.contains(&rel) {
-                remove_blob(&state.data_dir, &rel).await;
-            }
-        }
-    }
 }
 
 /// What one chunk step works on, moved to the blocking pool and back.
@@ -180,7 +148,11 @@ fn step(work: &mut Work) -> Result<Option<usize>, CodelessError> {
 
 /// How a run ended.
 enum Outcome {
-    Done { rows: u64, bytes: u64 },
+    /// Its result is stored under the key `execute` was given.
+    Done {
+        rows: u64,
+        bytes: u64,
+    },
     Failed(String),
     Cancelled,
 }
@@ -212,8 +184,7 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
             .await?;
     let Some(job) = job else { return Ok(()) };
     let result_rel = format!("jobs/user-{}/{id}-result.csv", job.user_id);
-    let tmp_rel = format!("{result_rel}.partial");
-    let outcome = execute(state, &job, &tmp_rel, cancel).await;
+    let outcome = execute(state, &job, &result_rel, cancel).await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => Outcome::Failed(match e {
@@ -226,18 +197,6 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
     };
     match outcome {
         Outcome::Done { rows, bytes } => {
-            let dir = state.data_dir.clone();
-            let (from, to) = (dir.join(&tmp_rel), dir.join(&result_rel));
-            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                std::fs::rename(&from, &to)?;
-                if let Some(parent) = to.parent() {
-                    std::fs::File::open(parent)?.sync_all()?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::Internal(format!("storing the result: {e}")))?;
             let updated = sqlx::query(
                 "UPDATE jobs SET status = 'succeeded', result_path = $1, result_bytes = $2,
                      rows_done = $3, rows_total = $4, finished_at = $5 WHERE id = $6",
@@ -253,13 +212,12 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
             .rows_affected();
             if updated == 0 {
                 // Deleted while it ran.
-                remove_blob(&state.data_dir, &result_rel).await;
+                state.blobs.remove(&result_rel).await;
             }
             telemetry::record_job("succeeded", rows);
             tracing::info!(job_id = id, rows, "batch job succeeded");
         }
         Outcome::Failed(message) => {
-            remove_blob(&state.data_dir, &tmp_rel).await;
             sqlx::query(
                 "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3",
             )
@@ -271,21 +229,26 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
             telemetry::record_job("failed", 0);
             tracing::info!(job_id = id, error = %message, "batch job failed");
         }
-        Outcome::Cancelled => remove_blob(&state.data_dir, &tmp_rel).await,
+        // (Its scratch result was removed with `execute`'s scratch file.)
+        Outcome::Cancelled => {}
     }
     Ok(())
 }
 
-/// Streams the job's CSV through its model into `tmp_rel`.
+/// Streams the job's CSV through its model into a scratch file, stored under `result_key`
+/// (durably) once complete.
 async fn execute(
     state: &AppState,
     job: &JobRow,
-    tmp_rel: &str,
+    result_key: &str,
     cancel: &AtomicBool,
 ) -> Result<Outcome, ApiError> {
     let m = inference::model(state, &state.inference, job.version_id).await?;
-    let input = state.data_dir.join(&job.input_path);
-    let output = state.data_dir.join(tmp_rel);
+    // Held until the end: an S3 input's local copy is removed on drop.
+    let local = state.blobs.local_copy(&job.input_path).await?;
+    let input = local.path().to_path_buf();
+    let (result, output) = state.blobs.scratch().await?;
+    let output = output.into_std().await;
     let spec = m.spec.clone();
     let predictor = m.predictor().clone();
     let name = job.deployment.clone();
@@ -296,8 +259,7 @@ async fn execute(
             BufReader::new(std::fs::File::open(&input).map_err(io)?),
             &spec,
         )?;
-        let file = std::fs::File::create(&output).map_err(io)?;
-        let out = CsvOutput::new(BufWriter::with_capacity(1 << 20, file), &chunks, &spec)?;
+        let out = CsvOutput::new(BufWriter::with_capacity(1 << 20, output), &chunks, &spec)?;
         Ok((
             Work {
                 chunks,
@@ -354,8 +316,7 @@ async fn execute(
         let file = writer
             .into_inner()
             .map_err(|e| CodelessError::Io(e.error().to_string()))?;
-        file.sync_all()
-            .map_err(|e| CodelessError::Io(e.to_string()))?;
+        // (The store makes it durable when it takes it.)
         Ok(file
             .metadata()
             .map_err(|e| CodelessError::Io(e.to_string()))?
@@ -364,7 +325,10 @@ async fn execute(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     match finished {
-        Ok(bytes) => Ok(Outcome::Done { rows, bytes }),
+        Ok(bytes) => {
+            state.blobs.put_file(result_key, result).await?;
+            Ok(Outcome::Done { rows, bytes })
+        }
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }

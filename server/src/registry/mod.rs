@@ -317,9 +317,7 @@ async fn version_onnx(
             "model version {version_id} has no ONNX export (custom layouts have none)"
         ))
     })?;
-    let bytes = crate::blobs::read(&state.data_dir, &path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    let bytes = state.blobs.get(&path).await?;
     Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/octet-stream")
         .header(

@@ -8,14 +8,12 @@
 //! Readers: [`servable`] and [`version_group`] for the inference routes; [`weights_response`]
 //! serves a version's weights (registry and federation routes).
 
-use std::path::Path;
-
 use crate::db::Conn;
 use axum::body::Body;
 use axum::http::header;
 use axum::response::Response;
 
-use crate::blobs;
+use crate::blobs::{self, BlobStore};
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,10 +23,8 @@ fn version_path(group_id: i64, round: i64, ext: &str) -> String {
     format!("groups/{group_id}/versions/round-{round}.{ext}")
 }
 
-async fn write(data_dir: &Path, rel: String, bytes: Vec<u8>) -> Result<String, ApiError> {
-    blobs::write(data_dir, rel.clone(), bytes)
-        .await
-        .map_err(|e| ApiError::Internal(format!("writing {rel}: {e}")))?;
+async fn write(store: &BlobStore, rel: String, bytes: Vec<u8>) -> Result<String, ApiError> {
+    store.put(&rel, bytes).await?;
     Ok(rel)
 }
 
@@ -42,19 +38,14 @@ pub struct StoredWeights {
 
 /// Writes the weights (safetensors, B3O's update format) of version `round` of `group_id`.
 pub async fn write_weights(
-    data_dir: &Path,
+    store: &BlobStore,
     group_id: i64,
     round: i64,
     bytes: Vec<u8>,
 ) -> Result<StoredWeights, ApiError> {
     let sha256 = blobs::sha256_hex(&bytes);
     let size_bytes = bytes.len() as i64;
-    let path = write(
-        data_dir,
-        version_path(group_id, round, "safetensors"),
-        bytes,
-    )
-    .await?;
+    let path = write(store, version_path(group_id, round, "safetensors"), bytes).await?;
     Ok(StoredWeights {
         path,
         sha256,
@@ -64,22 +55,22 @@ pub async fn write_weights(
 
 /// Writes the ONNX export of version `round` of `group_id`; returns its path.
 pub async fn write_onnx(
-    data_dir: &Path,
+    store: &BlobStore,
     group_id: i64,
     round: i64,
     bytes: Vec<u8>,
 ) -> Result<String, ApiError> {
-    write(data_dir, version_path(group_id, round, "onnx"), bytes).await
+    write(store, version_path(group_id, round, "onnx"), bytes).await
 }
 
 /// Writes the server optimiser's state after version `round` of `group_id`; returns its path.
 pub async fn write_optimizer_state(
-    data_dir: &Path,
+    store: &BlobStore,
     group_id: i64,
     round: i64,
     bytes: Vec<u8>,
 ) -> Result<String, ApiError> {
-    write(data_dir, version_path(group_id, round, "opt"), bytes).await
+    write(store, version_path(group_id, round, "opt"), bytes).await
 }
 
 /// A version's row, its files already written.
@@ -183,9 +174,7 @@ pub async fn weights_response(
     round: i64,
     path: &str,
 ) -> Result<Response, ApiError> {
-    let bytes = blobs::read(&state.data_dir, path)
-        .await
-        .map_err(|e| ApiError::Internal(format!("reading {path}: {e}")))?;
+    let bytes = state.blobs.get(path).await?;
     Response::builder()
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header("x-b3o-version-id", version_id)

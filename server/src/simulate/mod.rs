@@ -425,9 +425,10 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         .tempdir_in(&base)
         .map_err(io(&base))?;
     let db = scratch_db(&work.path().join("b3o.sqlite3")).await?;
+    let store = crate::blobs::BlobStore::local(work.path()).map_err(ApiError::from)?;
     let state = AppState::new(
         db,
-        work.path().to_path_buf(),
+        Arc::new(store),
         Arc::default(),
         Arc::default(),
         Arc::default(),
