@@ -33,9 +33,6 @@ DEPLOY = os.path.join(ROOT, "deploy")
 
 # Metrics Prometheus makes itself, not the server.
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
-# B3O_* variables of flags that other work of issue #15 adds (the object store); accepted
-# until the binary knows them, with a note.
-PENDING_FLAGS = {"B3O_BLOB_STORE"}
 
 problems = []
 notes = []
@@ -161,10 +158,7 @@ def check_env(where, names, known):
     for name in sorted(names):
         if not name.startswith("B3O_") or name in known:
             continue
-        if name in PENDING_FLAGS:
-            notes.append(f"{name} is not a flag of this build of `b3o serve` yet (other issue #15 work adds it)")
-        else:
-            problem(f"{where}: {name} is not a variable of `b3o serve` (b3o serve --help)")
+        problem(f"{where}: {name} is not a variable of `b3o serve` (b3o serve --help)")
 
 
 def probe_ok(base, where, path, expect=200):

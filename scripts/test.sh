@@ -2,10 +2,12 @@
 # Command 2: every check CI runs. Formatting, lints (clippy, during the builds), unit and
 # integration tests, the wasm32 builds, wasm tests in headless Chromium, and the real-browser e2e suite.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+source "$ROOT/scripts/postgres.sh"
 cd "$ROOT"
 ensure_rust_tools
 ensure_nextest
 ensure_s3s_fs
+ensure_postgres
 ensure_chromium
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 
@@ -27,6 +29,13 @@ say "unit and integration tests"
 export B3O_RECORD_RESPONSES="$CARGO_TARGET_DIR/contract-answers"
 rm -rf "$B3O_RECORD_RESPONSES"
 cargo nextest run --workspace --no-fail-fast -E 'not package(b3o-e2e)'
+say "the server's tests again, on Postgres (a throwaway cluster from Debian's postgresql; a fresh database per test)"
+# Same build, same tests: only the database differs (server/tests/test_db.rs reads
+# B3O_TEST_POSTGRES). The other crates never touch a database.
+start_test_postgres
+env -u B3O_RECORD_RESPONSES cargo nextest run --workspace --no-fail-fast -E 'package(b3o-server)'
+stop_test_postgres
+unset B3O_TEST_POSTGRES
 say "benches build (dev profile: linted, not run; BENCHMARKS.md runs them)"
 cargo build --workspace --benches --profile dev
 say "API contract: OpenAPI 3.1 document, recorded answers, a generated client (scripts/contract.sh)"
