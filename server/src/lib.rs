@@ -7,6 +7,7 @@ pub mod access;
 pub mod accounts;
 pub mod blobs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;
@@ -126,10 +127,16 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     // Not ready (`/readyz` 503) until the start-up work below is done.
     state.lifecycle = lifecycle::Lifecycle::starting();
     let lifecycle = state.lifecycle.clone();
+    // Replicas on one Postgres share events, presence and deployment changes.
+    if db::dialect(&state.db) == db::Dialect::Postgres {
+        cluster::start(&state, &config.database_url());
+    }
     federation::spawn_driver(state.clone());
     // Batch jobs a stop interrupted, before listening: a job submitted meanwhile would be
     // resumed as well as started, and its upload taken for an orphan.
     jobs::recover(&state).await?;
+    // Jobs queued on any replica, and those a dead replica held, once their lease ran out.
+    jobs::spawn_sweeper(state.clone());
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

@@ -220,7 +220,7 @@ pub(crate) async fn global_of(
     set.flatten()
 }
 
-fn update(g: &Group, round: u64, params: Vec<f32>, samples: u64, acc: f64) -> Vec<u8> {
+pub(crate) fn update(g: &Group, round: u64, params: Vec<f32>, samples: u64, acc: f64) -> Vec<u8> {
     let set = WeightSet::from_flat(&layout(), params).unwrap();
     let meta = UpdateMeta {
         model_id: format!("group-{}", g.id),
@@ -295,7 +295,7 @@ pub(crate) async fn versions(s: &Server, http: &reqwest::Client, g: &Group) -> V
     v["versions"].as_array().unwrap().clone()
 }
 
-fn shifted(base: &[f32], by: f32) -> Vec<f32> {
+pub(crate) fn shifted(base: &[f32], by: f32) -> Vec<f32> {
     base.iter().map(|x| x + by).collect()
 }
 
@@ -307,7 +307,11 @@ pub(crate) fn error_message(body: &Value) -> String {
 }
 
 /// Reads SSE events (`event:` names) from a streaming response until `want` is seen.
-async fn wait_event(resp: &mut reqwest::Response, want: &str, within: Duration) -> String {
+pub(crate) async fn wait_event(
+    resp: &mut reqwest::Response,
+    want: &str,
+    within: Duration,
+) -> String {
     let deadline = Instant::now() + within;
     let mut buf = String::new();
     loop {
@@ -1398,7 +1402,7 @@ async fn groups_belong_to_accounts_and_runs_show_in_their_history() {
 }
 
 /// `GET /api/groups/{id}`: the body, as `token` sees it.
-async fn group_view(s: &Server, http: &reqwest::Client, id: i64, token: &str) -> Value {
+pub(crate) async fn group_view(s: &Server, http: &reqwest::Client, id: i64, token: &str) -> Value {
     let r = http
         .get(s.url(&format!("/api/groups/{id}")))
         .bearer_auth(token)
@@ -1599,7 +1603,7 @@ async fn sign_in(s: &Server, http: &reqwest::Client, email: &str, password: &str
 }
 
 /// The member entry of `member_id` in a group view.
-fn member_entry(view: &Value, member_id: i64) -> Value {
+pub(crate) fn member_entry(view: &Value, member_id: i64) -> Value {
     view["member_list"]
         .as_array()
         .and_then(|l| l.iter().find(|m| m["member_id"] == member_id))
@@ -1608,7 +1612,7 @@ fn member_entry(view: &Value, member_id: i64) -> Value {
 }
 
 /// Opens a member's event stream as its training client does (`?trainer=true`).
-async fn trainer_stream(
+pub(crate) async fn trainer_stream(
     s: &Server,
     http: &reqwest::Client,
     g: &Group,

@@ -337,11 +337,47 @@ async fn jobs_interrupted_by_a_restart_are_resumed_or_failed_never_left_running(
     let running = insert("running", 1).await;
     let queued = insert("queued", 0).await;
     let hopeless = insert("running", 3).await;
+    // Jobs other replicas claimed (issue #15): one whose replica died (its lease ran out),
+    // one still held by a live replica, which a replica on Postgres must leave alone.
+    let lease = |id: i64, replica: &'static str, until: i64| {
+        sqlx::query("UPDATE jobs SET claimed_by = $1, lease_until = $2 WHERE id = $3")
+            .bind(replica)
+            .bind(until)
+            .bind(id)
+            .execute(&state.db)
+    };
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let expired = insert("running", 1).await;
+    lease(expired, "dead-replica", unix_now - 1).await.unwrap();
+    let held = insert("running", 1).await;
+    lease(held, "live-replica", unix_now + 600).await.unwrap();
     b3o_server::jobs::recover(state).await.unwrap();
-    for id in [running, queued] {
+    for id in [running, queued, expired] {
         let job = wait(&d, &d.owner, id).await;
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["rows_done"], 300);
+        assert_eq!(job["attempts"], if id == queued { 1 } else { 2 }, "{job}");
+    }
+    if crate::test_db::on_postgres() {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (status, by): (String, String) =
+            sqlx::query_as("SELECT status, claimed_by FROM jobs WHERE id = $1")
+                .bind(held)
+                .fetch_one(&state.db)
+                .await
+                .unwrap();
+        assert_eq!(
+            (status.as_str(), by.as_str()),
+            ("running", "live-replica"),
+            "a job another live replica holds is not run twice"
+        );
+    } else {
+        // One process per SQLite database: whatever ran before this start was interrupted.
+        let job = wait(&d, &d.owner, held).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
     }
     let job = wait(&d, &d.owner, hopeless).await;
     assert_eq!(job["status"], "failed");

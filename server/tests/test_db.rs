@@ -72,3 +72,11 @@ pub async fn open(dir: &Path) -> b3o_server::db::Db {
         .await
         .expect("opening the test database")
 }
+
+/// Points directory `to` at the database of directory `from`: a second `b3o serve` started
+/// on `to` (with [`serve_env`]) is a replica of the first. Postgres only.
+pub fn share_database(from: &Path, to: &Path) {
+    assert!(on_postgres(), "replicas share a database on Postgres only");
+    std::fs::create_dir_all(to).expect("creating the test directory");
+    std::fs::write(to.join(MARKER), database_url(from)).expect("sharing the database's URL");
+}

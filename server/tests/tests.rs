@@ -17,6 +17,7 @@ mod module_graph;
 mod openapi;
 mod operations;
 mod privacy;
+mod replicas;
 mod secagg;
 mod simulate;
 mod support;

@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
+use crate::cluster::{Notice, Outbox};
+
 /// Something clients of a group should react to; the wire type shared with the clients.
 pub use b3o_models::protocol::GroupEvent;
 
@@ -22,6 +24,8 @@ pub enum Message {
 #[derive(Default)]
 pub struct EventHub {
     channels: Mutex<HashMap<i64, broadcast::Sender<Message>>>,
+    /// Other replicas' streams (`crate::cluster`).
+    outbox: Outbox,
 }
 
 impl EventHub {
@@ -33,16 +37,37 @@ impl EventHub {
             .subscribe()
     }
 
+    /// Sends `event` to the group's streams, on this replica and the others.
     pub fn publish(&self, group_id: i64, event: GroupEvent) {
-        self.send(group_id, Message::Event(event));
+        self.outbox.send(Notice::Event {
+            group: group_id,
+            event: event.clone(),
+        });
+        self.deliver(group_id, Message::Event(event));
     }
 
-    /// Tells the group's open streams that membership `member_id` left.
+    /// Tells the group's open streams, on this replica and the others, that membership
+    /// `member_id` left.
     pub fn member_left(&self, group_id: i64, member_id: i64) {
-        self.send(group_id, Message::MemberLeft { member_id });
+        self.outbox.send(Notice::MemberLeft {
+            group: group_id,
+            member: member_id,
+        });
+        self.deliver(group_id, Message::MemberLeft { member_id });
     }
 
-    fn send(&self, group_id: i64, message: Message) {
+    /// Another replica's event, for this replica's streams of the group.
+    pub(crate) fn deliver_event(&self, group_id: i64, event: GroupEvent) {
+        self.deliver(group_id, Message::Event(event));
+    }
+
+    /// Another replica's notice that membership `member_id` left.
+    pub(crate) fn deliver_member_left(&self, group_id: i64, member_id: i64) {
+        self.deliver(group_id, Message::MemberLeft { member_id });
+    }
+
+    /// Sends `message` to this replica's streams of the group only.
+    fn deliver(&self, group_id: i64, message: Message) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = channels.get(&group_id)
             && tx.send(message).is_err()
@@ -50,5 +75,9 @@ impl EventHub {
             // Nobody listens any more.
             channels.remove(&group_id);
         }
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }

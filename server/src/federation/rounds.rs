@@ -659,8 +659,10 @@ pub(crate) async fn set_paused(
     Ok(())
 }
 
-/// `open|collecting -> aggregating`, under the group lock so that no update commits after the
-/// transition without being seen; then aggregates in the background.
+/// `open|collecting -> aggregating`, under the group lock and in a write transaction (the
+/// database's writer lock, which every update's commit takes too: on Postgres, replicas
+/// receiving updates for this round), so that no update commits after the transition
+/// without being seen; then aggregates in the background.
 pub(super) async fn begin_aggregation(
     state: &AppState,
     group_id: i64,
@@ -669,14 +671,16 @@ pub(super) async fn begin_aggregation(
     let lock = state.federation.group(group_id);
     let accumulator = {
         let mut rt = lock.lock().await;
+        let mut tx = crate::db::begin_write(&state.db).await?;
         let moved = sqlx::query(
             "UPDATE rounds SET state = 'aggregating'
              WHERE id = $1 AND state IN ('open', 'collecting')",
         )
         .bind(round_id)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         if moved == 0 {
             return Ok(());
         }

@@ -47,7 +47,7 @@ use crate::config::ServeConfig;
 use crate::error::ApiError;
 use crate::inference::{self, Inference, ServedModel, Shared, gate};
 use crate::state::AppState;
-pub use runner::{JobRuntime, recover};
+pub use runner::{JobRuntime, recover, spawn_sweeper};
 
 /// Default largest job upload: 1 GiB (`--max-job-mb`).
 pub const DEFAULT_MAX_JOB_BYTES: u64 = 1 << 30;

@@ -3,8 +3,13 @@
 //! recording progress, writing the result to a scratch file and storing it durably in the
 //! blob store before the job is marked `succeeded`.
 //!
-//! At start-up [`recover`] queues again the jobs a stop interrupted (`queued` or `running`),
-//! up to [`MAX_ATTEMPTS`] starts, after which they fail with a message saying so.
+//! Jobs are a queue shared by every replica on the database: a replica runs a job once it
+//! *claimed* it, in one `UPDATE` that only succeeds on a queued job or a running one whose
+//! lease ran out, and renews its lease ([`LEASE`]) while it runs; it stops if the lease was
+//! lost or the job deleted. [`recover`] (at start-up) and [`spawn_sweeper`] (every
+//! [`SWEEP_EVERY`]) start the claimable jobs: the queued ones (any replica's) and those a dead
+//! replica held, up to [`MAX_ATTEMPTS`] starts, after which they fail with a message saying
+//! so. On SQLite (one process per database) a start-up takes over every running job at once.
 
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
@@ -25,6 +30,10 @@ use crate::state::AppState;
 
 /// Starts after which an interrupted job is failed rather than resumed again.
 pub const MAX_ATTEMPTS: i64 = 3;
+/// How long a claim lasts without renewal; renewed every third of it.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// How often each replica looks for claimable jobs.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Rows per chunk.
 const CHUNK_ROWS: usize = codeless::DEFAULT_CHUNK_ROWS;
 /// Least time between two progress writes.
@@ -38,6 +47,8 @@ pub struct JobRuntime {
     permits: Arc<Semaphore>,
     cancelled: Mutex<HashMap<i64, Arc<AtomicBool>>>,
     pub(super) uploads: super::quota::InFlight,
+    /// Other replicas (`crate::cluster`): a deleted job stops wherever it runs.
+    outbox: crate::cluster::Outbox,
 }
 
 impl JobRuntime {
@@ -47,6 +58,7 @@ impl JobRuntime {
             settings,
             cancelled: Mutex::default(),
             uploads: Default::default(),
+            outbox: Default::default(),
         }
     }
 
@@ -66,8 +78,22 @@ impl JobRuntime {
             .remove(&id);
     }
 
-    /// Asks job `id` to stop (it does at its next chunk).
+    /// Whether this replica runs or waits to run job `id`.
+    fn tracks(&self, id: i64) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Asks job `id` to stop (it does at its next chunk), on whichever replica runs it.
     pub fn cancel(&self, id: i64) {
+        self.outbox.send(crate::cluster::Notice::JobDeleted { id });
+        self.cancel_local(id);
+    }
+
+    /// Asks job `id` to stop if this replica runs it.
+    pub(crate) fn cancel_local(&self, id: i64) {
         if let Some(flag) = self
             .cancelled
             .lock()
@@ -77,52 +103,121 @@ impl JobRuntime {
             flag.store(true, Ordering::Relaxed);
         }
     }
+
+    pub(crate) fn outbox(&self) -> &crate::cluster::Outbox {
+        &self.outbox
+    }
 }
 
-/// Runs job `id` in the background.
+/// Runs job `id` in the background once this replica claims it.
 pub(crate) fn spawn(state: AppState, id: i64) {
     let flag = state.jobs.flag(id);
     tokio::spawn(async move {
-        if let Err(e) = run(&state, id, &flag).await {
+        if let Err(e) = run(&state, id, flag).await {
             tracing::error!(job_id = id, error = %e, "batch job bookkeeping failed");
         }
         state.jobs.forget(id);
     });
 }
 
-/// Queues again the jobs a stop interrupted. Called once by `b3o serve` at start-up, before it
-/// listens. (Uploads no job points at are the blob store's orphan collector's: another
-/// replica's upload in progress is not one.)
+/// Starts the jobs a stop interrupted and the queued ones. Called once by `b3o serve` at
+/// start-up, before it listens; [`spawn_sweeper`] does it again periodically. (Uploads no job
+/// points at are the blob store's orphan collector's: another replica's upload in progress is
+/// not one.)
 pub async fn recover(state: &AppState) -> Result<(), ApiError> {
-    let failed = sqlx::query(
-        "UPDATE jobs SET status = 'failed', finished_at = $1,
+    // One process per SQLite database: nobody else holds its running jobs.
+    let take_over = crate::db::dialect(&state.db) == crate::db::Dialect::Sqlite;
+    claim_interrupted(state, take_over).await
+}
+
+/// Looks for claimable jobs every [`SWEEP_EVERY`]: the queued ones and those whose replica
+/// died (its lease ran out).
+pub fn spawn_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = claim_interrupted(&state, false).await {
+                tracing::warn!(error = %e, "looking for batch jobs to resume failed");
+            }
+        }
+    });
+}
+
+/// The jobs this replica may claim: queued, or running on a lease that ran out (every running
+/// one with `take_over`).
+const CLAIMABLE: &str = "(status = 'queued' OR (status = 'running' AND ($1 OR lease_until IS NULL OR lease_until < $2)))";
+
+async fn claim_interrupted(state: &AppState, take_over: bool) -> Result<(), ApiError> {
+    let now = now();
+    let failed = sqlx::query(&format!(
+        "UPDATE jobs SET status = 'failed', finished_at = $2, claimed_by = NULL,
              error = 'the server stopped while this job ran, ' || attempts || ' times; it was not started again'
-         WHERE status IN ('queued', 'running') AND attempts >= $2",
-    )
-    .bind(now())
+         WHERE {CLAIMABLE} AND attempts >= $3"
+    ))
+    .bind(take_over)
+    .bind(now)
     .bind(MAX_ATTEMPTS)
     .execute(&state.db)
     .await?
     .rows_affected();
-    let resumed: Vec<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET status = 'queued', rows_done = 0 WHERE status IN ('queued', 'running')
-         RETURNING id",
-    )
+    let mut ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM jobs WHERE {CLAIMABLE} ORDER BY id"
+    ))
+    .bind(take_over)
+    .bind(now)
     .fetch_all(&state.db)
     .await?;
-    if failed > 0 || !resumed.is_empty() {
+    ids.retain(|&id| !state.jobs.tracks(id));
+    if failed > 0 || !ids.is_empty() {
         tracing::info!(
             failed,
-            resumed = resumed.len(),
-            "batch jobs interrupted by the last stop"
+            resumed = ids.len(),
+            "batch jobs queued or interrupted by a stop"
         );
     }
-    let mut ids = resumed;
-    ids.sort_unstable();
     for id in ids {
+        if take_over {
+            // Claimable by this process now, whatever its lease says.
+            sqlx::query("UPDATE jobs SET lease_until = NULL WHERE id = $1 AND status = 'running'")
+                .bind(id)
+                .execute(&state.db)
+                .await?;
+        }
         spawn(state.clone(), id);
     }
     Ok(())
+}
+
+/// Renews this replica's lease on job `id` while it runs; raises `cancel` when the job is
+/// gone (deleted) or another replica holds it.
+async fn renew_lease(state: AppState, id: i64, cancel: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(LEASE / 3).await;
+        let renewed = sqlx::query(
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND claimed_by = $3 AND status = 'running'",
+        )
+        .bind(lease_end())
+        .bind(id)
+        .bind(crate::cluster::replica_tag())
+        .execute(&state.db)
+        .await;
+        match renewed {
+            Ok(r) if r.rows_affected() == 0 => {
+                cancel.store(true, Ordering::Relaxed);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(job_id = id, error = %e, "renewing a job's lease failed"),
+        }
+    }
+}
+
+/// When a claim made or renewed now ends (Unix seconds).
+fn lease_end() -> i64 {
+    now() + LEASE.as_secs() as i64
 }
 
 /// What one chunk step works on, moved to the blocking pool and back.
@@ -157,7 +252,7 @@ enum Outcome {
     Cancelled,
 }
 
-async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiError> {
+async fn run(state: &AppState, id: i64, cancel: Arc<AtomicBool>) -> Result<(), ApiError> {
     let _permit = state
         .jobs
         .permits
@@ -165,25 +260,45 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         .acquire_owned()
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let started = sqlx::query(
-        "UPDATE jobs SET status = 'running', started_at = $1, attempts = attempts + 1,
-             rows_done = 0, error = NULL WHERE id = $2 AND status IN ('queued', 'running')",
-    )
-    .bind(now())
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    let now = now();
+    let claimed = sqlx::query(&format!(
+        "UPDATE jobs SET status = 'running', started_at = $2, attempts = attempts + 1,
+             rows_done = 0, error = NULL, claimed_by = $3, lease_until = $4
+         WHERE id = $5 AND {CLAIMABLE}"
+    ))
+    .bind(false)
+    .bind(now)
+    .bind(crate::cluster::replica_tag())
+    .bind(lease_end())
     .bind(id)
     .execute(&state.db)
     .await?
     .rows_affected();
-    if started == 0 || cancel.load(Ordering::Relaxed) {
+    if claimed == 0 {
+        // Another replica runs it, it finished, or it was deleted.
         return Ok(());
     }
+    let renewal = tokio::spawn(renew_lease(state.clone(), id, cancel.clone()));
+    let result = run_claimed(state, id, &cancel).await;
+    renewal.abort();
+    result
+}
+
+/// Runs job `id`, which this replica claimed, and records how it ended (unless it lost the
+/// claim meanwhile).
+async fn run_claimed(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiError> {
     let job: Option<JobRow> =
         sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&state.db)
             .await?;
     let Some(job) = job else { return Ok(()) };
-    let result_rel = format!("jobs/user-{}/{id}-result.csv", job.user_id);
+    // One key per claim: a replica that lost its lease never overwrites (or removes) the
+    // result of the one that took the job over.
+    let result_rel = format!("jobs/user-{}/{id}-result-{}.csv", job.user_id, job.attempts);
     let outcome = execute(state, &job, &result_rel, cancel).await;
     let outcome = match outcome {
         Ok(o) => o,
@@ -199,7 +314,8 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         Outcome::Done { rows, bytes } => {
             let updated = sqlx::query(
                 "UPDATE jobs SET status = 'succeeded', result_path = $1, result_bytes = $2,
-                     rows_done = $3, rows_total = $4, finished_at = $5 WHERE id = $6",
+                     rows_done = $3, rows_total = $4, finished_at = $5, claimed_by = NULL
+                 WHERE id = $6 AND claimed_by = $7 AND status = 'running'",
             )
             .bind(&result_rel)
             .bind(bytes as i64)
@@ -207,11 +323,13 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
             .bind(rows as i64)
             .bind(now())
             .bind(id)
+            .bind(crate::cluster::replica_tag())
             .execute(&state.db)
             .await?
             .rows_affected();
             if updated == 0 {
-                // Deleted while it ran.
+                // Deleted while it ran, or its lease lost to another replica (which writes
+                // its own result).
                 state.blobs.remove(&result_rel).await;
             }
             telemetry::record_job("succeeded", rows);
@@ -219,11 +337,13 @@ async fn run(state: &AppState, id: i64, cancel: &AtomicBool) -> Result<(), ApiEr
         }
         Outcome::Failed(message) => {
             sqlx::query(
-                "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2 WHERE id = $3",
+                "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2, claimed_by = NULL
+                 WHERE id = $3 AND claimed_by = $4 AND status = 'running'",
             )
             .bind(&message)
             .bind(now())
             .bind(id)
+            .bind(crate::cluster::replica_tag())
             .execute(&state.db)
             .await?;
             telemetry::record_job("failed", 0);

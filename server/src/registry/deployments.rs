@@ -8,6 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::cluster::{Notice, Outbox};
 use crate::db::Conn;
 use b3o_models::protocol::registry::Sharing;
 
@@ -19,6 +20,8 @@ use crate::error::ApiError;
 #[derive(Debug, Default)]
 pub struct Changes {
     generation: AtomicU64,
+    /// Other replicas' caches (`crate::cluster`).
+    outbox: Outbox,
 }
 
 impl Changes {
@@ -28,9 +31,21 @@ impl Changes {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Called after a write to a deployment has committed.
+    /// Called after a write to a deployment has committed: this replica's readers and the
+    /// other replicas' learn it.
     pub(super) fn bump(&self) {
+        self.bump_local();
+        self.outbox.send(Notice::Deployments);
+    }
+
+    /// Marks every cached deployment of this replica stale (another replica changed one, or
+    /// its notices may have been missed).
+    pub(crate) fn bump_local(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 }
 

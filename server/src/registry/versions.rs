@@ -1,5 +1,8 @@
 //! Writing versions: the one place that names a version's files (`groups/{group}/versions/
-//! round-{n}.{safetensors,onnx,opt}`) and the one `INSERT INTO model_versions`. A version's
+//! round-{n}-{nonce}.{safetensors,onnx,opt}`) and the one `INSERT INTO model_versions`. The
+//! random nonce keeps a version's files immutable: two replicas racing to aggregate one round
+//! (only one commits) never write the same key, so the loser cannot overwrite the files of
+//! the version that committed; its files, which no row names, are collected. A version's
 //! files are written durably first ([`write_weights`], [`write_onnx`],
 //! [`write_optimizer_state`]), then its row is inserted ([`insert_version`]) in the caller's
 //! transaction, which commits it together with what the version belongs to (a round's close, a
@@ -18,9 +21,10 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Relative path of a file of version `round` of `group_id`, with extension `ext`.
+/// A fresh relative path for a file of version `round` of `group_id`, with extension `ext`.
 fn version_path(group_id: i64, round: i64, ext: &str) -> String {
-    format!("groups/{group_id}/versions/round-{round}.{ext}")
+    let nonce: u32 = rand::random();
+    format!("groups/{group_id}/versions/round-{round}-{nonce:08x}.{ext}")
 }
 
 async fn write(store: &BlobStore, rel: String, bytes: Vec<u8>) -> Result<String, ApiError> {
