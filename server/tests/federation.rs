@@ -1037,15 +1037,35 @@ async fn an_aggregation_interrupted_by_a_crash_resumes_without_duplicating_the_v
         assert_eq!(st, StatusCode::OK);
     }
     s.kill9();
-    // As if the process died after `collecting -> aggregating`, before the version committed.
+    // As if the process died after `collecting -> aggregating`, before the version committed,
+    // its lease on the aggregation still running.
     let db = crate::test_db::open(dir.path()).await;
-    sqlx::query("UPDATE rounds SET state = 'aggregating' WHERE number = 1")
-        .execute(&db)
-        .await
-        .unwrap();
-    db.close().await;
+    let unix_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    sqlx::query(
+        "UPDATE rounds SET state = 'aggregating', aggregated_by = 'crashed',
+             aggregation_lease_until = $1 WHERE number = 1",
+    )
+    .bind(unix_now + 600)
+    .execute(&db)
+    .await
+    .unwrap();
 
     let s = Server::start(dir.path(), &[]);
+    if crate::test_db::on_postgres() {
+        // Replicas share the database: the holder may be another replica still aggregating,
+        // so the round is left alone until its lease runs out (issue #15).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(round(&s, &http, &g, 1).await["state"], "aggregating");
+        sqlx::query("UPDATE rounds SET aggregation_lease_until = $1 WHERE number = 1")
+            .bind(unix_now - 1)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    db.close().await;
     let r1 = wait_round(&s, &http, &g, 1, "closed").await;
     assert_eq!(r1["reported"], 2);
     let got = global(&s, &http, &g, &g.members[0].1).await;

@@ -14,6 +14,7 @@
 //! wrong join codes are bounded in [`quotas`]; update bodies stream to disk ([`spool`]) only
 //! after the caller and the round are checked; update and evaluation metrics are bounded.
 
+mod aggregation_lease;
 mod control;
 mod encoding;
 mod event_stream;
@@ -279,8 +280,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/history/runs", get(history::runs))
 }
 
-/// Finishes aggregations a crash interrupted, then checks round deadlines twice a second for
-/// as long as the server runs.
+/// Finishes aggregations a crash interrupted, then checks round deadlines twice a second (and
+/// for aggregations a dead replica left, every 5 s) for as long as the server runs.
 pub fn spawn_driver(state: AppState) {
     tokio::spawn(async move {
         if let Err(e) = rounds::recover(&state).await {
@@ -288,10 +289,16 @@ pub fn spawn_driver(state: AppState) {
         }
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        for n in 1u64.. {
             tick.tick().await;
             if let Err(e) = rounds::check_deadlines(&state).await {
                 tracing::error!(error = %e, "checking round deadlines failed");
+            }
+            // Every 5 s: aggregations another replica left when it died.
+            if n % 10 == 0
+                && let Err(e) = rounds::resume_stale(&state, false).await
+            {
+                tracing::error!(error = %e, "resuming stale aggregations failed");
             }
         }
     });

@@ -18,7 +18,7 @@ use super::model::{
     Hyperparameters, MemberStatus, ModelTemplate, Phase, RoundState, image_spec, initial_weights,
     tabular_spec,
 };
-use super::{RoundAccumulator, now, quotas};
+use super::{RoundAccumulator, aggregation_lease, now, quotas};
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::registry::{self, NewVersion};
@@ -673,9 +673,12 @@ pub(super) async fn begin_aggregation(
         let mut rt = lock.lock().await;
         let mut tx = crate::db::begin_write(&state.db).await?;
         let moved = sqlx::query(
-            "UPDATE rounds SET state = 'aggregating'
-             WHERE id = $1 AND state IN ('open', 'collecting')",
+            "UPDATE rounds SET state = 'aggregating', aggregated_by = $1,
+                 aggregation_lease_until = $2
+             WHERE id = $3 AND state IN ('open', 'collecting')",
         )
+        .bind(crate::cluster::replica_tag())
+        .bind(aggregation_lease::lease_end())
         .bind(round_id)
         .execute(&mut *tx)
         .await?
@@ -686,20 +689,42 @@ pub(super) async fn begin_aggregation(
         }
         rt.accumulator.take().filter(|a| a.round_id == round_id)
     };
+    spawn_aggregation(state, group_id, round_id, accumulator, None);
+    Ok(())
+}
+
+/// Aggregates round `round_id` (claimed by this replica) in the background, renewing the
+/// claim; on failure, fails the round with `failure` (or the error's own message) unless
+/// another replica took it over meanwhile.
+fn spawn_aggregation(
+    state: &AppState,
+    group_id: i64,
+    round_id: i64,
+    accumulator: Option<RoundAccumulator>,
+    failure: Option<&'static str>,
+) {
     let state = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = aggregate(&state, round_id, accumulator).await {
-            tracing::error!(round_id, error = %e, "aggregation failed");
-            let reason = match &e {
-                ApiError::Internal(_) | ApiError::Database(_) => "internal error".to_string(),
-                other => other.to_string(),
-            };
-            if let Err(e) = fail_round(&state, group_id, round_id, &reason).await {
-                tracing::error!(round_id, error = %e, "marking the round failed");
+        let result =
+            aggregation_lease::holding(&state, round_id, aggregate(&state, round_id, accumulator))
+                .await;
+        let Err(e) = result else { return };
+        tracing::error!(round_id, error = %e, "aggregation failed");
+        let reason = match (&e, failure) {
+            (_, Some(failure)) => failure.to_string(),
+            (ApiError::Internal(_) | ApiError::Database(_), None) => "internal error".to_string(),
+            (other, None) => other.to_string(),
+        };
+        match aggregation_lease::still_held(&state, round_id).await {
+            Ok(true) => {
+                if let Err(e) = fail_round(&state, group_id, round_id, &reason).await {
+                    tracing::error!(round_id, error = %e, "marking the round failed");
+                }
             }
+            Ok(false) => {}
+            Err(e) => tracing::error!(round_id, error = %e, "marking the round failed"),
         }
     });
-    Ok(())
 }
 
 /// Marks a live or aggregating round failed and moves on to the next round (from the same
@@ -1231,25 +1256,11 @@ async fn commit(
     Ok(())
 }
 
-/// At start: re-runs aggregations a crash interrupted.
+/// At start: re-runs aggregations a crash interrupted (on SQLite, every one; on Postgres,
+/// those whose replica's lease ran out: the others are still running elsewhere).
 pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
-    let stuck: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, group_id FROM rounds WHERE state = 'aggregating'")
-            .fetch_all(&state.db)
-            .await?;
-    for (round_id, group_id) in stuck {
-        tracing::info!(round_id, "resuming an interrupted aggregation");
-        if let Err(e) = aggregate(state, round_id, None).await {
-            tracing::error!(round_id, error = %e, "resumed aggregation failed");
-            fail_round(
-                state,
-                group_id,
-                round_id,
-                "aggregation failed after a restart",
-            )
-            .await?;
-        }
-    }
+    let take_over = crate::db::dialect(&state.db) == crate::db::Dialect::Sqlite;
+    resume_stale(state, take_over).await?;
     // Rounds whose quorum was reached just before a crash.
     let live: Vec<i64> =
         sqlx::query_scalar("SELECT id FROM rounds WHERE state IN ('open', 'collecting')")
@@ -1257,6 +1268,33 @@ pub(crate) async fn recover(state: &AppState) -> Result<(), ApiError> {
             .await?;
     for round_id in live {
         check_round(state, round_id).await?;
+    }
+    Ok(())
+}
+
+/// Claims and aggregates, in the background, the rounds left `aggregating` by a replica that
+/// stopped (lease run out; every one with `take_over`).
+pub(crate) async fn resume_stale(state: &AppState, take_over: bool) -> Result<(), ApiError> {
+    let stuck: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, group_id FROM rounds WHERE {}",
+        aggregation_lease::CLAIMABLE
+    ))
+    .bind(take_over)
+    .bind(now())
+    .fetch_all(&state.db)
+    .await?;
+    for (round_id, group_id) in stuck {
+        if !aggregation_lease::claim(state, round_id, take_over).await? {
+            continue;
+        }
+        tracing::info!(round_id, "resuming an interrupted aggregation");
+        spawn_aggregation(
+            state,
+            group_id,
+            round_id,
+            None,
+            Some("aggregation failed after a restart"),
+        );
     }
     Ok(())
 }
