@@ -53,6 +53,16 @@ ensure_nextest() {
   fi
 }
 
+# A real load balancer for the replica tests (server/tests/replicas.rs): Debian's haproxy.
+ensure_haproxy() {
+  command -v haproxy >/dev/null && return 0
+  say "installing haproxy from Debian (load balancer of the replica tests)"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+     ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; then
+    die "haproxy is missing and could not be installed (not root and no passwordless sudo): run 'sudo apt-get install haproxy' and try again"
+  fi
+}
+
 # The S3-compatible server the blob store tests run against (server/tests/blob_store.rs):
 # s3s-fs from crates.io, built once into a cached root (a few minutes). 0.14.1 is the newest
 # release that builds with Rust 1.92+ (later ones need 1.96). Exports B3O_S3S_FS.

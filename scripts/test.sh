@@ -8,6 +8,7 @@ ensure_rust_tools
 ensure_nextest
 ensure_s3s_fs
 ensure_postgres
+ensure_haproxy
 ensure_chromium
 export CHROMEDRIVER="${CHROMEDRIVER:-$(command -v chromedriver)}"
 

@@ -22,12 +22,12 @@ use serde_json::Value;
 
 use crate::federation::{Server, group_body, setup, start, upload, wait_round};
 
-const ACCESS_KEY: &str = "b3o-test-access";
-const SECRET_KEY: &str = "b3o-test-secret-0123456789";
+pub(crate) const ACCESS_KEY: &str = "b3o-test-access";
+pub(crate) const SECRET_KEY: &str = "b3o-test-secret-0123456789";
 const BUCKET: &str = "b3o-blobs";
 
 /// An `s3s-fs` process serving a temporary root; killed on drop.
-struct S3 {
+pub(crate) struct S3 {
     child: Child,
     endpoint: String,
     root: tempfile::TempDir,
@@ -35,7 +35,7 @@ struct S3 {
 
 impl S3 {
     /// Starts `s3s-fs` (`$B3O_S3S_FS`) on a free port and creates the bucket.
-    fn start() -> S3 {
+    pub(crate) fn start() -> S3 {
         let bin = std::env::var_os("B3O_S3S_FS").unwrap_or_else(|| {
             panic!(
                 "B3O_S3S_FS is not set: these tests need a real S3-compatible server. Run \
@@ -73,7 +73,7 @@ impl S3 {
     }
 
     /// `--blob-store` for this server, credentials left to the environment.
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("s3://{BUCKET}?endpoint={}&region=us-east-1", self.endpoint)
     }
 

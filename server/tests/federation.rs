@@ -64,6 +64,11 @@ impl Server {
         Server { child, base }
     }
 
+    /// Another process serving the same API at `base` (a load balancer), killed on drop.
+    pub(crate) fn wrap(child: Child, base: String) -> Server {
+        Server { child, base }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

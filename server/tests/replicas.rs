@@ -1,8 +1,11 @@
-//! Two `b3o serve` replicas on one Postgres database and one blob store (issue #15): what a
-//! client does on one is seen by clients of the other. Runs in the suite's Postgres pass
-//! (`B3O_TEST_POSTGRES`, `scripts/test.sh`); on SQLite, one process per database is the rule
-//! and the test says it is skipped.
+//! `b3o serve` replicas on one Postgres database and one blob store (issue #15): what a client
+//! does on one is seen by clients of the others, and three replicas behind a real haproxy
+//! lose no acknowledged update when one is killed mid-round. Runs in the suite's Postgres
+//! pass (`B3O_TEST_POSTGRES`, `scripts/test.sh`); on SQLite, one process per database is the
+//! rule and the tests say they are skipped.
 
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -162,4 +165,228 @@ async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_ch
         .await
         .unwrap_or(Value::Null);
     assert!(last.is_object(), "{last}");
+}
+
+/// `haproxy` from `$B3O_HAPROXY` or the `PATH` (`scripts/test.sh` installs Debian's).
+fn haproxy() -> String {
+    let bin = std::env::var("B3O_HAPROXY").unwrap_or_else(|_| "haproxy".into());
+    let found = Command::new(&bin)
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{bin} not found: these tests need a real load balancer (`apt-get install haproxy`, or \
+         run scripts/test.sh)"
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// haproxy on a free port in front of `backends` (`127.0.0.1:port`), as deploy/haproxy.cfg
+/// configures it: health checks on `/readyz`, connection failures retried on another replica.
+fn balancer(dir: &Path, backends: &[String]) -> Server {
+    let port = free_port();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("    server r{i} {b}\n"))
+        .collect();
+    let cfg = format!(
+        "global\n    maxconn 2048\n\
+         defaults\n    mode http\n    timeout connect 1s\n    timeout client 60s\n\
+         \x20   timeout server 60s\n    timeout tunnel 1h\n    retries 3\n\
+         \x20   retry-on conn-failure\n    option redispatch 1\n\
+         frontend b3o\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\
+         backend replicas\n    balance roundrobin\n    option httpchk\n\
+         \x20   http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host b3o\n\
+         \x20   http-check expect status 200\n\
+         \x20   default-server check inter 300ms fall 1 rise 1\n{servers}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = Command::new(haproxy())
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting haproxy");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "haproxy did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server::wrap(child, format!("http://127.0.0.1:{port}"))
+}
+
+/// Reads SSE events until `want`; `None` when the stream ended first (its replica died) or
+/// `within` passed.
+async fn event_or_end(
+    resp: &mut reqwest::Response,
+    want: &str,
+    within: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + within;
+    let mut buf = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, resp.chunk())
+            .await
+            .ok()?
+            .ok()??;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(at) = buf.find(&format!("event: {want}\n")) {
+            return Some(buf[at..].to_string());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_behind_haproxy_lose_no_acknowledged_update_when_one_is_killed() {
+    if !crate::test_db::on_postgres() {
+        eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
+        return;
+    }
+    use crate::blob_store::{ACCESS_KEY, S3, SECRET_KEY};
+    let s3 = S3::start();
+    let store = s3.url();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for d in &dirs[1..] {
+        crate::test_db::share_database(dirs[0].path(), d.path());
+    }
+    let mut replicas: Vec<Option<Server>> = dirs
+        .iter()
+        .map(|d| {
+            Some(Server::start_with_env(
+                d.path(),
+                &["--blob-store", &store],
+                &env,
+            ))
+        })
+        .collect();
+    let backends: Vec<String> = replicas
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .unwrap()
+                .base
+                .trim_start_matches("http://")
+                .to_string()
+        })
+        .collect();
+    let lb_dir = tempfile::tempdir().unwrap();
+    let lb = balancer(lb_dir.path(), &backends);
+    let http = reqwest::Client::new();
+
+    // 20 partners, everything through the balancer (so spread over the replicas).
+    const MEMBERS: usize = 20;
+    let samples: Vec<u64> = (0..MEMBERS as u64).map(|i| 10 + i).collect();
+    let g = setup(&lb, &http, group_body(MEMBERS as u32, 2, 120), &samples).await;
+    let mut streams = Vec::new();
+    for m in 0..6 {
+        let mut r = http
+            .get(lb.url(&format!("/api/groups/{}/events", g.id)))
+            .bearer_auth(&g.members[m].1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        wait_event(&mut r, "snapshot", Duration::from_secs(5)).await;
+        streams.push((m, r));
+    }
+    start(&lb, &http, &g).await;
+    let base = global(&lb, &http, &g, &g.members[0].1).await;
+    let shift = |m: usize| 0.1 * (m as f32 + 1.0);
+    // An upload a client makes until acknowledged: a 502/503 from the balancer (the replica
+    // died with the request) is retried, as `b3o client` does; a replay of an update already
+    // accepted gets the same answer.
+    let acknowledge = |m: usize| {
+        let (lb, http, g, base, samples) = (&lb, &http, &g, &base, &samples);
+        async move {
+            let body = update(g, 1, shifted(base, shift(m)), samples[m], 0.5);
+            for _ in 0..40 {
+                let (st, v) = upload(lb, http, g, m, 1, body.clone()).await;
+                if st == StatusCode::OK {
+                    return;
+                }
+                assert!(st.is_server_error(), "member {m}: {st} {v}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            panic!("member {m}'s update was never acknowledged");
+        }
+    };
+    for m in 0..MEMBERS / 2 {
+        acknowledge(m).await;
+    }
+    // Kill -9 one replica mid-round, with streams and updates in flight on it.
+    let killed = replicas[0].take().unwrap();
+    let in_flight: Vec<_> = (MEMBERS / 2..MEMBERS).map(acknowledge).collect();
+    killed.kill9();
+    futures_util::future::join_all(in_flight).await;
+
+    // The round closes once, with every acknowledged update; exactly one version.
+    let r1 = wait_round(&lb, &http, &g, 1, "closed").await;
+    assert_eq!(r1["reported"], MEMBERS, "{r1}");
+    let vs = versions(&lb, &http, &g).await;
+    let round1: Vec<&Value> = vs.iter().filter(|v| v["round"] == 1).collect();
+    assert_eq!(round1.len(), 1, "{vs:?}");
+    assert_eq!(
+        round1[0]["contributors"].as_array().unwrap().len(),
+        MEMBERS,
+        "{vs:?}"
+    );
+    let total: u64 = samples.iter().sum();
+    let mean_shift: f32 = (0..MEMBERS)
+        .map(|m| shift(m) * samples[m] as f32)
+        .sum::<f32>()
+        / total as f32;
+    let model = global(&lb, &http, &g, &g.members[0].1).await;
+    for (x, w) in model.iter().zip(&base) {
+        assert!(
+            (x - (w + mean_shift)).abs() < 1e-4,
+            "{x} vs {w} + {mean_shift}"
+        );
+    }
+
+    // Every stream hears the round close; one cut by the kill reconnects through the
+    // balancer and goes on from a snapshot of where the group stands.
+    let mut reconnected = 0;
+    for (m, mut r) in streams {
+        if event_or_end(&mut r, "round_closed", Duration::from_secs(10))
+            .await
+            .is_some()
+        {
+            continue;
+        }
+        reconnected += 1;
+        let mut again = http
+            .get(lb.url(&format!("/api/groups/{}/events", g.id)))
+            .bearer_auth(&g.members[m].1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::OK);
+        let snapshot = wait_event(&mut again, "snapshot", Duration::from_secs(5)).await;
+        assert!(snapshot.contains("\"current_round\":2"), "{snapshot}");
+    }
+    eprintln!("{reconnected} of 6 streams were on the killed replica and reconnected");
+    drop(replicas);
 }
