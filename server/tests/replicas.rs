@@ -114,7 +114,7 @@ async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_ch
     drop(trainer);
 
     // A deployment change on A reaches B's inference cache at once, not after its 5 s TTL:
-    // a private model answers anonymous callers 404; made public, it no longer does.
+    // a private model answers anonymous callers 401; made public, it no longer does.
     let vs = versions(&a, &http, &g).await;
     let r = http
         .put(a.url("/api/deployments/replicated"))
@@ -138,7 +138,7 @@ async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_ch
     };
     assert_eq!(
         anonymous().await,
-        StatusCode::NOT_FOUND,
+        StatusCode::UNAUTHORIZED,
         "private, and now cached on B"
     );
     let r = http
@@ -151,7 +151,7 @@ async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_ch
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     assert!(
         eventually(Duration::from_secs(2), || async {
-            anonymous().await != StatusCode::NOT_FOUND
+            anonymous().await != StatusCode::UNAUTHORIZED
         })
         .await,
         "B still serves the private deployment it cached"
