@@ -34,11 +34,21 @@ impl Server {
 
     /// [`Server::start`] with extra environment variables (credentials of a blob store).
     pub(crate) fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_on("127.0.0.1:0", data_dir, extra, env)
+    }
+
+    /// [`Server::start_with_env`] listening on `bind` (a replica restarted on its port).
+    pub(crate) fn start_on(
+        bind: &str,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let static_dir = data_dir.join("no-static");
         let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
             .envs(env.iter().copied())
             .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["--bind", bind, "--data-dir"])
             .arg(data_dir)
             .envs(crate::test_db::serve_env(data_dir))
             .arg("--static-dir")
@@ -71,6 +81,28 @@ impl Server {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// SIGTERM, as a supervisor stops a replica, then waits for it to exit by itself (the
+    /// graceful shutdown); panics if it fails to within `within`.
+    pub(crate) fn terminate(mut self, within: Duration) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                assert!(exit.success(), "b3o exited with {exit} on SIGTERM");
+                return;
+            }
+            assert!(
+                started.elapsed() < within,
+                "b3o still running {within:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub(crate) fn kill9(mut self) {

@@ -1,6 +1,7 @@
 //! `b3o serve` replicas on one Postgres database and one blob store (issue #15): what a client
-//! does on one is seen by clients of the others, and three replicas behind a real haproxy
-//! lose no acknowledged update when one is killed mid-round. Runs in the suite's Postgres
+//! does on one is seen by clients of the others; three replicas behind a real haproxy lose no
+//! acknowledged update when one is killed mid-round, and no request while all three are
+//! restarted one after the other under load. Runs in the suite's Postgres
 //! pass (`B3O_TEST_POSTGRES`, `scripts/test.sh`); on SQLite, one process per database is the
 //! rule and the tests say they are skipped.
 
@@ -388,5 +389,185 @@ async fn three_replicas_behind_haproxy_lose_no_acknowledged_update_when_one_is_k
         assert!(snapshot.contains("\"current_round\":2"), "{snapshot}");
     }
     eprintln!("{reconnected} of 6 streams were on the killed replica and reconnected");
+    drop(replicas);
+}
+
+/// A client of the balancer sending requests in a loop until told to stop: (answered 2xx,
+/// failed with what).
+async fn load(
+    http: reqwest::Client,
+    url: String,
+    body: Value,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u64, Vec<String>) {
+    let (mut ok, mut failed) = (0, Vec::new());
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        match http.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                let _ = r.bytes().await;
+                ok += 1;
+            }
+            Ok(r) => failed.push(format!(
+                "{} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => failed.push(format!("transport: {e}")),
+        }
+    }
+    (ok, failed)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_loses_no_update() {
+    if !crate::test_db::on_postgres() {
+        eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
+        return;
+    }
+    use crate::blob_store::{ACCESS_KEY, S3, SECRET_KEY};
+    let s3 = S3::start();
+    let store = s3.url();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    // Short drain: the balancer checks every 200 ms, so it stops sending well within 1 s.
+    let flags = |demo: bool| {
+        let mut f = vec![
+            "--blob-store",
+            store.as_str(),
+            "--shutdown-drain-secs",
+            "1",
+            "--shutdown-grace-secs",
+            "10",
+        ];
+        if demo {
+            f.push("--demo");
+        }
+        f
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    for d in &dirs[1..] {
+        crate::test_db::share_database(dirs[0].path(), d.path());
+    }
+    let binds: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    // The first replica seeds the demo models (the public `churn` model the load calls).
+    let mut replicas: Vec<Option<Server>> = Vec::new();
+    for i in 0..3 {
+        replicas.push(Some(Server::start_on(
+            &binds[i],
+            dirs[i].path(),
+            &flags(i == 0),
+            &env,
+        )));
+    }
+    let lb_dir = tempfile::tempdir().unwrap();
+    let lb = balancer(lb_dir.path(), &binds);
+    let http = reqwest::Client::new();
+    let row = json!({ "rows": [{ "CreditScore": 619, "Geography": "France", "Gender": "Female",
+        "Age": 42, "Tenure": 2, "Balance": 0, "NumOfProducts": 1, "HasCrCard": 1,
+        "IsActiveMember": 1, "EstimatedSalary": 101348.88 }] });
+    let predict = lb.url("/api/predict/churn/rows");
+    // Every replica has the model loaded before the clock starts.
+    for _ in 0..6 {
+        let r = http.post(&predict).json(&row).send().await.unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+
+    const MEMBERS: usize = 12;
+    let samples: Vec<u64> = (0..MEMBERS as u64).map(|i| 5 + i).collect();
+    let g = setup(&lb, &http, group_body(MEMBERS as u32, 2, 300), &samples).await;
+    start(&lb, &http, &g).await;
+    let base = global(&lb, &http, &g, &g.members[0].1).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loaders: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn(load(
+                http.clone(),
+                predict.clone(),
+                row.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    // Partners upload while the replicas restart, one every 600 ms; each must be answered
+    // 200 the first time.
+    let uploads = {
+        let (lb_base, http, g, base, samples) = (
+            lb.base.clone(),
+            http.clone(),
+            (g.id, g.members.clone()),
+            base.clone(),
+            samples.clone(),
+        );
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            for (m, &n) in samples.iter().enumerate() {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let group = crate::federation::Group {
+                    id: g.0,
+                    owner: String::new(),
+                    members: g.1.clone(),
+                };
+                let body = update(&group, 1, shifted(&base, m as f32), n, 0.5);
+                let r = http
+                    .post(format!("{lb_base}/api/groups/{}/rounds/1/update", g.0))
+                    .bearer_auth(&g.1[m].1)
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == StatusCode::OK => {}
+                    Ok(r) => failed.push(format!("member {m}: {}", r.status())),
+                    Err(e) => failed.push(format!("member {m}: {e}")),
+                }
+            }
+            failed
+        })
+    };
+    // The rolling restart: SIGTERM one replica, wait for it to exit by itself, start it again
+    // on its port, let the balancer see it ready, then the next.
+    for i in 0..3 {
+        let old = replicas[i].take().unwrap();
+        tokio::task::spawn_blocking(move || old.terminate(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        let (bind, dir) = (binds[i].clone(), dirs[i].path().to_path_buf());
+        let args: Vec<String> = flags(false).into_iter().map(String::from).collect();
+        let again = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Server::start_on(&bind, &dir, &args, &env)
+        })
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        replicas[i] = Some(again);
+    }
+    let upload_failures = uploads.await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut answered, mut failures) = (0, Vec::new());
+    for l in loaders {
+        let (ok, failed) = l.await.unwrap();
+        answered += ok;
+        failures.extend(failed);
+    }
+    eprintln!("{answered} predictions answered during the rolling restart");
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(upload_failures.is_empty(), "{upload_failures:?}");
+    assert!(answered > 100, "only {answered} predictions answered");
+
+    // Every update counted once, in the one version of round 1.
+    let r1 = wait_round(&lb, &http, &g, 1, "closed").await;
+    assert_eq!(r1["reported"], MEMBERS, "{r1}");
+    let vs = versions(&lb, &http, &g).await;
+    assert_eq!(vs.iter().filter(|v| v["round"] == 1).count(), 1, "{vs:?}");
     drop(replicas);
 }
