@@ -256,45 +256,95 @@ async fn event_or_end(
     }
 }
 
+/// The credentials of the tests' `s3s-fs`, for every replica.
+const S3_ENV: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", crate::blob_store::ACCESS_KEY),
+    ("AWS_SECRET_ACCESS_KEY", crate::blob_store::SECRET_KEY),
+];
+
+/// Replicas on the suite's Postgres database and one `s3s-fs`, each on its own port (behind
+/// the haproxy [`Fleet::start`] returns). Fields drop in order: the replicas, then their files.
+struct Fleet {
+    replicas: Vec<Option<Server>>,
+    binds: Vec<String>,
+    /// `b3o serve` arguments of every replica.
+    args: Vec<String>,
+    dirs: Vec<tempfile::TempDir>,
+    _lb_dir: tempfile::TempDir,
+    _s3: crate::blob_store::S3,
+}
+
+impl Fleet {
+    /// `n` replicas with `args` (the first also seeds the demo models with `demo`), and the
+    /// balancer in front of them.
+    fn start(n: usize, args: &[&str], demo: bool) -> (Server, Fleet) {
+        let s3 = crate::blob_store::S3::start();
+        let mut all = vec!["--blob-store".to_string(), s3.url()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        for d in &dirs[1..] {
+            crate::test_db::share_database(dirs[0].path(), d.path());
+        }
+        let binds: Vec<String> = (0..n)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let replicas = (0..n)
+            .map(|i| {
+                Some(Self::replica(
+                    &binds[i],
+                    dirs[i].path(),
+                    &all,
+                    demo && i == 0,
+                ))
+            })
+            .collect();
+        let lb_dir = tempfile::tempdir().unwrap();
+        let lb = balancer(lb_dir.path(), &binds);
+        let fleet = Fleet {
+            replicas,
+            binds,
+            args: all,
+            dirs,
+            _lb_dir: lb_dir,
+            _s3: s3,
+        };
+        (lb, fleet)
+    }
+
+    fn replica(bind: &str, dir: &Path, args: &[String], demo: bool) -> Server {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if demo {
+            args.push("--demo");
+        }
+        Server::start_on(bind, dir, &args, &S3_ENV)
+    }
+
+    /// Stops replica `i` as a supervisor does (SIGTERM, then it exits by itself) and starts
+    /// it again on its port.
+    async fn restart(&mut self, i: usize) {
+        let old = self.replicas[i].take().unwrap();
+        tokio::task::spawn_blocking(move || old.terminate(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        let (bind, dir, args) = (
+            self.binds[i].clone(),
+            self.dirs[i].path().to_path_buf(),
+            self.args.clone(),
+        );
+        let again = tokio::task::spawn_blocking(move || Self::replica(&bind, &dir, &args, false))
+            .await
+            .unwrap();
+        self.replicas[i] = Some(again);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_behind_haproxy_lose_no_acknowledged_update_when_one_is_killed() {
     if !crate::test_db::on_postgres() {
         eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
         return;
     }
-    use crate::blob_store::{ACCESS_KEY, S3, SECRET_KEY};
-    let s3 = S3::start();
-    let store = s3.url();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-    ];
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    for d in &dirs[1..] {
-        crate::test_db::share_database(dirs[0].path(), d.path());
-    }
-    let mut replicas: Vec<Option<Server>> = dirs
-        .iter()
-        .map(|d| {
-            Some(Server::start_with_env(
-                d.path(),
-                &["--blob-store", &store],
-                &env,
-            ))
-        })
-        .collect();
-    let backends: Vec<String> = replicas
-        .iter()
-        .map(|r| {
-            r.as_ref()
-                .unwrap()
-                .base
-                .trim_start_matches("http://")
-                .to_string()
-        })
-        .collect();
-    let lb_dir = tempfile::tempdir().unwrap();
-    let lb = balancer(lb_dir.path(), &backends);
+    let (lb, mut fleet) = Fleet::start(3, &[], false);
     let http = reqwest::Client::new();
 
     // 20 partners, everything through the balancer (so spread over the replicas).
@@ -338,7 +388,7 @@ async fn three_replicas_behind_haproxy_lose_no_acknowledged_update_when_one_is_k
         acknowledge(m).await;
     }
     // Kill -9 one replica mid-round, with streams and updates in flight on it.
-    let killed = replicas[0].take().unwrap();
+    let killed = fleet.replicas[0].take().unwrap();
     let in_flight: Vec<_> = (MEMBERS / 2..MEMBERS).map(acknowledge).collect();
     killed.kill9();
     futures_util::future::join_all(in_flight).await;
@@ -389,7 +439,6 @@ async fn three_replicas_behind_haproxy_lose_no_acknowledged_update_when_one_is_k
         assert!(snapshot.contains("\"current_round\":2"), "{snapshot}");
     }
     eprintln!("{reconnected} of 6 streams were on the killed replica and reconnected");
-    drop(replicas);
 }
 
 /// A client of the balancer sending requests in a loop until told to stop: (answered 2xx,
@@ -424,47 +473,13 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
         eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
         return;
     }
-    use crate::blob_store::{ACCESS_KEY, S3, SECRET_KEY};
-    let s3 = S3::start();
-    let store = s3.url();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-    ];
-    // Short drain: the balancer checks every 200 ms, so it stops sending well within 1 s.
-    let flags = |demo: bool| {
-        let mut f = vec![
-            "--blob-store",
-            store.as_str(),
-            "--shutdown-drain-secs",
-            "1",
-            "--shutdown-grace-secs",
-            "10",
-        ];
-        if demo {
-            f.push("--demo");
-        }
-        f
-    };
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    for d in &dirs[1..] {
-        crate::test_db::share_database(dirs[0].path(), d.path());
-    }
-    let binds: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    // The first replica seeds the demo models (the public `churn` model the load calls).
-    let mut replicas: Vec<Option<Server>> = Vec::new();
-    for i in 0..3 {
-        replicas.push(Some(Server::start_on(
-            &binds[i],
-            dirs[i].path(),
-            &flags(i == 0),
-            &env,
-        )));
-    }
-    let lb_dir = tempfile::tempdir().unwrap();
-    let lb = balancer(lb_dir.path(), &binds);
+    // Short drain: the balancer checks every 200 ms, so it stops sending well within 1 s. The
+    // first replica seeds the demo models (the public `churn` model the load calls).
+    let (lb, mut fleet) = Fleet::start(
+        3,
+        &["--shutdown-drain-secs", "1", "--shutdown-grace-secs", "10"],
+        true,
+    );
     let http = reqwest::Client::new();
     let row = json!({ "rows": [{ "CreditScore": 619, "Geography": "France", "Gender": "Female",
         "Age": 42, "Tenure": 2, "Balance": 0, "NumOfProducts": 1, "HasCrCard": 1,
@@ -531,20 +546,9 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
     // The rolling restart: SIGTERM one replica, wait for it to exit by itself, start it again
     // on its port, let the balancer see it ready, then the next.
     for i in 0..3 {
-        let old = replicas[i].take().unwrap();
-        tokio::task::spawn_blocking(move || old.terminate(Duration::from_secs(20)))
-            .await
-            .unwrap();
-        let (bind, dir) = (binds[i].clone(), dirs[i].path().to_path_buf());
-        let args: Vec<String> = flags(false).into_iter().map(String::from).collect();
-        let again = tokio::task::spawn_blocking(move || {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Server::start_on(&bind, &dir, &args, &env)
-        })
-        .await
-        .unwrap();
+        fleet.restart(i).await;
+        // The balancer sees it ready (checks every 200 ms) before the next one stops.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        replicas[i] = Some(again);
     }
     let upload_failures = uploads.await.unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -569,5 +573,4 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
     assert_eq!(r1["reported"], MEMBERS, "{r1}");
     let vs = versions(&lb, &http, &g).await;
     assert_eq!(vs.iter().filter(|v| v["round"] == 1).count(), 1, "{vs:?}");
-    drop(replicas);
 }
