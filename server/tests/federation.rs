@@ -83,17 +83,27 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
-    /// SIGTERM, as a supervisor stops a replica, then waits for it to exit by itself (the
-    /// graceful shutdown); panics if it fails to within `within`.
-    pub(crate) fn terminate(mut self, within: Duration) {
+    /// Sends SIGTERM, as Kubernetes, systemd and `docker stop` do.
+    pub(crate) fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
-            .unwrap();
+            .expect("running kill");
         assert!(status.success());
+    }
+
+    /// How the process ended, once it has; `None` while it runs.
+    pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// SIGTERM, as a supervisor stops a replica, then waits for it to exit by itself (the
+    /// graceful shutdown); panics if it fails to within `within`.
+    pub(crate) fn terminate(mut self, within: Duration) {
+        self.sigterm();
         let started = Instant::now();
         loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
+            if let Some(exit) = self.exit_status() {
                 assert!(exit.success(), "b3o exited with {exit} on SIGTERM");
                 return;
             }

@@ -3,9 +3,7 @@
 //! streams ended with a reconnection hint, requests in flight finished, exit 0), and the
 //! metrics the alert rules of `deploy/prometheus/alerts.yml` read.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::{Method, StatusCode};
@@ -15,7 +13,7 @@ use tokio::net::TcpStream;
 
 use b3o_server::lifecycle::Lifecycle;
 
-use crate::federation::group_body;
+use crate::federation::{Server, group_body};
 use crate::inference::{Raw, Server as InProcess, churn};
 use crate::support::{PASSWORD, sign_up, unique_email};
 
@@ -163,71 +161,40 @@ async fn http_job_queue_and_readiness_metrics_appear_and_move() {
 
 // --- Graceful shutdown of a real process --------------------------------------------------------
 
-/// A `b3o serve` process; killed on drop if it is still running.
+/// A `b3o serve` process ([`Server`]: killed on drop if it is still running) and its address.
 struct Replica {
-    child: Child,
+    server: Server,
     base: String,
     addr: String,
 }
 
 impl Replica {
     fn start(data_dir: &Path, extra: &[&str]) -> Replica {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_b3o"))
-            .arg("serve")
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .arg("--static-dir")
-            .arg(data_dir.join("no-static"))
-            .args(extra)
-            .envs(crate::test_db::serve_env(data_dir))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning b3o serve");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
-            let line = lines.next().expect("b3o exited before listening").unwrap();
-            if let Some(rest) = line.strip_prefix("B3O Edge is listening on ") {
-                break rest.trim_end_matches('/').to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let server = Server::start(data_dir, extra);
+        let base = server.base.clone();
         let addr = base.trim_start_matches("http://").to_string();
-        Replica { child, base, addr }
+        Replica { server, base, addr }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.server.url(path)
     }
 
     /// SIGTERM, as Kubernetes, systemd and `docker stop` send it.
     fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success());
+        self.server.sigterm();
     }
 
     /// Waits for the process to exit, within [`PATIENCE`].
     async fn exit_status(&mut self) -> std::process::ExitStatus {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.server.exit_status() {
                 return status;
             }
             assert!(start.elapsed() < PATIENCE, "b3o serve did not exit");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
