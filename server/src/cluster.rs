@@ -208,7 +208,7 @@ fn apply(state: &AppState, me: ReplicaId, payload: &str) {
             federation.events.deliver_event(group, event);
         }
         Notice::MemberLeft { group, member } => {
-            federation.presence.forget_local(member);
+            federation.presence.forget(member);
             federation.events.deliver_member_left(group, member);
         }
         Notice::Deployments => state.registry.bump_local(),

@@ -21,6 +21,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::federation::{Server, group_body, setup, start, upload, wait_round};
+use crate::support::{free_port, wait_listening};
 
 pub(crate) const ACCESS_KEY: &str = "b3o-test-access";
 pub(crate) const SECRET_KEY: &str = "b3o-test-secret-0123456789";
@@ -61,14 +62,7 @@ impl S3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             root,
         };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "s3s-fs did not listen on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(port, "s3s-fs");
         s3
     }
 
@@ -99,14 +93,6 @@ impl Drop for S3 {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn keys(store: &BlobStore, prefix: &str) -> Vec<String> {

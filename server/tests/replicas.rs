@@ -16,6 +16,7 @@ use crate::federation::{
     Server, global, group_body, group_view, member_entry, setup, shifted, start, trainer_stream,
     update, upload, versions, wait_event, wait_round,
 };
+use crate::support::{free_port, wait_listening};
 
 /// Polls `check` every 50 ms for up to `within`; true once it held.
 async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
@@ -185,14 +186,6 @@ fn haproxy() -> String {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// haproxy on a free port in front of `backends` (`127.0.0.1:port`), as deploy/haproxy.cfg
 /// configures it: health checks on `/readyz`, connection failures retried on another replica.
 fn balancer(dir: &Path, backends: &[String]) -> Server {
@@ -223,14 +216,7 @@ fn balancer(dir: &Path, backends: &[String]) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting haproxy");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "haproxy did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port, "haproxy");
     Server::wrap(child, format!("http://127.0.0.1:{port}"))
 }
 

@@ -204,10 +204,6 @@ impl PresenceMap {
     /// Forgets a member (it left or was removed); the other replicas forget it when they
     /// learn that it left (`EventHub::member_left`).
     pub fn forget(&self, member_id: i64) {
-        self.forget_local(member_id);
-    }
-
-    pub(crate) fn forget_local(&self, member_id: i64) {
         let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
         members.remove(&member_id);
     }
