@@ -35,7 +35,9 @@ say "the server's tests again, on Postgres (a throwaway cluster from Debian's po
 # B3O_TEST_POSTGRES). The other crates never touch a database.
 start_test_postgres
 env -u B3O_RECORD_RESPONSES cargo nextest run --workspace --no-fail-fast -E 'package(b3o-server)'
-stop_test_postgres
+# The cluster stays up for the browser suite's replica test (e2e/tests/replicas_ui.rs); the
+# steps in between do not see it.
+E2E_POSTGRES="$B3O_TEST_POSTGRES"
 unset B3O_TEST_POSTGRES
 say "benches build (dev profile: linted, not run; BENCHMARKS.md runs them)"
 cargo build --workspace --benches --profile dev
@@ -51,7 +53,9 @@ say "building the web app for the browser suite"
 # build above, the app in the native one (its wasm-only code paths are not).
 env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS "$ROOT/scripts/build-web.sh" "$ROOT/dist"
 say "e2e tests in headless Chromium"
-B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
+B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" \
+  cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
+stop_test_postgres
 # Each fuzz target for 10 s. Its first build (nightly, its own target dir) takes 15-30 min on
 # two cores: a run whose own builds were cold already (past 45 min here) skips it rather than
 # pass CI's 90-minute limit, and says so; the next, warm run fuzzes.

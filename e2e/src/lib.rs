@@ -5,6 +5,8 @@
 //! Fixtures are split into starting things ([`Server`], [`Browser`]), finding things on a
 //! page ([`Browser::wait_for`]) and checks ([`Browser::console_errors`]).
 
+pub mod fleet;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `b3o` binary: `$B3O_BIN`, else the one cargo built next to this test binary.
-fn b3o_binary() -> Result<PathBuf> {
+pub fn b3o_binary() -> Result<PathBuf> {
     if let Ok(bin) = std::env::var("B3O_BIN") {
         return Ok(bin.into());
     }
@@ -84,6 +86,11 @@ impl Server {
 
     /// `b3o serve` with extra `args`.
     pub fn start_with(args: &[&str]) -> Result<Self> {
+        Self::start_env(args, &[])
+    }
+
+    /// `b3o serve` with extra `args` and environment variables `env`.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let mut child = Command::new(b3o_binary()?)
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -94,6 +101,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .env("B3O_ADMIN_EMAIL", ADMIN_EMAIL)
             .env("B3O_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -118,8 +126,17 @@ impl Server {
         })
     }
 
-    /// Stops the server (its data directory stays until the `Server` is dropped): for tests
-    /// of what keeps working offline.
+    /// Another process serving at `url` (a load balancer), stopped like a server.
+    pub fn wrap(child: Child, url: String) -> Result<Self> {
+        Ok(Self {
+            url,
+            child: Some(child),
+            _data: tempfile::tempdir()?,
+        })
+    }
+
+    /// Stops the server with SIGKILL, as `kill -9` does (its data directory stays until the
+    /// `Server` is dropped): for tests of what keeps working offline or on other replicas.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -388,7 +405,7 @@ pub fn temp_file(name: &str, content: &[u8]) -> Result<(tempfile::TempDir, PathB
     Ok((dir, path))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

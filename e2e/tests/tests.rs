@@ -8,5 +8,6 @@ mod offline;
 mod owner_controls;
 mod predict_ui;
 mod privacy_ui;
+mod replicas_ui;
 mod secure_ui;
 mod visitor_ui;

@@ -157,12 +157,19 @@ const WRITE_LOCK: i64 = 0x0062_336f;
 /// - Postgres: a transaction-scoped advisory lock (`pg_advisory_xact_lock`), released at
 ///   commit or rollback, so what the transaction read stays true until it commits.
 pub async fn begin_write(db: &Db) -> Result<Tx, sqlx::Error> {
+    begin_exclusive(db, WRITE_LOCK).await
+}
+
+/// Like [`begin_write`], but serialised on Postgres only with the transactions that name the
+/// same `lock` (SQLite has one write lock for everything): for writes that touch tables no
+/// round transition reads, such as the rate limits' (`accounts::rate_limit`).
+pub async fn begin_exclusive(db: &Db, lock: i64) -> Result<Tx, sqlx::Error> {
     match dialect(db) {
         Dialect::Sqlite => db.begin_with("BEGIN IMMEDIATE").await,
         Dialect::Postgres => {
             let mut tx = db.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
+                .bind(lock)
                 .execute(&mut *tx)
                 .await?;
             Ok(tx)

@@ -115,6 +115,11 @@ impl Server {
         }
     }
 
+    /// The process id (for reading its CPU time in `/proc`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();

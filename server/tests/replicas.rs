@@ -242,6 +242,61 @@ async fn event_or_end(
     }
 }
 
+/// A wrong password sent to `server` for `email`: its status.
+async fn wrong_password(http: &reqwest::Client, server: &Server, email: &str, i: usize) -> u16 {
+    http.post(server.url("/api/auth/login"))
+        .json(&json!({ "email": email, "password": format!("wrong guess {i}") }))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Sign-in limits are counted in the database, not per process: guesses spread over two
+/// replicas lock the account after five, as on one server (per-process counters allowed five
+/// per replica), and a parallel burst over both is held to the same five.
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_share_one_count_of_failed_sign_ins() {
+    if !crate::test_db::on_postgres() {
+        eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
+        return;
+    }
+    let blobs = tempfile::tempdir().unwrap();
+    let store = format!("file://{}", blobs.path().display());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Server::start(dir_a.path(), &["--blob-store", &store]);
+    crate::test_db::share_database(dir_a.path(), dir_b.path());
+    let b = Server::start(dir_b.path(), &["--blob-store", &store]);
+    let http = reqwest::Client::new();
+
+    let ada = crate::support::unique_email("ada");
+    crate::support::sign_up(&http, &a.base, &ada, "Ada's lab").await;
+    let mut seen = Vec::new();
+    for (i, server) in [&a, &b, &a, &b, &a, &b, &a].into_iter().enumerate() {
+        seen.push(wrong_password(&http, server, &ada, i).await);
+    }
+    assert_eq!(seen, [401, 401, 401, 401, 401, 429, 429]);
+    // Locked on both, even for the right password.
+    for server in [&a, &b] {
+        let r = http
+            .post(server.url("/api/auth/login"))
+            .json(&json!({ "email": ada, "password": crate::support::PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    let bea = crate::support::unique_email("bea");
+    crate::support::sign_up(&http, &b.base, &bea, "Bea's lab").await;
+    let burst = (0..20).map(|i| wrong_password(&http, if i % 2 == 0 { &a } else { &b }, &bea, i));
+    let answers = futures_util::future::join_all(burst).await;
+    let checked = answers.iter().filter(|&&s| s == 401).count();
+    let limited = answers.iter().filter(|&&s| s == 429).count();
+    assert_eq!((checked, limited), (5, 15), "{answers:?}");
+}
+
 /// The credentials of the tests' `s3s-fs`, for every replica.
 const S3_ENV: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", crate::blob_store::ACCESS_KEY),
@@ -265,7 +320,14 @@ impl Fleet {
     /// balancer in front of them.
     fn start(n: usize, args: &[&str], demo: bool) -> (Server, Fleet) {
         let s3 = crate::blob_store::S3::start();
-        let mut all = vec!["--blob-store".to_string(), s3.url()];
+        // Every test account registers from 127.0.0.1, and the registration limit per
+        // address is shared by the replicas: off.
+        let mut all = vec![
+            "--blob-store".to_string(),
+            s3.url(),
+            "--max-registrations-per-hour".to_string(),
+            "0".to_string(),
+        ];
         all.extend(args.iter().map(|a| a.to_string()));
         let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         for d in &dirs[1..] {
@@ -559,4 +621,104 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
     assert_eq!(r1["reported"], MEMBERS, "{r1}");
     let vs = versions(&lb, &http, &g).await;
     assert_eq!(vs.iter().filter(|v| v["round"] == 1).count(), 1, "{vs:?}");
+}
+
+/// CPU seconds (user + system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // USER_HZ: 100 on Linux.
+    ticks / 100.0
+}
+
+/// BENCHMARKS.md, "A round of 1,000 clients": one federated round of `B3O_BENCH_CLIENTS`
+/// (default 1,000) partners over 1 and over 3 replicas behind haproxy, on Postgres and
+/// s3s-fs. Every partner has its own account, joins, gets ready; then all of them fetch the
+/// global model and upload an update at once (64 in flight). Prints the round's wall time,
+/// the updates per second, and the replicas' CPU per update. Run by `scripts/bench-round.sh`;
+/// ignored in the suite.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: scripts/bench-round.sh"]
+async fn bench_a_round_of_1000_clients_over_1_and_3_replicas() {
+    use futures_util::StreamExt;
+    assert!(crate::test_db::on_postgres(), "needs B3O_TEST_POSTGRES");
+    let clients: usize = std::env::var("B3O_BENCH_CLIENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    for n in [1, 3] {
+        let (lb, fleet) = Fleet::start(n, &[], false);
+        let http = reqwest::Client::new();
+        let mut g = setup(&lb, &http, group_body(clients as u32, 1, 3600), &[]).await;
+        let code = group_view(&lb, &http, g.id, &g.owner).await["join_code"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = Instant::now();
+        let joined: Vec<(i64, String)> = futures_util::stream::iter(0..clients)
+            .map(|i| {
+                let (lb, http, code, id) = (&lb, &http, &code, g.id);
+                async move {
+                    let who = crate::federation::account(lb, http, &format!("org{i}")).await;
+                    let r = http
+                        .post(lb.url("/api/groups/join"))
+                        .bearer_auth(&who.token)
+                        .json(&json!({ "join_code": code, "name": format!("org {i}") }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::CREATED);
+                    let member = r.json::<Value>().await.unwrap()["member_id"]
+                        .as_i64()
+                        .unwrap();
+                    let r = http
+                        .post(lb.url(&format!("/api/groups/{id}/ready")))
+                        .bearer_auth(&who.token)
+                        .json(&json!({ "num_samples": 10 + i }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), StatusCode::OK);
+                    (member, who.token)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let setup_secs = t.elapsed().as_secs_f64();
+        g.members = joined;
+        start(&lb, &http, &g).await;
+
+        let pids: Vec<u32> = fleet.replicas.iter().flatten().map(Server::pid).collect();
+        let cpu0: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+        let t = Instant::now();
+        let g = &g;
+        futures_util::stream::iter(0..clients)
+            .map(|m| {
+                let (lb, http) = (&lb, &http);
+                async move {
+                    let base = global(lb, http, g, &g.members[m].1).await;
+                    let body = update(g, 1, shifted(&base, 0.01), 10 + m as u64, 0.5);
+                    let (st, v) = upload(lb, http, g, m, 1, body).await;
+                    assert_eq!(st, StatusCode::OK, "{v}");
+                }
+            })
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
+        let closed = wait_round(&lb, &http, g, 1, "closed").await;
+        let round_secs = t.elapsed().as_secs_f64();
+        let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu0;
+        assert_eq!(closed["reported"], clients, "{closed}");
+        eprintln!(
+            "BENCH replicas={n} clients={clients} setup_s={setup_s:.1} round_s={round_secs:.2} \
+             updates_per_s={:.0} replica_cpu_ms_per_update={:.2}",
+            clients as f64 / round_secs,
+            cpu * 1000.0 / clients as f64,
+            setup_s = setup_secs,
+        );
+    }
 }

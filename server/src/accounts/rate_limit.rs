@@ -1,8 +1,10 @@
-//! Login and registration rate limits, in a sliding window per account and per client address.
+//! Login, join-code and registration rate limits, in a sliding window per account and per
+//! client address, kept in the database so that every replica counts the same attempts.
 //!
-//! In memory, per process: a restart forgets the counts, and several server processes would
-//! each count on their own. That is enough for one `b3o serve` per database (the deployment
-//! we support); a shared store would be needed to run several behind a load balancer.
+//! Each counted event (a failed sign-in, a wrong join code, a registration) is a row of
+//! `rate_limit_events`; so is each attempt still being checked. A restart forgets nothing, and
+//! replicas behind one load balancer share one count (issue #15): three replicas do not allow
+//! three times the attempts.
 //!
 //! The account limit stops guessing one person's password from many addresses; the address
 //! limit (higher, since offices share one) stops spraying one password over many accounts. A
@@ -14,16 +16,21 @@
 //! argon2, so "check, verify, then record the failure" let a burst of parallel guesses all pass
 //! the check before the first failure was recorded (issue #19: 20 parallel wrong passwords, 20
 //! answers 401). [`LoginLimiter::begin`] therefore counts the attempts still being verified
-//! against the limit and reserves a slot under the same lock; the returned [`LoginAttempt`]
-//! turns the slot into a failure, clears it on success, or releases it when dropped (a request
-//! cancelled before its answer learns nothing). Registrations work the same way
+//! against the limit and reserves a slot (a `pending` row) in one transaction, serialised with
+//! every other reservation on the database (on Postgres an advisory lock of its own, so that
+//! sign-ins never wait for round commits); the returned [`LoginAttempt`] turns the slot into a
+//! failure, clears it on success, or gives it back ([`LoginAttempt::release`], or when
+//! dropped: a request cancelled before its answer learns nothing). A slot whose replica died
+//! stops counting after [`PENDING_TTL_MS`]. Registrations work the same way
 //! ([`RegistrationLimiter`]): a slot is reserved before the password is hashed.
+//!
+//! Rows per key are bounded by its limit (a reservation past it is refused, not stored), and
+//! rows older than their window are deleted as reservations arrive.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::db::Db;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoginLimits {
@@ -44,152 +51,231 @@ impl Default for LoginLimits {
     }
 }
 
-/// Above this many keys, entries with nothing counted and nothing in flight are dropped.
-const PRUNE_ABOVE: usize = 10_000;
-
 /// What a refused caller is told to wait when only attempts still in flight fill its window:
 /// they resolve within about a second (one argon2 verification, queued behind a few others).
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
 
-/// One key's sliding window.
+/// How long a reserved attempt counts without being resolved: long past any verification, so
+/// only the slots of a replica that died mid-check expire this way.
+pub const PENDING_TTL_MS: i64 = 60_000;
+
+/// The advisory lock (Postgres) that serialises reservations: "b3or" in ASCII.
+const RATE_LOCK: i64 = 0x6233_6f72;
+
+/// Why an attempt was not admitted.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// The window is full: try again after this long.
+    #[error("rate limited: try again in {0:?}")]
+    Refused(Duration),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl LimitError {
+    /// The refusal as the caller words it; a database failure as such.
+    pub fn into_api(
+        self,
+        refused: impl FnOnce(Duration) -> crate::error::ApiError,
+    ) -> crate::error::ApiError {
+        match self {
+            LimitError::Refused(wait) => refused(wait),
+            LimitError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock every replica shares (near enough).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One key's window as read from its rows.
 #[derive(Debug, Default)]
 struct Window {
-    /// When each counted event (failure, registration) happened, oldest first; at most the
-    /// key's limit of them, since older ones cannot matter.
-    times: VecDeque<Instant>,
-    /// Reserved attempts not yet resolved.
-    in_flight: u32,
+    /// When each counted event happened (ms), oldest first, within the window.
+    times: Vec<i64>,
+    /// Reserved attempts not yet resolved (and not expired).
+    in_flight: usize,
 }
 
 impl Window {
-    fn expire(&mut self, now: Instant, window: Duration) {
-        while self
-            .times
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= window)
-        {
-            self.times.pop_front();
-        }
-    }
-
     /// `Some(wait)` when the counted events and the attempts in flight fill `limit`.
-    fn refusal(&self, limit: u32, now: Instant, window: Duration) -> Option<Duration> {
-        let used = self.times.len().saturating_add(self.in_flight as usize);
+    fn refusal(&self, limit: u32, now: i64, window: i64) -> Option<Duration> {
+        let used = self.times.len().saturating_add(self.in_flight);
         let excess = used.checked_sub(limit as usize)?;
         // A slot frees when the `excess + 1` oldest counted events have left the window; if
         // in-flight attempts are what fills it, they resolve shortly.
         Some(match self.times.get(excess) {
-            Some(t) => (*t + window)
-                .saturating_duration_since(now)
-                .max(Duration::from_secs(1)),
+            Some(t) => {
+                let left = t.saturating_add(window).saturating_sub(now).max(1000);
+                Duration::from_millis(u64::try_from(left).unwrap_or(u64::MAX))
+            }
             None => IN_FLIGHT_WAIT,
         })
     }
-
-    fn is_empty(&self) -> bool {
-        self.times.is_empty() && self.in_flight == 0
-    }
 }
 
-/// Sliding windows per key, with reservations (the shared core of both limiters).
+/// Sliding windows of one limiter (`scope`), with reservations: the shared core of the
+/// limiters below.
+#[derive(Debug, Clone)]
+struct Windows {
+    scope: &'static str,
+    window: i64,
+}
+
+/// Reserved slots (row ids) of one attempt.
 #[derive(Debug)]
-struct Windows<K> {
-    window: Duration,
-    map: Mutex<HashMap<K, Window>>,
+struct Slots {
+    db: Db,
+    ids: Vec<i64>,
 }
 
-impl<K: Eq + Hash + Clone> Windows<K> {
-    fn new(window: Duration) -> Self {
+impl Windows {
+    fn new(scope: &'static str, window: Duration) -> Self {
         Windows {
-            window,
-            map: Mutex::new(HashMap::new()),
+            scope,
+            window: millis(window),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<K, Window>> {
-        // A panic elsewhere while holding the lock leaves plain counters: still usable.
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reserves one slot under every key, or none when any key is full: `Err(wait)` with the
-    /// longest wait among the full keys.
-    fn reserve(&self, keys: &[(K, u32)], now: Instant) -> Result<(), Duration> {
-        let mut map = self.lock();
-        if map.len() > PRUNE_ABOVE {
-            let window = self.window;
-            map.retain(|_, w| {
-                w.expire(now, window);
-                !w.is_empty()
-            });
-        }
+    /// Reserves one slot under every key, or none when any key is full: `Refused(wait)` with
+    /// the longest wait among the full keys.
+    async fn reserve(
+        &self,
+        db: &Db,
+        keys: &[(String, u32)],
+        now: i64,
+    ) -> Result<Slots, LimitError> {
+        let mut tx = crate::db::begin_exclusive(db, RATE_LOCK).await?;
+        sqlx::query("DELETE FROM rate_limit_events WHERE scope = $1 AND at_ms < $2")
+            .bind(self.scope)
+            .bind(now.saturating_sub(self.window.max(PENDING_TTL_MS)))
+            .execute(&mut *tx)
+            .await?;
         let mut refused: Option<Duration> = None;
         for (key, limit) in keys {
-            if let Some(w) = map.get_mut(key) {
-                w.expire(now, self.window);
-                if let Some(wait) = w.refusal(*limit, now, self.window) {
-                    refused = Some(refused.map_or(wait, |r| r.max(wait)));
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT at_ms, pending FROM rate_limit_events WHERE scope = $1 AND bucket = $2
+                 ORDER BY at_ms",
+            )
+            .bind(self.scope)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut w = Window::default();
+            for (at, pending) in rows {
+                if pending != 0 {
+                    w.in_flight += usize::from(now.saturating_sub(at) < PENDING_TTL_MS);
+                } else if now.saturating_sub(at) < self.window {
+                    w.times.push(at);
                 }
+            }
+            if let Some(wait) = w.refusal(*limit, now, self.window) {
+                refused = Some(refused.map_or(wait, |r| r.max(wait)));
             }
         }
         if let Some(wait) = refused {
-            return Err(wait);
+            tx.rollback().await?;
+            return Err(LimitError::Refused(wait));
         }
+        let mut ids = Vec::with_capacity(keys.len());
         for (key, _) in keys {
-            let w = map.entry(key.clone()).or_default();
-            w.in_flight = w.in_flight.saturating_add(1);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO rate_limit_events (scope, bucket, at_ms, pending)
+                 VALUES ($1, $2, $3, 1) RETURNING id",
+            )
+            .bind(self.scope)
+            .bind(key)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            ids.push(id);
         }
-        Ok(())
+        tx.commit().await?;
+        Ok(Slots {
+            db: db.clone(),
+            ids,
+        })
+    }
+}
+
+impl Slots {
+    /// Counts the reserved slots as events at `at`.
+    async fn count(&mut self, at: i64) {
+        for id in std::mem::take(&mut self.ids) {
+            let done =
+                sqlx::query("UPDATE rate_limit_events SET pending = 0, at_ms = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&self.db)
+                    .await;
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "could not count a rate-limited attempt");
+            }
+        }
     }
 
-    /// Ends a reservation of `keys`: counts it as an event at `counted` if given.
-    fn resolve(&self, keys: &[(K, u32)], counted: Option<Instant>) {
-        let mut map = self.lock();
-        for (key, limit) in keys {
-            let Some(w) = map.get_mut(key) else { continue };
-            w.in_flight = w.in_flight.saturating_sub(1);
-            if let Some(at) = counted {
-                w.expire(at, self.window);
-                w.times.push_back(at);
-                while w.times.len() > *limit as usize {
-                    w.times.pop_front();
-                }
-            }
-            if w.is_empty() {
-                map.remove(key);
-            }
-        }
-    }
-
-    /// Forgets the counted events of `key` (its reservations in flight stay).
-    fn clear(&self, key: &K) {
-        let mut map = self.lock();
-        if let Some(w) = map.get_mut(key) {
-            w.times.clear();
-            if w.is_empty() {
-                map.remove(key);
+    /// Gives the reserved slots back.
+    async fn release(&mut self) {
+        for id in std::mem::take(&mut self.ids) {
+            if let Err(e) = delete(&self.db, id).await {
+                tracing::warn!(error = %e, "could not free a rate-limit slot (it expires)");
             }
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Account(String),
-    Ip(IpAddr),
+async fn delete(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM rate_limit_events WHERE id = $1 AND pending = 1")
+        .bind(id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+impl Drop for Slots {
+    /// Slots neither counted nor released (a request cancelled mid-check) are given back in
+    /// the background; without a runtime they expire after [`PENDING_TTL_MS`].
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut self.ids);
+        if ids.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let db = self.db.clone();
+            rt.spawn(async move {
+                for id in ids {
+                    let _ = delete(&db, id).await;
+                }
+            });
+        }
+    }
 }
 
 /// Failed sign-ins (and wrong current passwords) per account and per client address.
 #[derive(Debug)]
 pub struct LoginLimiter {
     limits: LoginLimits,
-    windows: Windows<Key>,
+    windows: Windows,
 }
 
 impl LoginLimiter {
     pub fn new(limits: LoginLimits) -> Self {
+        Self::scoped("login", limits)
+    }
+
+    /// A limiter whose counts are kept apart from other limiters' under `scope`.
+    pub fn scoped(scope: &'static str, limits: LoginLimits) -> Self {
         LoginLimiter {
             limits,
-            windows: Windows::new(limits.window),
+            windows: Windows::new(scope, limits.window),
         }
     }
 
@@ -198,27 +284,33 @@ impl LoginLimiter {
     }
 
     /// Reserves a slot for one password check of `account` from `ip`, before the (slow)
-    /// verification: `Err(retry_after)` while the account or the address has used up its
-    /// failures, counting the checks still in flight as failures to come.
-    pub fn begin(&self, account: &str, ip: Option<IpAddr>) -> Result<LoginAttempt<'_>, Duration> {
-        self.begin_at(account, ip, Instant::now())
-    }
-
-    pub fn begin_at(
+    /// verification: `Refused(retry_after)` while the account or the address has used up its
+    /// failures, counting the checks still in flight (on any replica) as failures to come.
+    pub async fn begin(
         &self,
+        db: &Db,
         account: &str,
         ip: Option<IpAddr>,
-        now: Instant,
-    ) -> Result<LoginAttempt<'_>, Duration> {
-        let mut keys = vec![(Key::Account(account.to_string()), self.limits.per_account)];
+    ) -> Result<LoginAttempt, LimitError> {
+        self.begin_at(db, account, ip, now_ms()).await
+    }
+
+    async fn begin_at(
+        &self,
+        db: &Db,
+        account: &str,
+        ip: Option<IpAddr>,
+        now: i64,
+    ) -> Result<LoginAttempt, LimitError> {
+        let mut keys = vec![(format!("account:{account}"), self.limits.per_account)];
         if let Some(ip) = ip {
-            keys.push((Key::Ip(bucket(ip)), self.limits.per_ip));
+            keys.push((format!("ip:{}", bucket(ip)), self.limits.per_ip));
         }
-        self.windows.reserve(&keys, now)?;
+        let slots = self.windows.reserve(db, &keys, now).await?;
         Ok(LoginAttempt {
-            limiter: self,
-            keys,
-            resolved: false,
+            windows: self.windows.clone(),
+            account: keys.swap_remove(0).0,
+            slots,
         })
     }
 }
@@ -228,39 +320,41 @@ impl LoginLimiter {
 /// it gives its slot back.
 #[derive(Debug)]
 #[must_use = "an attempt must be resolved as failed or succeeded"]
-pub struct LoginAttempt<'a> {
-    limiter: &'a LoginLimiter,
-    keys: Vec<(Key, u32)>,
-    resolved: bool,
+pub struct LoginAttempt {
+    windows: Windows,
+    account: String,
+    slots: Slots,
 }
 
-impl LoginAttempt<'_> {
+impl LoginAttempt {
     /// The password was wrong: the slot becomes a failure in the window.
-    pub fn failed(self) {
-        self.failed_at(Instant::now());
+    pub async fn failed(self) {
+        self.failed_at(now_ms()).await;
     }
 
-    pub fn failed_at(mut self, now: Instant) {
-        self.limiter.windows.resolve(&self.keys, Some(now));
-        self.resolved = true;
+    async fn failed_at(mut self, now: i64) {
+        self.slots.count(now).await;
     }
 
     /// The password was right: clears the account's failures (not the address's: otherwise an
     /// attacker could reset its address count by signing in to its own account now and then).
-    pub fn succeeded(mut self) {
-        self.limiter.windows.resolve(&self.keys, None);
-        if let Some((account, _)) = self.keys.first() {
-            self.limiter.windows.clear(account);
+    pub async fn succeeded(mut self) {
+        self.slots.release().await;
+        let cleared = sqlx::query(
+            "DELETE FROM rate_limit_events WHERE scope = $1 AND bucket = $2 AND pending = 0",
+        )
+        .bind(self.windows.scope)
+        .bind(&self.account)
+        .execute(&self.slots.db)
+        .await;
+        if let Err(e) = cleared {
+            tracing::warn!(error = %e, "could not clear an account's failed sign-ins");
         }
-        self.resolved = true;
     }
-}
 
-impl Drop for LoginAttempt<'_> {
-    fn drop(&mut self) {
-        if !self.resolved {
-            self.limiter.windows.resolve(&self.keys, None);
-        }
+    /// Neither: the check did not happen (a right join code; an error). Counts nothing.
+    pub async fn release(mut self) {
+        self.slots.release().await;
     }
 }
 
@@ -268,7 +362,7 @@ impl Drop for LoginAttempt<'_> {
 /// Requests without a known address (in-process tests) and a limit of 0 are not limited.
 #[derive(Debug)]
 pub struct RegistrationLimiter {
-    windows: Windows<IpAddr>,
+    windows: Windows,
 }
 
 impl Default for RegistrationLimiter {
@@ -280,33 +374,37 @@ impl Default for RegistrationLimiter {
 impl RegistrationLimiter {
     pub fn new(window: Duration) -> Self {
         RegistrationLimiter {
-            windows: Windows::new(window),
+            windows: Windows::new("registration", window),
         }
     }
 
-    /// Reserves a registration from `ip` before its password is hashed: `Err(retry_after)`
+    /// Reserves a registration from `ip` before its password is hashed: `Refused(retry_after)`
     /// when `per_window` registrations (completed or in flight) already came from there.
-    pub fn begin(
+    pub async fn begin(
         &self,
+        db: &Db,
         ip: Option<IpAddr>,
         per_window: u32,
-    ) -> Result<RegistrationSlot<'_>, Duration> {
-        self.begin_at(ip, per_window, Instant::now())
+    ) -> Result<RegistrationSlot, LimitError> {
+        self.begin_at(db, ip, per_window, now_ms()).await
     }
 
-    pub fn begin_at(
+    async fn begin_at(
         &self,
+        db: &Db,
         ip: Option<IpAddr>,
         per_window: u32,
-        now: Instant,
-    ) -> Result<RegistrationSlot<'_>, Duration> {
-        let key = ip
-            .filter(|_| per_window > 0)
-            .map(|ip| (bucket(ip), per_window));
-        if let Some(key) = &key {
-            self.windows.reserve(std::slice::from_ref(key), now)?;
-        }
-        Ok(RegistrationSlot { limiter: self, key })
+        now: i64,
+    ) -> Result<RegistrationSlot, LimitError> {
+        let slots = match ip.filter(|_| per_window > 0) {
+            Some(ip) => Some(
+                self.windows
+                    .reserve(db, &[(format!("ip:{}", bucket(ip)), per_window)], now)
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(RegistrationSlot { slots })
     }
 }
 
@@ -314,32 +412,26 @@ impl RegistrationLimiter {
 /// slot back (the email was taken, the database failed).
 #[derive(Debug)]
 #[must_use = "a registration slot must be completed or dropped"]
-pub struct RegistrationSlot<'a> {
-    limiter: &'a RegistrationLimiter,
-    key: Option<(IpAddr, u32)>,
+pub struct RegistrationSlot {
+    slots: Option<Slots>,
 }
 
-impl RegistrationSlot<'_> {
+impl RegistrationSlot {
     /// The account was created: the registration counts for the next hour.
-    pub fn completed(self) {
-        self.completed_at(Instant::now());
+    pub async fn completed(self) {
+        self.completed_at(now_ms()).await;
     }
 
-    pub fn completed_at(mut self, now: Instant) {
-        if let Some(key) = self.key.take() {
-            self.limiter
-                .windows
-                .resolve(std::slice::from_ref(&key), Some(now));
+    async fn completed_at(mut self, now: i64) {
+        if let Some(mut slots) = self.slots.take() {
+            slots.count(now).await;
         }
     }
-}
 
-impl Drop for RegistrationSlot<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key.take() {
-            self.limiter
-                .windows
-                .resolve(std::slice::from_ref(&key), None);
+    /// Not completed: gives the slot back at once.
+    pub async fn release(mut self) {
+        if let Some(mut slots) = self.slots.take() {
+            slots.release().await;
         }
     }
 }
@@ -362,6 +454,14 @@ fn bucket(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
+    const S: i64 = 1000;
+
+    async fn db() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.sqlite3").display());
+        (crate::db::connect(&url).await.unwrap(), dir)
+    }
+
     fn limiter() -> LoginLimiter {
         LoginLimiter::new(LoginLimits {
             per_account: 5,
@@ -370,115 +470,221 @@ mod tests {
         })
     }
 
-    #[test]
-    fn five_failures_lock_the_account_until_the_window_passes() {
-        let l = limiter();
-        let t0 = Instant::now();
-        for i in 0..5 {
-            let attempt = l
-                .begin_at("ada", None, t0)
-                .unwrap_or_else(|_| panic!("{i}"));
-            attempt.failed_at(t0 + Duration::from_secs(i));
+    fn wait(e: LimitError) -> Duration {
+        match e {
+            LimitError::Refused(wait) => wait,
+            LimitError::Db(e) => panic!("{e}"),
         }
-        let wait = l
-            .begin_at("ada", None, t0 + Duration::from_secs(10))
-            .unwrap_err();
-        assert_eq!(wait, Duration::from_secs(890));
+    }
+
+    #[tokio::test]
+    async fn five_failures_lock_the_account_until_the_window_passes() {
+        let (db, _dir) = db().await;
+        let l = limiter();
+        let t0 = 1_700_000_000_000;
+        for i in 0..5 {
+            let attempt = l.begin_at(&db, "ada", None, t0).await.unwrap();
+            attempt.failed_at(t0 + i * S).await;
+        }
+        let refused = l.begin_at(&db, "ada", None, t0 + 10 * S).await.unwrap_err();
+        assert_eq!(wait(refused), Duration::from_secs(890));
+        let bob = l.begin_at(&db, "bob", None, t0).await;
+        assert!(bob.is_ok(), "other accounts unaffected");
+        assert!(l.begin_at(&db, "ada", None, t0 + 900 * S).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn attempts_in_flight_count_against_the_limit_until_given_back_or_expired() {
+        let (db, _dir) = db().await;
+        let l = limiter();
+        let t0 = 1_700_000_000_000;
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(l.begin_at(&db, "ada", None, t0).await.unwrap());
+        }
+        let refused = l.begin_at(&db, "ada", None, t0).await.unwrap_err();
+        assert_eq!(wait(refused), IN_FLIGHT_WAIT);
+        // Given back (an error): the slots are free again.
+        for attempt in held {
+            attempt.release().await;
+        }
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(l.begin_at(&db, "ada", None, t0).await.unwrap());
+        }
+        // Dropped (a cancelled request): given back in the background.
+        drop(held);
+        let mut freed = false;
+        for _ in 0..100 {
+            if l.begin_at(&db, "ada", None, t0).await.is_ok() {
+                freed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(freed, "dropped attempts were never given back");
+        // Slots of a replica that died mid-check stop counting after the TTL.
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            if let Ok(attempt) = l.begin_at(&db, "ada", None, t0).await {
+                held.push(attempt);
+            }
+        }
+        assert!(held.len() >= 4, "{}", held.len());
+        std::mem::forget(held);
+        assert!(l.begin_at(&db, "ada", None, t0).await.is_err());
         assert!(
-            l.begin_at("bob", None, t0).is_ok(),
-            "other accounts unaffected"
-        );
-        assert!(
-            l.begin_at("ada", None, t0 + Duration::from_secs(900))
+            l.begin_at(&db, "ada", None, t0 + PENDING_TTL_MS)
+                .await
                 .is_ok()
         );
     }
 
-    #[test]
-    fn attempts_in_flight_count_against_the_limit() {
+    #[tokio::test]
+    async fn failures_fill_the_window() {
+        let (db, _dir) = db().await;
         let l = limiter();
-        let t0 = Instant::now();
-        let held: Vec<_> = (0..5)
-            .map(|_| l.begin_at("ada", None, t0).unwrap())
-            .collect();
-        assert_eq!(l.begin_at("ada", None, t0).unwrap_err(), IN_FLIGHT_WAIT);
-        // Given back (an error, a cancelled request): the slots are free again.
-        drop(held);
-        let held: Vec<_> = (0..5)
-            .map(|_| l.begin_at("ada", None, t0).unwrap())
-            .collect();
-        for attempt in held {
-            attempt.failed_at(t0);
+        let t0 = 1_700_000_000_000;
+        for _ in 0..5 {
+            l.begin_at(&db, "ada", None, t0)
+                .await
+                .unwrap()
+                .failed_at(t0)
+                .await;
         }
-        let wait = l.begin_at("ada", None, t0).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(900));
+        let refused = l.begin_at(&db, "ada", None, t0).await.unwrap_err();
+        assert_eq!(wait(refused), Duration::from_secs(900));
     }
 
-    #[test]
-    fn success_clears_the_account_count() {
+    #[tokio::test]
+    async fn success_clears_the_account_count() {
+        let (db, _dir) = db().await;
         let l = limiter();
-        let t0 = Instant::now();
+        let t0 = now_ms();
         for _ in 0..4 {
-            l.begin_at("ada", None, t0).unwrap().failed_at(t0);
+            l.begin_at(&db, "ada", None, t0)
+                .await
+                .unwrap()
+                .failed_at(t0)
+                .await;
         }
-        l.begin_at("ada", None, t0).unwrap().succeeded();
-        l.begin_at("ada", None, t0).unwrap().failed_at(t0);
-        assert!(l.begin_at("ada", None, t0).is_ok());
+        l.begin_at(&db, "ada", None, t0)
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
+        l.begin_at(&db, "ada", None, t0)
+            .await
+            .unwrap()
+            .failed_at(t0)
+            .await;
+        assert!(l.begin_at(&db, "ada", None, t0).await.is_ok());
     }
 
-    #[test]
-    fn an_address_spraying_many_accounts_is_refused() {
+    #[tokio::test]
+    async fn an_address_spraying_many_accounts_is_refused() {
+        let (db, _dir) = db().await;
         let l = limiter();
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000;
         let ip: IpAddr = "203.0.113.7".parse().unwrap();
         for i in 0..8 {
-            l.begin_at(&format!("user{i}"), Some(ip), t0)
+            l.begin_at(&db, &format!("user{i}"), Some(ip), t0)
+                .await
                 .unwrap()
-                .failed_at(t0);
+                .failed_at(t0)
+                .await;
         }
-        assert!(l.begin_at("fresh", Some(ip), t0).is_err());
-        assert!(
-            l.begin_at("fresh", Some("203.0.113.8".parse().unwrap()), t0)
-                .is_ok()
-        );
+        assert!(l.begin_at(&db, "fresh", Some(ip), t0).await.is_err());
+        let other: IpAddr = "203.0.113.8".parse().unwrap();
+        assert!(l.begin_at(&db, "fresh", Some(other), t0).await.is_ok());
     }
 
-    #[test]
-    fn ipv6_is_counted_per_64() {
+    #[tokio::test]
+    async fn ipv6_is_counted_per_64() {
+        let (db, _dir) = db().await;
         let l = limiter();
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000;
         for i in 0..8 {
             let ip: IpAddr = format!("2001:db8:1:2::{i:x}").parse().unwrap();
-            l.begin_at(&format!("user{i}"), Some(ip), t0)
+            l.begin_at(&db, &format!("user{i}"), Some(ip), t0)
+                .await
                 .unwrap()
-                .failed_at(t0);
+                .failed_at(t0)
+                .await;
         }
         let same_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(l.begin_at("fresh", Some(same_64), t0).is_err());
-        assert!(l.begin_at("fresh", Some(other_64), t0).is_ok());
+        assert!(l.begin_at(&db, "fresh", Some(same_64), t0).await.is_err());
+        assert!(l.begin_at(&db, "fresh", Some(other_64), t0).await.is_ok());
     }
 
-    #[test]
-    fn registrations_are_counted_per_address_and_freed_when_abandoned() {
+    #[tokio::test]
+    async fn limiters_count_apart_and_old_rows_are_deleted() {
+        let (db, _dir) = db().await;
+        let login = limiter();
+        let join = LoginLimiter::scoped("join", login.limits());
+        let t0 = 1_700_000_000_000;
+        for _ in 0..5 {
+            login
+                .begin_at(&db, "ada", None, t0)
+                .await
+                .unwrap()
+                .failed_at(t0)
+                .await;
+        }
+        assert!(join.begin_at(&db, "ada", None, t0).await.is_ok());
+        // A reservation long after the window deletes what no longer counts.
+        login
+            .begin_at(&db, "bob", None, t0 + 901 * S)
+            .await
+            .unwrap()
+            .release()
+            .await;
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM rate_limit_events WHERE scope = 'login'")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn registrations_are_counted_per_address_and_freed_when_abandoned() {
+        let (db, _dir) = db().await;
         let r = RegistrationLimiter::new(Duration::from_secs(3600));
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000;
         let ip: IpAddr = "198.51.100.4".parse().unwrap();
-        r.begin_at(Some(ip), 2, t0).unwrap().completed_at(t0);
+        r.begin_at(&db, Some(ip), 2, t0)
+            .await
+            .unwrap()
+            .completed_at(t0)
+            .await;
         // Abandoned (the email was taken): not counted.
-        drop(r.begin_at(Some(ip), 2, t0).unwrap());
-        let pending = r.begin_at(Some(ip), 2, t0).unwrap();
-        assert!(r.begin_at(Some(ip), 2, t0).is_err(), "in flight counts");
-        pending.completed_at(t0);
-        let wait = r
-            .begin_at(Some(ip), 2, t0 + Duration::from_secs(600))
-            .unwrap_err();
-        assert_eq!(wait, Duration::from_secs(3000));
+        r.begin_at(&db, Some(ip), 2, t0)
+            .await
+            .unwrap()
+            .release()
+            .await;
+        let pending = r.begin_at(&db, Some(ip), 2, t0).await.unwrap();
         assert!(
-            r.begin_at(Some("198.51.100.5".parse().unwrap()), 2, t0)
-                .is_ok()
+            r.begin_at(&db, Some(ip), 2, t0).await.is_err(),
+            "in flight counts"
         );
-        assert!(r.begin_at(None, 2, t0).is_ok(), "unknown address");
-        assert!(r.begin_at(Some(ip), 0, t0).is_ok(), "0 turns the limit off");
+        pending.completed_at(t0).await;
+        let refused = r
+            .begin_at(&db, Some(ip), 2, t0 + 600 * S)
+            .await
+            .unwrap_err();
+        assert_eq!(wait(refused), Duration::from_secs(3000));
+        let other: IpAddr = "198.51.100.5".parse().unwrap();
+        assert!(r.begin_at(&db, Some(other), 2, t0).await.is_ok());
+        assert!(
+            r.begin_at(&db, None, 2, t0).await.is_ok(),
+            "unknown address"
+        );
+        assert!(
+            r.begin_at(&db, Some(ip), 0, t0).await.is_ok(),
+            "0 turns the limit off"
+        );
     }
 }

@@ -128,12 +128,15 @@ pub(crate) async fn register(
     let slot = state
         .accounts
         .registrations
-        .begin(ip.0, per_hour)
-        .map_err(|wait| ApiError::TooManyRequests {
-            message: format!(
-                "too many accounts registered from this address: at most {per_hour} per hour"
-            ),
-            retry_after_secs: wait.as_secs().saturating_add(1),
+        .begin(&state.db, ip.0, per_hour)
+        .await
+        .map_err(|e| {
+            e.into_api(|wait| ApiError::TooManyRequests {
+                message: format!(
+                    "too many accounts registered from this address: at most {per_hour} per hour"
+                ),
+                retry_after_secs: wait.as_secs().saturating_add(1),
+            })
         })?;
     let hash = password::hash(&state.accounts, body.password).await?;
     let now = now();
@@ -155,7 +158,7 @@ pub(crate) async fn register(
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(taken()),
         Err(e) => return Err(e.into()),
     };
-    slot.completed();
+    slot.completed().await;
     tracing::info!(user_id = id, "account registered");
     signed_in(&state, &headers, ip, id, StatusCode::CREATED).await
 }
@@ -196,9 +199,9 @@ pub(crate) async fn login(
             .collect()
     });
     let limiter = &state.accounts.limiter;
-    let attempt = limiter
-        .begin(&email, ip.0)
-        .map_err(|wait| too_many_failures(limiter, "failed sign-in attempts", wait))?;
+    let attempt = limiter.begin(&state.db, &email, ip.0).await.map_err(|e| {
+        e.into_api(|wait| too_many_failures(limiter, "failed sign-in attempts", wait))
+    })?;
     let row: Option<(i64, String, crate::db::Flag)> = sqlx::query_as(
         "SELECT id, password_hash, disabled_at IS NOT NULL FROM users WHERE email = $1",
     )
@@ -212,11 +215,11 @@ pub(crate) async fn login(
     let ok = body.password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.password, phc).await?;
     let Some(id) = id.filter(|_| ok) else {
-        attempt.failed();
+        attempt.failed().await;
         tracing::info!(ip = ?ip.0, "failed sign-in");
         return Err(ApiError::Unauthorized("wrong email or password".into()));
     };
-    attempt.succeeded();
+    attempt.succeeded().await;
     // Said only to whoever knows the password: it reveals nothing to others.
     if disabled {
         tracing::info!(user_id = id, "sign-in of a disabled account refused");
@@ -365,8 +368,9 @@ pub(crate) async fn change_password(
     let session_id = user.require_session()?;
     let limiter = &state.accounts.limiter;
     let attempt = limiter
-        .begin(&user.email, ip.0)
-        .map_err(|wait| too_many_failures(limiter, "wrong passwords", wait))?;
+        .begin(&state.db, &user.email, ip.0)
+        .await
+        .map_err(|e| e.into_api(|wait| too_many_failures(limiter, "wrong passwords", wait)))?;
     let phc: Option<String> = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user.id)
         .fetch_optional(&state.db)
@@ -375,11 +379,11 @@ pub(crate) async fn change_password(
     let ok = body.current_password.chars().count() <= password::MAX_CHARS
         && password::verify(&state.accounts, body.current_password, phc).await?;
     if !ok {
-        attempt.failed();
+        attempt.failed().await;
         // 403, not 401: the session is fine, the confirmation is not.
         return Err(ApiError::Forbidden("current password is wrong".into()));
     }
-    attempt.succeeded();
+    attempt.succeeded().await;
     if same {
         return Err(ApiError::BadRequest(
             "new_password: choose a password different from the current one".into(),

@@ -205,17 +205,18 @@ pub async fn join(
     let attempt = state
         .federation
         .join_limiter(&state.limits)
-        .begin(user.id, ip)?;
+        .begin(&state.db, user.id, ip)
+        .await?;
     let group: Option<(i64, String)> =
         sqlx::query_as("SELECT id, phase FROM groups WHERE join_code = $1")
             .bind(&code)
             .fetch_optional(&state.db)
             .await?;
     let Some((group_id, phase)) = group else {
-        attempt.failed();
+        attempt.failed().await;
         return Err(ApiError::NotFound("no group has this join code".into()));
     };
-    drop(attempt);
+    attempt.release().await;
     if let Some((member_id, name)) = active_membership(&state.db, group_id, user.id).await? {
         return Ok((
             StatusCode::OK,

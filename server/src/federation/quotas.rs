@@ -10,7 +10,7 @@ use std::time::Duration;
 use b3o_models::weights::WeightLayout;
 
 use super::model::{ModelTemplate, image_spec};
-use crate::accounts::rate_limit::LoginAttempt;
+use crate::accounts::rate_limit::{LimitError, LoginAttempt};
 use crate::accounts::{LoginLimiter, LoginLimits};
 use crate::error::ApiError;
 use crate::limits::Limits;
@@ -102,11 +102,14 @@ pub struct JoinLimiter {
 impl JoinLimiter {
     pub fn new(max_failures: u32) -> Self {
         JoinLimiter {
-            limiter: LoginLimiter::new(LoginLimits {
-                per_account: max_failures,
-                per_ip: max_failures,
-                window: JOIN_WINDOW,
-            }),
+            limiter: LoginLimiter::scoped(
+                "join",
+                LoginLimits {
+                    per_account: max_failures,
+                    per_ip: max_failures,
+                    window: JOIN_WINDOW,
+                },
+            ),
             max: max_failures,
         }
     }
@@ -114,13 +117,19 @@ impl JoinLimiter {
     /// Reserves one attempt of account `user_id` from `ip` before the code is looked up
     /// (attempts in flight count, so a burst of parallel guesses cannot overshoot); 429 with
     /// `Retry-After` once `--max-join-failures` wrong codes came from either in the window.
-    /// Call [`JoinAttempt::failed`] for a wrong code; dropping the attempt (a right code)
-    /// counts nothing. A right code does not clear the account's failures: otherwise joining a
+    /// Call [`JoinAttempt::failed`] for a wrong code, [`JoinAttempt::release`] for a right one
+    /// (it counts nothing). A right code does not clear the account's failures: otherwise joining a
     /// group of one's own now and then would reset the count.
-    pub fn begin(&self, user_id: i64, ip: Option<IpAddr>) -> Result<JoinAttempt<'_>, ApiError> {
-        match self.limiter.begin(&format!("user:{user_id}"), ip) {
+    pub async fn begin(
+        &self,
+        db: &crate::db::Db,
+        user_id: i64,
+        ip: Option<IpAddr>,
+    ) -> Result<JoinAttempt, ApiError> {
+        match self.limiter.begin(db, &format!("user:{user_id}"), ip).await {
             Ok(attempt) => Ok(JoinAttempt { attempt }),
-            Err(wait) => {
+            Err(LimitError::Db(e)) => Err(e.into()),
+            Err(LimitError::Refused(wait)) => {
                 let secs = wait.as_secs().max(1);
                 Err(ApiError::TooManyRequests {
                     message: format!(
@@ -138,14 +147,19 @@ impl JoinLimiter {
 
 /// A join-code lookup in progress (see [`JoinLimiter::begin`]).
 #[derive(Debug)]
-pub struct JoinAttempt<'a> {
-    attempt: LoginAttempt<'a>,
+pub struct JoinAttempt {
+    attempt: LoginAttempt,
 }
 
-impl JoinAttempt<'_> {
+impl JoinAttempt {
     /// The code matched no group: count it.
-    pub fn failed(self) {
-        self.attempt.failed();
+    pub async fn failed(self) {
+        self.attempt.failed().await;
+    }
+
+    /// The code matched: count nothing.
+    pub async fn release(self) {
+        self.attempt.release().await;
     }
 }
 
