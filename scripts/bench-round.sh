@@ -19,5 +19,6 @@ ensure_s3s_fs
 ensure_postgres
 ensure_haproxy
 start_test_postgres
-B3O_BENCH_CLIENTS="${CLIENTS:-1000}" cargo nextest run -p b3o-server --run-ignored only \
-  --no-capture -E 'test(bench_a_round_of_1000_clients)' 2>&1 | grep -E 'BENCH|PASS|FAIL|panicked'
+# --workspace: the suite's feature set, so that nothing is built a second time.
+B3O_BENCH_CLIENTS="${CLIENTS:-1000}" cargo nextest run --workspace --run-ignored only \
+  --no-capture -E 'package(b3o-server) and test(bench_a_round_of_1000_clients)' 2>&1 | grep -E 'BENCH|PASS|FAIL|panicked'

@@ -9,6 +9,7 @@
 use crate::db::{Conn, Flag};
 use b3o_models::compress::{self, UpdateEncoding};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightLayout, WeightSet};
+use futures_util::StreamExt;
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 use sqlx::{Any, Transaction};
@@ -944,6 +945,11 @@ async fn aggregate(
 
 /// Reads a round's inputs: its group and base version, the updates (from the spool) and the
 /// members that sent none, in the form the group's strategy wants.
+/// Stored updates read at once while a round is aggregated: an object store answers each read
+/// in milliseconds, so one after the other a round of 1,000 updates took seconds; a few at a
+/// time bound the memory (each read holds one decoded model).
+const BLOB_READS_IN_FLIGHT: usize = 8;
+
 async fn load_inputs(
     state: &AppState,
     round_id: i64,
@@ -1068,23 +1074,43 @@ async fn load_inputs(
                 mean: WeightedMean::new(current.len()),
                 included: Default::default(),
             });
-            for u in &updates {
-                if !acc.included.contains(&u.id) {
-                    let params = read_update(u.blob_path.clone()).await?;
-                    acc.mean
-                        .add(&params, group.mean_weight(u.num_samples as u64))
-                        .map_err(|e| ApiError::Internal(e.to_string()))?;
-                    acc.included.insert(u.id);
-                }
+            // The updates this replica did not fold as they arrived (all of them after a
+            // restart; the other replicas' share behind a load balancer), read a few at a
+            // time and folded in id order.
+            // (The reads are made a list first: a lazy iterator of borrowing closures is not
+            // `Send` enough for the spawned aggregation.)
+            let reads: Vec<_> = updates
+                .iter()
+                .filter(|u| !acc.included.contains(&u.id))
+                .map(|u| {
+                    let (id, samples, read) =
+                        (u.id, u.num_samples, read_update(u.blob_path.clone()));
+                    async move { (id, samples, read.await) }
+                })
+                .collect();
+            let mut reads = futures_util::stream::iter(reads).buffered(BLOB_READS_IN_FLIGHT);
+            while let Some((id, samples, params)) = reads.next().await {
+                acc.mean
+                    .add(&params?, group.mean_weight(samples as u64))
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                acc.included.insert(id);
             }
             LoadedFits::Mean(acc.mean.finish())
         }
         Accumulation::AllUpdates => {
             let mut all = Vec::with_capacity(updates.len());
-            for u in &updates {
+            let reads: Vec<_> = updates
+                .iter()
+                .map(|u| {
+                    let (samples, read) = (u.num_samples, read_update(u.blob_path.clone()));
+                    async move { (samples, read.await) }
+                })
+                .collect();
+            let mut reads = futures_util::stream::iter(reads).buffered(BLOB_READS_IN_FLIGHT);
+            while let Some((samples, params)) = reads.next().await {
                 all.push(FitRes {
-                    num_samples: u.num_samples as u64,
-                    params: read_update(u.blob_path.clone()).await?,
+                    num_samples: samples as u64,
+                    params: params?,
                 });
             }
             LoadedFits::All(all)
