@@ -637,7 +637,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// BENCHMARKS.md, "A round of 1,000 clients": one federated round of `B3O_BENCH_CLIENTS`
 /// (default 1,000) partners over 1 and over 3 replicas behind haproxy, on Postgres and
 /// s3s-fs. Every partner has its own account, joins, gets ready; then all of them fetch the
-/// global model and upload an update at once (64 in flight). Prints the round's wall time,
+/// global model and upload an update at once (64 in flight). Prints the time until every
+/// update was acknowledged, the round's wall time (to its close: the aggregation included),
 /// the updates per second, and the replicas' CPU per update. Run by `scripts/bench-round.sh`;
 /// ignored in the suite.
 #[tokio::test(flavor = "multi_thread")]
@@ -709,13 +710,15 @@ async fn bench_a_round_of_1000_clients_over_1_and_3_replicas() {
             .buffer_unordered(64)
             .collect::<Vec<()>>()
             .await;
+        let uploads_secs = t.elapsed().as_secs_f64();
         let closed = wait_round(&lb, &http, g, 1, "closed").await;
         let round_secs = t.elapsed().as_secs_f64();
         let cpu = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu0;
         assert_eq!(closed["reported"], clients, "{closed}");
         eprintln!(
-            "BENCH replicas={n} clients={clients} setup_s={setup_s:.1} round_s={round_secs:.2} \
-             updates_per_s={:.0} replica_cpu_ms_per_update={:.2}",
+            "BENCH replicas={n} clients={clients} setup_s={setup_s:.1} \
+             uploads_s={uploads_secs:.2} round_s={round_secs:.2} updates_per_s={:.0} \
+             replica_cpu_ms_per_update={:.2}",
             clients as f64 / round_secs,
             cpu * 1000.0 / clients as f64,
             setup_s = setup_secs,

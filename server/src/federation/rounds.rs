@@ -945,10 +945,18 @@ async fn aggregate(
 
 /// Reads a round's inputs: its group and base version, the updates (from the spool) and the
 /// members that sent none, in the form the group's strategy wants.
-/// Stored updates read at once while a round is aggregated: an object store answers each read
-/// in milliseconds, so one after the other a round of 1,000 updates took seconds; a few at a
-/// time bound the memory (each read holds one decoded model).
-const BLOB_READS_IN_FLIGHT: usize = 8;
+/// Memory the stored updates being read at once while a round is aggregated may hold (each
+/// read holds one decoded model). An object store answers each read in milliseconds, so one
+/// after the other, the 2/3 of a 1,000-update round that another replica received took
+/// seconds: small models are read up to [`MAX_READS_IN_FLIGHT`] at a time, a 10M-parameter
+/// one (40 MB) one at a time.
+const READ_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+const MAX_READS_IN_FLIGHT: usize = 64;
+
+/// How many updates of `params` parameters are read at once (see [`READ_BUDGET_BYTES`]).
+fn reads_in_flight(params: usize) -> usize {
+    (READ_BUDGET_BYTES / params.saturating_mul(4).max(1)).clamp(1, MAX_READS_IN_FLIGHT)
+}
 
 async fn load_inputs(
     state: &AppState,
@@ -1088,7 +1096,8 @@ async fn load_inputs(
                     async move { (id, samples, read.await) }
                 })
                 .collect();
-            let mut reads = futures_util::stream::iter(reads).buffered(BLOB_READS_IN_FLIGHT);
+            let mut reads =
+                futures_util::stream::iter(reads).buffered(reads_in_flight(current.len()));
             while let Some((id, samples, params)) = reads.next().await {
                 acc.mean
                     .add(&params?, group.mean_weight(samples as u64))
@@ -1106,7 +1115,8 @@ async fn load_inputs(
                     async move { (samples, read.await) }
                 })
                 .collect();
-            let mut reads = futures_util::stream::iter(reads).buffered(BLOB_READS_IN_FLIGHT);
+            let mut reads =
+                futures_util::stream::iter(reads).buffered(reads_in_flight(current.len()));
             while let Some((samples, params)) = reads.next().await {
                 all.push(FitRes {
                     num_samples: samples as u64,
@@ -1340,4 +1350,17 @@ pub(crate) async fn check_deadlines(state: &AppState) -> Result<(), ApiError> {
         check_round(state, round_id).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_are_read_a_few_at_a_time_within_the_memory_budget() {
+        assert_eq!(reads_in_flight(15), MAX_READS_IN_FLIGHT);
+        assert_eq!(reads_in_flight(1_000_000), 16);
+        assert_eq!(reads_in_flight(10_000_000), 1);
+        assert_eq!(reads_in_flight(0), MAX_READS_IN_FLIGHT);
+    }
 }
