@@ -71,13 +71,20 @@ const RETRY_AFTER_SECS: u32 = 1;
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Response {
+    match not_ready(&state) {
+        Some(refusal) => refusal,
+        None => Json(Readiness {
+            status: CheckStatus::Ok,
+        })
+        .into_response(),
+    }
+}
+
+/// The 503 of a replica that takes no new work (starting, or shutting down), or `None` while
+/// it does: `/readyz`'s answer, and the Open Inference Protocol's `/v2/health/ready`'s.
+pub(crate) fn not_ready(state: &AppState) -> Option<Response> {
     let (code, message) = match state.lifecycle.phase() {
-        Phase::Ready => {
-            return Json(Readiness {
-                status: CheckStatus::Ok,
-            })
-            .into_response();
-        }
+        Phase::Ready => return None,
         Phase::Starting => (
             "starting",
             "starting: start-up work is not done yet; this replica takes no new work",
@@ -97,5 +104,5 @@ async fn readyz(State(state): State<AppState>) -> Response {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-    response
+    Some(response)
 }

@@ -30,11 +30,19 @@ async fn readiness_follows_the_lifecycle_and_draining_closes_connections() {
     assert_eq!(r.json(), json!({ "status": "ok" }));
     assert_eq!(r.header("connection"), None);
 
+    let r = s
+        .send(Method::GET, "/v2/health/ready", &[], Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
     s.state.lifecycle.begin_drain();
-    let r = s.send(Method::GET, "/readyz", &[], Vec::new()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json()["error"]["code"], "shutting_down", "{}", r.text());
-    assert!(r.header("retry-after").is_some());
+    // Open Inference Protocol clients and KServe's probes ask `/v2/health/ready`: the same.
+    for path in ["/readyz", "/v2/health/ready"] {
+        let r = s.send(Method::GET, path, &[], Vec::new()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(r.json()["error"]["code"], "shutting_down", "{}", r.text());
+        assert!(r.header("retry-after").is_some());
+    }
     // Everything else is still served during the drain, asking clients to reconnect.
     let r = s.send(Method::GET, "/healthz", &[], Vec::new()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -50,9 +58,11 @@ async fn a_starting_replica_is_live_but_not_ready() {
     let mut s = InProcess::new().await;
     s.state.lifecycle = Lifecycle::starting();
     s.router = b3o_server::app(s.state.clone(), Path::new("/nonexistent"));
-    let r = s.send(Method::GET, "/readyz", &[], Vec::new()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json()["error"]["code"], "starting", "{}", r.text());
+    for path in ["/readyz", "/v2/health/ready"] {
+        let r = s.send(Method::GET, path, &[], Vec::new()).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(r.json()["error"]["code"], "starting", "{}", r.text());
+    }
     let r = s.send(Method::GET, "/healthz", &[], Vec::new()).await;
     assert_eq!(r.status, StatusCode::OK);
     s.state.lifecycle.mark_ready();

@@ -74,7 +74,8 @@ async fn live() -> Json<ServerLive> {
     Json(ServerLive { live: true })
 }
 
-/// Ready when the database answers: models load lazily, on their first request.
+/// Ready when this replica takes new work (not starting, not shutting down: as `/readyz`) and
+/// the database answers; models load lazily, on their first request.
 #[utoipa::path(
     get,
     operation_id = "v2_server_ready",
@@ -83,11 +84,15 @@ async fn live() -> Json<ServerLive> {
     responses(
         (status = 200, description = "Ready", body = ServerReady),
         (status = 500, description = "The database does not answer", body = ErrorBody),
+        (status = 503, description = "Starting (`starting`) or shutting down (`shutting_down`): send requests to another replica", body = ErrorBody),
     ),
 )]
-async fn ready(State(state): State<AppState>) -> Result<Json<ServerReady>, ApiError> {
+async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if let Some(refusal) = crate::health::not_ready(&state) {
+        return Ok(refusal);
+    }
     sqlx::query("SELECT 1").execute(&state.db).await?;
-    Ok(Json(ServerReady { ready: true }))
+    Ok(Json(ServerReady { ready: true }).into_response())
 }
 
 /// The server's name, version and protocol extensions.
