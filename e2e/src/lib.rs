@@ -625,6 +625,20 @@ impl Browser {
         Ok(())
     }
 
+    /// On a group's page, once training ended (within `timeout`): its outcome's state
+    /// (`done`, `failed`) and the text the person reads.
+    pub async fn training_outcome(&self, timeout: Duration) -> Result<(String, String)> {
+        let state = self
+            .wait_until(
+                "const o = document.getElementById('train-outcome');
+                 return o && o.dataset.state;",
+                timeout,
+            )
+            .await?;
+        let text = self.wait_for("#train-outcome").await?.text().await?;
+        Ok((state.as_str().unwrap_or_default().to_string(), text))
+    }
+
     /// On a group's page: picks the local file and the backend and starts training (the
     /// worker then waits for its rounds).
     pub async fn train_with(&self, file: &Path, backend: &str) -> Result<()> {

@@ -89,14 +89,7 @@ async fn three_browsers_train_a_group_model_which_is_promoted_and_used() -> Resu
         owner.click("#start-training").await?;
 
         for (i, browser) in all.iter().enumerate() {
-            let state = browser
-                .wait_until(
-                    "const o = document.getElementById('train-outcome');
-                     return o && o.dataset.state;",
-                    TRAINING_TIMEOUT,
-                )
-                .await?;
-            let text = browser.wait_for("#train-outcome").await?.text().await?;
+            let (state, text) = browser.training_outcome(TRAINING_TIMEOUT).await?;
             ensure!(state == "done", "browser {i} training {state}: {text}");
         }
         let gpu = owner

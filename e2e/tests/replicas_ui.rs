@@ -176,14 +176,7 @@ async fn a_tab_and_twenty_clients_train_across_three_replicas_while_one_is_kille
                     "client {i} did not train every round: {report}"
                 );
             }
-            let state = owner
-                .wait_until(
-                    "const o = document.getElementById('train-outcome');
-                     return o && o.dataset.state;",
-                    TIMEOUT,
-                )
-                .await?;
-            let text = owner.wait_for("#train-outcome").await?.text().await?;
+            let (state, text) = owner.training_outcome(TIMEOUT).await?;
             ensure!(state == "done", "the tab's training {state}: {text}");
 
             // One version per round, each with all 21 members' updates.

@@ -134,6 +134,31 @@ impl Limits {
     }
 }
 
+/// Most bytes read and thrown away from a refused body ([`drain_refused`]), and for how long.
+const DRAIN_BYTES: usize = 32 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and discards what is left of a refused body, within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`], holding none of it, before the refusal (413) is sent. A server that answers
+/// and closes while the client still sends leaves unread bytes in its socket, and Linux then
+/// resets the connection: a client that writes its whole body before reading the answer (most
+/// HTTP clients) sees "broken pipe" or "connection reset" instead of the 413 that says why
+/// (nginx's "lingering close" answers the same problem). Bodies far over the limit still get
+/// the reset: reading them all would hand an attacker the server's bandwidth.
+pub(crate) async fn drain_refused(stream: &mut axum::body::BodyDataStream) {
+    use futures_util::StreamExt;
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;

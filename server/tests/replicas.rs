@@ -34,18 +34,25 @@ where
     false
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_changes() {
-    if !crate::test_db::on_postgres() {
-        eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
-        return;
-    }
+/// Two replicas on the suite's Postgres database and one blob folder; the folders first, so
+/// that a caller's binding drops them last.
+fn two_replicas() -> ([tempfile::TempDir; 3], Server, Server) {
     let blobs = tempfile::tempdir().unwrap();
     let store = format!("file://{}", blobs.path().display());
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = Server::start(dir_a.path(), &["--blob-store", &store]);
     crate::test_db::share_database(dir_a.path(), dir_b.path());
     let b = Server::start(dir_b.path(), &["--blob-store", &store]);
+    ([blobs, dir_a, dir_b], a, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_on_one_postgres_share_events_presence_rounds_and_deployment_changes() {
+    if !crate::test_db::on_postgres() {
+        eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
+        return;
+    }
+    let (_dirs, a, b) = two_replicas();
     let http = reqwest::Client::new();
 
     // Accounts and the group are made on A; B serves them (sessions live in the database).
@@ -262,12 +269,7 @@ async fn replicas_share_one_count_of_failed_sign_ins() {
         eprintln!("skipped: replicas share a database on Postgres only (B3O_TEST_POSTGRES)");
         return;
     }
-    let blobs = tempfile::tempdir().unwrap();
-    let store = format!("file://{}", blobs.path().display());
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Server::start(dir_a.path(), &["--blob-store", &store]);
-    crate::test_db::share_database(dir_a.path(), dir_b.path());
-    let b = Server::start(dir_b.path(), &["--blob-store", &store]);
+    let (_dirs, a, b) = two_replicas();
     let http = reqwest::Client::new();
 
     let ada = crate::support::unique_email("ada");
@@ -546,6 +548,7 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
     let base = global(&lb, &http, &g, &g.members[0].1).await;
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load_started = Instant::now();
     let loaders: Vec<_> = (0..6)
         .map(|_| {
             tokio::spawn(load(
@@ -606,7 +609,10 @@ async fn a_rolling_restart_of_three_replicas_under_load_fails_no_request_and_los
         answered += ok;
         failures.extend(failed);
     }
-    eprintln!("{answered} predictions answered during the rolling restart");
+    eprintln!(
+        "{answered} predictions answered during the rolling restart ({:.0}/s)",
+        answered as f64 / load_started.elapsed().as_secs_f64()
+    );
     assert!(
         failures.is_empty(),
         "{} failed: {:?}",

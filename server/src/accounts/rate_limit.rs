@@ -523,18 +523,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(freed, "dropped attempts were never given back");
-        // Slots of a replica that died mid-check stop counting after the TTL.
+        // Slots of a replica that died mid-check stop counting after the TTL (another
+        // account: ada's dropped slots may still be on their way out).
         let mut held = Vec::new();
         for _ in 0..5 {
-            if let Ok(attempt) = l.begin_at(&db, "ada", None, t0).await {
-                held.push(attempt);
-            }
+            held.push(l.begin_at(&db, "cat", None, t0).await.unwrap());
         }
-        assert!(held.len() >= 4, "{}", held.len());
         std::mem::forget(held);
-        assert!(l.begin_at(&db, "ada", None, t0).await.is_err());
+        assert!(l.begin_at(&db, "cat", None, t0).await.is_err());
         assert!(
-            l.begin_at(&db, "ada", None, t0 + PENDING_TTL_MS)
+            l.begin_at(&db, "cat", None, t0 + PENDING_TTL_MS)
                 .await
                 .is_ok()
         );

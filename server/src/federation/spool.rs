@@ -26,33 +26,10 @@ pub struct Spooled {
     pub size: u64,
 }
 
-/// Most bytes of a refused body read and thrown away before its 413 is sent.
-const DRAIN_BYTES: usize = 16 * 1024 * 1024;
-/// Longest time spent on that.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Reads and discards what is left of a refused body, up to [`DRAIN_BYTES`] for at most
-/// [`DRAIN_TIME`], before the refusal is sent. A server that answers and closes while the
-/// client is still sending leaves unread bytes in its socket, and Linux then resets the
-/// connection: a client writing its body before reading the answer (most HTTP clients) saw
-/// "broken pipe" or "connection reset" instead of the 413 that says why (nginx's "lingering
-/// close" answers the same problem). Bodies far over the limit still get the reset: reading
-/// them all would hand an attacker the server's bandwidth.
+/// Reads and discards what is left of a refused update body before its 413
+/// ([`crate::limits::drain_refused`]).
 pub async fn drain(body: Body) {
-    drain_stream(body.into_data_stream()).await;
-}
-
-async fn drain_stream(mut stream: axum::body::BodyDataStream) {
-    let mut left = DRAIN_BYTES;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            left = left.saturating_sub(chunk.len());
-            if left == 0 {
-                break;
-            }
-        }
-    })
-    .await;
+    crate::limits::drain_refused(&mut body.into_data_stream()).await;
 }
 
 /// The 413 for an update over `max` bytes (`size` says how much is known).
@@ -81,7 +58,7 @@ pub async fn receive(store: &BlobStore, body: Body, max: usize) -> Result<Spoole
         let chunk =
             chunk.map_err(|e| ApiError::BadRequest(format!("reading the update failed: {e}")))?;
         let Some(more) = size.checked_add(chunk.len()).filter(|&s| s <= max) else {
-            drain_stream(stream).await;
+            crate::limits::drain_refused(&mut stream).await;
             return Err(too_large(&format!("more than {max}"), max));
         };
         size = more;

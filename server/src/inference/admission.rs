@@ -76,7 +76,7 @@ impl Admission {
         };
         let mut stream = body.into_data_stream();
         if declared.is_some_and(|n| n > max as u64) {
-            drain(&mut stream).await;
+            crate::limits::drain_refused(&mut stream).await;
             return Err(too_large());
         }
         // Chunks kept as they came and joined once at the end, at their real total: a growing
@@ -90,7 +90,7 @@ impl Admission {
             total += chunk.len();
             if total > max {
                 drop(chunks);
-                drain(&mut stream).await;
+                crate::limits::drain_refused(&mut stream).await;
                 return Err(too_large());
             }
             chunks.push(chunk);
@@ -138,26 +138,6 @@ impl Admission {
     pub fn free_slots(&self) -> usize {
         self.work.available_permits()
     }
-}
-
-/// Most bytes read and thrown away from a refused body, and for how long.
-const DRAIN_BYTES: usize = 32 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(5);
-
-/// Reads and discards what is left of a refused body, within [`DRAIN_BYTES`] and
-/// [`DRAIN_TIME`], holding none of it. Answering while the client still sends makes the
-/// connection close with unread data: the client then often sees a reset instead of our 413.
-async fn drain(stream: &mut axum::body::BodyDataStream) {
-    let mut left = DRAIN_BYTES;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while let Some(Ok(chunk)) = stream.next().await {
-            left = left.saturating_sub(chunk.len());
-            if left == 0 {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 impl Ticket {
