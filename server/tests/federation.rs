@@ -982,7 +982,7 @@ async fn image_groups_start_from_the_models_cnn() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fedadam_state_survives_a_restart_between_rounds() {
-    use b3o_server::strategy::fedopt::{Variant, fedopt_step};
+    use b3o_server::strategy::fedopt::{Variant, adam_step_size, fedopt_step};
 
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
@@ -1005,7 +1005,7 @@ async fn fedadam_state_survives_a_restart_between_rounds() {
         &u1,
         &mut m,
         &mut v,
-        0.5,
+        adam_step_size(0.5, 0.9, 0.99, 1),
         0.9,
         0.99,
         0.01,
@@ -1028,7 +1028,7 @@ async fn fedadam_state_survives_a_restart_between_rounds() {
         &u2,
         &mut m,
         &mut v,
-        0.5,
+        adam_step_size(0.5, 0.9, 0.99, 2),
         0.9,
         0.99,
         0.01,

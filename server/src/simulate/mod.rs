@@ -86,7 +86,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub by_column: Option<String>,
     /// `fedavg`, `fedprox`, `fedavgm`, `fedadam`, `fedyogi`, `fedadagrad`, `fedmedian`,
-    /// `fedtrimmedavg`, `krum`, or a JSON object such as `{"name":"fedprox","proximal_mu":0.1}`.
+    /// `fedtrimmedavg`, `krum`, `bulyan`, or a JSON object such as `{"name":"fedprox","proximal_mu":0.1}`.
     #[arg(long, default_value = "fedavg")]
     pub strategy: String,
     #[arg(long, default_value_t = 5)]
@@ -363,7 +363,6 @@ impl SimulateArgs {
         // Parameters without a default, filled with common values.
         match v["name"].as_str() {
             Some("fedprox") if v.get("proximal_mu").is_none() => v["proximal_mu"] = json!(0.1),
-            Some("krum") if v.get("num_malicious").is_none() => v["num_malicious"] = json!(0),
             _ => {}
         }
         Ok(v)

@@ -12,77 +12,87 @@ pub enum StrategyConfig {
     #[default]
     FedAvg,
     FedProx {
-        proximal_mu: f32,
+        proximal_mu: f64,
     },
     FedAvgM {
-        #[serde(default = "one")]
-        server_lr: f32,
+        /// Flower calls it `server_learning_rate`; both names are accepted.
+        #[serde(default = "one", alias = "server_learning_rate")]
+        server_lr: f64,
         #[serde(default)]
-        server_momentum: f32,
+        server_momentum: f64,
     },
     FedAdam {
         #[serde(default = "eta_default")]
-        eta: f32,
+        eta: f64,
         #[serde(default = "beta_1_default")]
-        beta_1: f32,
+        beta_1: f64,
         #[serde(default = "beta_2_default")]
-        beta_2: f32,
+        beta_2: f64,
         #[serde(default = "tau_default")]
-        tau: f32,
+        tau: f64,
     },
     FedYogi {
         #[serde(default = "yogi_eta_default")]
-        eta: f32,
+        eta: f64,
         #[serde(default = "beta_1_default")]
-        beta_1: f32,
+        beta_1: f64,
         #[serde(default = "beta_2_default")]
-        beta_2: f32,
+        beta_2: f64,
         #[serde(default = "yogi_tau_default")]
-        tau: f32,
+        tau: f64,
     },
     FedAdagrad {
         #[serde(default = "eta_default")]
-        eta: f32,
+        eta: f64,
         #[serde(default)]
-        beta_1: f32,
+        beta_1: f64,
         #[serde(default = "tau_default")]
-        tau: f32,
+        tau: f64,
     },
     FedMedian,
     FedTrimmedAvg {
         #[serde(default = "trim_default")]
-        beta: f32,
+        beta: f64,
     },
-    /// Krum when `num_to_keep` is 0 or 1, Multi-Krum above.
-    Krum {
+    /// Bulyan (El Mhamdi et al. 2018, as in Flower): Krum chooses `n - 2f` updates, each
+    /// coordinate averages those closest to their median. Needs `4f + 3` updates per round.
+    Bulyan {
+        #[serde(default, alias = "num_malicious_clients")]
         num_malicious: usize,
-        #[serde(default)]
+    },
+    /// Krum when `num_to_keep` is 0 or 1, Multi-Krum above. Flower's names
+    /// (`num_malicious_clients`, `num_clients_to_keep`) are accepted; `num_malicious`
+    /// defaults to 0, as in Flower.
+    Krum {
+        #[serde(default, alias = "num_malicious_clients")]
+        num_malicious: usize,
+        #[serde(default, alias = "num_clients_to_keep")]
         num_to_keep: usize,
     },
 }
 
-fn one() -> f32 {
+fn one() -> f64 {
     1.0
 }
-fn eta_default() -> f32 {
+fn eta_default() -> f64 {
     0.1
 }
-fn yogi_eta_default() -> f32 {
+fn yogi_eta_default() -> f64 {
     0.01
 }
-fn beta_1_default() -> f32 {
+fn beta_1_default() -> f64 {
     0.9
 }
-fn beta_2_default() -> f32 {
+fn beta_2_default() -> f64 {
     0.99
 }
-fn tau_default() -> f32 {
+fn tau_default() -> f64 {
     1e-9
 }
-fn yogi_tau_default() -> f32 {
+fn yogi_tau_default() -> f64 {
     1e-3
 }
-fn trim_default() -> f32 {
+fn trim_default() -> f64 {
     0.2
 }
 
@@ -107,7 +117,15 @@ impl StrategyConfig {
                 server_momentum,
             } => {
                 positive("server_lr", server_lr)?;
-                unit_interval("server_momentum", server_momentum)
+                // Flower accepts 1 (plain accumulation of the pseudo-gradients).
+                if server_momentum.is_finite() && (0.0..=1.0).contains(&server_momentum) {
+                    Ok(())
+                } else {
+                    Err(invalid(
+                        "server_momentum",
+                        format!("must be in [0, 1], got {server_momentum}"),
+                    ))
+                }
             }
             C::FedAdam {
                 eta,
@@ -124,18 +142,29 @@ impl StrategyConfig {
                 positive("eta", eta)?;
                 unit_interval("beta_1", beta_1)?;
                 unit_interval("beta_2", beta_2)?;
-                positive("tau", tau)
+                // 0 as Flower allows: a coordinate that never moved then stays (0/0 is no step).
+                at_least("tau", tau, 0.0)
             }
             C::FedAdagrad { eta, beta_1, tau } => {
                 positive("eta", eta)?;
                 unit_interval("beta_1", beta_1)?;
-                positive("tau", tau)
+                at_least("tau", tau, 0.0)
             }
             C::FedTrimmedAvg { beta } => {
                 if beta.is_finite() && (0.0..0.5).contains(&beta) {
                     Ok(())
                 } else {
                     Err(invalid("beta", format!("must be in [0, 0.5), got {beta}")))
+                }
+            }
+            C::Bulyan { num_malicious } => {
+                if num_malicious > 1000 {
+                    Err(invalid(
+                        "num_malicious",
+                        "num_malicious must be a small count".into(),
+                    ))
+                } else {
+                    Ok(())
                 }
             }
             C::Krum {
@@ -159,7 +188,7 @@ fn invalid(param: &'static str, reason: String) -> StrategyError {
     StrategyError::InvalidParam { param, reason }
 }
 
-fn at_least(param: &'static str, v: f32, min: f32) -> Result<(), StrategyError> {
+fn at_least(param: &'static str, v: f64, min: f64) -> Result<(), StrategyError> {
     if v.is_finite() && v >= min {
         Ok(())
     } else {
@@ -170,7 +199,7 @@ fn at_least(param: &'static str, v: f32, min: f32) -> Result<(), StrategyError> 
     }
 }
 
-fn positive(param: &'static str, v: f32) -> Result<(), StrategyError> {
+fn positive(param: &'static str, v: f64) -> Result<(), StrategyError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
@@ -178,7 +207,7 @@ fn positive(param: &'static str, v: f32) -> Result<(), StrategyError> {
     }
 }
 
-fn unit_interval(param: &'static str, v: f32) -> Result<(), StrategyError> {
+fn unit_interval(param: &'static str, v: f64) -> Result<(), StrategyError> {
     if v.is_finite() && (0.0..1.0).contains(&v) {
         Ok(())
     } else {
@@ -190,6 +219,55 @@ fn unit_interval(param: &'static str, v: f32) -> Result<(), StrategyError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn flowers_ranges_are_accepted() {
+        let ok = |v: serde_json::Value| {
+            let c: StrategyConfig = serde_json::from_value(v.clone()).unwrap();
+            c.validate().unwrap_or_else(|e| panic!("{v}: {e}"));
+        };
+        ok(json!({"name": "fedadam", "tau": 0.0}));
+        ok(json!({"name": "fedyogi", "tau": 0.0}));
+        ok(json!({"name": "fedadagrad", "tau": 0.0}));
+        ok(json!({"name": "fedavgm", "server_momentum": 1.0}));
+        let c: StrategyConfig =
+            serde_json::from_value(json!({"name": "fedavgm", "server_momentum": 1.5})).unwrap();
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn flowers_parameter_names_and_defaults_are_accepted() {
+        let c: StrategyConfig = serde_json::from_value(
+            json!({"name": "krum", "num_malicious_clients": 2, "num_clients_to_keep": 3}),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::Krum {
+                num_malicious: 2,
+                num_to_keep: 3
+            }
+        );
+        let c: StrategyConfig = serde_json::from_value(json!({"name": "krum"})).unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::Krum {
+                num_malicious: 0,
+                num_to_keep: 0
+            }
+        );
+        let c: StrategyConfig = serde_json::from_value(
+            json!({"name": "fedavgm", "server_learning_rate": 0.5, "server_momentum": 0.9}),
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            StrategyConfig::FedAvgM {
+                server_lr: 0.5,
+                server_momentum: 0.9
+            }
+        );
+    }
 
     #[test]
     fn parses_by_name_with_defaults() {
@@ -245,7 +323,7 @@ mod tests {
         assert!(err.to_string().contains("`beta_1`"), "{err}");
         assert!(
             StrategyConfig::FedProx {
-                proximal_mu: f32::NAN
+                proximal_mu: f64::NAN
             }
             .validate()
             .is_err()

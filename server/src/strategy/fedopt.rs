@@ -1,6 +1,7 @@
 //! Server-side optimisers over the averaged update: FedAvgM (server momentum, Hsu et al. 2019)
 //! and FedAdam / FedYogi / FedAdagrad (Reddi et al. 2021, "Adaptive Federated Optimization",
-//! Algorithm 2, without bias correction, as in the paper). Each wraps the FedAvg averaging step
+//! Algorithm 2), as Flower computes them: FedAdam with Flower's bias-corrected step size
+//! ([`adam_step_size`]), FedYogi and FedAdagrad without. Each wraps the FedAvg averaging step
 //! and keeps its own state, which [`ServerOptState`] serialises so that it survives restarts.
 
 use std::collections::BTreeMap;
@@ -92,10 +93,10 @@ pub fn fedavgm_step(
     current: &[f32],
     avg: &[f32],
     momentum: &mut Option<Vec<f32>>,
-    server_lr: f32,
-    server_momentum: f32,
+    server_lr: f64,
+    server_momentum: f64,
 ) -> Vec<f32> {
-    let (lr, beta) = (server_lr as f64, server_momentum as f64);
+    let (lr, beta) = (server_lr, server_momentum);
     let grad = |i: usize| current[i] as f64 - avg[i] as f64;
     if server_momentum > 0.0 {
         let mut mom = momentum.take().unwrap_or_default();
@@ -131,8 +132,9 @@ pub enum Variant {
 
 /// One adaptive server step: `d = avg - current`; `m = b1 m + (1 - b1) d`;
 /// `v` = Adam `b2 v + (1 - b2) d²`, Yogi `v - (1 - b2) d² sign(v - d²)`, Adagrad `v + d²`;
-/// `new = current + eta m / (sqrt(v) + tau)`. `m` and `v` start at zero. Computed in `f64`
-/// (`d²` overflows `f32` from `|d| > 1.8e19`), stored saturated to the `f32` range.
+/// `new = current + eta m / (sqrt(v) + tau)`, `eta` the step size (for FedAdam,
+/// [`adam_step_size`]). `m` and `v` start at zero. Computed in `f64` (`d²` overflows `f32`
+/// from `|d| > 1.8e19`), stored saturated to the `f32` range.
 #[allow(clippy::too_many_arguments)]
 pub fn fedopt_step(
     variant: Variant,
@@ -140,12 +142,11 @@ pub fn fedopt_step(
     avg: &[f32],
     m: &mut [f32],
     v: &mut [f32],
-    eta: f32,
-    beta_1: f32,
-    beta_2: f32,
-    tau: f32,
+    eta: f64,
+    beta_1: f64,
+    beta_2: f64,
+    tau: f64,
 ) -> Vec<f32> {
-    let (eta, beta_1, beta_2, tau) = (eta as f64, beta_1 as f64, beta_2 as f64, tau as f64);
     let mut out = Vec::with_capacity(current.len());
     for i in 0..current.len() {
         let d = avg[i] as f64 - current[i] as f64;
@@ -159,11 +160,23 @@ pub fn fedopt_step(
         };
         m[i] = math::saturate(m_new);
         v[i] = math::saturate(v_new);
-        out.push(math::saturate(
-            current[i] as f64 + eta * m_new / (v_new.sqrt() + tau),
-        ));
+        // With `tau = 0` a coordinate that never moved has m = v = 0: no step, not 0/0.
+        let step = if m_new == 0.0 {
+            0.0
+        } else {
+            eta * m_new / (v_new.sqrt() + tau)
+        };
+        out.push(math::saturate(current[i] as f64 + step));
     }
     out
+}
+
+/// FedAdam's step size in round `round` (1-based), bias-corrected as Flower does it:
+/// `eta * sqrt(1 - beta_2^(round + 1)) / (1 - beta_1^(round + 1))` (Kingma & Ba's `alpha_t`,
+/// with Flower's exponent `server_round + 1`).
+pub fn adam_step_size(eta: f64, beta_1: f64, beta_2: f64, round: u32) -> f64 {
+    let t = f64::from(round) + 1.0;
+    eta * (1.0 - beta_2.powf(t)).sqrt() / (1.0 - beta_1.powf(t))
 }
 
 /// numpy's sign: 0 at 0 (`f64::signum` gives 1).
@@ -197,14 +210,14 @@ fn check_len(name: &str, v: &[f32], len: usize) -> Result<(), StrategyError> {
 
 #[derive(Debug, Clone)]
 pub struct FedAvgM {
-    server_lr: f32,
-    server_momentum: f32,
+    server_lr: f64,
+    server_momentum: f64,
     step: u64,
     momentum: Option<Vec<f32>>,
 }
 
 impl FedAvgM {
-    pub fn new(server_lr: f32, server_momentum: f32) -> Self {
+    pub fn new(server_lr: f64, server_momentum: f64) -> Self {
         FedAvgM {
             server_lr,
             server_momentum,
@@ -268,15 +281,15 @@ impl Strategy for FedAvgM {
 #[derive(Debug, Clone)]
 pub struct FedOpt {
     variant: Variant,
-    eta: f32,
-    beta_1: f32,
-    beta_2: f32,
-    tau: f32,
+    eta: f64,
+    beta_1: f64,
+    beta_2: f64,
+    tau: f64,
     state: ServerOptState,
 }
 
 impl FedOpt {
-    pub fn new(variant: Variant, eta: f32, beta_1: f32, beta_2: f32, tau: f32) -> Self {
+    pub fn new(variant: Variant, eta: f64, beta_1: f64, beta_2: f64, tau: f64) -> Self {
         FedOpt {
             variant,
             eta,
@@ -303,13 +316,17 @@ impl Strategy for FedOpt {
 
     fn aggregate_fit(
         &mut self,
-        _round: u32,
+        round: u32,
         current: &[f32],
         fits: Fits<'_>,
         _failures: &[FitFailure],
     ) -> Result<Option<Vec<f32>>, StrategyError> {
         let Some(avg) = mean(fits, current.len(), self.name())? else {
             return Ok(None);
+        };
+        let eta = match self.variant {
+            Variant::Adam => adam_step_size(self.eta, self.beta_1, self.beta_2, round),
+            Variant::Yogi | Variant::Adagrad => self.eta,
         };
         let len = current.len();
         let mut m = self
@@ -330,7 +347,7 @@ impl Strategy for FedOpt {
             &avg.params,
             &mut m,
             &mut v,
-            self.eta,
+            eta,
             self.beta_1,
             self.beta_2,
             self.tau,
@@ -384,13 +401,14 @@ mod tests {
 
     #[test]
     fn fedadam_first_step_by_hand() {
-        // d = 1, m = 0.1, v = 0.01, new = 0 + 1 * 0.1 / (0.1 + 0.1) = 0.5
+        // d = 1, m = 0.1, v = 0.01; Flower's bias-corrected step in round 1 (t = 2):
+        // eta_t = sqrt(1 - 0.99^2) / (1 - 0.9^2) = 0.742460; new = eta_t * 0.1 / (0.1 + 0.1).
         let mut s = FedOpt::new(Variant::Adam, 1.0, 0.9, 0.99, 0.1);
         let r = s
             .aggregate_fit(1, &[0.0], mean_of(&[1.0]), &[])
             .unwrap()
             .unwrap();
-        assert!((r[0] - 0.5).abs() < 1e-6, "{r:?}");
+        assert!((r[0] - 0.371_230).abs() < 1e-5, "{r:?}");
         let st = s.state().unwrap();
         assert!((st.vectors["m"][0] - 0.1).abs() < 1e-7);
         assert!((st.vectors["v"][0] - 0.01).abs() < 1e-7);

@@ -182,7 +182,7 @@ pub fn median(updates: &[&[f32]]) -> Result<Option<Vec<f32>>, StrategyError> {
 /// Coordinate-wise trimmed mean: drops the `floor(beta * n)` smallest and largest values of
 /// each coordinate and averages the rest (scipy's `trim_mean`, used by Flower's
 /// FedTrimmedAvg). `beta` must be in `[0, 0.5)`.
-pub fn trimmed_mean(updates: &[&[f32]], beta: f32) -> Result<Option<Vec<f32>>, StrategyError> {
+pub fn trimmed_mean(updates: &[&[f32]], beta: f64) -> Result<Option<Vec<f32>>, StrategyError> {
     if !(0.0..0.5).contains(&beta) {
         return Err(StrategyError::InvalidParam {
             param: "beta",
@@ -193,7 +193,8 @@ pub fn trimmed_mean(updates: &[&[f32]], beta: f32) -> Result<Option<Vec<f32>>, S
         return Ok(None);
     };
     let n = updates.len();
-    let cut = (beta as f64 * n as f64).floor() as usize;
+    // Flower's `int(beta * n)`, in f64 as Python computes it (in f32, 0.35 x 20 = 6.99...).
+    let cut = (beta * n as f64).floor() as usize;
     let kept = n - 2 * cut;
     let mut column = vec![0.0f32; n];
     let mut out = Vec::with_capacity(len);
@@ -204,6 +205,48 @@ pub fn trimmed_mean(updates: &[&[f32]], beta: f32) -> Result<Option<Vec<f32>>, S
         column.sort_unstable_by(f32::total_cmp);
         let sum: f64 = column[cut..n - cut].iter().map(|&v| v as f64).sum();
         out.push(saturate(sum / kept as f64));
+    }
+    Ok(Some(out))
+}
+
+/// Bulyan (El Mhamdi et al. 2018), as Flower computes it: `theta = n - 2f` updates chosen one
+/// at a time by Krum, each taken out of the pool once chosen; then, coordinate by coordinate,
+/// the mean of the `theta - 2f` chosen values closest to their median. Needs `n >= 4f + 3`
+/// updates (the paper's assumption; fewer fail the round, saying so). `None` for no updates.
+pub fn bulyan(updates: &[&[f32]], num_malicious: usize) -> Result<Option<Vec<f32>>, StrategyError> {
+    let Some(len) = common_len(updates)? else {
+        return Ok(None);
+    };
+    let n = updates.len();
+    let needed = num_malicious.saturating_mul(4).saturating_add(3);
+    if n < needed {
+        return Err(StrategyError::TooFewUpdates {
+            strategy: "bulyan",
+            needed,
+            got: n,
+        });
+    }
+    let theta = n - 2 * num_malicious;
+    let closest = theta - 2 * num_malicious;
+    let mut pool: Vec<&[f32]> = updates.to_vec();
+    let mut chosen: Vec<&[f32]> = Vec::with_capacity(theta);
+    for _ in 0..theta {
+        let best = krum_select(&pool, num_malicious, 1)?[0];
+        chosen.push(pool.remove(best));
+    }
+    let Some(median) = median(&chosen)? else {
+        return Ok(None);
+    };
+    let mut column = vec![0.0f32; theta];
+    let mut out = Vec::with_capacity(len);
+    for (j, &m) in median.iter().enumerate() {
+        for (c, u) in column.iter_mut().zip(&chosen) {
+            *c = u[j];
+        }
+        let m = m as f64;
+        column.sort_unstable_by(|a, b| (*a as f64 - m).abs().total_cmp(&(*b as f64 - m).abs()));
+        let sum: f64 = column[..closest].iter().map(|&v| v as f64).sum();
+        out.push(saturate(sum / closest as f64));
     }
     Ok(Some(out))
 }

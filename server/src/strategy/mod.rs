@@ -23,6 +23,9 @@ pub mod fedopt;
 pub mod math;
 pub mod robust;
 
+#[cfg(test)]
+mod flower_vectors;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
@@ -96,6 +99,14 @@ pub enum StrategyError {
     NonFinite { index: usize, value: f32 },
     #[error("the round's updates count more than 2^64 samples in all")]
     TooManySamples,
+    #[error(
+        "{strategy} needs at least {needed} updates for the malicious members it tolerates, the round has {got}"
+    )]
+    TooFewUpdates {
+        strategy: &'static str,
+        needed: usize,
+        got: usize,
+    },
 }
 
 /// A federated aggregation strategy. Stateful strategies (server optimisers) expose their state
@@ -143,7 +154,7 @@ pub trait Strategy: Send {
 /// plus `proximal_mu` in the round config for the clients' proximal term.
 #[derive(Debug, Clone)]
 pub struct FedAvg {
-    proximal_mu: Option<f32>,
+    proximal_mu: Option<f64>,
 }
 
 impl FedAvg {
@@ -151,7 +162,7 @@ impl FedAvg {
         FedAvg { proximal_mu: None }
     }
 
-    pub fn prox(proximal_mu: f32) -> Self {
+    pub fn prox(proximal_mu: f64) -> Self {
         FedAvg {
             proximal_mu: Some(proximal_mu),
         }
@@ -180,7 +191,7 @@ impl Strategy for FedAvg {
     fn configure_fit(&self, _round: u32) -> Map<String, Value> {
         let mut config = Map::new();
         if let Some(mu) = self.proximal_mu {
-            config.insert("proximal_mu".into(), Value::from(mu as f64));
+            config.insert("proximal_mu".into(), Value::from(mu));
         }
         config
     }
@@ -242,6 +253,7 @@ pub fn build(config: &StrategyConfig) -> Box<dyn Strategy> {
         )),
         C::FedMedian => Box::new(robust::FedMedian),
         C::FedTrimmedAvg { beta } => Box::new(robust::FedTrimmedAvg { beta }),
+        C::Bulyan { num_malicious } => Box::new(robust::Bulyan { num_malicious }),
         C::Krum {
             num_malicious,
             num_to_keep,
@@ -278,6 +290,15 @@ mod tests {
         assert_eq!(s.name(), "fedprox");
         assert_eq!(s.configure_fit(1)["proximal_mu"], 0.5);
         assert!(build(&StrategyConfig::FedAvg).configure_fit(1).is_empty());
+        // As the owner wrote it, without float32 noise (0.10000000149011612 as f32).
+        let config: StrategyConfig =
+            serde_json::from_str(r#"{"name": "fedprox", "proximal_mu": 0.1}"#).unwrap();
+        let sent = serde_json::to_string(&build(&config).configure_fit(1)).unwrap();
+        assert_eq!(sent, r#"{"proximal_mu":0.1}"#);
+        assert_eq!(
+            serde_json::to_string(&config).unwrap(),
+            r#"{"name":"fedprox","proximal_mu":0.1}"#
+        );
     }
 
     #[test]
@@ -294,6 +315,10 @@ mod tests {
                     num_malicious: 1,
                     num_to_keep: 1,
                 },
+                Accumulation::AllUpdates,
+            ),
+            (
+                StrategyConfig::Bulyan { num_malicious: 1 },
                 Accumulation::AllUpdates,
             ),
             (StrategyConfig::default_fedadam(), Accumulation::RunningMean),

@@ -42,7 +42,7 @@ impl Strategy for FedMedian {
 /// Coordinate-wise trimmed mean, cutting `beta` of the updates at each end.
 #[derive(Debug, Clone)]
 pub struct FedTrimmedAvg {
-    pub beta: f32,
+    pub beta: f64,
 }
 
 impl Strategy for FedTrimmedAvg {
@@ -103,6 +103,33 @@ impl Strategy for Krum {
     }
 }
 
+/// Bulyan: Krum chooses `n - 2f` updates, then each coordinate averages the chosen values
+/// closest to their median ([`math::bulyan`]).
+#[derive(Debug, Clone)]
+pub struct Bulyan {
+    pub num_malicious: usize,
+}
+
+impl Strategy for Bulyan {
+    fn name(&self) -> &'static str {
+        "bulyan"
+    }
+
+    fn accumulation(&self) -> Accumulation {
+        Accumulation::AllUpdates
+    }
+
+    fn aggregate_fit(
+        &mut self,
+        _round: u32,
+        _current: &[f32],
+        fits: Fits<'_>,
+        _failures: &[FitFailure],
+    ) -> Result<Option<Vec<f32>>, StrategyError> {
+        math::bulyan(&views(all(fits, self.name())?), self.num_malicious)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +139,25 @@ mod tests {
             num_samples: n,
             params: params.to_vec(),
         }
+    }
+
+    #[test]
+    fn bulyan_needs_4f_plus_3_updates_and_drops_the_poisoned_one() {
+        let mut b = Bulyan { num_malicious: 1 };
+        let six: Vec<FitRes> = (0..6).map(|i| fit(1, &[i as f32])).collect();
+        let err = b
+            .aggregate_fit(1, &[0.0], Fits::All(&six), &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 7"), "{err}");
+        let mut seven: Vec<FitRes> = (0..6).map(|i| fit(1, &[i as f32])).collect();
+        seven.push(fit(1, &[1e9]));
+        // Krum picks 5 central updates (0..5 minus one end), their median is near 2.5, the 3
+        // closest values are averaged: the 1e9 update never counts.
+        let r = b
+            .aggregate_fit(1, &[0.0], Fits::All(&seven), &[])
+            .unwrap()
+            .unwrap();
+        assert!(r[0] > 0.0 && r[0] < 5.0, "{r:?}");
     }
 
     #[test]

@@ -441,14 +441,14 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
     let strategy = match form.strategy.as_str() {
         "fedprox" => json!({
             "name": "fedprox",
-            "proximal_mu": number::<f32>("Proximal term μ", &form.strategy_param)?,
+            "proximal_mu": number::<f64>("Proximal term μ", &form.strategy_param)?,
         }),
         "fedtrimmedavg" => json!({
             "name": "fedtrimmedavg",
-            "beta": number::<f32>("Fraction trimmed", &form.strategy_param)?,
+            "beta": number::<f64>("Fraction trimmed", &form.strategy_param)?,
         }),
-        "krum" => json!({
-            "name": "krum",
+        "krum" | "bulyan" => json!({
+            "name": form.strategy,
             "num_malicious": number::<usize>("Malicious members tolerated", &form.strategy_param)?,
         }),
         other => json!({ "name": other }),
@@ -456,7 +456,7 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
     if form.secure
         && matches!(
             form.strategy.as_str(),
-            "fedmedian" | "fedtrimmedavg" | "krum"
+            "fedmedian" | "fedtrimmedavg" | "krum" | "bulyan"
         )
     {
         return Err(
@@ -512,7 +512,7 @@ fn strategy_param(strategy: &str) -> Option<(&'static str, &'static str)> {
     match strategy {
         "fedprox" => Some(("Proximal term μ", "0.01")),
         "fedtrimmedavg" => Some(("Fraction trimmed at each end", "0.2")),
-        "krum" => Some(("Malicious members tolerated", "1")),
+        "krum" | "bulyan" => Some(("Malicious members tolerated", "1")),
         _ => None,
     }
 }
@@ -818,6 +818,7 @@ fn CreateGroup() -> impl IntoView {
                             <option value="fedmedian">"Median (robust)"</option>
                             <option value="fedtrimmedavg">"Trimmed mean (robust)"</option>
                             <option value="krum">"Krum (robust)"</option>
+                            <option value="bulyan">"Bulyan (robust; 4f + 3 members)"</option>
                         </select>
                     </div>
                     {move || {
