@@ -154,14 +154,7 @@ async fn a_closed_tab_is_not_waited_for_nor_selected_again() -> Result<()> {
                 .await
                 .context("the owner's page never showed the closed tab as gone")?;
             for (i, browser) in [&owner, &second].iter().enumerate() {
-                let state = browser
-                    .wait_until(
-                        "const o = document.getElementById('train-outcome');
-                         return o && o.dataset.state;",
-                        RUN_TIMEOUT,
-                    )
-                    .await?;
-                let text = browser.wait_for("#train-outcome").await?.text().await?;
+                let (state, text) = browser.training_outcome(RUN_TIMEOUT).await?;
                 ensure!(state == "done", "browser {i} training {state}: {text}");
             }
             let took = started.elapsed();
@@ -309,14 +302,7 @@ async fn the_owner_closes_a_round_removes_a_member_and_cancels_training() -> Res
             .context("the page does not show training cancelled")?;
         let view = api.get_json(&format!("/api/groups/{group_id}")).await?;
         ensure!(view["cancelled"] == true, "{view}");
-        let state = second
-            .wait_until(
-                "const o = document.getElementById('train-outcome');
-                 return o && o.dataset.state;",
-                Duration::from_secs(120),
-            )
-            .await?;
-        let text = second.wait_for("#train-outcome").await?.text().await?;
+        let (state, text) = second.training_outcome(Duration::from_secs(120)).await?;
         ensure!(
             state == "done",
             "a member after the cancel: {state}: {text}"

@@ -284,13 +284,7 @@ async fn a_partner_s_own_privacy_limit_stops_its_browser_and_survives_a_reload()
             .attr("data-round")
             .await?;
         ensure!(refused_round.as_deref() == Some("2"), "{refused_round:?}");
-        let state = bea
-            .wait_until(
-                "const o = document.getElementById('train-outcome');
-                 return o && o.dataset.state;",
-                Duration::from_secs(30),
-            )
-            .await?;
+        let (state, _) = bea.training_outcome(Duration::from_secs(30)).await?;
         ensure!(state == "failed", "Bea's run {state}");
         bea.wait_for_text("#train-outcome", "your privacy budget")
             .await?;
@@ -414,14 +408,7 @@ async fn a_partner_s_own_privacy_limit_stops_its_browser_and_survives_a_reload()
 
         // The group completes its rounds with the owner and Cal.
         for (i, browser) in [&owner, &cal].iter().enumerate() {
-            let state = browser
-                .wait_until(
-                    "const o = document.getElementById('train-outcome');
-                     return o && o.dataset.state;",
-                    TRAINING_TIMEOUT,
-                )
-                .await?;
-            let text = browser.wait_for("#train-outcome").await?.text().await?;
+            let (state, text) = browser.training_outcome(TRAINING_TIMEOUT).await?;
             ensure!(state == "done", "browser {i} training {state}: {text}");
         }
         let r3 = api.get_json(&format!("{group_path}/rounds/3")).await?;

@@ -108,14 +108,7 @@ async fn a_tab_closed_after_sharing_its_keys_does_not_stop_a_secure_round() -> R
         let (group_id, cal) = started?;
         Browser::check_all("secure_run", &[&owner, &second], async {
             for (i, browser) in [&owner, &second].iter().enumerate() {
-                let state = browser
-                    .wait_until(
-                        "const o = document.getElementById('train-outcome');
-                         return o && o.dataset.state;",
-                        Duration::from_secs(300),
-                    )
-                    .await?;
-                let text = browser.wait_for("#train-outcome").await?.text().await?;
+                let (state, text) = browser.training_outcome(Duration::from_secs(300)).await?;
                 ensure!(state == "done", "browser {i} training {state}: {text}");
             }
             let api = Api::login(&server, "owner@example.org", PASSWORD).await?;
