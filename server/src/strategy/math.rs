@@ -228,11 +228,20 @@ pub fn bulyan(updates: &[&[f32]], num_malicious: usize) -> Result<Option<Vec<f32
     }
     let theta = n - 2 * num_malicious;
     let closest = theta - 2 * num_malicious;
-    let mut pool: Vec<&[f32]> = updates.to_vec();
+    // The distances once, not once per choice: Krum over the shrinking pool.
+    let dist = distance_matrix(updates);
+    let mut pool: Vec<usize> = (0..n).collect();
     let mut chosen: Vec<&[f32]> = Vec::with_capacity(theta);
     for _ in 0..theta {
-        let best = krum_select(&pool, num_malicious, 1)?[0];
-        chosen.push(pool.remove(best));
+        let scores: Vec<f64> = pool
+            .iter()
+            .map(|&i| krum_score(&dist, n, i, &pool, num_malicious))
+            .collect();
+        // The lowest score; the earliest update on ties (numpy's argmin).
+        let best = (0..pool.len())
+            .min_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)))
+            .unwrap_or(0);
+        chosen.push(updates[pool.remove(best)]);
     }
     let Some(median) = median(&chosen)? else {
         return Ok(None);
@@ -257,6 +266,16 @@ pub fn bulyan(updates: &[&[f32]], num_malicious: usize) -> Result<Option<Vec<f32
 pub fn krum_scores(updates: &[&[f32]], num_malicious: usize) -> Result<Vec<f64>, StrategyError> {
     common_len(updates)?;
     let n = updates.len();
+    let dist = distance_matrix(updates);
+    let pool: Vec<usize> = (0..n).collect();
+    Ok((0..n)
+        .map(|i| krum_score(&dist, n, i, &pool, num_malicious))
+        .collect())
+}
+
+/// Squared distances between every two updates, row-major (`n x n`).
+fn distance_matrix(updates: &[&[f32]]) -> Vec<f64> {
+    let n = updates.len();
     let mut dist = vec![0.0f64; n * n];
     for i in 0..n {
         for j in i + 1..n {
@@ -265,17 +284,19 @@ pub fn krum_scores(updates: &[&[f32]], num_malicious: usize) -> Result<Vec<f64>,
             dist[j * n + i] = d;
         }
     }
-    let closest = n.saturating_sub(num_malicious + 2).max(1);
-    Ok((0..n)
-        .map(|i| {
-            let mut others: Vec<f64> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| dist[i * n + j])
-                .collect();
-            others.sort_unstable_by(f64::total_cmp);
-            others.iter().take(closest).sum()
-        })
-        .collect())
+    dist
+}
+
+/// Update `i`'s Krum score among the updates `pool` (indices into the `n x n` matrix `dist`).
+fn krum_score(dist: &[f64], n: usize, i: usize, pool: &[usize], num_malicious: usize) -> f64 {
+    let closest = pool.len().saturating_sub(num_malicious + 2).max(1);
+    let mut others: Vec<f64> = pool
+        .iter()
+        .filter(|&&j| j != i)
+        .map(|&j| dist[i * n + j])
+        .collect();
+    others.sort_unstable_by(f64::total_cmp);
+    others.iter().take(closest).sum()
 }
 
 /// Indices of the `num_to_keep` (at least one) updates with the lowest Krum scores, best
