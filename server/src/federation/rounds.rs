@@ -958,6 +958,28 @@ fn reads_in_flight(params: usize) -> usize {
     (READ_BUDGET_BYTES / params.saturating_mul(4).max(1)).clamp(1, MAX_READS_IN_FLIGHT)
 }
 
+/// Reads the parameters of `updates` with `read`, a few at a time ([`reads_in_flight`] for a
+/// model of `params` parameters), yielding them in the order given. (The reads are made a list
+/// first: a lazy iterator of borrowing closures is not `Send` enough for the spawned
+/// aggregation.)
+fn read_in_order<'a, R, F>(
+    updates: impl Iterator<Item = &'a StoredUpdate>,
+    read: &R,
+    params: usize,
+) -> impl futures_util::Stream<Item = (&'a StoredUpdate, Result<Vec<f32>, ApiError>)> + 'a
+where
+    R: Fn(String) -> F,
+    F: std::future::Future<Output = Result<Vec<f32>, ApiError>> + 'a,
+{
+    let reads: Vec<_> = updates
+        .map(|u| {
+            let read = read(u.blob_path.clone());
+            async move { (u, read.await) }
+        })
+        .collect();
+    futures_util::stream::iter(reads).buffered(reads_in_flight(params))
+}
+
 async fn load_inputs(
     state: &AppState,
     round_id: i64,
@@ -1083,43 +1105,23 @@ async fn load_inputs(
                 included: Default::default(),
             });
             // The updates this replica did not fold as they arrived (all of them after a
-            // restart; the other replicas' share behind a load balancer), read a few at a
-            // time and folded in id order.
-            // (The reads are made a list first: a lazy iterator of borrowing closures is not
-            // `Send` enough for the spawned aggregation.)
-            let reads: Vec<_> = updates
-                .iter()
-                .filter(|u| !acc.included.contains(&u.id))
-                .map(|u| {
-                    let (id, samples, read) =
-                        (u.id, u.num_samples, read_update(u.blob_path.clone()));
-                    async move { (id, samples, read.await) }
-                })
-                .collect();
-            let mut reads =
-                futures_util::stream::iter(reads).buffered(reads_in_flight(current.len()));
-            while let Some((id, samples, params)) = reads.next().await {
+            // restart; the other replicas' share behind a load balancer), folded in id order.
+            let missing = updates.iter().filter(|u| !acc.included.contains(&u.id));
+            let mut reads = read_in_order(missing, &read_update, current.len());
+            while let Some((u, params)) = reads.next().await {
                 acc.mean
-                    .add(&params?, group.mean_weight(samples as u64))
+                    .add(&params?, group.mean_weight(u.num_samples as u64))
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
-                acc.included.insert(id);
+                acc.included.insert(u.id);
             }
             LoadedFits::Mean(acc.mean.finish())
         }
         Accumulation::AllUpdates => {
             let mut all = Vec::with_capacity(updates.len());
-            let reads: Vec<_> = updates
-                .iter()
-                .map(|u| {
-                    let (samples, read) = (u.num_samples, read_update(u.blob_path.clone()));
-                    async move { (samples, read.await) }
-                })
-                .collect();
-            let mut reads =
-                futures_util::stream::iter(reads).buffered(reads_in_flight(current.len()));
-            while let Some((samples, params)) = reads.next().await {
+            let mut reads = read_in_order(updates.iter(), &read_update, current.len());
+            while let Some((u, params)) = reads.next().await {
                 all.push(FitRes {
-                    num_samples: samples as u64,
+                    num_samples: u.num_samples as u64,
                     params: params?,
                 });
             }

@@ -26,12 +26,6 @@ pub struct Spooled {
     pub size: u64,
 }
 
-/// Reads and discards what is left of a refused update body before its 413
-/// ([`crate::limits::drain_refused`]).
-pub async fn drain(body: Body) {
-    crate::limits::drain_refused(&mut body.into_data_stream()).await;
-}
-
 /// The 413 for an update over `max` bytes (`size` says how much is known).
 pub fn too_large(size: &str, max: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!(

@@ -275,7 +275,7 @@ async fn receive(
     if let Some(len) = declared_length(&headers)
         && len > max as u64
     {
-        spool::drain(body).await;
+        crate::limits::drain_refused(&mut body.into_data_stream()).await;
         return Err(spool::too_large(&len.to_string(), max));
     }
     let group = rounds::load_group(&state.db, group_id).await?;
