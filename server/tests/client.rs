@@ -90,6 +90,7 @@ fn group_request(schema: Schema, rounds: u32, min_clients: u32) -> CreateGroup {
         secagg: None,
         update_encoding: Default::default(),
         dp: None,
+        asynchronous: None,
     }
 }
 

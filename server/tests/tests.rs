@@ -3,6 +3,7 @@
 mod access;
 mod accounts;
 mod blob_store;
+mod buffered;
 mod client;
 mod compression;
 mod federation;

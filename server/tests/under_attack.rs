@@ -389,6 +389,7 @@ async fn legitimate_work_completes_while_an_attacker_sends_the_worst_inputs() {
             secagg: None,
             update_encoding: Default::default(),
             dp: None,
+            asynchronous: None,
         })
         .await
         .unwrap();

@@ -293,6 +293,68 @@ pub struct CreateGroup<S = Value> {
     /// noise their updates. Absent for a group without it.
     #[serde(default)]
     pub dp: Option<crate::dp::DpConfig>,
+    /// Asynchronous buffered aggregation (FedBuff): a new version every `buffer_size`
+    /// updates, whatever version each was trained from. Absent for synchronous rounds.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub asynchronous: Option<AsyncConfig>,
+}
+
+/// Asynchronous buffered aggregation (FedBuff, Nguyen et al. 2022). Members train whenever
+/// they are ready, from the newest version, and upload to the round they started from; the
+/// server folds each update into the live round's buffer, weighted by its sample count times
+/// `(1 + staleness)^-staleness_exponent` (staleness: versions published since the update's
+/// base model), and publishes a version once `buffer_size` updates are in. An update more
+/// than `max_staleness` versions behind is refused (409). `rounds` counts versions.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncConfig {
+    /// K: updates per version, 1 to 10000.
+    pub buffer_size: u32,
+    /// Versions an update may be behind the buffer's base model, 0 to 1000 (default 10).
+    #[serde(default = "max_staleness")]
+    pub max_staleness: u32,
+    /// The staleness discount's exponent, 0 to 10 (default 0.5: FedBuff's
+    /// `1 / sqrt(1 + staleness)`; 0: no discount).
+    #[serde(default = "staleness_exponent")]
+    pub staleness_exponent: f64,
+}
+
+fn max_staleness() -> u32 {
+    10
+}
+fn staleness_exponent() -> f64 {
+    0.5
+}
+
+impl AsyncConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=10_000).contains(&self.buffer_size) {
+            return Err(format!(
+                "buffer_size must be 1..=10000, got {}",
+                self.buffer_size
+            ));
+        }
+        if self.max_staleness > 1000 {
+            return Err(format!(
+                "max_staleness must be 0..=1000, got {}",
+                self.max_staleness
+            ));
+        }
+        if !(self.staleness_exponent.is_finite() && (0.0..=10.0).contains(&self.staleness_exponent))
+        {
+            return Err(format!(
+                "staleness_exponent must be a number in [0, 10], got {}",
+                self.staleness_exponent
+            ));
+        }
+        Ok(())
+    }
+
+    /// How much an update `staleness` versions behind weighs relative to a fresh one.
+    pub fn staleness_weight(&self, staleness: u64) -> f64 {
+        (1.0 + staleness as f64).powf(-self.staleness_exponent)
+    }
 }
 
 fn min_clients() -> u32 {
@@ -403,6 +465,23 @@ impl<S: ValidateStrategy> CreateGroup<S> {
             if self.hyperparameters.rounds == 0 {
                 return Err(
                     "dp: a group with differential privacy plans at least one round".into(),
+                );
+            }
+        }
+        if let Some(a) = &self.asynchronous {
+            a.validate().map_err(|e| format!("async: {e}"))?;
+            if self.secagg.is_some() {
+                return Err(
+                    "async cannot be combined with secure aggregation: its masks cancel only \
+                     in one round's sum of the same members"
+                        .into(),
+                );
+            }
+            if self.dp.is_some() {
+                return Err(
+                    "async cannot be combined with differential privacy: the accountant counts \
+                     synchronous rounds of sampled members"
+                        .into(),
                 );
             }
         }
@@ -737,6 +816,9 @@ pub struct GroupView {
     /// Differential privacy: the parameters members accept, and what the group spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp: Option<GroupPrivacy>,
+    /// Asynchronous buffered aggregation's settings; absent for synchronous rounds.
+    #[serde(default, rename = "async", skip_serializing_if = "Option::is_none")]
+    pub asynchronous: Option<AsyncConfig>,
 }
 
 /// A DP group's privacy: its parameters and the budget spent by its released versions.
@@ -1051,6 +1133,10 @@ pub struct ClientMetrics {
     pub num_samples: i64,
     #[serde(default)]
     pub metrics: BTreeMap<String, f64>,
+    /// An asynchronous group's update: how many versions behind the buffer's base model it
+    /// was trained (0: from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<i64>,
 }
 
 /// The evaluations members reported for a round's resulting model.
@@ -1114,6 +1200,22 @@ pub struct RoundView {
     /// A DP group's round: clipping, noise and the epsilon spent once it closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<RoundPrivacy>,
+    /// An asynchronous group's round is a buffer: how full it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<RoundBuffer>,
+}
+
+/// The buffer of an asynchronous group's round: a version is published when `filled`
+/// reaches `size` (or at the deadline with at least one update).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundBuffer {
+    /// K, the group's `async.buffer_size`.
+    pub size: i64,
+    /// Updates folded in so far.
+    pub filled: i64,
+    /// Of those, updates trained from an older version.
+    pub stale: i64,
 }
 
 /// `GET /api/groups/{id}/rounds`.
@@ -1131,6 +1233,14 @@ pub struct Accepted {
     pub round: i64,
     pub num_samples: i64,
     pub sha256: String,
+    /// An asynchronous group: the round whose buffer took the update (a later one than
+    /// `round` when versions were published while the member trained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffered_in: Option<i64>,
+    /// An asynchronous group: versions published between the update's base model and the
+    /// buffer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<i64>,
 }
 
 /// `POST /api/groups/{id}/rounds/{n}/failure`: a selected member cannot deliver this round.
@@ -1482,6 +1592,7 @@ mod tests {
             final_round: false,
             secagg: None,
             privacy: None,
+            buffer: None,
         };
         let brief = serde_json::to_value(&view).unwrap();
         // Brief answers leave the per-client lists out; nulls stay.

@@ -74,6 +74,17 @@ pub async fn create(
             crate::strategy::build(&req.strategy).name()
         )));
     }
+    if req.asynchronous.is_some()
+        && crate::strategy::build(&req.strategy).accumulation()
+            != crate::strategy::Accumulation::RunningMean
+    {
+        return Err(ApiError::BadRequest(format!(
+            "strategy `{}` needs every client's update of one round, which an asynchronous \
+             group never has (its buffer is a running mean); async takes a mean-type strategy \
+             (fedavg, fedprox, fedavgm, fedadam, fedyogi, fedadagrad)",
+            crate::strategy::build(&req.strategy).name()
+        )));
+    }
     let layout = req.model.layout();
     for _ in 0..8 {
         let join_code = new_join_code();
@@ -114,6 +125,9 @@ pub async fn create(
             Err(e) => return Err(e.into()),
         };
         super::encoding::store(&mut tx, group_id, req.update_encoding).await?;
+        if let Some(config) = &req.asynchronous {
+            super::buffered::store(&mut tx, group_id, config).await?;
+        }
         if let Some(dp) = &req.dp {
             super::privacy::store(
                 &mut tx,
@@ -708,6 +722,7 @@ pub async fn get_group(
         cancelled: row.13.into(),
         secagg: row.14.as_deref().and_then(|j| serde_json::from_str(j).ok()),
         dp: super::privacy::group_view(&state.db, group_id).await?,
+        asynchronous: super::buffered::load(&state.db, group_id).await?,
     }))
 }
 

@@ -15,6 +15,7 @@
 //! after the caller and the round are checked; update and evaluation metrics are bounded.
 
 mod aggregation_lease;
+mod buffered;
 mod control;
 mod encoding;
 mod event_stream;
@@ -195,6 +196,8 @@ struct RoundAccumulator {
         b3o_models::dp::RoundDp,
         b3o_models::protocol::GroupPrivacy,
         b3o_models::protocol::RoundPrivacy,
+        b3o_models::protocol::AsyncConfig,
+        b3o_models::protocol::RoundBuffer,
         b3o_models::protocol::VersionPrivacy,
         b3o_models::stats::Summary,
         b3o_models::stats::ColumnSummary,

@@ -49,6 +49,8 @@ pub(crate) struct GroupSettings {
     pub update_encoding: UpdateEncoding,
     /// Differential privacy's parameters, for a DP group (`super::privacy`).
     pub dp: Option<b3o_models::dp::DpParams>,
+    /// Asynchronous buffered rounds' settings, for an asynchronous group (`super::buffered`).
+    pub asynchronous: Option<b3o_models::protocol::AsyncConfig>,
 }
 
 impl GroupSettings {
@@ -56,6 +58,14 @@ impl GroupSettings {
     /// (every member counts the same; a weight would change the sensitivity).
     pub fn mean_weight(&self, num_samples: u64) -> u64 {
         if self.dp.is_some() { 1 } else { num_samples }
+    }
+
+    /// What an update `staleness` versions behind counts for, relative to a fresh one: the
+    /// asynchronous group's discount, 1 in a synchronous group.
+    pub fn staleness_weight(&self, staleness: i64) -> f64 {
+        self.asynchronous
+            .as_ref()
+            .map_or(1.0, |a| a.staleness_weight(staleness.max(0) as u64))
     }
 }
 
@@ -120,6 +130,7 @@ pub(crate) async fn load_group(db: &Db, group_id: i64) -> Result<GroupSettings, 
             .map_err(|e| corrupt("secure aggregation settings", e))?,
         update_encoding: super::encoding::load(db, group_id).await?,
         dp: super::privacy::load(db, group_id).await?,
+        asynchronous: super::buffered::load(db, group_id).await?,
     })
 }
 
@@ -333,6 +344,9 @@ async fn open_round(
     config.insert("lr".into(), group.hyper.lr.into());
     config.insert("strategy".into(), json!(group.strategy));
     config.insert("update_encoding".into(), json!(group.update_encoding));
+    if let Some(a) = &group.asynchronous {
+        config.insert("async".into(), json!(a));
+    }
     let strategy = strategy::build(&group.strategy);
     config.extend(strategy.configure_fit(number as u32));
 
@@ -392,6 +406,17 @@ async fn select_members(
     .fetch_all(&mut *conn)
     .await?;
     let ready_count = ready.len();
+    // An asynchronous round is a buffer every ready member may add to, whenever it can.
+    if group.asynchronous.is_some() {
+        for member_id in &ready {
+            sqlx::query("INSERT INTO round_members (round_id, member_id) VALUES ($1, $2)")
+                .bind(round_id)
+                .bind(member_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        return Ok((ready_count, ready_count));
+    }
     let presence = &state.federation.presence;
     let (mut gone, mut here): (Vec<i64>, Vec<i64>) =
         ready.into_iter().partition(|id| presence.is_gone(*id));
@@ -458,6 +483,19 @@ pub(crate) async fn check_round(state: &AppState, round_id: i64) -> Result<(), A
         .map(|m| m.0)
         .partition(|id| presence.is_gone(*id));
     let expired = now() >= deadline_at;
+    if let Some(config) = super::buffered::load(&state.db, group_id).await? {
+        // A buffer: members that went away may still come back, and stale updates of
+        // earlier rounds' trainers arrive here too.
+        let pending = pending.len() + gone.len();
+        if super::buffered::close_due(&config, reported, pending, expired) {
+            return begin_aggregation(state, group_id, round_id).await;
+        }
+        if expired {
+            let reason = "deadline passed with no update in the buffer".to_string();
+            return fail_round(state, group_id, round_id, &reason).await;
+        }
+        return Ok(());
+    }
     if !(expired || pending.is_empty()) {
         return Ok(());
     }
@@ -854,6 +892,10 @@ struct StoredUpdate {
     num_samples: i64,
     metrics: std::collections::BTreeMap<String, f64>,
     blob_path: String,
+    /// An asynchronous group's stale update: the base version of the round it trained in.
+    trained_from_version: Option<i64>,
+    /// Versions published since its base model (0 but for stale updates).
+    staleness: i64,
 }
 
 /// The fits of a round in the form its strategy wants.
@@ -968,12 +1010,12 @@ fn read_in_order<'a, R, F>(
     params: usize,
 ) -> impl futures_util::Stream<Item = (&'a StoredUpdate, Result<Vec<f32>, ApiError>)> + 'a
 where
-    R: Fn(String) -> F,
+    R: Fn(&'a StoredUpdate) -> F,
     F: std::future::Future<Output = Result<Vec<f32>, ApiError>> + 'a,
 {
     let reads: Vec<_> = updates
         .map(|u| {
-            let read = read(u.blob_path.clone());
+            let read = read(u);
             async move { (u, read.await) }
         })
         .collect();
@@ -998,22 +1040,29 @@ async fn load_inputs(
     .bind(base_version_id)
     .fetch_one(&state.db)
     .await?;
-    let rows: Vec<(i64, i64, i64, String, String)> = sqlx::query_as(
-        "SELECT id, member_id, num_samples, metrics_json, blob_path FROM updates
-         WHERE round_id = $1 ORDER BY id",
+    type UpdateRow = (i64, i64, i64, String, String, Option<i64>, i64);
+    let rows: Vec<UpdateRow> = sqlx::query_as(
+        "SELECT u.id, u.member_id, u.num_samples, u.metrics_json, u.blob_path,
+            (SELECT t.base_version_id FROM rounds t
+             WHERE t.group_id = $1 AND t.number = u.trained_from),
+            u.staleness
+         FROM updates u WHERE u.round_id = $2 ORDER BY u.id",
     )
+    .bind(group_id)
     .bind(round_id)
     .fetch_all(&state.db)
     .await?;
     let mut updates: Vec<StoredUpdate> = rows
         .into_iter()
         .map(
-            |(id, member_id, num_samples, metrics, blob_path)| StoredUpdate {
+            |(id, member_id, num_samples, metrics, blob_path, from, staleness)| StoredUpdate {
                 id,
                 member_id,
                 num_samples,
                 metrics: serde_json::from_str(&metrics).unwrap_or_default(),
                 blob_path,
+                trained_from_version: from.filter(|v| *v != base_version_id),
+                staleness,
             },
         )
         .collect();
@@ -1065,20 +1114,41 @@ async fn load_inputs(
         }
     };
     let current = read_update(base_path).await?;
-    // Updates in a compressed encoding carry a delta from the base model.
-    let read_update = |path: String| {
+    // An asynchronous round's stale updates trained from older models (at most
+    // `async.max_staleness` + 1 of them, each read once).
+    let mut bases = std::collections::HashMap::new();
+    for version_id in updates.iter().filter_map(|u| u.trained_from_version) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = bases.entry(version_id) {
+            let path: String =
+                sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
+                    .bind(version_id)
+                    .fetch_one(&state.db)
+                    .await?;
+            slot.insert(read_update(path).await?);
+        }
+    }
+    // Updates in a compressed encoding carry a delta from the model they trained from; a
+    // stale one is moved onto this round's base (`buffered::rebase`).
+    let read_update = |u: &StoredUpdate| {
         let store = state.blobs.clone();
         let layout = layout.clone();
         let current = &current;
+        let from = u.trained_from_version.and_then(|v| bases.get(&v));
+        let path = u.blob_path.clone();
         async move {
             let bytes = store.get(&path).await?;
             let limits = weights::DecodeLimits {
                 max_bytes: usize::MAX,
                 max_metrics: usize::MAX,
             };
-            let (set, _, _) = compress::decode_update(&bytes, &layout, Some(current), None, limits)
+            let base = from.unwrap_or(current);
+            let (set, _, _) = compress::decode_update(&bytes, &layout, Some(base), None, limits)
                 .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
-            Ok::<_, ApiError>(set.flatten())
+            let mut params = set.flatten();
+            if let Some(from) = from {
+                super::buffered::rebase(&mut params, from, current);
+            }
+            Ok::<_, ApiError>(params)
         }
     };
     let opt_state = match state_path {
@@ -1110,7 +1180,11 @@ async fn load_inputs(
             let mut reads = read_in_order(missing, &read_update, current.len());
             while let Some((u, params)) = reads.next().await {
                 acc.mean
-                    .add(&params?, group.mean_weight(u.num_samples as u64))
+                    .add_scaled(
+                        &params?,
+                        group.mean_weight(u.num_samples as u64),
+                        group.staleness_weight(u.staleness),
+                    )
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 acc.included.insert(u.id);
             }
@@ -1234,7 +1308,10 @@ async fn commit(
     };
     let contributors: Vec<Value> = updates
         .iter()
-        .map(|u| json!({ "member_id": u.member_id, "num_samples": u.num_samples }))
+        .map(|u| match u.staleness {
+            0 => json!({ "member_id": u.member_id, "num_samples": u.num_samples }),
+            s => json!({ "member_id": u.member_id, "num_samples": u.num_samples, "staleness": s }),
+        })
         .collect();
     let metrics_json = serde_json::to_string(&metrics).unwrap_or_else(|_| "{}".into());
 

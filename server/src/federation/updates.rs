@@ -27,7 +27,7 @@ use super::model::{
     RoundState,
 };
 use super::rounds::{self, GroupSettings};
-use super::spool;
+use super::{buffered, spool};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
 use crate::error::ApiError;
@@ -61,29 +61,41 @@ async fn find_round(
     }))
 }
 
-/// An update already accepted from a member, and its size in bytes.
+/// The update a member trained in round `number` and that was accepted (into that round, or
+/// in an asynchronous group into a later round's buffer), and its size in bytes.
 async fn existing(
     state: &AppState,
-    round_id: i64,
+    group_id: i64,
+    number: i64,
     member_id: i64,
 ) -> Result<Option<(Accepted, u64)>, ApiError> {
-    let row: Option<(i64, i64, String, i64)> = sqlx::query_as(
-        "SELECT id, num_samples, sha256, size_bytes FROM updates
-         WHERE round_id = $1 AND member_id = $2",
+    type Row = (i64, i64, String, i64, Option<i64>, i64, i64);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT u.id, u.num_samples, u.sha256, u.size_bytes, u.trained_from, u.staleness, r.number
+         FROM updates u JOIN rounds r ON r.id = u.round_id
+         WHERE r.group_id = $1 AND u.member_id = $2
+           AND (u.trained_from = $3 OR (u.trained_from IS NULL AND r.number = $4))",
     )
-    .bind(round_id)
+    .bind(group_id)
     .bind(member_id)
+    .bind(number)
+    .bind(number)
     .fetch_optional(&state.db)
     .await?;
-    Ok(row.map(|(update_id, num_samples, sha256, size)| {
-        let accepted = Accepted {
-            update_id,
-            round: 0,
-            num_samples,
-            sha256,
-        };
-        (accepted, u64::try_from(size).unwrap_or(0))
-    }))
+    Ok(row.map(
+        |(update_id, num_samples, sha256, size, trained_from, staleness, into)| {
+            let stale = trained_from.is_some();
+            let accepted = Accepted {
+                update_id,
+                round: number,
+                num_samples,
+                sha256,
+                buffered_in: stale.then_some(into),
+                staleness: stale.then_some(staleness),
+            };
+            (accepted, u64::try_from(size).unwrap_or(0))
+        },
+    ))
 }
 
 /// 409 for a second, different update from the same member.
@@ -127,14 +139,22 @@ async fn selection_status(
     Ok(status.as_deref().map(MemberStatus::parse))
 }
 
-/// Checks everything that does not need the body; returns the round and, for a replay, the
-/// earlier answer and its size.
+/// What [`admit`] found: the round the update was trained in, for a replay the earlier answer
+/// and its size, and in an asynchronous group whose round `n` is over the buffer that takes
+/// the update instead.
+struct Admitted {
+    round: RoundRow,
+    earlier: Option<(Accepted, u64)>,
+    restaged: Option<buffered::Restaged>,
+}
+
+/// Checks everything that does not need the body.
 async fn admit(
     state: &AppState,
     group_id: i64,
     number: i64,
     member: &Member,
-) -> Result<(RoundRow, Option<(Accepted, u64)>), ApiError> {
+) -> Result<Admitted, ApiError> {
     let round = find_round(state, group_id, number).await?;
     let Some(round) = round else {
         let current: Option<i64> =
@@ -152,11 +172,24 @@ async fn admit(
             _ => ApiError::NotFound(format!("group {group_id} has no round {number}")),
         });
     };
-    if let Some((mut earlier, size)) = existing(state, round.id, member.id).await? {
-        earlier.round = number;
-        return Ok((round, Some((earlier, size))));
+    if let Some(earlier) = existing(state, group_id, number, member.id).await? {
+        return Ok(Admitted {
+            round,
+            earlier: Some(earlier),
+            restaged: None,
+        });
     }
     if !round.state.is_live() {
+        if let Some(config) = buffered::load(&state.db, group_id).await? {
+            let restaged =
+                buffered::admit_stale(&state.db, &config, group_id, number, round.state, member.id)
+                    .await?;
+            return Ok(Admitted {
+                round,
+                earlier: None,
+                restaged: Some(restaged),
+            });
+        }
         return Err(not_collecting(state, group_id, number, round.state.as_str()).await);
     }
     match selection_status(state, round.id, member.id).await? {
@@ -173,7 +206,11 @@ async fn admit(
             )));
         }
     }
-    Ok((round, None))
+    Ok(Admitted {
+        round,
+        earlier: None,
+        restaged: None,
+    })
 }
 
 /// The body's declared length, if any.
@@ -267,7 +304,11 @@ async fn receive(
 ) -> Result<Accepted, ApiError> {
     let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
-    let (round, earlier) = admit(&state, group_id, number, member).await?;
+    let Admitted {
+        round,
+        earlier,
+        restaged,
+    } = admit(&state, group_id, number, member).await?;
     if let Some((earlier, size)) = earlier {
         return replay(&headers, body, number, earlier, size).await;
     }
@@ -281,7 +322,11 @@ async fn receive(
     let group = rounds::load_group(&state.db, group_id).await?;
     let layout = group.layout()?.clone();
 
-    let dir = format!("groups/{group_id}/rounds/{number}/updates");
+    // The round whose buffer takes the update: its own, or a later one's for a stale update.
+    let (into_id, into_number, staleness) = restaged.map_or((round.id, number, 0), |r| {
+        (r.round_id, r.number, r.staleness)
+    });
+    let dir = format!("groups/{group_id}/rounds/{into_number}/updates");
     let spooled = spool::receive(&state.blobs, body, max).await?;
     let limits = DecodeLimits {
         max_bytes: max,
@@ -337,7 +382,11 @@ async fn receive(
             None => None,
         };
         let dp_bound = dp_round.as_ref().and_then(super::privacy::upload_bound);
-        let base = if encoding.is_delta() || group.max_update_norm.is_some() || dp_bound.is_some() {
+        let base = if encoding.is_delta()
+            || group.max_update_norm.is_some()
+            || dp_bound.is_some()
+            || restaged.is_some()
+        {
             Some(base_params(&state, &group, round.base_version_id).await?)
         } else {
             None
@@ -381,6 +430,16 @@ async fn receive(
                 ))
             })?;
         }
+        // A stale update, checked against the model it trained from, moves onto the buffer's.
+        let params = match (restaged, &base) {
+            (Some(r), Some(from)) => {
+                let to = base_params(&state, &group, r.base_version_id).await?;
+                let mut params = params;
+                buffered::rebase(&mut params, from, &to);
+                params
+            }
+            _ => params,
+        };
         (Some(params), meta)
     };
     // Content-addressed name: concurrent different uploads never overwrite each other's blob.
@@ -401,42 +460,42 @@ async fn receive(
         // aggregation's state change takes the same group lock.
         let inserted: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
             "INSERT INTO updates (round_id, member_id, num_samples, metrics_json, blob_path,
-                sha256, size_bytes)
-             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (
+                sha256, size_bytes, trained_from, staleness)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $10, $11 WHERE EXISTS (
                 SELECT 1 FROM rounds WHERE id = $8 AND state IN ('open', 'collecting'))
              AND NOT EXISTS (
                 SELECT 1 FROM secagg_rounds WHERE round_id = $9 AND stage != 'masked')
              RETURNING id",
         )
-        .bind(round.id)
+        .bind(into_id)
         .bind(member.id)
         .bind(num_samples)
         .bind(&metrics_json)
         .bind(&rel)
         .bind(&sha)
         .bind(size)
-        .bind(round.id)
-        .bind(round.id)
+        .bind(into_id)
+        .bind(into_id)
+        .bind(restaged.map(|_| number))
+        .bind(staleness)
         .fetch_optional(&mut *tx)
         .await;
         let update_id = match inserted {
             Ok(Some(id)) => id,
             Ok(None) => {
                 drop(tx);
-                let st = find_round(&state, group_id, number)
+                let st = find_round(&state, group_id, into_number)
                     .await?
                     .map_or("gone", |r| r.state.as_str());
-                return Err(not_collecting(&state, group_id, number, st).await);
+                return Err(not_collecting(&state, group_id, into_number, st).await);
             }
-            // A concurrent retry of the same update won the race.
+            // A concurrent retry of the same update won the race (or, in an asynchronous
+            // group, another update of this member reached the same buffer first).
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 drop(tx);
-                let earlier = existing(&state, round.id, member.id).await?;
+                let earlier = existing(&state, group_id, number, member.id).await?;
                 return match earlier {
-                    Some((mut earlier, _)) if earlier.sha256 == sha => {
-                        earlier.round = number;
-                        Ok(earlier)
-                    }
+                    Some((earlier, _)) if earlier.sha256 == sha => Ok(earlier),
                     _ => Err(different_content(number)),
                 };
             }
@@ -445,12 +504,12 @@ async fn receive(
         sqlx::query(
             "UPDATE round_members SET status = 'reported' WHERE round_id = $1 AND member_id = $2",
         )
-        .bind(round.id)
+        .bind(into_id)
         .bind(member.id)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE rounds SET state = 'collecting' WHERE id = $1 AND state = 'open'")
-            .bind(round.id)
+            .bind(into_id)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -459,16 +518,20 @@ async fn receive(
             && strategy::build(&group.strategy).accumulation() == Accumulation::RunningMean
         {
             let acc = match &mut rt.accumulator {
-                Some(acc) if acc.round_id == round.id => acc,
+                Some(acc) if acc.round_id == into_id => acc,
                 slot => slot.insert(RoundAccumulator {
-                    round_id: round.id,
+                    round_id: into_id,
                     mean: WeightedMean::new(params.len()),
                     included: Default::default(),
                 }),
             };
             if acc
                 .mean
-                .add(params, group.mean_weight(meta.num_samples))
+                .add_scaled(
+                    params,
+                    group.mean_weight(meta.num_samples),
+                    group.staleness_weight(staleness),
+                )
                 .is_ok()
             {
                 acc.included.insert(update_id);
@@ -479,12 +542,17 @@ async fn receive(
             round: number,
             num_samples,
             sha256: sha,
+            buffered_in: restaged.map(|r| r.number),
+            staleness: restaged.map(|r| r.staleness),
         }
     };
+    if staleness > 0 {
+        metrics::counter!("b3o_federation_stale_updates_total").increment(1);
+    }
     // The update is durable and acknowledged whatever happens next; a failed check is
     // retried by the deadline driver.
-    if let Err(e) = rounds::check_round(&state, round.id).await {
-        tracing::error!(round_id = round.id, error = %e, "checking the round after an update");
+    if let Err(e) = rounds::check_round(&state, into_id).await {
+        tracing::error!(round_id = into_id, error = %e, "checking the round after an update");
     }
     Ok(accepted)
 }

@@ -8,8 +8,8 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 
 use super::model::{
-    ClientMetrics, ErrorBody, MemberStatus, RoundConfig, RoundEvaluation, RoundList, RoundState,
-    RoundView, RoundYou,
+    ClientMetrics, ErrorBody, MemberStatus, RoundBuffer, RoundConfig, RoundEvaluation, RoundList,
+    RoundState, RoundView, RoundYou,
 };
 use crate::accounts::extract::ApiPath;
 use crate::accounts::{CurrentUser, rfc3339};
@@ -108,6 +108,24 @@ pub(crate) async fn round_view(
     .bind(r.0)
     .fetch_one(db)
     .await?;
+    // An asynchronous group's round is a buffer (`super::buffered`).
+    let buffer = match super::buffered::load(db, group_id).await? {
+        Some(config) => {
+            let (filled, stale): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COUNT(CASE WHEN staleness > 0 THEN 1 END) FROM updates
+                 WHERE round_id = $1",
+            )
+            .bind(r.0)
+            .fetch_one(db)
+            .await?;
+            Some(RoundBuffer {
+                size: i64::from(config.buffer_size),
+                filled,
+                stale,
+            })
+        }
+        None => None,
+    };
     let config: RoundConfig = serde_json::from_str(&r.4).map_err(|e| {
         ApiError::Internal(format!(
             "group {group_id} round {number}: stored config unreadable: {e}"
@@ -147,6 +165,7 @@ pub(crate) async fn round_view(
         final_round: r.10.0,
         secagg,
         privacy,
+        buffer,
     })
 }
 
@@ -155,17 +174,18 @@ async fn per_client(
     db: &Db,
     round_id: i64,
 ) -> Result<(Vec<ClientMetrics>, RoundEvaluation), ApiError> {
-    // (member, samples, metrics JSON) of the updates and of the evaluations.
-    type PerClient = Vec<(i64, i64, String)>;
+    // (member, samples, metrics JSON, staleness) of the updates and of the evaluations.
+    type PerClient = Vec<(i64, i64, String, Option<i64>)>;
     let updates: PerClient = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM updates WHERE round_id = $1
-             ORDER BY id",
+        "SELECT member_id, num_samples, metrics_json,
+            CASE WHEN trained_from IS NULL THEN NULL ELSE staleness END
+         FROM updates WHERE round_id = $1 ORDER BY id",
     )
     .bind(round_id)
     .fetch_all(db)
     .await?;
     let evaluations: PerClient = sqlx::query_as(
-        "SELECT member_id, num_samples, metrics_json FROM evaluations WHERE round_id = $1
+        "SELECT member_id, num_samples, metrics_json, CAST(NULL AS BIGINT) FROM evaluations WHERE round_id = $1
              ORDER BY member_id",
     )
     .bind(round_id)
@@ -173,7 +193,8 @@ async fn per_client(
     .await?;
     let clients = |rows: PerClient| -> Vec<ClientMetrics> {
         rows.into_iter()
-            .map(|(member_id, num_samples, json)| ClientMetrics {
+            .map(|(member_id, num_samples, json, staleness)| ClientMetrics {
+                staleness,
                 member_id,
                 num_samples,
                 metrics: metrics(&json)

@@ -36,15 +36,15 @@ use b3o_models::image::mnist_dataset;
 use b3o_models::metrics::Metrics;
 use b3o_models::model::ModelSpec;
 use b3o_models::protocol::{
-    CreateGroup, GroupEvent, Hyperparameters, ModelTemplate, Optimizer, Phase,
+    AsyncConfig, CreateGroup, GroupEvent, Hyperparameters, ModelTemplate, Optimizer, Phase,
 };
 use b3o_models::tabular::{InferOptions, Table, infer_schema, read_csv};
 use b3o_models::train::{Optimizer as LocalOptimizer, TrainConfig, TrainError};
 use b3o_models::weights::{self, WeightSet};
 use b3o_wasm_client::fl::data::LocalData;
-use b3o_wasm_client::fl::trainer::ThreadTrainer;
+use b3o_wasm_client::fl::trainer::{ProgressFn, ThreadTrainer, TrainJob};
 use b3o_wasm_client::fl::{
-    Api, Auth, ClientEvent, EventStream, FlError, Participant, ParticipantOptions,
+    Api, Auth, ClientEvent, EventStream, FlError, Participant, ParticipantOptions, Trainer,
 };
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -153,6 +153,27 @@ pub struct SimulateArgs {
     /// Adaptive clipping (Andrew et al. 2021): the norm follows the median update norm.
     #[arg(long, requires = "dp_epsilon")]
     pub dp_adaptive: bool,
+    /// Asynchronous buffered aggregation (FedBuff): clients train whenever they are ready and
+    /// a version is published every `--buffer` updates; `--rounds` counts versions.
+    #[arg(long = "async", requires = "buffer")]
+    pub asynchronous: bool,
+    /// The buffer size K of `--async`.
+    #[arg(long, requires = "asynchronous")]
+    pub buffer: Option<u32>,
+    /// With `--async`: updates more versions behind than this are refused.
+    #[arg(long, default_value_t = 10, requires = "asynchronous")]
+    pub max_staleness: u32,
+    /// With `--async`: a stale update weighs `(1 + staleness)^-EXPONENT` (0.5: FedBuff's).
+    #[arg(long, default_value_t = 0.5, requires = "asynchronous")]
+    pub staleness_exponent: f64,
+    /// Share of the clients that are slower (the last ones), e.g. 0.25: each of their
+    /// trainings takes `--slowdown` times as long (they wait out the difference), like a
+    /// partner on an old laptop.
+    #[arg(long, default_value_t = 0.0)]
+    pub slow_clients: f64,
+    /// How many times slower the `--slow-clients` are.
+    #[arg(long, default_value_t = 10.0)]
+    pub slowdown: f64,
 }
 
 /// Why a simulation could not run.
@@ -384,6 +405,8 @@ impl SimulateArgs {
 struct Tally {
     opened: BTreeMap<i64, Instant>,
     seconds: BTreeMap<i64, f64>,
+    /// When each round's version was published.
+    closed: BTreeMap<i64, Instant>,
 }
 
 /// Runs a simulation and writes its report into `args.out`.
@@ -463,6 +486,14 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             noise_multiplier: None,
             adaptive: args.dp_adaptive.then(Default::default),
         }),
+        asynchronous: args
+            .buffer
+            .filter(|_| args.asynchronous)
+            .map(|buffer_size| AsyncConfig {
+                buffer_size,
+                max_staleness: args.max_staleness,
+                staleness_exponent: args.staleness_exponent,
+            }),
     };
     let created = owner.create_group(&request).await?;
     let gid = created.group_id;
@@ -471,7 +502,11 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(u64::from(args.rounds) * u64::from(selected))
+        let per_round = args
+            .buffer
+            .filter(|_| args.asynchronous)
+            .unwrap_or(selected);
+        ProgressBar::new(u64::from(args.rounds) * u64::from(per_round))
     };
     bar.set_style(
         ProgressStyle::with_template(
@@ -501,6 +536,12 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         n.min(2 * cores)
     });
     let trainer = Arc::new(ThreadTrainer::new(Device::flex(), threads));
+    if !((0.0..=1.0).contains(&args.slow_clients) && (1.0..=1000.0).contains(&args.slowdown)) {
+        return Err(SimError::Input(
+            "--slow-clients must be in [0, 1] and --slowdown in [1, 1000]".into(),
+        ));
+    }
+    let slow = (args.slow_clients * n as f64).ceil() as usize;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::with_capacity(n);
     let client_rows: Vec<usize> = parts.iter().map(Vec::len).collect();
@@ -514,9 +555,13 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             evaluate: false,
             max_epsilon: None,
         };
+        let factor = if i >= n - slow { args.slowdown } else { 1.0 };
         let mut participant = Participant::new(
             api,
-            trainer.clone(),
+            Slowed {
+                inner: trainer.clone(),
+                factor,
+            },
             observer.clone(),
             source.local(rows),
             options,
@@ -569,6 +614,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
                             let s = at.elapsed().as_secs_f64();
                             t.seconds.insert(round, s);
                         }
+                        t.closed.insert(round, Instant::now());
                     }
                     GroupEvent::PhaseChanged {
                         phase: Phase::Finished,
@@ -579,6 +625,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         })
     };
     let setup_seconds = started.elapsed().as_secs_f64();
+    let training_started = Instant::now();
     owner.start(gid).await?;
     let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
     for task in tasks {
@@ -618,11 +665,15 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         .into_iter()
         .map(|r| (r.round, r))
         .collect();
-    let seconds = tally
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .seconds
-        .clone();
+    let (seconds, closed) = {
+        let t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        (t.seconds.clone(), t.closed.clone())
+    };
+    let elapsed = |round: i64| {
+        closed
+            .get(&round)
+            .map_or(0.0, |at| at.duration_since(training_started).as_secs_f64())
+    };
     let mut records = Vec::new();
     let mut initial = None;
     for v in &versions {
@@ -637,6 +688,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         records.push(RoundRecord {
             round: v.round,
             seconds: seconds.get(&v.round).copied().unwrap_or(0.0),
+            elapsed: elapsed(v.round),
             updates: round.map_or(0, |r| r.reported),
             failure: None,
             test: test_metrics,
@@ -648,6 +700,7 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         records.push(RoundRecord {
             round: r.round,
             seconds: seconds.get(&r.round).copied().unwrap_or(0.0),
+            elapsed: elapsed(r.round),
             updates: r.reported,
             failure: r.failure.clone(),
             test: Metrics::default(),
@@ -742,6 +795,37 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
             upload_bytes as f64 / uploads as f64 / params
         },
     })
+}
+
+/// A client's trainer, `factor` times slower than the shared one: it waits out the difference
+/// after each training (the cores stay free for the others, as on a partner's own machine).
+struct Slowed {
+    inner: Arc<ThreadTrainer>,
+    factor: f64,
+}
+
+impl Trainer for Slowed {
+    async fn train(
+        &self,
+        job: TrainJob,
+        progress: ProgressFn,
+    ) -> Result<b3o_models::train::TrainOutcome, FlError> {
+        let started = Instant::now();
+        let outcome = self.inner.train(job, progress).await?;
+        if self.factor > 1.0 {
+            tokio::time::sleep(started.elapsed().mul_f64(self.factor - 1.0)).await;
+        }
+        Ok(outcome)
+    }
+
+    async fn evaluate(
+        &self,
+        spec: Arc<ModelSpec>,
+        weights: WeightSet,
+        data: Arc<Dataset>,
+    ) -> Result<Metrics, FlError> {
+        self.inner.evaluate(spec, weights, data).await
+    }
 }
 
 /// A RAM disk where there is one (Linux's `/dev/shm`): the server fsyncs every update and

@@ -16,6 +16,9 @@ pub struct RoundRecord {
     /// From the round opening to its new model being committed (0 for round 0, the initial
     /// model).
     pub seconds: f64,
+    /// From the start of training to this round's version (0 for round 0): the wall time at
+    /// which its accuracy was reached.
+    pub elapsed: f64,
     /// Updates the round aggregated.
     pub updates: i64,
     /// Why the round failed, if it did.
@@ -108,7 +111,7 @@ impl SimReport {
     /// One row per round: federated test metrics, clients' training metrics, baseline.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "round,seconds,updates,test_loss,test_accuracy,test_roc_auc,train_loss,\
+            "round,seconds,elapsed_seconds,updates,test_loss,test_accuracy,test_roc_auc,train_loss,\
              train_accuracy,central_epochs,central_loss,central_accuracy,central_roc_auc,failure\n",
         );
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
@@ -116,9 +119,10 @@ impl SimReport {
             let b = self.baseline.iter().find(|b| b.round == r.round);
             let _ = writeln!(
                 out,
-                "{},{:.4},{},{:.6},{},{},{},{},{},{},{},{},{}",
+                "{},{:.4},{:.4},{},{:.6},{},{},{},{},{},{},{},{},{}",
                 r.round,
                 r.seconds,
+                r.elapsed,
                 r.updates,
                 r.test.loss,
                 opt(r.test.accuracy),
@@ -330,6 +334,7 @@ mod tests {
                 .map(|r| RoundRecord {
                     round: r,
                     seconds: 0.1,
+                    elapsed: 0.1,
                     updates: 2,
                     failure: None,
                     test: metrics(0.5 + r as f64 / 10.0),

@@ -57,6 +57,8 @@ pub fn check_finite(params: &[f32]) -> Result<(), StrategyError> {
 pub struct WeightedMean {
     sum: Vec<f64>,
     total_samples: u64,
+    /// The sum of the weights: `total_samples`, less the discounts of [`Self::add_scaled`].
+    total_weight: f64,
     count: usize,
 }
 
@@ -73,6 +75,7 @@ impl WeightedMean {
         WeightedMean {
             sum: vec![0.0; len],
             total_samples: 0,
+            total_weight: 0.0,
             count: 0,
         }
     }
@@ -92,6 +95,17 @@ impl WeightedMean {
     /// Folds in one update that was trained on `num_samples` examples. Updates with zero
     /// samples carry no weight and are counted but ignored.
     pub fn add(&mut self, params: &[f32], num_samples: u64) -> Result<(), StrategyError> {
+        self.add_scaled(params, num_samples, 1.0)
+    }
+
+    /// Folds in one update of `num_samples` examples that counts `scale` (in (0, 1]) times
+    /// as much as a fresh one: an asynchronous group's stale update.
+    pub fn add_scaled(
+        &mut self,
+        params: &[f32],
+        num_samples: u64,
+        scale: f64,
+    ) -> Result<(), StrategyError> {
         if params.len() != self.sum.len() {
             return Err(StrategyError::LengthMismatch {
                 expected: self.sum.len(),
@@ -102,18 +116,20 @@ impl WeightedMean {
             .total_samples
             .checked_add(num_samples)
             .ok_or(StrategyError::TooManySamples)?;
-        accumulate(&mut self.sum, params, num_samples as f64);
+        let weight = num_samples as f64 * scale.clamp(0.0, 1.0);
+        accumulate(&mut self.sum, params, weight);
         self.total_samples = total;
+        self.total_weight += weight;
         self.count += 1;
         Ok(())
     }
 
     /// The weighted mean, or `None` if no update with samples was added.
     pub fn finish(self) -> Option<MeanResult> {
-        if self.total_samples == 0 {
+        if self.total_samples == 0 || self.total_weight <= 0.0 {
             return None;
         }
-        let inv = 1.0 / self.total_samples as f64;
+        let inv = 1.0 / self.total_weight;
         let params = self.sum.into_iter().map(|s| saturate(s * inv)).collect();
         Some(MeanResult {
             params,

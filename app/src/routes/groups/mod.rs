@@ -25,6 +25,7 @@ use crate::charts::short_number;
 use crate::session::{SessionState, use_session};
 use b3o_models::compress::UpdateEncoding;
 use b3o_models::dp::{AdaptiveClipping, DpConfig, DpParams, DpPlacement};
+use b3o_models::protocol::AsyncConfig;
 
 #[component]
 pub fn Groups() -> impl IntoView {
@@ -165,6 +166,32 @@ struct GroupForm {
     update_encoding: String,
     /// Differential privacy, as typed.
     dp: DpForm,
+    /// Asynchronous buffered rounds (FedBuff), as typed.
+    asynchronous: AsyncForm,
+}
+
+/// The asynchronous rounds section of the create form, as typed.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct AsyncForm {
+    enabled: bool,
+    /// K: updates per version.
+    buffer_size: String,
+    /// Versions an update may be behind.
+    max_staleness: String,
+}
+
+/// The asynchronous settings the form asks for, `None` when off.
+fn async_config(form: &AsyncForm) -> Result<Option<AsyncConfig>, String> {
+    if !form.enabled {
+        return Ok(None);
+    }
+    let config = AsyncConfig {
+        buffer_size: number("Updates per version (buffer size)", &form.buffer_size)?,
+        max_staleness: number("Versions an update may be behind", &form.max_staleness)?,
+        staleness_exponent: 0.5,
+    };
+    config.validate()?;
+    Ok(Some(config))
 }
 
 /// The differential privacy section of the create form, as typed.
@@ -467,6 +494,27 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
         );
     }
     let dp = dp_config(&form.dp, form.secure)?;
+    let asynchronous = async_config(&form.asynchronous)?;
+    if asynchronous.is_some() {
+        if form.secure || dp.is_some() {
+            return Err(
+                "Asynchronous rounds cannot be combined with secure aggregation or differential \
+                 privacy: both rely on synchronous rounds of the same members. Turn one off."
+                    .into(),
+            );
+        }
+        if matches!(
+            form.strategy.as_str(),
+            "fedmedian" | "fedtrimmedavg" | "krum" | "bulyan"
+        ) {
+            return Err(
+                "Asynchronous rounds average each update as it arrives, so they work with the \
+                 mean-type strategies only (FedAvg, FedProx, FedAvgM, FedAdam, FedYogi, \
+                 FedAdagrad)."
+                    .into(),
+            );
+        }
+    }
     if dp.is_some() && !matches!(form.update_encoding.trim(), "" | "f32") {
         return Err(
             "Differential privacy clips and noises full-precision updates: set Update \
@@ -491,6 +539,7 @@ fn create_request(form: &GroupForm) -> Result<CreateGroup, String> {
             e => e.parse().map_err(|e| format!("Update compression: {e}"))?,
         },
         dp,
+        asynchronous,
     })
 }
 
@@ -556,6 +605,9 @@ fn CreateGroup() -> impl IntoView {
     let dp_placement = RwSignal::new(dp_defaults.placement);
     let dp_clip = RwSignal::new(dp_defaults.clip);
     let dp_adaptive = RwSignal::new(false);
+    let async_on = RwSignal::new(false);
+    let async_buffer = RwSignal::new("2".to_string());
+    let async_staleness = RwSignal::new("10".to_string());
     // Differential privacy noises full-precision updates: no compression.
     Effect::new(move |_| {
         if dp_on.get() {
@@ -682,6 +734,11 @@ fn CreateGroup() -> impl IntoView {
             secure: secure.get_untracked(),
             update_encoding: update_encoding.get_untracked(),
             dp: dp_form(),
+            asynchronous: AsyncForm {
+                enabled: async_on.get_untracked(),
+                buffer_size: async_buffer.get_untracked(),
+                max_staleness: async_staleness.get_untracked(),
+            },
         });
     };
 
@@ -833,6 +890,27 @@ fn CreateGroup() -> impl IntoView {
                                 }
                             })
                     }}
+                    <div class="async-rounds">
+                        <label for="group-async">
+                            <input id="group-async" type="checkbox" bind:checked=async_on/>
+                            " Asynchronous rounds (don't wait for the slowest)"
+                        </label>
+                        <small>
+                            "Members train whenever they are ready; a new version is published \
+                             every few updates, and an update trained from an older version \
+                             counts less (FedBuff). Rounds then count versions."
+                        </small>
+                        {move || async_on.get().then(|| view! {
+                            <div class="async-settings">
+                                <label for="group-async-buffer">"Updates per version (buffer size)"</label>
+                                <input id="group-async-buffer" type="number" min="1" max="10000"
+                                    required bind:value=async_buffer/>
+                                <label for="group-async-staleness">"Versions an update may be behind"</label>
+                                <input id="group-async-staleness" type="number" min="0" max="1000"
+                                    required bind:value=async_staleness/>
+                            </div>
+                        })}
+                    </div>
                     <div class="secure-aggregation">
                         <label for="group-secure">
                             <input id="group-secure" type="checkbox" bind:checked=secure/>
@@ -1166,6 +1244,32 @@ mod tests {
             min_clients: "2".into(),
             ..GroupForm::default()
         }
+    }
+
+    #[test]
+    fn asynchronous_rounds_send_the_buffer_and_refuse_what_they_cannot_combine_with() {
+        let mut f = form();
+        assert!(create_request(&f).unwrap().asynchronous.is_none());
+        f.asynchronous = AsyncForm {
+            enabled: true,
+            buffer_size: "3".into(),
+            max_staleness: "4".into(),
+        };
+        let a = create_request(&f).unwrap().asynchronous.expect("async");
+        assert_eq!((a.buffer_size, a.max_staleness), (3, 4));
+        f.asynchronous.buffer_size = "0".into();
+        let e = create_request(&f).unwrap_err();
+        assert!(e.contains("buffer_size"), "{e}");
+        f.asynchronous.buffer_size = "3".into();
+        f.secure = true;
+        assert!(
+            create_request(&f)
+                .unwrap_err()
+                .contains("secure aggregation")
+        );
+        f.secure = false;
+        f.strategy = "fedmedian".into();
+        assert!(create_request(&f).unwrap_err().contains("mean-type"));
     }
 
     #[test]
