@@ -73,6 +73,38 @@ pub fn origin() -> String {
         .unwrap_or_default()
 }
 
+/// The `localStorage` key that says this browser kept an unsent update for a group: a hint for
+/// the group page (the update itself is in the training worker's IndexedDB, where only a
+/// worker reads it), so that a visit without one costs no worker.
+fn kept_key(group_id: i64) -> String {
+    format!("b3o-kept-update-{group_id}")
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+/// Notes that an update of `group_id` is kept until the server has it.
+pub fn mark_kept(group_id: i64, round: i64) {
+    if let Some(s) = local_storage() {
+        let _ = s.set_item(&kept_key(group_id), &round.to_string());
+    }
+}
+
+/// Forgets the note of [`mark_kept`].
+pub fn clear_kept(group_id: i64) {
+    if let Some(s) = local_storage() {
+        let _ = s.remove_item(&kept_key(group_id));
+    }
+}
+
+/// Whether an update of `group_id` may still be kept in this browser.
+pub fn has_kept(group_id: i64) -> bool {
+    local_storage()
+        .and_then(|s| s.get_item(&kept_key(group_id)).ok().flatten())
+        .is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

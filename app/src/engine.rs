@@ -525,6 +525,46 @@ impl TrainData {
     }
 }
 
+/// What became of an update kept when a tab closed before its upload.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum KeptOutcome {
+    Nothing,
+    Uploaded {
+        round: i64,
+        #[serde(default)]
+        buffered_in: Option<i64>,
+    },
+    Discarded {
+        round: i64,
+        reason: String,
+    },
+}
+
+impl KeptOutcome {
+    /// What to tell the member, `None` when nothing was kept.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            KeptOutcome::Nothing => None,
+            KeptOutcome::Uploaded {
+                round,
+                buffered_in: Some(into),
+            } if into != round => Some(format!(
+                "Your update from round {round}, kept in this browser when the page closed \
+                 before sending it, was uploaded now; it counts in round {into}."
+            )),
+            KeptOutcome::Uploaded { round, .. } => Some(format!(
+                "Your update from round {round}, kept in this browser when the page closed \
+                 before sending it, was uploaded now and counts in that round."
+            )),
+            KeptOutcome::Discarded { round, reason } => Some(format!(
+                "Your update from round {round}, kept in this browser when the page closed \
+                 before sending it, could no longer be used and was discarded: {reason}"
+            )),
+        }
+    }
+}
+
 /// A training worker (one per run).
 #[derive(Clone)]
 pub struct Training {
@@ -598,6 +638,18 @@ impl Training {
             .await;
         self.run_id.set(None);
         decode("run", &result?)
+    }
+
+    /// Sends the update this browser kept for `group_id` when a tab closed before its upload
+    /// (`wasm-client/src/fl/kept.rs`), or drops it with the server's reason.
+    pub async fn upload_kept(&self, group_id: i64, csrf: &str) -> Result<KeptOutcome, EngineError> {
+        self.worker
+            .call_json(
+                "upload_kept",
+                &serde_json::json!({ "server": "", "group_id": group_id, "csrf_token": csrf }),
+                120,
+            )
+            .await
     }
 
     /// Asks the engine to stop the run (it reports a failure for the round in progress).

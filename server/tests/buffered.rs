@@ -216,3 +216,109 @@ async fn asynchronous_groups_refuse_what_they_cannot_combine_with() {
         "{body}"
     );
 }
+
+/// A tab closed after training but before its upload: the update kept in the member's store
+/// is sent at the next visit and the round counts it; one whose round moved on is dropped
+/// with the server's reason, and a lost connection keeps it for later.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_update_is_sent_at_the_next_visit_or_dropped_with_the_reason() {
+    use b3o_wasm_client::fl::kept::{KeptOutcome, KeptStore, MemoryKept, kept_key, upload_kept};
+    use b3o_wasm_client::fl::native::HttpTransport;
+    use b3o_wasm_client::fl::{Api, Auth, Backoff};
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let s = Server::start(dir.path(), &[]);
+    let g = setup(&s, &http, group_body(2, 2, 600), &[10, 20, 30]).await;
+    start(&s, &http, &g).await;
+    let x0 = global(&s, &http, &g, &g.owner).await;
+    let api = |i: usize, base: &str| {
+        Api::new(
+            HttpTransport::new(base).unwrap(),
+            Auth::Bearer(g.members[i].1.clone()),
+        )
+        .with_backoff(Backoff {
+            initial: std::time::Duration::from_millis(50),
+            give_up_after: Some(std::time::Duration::from_millis(200)),
+            ..Backoff::default()
+        })
+    };
+    let store = MemoryKept::default();
+    let key = kept_key(g.id, g.members[0].0);
+    assert_eq!(
+        upload_kept(&api(0, &s.base), &store, g.id, g.members[0].0)
+            .await
+            .unwrap(),
+        KeptOutcome::Nothing
+    );
+
+    // Member 0 trained round 1 and kept its update; the server is unreachable meanwhile.
+    let bytes = update(&g, 1, shifted(&x0, 1.0), 10, 0.5);
+    store.save(&key, 1, &bytes).await.unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", crate::support::free_port());
+    assert!(
+        upload_kept(&api(0, &nowhere), &store, g.id, g.members[0].0)
+            .await
+            .is_err()
+    );
+    assert!(
+        store.load(&key).await.unwrap().is_some(),
+        "kept after a failed send"
+    );
+
+    // The next visit sends it: round 1 counts it.
+    let outcome = upload_kept(&api(0, &s.base), &store, g.id, g.members[0].0)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, KeptOutcome::Uploaded { round: 1, .. }),
+        "{outcome:?}"
+    );
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "forgotten once sent"
+    );
+    assert_eq!(round(&s, &http, &g, 1).await["reported"], 1);
+
+    // Member 1 reports and the owner closes round 1 without member 2. A replay of member 0's
+    // kept bytes gets the same answer; the update member 2 kept for round 1 is dropped with
+    // the server's reason.
+    let (st, _) = upload(
+        &s,
+        &http,
+        &g,
+        1,
+        1,
+        update(&g, 1, shifted(&x0, 2.0), 20, 0.5),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let r = http
+        .post(s.url(&format!("/api/groups/{}/rounds/current/close", g.id)))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    wait_round(&s, &http, &g, 1, "closed").await;
+    store.save(&key, 1, &bytes).await.unwrap();
+    let again = upload_kept(&api(0, &s.base), &store, g.id, g.members[0].0)
+        .await
+        .unwrap();
+    assert_eq!(again, outcome);
+    let key1 = kept_key(g.id, g.members[2].0);
+    store
+        .save(&key1, 1, &update(&g, 1, shifted(&x0, 3.0), 30, 0.5))
+        .await
+        .unwrap();
+    match upload_kept(&api(2, &s.base), &store, g.id, g.members[2].0)
+        .await
+        .unwrap()
+    {
+        KeptOutcome::Discarded { round: 1, reason } => {
+            assert!(reason.contains("round 1"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.load(&key1).await.unwrap().is_none());
+}

@@ -5,9 +5,12 @@
 import init, * as engine from "./b3o_train.js";
 import { serve, bytesOf } from "./protocol.js";
 import * as privacyLedger from "./privacy-ledger.js";
+import * as keptUpdates from "./kept-updates.js";
 
-// The participant keeps its privacy ledgers here (wasm-client/src/fl/browser.rs).
+// The participant keeps its privacy ledgers and its unsent update here
+// (wasm-client/src/fl/browser.rs).
 globalThis.b3oPrivacyLedger = privacyLedger;
+globalThis.b3oKeptUpdates = keptUpdates;
 
 const ready = init().then(() => engine.init_engine());
 
@@ -37,6 +40,8 @@ serve(ready, {
     }
     return engine.runClient(id, { kind: "csv", ...rest }, data, images, progress);
   },
+
+  upload_kept: (args) => engine.uploadKept(args),
 
   cancel: ({ target }) => engine.cancelRun(target),
 });

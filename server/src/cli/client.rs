@@ -268,6 +268,16 @@ fn show(bar: &ProgressBar, event: &ClientEvent) {
         ClientEvent::Skipped { round, reason } => {
             bar.println(format!("Round {round}: update not taken: {reason}"));
         }
+        ClientEvent::Kept { .. } => {}
+        ClientEvent::KeptUploaded {
+            round, buffered_in, ..
+        } => bar.println(format!(
+            "Round {round}: the update kept from before was sent{}.",
+            buffered_in.map_or(String::new(), |b| format!(" (counted in round {b})"))
+        )),
+        ClientEvent::KeptDiscarded { round, reason } => bar.println(format!(
+            "Round {round}: the update kept from before was not taken: {reason}"
+        )),
         ClientEvent::Failed { round, reason } => {
             bar.println(format!("Round {round}: local training failed: {reason}"));
         }

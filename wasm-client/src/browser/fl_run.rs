@@ -123,6 +123,11 @@ impl Progress {
                 p["round"] = json!(round);
                 "uploading"
             }
+            ClientEvent::Kept { round } => {
+                p["round"] = json!(round);
+                "uploading"
+            }
+            ClientEvent::KeptUploaded { .. } | ClientEvent::KeptDiscarded { .. } => "waiting",
             ClientEvent::Finished { .. } => "done",
             ClientEvent::Privacy { .. } => "privacy",
             ClientEvent::PrivacyRefused { round, .. } => {
@@ -253,7 +258,8 @@ pub async fn run_client(
     };
     let mut participant =
         Participant::new(api, AsyncTrainer::new(device), observer, local, options)
-            .with_ledger(std::sync::Arc::new(crate::fl::browser::IndexedDbLedger));
+            .with_ledger(std::sync::Arc::new(crate::fl::browser::IndexedDbLedger))
+            .with_kept(std::sync::Arc::new(crate::fl::browser::IndexedDbKept));
     let cancel = participant.cancel_token();
     register_run(id, Box::new(move || cancel.cancel()));
     let result = async {
@@ -321,3 +327,45 @@ export interface RunResult {
   metrics_on: "test" | "train" | null;
 }
 "#;
+
+/// The `upload_kept` request: where to send, and as whom.
+#[derive(Debug, Deserialize)]
+struct KeptArgs {
+    #[serde(default)]
+    server: String,
+    group_id: i64,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    csrf_token: Option<String>,
+}
+
+/// Sends the update this browser kept for group `group_id` when a tab closed before its
+/// upload (`crate::fl::kept`), or drops it with the server's reason. Answers
+/// `{outcome: "nothing" | "uploaded" | "discarded", round, update_id, buffered_in, reason}`.
+#[wasm_bindgen(js_name = uploadKept)]
+pub async fn upload_kept(args: JsValue) -> Result<JsValue, JsError> {
+    let args: KeptArgs = js::from_js(&args, "upload_kept arguments")?;
+    let auth = match (&args.token, &args.csrf_token) {
+        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
+        (_, Some(csrf)) => Auth::Session {
+            cookie: None,
+            csrf_token: csrf.clone(),
+        },
+        _ => Auth::None,
+    };
+    let api = Api::new(FetchTransport::new(&args.server), auth);
+    let group = api.group(args.group_id).await.map_err(error)?;
+    let Some(member_id) = group.member_id else {
+        return to_js(&crate::fl::kept::KeptOutcome::Nothing);
+    };
+    let outcome = crate::fl::kept::upload_kept(
+        &api,
+        &crate::fl::browser::IndexedDbKept,
+        args.group_id,
+        member_id,
+    )
+    .await
+    .map_err(error)?;
+    to_js(&outcome)
+}

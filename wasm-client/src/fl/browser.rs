@@ -152,20 +152,26 @@ pub struct IndexedDbLedger;
 
 /// Calls `b3oPrivacyLedger[name](...args)` and awaits its promise.
 async fn ledger_call(name: &str, args: &[JsValue]) -> Result<JsValue, String> {
+    global_call("b3oPrivacyLedger", name, args).await
+}
+
+/// Calls `globalThis[object][name](...args)` (a module the worker installed) and awaits its
+/// promise.
+async fn global_call(object: &str, name: &str, args: &[JsValue]) -> Result<JsValue, String> {
     use js_sys::{Array, Function, Promise, Reflect};
-    let api = Reflect::get(&js_sys::global(), &"b3oPrivacyLedger".into())
+    let api = Reflect::get(&js_sys::global(), &object.into())
         .ok()
         .filter(|v| v.is_object())
-        .ok_or("this page keeps no privacy ledger (b3oPrivacyLedger is missing)")?;
+        .ok_or_else(|| format!("this page has no {object}"))?;
     let f: Function = Reflect::get(&api, &name.into())
         .ok()
         .and_then(|f| f.dyn_into().ok())
-        .ok_or_else(|| format!("b3oPrivacyLedger.{name} is missing"))?;
+        .ok_or_else(|| format!("{object}.{name} is missing"))?;
     let promise: Promise = f
         .apply(&api, &args.iter().collect::<Array>())
         .map_err(|e| format!("{e:?}"))?
         .dyn_into()
-        .map_err(|_| format!("b3oPrivacyLedger.{name} did not return a promise"))?;
+        .map_err(|_| format!("{object}.{name} did not return a promise"))?;
     wasm_bindgen_futures::JsFuture::from(promise)
         .await
         .map_err(|e| {
@@ -200,6 +206,64 @@ impl super::privacy::LedgerStore for IndexedDbLedger {
         Box::pin(async move {
             let json = serde_json::to_string(ledger).map_err(|e| e.to_string())?;
             ledger_call("save", &[JsValue::from_str(key), JsValue::from_str(&json)]).await?;
+            Ok(())
+        })
+    }
+}
+
+/// Unsent updates in this browser's IndexedDB, through `globalThis.b3oKeptUpdates`
+/// (`js/kept-updates.js`, installed by the training worker).
+#[derive(Debug, Default)]
+pub struct IndexedDbKept;
+
+impl super::kept::KeptStore for IndexedDbKept {
+    fn load<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> super::privacy::StoreFuture<'a, Result<Option<super::kept::Kept>, String>> {
+        Box::pin(async move {
+            let value = global_call("b3oKeptUpdates", "load", &[JsValue::from_str(key)]).await?;
+            if value.is_null() || value.is_undefined() {
+                return Ok(None);
+            }
+            let round = js_sys::Reflect::get(&value, &"round".into())
+                .ok()
+                .and_then(|r| r.as_f64())
+                .filter(|r| r.fract() == 0.0 && *r >= 1.0)
+                .ok_or("the kept update has no round")?;
+            let bytes: js_sys::Uint8Array = js_sys::Reflect::get(&value, &"bytes".into())
+                .ok()
+                .and_then(|b| b.dyn_into().ok())
+                .ok_or("the kept update has no bytes")?;
+            Ok(Some((round as i64, bytes.to_vec())))
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        key: &'a str,
+        round: i64,
+        bytes: &'a [u8],
+    ) -> super::privacy::StoreFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let array = js_sys::Uint8Array::from(bytes);
+            global_call(
+                "b3oKeptUpdates",
+                "save",
+                &[
+                    JsValue::from_str(key),
+                    JsValue::from_f64(round as f64),
+                    array.into(),
+                ],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> super::privacy::StoreFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            global_call("b3oKeptUpdates", "remove", &[JsValue::from_str(key)]).await?;
             Ok(())
         })
     }

@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod data;
+pub mod kept;
 pub mod participant;
 pub mod privacy;
 pub mod retry;

@@ -43,6 +43,7 @@ use serde::Serialize;
 
 use super::api::{Api, FlError, RetryNotice};
 use super::data::LocalData;
+use super::kept::{KeptOutcome, KeptStore, MemoryKept, kept_key, upload_kept};
 use super::privacy::{LedgerStore, MemoryLedger, ledger_key, privatize};
 use super::trainer::{ProgressFn, TrainJob, Trainer};
 use super::transport::{EventStream, Transport};
@@ -142,6 +143,24 @@ pub enum ClientEvent {
     },
     /// The round moved on before the update arrived.
     Skipped {
+        round: i64,
+        reason: String,
+    },
+    /// The finished update is kept (`kept`) until the server answers for it: a closed tab
+    /// sends it at the next visit.
+    Kept {
+        round: i64,
+    },
+    /// An update kept from an earlier session was sent (`buffered_in`: the asynchronous
+    /// buffer that took it).
+    KeptUploaded {
+        round: i64,
+        update_id: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        buffered_in: Option<i64>,
+    },
+    /// An update kept from an earlier session was refused for good and dropped.
+    KeptDiscarded {
         round: i64,
         reason: String,
     },
@@ -247,6 +266,8 @@ pub struct Participant<T: Transport, R, O> {
     ledger_store: Arc<dyn LedgerStore>,
     /// The ledger of this group (a DP group), with its key.
     ledger: Option<(String, GroupLedger)>,
+    /// Where this member keeps a finished update until the server has it.
+    kept: Arc<dyn KeptStore>,
 }
 
 impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
@@ -287,7 +308,14 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             feedback: ErrorFeedback::default(),
             ledger_store: Arc::new(MemoryLedger::default()),
             ledger: None,
+            kept: Arc::new(MemoryKept::default()),
         }
+    }
+
+    /// Keeps finished updates in `store` until the server has them (by default in memory).
+    pub fn with_kept(mut self, store: Arc<dyn KeptStore>) -> Self {
+        self.kept = store;
+        self
     }
 
     /// Keeps the privacy ledgers in `store` (by default in memory, for this process only).
@@ -399,6 +427,7 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             self.prepare().await?;
         }
         let gid = self.gid()?;
+        self.resume_kept().await?;
         let mut announced_wait = None;
         loop {
             self.check_cancel()?;
@@ -573,7 +602,21 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             Rounding::Nearest,
         )?;
         let bytes = update.len() as u64;
-        match self.api.upload_update(gid, number, update).await {
+        // Kept until the server answers: a closed tab sends it at the next visit. A store
+        // that fails (private browsing) only loses that safety net.
+        let key = self.member_id.map(|m| kept_key(gid, m));
+        if let Some(key) = &key
+            && self.kept.save(key, number, &update).await.is_ok()
+        {
+            self.observer.event(&ClientEvent::Kept { round: number });
+        }
+        let sent = self.api.upload_update(gid, number, update).await;
+        if let Some(key) = &key
+            && matches!(&sent, Ok(_) | Err(FlError::Api { .. }))
+        {
+            let _ = self.kept.remove(key).await;
+        }
+        match sent {
             Ok(accepted) => {
                 self.feedback = feedback;
                 self.observer.event(&ClientEvent::Uploaded {
@@ -596,6 +639,35 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             Err(e) => return Err(e),
         }
         self.trained.insert(number);
+        Ok(())
+    }
+
+    /// Sends an update kept from an earlier session (a tab closed before its upload), or
+    /// drops it with the server's reason; either way the member does not train that round
+    /// again.
+    async fn resume_kept(&mut self) -> Result<(), FlError> {
+        let (gid, Some(member)) = (self.gid()?, self.member_id) else {
+            return Ok(());
+        };
+        match upload_kept(&self.api, self.kept.as_ref(), gid, member).await? {
+            KeptOutcome::Nothing => {}
+            KeptOutcome::Uploaded {
+                round,
+                update_id,
+                buffered_in,
+            } => {
+                self.trained.insert(round);
+                self.observer.event(&ClientEvent::KeptUploaded {
+                    round,
+                    update_id,
+                    buffered_in,
+                });
+            }
+            KeptOutcome::Discarded { round, reason } => {
+                self.observer
+                    .event(&ClientEvent::KeptDiscarded { round, reason });
+            }
+        }
         Ok(())
     }
 

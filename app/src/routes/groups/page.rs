@@ -155,6 +155,7 @@ fn GroupView(id: i64) -> impl IntoView {
             view! {
                 {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
                 <Progress id latest rounds can_manage reload/>
+                {can_train.then(|| view! { <KeptUpdate id reload/> })}
                 {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone() dp/> })}
                 {(can_train && !can_manage).then(|| view! { <Leave id/> })}
                 <Charts rounds/>
@@ -162,6 +163,45 @@ fn GroupView(id: i64) -> impl IntoView {
                 <Versions id latest versions can_manage/>
             }
         })}
+    }
+}
+
+/// An update this browser kept when the page closed before sending it: sent now if its round
+/// (or the asynchronous buffer) still takes it, else dropped; either way the member is told.
+#[component]
+fn KeptUpdate(id: i64, reload: RwSignal<u32>) -> impl IntoView {
+    let session = use_session();
+    let message = RwSignal::new(None::<(bool, String)>);
+    if crate::browser::has_kept(id) {
+        leptos::task::spawn_local(async move {
+            let outcome = match crate::engine::Training::spawn() {
+                Ok(worker) => worker.upload_kept(id, &session.csrf()).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(outcome) => {
+                    crate::browser::clear_kept(id);
+                    let ok = !matches!(outcome, crate::engine::KeptOutcome::Discarded { .. });
+                    message.set(outcome.message().map(|m| (ok, m)));
+                    reload.update(|n| *n += 1);
+                }
+                Err(e) => message.set(Some((
+                    false,
+                    format!(
+                        "An update kept in this browser from an earlier visit could not be sent \
+                         yet ({e}); it is kept, and sent at your next visit or when you train."
+                    ),
+                ))),
+            }
+        });
+    }
+    move || {
+        message.get().map(|(ok, text)| {
+            view! {
+                <p id="kept-update" class=if ok { "notice" } else { "form-error" } role="status"
+                    data-outcome=if ok { "uploaded" } else { "discarded" }>{text}</p>
+            }
+        })
     }
 }
 
@@ -613,13 +653,38 @@ fn Progress(
             </progress>
             {current.map(|r| {
                 let failure = r.failure.clone().map(|f| format!(" Failed: {f}")).unwrap_or_default();
-                view! {
-                    <p id="current-round" data-round=r.round data-state=r.state.as_str()>
-                        {format!(
-                            "Round {}: {} · {} of {} selected member(s) sent their update.{failure}",
-                            r.round, r.state.as_str(), r.reported, r.selected
-                        )}
-                    </p>
+                match r.buffer.clone() {
+                    // An asynchronous group: the round is a buffer filling up.
+                    Some(b) => view! {
+                        <div id="current-round" data-round=r.round data-state=r.state.as_str()
+                            data-buffer-filled=b.filled data-buffer-size=b.size>
+                            <label for="buffer-progress">
+                                {format!(
+                                    "Version {} (asynchronous): {} of {} updates in the buffer{}; \
+                                     a new version is published when it is full.{failure}",
+                                    r.round, b.filled, b.size,
+                                    if b.stale > 0 {
+                                        format!(", {} trained from an older version (they count less)", b.stale)
+                                    } else {
+                                        String::new()
+                                    },
+                                )}
+                            </label>
+                            <progress id="buffer-progress" max=b.size.max(1) value=b.filled>
+                                {format!("{} of {}", b.filled, b.size)}
+                            </progress>
+                        </div>
+                    }
+                    .into_any(),
+                    None => view! {
+                        <p id="current-round" data-round=r.round data-state=r.state.as_str()>
+                            {format!(
+                                "Round {}: {} · {} of {} selected member(s) sent their update.{failure}",
+                                r.round, r.state.as_str(), r.reported, r.selected
+                            )}
+                        </p>
+                    }
+                    .into_any(),
                 }
             })}
             {secure_rounds(&list, &names)}

@@ -203,6 +203,17 @@ impl TrainingRuns {
         leptos::task::spawn_local(async move {
             let result = training
                 .run(&request, &data, move |p| {
+                    // The hint that an update waits in IndexedDB (`browser::mark_kept`).
+                    let event = p.event.as_ref().and_then(|e| e["type"].as_str());
+                    match (event, p.round) {
+                        (Some("kept"), Some(round)) => {
+                            crate::browser::mark_kept(group_id, i64::from(round))
+                        }
+                        (Some("uploaded" | "skipped" | "kept_uploaded" | "kept_discarded"), _) => {
+                            crate::browser::clear_kept(group_id)
+                        }
+                        _ => {}
+                    }
                     runs.update(group_id, |s| s.record(p))
                 })
                 .await;
