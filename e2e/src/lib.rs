@@ -6,6 +6,7 @@
 //! page ([`Browser::wait_for`]) and checks ([`Browser::console_errors`]).
 
 pub mod fleet;
+pub mod holding_proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -123,6 +124,16 @@ impl Server {
             url,
             child: Some(child),
             _data: data,
+        })
+    }
+
+    /// Another address of a running server (a proxy in front of it): the same API, no process
+    /// of its own.
+    pub fn alias(url: String) -> Result<Self> {
+        Ok(Self {
+            url,
+            child: None,
+            _data: tempfile::tempdir()?,
         })
     }
 

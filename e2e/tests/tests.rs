@@ -4,6 +4,7 @@ mod accounts_ui;
 mod app_shell;
 mod embed;
 mod federated_ui;
+mod kept_ui;
 mod offline;
 mod owner_controls;
 mod predict_ui;

@@ -30,6 +30,11 @@ pub enum StrategyConfig {
         beta_2: f64,
         #[serde(default = "tau_default")]
         tau: f64,
+        /// Flower's client-side learning rate: accepted and kept for reference, as in Flower
+        /// (its FedOpt strategies store it and never use it); members train with the group's
+        /// `hyperparameters.lr`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eta_l: Option<f64>,
     },
     FedYogi {
         #[serde(default = "yogi_eta_default")]
@@ -40,6 +45,11 @@ pub enum StrategyConfig {
         beta_2: f64,
         #[serde(default = "yogi_tau_default")]
         tau: f64,
+        /// Flower's client-side learning rate: accepted and kept for reference, as in Flower
+        /// (its FedOpt strategies store it and never use it); members train with the group's
+        /// `hyperparameters.lr`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eta_l: Option<f64>,
     },
     FedAdagrad {
         #[serde(default = "eta_default")]
@@ -48,6 +58,11 @@ pub enum StrategyConfig {
         beta_1: f64,
         #[serde(default = "tau_default")]
         tau: f64,
+        /// Flower's client-side learning rate: accepted and kept for reference, as in Flower
+        /// (its FedOpt strategies store it and never use it); members train with the group's
+        /// `hyperparameters.lr`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        eta_l: Option<f64>,
     },
     FedMedian,
     FedTrimmedAvg {
@@ -103,6 +118,7 @@ impl StrategyConfig {
             beta_1: beta_1_default(),
             beta_2: beta_2_default(),
             tau: tau_default(),
+            eta_l: None,
         }
     }
 
@@ -132,21 +148,34 @@ impl StrategyConfig {
                 beta_1,
                 beta_2,
                 tau,
+                eta_l,
             }
             | C::FedYogi {
                 eta,
                 beta_1,
                 beta_2,
                 tau,
+                eta_l,
             } => {
                 positive("eta", eta)?;
+                if let Some(eta_l) = eta_l {
+                    positive("eta_l", eta_l)?;
+                }
                 unit_interval("beta_1", beta_1)?;
                 unit_interval("beta_2", beta_2)?;
                 // 0 as Flower allows: a coordinate that never moved then stays (0/0 is no step).
                 at_least("tau", tau, 0.0)
             }
-            C::FedAdagrad { eta, beta_1, tau } => {
+            C::FedAdagrad {
+                eta,
+                beta_1,
+                tau,
+                eta_l,
+            } => {
                 positive("eta", eta)?;
+                if let Some(eta_l) = eta_l {
+                    positive("eta_l", eta_l)?;
+                }
                 unit_interval("beta_1", beta_1)?;
                 at_least("tau", tau, 0.0)
             }
@@ -281,9 +310,18 @@ mod tests {
                 eta: 0.5,
                 beta_1: 0.9,
                 beta_2: 0.99,
-                tau: 1e-9
+                tau: 1e-9,
+                eta_l: None,
             }
         );
+        // Flower's client-side learning rate is accepted, kept, and range-checked.
+        let c: StrategyConfig =
+            serde_json::from_value(json!({"name": "fedyogi", "eta_l": 0.05})).unwrap();
+        assert!(matches!(c, StrategyConfig::FedYogi { eta_l: Some(l), .. } if l == 0.05));
+        assert_eq!(serde_json::to_value(&c).unwrap()["eta_l"], 0.05);
+        let c: StrategyConfig =
+            serde_json::from_value(json!({"name": "fedadagrad", "eta_l": -1.0})).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("`eta_l`"));
         let c: StrategyConfig =
             serde_json::from_value(json!({"name": "krum", "num_malicious": 1, "num_to_keep": 3}))
                 .unwrap();
@@ -317,6 +355,7 @@ mod tests {
             beta_1: 1.5,
             beta_2: 0.9,
             tau: 1e-9,
+            eta_l: None,
         }
         .validate()
         .unwrap_err();

@@ -225,6 +225,7 @@ pub fn build(config: &StrategyConfig) -> Box<dyn Strategy> {
             beta_1,
             beta_2,
             tau,
+            ..
         } => Box::new(fedopt::FedOpt::new(
             fedopt::Variant::Adam,
             eta,
@@ -237,6 +238,7 @@ pub fn build(config: &StrategyConfig) -> Box<dyn Strategy> {
             beta_1,
             beta_2,
             tau,
+            ..
         } => Box::new(fedopt::FedOpt::new(
             fedopt::Variant::Yogi,
             eta,
@@ -244,7 +246,9 @@ pub fn build(config: &StrategyConfig) -> Box<dyn Strategy> {
             beta_2,
             tau,
         )),
-        C::FedAdagrad { eta, beta_1, tau } => Box::new(fedopt::FedOpt::new(
+        C::FedAdagrad {
+            eta, beta_1, tau, ..
+        } => Box::new(fedopt::FedOpt::new(
             fedopt::Variant::Adagrad,
             eta,
             beta_1,

@@ -153,9 +153,9 @@ fn GroupView(id: i64) -> impl IntoView {
         {move || latest.get().map(|g| view! { <Header g live=live.get()/> })}
         {move || shape.get().map(|(kind, target, can_train, can_manage, dp)| {
             view! {
+                {can_train.then(|| view! { <KeptUpdate id reload/> })}
                 {can_manage.then(|| view! { <OwnerPanel id latest reload/> })}
                 <Progress id latest rounds can_manage reload/>
-                {can_train.then(|| view! { <KeptUpdate id reload/> })}
                 {can_train.then(|| view! { <TrainPanel group_id=id kind=kind.clone() target=target.clone() dp/> })}
                 {(can_train && !can_manage).then(|| view! { <Leave id/> })}
                 <Charts rounds/>
