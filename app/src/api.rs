@@ -187,7 +187,9 @@ pub use b3o_models::protocol::inference::{ImagePrediction, Prediction};
 pub use b3o_models::protocol::jobs::{Job, JobList, JobStatus};
 pub use b3o_models::protocol::operations::{CheckStatus, Health};
 pub use b3o_models::protocol::registry::{
-    DeploymentList, DeploymentView, Promote, Sharing, SharingView,
+    DeploymentAction, DeploymentEvent, DeploymentEvents, DeploymentList, DeploymentView,
+    FederatedEvaluation, GateCheck, GateRefusal, Promote, PromotionGate, SetGate, Sharing,
+    SharingView, VersionDetail, VersionDetailList, lower_is_better,
 };
 pub use b3o_models::protocol::{
     CreateGroup, Created, GroupList, GroupMember, GroupRole, GroupSummary, GroupView,
@@ -411,10 +413,94 @@ pub async fn set_sharing(
     json(with_csrf(Request::put(&url), csrf).json(sharing)).await
 }
 
-/// Points deployment `name` at `version_id` (the group's owner).
+/// Points deployment `name` at `version_id` (the group's owner). A promotion gate's refusal
+/// is an [`ApiError::Refused`] with code `promotion_gate_failed`; [`promote_gated`] also
+/// returns its numbers.
 pub async fn promote(csrf: &str, name: &str, version_id: i64) -> Result<DeploymentView, ApiError> {
+    let body = Promote {
+        version_id,
+        override_gate: false,
+        reason: None,
+    };
+    promote_gated(csrf, name, &body).await.map_err(|r| r.error)
+}
+
+/// A refused promotion: why, and the promotion gate's numbers when the gate refused it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromoteRefusal {
+    pub error: ApiError,
+    pub gate: Option<GateCheck>,
+}
+
+/// `PUT /api/deployments/{name}` with `body` (`override_gate` and a reason promote past the
+/// promotion gate).
+pub async fn promote_gated(
+    csrf: &str,
+    name: &str,
+    body: &Promote,
+) -> Result<DeploymentView, PromoteRefusal> {
+    let plain = |error| PromoteRefusal { error, gate: None };
     let url = format!("/api/deployments/{}", encode(name));
-    json(with_csrf(Request::put(&url), csrf).json(&Promote { version_id })).await
+    let request = with_csrf(Request::put(&url), csrf)
+        .json(body)
+        .map_err(|_| plain(ApiError::Unreachable))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|_| plain(ApiError::Unreachable))?;
+    if response.ok() {
+        return response
+            .json::<DeploymentView>()
+            .await
+            .map_err(|_| plain(ApiError::Unreadable));
+    }
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    // The gate's refusal is the error body plus `error.gate`; other refusals parse as it too.
+    Err(match serde_json::from_str::<GateRefusal>(&text) {
+        Ok(body) => PromoteRefusal {
+            error: ApiError::Refused {
+                status,
+                code: body.error.code,
+                message: body.error.message,
+                retry_after: None,
+            },
+            gate: body.error.gate,
+        },
+        Err(_) => plain(ApiError::Refused {
+            status,
+            code: String::new(),
+            message: format!("the server answered {status}"),
+            retry_after: None,
+        }),
+    })
+}
+
+/// `GET /api/deployments/{name}/events`: who promoted, overrode the gate, rolled back (the
+/// deployment's group only).
+pub async fn deployment_events(name: &str) -> Result<Vec<DeploymentEvent>, ApiError> {
+    get::<DeploymentEvents>(&format!("/api/deployments/{}/events", encode(name)))
+        .await
+        .map(|e| e.events)
+}
+
+/// Sets (`Some`) or removes (`None`) deployment `name`'s promotion gate (the group's owner).
+pub async fn set_gate(
+    csrf: &str,
+    name: &str,
+    gate: Option<PromotionGate>,
+) -> Result<DeploymentView, ApiError> {
+    let url = format!("/api/deployments/{}/gate", encode(name));
+    let body = SetGate { gate: Some(gate) };
+    json(with_csrf(Request::put(&url), csrf).json(&body)).await
+}
+
+/// The model versions of a group with their federated evaluation (`GET
+/// /api/groups/{id}/versions`).
+pub async fn version_details(group_id: i64) -> Result<Vec<VersionDetail>, ApiError> {
+    get::<VersionDetailList>(&format!("/api/groups/{group_id}/versions"))
+        .await
+        .map(|v| v.versions)
 }
 
 pub async fn rollback(csrf: &str, name: &str) -> Result<DeploymentView, ApiError> {

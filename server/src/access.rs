@@ -171,6 +171,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/versions/{id}", GroupMember),
     rule("GET", "/api/versions/{id}/weights", GroupMember),
     rule("GET", "/api/versions/{id}/onnx", GroupMember),
+    // A member's evaluation of a version on its held-out rows (only metrics).
+    rule("POST", "/api/versions/{id}/evaluation", GroupParticipant),
     // Lists the public deployments to anyone, plus, signed in, those of the caller's groups
     // (administrators: all): visitors find the demo models (issue #21). Private ones are
     // never listed to outsiders.
@@ -179,6 +181,10 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/api/deployments/{name}", PublicIfModelPublic),
     rule("PUT", "/api/deployments/{name}", DeploymentOwner),
     rule("POST", "/api/deployments/{name}/rollback", DeploymentOwner),
+    rule("PUT", "/api/deployments/{name}/gate", DeploymentOwner),
+    // The audit trail (who promoted, overrode the gate, rolled back): the group only, even
+    // for a public model.
+    rule("GET", "/api/deployments/{name}/events", GroupMember),
     // Inference (server/src/inference): model routes answer per deployment, public ones
     // anyone (with CORS for allowed origins; their OPTIONS preflights are public and not
     // listed), private ones their group and the pages of the partner sites they list; health and server metadata are public (probes,

@@ -32,6 +32,13 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A promotion the deployment's promotion gate refuses (409, `promotion_gate_failed`):
+    /// the body's `error.gate` carries the numbers (`GateCheck`).
+    #[error("{message}")]
+    PromotionGateFailed {
+        message: String,
+        check: Box<b3o_models::protocol::registry::GateCheck>,
+    },
     #[error("{0}")]
     PayloadTooLarge(String),
     /// Rate limited (429); `retry_after_secs` becomes the `Retry-After` header.
@@ -67,6 +74,7 @@ impl ApiError {
             ApiError::OriginNotAllowed(_) => (StatusCode::FORBIDDEN, "origin_not_allowed"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PromotionGateFailed { .. } => (StatusCode::CONFLICT, "promotion_gate_failed"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
@@ -98,11 +106,11 @@ impl IntoResponse for ApiError {
         } else {
             bounded(&self.to_string())
         };
-        let mut response = (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response();
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let ApiError::PromotionGateFailed { check, .. } = &self {
+            body["error"]["gate"] = serde_json::to_value(check).unwrap_or_default();
+        }
+        let mut response = (status, Json(body)).into_response();
         if let Some(value) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

@@ -7,6 +7,7 @@ mod buffered;
 mod client;
 mod compression;
 mod federation;
+mod gate;
 mod hardening_accounts;
 mod hardening_federation;
 mod hardening_inference;

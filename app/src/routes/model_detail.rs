@@ -4,6 +4,12 @@
 //! as charts, promote and roll back (the group's owner), who may use it — public, and the
 //! partner sites allowed to embed it — and the embed snippet. A public model's page reads
 //! without an account; its group's pages stay private.
+//!
+//! Federated evaluation (issue #17): each version's members' evaluation on their held-out
+//! rows, per member and weighted by rows, beside the trainers' metrics; the deployment's
+//! promotion gate (set by the owner, read by others); a promotion the gate refuses shows the
+//! numbers and an explicit "Promote anyway" with a reason; the history lists every change,
+//! overrides included, with who made it.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -11,11 +17,12 @@ use leptos_router::hooks::use_params_map;
 
 use super::{form_error, show_errors};
 use crate::api::{
-    self, ApiError, DeploymentView, GroupExt, GroupView, Metrics, ModelPackage, Sharing,
-    VersionView,
+    self, ApiError, DeploymentAction, DeploymentEvent, DeploymentView, FederatedEvaluation,
+    GateCheck, GroupExt, GroupView, Metrics, ModelPackage, Promote, PromoteRefusal, PromotionGate,
+    Sharing, VersionDetail,
 };
 use crate::browser;
-use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric};
+use crate::charts::{is_loss, is_quality, line_chart, metric_text, series_by_metric, short_number};
 use crate::copy::CopyButton;
 use crate::metrics::{MetricSource, labelled_metrics};
 use crate::session::use_session;
@@ -23,7 +30,10 @@ use crate::session::use_session;
 #[derive(Debug, Clone, PartialEq)]
 struct Detail {
     deployment: DeploymentView,
-    versions: Vec<VersionView>,
+    /// With their federated evaluation.
+    versions: Vec<VersionDetail>,
+    /// The deployment's history (its group's members only), newest first.
+    events: Vec<DeploymentEvent>,
     /// The group, when the caller may see it (its role decides who manages).
     group: Option<GroupView>,
     /// What clients download to run it: task, inputs, labels (absent if it cannot be read).
@@ -49,14 +59,22 @@ async fn load(name: String, signed_in: bool) -> Result<Detail, ApiError> {
     let (group, versions) = if signed_in {
         (
             api::group(deployment.group_id).await.ok(),
-            api::versions(deployment.group_id).await.unwrap_or_default(),
+            api::version_details(deployment.group_id)
+                .await
+                .unwrap_or_default(),
         )
     } else {
         (None, Vec::new())
     };
+    let events = if group.is_some() {
+        api::deployment_events(&name).await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Ok(Detail {
         deployment,
         versions,
+        events,
         group,
         package,
     })
@@ -111,13 +129,19 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
     let rows: Vec<(f64, Option<&Metrics>)> = d
         .versions
         .iter()
-        .map(|v| (v.round as f64, v.metrics.as_ref()))
+        .map(|v| (v.version.round as f64, v.version.metrics.as_ref()))
         .collect();
     // Versions of rounds carry the trainers' metrics (see `crate::metrics`).
     let prefix = format!("{} ", MetricSource::Training.short());
     let loss = series_by_metric(&rows, &prefix, is_loss);
     let quality = series_by_metric(&rows, &prefix, is_quality);
     let source = MetricSource::of_version(dep.round);
+    let served_evaluation = d
+        .versions
+        .iter()
+        .find(|v| v.version.id == dep.version_id)
+        .map(|v| v.federated.clone())
+        .filter(|f| f.num_members > 0);
     view! {
         <h1 id="model-name">
             {dep.name.clone()}
@@ -136,6 +160,10 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
         <section class="card" aria-labelledby="served-heading">
             <h2 id="served-heading">"How good is it?"</h2>
             {labelled_metrics("model-metrics", source, dep.metrics.as_ref())}
+            {served_evaluation.map(|f| view! {
+                {labelled_metrics("model-federated-metrics", MetricSource::Evaluation, Some(&f.weighted))}
+                <p class="hint" id="model-federated-count">{members_text(&f)}</p>
+            })}
         </section>
         <p class="actions">
             <A href=predict attr:class="button" attr:id="predict-link">"Predict with this model"</A>
@@ -153,6 +181,11 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
             </section>
         })}
         {(!d.versions.is_empty()).then(|| view! { <VersionTable d=d.clone() manage reload/> })}
+        {(!d.versions.is_empty()).then(|| member_evaluations(&d.versions))}
+        {(d.group.is_some() || dep.gate.is_some()).then(|| view! {
+            <GateCard deployment=dep.clone() manage reload/>
+        })}
+        {(!d.events.is_empty()).then(|| history_list(&d.events))}
         {manage.then(|| view! { <SharingForm name=dep.name.clone()/> })}
         {(d.group.is_some()).then(|| view! { <Embed name=dep.name.clone()/> })}
     }
@@ -196,6 +229,55 @@ fn about_model(p: &ModelPackage) -> AnyView {
     .into_any()
 }
 
+/// "3 members, 120 rows": who the federated figure counts.
+fn members_text(f: &FederatedEvaluation) -> String {
+    let members = if f.num_members == 1 {
+        "1 member".to_string()
+    } else {
+        format!("{} members", f.num_members)
+    };
+    format!(
+        "{members}, {} held-out rows; each metric weighted by the rows of the members who \
+         reported it",
+        f.num_samples
+    )
+}
+
+/// The gate's numbers in plain words, for the owner who must decide.
+fn gate_check_text(c: &GateCheck) -> String {
+    let better = if c.lower_is_better { "lower" } else { "higher" };
+    let value = |v: Option<f64>, n: i64| match v {
+        Some(v) => format!(
+            "{} ({n} member{})",
+            short_number(v),
+            if n == 1 { "" } else { "s" }
+        ),
+        None => "not evaluated by any member".to_string(),
+    };
+    let drop = c.drop.map_or(String::new(), |d| {
+        format!(" It is worse by {}.", short_number(d))
+    });
+    format!(
+        "{} ({better} is better): version {} {}; version {} (deployed) {}. The gate allows a \
+         drop of at most {}.{drop}",
+        c.metric,
+        c.candidate_version_id,
+        value(c.candidate, c.candidate_members),
+        c.deployed_version_id,
+        value(c.deployed, c.deployed_members),
+        short_number(c.max_drop),
+    )
+}
+
+/// A refused promotion that the owner may push through: version, the gate's numbers, the
+/// server's message.
+#[derive(Debug, Clone, PartialEq)]
+struct Refused {
+    version: i64,
+    check: GateCheck,
+    message: String,
+}
+
 #[component]
 fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView {
     // Kept by the page across the reload that follows a change.
@@ -204,20 +286,46 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
     let name = d.deployment.name.clone();
     let current = d.deployment.version_id;
     let history = d.deployment.history.clone();
+    let refused = RwSignal::new(None::<Refused>);
+    let reason = RwSignal::new(String::new());
+    // (version, Some(reason) to override the promotion gate).
     let promote = Action::new_local({
         let name = name.clone();
-        move |version: &i64| {
+        move |(version, override_reason): &(i64, Option<String>)| {
             let (name, version) = (name.clone(), *version);
+            let body = Promote {
+                version_id: version,
+                override_gate: override_reason.is_some(),
+                reason: override_reason.clone().filter(|r| !r.trim().is_empty()),
+            };
             async move {
-                let r = api::promote(&session.csrf(), &name, version).await;
-                if let Ok(d) = &r {
-                    notice.set(Some(format!(
-                        "Deployed: “{}” now serves version {}.",
-                        d.name, d.version_id
-                    )));
-                    reload.update(|n| *n += 1);
+                let r = api::promote_gated(&session.csrf(), &name, &body).await;
+                match &r {
+                    Ok(d) => {
+                        refused.set(None);
+                        notice.set(Some(format!(
+                            "Deployed: “{}” now serves version {}{}.",
+                            d.name,
+                            d.version_id,
+                            if body.override_gate {
+                                ", past its promotion gate"
+                            } else {
+                                ""
+                            }
+                        )));
+                        reload.update(|n| *n += 1);
+                    }
+                    Err(PromoteRefusal {
+                        gate: Some(check),
+                        error,
+                    }) => refused.set(Some(Refused {
+                        version,
+                        check: check.clone(),
+                        message: error.to_string(),
+                    })),
+                    Err(_) => refused.set(None),
                 }
-                r
+                r.map_err(|e| e.error)
             }
         }
     });
@@ -243,7 +351,9 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
         .versions
         .iter()
         .rev()
-        .map(|v| {
+        .map(|detail| {
+            let v = &detail.version;
+            let f = &detail.federated;
             let id = v.id;
             let state = if id == current {
                 "serving"
@@ -254,12 +364,27 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
             };
             let label = format!("Deploy version {id} as {name}");
             let privacy = crate::routes::groups::privacy_text(v.privacy.as_ref());
+            let evaluated = if f.num_members == 0 {
+                "—".to_string()
+            } else {
+                format!(
+                    "{} ({} member{})",
+                    metric_text(Some(&f.weighted)),
+                    f.num_members,
+                    if f.num_members == 1 { "" } else { "s" }
+                )
+            };
             view! {
                 <tr data-version=id>
                     <td data-label="Version">{id}</td>
                     <td data-label="Round">{v.round}</td>
                     <td data-label="Metrics" data-metric-source=MetricSource::of_version(v.round).hook()>
                         {metric_text(v.metrics.as_ref())}
+                    </td>
+                    <td data-label="Members' evaluation" class="version-federated"
+                        data-metric-source=MetricSource::Evaluation.hook()
+                        data-members=f.num_members>
+                        {evaluated}
                     </td>
                     <td data-label="Privacy (ε, δ)" class="version-privacy" data-privacy=privacy.clone()
                         data-epsilon=v.privacy.map(|p| p.epsilon.to_string())>{privacy.clone()}</td>
@@ -271,7 +396,7 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
                                     data-version=id aria-label=label.clone()
                                     disabled=move || promote.pending().get()
                                     on:click=move |_| {
-                                        promote.dispatch(id);
+                                        promote.dispatch((id, None));
                                     }>
                                     "Deploy"
                                 </button>
@@ -285,39 +410,65 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
     view! {
         <section class="card" aria-labelledby="versions-heading">
             <h2 id="versions-heading">"Versions"</h2>
-            {if d.versions.is_empty() {
-                view! {
-                    <p class="muted">"The versions are visible to the members of the model's group."</p>
-                }
-                .into_any()
-            } else {
-                view! {
-                    <div class="table-wrap">
-                        <table id="model-versions" class="stack-on-mobile">
-                            <thead>
-                                <tr>
-                                    <th scope="col">"Version"</th>
-                                    <th scope="col">"Round"</th>
-                                    <th scope="col" data-metric-source="training">
-                                        "Metrics "
-                                        <span class="hint">"(training split; round 0: server test set)"</span>
-                                    </th>
-                                    <th scope="col">
-                                        <abbr title="What the version cost each partner's privacy (differential privacy): ε, at δ">"Privacy (ε, δ)"</abbr>
-                                    </th>
-                                    <th scope="col">"State"</th>
-                                    {manage.then(|| view! {
-                                        <th scope="col"><span class="visually-hidden">"Actions"</span></th>
-                                    })}
-                                </tr>
-                            </thead>
-                            <tbody>{rows}</tbody>
-                        </table>
+            <div class="table-wrap">
+                <table id="model-versions" class="stack-on-mobile">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Version"</th>
+                            <th scope="col">"Round"</th>
+                            <th scope="col" data-metric-source="training">
+                                "Metrics "
+                                <span class="hint">"(training split; round 0: server test set)"</span>
+                            </th>
+                            <th scope="col" data-metric-source="evaluation">
+                                <abbr title=MetricSource::Evaluation.explanation()>"Members' evaluation"</abbr>
+                                " "
+                                <span class="hint">"(held-out rows, weighted)"</span>
+                            </th>
+                            <th scope="col">
+                                <abbr title="What the version cost each partner's privacy (differential privacy): ε, at δ">"Privacy (ε, δ)"</abbr>
+                            </th>
+                            <th scope="col">"State"</th>
+                            {manage.then(|| view! {
+                                <th scope="col"><span class="visually-hidden">"Actions"</span></th>
+                            })}
+                        </tr>
+                    </thead>
+                    <tbody>{rows}</tbody>
+                </table>
+            </div>
+            {move || match (refused.get(), promote.value().get()) {
+                (Some(r), _) => view! {
+                    <div class="form-error gate-refusal" id="gate-refusal" role="alert"
+                        data-version=r.version>
+                        <p><strong>{format!("The promotion gate refused version {}.", r.version)}</strong></p>
+                        <p id="gate-refusal-numbers">{gate_check_text(&r.check)}</p>
+                        <p class="hint">{r.message.clone()}</p>
+                        <label for="gate-override-reason">"Why deploy it anyway? (kept in the history)"</label>
+                        <input type="text" id="gate-override-reason" maxlength="500" bind:value=reason/>
+                        <p class="actions">
+                            <button type="button" id="gate-override" class="danger"
+                                disabled=move || promote.pending().get()
+                                on:click=move |_| {
+                                    promote.dispatch((r.version, Some(reason.get_untracked())));
+                                }>
+                                "Promote anyway"
+                            </button>
+                            " "
+                            <button type="button" class="secondary" id="gate-override-cancel"
+                                on:click=move |_| refused.set(None)>
+                                "Cancel"
+                            </button>
+                        </p>
                     </div>
                 }
-                .into_any()
+                .into_any(),
+                (None, Some(Err(e))) => view! {
+                    <p id="promote-error" class="form-error" role="alert">{e.to_string()}</p>
+                }
+                .into_any(),
+                _ => ().into_any(),
             }}
-            {form_error("promote-error", promote.value())}
 
             {(manage && previous.is_some()).then(|| view! {
                 <p>
@@ -334,6 +485,249 @@ fn VersionTable(d: Detail, manage: bool, reload: RwSignal<u32>) -> impl IntoView
 
         </section>
     }
+}
+
+/// Each evaluated version's members' evaluation: a table of member, rows and each metric,
+/// newest version first.
+fn member_evaluations(versions: &[VersionDetail]) -> AnyView {
+    let evaluated: Vec<&VersionDetail> = versions
+        .iter()
+        .rev()
+        .filter(|v| !v.federated.members.is_empty())
+        .collect();
+    let tables = evaluated
+        .iter()
+        .map(|v| {
+            let f = &v.federated;
+            let names: Vec<String> = f
+                .weighted
+                .keys()
+                .cloned()
+                .collect();
+            let head = names
+                .iter()
+                .map(|k| view! { <th scope="col">{crate::metrics::metric_name(k)}</th> })
+                .collect_view();
+            let rows = f
+                .members
+                .iter()
+                .map(|m| {
+                    let cells = names
+                        .iter()
+                        .map(|k| {
+                            let text = m.metrics.get(k).map_or("—".to_string(), |v| short_number(*v));
+                            view! { <td data-label=crate::metrics::metric_name(k)>{text}</td> }
+                        })
+                        .collect_view();
+                    view! {
+                        <tr data-member=m.member_id>
+                            <td data-label="Member">{m.name.clone()}</td>
+                            <td data-label="Rows">{m.num_samples}</td>
+                            {cells}
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let weighted = names
+                .iter()
+                .map(|k| {
+                    let text = f.weighted.get(k).map_or(String::new(), |v| short_number(*v));
+                    view! { <td data-label=crate::metrics::metric_name(k)><strong>{text}</strong></td> }
+                })
+                .collect_view();
+            let id = v.version.id;
+            let newest = evaluated.first().is_some_and(|n| n.version.id == id);
+            view! {
+                <details class="version-evaluation" data-version=id open=newest>
+                    <summary>{format!("Version {id} (round {}): {}", v.version.round, members_text(f))}</summary>
+                    <div class="table-wrap">
+                        <table class="stack-on-mobile member-evaluation" data-metric-source=MetricSource::Evaluation.hook()>
+                            <thead><tr>
+                                <th scope="col">"Member"</th>
+                                <th scope="col">"Rows"</th>
+                                {head}
+                            </tr></thead>
+                            <tbody>
+                                {rows}
+                                <tr class="weighted">
+                                    <td data-label="Member"><strong>"Weighted by rows"</strong></td>
+                                    <td data-label="Rows">{f.num_samples}</td>
+                                    {weighted}
+                                </tr>
+                            </tbody>
+                        </table>
+                    </div>
+                </details>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" aria-labelledby="evaluation-heading" id="member-evaluations">
+            <h2 id="evaluation-heading">"Members' evaluation"</h2>
+            <p class="hint metric-source" data-metric-source=MetricSource::Evaluation.hook()>
+                {MetricSource::Evaluation.explanation()}
+                " Members evaluate each round's model in the training page, or any version with "
+                <code>"b3o client --evaluate-version <id>"</code>
+                "."
+            </p>
+            {if evaluated.is_empty() {
+                view! { <p class="muted">"No member has evaluated a version yet."</p> }.into_any()
+            } else {
+                tables.into_any()
+            }}
+        </section>
+    }
+    .into_any()
+}
+
+/// The deployment's promotion gate: the owner's form, or the rule read-only.
+#[component]
+fn GateCard(deployment: DeploymentView, manage: bool, reload: RwSignal<u32>) -> impl IntoView {
+    let notice = expect_context::<Notice>().0;
+    let session = use_session();
+    let name = deployment.name.clone();
+    let gate = deployment.gate.clone();
+    let metric = RwSignal::new(
+        gate.as_ref()
+            .map_or_else(|| "accuracy".to_string(), |g| g.metric.clone()),
+    );
+    let max_drop = RwSignal::new(
+        gate.as_ref()
+            .map_or_else(|| "0.02".to_string(), |g| g.max_drop.to_string()),
+    );
+    let save = Action::new_local(move |set: &Option<(String, String)>| {
+        let (name, set) = (name.clone(), set.clone());
+        async move {
+            let gate = match set {
+                None => None,
+                Some((metric, drop)) => {
+                    let max_drop = drop
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|d| d.is_finite() && *d >= 0.0)
+                        .ok_or_else(|| ApiError::Refused {
+                            status: 400,
+                            code: "bad_request".into(),
+                            message: format!("“{}” is not a number of at least 0", drop.trim()),
+                            retry_after: None,
+                        })?;
+                    Some(PromotionGate {
+                        metric: metric.trim().to_string(),
+                        max_drop,
+                    })
+                }
+            };
+            let removed = gate.is_none();
+            let r = api::set_gate(&session.csrf(), &name, gate).await;
+            if r.is_ok() {
+                notice.set(Some(if removed {
+                    "Promotion gate removed.".to_string()
+                } else {
+                    "Promotion gate saved.".to_string()
+                }));
+                reload.update(|n| *n += 1);
+            }
+            r
+        }
+    });
+    let rule = match &gate {
+        Some(g) => format!(
+            "A new version is deployed only if its members' evaluation of {} ({} is better) is \
+             at most {} worse than the deployed version's. A version no member evaluated is \
+             refused; the owner may deploy a refused version anyway, which the history records.",
+            g.metric,
+            if api::lower_is_better(&g.metric) {
+                "lower"
+            } else {
+                "higher"
+            },
+            short_number(g.max_drop)
+        ),
+        None => "No promotion gate: any version may be deployed.".to_string(),
+    };
+    let has_gate = gate.is_some();
+    view! {
+        <section class="card" aria-labelledby="gate-heading" id="promotion-gate">
+            <h2 id="gate-heading">"Promotion gate"</h2>
+            <p id="gate-rule" data-gate-metric=gate.as_ref().map(|g| g.metric.clone())>{rule}</p>
+            {manage.then(|| view! {
+                <form class="stack" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                    ev.prevent_default();
+                    save.dispatch(Some((metric.get_untracked(), max_drop.get_untracked())));
+                }>
+                    <label for="gate-metric">"Metric"</label>
+                    <input type="text" id="gate-metric" maxlength="64" required bind:value=metric
+                        aria-describedby="gate-metric-help"/>
+                    <p class="hint" id="gate-metric-help">
+                        "As members report it, e.g. accuracy or loss. Lower is better for loss, mse, \
+                         mae, rmse, log_loss and names ending in _loss; higher for the others."
+                    </p>
+                    <label for="gate-max-drop">"Largest drop allowed"</label>
+                    <input type="text" inputmode="decimal" id="gate-max-drop" required bind:value=max_drop/>
+                    {form_error("gate-error", save.value())}
+                    <p class="actions">
+                        <button type="submit" id="gate-save" disabled=move || save.pending().get()>
+                            "Save gate"
+                        </button>
+                        " "
+                        {has_gate.then(|| view! {
+                            <button type="button" class="secondary" id="gate-remove"
+                                disabled=move || save.pending().get()
+                                on:click=move |_| {
+                                    save.dispatch(None);
+                                }>
+                                "Remove gate"
+                            </button>
+                        })}
+                    </p>
+                </form>
+            })}
+        </section>
+    }
+}
+
+/// Every change of the deployment, newest first, with who made it; overrides of the gate
+/// stand out.
+fn history_list(events: &[DeploymentEvent]) -> AnyView {
+    let items = events
+        .iter()
+        .map(|e| {
+            let what = match e.action {
+                DeploymentAction::Promote => format!("Deployed version {}", e.version_id),
+                DeploymentAction::Override => {
+                    format!("Deployed version {} past the promotion gate", e.version_id)
+                }
+                DeploymentAction::Rollback => format!("Rolled back to version {}", e.version_id),
+                DeploymentAction::Gate => "Changed the promotion gate".to_string(),
+                DeploymentAction::Unknown => format!("Changed (version {})", e.version_id),
+            };
+            let by = e.by.clone().map(|b| format!(" by {b}")).unwrap_or_default();
+            let when = e.at.get(..16).unwrap_or(&e.at).replace('T', " ");
+            let class = if e.action == DeploymentAction::Override {
+                "event override"
+            } else {
+                "event"
+            };
+            view! {
+                <li class=class data-action=e.action.as_str() data-version=e.version_id>
+                    {(e.action == DeploymentAction::Override).then(|| view! {
+                        <span class="tag state-failed">"override"</span> " "
+                    })}
+                    <strong>{what}</strong>
+                    {format!("{by}, {when} UTC")}
+                    {e.note.clone().map(|n| view! { <br/><span class="hint">{n}</span> })}
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" aria-labelledby="history-heading">
+            <h2 id="history-heading">"History"</h2>
+            <ul id="deployment-history" class="events">{items}</ul>
+        </section>
+    }
+    .into_any()
 }
 
 /// `"https://shop.example.org/"` -> `Ok("https://shop.example.org")`; anything with a path,

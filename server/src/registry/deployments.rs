@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cluster::{Notice, Outbox};
 use crate::db::Conn;
-use b3o_models::protocol::registry::Sharing;
+use b3o_models::protocol::registry::{DeploymentAction, Sharing};
 
+use crate::accounts::CurrentUser;
 use crate::db::Db;
 use crate::error::ApiError;
 
@@ -102,11 +103,12 @@ pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
         return Ok(None);
     };
     let allowed_origins: Vec<String> = serde_json::from_str(&origins).unwrap_or_default();
-    let mut served: Vec<i64> =
-        sqlx::query_scalar("SELECT DISTINCT version_id FROM deployment_history WHERE name = $1")
-            .bind(name)
-            .fetch_all(db)
-            .await?;
+    let mut served: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT DISTINCT version_id FROM deployment_history WHERE name = $1 AND {SERVED}"
+    ))
+    .bind(name)
+    .fetch_all(db)
+    .await?;
     if !served.contains(&version_id) {
         served.push(version_id);
     }
@@ -119,6 +121,39 @@ pub async fn load(db: &Db, name: &str) -> Result<Option<Deployment>, ApiError> {
         embed_anywhere,
         served,
     }))
+}
+
+/// The history rows that make up what a rollback walks (`deployment_history`, 0205): the
+/// promotions (gated or not) that no rollback undid. The others (rollbacks, gate changes,
+/// undone promotions) are the audit trail.
+pub(super) const SERVED: &str = "action IN ('promote', 'override') AND undone_at IS NULL";
+
+/// Appends a change of deployment `name` to its history, in the caller's transaction: the
+/// version served after it, who (an account, or nobody for the server's own seeding) and a
+/// note.
+pub(super) async fn record_event(
+    conn: &mut Conn,
+    name: &str,
+    version_id: i64,
+    action: DeploymentAction,
+    actor: Option<&CurrentUser>,
+    note: Option<&str>,
+) -> Result<(), ApiError> {
+    sqlx::query(
+        "INSERT INTO deployment_history (name, version_id, action, at, actor_user_id,
+             actor_name, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(name)
+    .bind(version_id)
+    .bind(action.as_str())
+    .bind(crate::db::now_text())
+    .bind(actor.map(|u| u.id))
+    .bind(actor.map(|u| u.display_name.clone()))
+    .bind(note)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Deploys `version_id` under the new name `name` with `sharing` (already checked), in the
@@ -149,14 +184,15 @@ pub async fn create_deployment(
         }
         e => e.into(),
     })?;
-    sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
+    record_event(
+        conn,
+        name,
+        version_id,
+        DeploymentAction::Promote,
+        None,
+        None,
     )
-    .bind(name)
-    .bind(version_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Writes deployment `name`'s sharing settings (checked and normalised by the caller, who also

@@ -14,10 +14,23 @@
 //!
 //! The registry owns the `model_versions` and `deployments` rows: it alone writes them
 //! ([`versions`]: a version's files and row; [`deployments`]: new deployments, sharing
-//! settings; promote and rollback here) and it calls no other module back when they change
-//! (readers compare [`Changes`]).
+//! settings, the history; promote and rollback here; [`gate`]: the promotion gate) and it
+//! calls no other module back when they change (readers compare [`Changes`]).
+//!
+//! Versions are shown with their federated evaluation ([`evaluation`]: the members' metrics
+//! on their held-out rows, read from the federation's `evaluations` through the round that
+//! made each version, one query per page), beside the trainers' own `metrics`. Members may
+//! also evaluate any version of their group later (`POST /api/versions/{id}/evaluation`).
+//!
+//! A deployment's history (`deployment_history`) is both the stack a rollback walks (the
+//! promotions not undone, [`deployments::SERVED`]) and an audit trail: every promotion,
+//! override of the gate, rollback and gate change, with who made it and a note, read by the
+//! group with `GET /api/deployments/{name}/events` (not in the deployment's view, which a
+//! public model shows to anyone).
 
 pub mod deployments;
+mod evaluation;
+mod gate;
 pub mod sharing;
 pub mod versions;
 
@@ -28,8 +41,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use b3o_models::protocol::registry::{Contributor, DeploymentList, DeploymentView, Promote};
-use b3o_models::protocol::{ErrorBody, VersionList, VersionView};
+use b3o_models::protocol::registry::{
+    Contributor, DeploymentAction, DeploymentEvent, DeploymentEvents, DeploymentList,
+    DeploymentView, GateRefusal, MAX_REASON_CHARS, Promote, VersionDetail, VersionDetailList,
+};
+use b3o_models::protocol::{ErrorBody, VersionView};
 use serde_json::Value;
 
 use crate::accounts::extract::{ApiJson, ApiPath};
@@ -47,24 +63,36 @@ pub fn router() -> Router<AppState> {
         .route("/api/versions/{id}", get(get_version))
         .route("/api/versions/{id}/weights", get(version_weights))
         .route("/api/versions/{id}/onnx", get(version_onnx))
+        .route(
+            "/api/versions/{id}/evaluation",
+            post(evaluation::report_version_evaluation),
+        )
         .route("/api/deployments", get(list_deployments))
         .route("/api/deployments/{name}", put(promote).get(get_deployment))
         .route("/api/deployments/{name}/rollback", post(rollback))
+        .route("/api/deployments/{name}/gate", put(gate::set_gate))
+        .route("/api/deployments/{name}/events", get(deployment_events))
         .merge(sharing::router())
 }
 
 /// The registry's routes in the OpenAPI document (`crate::openapi`).
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    list_versions,
-    get_version,
-    version_weights,
-    version_onnx,
-    list_deployments,
-    get_deployment,
-    promote,
-    rollback
-))]
+#[openapi(
+    paths(
+        list_versions,
+        get_version,
+        version_weights,
+        version_onnx,
+        evaluation::report_version_evaluation,
+        list_deployments,
+        get_deployment,
+        promote,
+        rollback,
+        gate::set_gate,
+        deployment_events
+    ),
+    components(schemas(GateRefusal))
+)]
 pub struct RegistryApi;
 
 type VersionRow = (
@@ -219,7 +247,7 @@ pub async fn visible_deployment(
     tag = "registry",
     params(("id" = i64, Path, description = "Group id")),
     responses(
-        (status = 200, description = "The group's versions, oldest first", body = VersionList),
+        (status = 200, description = "The group's versions, oldest first, each with its federated evaluation", body = VersionDetailList),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
@@ -230,7 +258,7 @@ async fn list_versions(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(group_id): ApiPath<i64>,
-) -> Result<Json<VersionList>, ApiError> {
+) -> Result<Json<VersionDetailList>, ApiError> {
     membership::group_access(&state.db, &user, group_id).await?;
     let rows: Vec<VersionRow> = sqlx::query_as(&format!(
         "SELECT {VERSION_COLUMNS} FROM model_versions WHERE group_id = $1 ORDER BY round"
@@ -238,12 +266,20 @@ async fn list_versions(
     .bind(group_id)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(VersionList {
-        versions: rows.iter().map(version_view).collect(),
+    let mut evaluated = evaluation::of_group(&mut *state.db.acquire().await?, group_id).await?;
+    Ok(Json(VersionDetailList {
+        versions: rows
+            .iter()
+            .map(|r| VersionDetail {
+                version: version_view(r),
+                federated: evaluated.remove(&r.0).unwrap_or_default(),
+            })
+            .collect(),
     }))
 }
 
-/// One model version: lineage, spec, metrics, contributors.
+/// One model version: lineage, spec, the trainers' metrics, contributors, and its federated
+/// evaluation (each member's metrics on its held-out rows and their sample-weighted mean).
 #[utoipa::path(
     get,
     operation_id = "get_version",
@@ -251,7 +287,7 @@ async fn list_versions(
     tag = "registry",
     params(("id" = i64, Path, description = "Version id")),
     responses(
-        (status = 200, description = "The version", body = VersionView),
+        (status = 200, description = "The version", body = VersionDetail),
         (status = 400, description = "The id is not a number", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 404, description = "No such version, or the caller may not see its group", body = ErrorBody),
@@ -262,9 +298,13 @@ async fn get_version(
     user: CurrentUser,
     State(state): State<AppState>,
     ApiPath(version_id): ApiPath<i64>,
-) -> Result<Json<VersionView>, ApiError> {
+) -> Result<Json<VersionDetail>, ApiError> {
     let (v, _) = visible_version(&state.db, &user, version_id).await?;
-    Ok(Json(version_view(&v)))
+    let federated = evaluation::of_version(&mut *state.db.acquire().await?, v.1, v.0).await?;
+    Ok(Json(VersionDetail {
+        version: version_view(&v),
+        federated,
+    }))
 }
 
 /// A version's weights: a safetensors file in B3O's update format.
@@ -380,6 +420,14 @@ fn name_unavailable(name: &str) -> ApiError {
 /// malformed name gets the rule's 400 whether or not it is held (names stored before the rule
 /// may not follow it), and only the group that holds a name skips the rule. Checked after the
 /// caller is known to own the version, so callers who cannot promote learn nothing at all.
+///
+/// A deployment with a promotion gate (`PUT /api/deployments/{name}/gate`) refuses a version
+/// whose members' evaluation of the gate's metric (sample-weighted) is worse than the deployed
+/// version's by more than the gate's `max_drop` (lower is better for `loss`, `mse`, `mae`,
+/// `rmse`, `log_loss` and `*_loss`, higher for other metrics), or that no member evaluated:
+/// 409 `promotion_gate_failed` with the numbers in `error.gate`. When the deployed version
+/// has no evaluation, the version passes. `override_gate` promotes it anyway; the history
+/// records an `override` with the numbers, the caller and the `reason`.
 #[utoipa::path(
     put,
     operation_id = "promote_deployment",
@@ -390,11 +438,11 @@ fn name_unavailable(name: &str) -> ApiError {
     responses(
         (status = 200, description = "The deployment now serves the version", body = DeploymentView),
         (status = 201, description = "The deployment was created", body = DeploymentView),
-        (status = 400, description = "Malformed body, or a name that breaks the naming rule", body = ErrorBody),
+        (status = 400, description = "Malformed body, a reason over 500 characters, or a name that breaks the naming rule", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not the group's owner or an administrator, or a missing X-CSRF-Token", body = ErrorBody),
         (status = 404, description = "No such version, or the caller may not see its group", body = ErrorBody),
-        (status = 409, description = "The name is taken by another group or reserved", body = ErrorBody),
+        (status = 409, description = "The name is taken by another group or reserved (`conflict`), or the deployment's promotion gate refuses the version (`promotion_gate_failed`, with the numbers in `error.gate`: the body is then a `GateRefusal`)", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = [])),
 )]
@@ -406,6 +454,16 @@ async fn promote(
 ) -> Result<(StatusCode, Json<DeploymentView>), ApiError> {
     let (v, access) = visible_version(&state.db, &user, req.version_id).await?;
     access.require_owner()?;
+    let reason = req
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > MAX_REASON_CHARS) {
+        return Err(ApiError::BadRequest(format!(
+            "reason: at most {MAX_REASON_CHARS} characters"
+        )));
+    }
     let mut tx = crate::db::begin_write(&state.db).await?;
     let current: Option<(i64, i64)> = sqlx::query_as(
         "SELECT d.version_id, v.group_id FROM deployments d
@@ -421,6 +479,34 @@ async fn promote(
             return Err(name_unavailable(&name));
         }
     }
+    // The gate, for a version that is not the one served (a new name has no gate).
+    let mut action = DeploymentAction::Promote;
+    let mut note = None;
+    if let Some((deployed, _)) = current.filter(|&(deployed, _)| deployed != v.0)
+        && let Some(g) = gate::gate_of(&mut tx, &name).await?
+    {
+        let candidate = evaluation::of_version(&mut tx, v.1, v.0).await?;
+        let served = evaluation::of_version(&mut tx, v.1, deployed).await?;
+        let check = gate::check(&g, v.0, &candidate, deployed, &served);
+        match gate::decide(&name, &check) {
+            gate::Verdict::Passed(passed) => note = Some(passed),
+            gate::Verdict::Refused { note: refused, .. } if req.override_gate => {
+                action = DeploymentAction::Override;
+                note = Some(refused);
+            }
+            gate::Verdict::Refused { message, .. } => {
+                return Err(ApiError::PromotionGateFailed {
+                    message,
+                    check: Box::new(check),
+                });
+            }
+        }
+    }
+    let note = match (note, reason) {
+        (Some(n), Some(r)) => Some(format!("{n}. Reason: {r}")),
+        (None, Some(r)) => Some(format!("Reason: {r}")),
+        (n, None) => n,
+    };
     sqlx::query(
         "INSERT INTO deployments (name, version_id) VALUES ($1, $2)
          ON CONFLICT (name) DO UPDATE SET version_id = excluded.version_id,
@@ -431,13 +517,7 @@ async fn promote(
     .bind(crate::db::now_text())
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "INSERT INTO deployment_history (name, version_id, action) VALUES ($1, $2, 'promote')",
-    )
-    .bind(&name)
-    .bind(v.0)
-    .execute(&mut *tx)
-    .await?;
+    deployments::record_event(&mut tx, &name, v.0, action, Some(&user), note.as_deref()).await?;
     tx.commit().await?;
     state.registry.bump();
     let status = if current.is_some() {
@@ -473,24 +553,38 @@ async fn rollback(
         .await?
         .access
         .require_owner()?;
-    // The history is a stack of what was served: the previous entry is the target, and the
-    // rollback pops the current one so that repeated rollbacks walk further back.
-    let history: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
-    )
+    // The promotions not undone are a stack of what was served: the previous entry is the
+    // target, and the rollback marks the current one undone so that repeated rollbacks walk
+    // further back (the row stays, for the audit trail). Not gated: it returns to a version
+    // that was served.
+    let mut tx = crate::db::begin_write(&state.db).await?;
+    let history: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, version_id FROM deployment_history WHERE name = $1 AND {}
+         ORDER BY id DESC",
+        deployments::SERVED
+    ))
     .bind(&name)
-    .fetch_all(&state.db)
+    .fetch_all(&mut *tx)
     .await?;
     let Some(previous) = history.get(1) else {
         return Err(ApiError::Conflict(format!(
             "deployment `{name}` has no earlier version to roll back to"
         )));
     };
-    let mut tx = crate::db::begin_write(&state.db).await?;
-    sqlx::query("DELETE FROM deployment_history WHERE id = $1")
+    sqlx::query("UPDATE deployment_history SET undone_at = $1 WHERE id = $2")
+        .bind(crate::db::now_text())
         .bind(history[0].0)
         .execute(&mut *tx)
         .await?;
+    deployments::record_event(
+        &mut tx,
+        &name,
+        previous.1,
+        DeploymentAction::Rollback,
+        Some(&user),
+        Some(&format!("rolled back from version {}", history[0].1)),
+    )
+    .await?;
     sqlx::query(
         "UPDATE deployments SET version_id = $1, updated_at = $3
          WHERE name = $2",
@@ -505,6 +599,9 @@ async fn rollback(
     Ok(Json(deployment_view(&state.db, &name).await?))
 }
 
+/// A `deployment_history` row as the view shows it: version, action, at, by, note.
+type EventRow = (i64, String, String, Option<String>, Option<String>);
+
 async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError> {
     let row: Option<(i64, String, crate::db::Flag)> =
         sqlx::query_as("SELECT version_id, updated_at, public FROM deployments WHERE name = $1")
@@ -513,12 +610,15 @@ async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError
             .await?;
     let (version_id, updated_at, crate::db::Flag(public)) = row.ok_or_else(deployment_not_found)?;
     let v = load_version(db, version_id).await?;
-    let history: Vec<i64> = sqlx::query_scalar(
-        "SELECT version_id FROM deployment_history WHERE name = $1 ORDER BY id DESC",
-    )
+    let history: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version_id FROM deployment_history WHERE name = $1 AND {}
+         ORDER BY id DESC",
+        deployments::SERVED
+    ))
     .bind(name)
     .fetch_all(db)
     .await?;
+    let gate = gate::gate_of(&mut *db.acquire().await?, name).await?;
     Ok(DeploymentView {
         name: name.to_string(),
         version_id,
@@ -528,7 +628,56 @@ async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError
         updated_at,
         history,
         public,
+        gate,
     })
+}
+
+/// The most events [`deployment_events`] returns.
+const MAX_EVENTS: i64 = 200;
+
+/// A deployment's audit trail: every promotion, override of the promotion gate, rollback and
+/// gate change, newest first, with who made it and a note (the gate's numbers, the reason).
+/// For those who may see the deployment's group, public model or not.
+#[utoipa::path(
+    get,
+    operation_id = "get_deployment_events",
+    path = "/api/deployments/{name}/events",
+    tag = "registry",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The newest 200 changes, newest first", body = DeploymentEvents),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see its group", body = ErrorBody),
+    ),
+    security(("session" = []), ("bearer" = [])),
+)]
+async fn deployment_events(
+    user: CurrentUser,
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<DeploymentEvents>, ApiError> {
+    visible_deployment(&state.db, &user, &name).await?;
+    let events: Vec<EventRow> = sqlx::query_as(
+        "SELECT version_id, action, at, actor_name, note FROM deployment_history
+         WHERE name = $1 ORDER BY id DESC LIMIT $2",
+    )
+    .bind(&name)
+    .bind(MAX_EVENTS)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(DeploymentEvents {
+        name,
+        events: events
+            .into_iter()
+            .map(|(version_id, action, at, by, note)| DeploymentEvent {
+                version_id,
+                action: DeploymentAction::parse(&action),
+                at,
+                by,
+                note,
+            })
+            .collect(),
+    }))
 }
 
 /// A deployment: a public one for anyone, signed in or not; a private one for those who may

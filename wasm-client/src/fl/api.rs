@@ -549,6 +549,21 @@ impl<T: Transport> Api<T> {
         Ok(())
     }
 
+    /// This member's metrics of version `version_id` on its held-out rows, for any version a
+    /// round of its group made (`b3o client --evaluate-version`); replaces an earlier report.
+    pub async fn report_version_evaluation(
+        &self,
+        version_id: i64,
+        evaluation: &Evaluation,
+    ) -> Result<EvaluationAccepted, FlError> {
+        self.post_json(
+            "reporting a version's evaluation",
+            format!("/api/versions/{version_id}/evaluation"),
+            evaluation,
+        )
+        .await
+    }
+
     /// Opens the group's event stream (no retries: the caller polls meanwhile).
     pub async fn events(&self, group_id: i64) -> Result<T::Events, TransportError> {
         let request = self.authorise(
