@@ -222,7 +222,62 @@ pub async fn train_local_with(
     data: &Dataset,
     cfg: &TrainConfig,
     device: &Device,
+    progress: impl AsyncFnMut(Progress) -> ControlFlow<()>,
+) -> Result<TrainOutcome, TrainError> {
+    train_local_resumable(spec, global, None, data, cfg, device, progress, None).await
+}
+
+/// Where an interrupted run of local training picks up: the weights after its first
+/// `epochs_done` epochs (of the same `global`, data and config).
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    pub weights: &'a WeightSet,
+    pub epochs_done: usize,
+}
+
+/// Called after every epoch but the last with the number of epochs done and the weights then:
+/// what a resumed run starts from.
+pub type EpochCheckpoint<'a> = &'a dyn Fn(usize, WeightSet);
+
+/// [`train_local`] that can start from a checkpoint and make them: with `resume`, training
+/// starts from its weights at epoch `epochs_done` (the batches of the remaining epochs are
+/// the uninterrupted run's; the optimiser's state, such as Adam's moments, starts afresh);
+/// FedProx's proximal term still measures from `global`. `on_epoch` gets a checkpoint after
+/// each epoch but the last.
+#[allow(clippy::too_many_arguments)]
+pub fn train_local_resumed(
+    spec: &ModelSpec,
+    global: &WeightSet,
+    resume: Option<Resume<'_>>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress) -> ControlFlow<()>,
+    on_epoch: Option<EpochCheckpoint<'_>>,
+) -> Result<TrainOutcome, TrainError> {
+    block(train_local_resumable(
+        spec,
+        global,
+        resume,
+        data,
+        cfg,
+        device,
+        async |p| progress(p),
+        on_epoch,
+    ))?
+}
+
+/// The asynchronous form of [`train_local_resumed`] (a browser worker).
+#[allow(clippy::too_many_arguments)]
+pub async fn train_local_resumable(
+    spec: &ModelSpec,
+    global: &WeightSet,
+    resume: Option<Resume<'_>>,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    device: &Device,
     mut progress: impl AsyncFnMut(Progress) -> ControlFlow<()>,
+    on_epoch: Option<EpochCheckpoint<'_>>,
 ) -> Result<TrainOutcome, TrainError> {
     check_data(spec, data)?;
     if cfg.batch_size == 0
@@ -236,7 +291,8 @@ pub async fn train_local_with(
     }
     let ad = device.clone().autodiff();
     ad.seed(cfg.seed);
-    let mut net = Network::from_weights(spec, global, &ad)?;
+    let first_epoch = resume.map_or(0, |r| r.epochs_done.min(cfg.epochs));
+    let mut net = Network::from_weights(spec, resume.map_or(global, |r| r.weights), &ad)?;
     let anchor = if cfg.fedprox_mu > 0.0 {
         Some(Network::from_weights(spec, global, &ad)?.no_grad())
     } else {
@@ -260,7 +316,11 @@ pub async fn train_local_with(
     let dim = data.row_len;
     let mut x_buf = Vec::with_capacity(cfg.batch_size * dim);
     let mut y_buf = Vec::with_capacity(cfg.batch_size);
-    for epoch in 0..cfg.epochs {
+    // The epochs already done drew their orders from the same generator.
+    for _ in 0..first_epoch {
+        order.shuffle(&mut rng);
+    }
+    for epoch in first_epoch..cfg.epochs {
         order.shuffle(&mut rng);
         for (batch, rows) in order.chunks(cfg.batch_size).enumerate() {
             x_buf.clear();
@@ -297,6 +357,11 @@ pub async fn train_local_with(
             if progress(report).await.is_break() {
                 return Err(TrainError::Cancelled);
             }
+        }
+        if let Some(checkpoint) = on_epoch
+            && epoch + 1 < cfg.epochs
+        {
+            checkpoint(epoch + 1, net.to_weights_async().await?);
         }
     }
     let weights = net.to_weights_async().await?;
@@ -469,6 +534,62 @@ mod tests {
         assert!(a.metrics.roc_auc.unwrap() > 0.95);
         assert_eq!(a.num_samples, 200);
         assert_eq!(a.weights, run().weights, "same seed, same weights");
+    }
+
+    /// A run interrupted after two of five epochs and resumed from its checkpoint ends with the
+    /// uninterrupted run's model (plain SGD keeps no optimiser state to lose).
+    #[test]
+    fn a_run_resumed_from_its_epoch_checkpoint_ends_where_the_whole_run_does() {
+        let spec = spec(Task::BinaryClassification, 2);
+        let data = toy(200);
+        let w0 = spec.init_weights(0);
+        let cfg = TrainConfig {
+            optimizer: Optimizer::Sgd { momentum: 0.0 },
+            ..cfg()
+        };
+        let checkpoints = std::sync::Mutex::new(Vec::new());
+        let record = |done: usize, w: WeightSet| checkpoints.lock().unwrap().push((done, w));
+        let whole = train_local_resumed(
+            &spec,
+            &w0,
+            None,
+            &data,
+            &cfg,
+            &Device::flex(),
+            &mut |_| ControlFlow::Continue(()),
+            Some(&record),
+        )
+        .unwrap();
+        let checkpoints = checkpoints.into_inner().unwrap();
+        assert_eq!(
+            checkpoints.iter().map(|c| c.0).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4],
+            "one after each epoch but the last"
+        );
+        let mut epochs_seen = Vec::new();
+        let resumed = train_local_resumed(
+            &spec,
+            &w0,
+            Some(Resume {
+                weights: &checkpoints[1].1,
+                epochs_done: 2,
+            }),
+            &data,
+            &cfg,
+            &Device::flex(),
+            &mut |p| {
+                epochs_seen.push(p.epoch);
+                ControlFlow::Continue(())
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            epochs_seen.first(),
+            Some(&2),
+            "the done epochs are not trained again"
+        );
+        assert_eq!(resumed.weights, whole.weights);
     }
 
     /// A future that is pending once (waking itself) before it completes: what awaiting the

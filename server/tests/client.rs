@@ -966,3 +966,130 @@ async fn a_member_refuses_privacy_settings_weakened_after_it_joined() {
     let view = owner_api.round(gid, 1).await.unwrap();
     assert_eq!(view.reported, 0);
 }
+
+/// A reload in the middle of a synchronous round's training (the participant's task dropped
+/// as a closed tab drops its worker): the next session resumes from the epochs it finished,
+/// trains only the others, and its update counts in the round.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_mid_training_resumes_from_the_epochs_already_done() {
+    use b3o_wasm_client::fl::kept::{KeptStore, MemoryKept, kept_key};
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let mut request = group_request(schema_of(&csv_rows(&text, 0..2000)), 1, 1);
+    request.hyperparameters.local_epochs = 20;
+    let created = owner_api.create_group(&request).await.unwrap();
+    let gid = created.group_id;
+    let member = sign_up(&http, &base, &unique_email("bank"), "Bank").await;
+    let data = || LocalData::from_csv(csv_rows(&text, 0..2000).as_bytes()).unwrap();
+    let store = Arc::new(MemoryKept::default());
+    let events = Arc::new(std::sync::Mutex::new(Vec::<ClientEvent>::new()));
+    let participant = |slow: bool| {
+        let api = Api::new(
+            HttpTransport::new(&base).unwrap(),
+            Auth::Bearer(member.token.clone()),
+        );
+        let events = events.clone();
+        let observer = move |e: &ClientEvent| {
+            if slow && matches!(e, ClientEvent::Training { .. }) {
+                // A slow machine: every batch takes a few milliseconds more.
+                std::thread::sleep(Duration::from_millis(4));
+            }
+            events.lock().unwrap().push(e.clone());
+        };
+        let options = ParticipantOptions {
+            seed: 7,
+            poll_interval: Duration::from_secs(2),
+            ..Default::default()
+        };
+        Participant::new(api, ThreadTrainer::cpu(), observer, data(), options)
+            .with_kept(store.clone())
+    };
+
+    let mut first = participant(true);
+    let code = created.join_code.clone();
+    let running = tokio::spawn(async move {
+        first.join(&code).await?;
+        first.run().await
+    });
+    wait_ready(&owner_api, gid, 1).await;
+    let member_id = owner_api.group(gid).await.unwrap().member_list[1].member_id;
+    let key = format!("{}-progress", kept_key(gid, member_id));
+    owner_api.start(gid).await.unwrap();
+    let r1 = owner_api.round(gid, 1).await.unwrap();
+    let version = owner_api.version(r1.base_version_id).await.unwrap();
+    let layout = serde_json::from_value::<ModelSpec>(version.spec)
+        .unwrap()
+        .layout();
+    // The tab closes once a few epochs are kept.
+    let start = Instant::now();
+    loop {
+        if let Some((1, bytes)) = store.load(&key).await.unwrap() {
+            let (_, meta) = weights::decode(&bytes, &layout, usize::MAX).unwrap();
+            if meta.metrics["epochs_done"] >= 3.0 {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no progress kept"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.abort();
+    let _ = running.await;
+    let done_before = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Training { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(done_before < 19, "the first session finished training");
+    events.lock().unwrap().clear();
+
+    // The next visit: the same member, the same store.
+    let mut second = participant(false);
+    second.attach(gid);
+    let report = second.run().await.unwrap();
+    assert_eq!(report.rounds_trained, vec![1]);
+    let events = events.lock().unwrap().clone();
+    let resumed = events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Resumed {
+                round: 1,
+                epochs_done,
+            } => Some(*epochs_done),
+            _ => None,
+        })
+        .expect("the second session resumed");
+    assert!(resumed >= 3, "{resumed}");
+    let first_epoch = events
+        .iter()
+        .find_map(|e| match e {
+            ClientEvent::Training { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        first_epoch, resumed,
+        "the epochs done are not trained again"
+    );
+    let r1 = owner_api.round(gid, 1).await.unwrap();
+    assert_eq!(r1.reported, 1);
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "the progress is dropped"
+    );
+}

@@ -11,15 +11,23 @@
 //! With `--email/--password` instead of `--token` it signs in and creates an API token named
 //! `b3o client` that expires after 7 days. Run it again after an interruption: joining is
 //! idempotent and the client carries on with the group's current round.
+//!
+//! With `--evaluate-version <ID>` it trains nothing: it scores that model version of a group
+//! the account is a member of on the rows it holds out (`--test-fraction`, `--seed`: the same
+//! rows as when training), reports the metrics to the server (`POST
+//! /api/versions/{id}/evaluation`: only the metrics and the number of rows leave), prints
+//! them and exits. The registry shows them beside the other members', and a deployment's
+//! promotion gate compares versions by them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b3o_models::protocol::ModelTemplate;
+use b3o_models::model::ModelSpec;
+use b3o_models::protocol::{Evaluation, ModelTemplate};
 use b3o_wasm_client::fl::data::LocalData;
 use b3o_wasm_client::fl::native::{FileLedger, HttpTransport};
-use b3o_wasm_client::fl::trainer::ThreadTrainer;
+use b3o_wasm_client::fl::trainer::{ThreadTrainer, Trainer};
 use b3o_wasm_client::fl::{
     Api, Auth, ClientEvent, FlError, Participant, ParticipantOptions, Report,
 };
@@ -32,7 +40,7 @@ pub struct ClientArgs {
     #[arg(long, env = "B3O_SERVER")]
     pub server: String,
     /// The group's join code.
-    #[arg(long, required_unless_present = "group")]
+    #[arg(long, required_unless_present_any = ["group", "evaluate_version"])]
     pub code: Option<String>,
     /// A group this account already joined (instead of --code).
     #[arg(long, conflicts_with = "code")]
@@ -67,6 +75,10 @@ pub struct ClientArgs {
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Evaluate this model version (of a group you are a member of) on your held-out rows,
+    /// report the metrics and exit, without training.
+    #[arg(long, value_name = "VERSION_ID", conflicts_with_all = ["code", "group"])]
+    pub evaluate_version: Option<i64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -107,8 +119,30 @@ pub enum ClientError {
     Fl(#[from] FlError),
 }
 
-/// Runs the client to the end of the group's training.
-pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
+/// What `b3o client` did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Took part in the group's training to its end.
+    Trained(Report),
+    /// Evaluated one version (`--evaluate-version`).
+    Evaluated(VersionEvaluated),
+}
+
+/// `--evaluate-version`: the version's metrics on the member's held-out rows, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionEvaluated {
+    pub version_id: i64,
+    pub group_id: i64,
+    /// The round that made the version (the evaluation is recorded for it).
+    pub round: i64,
+    pub member_id: i64,
+    pub num_samples: u64,
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// Runs the client to the end of the group's training, or evaluates one version
+/// (`--evaluate-version`).
+pub async fn run(args: ClientArgs) -> Result<Outcome, ClientError> {
     if let Some(e) = args.max_epsilon
         && !(e.is_finite() && e >= 0.0)
     {
@@ -123,7 +157,19 @@ pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
     }
     let transport =
         HttpTransport::new(&args.server).map_err(|e| ClientError::Usage(e.to_string()))?;
-    let auth = match (&args.token, &args.email, &args.password) {
+    let auth = authenticate(&args, &transport).await?;
+    if let Some(version_id) = args.evaluate_version {
+        return evaluate_version(&args, Api::new(transport, auth), version_id)
+            .await
+            .map(Outcome::Evaluated);
+    }
+    train(args, transport, auth).await.map(Outcome::Trained)
+}
+
+/// The credentials: `--token`, or a token created after signing in with `--email` and
+/// `--password`.
+async fn authenticate(args: &ClientArgs, transport: &HttpTransport) -> Result<Auth, ClientError> {
+    Ok(match (&args.token, &args.email, &args.password) {
         (Some(token), _, _) => Auth::Bearer(token.trim().to_string()),
         (None, Some(email), Some(password)) => {
             let anonymous = Api::new(transport.clone(), Auth::None);
@@ -144,7 +190,92 @@ pub async fn run(args: ClientArgs) -> Result<Report, ClientError> {
                 "give --token (or B3O_TOKEN), or --email and --password".into(),
             ));
         }
+    })
+}
+
+/// `--evaluate-version`: scores the version on the held-out rows (the split training uses),
+/// reports the metrics (only they and the row count leave), prints them.
+async fn evaluate_version(
+    args: &ClientArgs,
+    api: Api<HttpTransport>,
+    version_id: i64,
+) -> Result<VersionEvaluated, ClientError> {
+    if args.test_fraction <= 0.0 {
+        return Err(ClientError::Usage(
+            "--evaluate-version scores the rows you hold out: give a --test-fraction above 0"
+                .into(),
+        ));
+    }
+    let version = api.version(version_id).await?;
+    let group = api.group(version.group_id).await?;
+    let data = LocalData::load(&args.data).map_err(FlError::from)?;
+    data.check(&group.model).map_err(FlError::from)?;
+    if let (Some(target), ModelTemplate::Tabular { schema, .. }) = (&args.target, &group.model)
+        && schema.target.name != *target
+    {
+        return Err(ClientError::Usage(format!(
+            "this group predicts `{}`, not `{target}`",
+            schema.target.name
+        )));
+    }
+    let spec: ModelSpec = serde_json::from_value(version.spec).map_err(|_| {
+        ClientError::Usage(
+            "this version is a custom model, which this client cannot evaluate".into(),
+        )
+    })?;
+    let all = data.dataset(&spec).map_err(FlError::from)?;
+    // The same split as training with these --test-fraction and --seed: the held-out rows.
+    let (_, test) = all.split(args.test_fraction, args.seed);
+    if test.n_rows == 0 {
+        return Err(ClientError::Usage(
+            "no rows are held out with this --test-fraction: give a larger one".into(),
+        ));
+    }
+    let bytes = api.version_weights(version_id).await?;
+    let (weights, _) =
+        b3o_models::weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(FlError::from)?;
+    let num_samples = test.n_rows as u64;
+    let metrics = ThreadTrainer::cpu()
+        .evaluate(Arc::new(spec), weights, Arc::new(test))
+        .await?
+        .to_map();
+    let evaluation = Evaluation {
+        num_samples,
+        metrics: metrics.clone(),
     };
+    let accepted = api
+        .report_version_evaluation(version_id, &evaluation)
+        .await?;
+    let done = VersionEvaluated {
+        version_id,
+        group_id: version.group_id,
+        round: accepted.round,
+        member_id: accepted.member_id,
+        num_samples,
+        metrics,
+    };
+    println!(
+        "Version {version_id} (round {}) of group {} on your {num_samples} held-out row(s): {}. \
+         Reported to the server (only these metrics).",
+        done.round,
+        done.group_id,
+        metrics_text(&done.metrics)
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&done).unwrap_or_else(|_| "{}".into())
+        );
+    }
+    Ok(done)
+}
+
+/// Takes part in the group's training to its end.
+async fn train(
+    args: ClientArgs,
+    transport: HttpTransport,
+    auth: Auth,
+) -> Result<Report, ClientError> {
     let data = LocalData::load(&args.data).map_err(FlError::from)?;
 
     let bar = if args.quiet {
@@ -269,6 +400,9 @@ fn show(bar: &ProgressBar, event: &ClientEvent) {
             bar.println(format!("Round {round}: update not taken: {reason}"));
         }
         ClientEvent::Kept { .. } => {}
+        ClientEvent::Resumed { round, epochs_done } => bar.println(format!(
+            "Round {round}: resuming after the {epochs_done} epoch(s) done before."
+        )),
         ClientEvent::KeptUploaded {
             round, buffered_in, ..
         } => bar.println(format!(

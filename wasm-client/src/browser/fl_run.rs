@@ -128,6 +128,10 @@ impl Progress {
                 "uploading"
             }
             ClientEvent::KeptUploaded { .. } | ClientEvent::KeptDiscarded { .. } => "waiting",
+            ClientEvent::Resumed { round, .. } => {
+                p["round"] = json!(round);
+                "training"
+            }
             ClientEvent::Finished { .. } => "done",
             ClientEvent::Privacy { .. } => "privacy",
             ClientEvent::PrivacyRefused { round, .. } => {

@@ -45,7 +45,7 @@ use super::api::{Api, FlError, RetryNotice};
 use super::data::LocalData;
 use super::kept::{KeptOutcome, KeptStore, MemoryKept, kept_key, upload_kept};
 use super::privacy::{LedgerStore, MemoryLedger, ledger_key, privatize};
-use super::trainer::{ProgressFn, TrainJob, Trainer};
+use super::trainer::{EpochFn, ProgressFn, TrainJob, Trainer};
 use super::transport::{EventStream, Transport};
 use super::{MaybeSend, MaybeSync};
 
@@ -163,6 +163,11 @@ pub enum ClientEvent {
     KeptDiscarded {
         round: i64,
         reason: String,
+    },
+    /// Training picks up where an earlier session of this round stopped (a reload).
+    Resumed {
+        round: i64,
+        epochs_done: usize,
     },
     /// Local training failed; the server was told.
     Failed {
@@ -974,6 +979,39 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
             epochs: c.local_epochs,
             samples: train.n_rows as u64,
         });
+        // A synchronous round's progress is kept after every epoch: a reload picks up there.
+        let progress_key = (round.buffer.is_none() && round.config.secagg().is_none())
+            .then_some(self.member_id)
+            .flatten()
+            .map(|m| progress_key(gid, m));
+        let resume = match &progress_key {
+            Some(key) => {
+                let kept = self.kept.clone();
+                checkpoint(
+                    kept.as_ref(),
+                    key,
+                    round,
+                    &spec,
+                    train.n_rows,
+                    config.epochs,
+                )
+                .await
+            }
+            None => None,
+        };
+        if let Some((_, epochs_done)) = &resume {
+            self.observer.event(&ClientEvent::Resumed {
+                round: round.round,
+                epochs_done: *epochs_done,
+            });
+        }
+        let latest: Arc<std::sync::Mutex<Option<(usize, WeightSet)>>> = Arc::default();
+        let on_epoch: Option<EpochFn> = progress_key.as_ref().map(|_| {
+            let latest = latest.clone();
+            Arc::new(move |done: usize, w: WeightSet| {
+                *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((done, w));
+            }) as EpochFn
+        });
         let observer = self.observer.clone();
         let cancel = self.cancel.clone();
         let number = round.round;
@@ -998,11 +1036,14 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 ControlFlow::Continue(())
             }
         });
+        let n_rows = train.n_rows;
         let job = TrainJob {
             spec,
             global,
             data: train,
             config,
+            resume,
+            on_epoch,
         };
         // Heartbeats while training: the owner sees how far this member is, and the server
         // counts it as connected. Best effort: a lost heartbeat changes nothing.
@@ -1015,10 +1056,42 @@ impl<T: Transport, R: Trainer, O: Observer> Participant<T, R, O> {
                 api.transport().sleep(HEARTBEAT_EVERY).await;
             }
         };
-        let trained = match select(Box::pin(training), Box::pin(heartbeats)).await {
-            Either::Left((trained, _)) => trained,
-            Either::Right((never, _)) => never,
+        // Checkpoints are stored as they come (IndexedDB in the browser), off the training.
+        let (kept, model_id) = (self.kept.clone(), round.config.model_id.clone());
+        let base_version_id = round.base_version_id;
+        let saver = async {
+            let Some(key) = &progress_key else {
+                return std::future::pending().await;
+            };
+            loop {
+                let next = latest.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((done, w)) = next {
+                    let meta = UpdateMeta {
+                        model_id: model_id.clone(),
+                        round: number as u64,
+                        num_samples: n_rows as u64,
+                        metrics: BTreeMap::from([
+                            (EPOCHS_DONE.to_string(), done as f64),
+                            (BASE_VERSION.to_string(), base_version_id as f64),
+                        ]),
+                    };
+                    if let Ok(bytes) = weights::encode(&w, &meta, weights::Dtype::F32) {
+                        let _ = kept.save(key, number, &bytes).await;
+                    }
+                }
+                api.transport().sleep(Duration::from_millis(200)).await;
+            }
         };
+        let background = select(Box::pin(heartbeats), Box::pin(saver));
+        let trained = match select(Box::pin(training), background).await {
+            Either::Left((trained, _)) => trained,
+            Either::Right((never, _)) => never.factor_first().0,
+        };
+        // Finished, failed or stopped: the progress is of no use any more (a finished update
+        // is kept whole until the server has it).
+        if let Some(key) = &progress_key {
+            let _ = self.kept.remove(key).await;
+        }
         let outcome = match trained {
             Ok(outcome) => outcome,
             Err(FlError::Train(TrainError::Cancelled)) | Err(FlError::Cancelled) => {
@@ -1182,6 +1255,38 @@ impl SecureStep {
         }
     }
 }
+
+/// The progress kept of round `round` by an earlier session (a reload mid-training): the
+/// weights after the epochs it finished, if they are of this round's base model, these
+/// training rows and fewer epochs than the round asks for.
+async fn checkpoint(
+    kept: &dyn KeptStore,
+    key: &str,
+    round: &RoundView,
+    spec: &ModelSpec,
+    rows: usize,
+    epochs: usize,
+) -> Option<(WeightSet, usize)> {
+    let (kept_round, bytes) = kept.load(key).await.ok().flatten()?;
+    if kept_round != round.round {
+        let _ = kept.remove(key).await;
+        return None;
+    }
+    let (set, meta) = weights::decode(&bytes, &spec.layout(), usize::MAX).ok()?;
+    let done = meta.metrics.get(EPOCHS_DONE).copied()?;
+    let same_base = meta.metrics.get(BASE_VERSION).copied() == Some(round.base_version_id as f64);
+    (same_base && meta.num_samples == rows as u64 && done >= 1.0 && (done as usize) < epochs)
+        .then_some((set, done as usize))
+}
+
+/// The key of a member's kept training progress in one group.
+fn progress_key(group_id: i64, member_id: i64) -> String {
+    format!("{}-progress", kept_key(group_id, member_id))
+}
+
+/// A kept checkpoint's metadata: epochs done, and the base model it trains from.
+const EPOCHS_DONE: &str = "epochs_done";
+const BASE_VERSION: &str = "base_version_id";
 
 /// How often a training member sends a heartbeat with its progress.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);

@@ -25,6 +25,13 @@ pub type ProgressFn = Arc<dyn Fn(Progress) -> ControlFlow<()> + Send + Sync>;
 #[cfg(target_arch = "wasm32")]
 pub type ProgressFn = Arc<dyn Fn(Progress) -> ControlFlow<()>>;
 
+/// Called after every epoch but the last with the epochs done and the weights then.
+#[cfg(not(target_arch = "wasm32"))]
+pub type EpochFn = Arc<dyn Fn(usize, WeightSet) + Send + Sync>;
+/// Called after every epoch but the last with the epochs done and the weights then.
+#[cfg(target_arch = "wasm32")]
+pub type EpochFn = Arc<dyn Fn(usize, WeightSet)>;
+
 /// One round of local training.
 #[derive(Clone)]
 pub struct TrainJob {
@@ -32,6 +39,10 @@ pub struct TrainJob {
     pub global: WeightSet,
     pub data: Arc<Dataset>,
     pub config: TrainConfig,
+    /// Picks up an interrupted run: the weights after that many epochs of it.
+    pub resume: Option<(WeightSet, usize)>,
+    /// Gets a checkpoint after every epoch but the last (what `resume` takes).
+    pub on_epoch: Option<EpochFn>,
 }
 
 /// Runs local training and evaluation.
@@ -113,13 +124,28 @@ impl ThreadTrainer {
 impl Trainer for ThreadTrainer {
     async fn train(&self, job: TrainJob, progress: ProgressFn) -> Result<TrainOutcome, FlError> {
         self.run(move |device| {
-            b3o_models::train::train_local(
+            let resume =
+                job.resume
+                    .as_ref()
+                    .map(|(weights, epochs_done)| b3o_models::train::Resume {
+                        weights,
+                        epochs_done: *epochs_done,
+                    });
+            let on_epoch = job.on_epoch.clone();
+            let checkpoint = |done: usize, w: WeightSet| {
+                if let Some(f) = &on_epoch {
+                    f(done, w)
+                }
+            };
+            b3o_models::train::train_local_resumed(
                 &job.spec,
                 &job.global,
+                resume,
                 &job.data,
                 &job.config,
                 device,
                 &mut |p| progress(p),
+                job.on_epoch.is_some().then_some(&checkpoint),
             )
             .map_err(FlError::from)
         })
@@ -158,9 +184,23 @@ impl AsyncTrainer {
 impl Trainer for AsyncTrainer {
     async fn train(&self, job: TrainJob, progress: ProgressFn) -> Result<TrainOutcome, FlError> {
         let mut last_yield = js_sys::Date::now();
-        b3o_models::train::train_local_with(
+        let resume = job
+            .resume
+            .as_ref()
+            .map(|(weights, epochs_done)| b3o_models::train::Resume {
+                weights,
+                epochs_done: *epochs_done,
+            });
+        let on_epoch = job.on_epoch.clone();
+        let checkpoint = |done: usize, w: WeightSet| {
+            if let Some(f) = &on_epoch {
+                f(done, w)
+            }
+        };
+        b3o_models::train::train_local_resumable(
             &job.spec,
             &job.global,
+            resume,
             &job.data,
             &job.config,
             &self.device,
@@ -173,6 +213,7 @@ impl Trainer for AsyncTrainer {
                 }
                 flow
             },
+            job.on_epoch.is_some().then_some(&checkpoint),
         )
         .await
         .map_err(FlError::from)
