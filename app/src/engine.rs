@@ -525,6 +525,46 @@ impl TrainData {
     }
 }
 
+/// Puts the local data into a worker request: the CSV file, or the images' bytes with their
+/// labels.
+async fn set_data(args: &Object, data: &TrainData) -> Result<(), EngineError> {
+    match data {
+        TrainData::Csv(file) => {
+            set(args, "file", file);
+            set(args, "file_name", &JsValue::from_str(&file.name()));
+        }
+        TrainData::Images(list) => {
+            let files = Array::new();
+            for (label, file) in list {
+                let bytes = JsFuture::from(file.array_buffer()).await.map_err(|e| {
+                    EngineError::Refused(format!(
+                        "{} could not be read ({})",
+                        file.name(),
+                        error_text(&e)
+                    ))
+                })?;
+                let item = Object::new();
+                set(&item, "label", &JsValue::from_str(label));
+                set(&item, "name", &JsValue::from_str(&file.name()));
+                set(&item, "bytes", &js_sys::Uint8Array::new(&bytes));
+                files.push(&item);
+            }
+            set(args, "files", &files);
+        }
+    }
+    Ok(())
+}
+
+/// A member's evaluation of a version, as reported.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct VersionScore {
+    pub version_id: i64,
+    pub round: i64,
+    pub num_samples: u64,
+    #[serde(default)]
+    pub metrics: std::collections::BTreeMap<String, f64>,
+}
+
 /// What became of an update kept when a tab closed before its upload.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -601,30 +641,7 @@ impl Training {
             "csrf_token": request.csrf,
             "max_epsilon": request.max_epsilon,
         }));
-        match data {
-            TrainData::Csv(file) => {
-                set(&args, "file", file);
-                set(&args, "file_name", &JsValue::from_str(&file.name()));
-            }
-            TrainData::Images(list) => {
-                let files = Array::new();
-                for (label, file) in list {
-                    let bytes = JsFuture::from(file.array_buffer()).await.map_err(|e| {
-                        EngineError::Refused(format!(
-                            "{} could not be read ({})",
-                            file.name(),
-                            error_text(&e)
-                        ))
-                    })?;
-                    let item = Object::new();
-                    set(&item, "label", &JsValue::from_str(label));
-                    set(&item, "name", &JsValue::from_str(&file.name()));
-                    set(&item, "bytes", &js_sys::Uint8Array::new(&bytes));
-                    files.push(&item);
-                }
-                set(&args, "files", &files);
-            }
-        }
+        set_data(&args, data).await?;
         let on_progress: ProgressFn = Box::new(move |v| {
             if let Ok(p) = serde_json::from_value::<TrainProgress>(v) {
                 progress(p);
@@ -638,6 +655,29 @@ impl Training {
             .await;
         self.run_id.set(None);
         decode("run", &result?)
+    }
+
+    /// Scores version `version_id` on the rows of `data` the training holds out (a fifth, the
+    /// same seed) and reports only the metrics and the row count.
+    pub async fn evaluate_version(
+        &self,
+        version_id: i64,
+        kind: &str,
+        data: &TrainData,
+        csrf: &str,
+    ) -> Result<VersionScore, EngineError> {
+        let args = from_json(&serde_json::json!({
+            "server": "",
+            "version_id": version_id,
+            "kind": kind,
+            "csrf_token": csrf,
+        }));
+        set_data(&args, data).await?;
+        let result = self
+            .worker
+            .call("evaluate_version", args, 600, None)
+            .await?;
+        decode("evaluate_version", &result)
     }
 
     /// Sends the update this browser kept for `group_id` when a tab closed before its upload

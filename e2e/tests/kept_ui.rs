@@ -123,6 +123,35 @@ async fn a_tab_closed_before_its_upload_sends_the_kept_update_at_the_next_visit(
                 "the page still thinks an update is kept"
             );
             tab.screenshots("kept-update").await?;
+
+            // Members score any version on their own held-out rows from the model's page.
+            let v1_id = v1["id"].as_i64().context("version id")?;
+            api.send_json(
+                reqwest::Method::PUT,
+                "/api/deployments/kept-churn",
+                &serde_json::json!({ "version_id": v1_id }),
+            )
+            .await?;
+            tab.client
+                .goto(&format!("{}/models/kept-churn", front.url))
+                .await?;
+            tab.wait_for("#score-version").await?;
+            tab.set_select("#score-version-id", &v1_id.to_string())
+                .await?;
+            tab.upload("#score-file", &file).await?;
+            tab.click("#score-start").await?;
+            let scored = tab
+                .wait_for_long("#deploy-done", Duration::from_secs(120))
+                .await?
+                .text()
+                .await?;
+            ensure!(scored.contains("held-out rows"), "{scored}");
+            let version = api.get_json(&format!("/api/versions/{v1_id}")).await?;
+            ensure!(
+                version["federated"]["num_members"] == 1
+                    && version["federated"]["num_samples"].as_u64() == Some(16),
+                "the version does not count the member's evaluation: {version}"
+            );
             Ok(())
         })
         .await;

@@ -43,5 +43,23 @@ serve(ready, {
 
   upload_kept: (args) => engine.uploadKept(args),
 
+  evaluate_version: async (args) => {
+    const { file, files, ...rest } = args;
+    let data;
+    let images = [];
+    if ((rest.kind ?? "csv") === "csv") {
+      data = await bytesOf(file, "file");
+    } else {
+      images = await Promise.all(
+        (files ?? []).map(async (f, i) => ({
+          label: String(f.label ?? ""),
+          name: String(f.name ?? `image ${i + 1}`),
+          bytes: await bytesOf(f.bytes ?? f.file, `files[${i}].bytes`),
+        })),
+      );
+    }
+    return engine.evaluateVersion({ kind: "csv", ...rest }, data, images);
+  },
+
   cancel: ({ target }) => engine.cancelRun(target),
 });

@@ -182,6 +182,16 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
         })}
         {(!d.versions.is_empty()).then(|| view! { <VersionTable d=d.clone() manage reload/> })}
         {(!d.versions.is_empty()).then(|| member_evaluations(&d.versions))}
+        {d.group.as_ref().filter(|g| g.member_id.is_some()).map(|g| {
+            let versions: Vec<(i64, i64)> = d
+                .versions
+                .iter()
+                .filter(|v| v.version.round > 0)
+                .map(|v| (v.version.id, v.version.round))
+                .collect();
+            let images = g.model.kind() == b3o_models::protocol::ModelKind::ImageCnn;
+            (!versions.is_empty()).then(|| view! { <ScoreVersion versions images reload/> })
+        })}
         {(d.group.is_some() || dep.gate.is_some()).then(|| view! {
             <GateCard deployment=dep.clone() manage reload/>
         })}
@@ -566,7 +576,8 @@ fn member_evaluations(versions: &[VersionDetail]) -> AnyView {
             <h2 id="evaluation-heading">"Members' evaluation"</h2>
             <p class="hint metric-source" data-metric-source=MetricSource::Evaluation.hook()>
                 {MetricSource::Evaluation.explanation()}
-                " Members evaluate each round's model in the training page, or any version with "
+                " Members evaluate each round's model in the training page, any version below \
+                 (Evaluate a version on your data), or with "
                 <code>"b3o client --evaluate-version <id>"</code>
                 "."
             </p>
@@ -578,6 +589,125 @@ fn member_evaluations(versions: &[VersionDetail]) -> AnyView {
         </section>
     }
     .into_any()
+}
+
+/// A member scores any version of its group on the rows of its own file held out from
+/// training (in the browser's training worker; only the metrics and the row count leave).
+#[component]
+fn ScoreVersion(versions: Vec<(i64, i64)>, images: bool, reload: RwSignal<u32>) -> impl IntoView {
+    use crate::engine::{TrainData, Training};
+    use send_wrapper::SendWrapper;
+    let session = use_session();
+    // Success is told above the page, which reloads with the new evaluation.
+    let notice = expect_context::<Notice>();
+    let chosen = RwSignal::new(
+        versions
+            .last()
+            .map(|(id, _)| id.to_string())
+            .unwrap_or_default(),
+    );
+    let data = RwSignal::new(None::<SendWrapper<TrainData>>);
+    let failure = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let file_input: NodeRef<leptos::html::Input> = NodeRef::new();
+    Effect::new(move |_| {
+        if let Some(input) = file_input.get()
+            && images
+        {
+            let _ = input.set_attribute("webkitdirectory", "");
+            let _ = input.set_attribute("multiple", "");
+        }
+    });
+    let score = move |_| {
+        let Some(picked) = data.with_untracked(|d| d.as_ref().map(|w| (**w).clone())) else {
+            failure.set(Some("Pick your file first.".into()));
+            return;
+        };
+        let Ok(version_id) = chosen.get_untracked().parse::<i64>() else {
+            return;
+        };
+        let csrf = session.csrf();
+        busy.set(true);
+        failure.set(None);
+        leptos::task::spawn_local(async move {
+            let kind = if images { "images" } else { "csv" };
+            let result = match Training::spawn() {
+                Ok(worker) => {
+                    worker
+                        .evaluate_version(version_id, kind, &picked, &csrf)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            busy.set(false);
+            match result {
+                Ok(s) => {
+                    notice.0.set(Some(format!(
+                        "Version {} (round {}) on your {} held-out rows: {}. Only these figures \
+                         and the row count were sent.",
+                        s.version_id,
+                        s.round,
+                        s.num_samples,
+                        metric_text(Some(&s.metrics))
+                    )));
+                    reload.update(|n| *n += 1);
+                }
+                Err(e) => failure.set(Some(e.to_string())),
+            }
+        });
+    };
+    let what = if images {
+        "a folder of images, one subfolder per class"
+    } else {
+        "your CSV file"
+    };
+    let accept = if images {
+        "image/png,image/jpeg"
+    } else {
+        ".csv,.tsv,.txt,text/csv"
+    };
+    view! {
+        <section class="card" aria-labelledby="score-heading" id="score-version">
+            <h2 id="score-heading">"Evaluate a version on your data"</h2>
+            <p class="hint">
+                "Scores the version on the fifth of your rows that training holds out (never \
+                 trained on), in this browser; only the metrics and the number of rows are \
+                 sent, and they count in the members' evaluation above."
+            </p>
+            <div class="stack">
+                <label for="score-version-id">"Version"</label>
+                <select id="score-version-id" bind:value=chosen>
+                    {versions.iter().rev().map(|(id, round)| view! {
+                        <option value=id.to_string()>{format!("Version {id} (round {round})")}</option>
+                    }).collect_view()}
+                </select>
+                <label for="score-file">{format!("Your local data: {what}")}</label>
+                <input id="score-file" type="file" node_ref=file_input accept=accept
+                    on:change=move |ev| {
+                        let picked = if images {
+                            crate::routes::groups::training::picked_images(&ev)
+                        } else {
+                            browser::picked_file(&ev).map(TrainData::Csv).ok_or_else(String::new)
+                        };
+                        match picked {
+                            Ok(d) => data.set(Some(SendWrapper::new(d))),
+                            Err(e) => {
+                                data.set(None);
+                                if !e.is_empty() {
+                                    failure.set(Some(e));
+                                }
+                            }
+                        }
+                    }/>
+                <button type="button" id="score-start" disabled=move || busy.get() on:click=score>
+                    {move || if busy.get() { "Scoring…" } else { "Evaluate on my held-out rows" }}
+                </button>
+            </div>
+            {move || failure.get().map(|text| view! {
+                <p class="form-error" id="score-outcome" role="alert">{text}</p>
+            })}
+        </section>
+    }
 }
 
 /// The deployment's promotion gate: the owner's form, or the rule read-only.

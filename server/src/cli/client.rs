@@ -23,11 +23,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use b3o_models::model::ModelSpec;
-use b3o_models::protocol::{Evaluation, ModelTemplate};
+use b3o_models::protocol::ModelTemplate;
 use b3o_wasm_client::fl::data::LocalData;
 use b3o_wasm_client::fl::native::{FileLedger, HttpTransport};
-use b3o_wasm_client::fl::trainer::{ThreadTrainer, Trainer};
+use b3o_wasm_client::fl::trainer::ThreadTrainer;
 use b3o_wasm_client::fl::{
     Api, Auth, ClientEvent, FlError, Participant, ParticipantOptions, Report,
 };
@@ -206,51 +205,35 @@ async fn evaluate_version(
                 .into(),
         ));
     }
-    let version = api.version(version_id).await?;
-    let group = api.group(version.group_id).await?;
     let data = LocalData::load(&args.data).map_err(FlError::from)?;
-    data.check(&group.model).map_err(FlError::from)?;
-    if let (Some(target), ModelTemplate::Tabular { schema, .. }) = (&args.target, &group.model)
-        && schema.target.name != *target
-    {
-        return Err(ClientError::Usage(format!(
-            "this group predicts `{}`, not `{target}`",
-            schema.target.name
-        )));
+    if let Some(target) = &args.target {
+        let version = api.version(version_id).await?;
+        let group = api.group(version.group_id).await?;
+        if let ModelTemplate::Tabular { schema, .. } = &group.model
+            && schema.target.name != *target
+        {
+            return Err(ClientError::Usage(format!(
+                "this group predicts `{}`, not `{target}`",
+                schema.target.name
+            )));
+        }
     }
-    let spec: ModelSpec = serde_json::from_value(version.spec).map_err(|_| {
-        ClientError::Usage(
-            "this version is a custom model, which this client cannot evaluate".into(),
-        )
-    })?;
-    let all = data.dataset(&spec).map_err(FlError::from)?;
-    // The same split as training with these --test-fraction and --seed: the held-out rows.
-    let (_, test) = all.split(args.test_fraction, args.seed);
-    if test.n_rows == 0 {
-        return Err(ClientError::Usage(
-            "no rows are held out with this --test-fraction: give a larger one".into(),
-        ));
-    }
-    let bytes = api.version_weights(version_id).await?;
-    let (weights, _) =
-        b3o_models::weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(FlError::from)?;
-    let num_samples = test.n_rows as u64;
-    let metrics = ThreadTrainer::cpu()
-        .evaluate(Arc::new(spec), weights, Arc::new(test))
-        .await?
-        .to_map();
-    let evaluation = Evaluation {
-        num_samples,
-        metrics: metrics.clone(),
-    };
-    let accepted = api
-        .report_version_evaluation(version_id, &evaluation)
-        .await?;
+    let score = b3o_wasm_client::fl::evaluate::evaluate_version(
+        &api,
+        &ThreadTrainer::cpu(),
+        &data,
+        args.test_fraction,
+        args.seed,
+        version_id,
+    )
+    .await?;
+    let num_samples = score.num_samples;
+    let metrics = score.metrics.clone();
     let done = VersionEvaluated {
         version_id,
-        group_id: version.group_id,
-        round: accepted.round,
-        member_id: accepted.member_id,
+        group_id: score.group_id,
+        round: score.round,
+        member_id: score.member_id,
         num_samples,
         metrics,
     };

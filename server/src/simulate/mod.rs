@@ -422,6 +422,12 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
     if !(0.0..1.0).contains(&args.test_fraction) {
         return Err(SimError::Input("--test-fraction must be in [0, 1)".into()));
     }
+    if !((0.0..=1.0).contains(&args.slow_clients) && (1.0..=1000.0).contains(&args.slowdown)) {
+        return Err(SimError::Input(
+            "--slow-clients must be in [0, 1] and --slowdown in [1, 1000]".into(),
+        ));
+    }
+
     let strategy = args.strategy_json()?;
     let optimizer = args.optimizer()?;
     let (source, template) = load(args)?;
@@ -536,11 +542,6 @@ pub async fn simulate(args: &SimulateArgs) -> Result<SimReport, SimError> {
         n.min(2 * cores)
     });
     let trainer = Arc::new(ThreadTrainer::new(Device::flex(), threads));
-    if !((0.0..=1.0).contains(&args.slow_clients) && (1.0..=1000.0).contains(&args.slowdown)) {
-        return Err(SimError::Input(
-            "--slow-clients must be in [0, 1] and --slowdown in [1, 1000]".into(),
-        ));
-    }
     let slow = (args.slow_clients * n as f64).ceil() as usize;
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n);
     let mut tasks = Vec::with_capacity(n);

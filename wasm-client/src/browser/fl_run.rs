@@ -373,3 +373,74 @@ pub async fn upload_kept(args: JsValue) -> Result<JsValue, JsError> {
     .map_err(error)?;
     to_js(&outcome)
 }
+
+/// The `evaluate_version` request, less the data (passed as bytes beside it).
+#[derive(Debug, Deserialize)]
+struct EvaluateArgs {
+    #[serde(default)]
+    server: String,
+    version_id: i64,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    csrf_token: Option<String>,
+    #[serde(default)]
+    file_name: String,
+    /// `"csv"` or `"images"`.
+    kind: String,
+}
+
+/// Scores one version of a group this account belongs to on the rows of the given file it
+/// holds out (the split `run` trains with: a fifth of the rows, the same seed), and reports
+/// only the metrics and the row count. Answers `{version_id, group_id, round, member_id,
+/// num_samples, metrics}`.
+#[wasm_bindgen(js_name = evaluateVersion)]
+pub async fn evaluate_version(
+    #[wasm_bindgen(unchecked_param_type = "object")] args: JsValue,
+    data: Option<Vec<u8>>,
+    images: JsValue,
+) -> Result<JsValue, JsError> {
+    let args: EvaluateArgs = js::from_js(&args, "evaluate_version arguments")?;
+    let local = match args.kind.as_str() {
+        "csv" => {
+            let bytes = data.ok_or_else(|| JsError::new("no file to score the version on"))?;
+            LocalData::from_csv(&bytes).map_err(|e| {
+                error(format!(
+                    "{}: {e}",
+                    if args.file_name.is_empty() {
+                        "the file"
+                    } else {
+                        &args.file_name
+                    }
+                ))
+            })?
+        }
+        "images" => LocalData::from_images(image_files(&images)?).map_err(error)?,
+        other => {
+            return Err(JsError::new(&format!(
+                "unknown kind `{other}`: use \"csv\" or \"images\""
+            )));
+        }
+    };
+    let auth = match (&args.token, &args.csrf_token) {
+        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
+        (_, Some(csrf)) => Auth::Session {
+            cookie: None,
+            csrf_token: csrf.clone(),
+        },
+        _ => Auth::None,
+    };
+    let api = Api::new(FetchTransport::new(&args.server), auth);
+    let options = ParticipantOptions::default();
+    let score = crate::fl::evaluate::evaluate_version(
+        &api,
+        &AsyncTrainer::new(b3o_models::Device::flex()),
+        &local,
+        options.test_fraction,
+        options.seed,
+        args.version_id,
+    )
+    .await
+    .map_err(error)?;
+    to_js(&score)
+}

@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod data;
+pub mod evaluate;
 pub mod kept;
 pub mod participant;
 pub mod privacy;

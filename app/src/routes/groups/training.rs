@@ -236,7 +236,7 @@ impl TrainingRuns {
 
 /// The images of a picked folder, each labelled with the folder it is in
 /// (`digits/7/img1.png` -> `7`).
-fn picked_images(ev: &leptos::ev::Event) -> Result<TrainData, String> {
+pub(crate) fn picked_images(ev: &leptos::ev::Event) -> Result<TrainData, String> {
     use wasm_bindgen::JsCast;
     let files = ev
         .target()
