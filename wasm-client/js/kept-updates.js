@@ -3,36 +3,13 @@
 // `group-<id>-member-<id>`). The training worker stores it (a strict transaction) before the
 // upload and removes it once the server answered; a tab closed in between sends it at the
 // next visit (wasm-client/src/fl/kept.rs). Only this browser ever holds it.
+import * as idb from "./idb.js";
+
 const DB = "b3o-kept";
 const STORE = "updates";
 
-function open() {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error("cannot open IndexedDB"));
-    request.onblocked = () => reject(new Error("IndexedDB is blocked by another tab"));
-  });
-}
-
-async function withStore(mode, work) {
-  const db = await open();
-  try {
-    return await new Promise((resolve, reject) => {
-      const tx = db.transaction(STORE, mode, { durability: "strict" });
-      let result;
-      const request = work(tx.objectStore(STORE));
-      request.onsuccess = () => {
-        result = request.result;
-      };
-      tx.oncomplete = () => resolve(result);
-      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
-    });
-  } finally {
-    db.close();
-  }
+function withStore(mode, work) {
+  return idb.withStore(DB, STORE, mode, work);
 }
 
 /** The update kept under `key` (`{round, bytes: Uint8Array}`), or null. */

@@ -2,36 +2,13 @@
 // `b3o-privacy`, store `ledgers`, one JSON text per group and membership
 // (`group-<id>-member-<id>`). The training worker counts each round here, durably (a strict
 // transaction), before the update leaves; the server never holds them.
+import * as idb from "./idb.js";
+
 const DB = "b3o-privacy";
 const STORE = "ledgers";
 
-function open() {
-  return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
-    request.onsuccess = () => resolve(request.result);
-    request.onerror = () => reject(request.error ?? new Error("cannot open IndexedDB"));
-    request.onblocked = () => reject(new Error("IndexedDB is blocked by another tab"));
-  });
-}
-
-async function withStore(mode, work) {
-  const db = await open();
-  try {
-    return await new Promise((resolve, reject) => {
-      const tx = db.transaction(STORE, mode, { durability: "strict" });
-      let result;
-      const request = work(tx.objectStore(STORE));
-      request.onsuccess = () => {
-        result = request.result;
-      };
-      tx.oncomplete = () => resolve(result);
-      tx.onerror = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
-      tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction aborted"));
-    });
-  } finally {
-    db.close();
-  }
+function withStore(mode, work) {
+  return idb.withStore(DB, STORE, mode, work);
 }
 
 /** The ledger under `key` (JSON text), or null. */
@@ -47,7 +24,7 @@ export async function save(key, json) {
 
 /** Every ledger of this browser: `{key: ledger}`. */
 export async function all() {
-  const db = await open();
+  const db = await idb.open(DB, STORE);
   try {
     return await new Promise((resolve, reject) => {
       const out = {};

@@ -14,6 +14,25 @@ globalThis.b3oKeptUpdates = keptUpdates;
 
 const ready = init().then(() => engine.init_engine());
 
+// The member's rows of a request: the CSV's bytes, or each image's label, name and bytes.
+async function localData(args) {
+  const { file, files, ...rest } = args;
+  let data;
+  let images = [];
+  if ((rest.kind ?? "csv") === "csv") {
+    data = await bytesOf(file, "file");
+  } else {
+    images = await Promise.all(
+      (files ?? []).map(async (f, i) => ({
+        label: String(f.label ?? ""),
+        name: String(f.name ?? `image ${i + 1}`),
+        bytes: await bytesOf(f.bytes ?? f.file, `files[${i}].bytes`),
+      })),
+    );
+  }
+  return { rest, data, images };
+}
+
 serve(ready, {
   capabilities: () => engine.trainCapabilities(),
 
@@ -24,40 +43,14 @@ serve(ready, {
     engine.benchTraining(backend, problem, rows, batch_size, epochs),
 
   run: async (args, id, progress) => {
-    const { file, files, ...rest } = args;
-    let data;
-    let images = [];
-    if ((rest.kind ?? "csv") === "csv") {
-      data = await bytesOf(file, "file");
-    } else {
-      images = await Promise.all(
-        (files ?? []).map(async (f, i) => ({
-          label: String(f.label ?? ""),
-          name: String(f.name ?? `image ${i + 1}`),
-          bytes: await bytesOf(f.bytes ?? f.file, `files[${i}].bytes`),
-        })),
-      );
-    }
+    const { rest, data, images } = await localData(args);
     return engine.runClient(id, { kind: "csv", ...rest }, data, images, progress);
   },
 
   upload_kept: (args) => engine.uploadKept(args),
 
   evaluate_version: async (args) => {
-    const { file, files, ...rest } = args;
-    let data;
-    let images = [];
-    if ((rest.kind ?? "csv") === "csv") {
-      data = await bytesOf(file, "file");
-    } else {
-      images = await Promise.all(
-        (files ?? []).map(async (f, i) => ({
-          label: String(f.label ?? ""),
-          name: String(f.name ?? `image ${i + 1}`),
-          bytes: await bytesOf(f.bytes ?? f.file, `files[${i}].bytes`),
-        })),
-      );
-    }
+    const { rest, data, images } = await localData(args);
     return engine.evaluateVersion({ kind: "csv", ...rest }, data, images);
   },
 

@@ -1272,6 +1272,38 @@ pub struct Evaluation {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl Evaluation {
+    /// Checks a report against the server's bounds: 1 to 2^40 rows, at most `max_metrics`
+    /// metrics (`flag`: the setting that says so, named in the message), each with a name of 1
+    /// to [`crate::weights::MAX_METRIC_NAME_CHARS`] characters and a finite value.
+    pub fn check(&self, max_metrics: usize, flag: &str) -> Result<(), String> {
+        use crate::weights::MAX_METRIC_NAME_CHARS;
+        if self.num_samples == 0 || self.num_samples > 1 << 40 {
+            return Err(format!(
+                "num_samples must be between 1 and 2^40, got {}",
+                self.num_samples
+            ));
+        }
+        if self.metrics.len() > max_metrics {
+            return Err(format!(
+                "an evaluation may report at most {max_metrics} metrics ({flag}); this one has {}",
+                self.metrics.len()
+            ));
+        }
+        if let Some((name, _)) = self.metrics.iter().find(|(k, v)| {
+            let chars = k.chars().count();
+            !v.is_finite() || chars == 0 || chars > MAX_METRIC_NAME_CHARS
+        }) {
+            let shown: String = name.chars().take(20).collect();
+            return Err(format!(
+                "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters \
+                 and a finite value"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The answer to an evaluation.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::membership::{self, Member};
 use crate::state::AppState;
 use crate::strategy::{self, Accumulation, WeightedMean};
-use b3o_models::weights::{DecodeLimits, FormatError, MAX_METRIC_NAME_CHARS};
+use b3o_models::weights::{DecodeLimits, FormatError};
 
 struct RoundRow {
     id: i64,
@@ -730,30 +730,11 @@ pub async fn report_evaluation(
 ) -> Result<Json<EvaluationAccepted>, ApiError> {
     let access = membership::group_access(&state.db, &user, group_id).await?;
     let member = access.require_member()?;
-    if req.num_samples == 0 || req.num_samples > 1 << 40 {
-        return Err(ApiError::BadRequest(format!(
-            "num_samples must be between 1 and 2^40, got {}",
-            req.num_samples
-        )));
-    }
-    let max = state.limits.max_metrics_per_update;
-    if req.metrics.len() > max {
-        return Err(ApiError::BadRequest(format!(
-            "an evaluation may report at most {max} metrics (--max-metrics-per-update); this \
-             one has {}",
-            req.metrics.len()
-        )));
-    }
-    if let Some((name, _)) = req.metrics.iter().find(|(k, v)| {
-        let chars = k.chars().count();
-        !v.is_finite() || chars == 0 || chars > MAX_METRIC_NAME_CHARS
-    }) {
-        let shown: String = name.chars().take(20).collect();
-        return Err(ApiError::BadRequest(format!(
-            "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters and \
-             a finite value"
-        )));
-    }
+    req.check(
+        state.limits.max_metrics_per_update,
+        "--max-metrics-per-update",
+    )
+    .map_err(ApiError::BadRequest)?;
     let round = find_round(&state, group_id, number)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("group {group_id} has no round {number}")))?;

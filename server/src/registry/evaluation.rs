@@ -17,7 +17,6 @@ use axum::Json;
 use axum::extract::State;
 use b3o_models::protocol::registry::{FederatedEvaluation, MemberEvaluation};
 use b3o_models::protocol::{ErrorBody, Evaluation, EvaluationAccepted};
-use b3o_models::weights::MAX_METRIC_NAME_CHARS;
 
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::{ApiJson, ApiPath};
@@ -93,31 +92,11 @@ pub(super) async fn of_group(
 /// The checks of an evaluation report, as `crate::federation::updates` makes them for the
 /// round route (the same limits, the same words).
 fn check(state: &AppState, req: &Evaluation) -> Result<(), ApiError> {
-    if req.num_samples == 0 || req.num_samples > 1 << 40 {
-        return Err(ApiError::BadRequest(format!(
-            "num_samples must be between 1 and 2^40, got {}",
-            req.num_samples
-        )));
-    }
-    let max = state.limits.max_metrics_per_update;
-    if req.metrics.len() > max {
-        return Err(ApiError::BadRequest(format!(
-            "an evaluation may report at most {max} metrics (--max-metrics-per-update); this \
-             one has {}",
-            req.metrics.len()
-        )));
-    }
-    if let Some((name, _)) = req.metrics.iter().find(|(k, v)| {
-        let chars = k.chars().count();
-        !v.is_finite() || chars == 0 || chars > MAX_METRIC_NAME_CHARS
-    }) {
-        let shown: String = name.chars().take(20).collect();
-        return Err(ApiError::BadRequest(format!(
-            "metric `{shown}` must have a name of 1 to {MAX_METRIC_NAME_CHARS} characters and \
-             a finite value"
-        )));
-    }
-    Ok(())
+    req.check(
+        state.limits.max_metrics_per_update,
+        "--max-metrics-per-update",
+    )
+    .map_err(ApiError::BadRequest)
 }
 
 /// A member's metrics of a version on its own held-out rows (only the metrics leave it), for

@@ -210,37 +210,9 @@ pub async fn run_client(
     on_progress: Function,
 ) -> Result<JsValue, JsError> {
     let args: RunArgs = js::from_js(&args, "run arguments")?;
-    let local = match args.kind.as_str() {
-        "csv" => {
-            let bytes = data.ok_or_else(|| JsError::new("no file to train on"))?;
-            LocalData::from_csv(&bytes).map_err(|e| {
-                error(format!(
-                    "{}: {e}",
-                    if args.file_name.is_empty() {
-                        "the file"
-                    } else {
-                        &args.file_name
-                    }
-                ))
-            })?
-        }
-        "images" => LocalData::from_images(image_files(&images)?).map_err(error)?,
-        other => {
-            return Err(JsError::new(&format!(
-                "unknown kind `{other}`: use \"csv\" or \"images\""
-            )));
-        }
-    };
+    let local = local_data(&args.kind, &args.file_name, data, &images)?;
     let (device, backend) = device(&args.backend).await?;
-    let auth = match (&args.token, &args.csrf_token) {
-        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
-        (_, Some(csrf)) => Auth::Session {
-            cookie: None,
-            csrf_token: csrf.clone(),
-        },
-        _ => Auth::None,
-    };
-    let api = Api::new(FetchTransport::new(&args.server), auth);
+    let api = api(&args.server, &args.token, &args.csrf_token);
     let progress = Rc::new(RefCell::new(Progress {
         on_progress,
         backend: backend.as_str(),
@@ -350,15 +322,7 @@ struct KeptArgs {
 #[wasm_bindgen(js_name = uploadKept)]
 pub async fn upload_kept(args: JsValue) -> Result<JsValue, JsError> {
     let args: KeptArgs = js::from_js(&args, "upload_kept arguments")?;
-    let auth = match (&args.token, &args.csrf_token) {
-        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
-        (_, Some(csrf)) => Auth::Session {
-            cookie: None,
-            csrf_token: csrf.clone(),
-        },
-        _ => Auth::None,
-    };
-    let api = Api::new(FetchTransport::new(&args.server), auth);
+    let api = api(&args.server, &args.token, &args.csrf_token);
     let group = api.group(args.group_id).await.map_err(error)?;
     let Some(member_id) = group.member_id else {
         return to_js(&crate::fl::kept::KeptOutcome::Nothing);
@@ -401,36 +365,8 @@ pub async fn evaluate_version(
     images: JsValue,
 ) -> Result<JsValue, JsError> {
     let args: EvaluateArgs = js::from_js(&args, "evaluate_version arguments")?;
-    let local = match args.kind.as_str() {
-        "csv" => {
-            let bytes = data.ok_or_else(|| JsError::new("no file to score the version on"))?;
-            LocalData::from_csv(&bytes).map_err(|e| {
-                error(format!(
-                    "{}: {e}",
-                    if args.file_name.is_empty() {
-                        "the file"
-                    } else {
-                        &args.file_name
-                    }
-                ))
-            })?
-        }
-        "images" => LocalData::from_images(image_files(&images)?).map_err(error)?,
-        other => {
-            return Err(JsError::new(&format!(
-                "unknown kind `{other}`: use \"csv\" or \"images\""
-            )));
-        }
-    };
-    let auth = match (&args.token, &args.csrf_token) {
-        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
-        (_, Some(csrf)) => Auth::Session {
-            cookie: None,
-            csrf_token: csrf.clone(),
-        },
-        _ => Auth::None,
-    };
-    let api = Api::new(FetchTransport::new(&args.server), auth);
+    let local = local_data(&args.kind, &args.file_name, data, &images)?;
+    let api = api(&args.server, &args.token, &args.csrf_token);
     let options = ParticipantOptions::default();
     let score = crate::fl::evaluate::evaluate_version(
         &api,
@@ -443,4 +379,45 @@ pub async fn evaluate_version(
     .await
     .map_err(error)?;
     to_js(&score)
+}
+
+/// The member's rows from a worker request: the CSV's bytes (`kind: "csv"`) or the images
+/// (`kind: "images"`, `[{label, name, bytes}]`).
+fn local_data(
+    kind: &str,
+    file_name: &str,
+    data: Option<Vec<u8>>,
+    images: &JsValue,
+) -> Result<LocalData, JsError> {
+    match kind {
+        "csv" => {
+            let bytes = data.ok_or_else(|| JsError::new("no file to read the rows from"))?;
+            LocalData::from_csv(&bytes).map_err(|e| {
+                let name = if file_name.is_empty() {
+                    "the file"
+                } else {
+                    file_name
+                };
+                error(format!("{name}: {e}"))
+            })
+        }
+        "images" => LocalData::from_images(image_files(images)?).map_err(error),
+        other => Err(JsError::new(&format!(
+            "unknown kind `{other}`: use \"csv\" or \"images\""
+        ))),
+    }
+}
+
+/// The API client of a worker request: an API token, or the page's session with its CSRF
+/// token.
+fn api(server: &str, token: &Option<String>, csrf_token: &Option<String>) -> Api<FetchTransport> {
+    let auth = match (token, csrf_token) {
+        (Some(t), _) if !t.is_empty() => Auth::Bearer(t.clone()),
+        (_, Some(csrf)) => Auth::Session {
+            cookie: None,
+            csrf_token: csrf.clone(),
+        },
+        _ => Auth::None,
+    };
+    Api::new(FetchTransport::new(server), auth)
 }
