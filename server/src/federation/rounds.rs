@@ -1114,43 +1114,6 @@ async fn load_inputs(
         }
     };
     let current = read_update(base_path).await?;
-    // An asynchronous round's stale updates trained from older models (at most
-    // `async.max_staleness` + 1 of them, each read once).
-    let mut bases = std::collections::HashMap::new();
-    for version_id in updates.iter().filter_map(|u| u.trained_from_version) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = bases.entry(version_id) {
-            let path: String =
-                sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
-                    .bind(version_id)
-                    .fetch_one(&state.db)
-                    .await?;
-            slot.insert(read_update(path).await?);
-        }
-    }
-    // Updates in a compressed encoding carry a delta from the model they trained from; a
-    // stale one is moved onto this round's base (`buffered::rebase`).
-    let read_update = |u: &StoredUpdate| {
-        let store = state.blobs.clone();
-        let layout = layout.clone();
-        let current = &current;
-        let from = u.trained_from_version.and_then(|v| bases.get(&v));
-        let path = u.blob_path.clone();
-        async move {
-            let bytes = store.get(&path).await?;
-            let limits = weights::DecodeLimits {
-                max_bytes: usize::MAX,
-                max_metrics: usize::MAX,
-            };
-            let base = from.unwrap_or(current);
-            let (set, _, _) = compress::decode_update(&bytes, &layout, Some(base), None, limits)
-                .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
-            let mut params = set.flatten();
-            if let Some(from) = from {
-                super::buffered::rebase(&mut params, from, current);
-            }
-            Ok::<_, ApiError>(params)
-        }
-    };
     let opt_state = match state_path {
         Some(path) => {
             let bytes = state.blobs.get(&path).await?;
@@ -1176,29 +1139,40 @@ async fn load_inputs(
             });
             // The updates this replica did not fold as they arrived (all of them after a
             // restart; the other replicas' share behind a load balancer), folded in id order.
-            let missing = updates.iter().filter(|u| !acc.included.contains(&u.id));
-            let mut reads = read_in_order(missing, &read_update, current.len());
-            while let Some((u, params)) = reads.next().await {
-                acc.mean
-                    .add_scaled(
-                        &params?,
-                        group.mean_weight(u.num_samples as u64),
-                        group.staleness_weight(u.staleness),
-                    )
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                acc.included.insert(u.id);
-            }
+            let missing: Vec<&StoredUpdate> = updates
+                .iter()
+                .filter(|u| !acc.included.contains(&u.id))
+                .collect();
+            read_stale_by_base(
+                state,
+                &layout,
+                &current,
+                missing.into_iter(),
+                |u, params| {
+                    acc.mean
+                        .add_scaled(
+                            &params,
+                            group.mean_weight(u.num_samples as u64),
+                            group.staleness_weight(u.staleness),
+                        )
+                        .map_err(|e| ApiError::Internal(e.to_string()))?;
+                    acc.included.insert(u.id);
+                    Ok(())
+                },
+            )
+            .await?;
             LoadedFits::Mean(acc.mean.finish())
         }
         Accumulation::AllUpdates => {
             let mut all = Vec::with_capacity(updates.len());
-            let mut reads = read_in_order(updates.iter(), &read_update, current.len());
-            while let Some((u, params)) = reads.next().await {
+            read_stale_by_base(state, &layout, &current, updates.iter(), |u, params| {
                 all.push(FitRes {
                     num_samples: u.num_samples as u64,
-                    params: params?,
+                    params,
                 });
-            }
+                Ok(())
+            })
+            .await?;
             LoadedFits::All(all)
         }
     };
@@ -1217,6 +1191,68 @@ async fn load_inputs(
         fits,
         dp,
     })
+}
+
+/// Reads the parameters of stored `updates` into `each`, in id order among those trained from
+/// the same model: first those of the round's base (`current`), then an asynchronous round's
+/// stale ones base by base, each older model read once and only it held beside `current`, the
+/// update moved onto `current` (`buffered::rebase`). Updates in a compressed encoding carry a
+/// delta from the model they trained from.
+async fn read_stale_by_base<'a>(
+    state: &AppState,
+    layout: &WeightLayout,
+    current: &'a [f32],
+    updates: impl Iterator<Item = &'a StoredUpdate>,
+    mut each: impl FnMut(&'a StoredUpdate, Vec<f32>) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    let mut by_base: std::collections::BTreeMap<Option<i64>, Vec<&'a StoredUpdate>> =
+        Default::default();
+    for u in updates {
+        by_base.entry(u.trained_from_version).or_default().push(u);
+    }
+    for (from_version, group) in by_base {
+        let from: Option<std::sync::Arc<Vec<f32>>> = match from_version {
+            Some(version_id) => {
+                let path: String =
+                    sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
+                        .bind(version_id)
+                        .fetch_one(&state.db)
+                        .await?;
+                let bytes = state.blobs.get(&path).await?;
+                let (set, _) = weights::decode(&bytes, layout, usize::MAX)
+                    .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
+                Some(std::sync::Arc::new(set.flatten()))
+            }
+            None => None,
+        };
+        let read = |u: &'a StoredUpdate| {
+            let store = state.blobs.clone();
+            let layout = layout.clone();
+            let from = from.clone();
+            let path = u.blob_path.clone();
+            async move {
+                let bytes = store.get(&path).await?;
+                let limits = weights::DecodeLimits {
+                    max_bytes: usize::MAX,
+                    max_metrics: usize::MAX,
+                };
+                let base = from.as_deref().map_or(current, Vec::as_slice);
+                let (set, _, _) =
+                    compress::decode_update(&bytes, &layout, Some(base), None, limits)
+                        .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
+                let mut params = set.flatten();
+                if let Some(from) = &from {
+                    super::buffered::rebase(&mut params, from, current);
+                }
+                Ok::<_, ApiError>(params)
+            }
+        };
+        let mut reads = read_in_order(group.into_iter(), &read, current.len());
+        while let Some((u, params)) = reads.next().await {
+            each(u, params?)?;
+        }
+    }
+    Ok(())
 }
 
 /// The group's strategy over a round's loaded inputs: the new parameters (the base ones when

@@ -334,7 +334,7 @@ mod tests {
                 .map(|r| RoundRecord {
                     round: r,
                     seconds: 0.1,
-                    elapsed: 0.1,
+                    elapsed: 0.1 * r as f64,
                     updates: 2,
                     failure: None,
                     test: metrics(0.5 + r as f64 / 10.0),
@@ -365,7 +365,7 @@ mod tests {
             csv.lines()
                 .nth(3)
                 .unwrap()
-                .starts_with("2,0.1000,2,0.300000,0.700000,")
+                .starts_with("2,0.1000,0.2000,2,0.300000,0.700000,")
         );
         assert!((report.gap(2) - 0.0).abs() < 1e-9 && (report.gap(0) - 0.1).abs() < 1e-9);
         let svg = report.svg();
