@@ -1093,3 +1093,108 @@ async fn a_reload_mid_training_resumes_from_the_epochs_already_done() {
         "the progress is dropped"
     );
 }
+
+/// `b3o client --evaluate-version`: a member scores a version the group made on the rows it
+/// holds out, and only the metrics and the row count reach the server, where the version's
+/// federated evaluation counts them. The browser's worker calls the same
+/// `fl::evaluate::evaluate_version`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_scores_any_version_with_b3o_client_evaluate_version() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token),
+    );
+    let created = owner_api
+        .create_group(&group_request(schema_of(&csv_rows(&text, 0..500)), 1, 1))
+        .await
+        .unwrap();
+    let gid = created.group_id;
+    let member = sign_up(&http, &base, &unique_email("bank"), "Bank").await;
+    let file = dir.path().join("bank.csv");
+    std::fs::write(&file, csv_rows(&text, 0..500)).unwrap();
+    // The member trains round 1 without evaluating it.
+    let api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(member.token.clone()),
+    );
+    let options = ParticipantOptions {
+        evaluate: false,
+        poll_interval: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let data = LocalData::from_csv(csv_rows(&text, 0..500).as_bytes()).unwrap();
+    let mut p = Participant::new(api, ThreadTrainer::cpu(), quiet, data, options);
+    let code = created.join_code.clone();
+    let training = tokio::spawn(async move {
+        p.join(&code).await?;
+        p.run().await
+    });
+    wait_ready(&owner_api, gid, 1).await;
+    owner_api.start(gid).await.unwrap();
+    training.await.unwrap().unwrap();
+    let version_id = owner_api
+        .round(gid, 1)
+        .await
+        .unwrap()
+        .result_version_id
+        .unwrap();
+    let url = format!("{base}/api/versions/{version_id}");
+    let before: Value = http
+        .get(&url)
+        .bearer_auth(&member.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(before["federated"]["num_members"], 0, "{before}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_b3o"))
+        .args([
+            "client",
+            "--server",
+            &base,
+            "--token",
+            &member.token,
+            "--json",
+        ])
+        .arg("--data")
+        .arg(&file)
+        .args(["--evaluate-version", &version_id.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(report["version_id"], version_id);
+    assert_eq!(
+        report["num_samples"], 100,
+        "a fifth of 500 rows is held out"
+    );
+    let after: Value = http
+        .get(&url)
+        .bearer_auth(&member.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["federated"]["num_members"], 1, "{after}");
+    assert_eq!(after["federated"]["num_samples"], 100);
+    assert_eq!(
+        after["federated"]["weighted"]["accuracy"],
+        report["metrics"]["accuracy"]
+    );
+}
