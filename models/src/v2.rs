@@ -67,6 +67,9 @@ pub enum V2Error {
 pub struct InferRequest {
     pub id: Option<String>,
     pub inputs: Vec<InputTensor>,
+    /// The client asked for binary outputs (Triton's binary tensor data extension: the
+    /// request's `parameters.binary_data_output`, or an output's `parameters.binary_data`).
+    pub binary_output: bool,
 }
 
 /// One input tensor; `data` is row-major, flattened from any nesting.
@@ -78,18 +81,235 @@ pub struct InputTensor {
     pub data: Vec<f32>,
 }
 
-/// Parses a V2 inference request (see the module docs).
+/// Parses a V2 inference request (see the module docs): JSON only.
 pub fn parse_infer_request(body: &[u8], limits: &ParseLimits) -> Result<InferRequest, V2Error> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    parse_infer_request_with(body, None, limits)
+}
+
+/// The header that says how long the JSON part of a binary request or answer is (Triton's
+/// binary tensor data extension).
+pub const HEADER_LENGTH: &str = "Inference-Header-Content-Length";
+
+/// Parses a V2 inference request that may use Triton's binary tensor data extension: with
+/// `json_len` (the `Inference-Header-Content-Length` header), the body's first `json_len`
+/// bytes are the JSON request and the rest holds, in the order of the inputs, the raw
+/// little-endian data of every input whose `parameters.binary_data_size` says how many bytes
+/// it takes (such an input has no `data`). Every size is checked against the bytes actually
+/// there and the value budget before anything is read; the binary part must be used exactly.
+pub fn parse_infer_request_with(
+    body: &[u8],
+    json_len: Option<usize>,
+    limits: &ParseLimits,
+) -> Result<InferRequest, V2Error> {
+    let (json, mut binary) = match json_len {
+        Some(n) if n > body.len() => {
+            return Err(V2Error::Json(format!(
+                "{HEADER_LENGTH} is {n}, but the body has only {} bytes",
+                body.len()
+            )));
+        }
+        Some(n) => body.split_at(n),
+        None => (body, &[][..]),
+    };
+    let mut de = serde_json::Deserializer::from_slice(json);
     let mut budget = limits.max_values;
-    let request = RequestSeed {
+    let parsed = RequestSeed {
         limits,
         budget: &mut budget,
     }
     .deserialize(&mut de)
     .map_err(|e| V2Error::Json(e.to_string()))?;
     de.end().map_err(|e| V2Error::Json(e.to_string()))?;
+    let mut request = InferRequest {
+        id: parsed.id,
+        inputs: Vec::with_capacity(parsed.inputs.len()),
+        binary_output: parsed.binary_output,
+    };
+    for t in parsed.inputs {
+        let data = match (t.data, t.binary_size) {
+            (Some(_), Some(_)) => {
+                return Err(V2Error::Json(format!(
+                    "input `{}` has both `data` and `parameters.binary_data_size`",
+                    t.name
+                )));
+            }
+            (Some(data), None) => data,
+            (None, None) => {
+                return Err(V2Error::Json(format!(
+                    "input `{}`: missing field `data`",
+                    t.name
+                )));
+            }
+            (None, Some(size)) => {
+                if json_len.is_none() {
+                    return Err(V2Error::Json(format!(
+                        "input `{}` has its data in binary (`binary_data_size`) but the request \
+                         has no {HEADER_LENGTH} header",
+                        t.name
+                    )));
+                }
+                if t.datatype != "FP32" {
+                    return Err(V2Error::Datatype(t.datatype));
+                }
+                let size = usize::try_from(size).unwrap_or(usize::MAX);
+                if size > binary.len() {
+                    return Err(V2Error::Json(format!(
+                        "input `{}` says {size} binary bytes, only {} are left in the body",
+                        t.name,
+                        binary.len()
+                    )));
+                }
+                if size % 4 != 0 {
+                    return Err(V2Error::Json(format!(
+                        "input `{}`: {size} binary bytes is not a whole number of FP32 values",
+                        t.name
+                    )));
+                }
+                let values = size / 4;
+                if values > budget {
+                    return Err(V2Error::Json(format!(
+                        "the request holds more than {} values",
+                        limits.max_values
+                    )));
+                }
+                budget -= values;
+                let (bytes, rest) = binary.split_at(size);
+                binary = rest;
+                let mut data = Vec::with_capacity(values);
+                for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+                    let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+                    if !v.is_finite() {
+                        return Err(V2Error::Json(format!(
+                            "input value at index {i} is not a finite FP32"
+                        )));
+                    }
+                    data.push(v);
+                }
+                data
+            }
+        };
+        request.inputs.push(InputTensor {
+            name: t.name,
+            shape: t.shape,
+            datatype: t.datatype,
+            data,
+        });
+    }
+    if !binary.is_empty() {
+        return Err(V2Error::Json(format!(
+            "{} bytes after the JSON belong to no input (binary_data_size)",
+            binary.len()
+        )));
+    }
     Ok(request)
+}
+
+/// The request as its JSON says, before the binary part fills the inputs.
+#[derive(Default)]
+struct ParsedRequest {
+    id: Option<String>,
+    inputs: Vec<ParsedTensor>,
+    binary_output: bool,
+}
+
+/// An input tensor as its JSON says: inline `data`, or a size in the binary part.
+struct ParsedTensor {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    data: Option<Vec<f32>>,
+    binary_size: Option<u64>,
+}
+
+/// The `parameters` of a request, an input or an output: the binary extension's keys are
+/// read, any other is skipped unkept.
+#[derive(Default)]
+struct Parameters {
+    binary_data_size: Option<u64>,
+    binary_data: Option<bool>,
+    binary_data_output: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for Parameters {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Parameters;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of parameters")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parameters, A::Error> {
+                let mut p = Parameters::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key.0.as_str() {
+                        "binary_data_size" => p.binary_data_size = Some(map.next_value()?),
+                        "binary_data" => p.binary_data = Some(map.next_value()?),
+                        "binary_data_output" => p.binary_data_output = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A requested output: whether it wants binary data.
+struct RequestedOutput {
+    binary: bool,
+}
+
+impl<'de> Deserialize<'de> for RequestedOutput {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RequestedOutput;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a requested output {\"name\", \"parameters\"}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RequestedOutput, A::Error> {
+                let mut binary = false;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key.0.as_str() {
+                        "parameters" => {
+                            binary = map.next_value::<Parameters>()?.binary_data == Some(true)
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RequestedOutput { binary })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The `outputs` a request names: whether any wants binary data (without keeping them).
+struct OutputsWantBinary(bool);
+
+impl<'de> Deserialize<'de> for OutputsWantBinary {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OutputsWantBinary;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of requested outputs")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut any = false;
+                while let Some(o) = seq.next_element::<RequestedOutput>()? {
+                    any |= o.binary;
+                }
+                Ok(OutputsWantBinary(any))
+            }
+        }
+        d.deserialize_seq(V)
+    }
 }
 
 impl InferRequest {
@@ -299,19 +519,19 @@ struct RequestSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
-    type Value = InferRequest;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<InferRequest, D::Error> {
+    type Value = ParsedRequest;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<ParsedRequest, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for RequestSeed<'_> {
-    type Value = InferRequest;
+    type Value = ParsedRequest;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object {\"inputs\": [..]}")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InferRequest, A::Error> {
-        let mut request = InferRequest::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParsedRequest, A::Error> {
+        let mut request = ParsedRequest::default();
         let mut seen_inputs = false;
         while let Some(key) = map.next_key::<Key>()? {
             match key.0.as_str() {
@@ -331,6 +551,13 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                         limits: self.limits,
                         budget: self.budget,
                     })?;
+                }
+                "parameters" => {
+                    request.binary_output |=
+                        map.next_value::<Parameters>()?.binary_data_output == Some(true);
+                }
+                "outputs" => {
+                    request.binary_output |= map.next_value::<OutputsWantBinary>()?.0;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -380,14 +607,14 @@ struct InputsSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for InputsSeed<'_> {
-    type Value = Vec<InputTensor>;
+    type Value = Vec<ParsedTensor>;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_seq(self)
     }
 }
 
 impl<'de> Visitor<'de> for InputsSeed<'_> {
-    type Value = Vec<InputTensor>;
+    type Value = Vec<ParsedTensor>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array of input tensors")
     }
@@ -415,19 +642,20 @@ struct TensorSeed<'a> {
 }
 
 impl<'de> DeserializeSeed<'de> for TensorSeed<'_> {
-    type Value = InputTensor;
+    type Value = ParsedTensor;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for TensorSeed<'_> {
-    type Value = InputTensor;
+    type Value = ParsedTensor;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an input tensor {\"name\", \"shape\", \"datatype\", \"data\"}")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InputTensor, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParsedTensor, A::Error> {
         let (mut name, mut shape, mut datatype, mut data) = (None, None, None, None);
+        let mut binary_size = None;
         while let Some(key) = map.next_key::<Key>()? {
             match key.0.as_str() {
                 "name" => {
@@ -457,16 +685,20 @@ impl<'de> Visitor<'de> for TensorSeed<'_> {
                     })?;
                     data = Some(out);
                 }
+                "parameters" => {
+                    binary_size = map.next_value::<Parameters>()?.binary_data_size;
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(InputTensor {
+        Ok(ParsedTensor {
             name: name.ok_or_else(|| de::Error::missing_field("name"))?,
             shape: shape.ok_or_else(|| de::Error::missing_field("shape"))?,
             datatype: datatype.ok_or_else(|| de::Error::missing_field("datatype"))?,
-            data: data.ok_or_else(|| de::Error::missing_field("data"))?,
+            data,
+            binary_size,
         })
     }
 }
@@ -601,7 +833,7 @@ mod tests {
     fn parses_flat_and_nested_data_and_skips_unknown_fields() {
         let r = parse(
             r#"{"id":"a","parameters":{"x":[1,{"y":2}]},"inputs":[{"name":"input","shape":[2,2],
-            "datatype":"FP32","parameters":{"binary_data_size":3},"data":[[1,2.5],[-3,4e2]]}],
+            "datatype":"FP32","parameters":{"content_type":"x"},"data":[[1,2.5],[-3,4e2]]}],
             "outputs":[{"name":"output"}]}"#,
         )
         .unwrap();
@@ -679,5 +911,92 @@ mod tests {
         assert!(parse("{}").unwrap_err().to_string().contains("inputs"));
         assert!(parse("[]").is_err());
         assert!(parse(r#"{"inputs":[]} x"#).is_err());
+    }
+
+    /// A binary request as `tritonclient` sends it: the JSON header, then the tensors' raw
+    /// little-endian bytes.
+    fn binary_body(json: &str, values: &[f32]) -> (Vec<u8>, usize) {
+        let mut body = json.as_bytes().to_vec();
+        for v in values {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        (body, json.len())
+    }
+
+    #[test]
+    fn reads_binary_tensor_data_and_the_binary_output_request() {
+        let (body, n) = binary_body(
+            r#"{"inputs":[{"name":"input","shape":[2,2],"datatype":"FP32",
+            "parameters":{"binary_data_size":16}}],
+            "outputs":[{"name":"output","parameters":{"binary_data":true}}]}"#,
+            &[1.0, -2.5, 3.0, 400.0],
+        );
+        let r = parse_infer_request_with(&body, Some(n), &ParseLimits::default()).unwrap();
+        let t = r.single_input("input").unwrap();
+        assert_eq!(t.data, vec![1.0, -2.5, 3.0, 400.0]);
+        assert_eq!(t.batch_for(&[2]).unwrap(), 2);
+        assert!(r.binary_output);
+        // The request-level switch too; JSON-only requests ask for JSON.
+        let (body, n) = binary_body(
+            r#"{"parameters":{"binary_data_output":true},"inputs":[{"name":"input",
+            "shape":[1,1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#,
+            &[7.0],
+        );
+        let r = parse_infer_request_with(&body, Some(n), &ParseLimits::default()).unwrap();
+        assert!(r.binary_output);
+        assert!(
+            !parse(r#"{"inputs":[{"name":"input","shape":[1,1],"datatype":"FP32","data":[1]}]}"#)
+                .unwrap()
+                .binary_output
+        );
+    }
+
+    #[test]
+    fn binary_sizes_are_checked_against_the_bytes_there() {
+        let limits = ParseLimits::default();
+        let json = r#"{"inputs":[{"name":"input","shape":[1,2],"datatype":"FP32",
+            "parameters":{"binary_data_size":8}}]}"#;
+        let refused = |body: &[u8], n: Option<usize>, want: &str| {
+            let e = parse_infer_request_with(body, n, &limits)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        };
+        // Fewer bytes than declared, more than declared, a header longer than the body.
+        let (body, n) = binary_body(json, &[1.0]);
+        refused(&body, Some(n), "only 4 are left");
+        let (body, n) = binary_body(json, &[1.0, 2.0, 3.0]);
+        refused(&body, Some(n), "belong to no input");
+        refused(
+            json.as_bytes(),
+            Some(json.len() + 1),
+            "Inference-Header-Content-Length",
+        );
+        // A size from the body never sizes an allocation: 2^62 bytes is refused, not reserved.
+        let huge = json.replace("8}", "4611686018427387904}");
+        let (body, n) = binary_body(&huge, &[1.0, 2.0]);
+        refused(&body, Some(n), "only 8 are left");
+        // Binary data without the header, half a value, both forms, not FP32, not finite.
+        refused(json.as_bytes(), None, "no Inference-Header-Content-Length");
+        let odd = json.replace("8}", "6}");
+        let (mut body, n) = binary_body(&odd, &[1.0]);
+        body.extend_from_slice(&[0, 0]);
+        refused(&body, Some(n), "whole number of FP32");
+        let both = json.replace("\"parameters\"", "\"data\":[1,2],\"parameters\"");
+        let (body, n) = binary_body(&both, &[1.0, 2.0]);
+        refused(&body, Some(n), "both `data`");
+        let int = json.replace("FP32", "INT32");
+        let (body, n) = binary_body(&int, &[1.0, 2.0]);
+        refused(&body, Some(n), "FP32");
+        let (body, n) = binary_body(json, &[1.0, f32::NAN]);
+        refused(&body, Some(n), "not a finite FP32");
+        // The value budget counts binary values too.
+        let small = ParseLimits {
+            max_values: 1,
+            ..ParseLimits::default()
+        };
+        let (body, n) = binary_body(json, &[1.0, 2.0]);
+        let e = parse_infer_request_with(&body, Some(n), &small).unwrap_err();
+        assert!(e.to_string().contains("more than 1 values"), "{e}");
     }
 }

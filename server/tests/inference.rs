@@ -2006,3 +2006,93 @@ fn tabular_ood_warnings_on_churn() {
         assert!(r > 0.5, "{what}: {r}");
     }
 }
+
+/// Triton's binary tensor data extension, as `tritonclient[http]` uses it by default: the
+/// input's FP32 bytes after the JSON (`Inference-Header-Content-Length`), and the output in
+/// binary when asked; the same numbers as the JSON form. Bad sizes are refused with the reason.
+#[tokio::test]
+async fn binary_tensor_data_gives_the_json_routes_numbers() {
+    let d = churn().await;
+    let csv = churn_csv(300..308);
+    let table = read_csv(csv.as_bytes()).unwrap();
+    let prep = d.spec.preprocessing.clone().unwrap();
+    let (inputs, n) = prep.transform(&table).unwrap();
+    let dim = prep.input_dim();
+    let want = d.burn(&inputs, n);
+    let auth = format!("Bearer {}", d.owner.token);
+    let binary = |json: Value, values: &[f32]| {
+        let header = json.to_string().into_bytes();
+        let mut body = header.clone();
+        for v in values {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        (body, header.len().to_string())
+    };
+    let send = |body: Vec<u8>, len: String| {
+        let auth = auth.clone();
+        let server = &d.server;
+        async move {
+            server
+                .send(
+                    Method::POST,
+                    "/v2/models/churn/infer",
+                    &[
+                        ("authorization", auth.as_str()),
+                        ("content-type", "application/octet-stream"),
+                        ("inference-header-content-length", len.as_str()),
+                    ],
+                    body,
+                )
+                .await
+        }
+    };
+    let input = json!({ "name": "input", "shape": [n, dim], "datatype": "FP32",
+        "parameters": { "binary_data_size": inputs.len() * 4 } });
+
+    // Binary in, JSON out.
+    let (body, len) = binary(json!({ "id": "b1", "inputs": [input] }), &inputs);
+    let r = send(body, len).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_close(&floats(&r.json()["outputs"][0]["data"]), &want);
+
+    // Binary in, binary out: the JSON part has no data, the bytes follow it.
+    let (body, len) = binary(
+        json!({ "id": "b2", "inputs": [input],
+            "outputs": [{ "name": "output", "parameters": { "binary_data": true } }] }),
+        &inputs,
+    );
+    let r = send(body, len).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    let json_len: usize = r
+        .header("inference-header-content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let head: Value = serde_json::from_slice(&r.body[..json_len]).unwrap();
+    assert_eq!(head["id"], "b2");
+    assert_eq!(head["outputs"][0]["shape"], json!([n, 1]));
+    assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], n * 4);
+    assert!(head["outputs"][0].get("data").is_none());
+    let got: Vec<f32> = r.body[json_len..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_close(&got, &want);
+    let meta = d.get("/v2").await.json();
+    assert_eq!(meta["extensions"], json!(["binary_tensor_data"]));
+
+    // A size the bytes do not back, and a header that is not a number.
+    let (body, len) = binary(json!({ "inputs": [input] }), &inputs[..dim]);
+    let r = send(body, len).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.error().contains("are left in the body"), "{}", r.text());
+    let (body, _) = binary(json!({ "inputs": [input] }), &inputs);
+    let r = send(body, "twelve".into()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.error().contains("Inference-Header-Content-Length"),
+        "{}",
+        r.text()
+    );
+}

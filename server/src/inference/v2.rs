@@ -13,9 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use b3o_models::protocol::ErrorBody;
 use b3o_models::v2::{
-    InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady, OutputTensor,
-    ParseLimits, ServerLive, ServerMetadata, ServerReady, TensorMetadata, V2Error,
-    parse_infer_request,
+    HEADER_LENGTH, InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady,
+    OutputTensor, ParseLimits, ServerLive, ServerMetadata, ServerReady, TensorMetadata, V2Error,
+    parse_infer_request_with,
 };
 
 use super::gate::{self, Call};
@@ -107,7 +107,8 @@ async fn server_metadata() -> Json<ServerMetadata> {
     Json(ServerMetadata {
         name: "b3o-edge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: Vec::new(),
+        // Triton's binary tensor data extension (requests and answers).
+        extensions: vec!["binary_tensor_data".into()],
     })
 }
 
@@ -186,10 +187,9 @@ async fn serve(
             Action::Infer(body) => {
                 // Read only now: the caller is authorised and the model exists.
                 let mut ticket = Ticket::default();
+                let json_len = json_length(&headers)?;
                 let bytes = shared.read_body(&headers, body, &mut ticket).await?;
-                run(&name, &m, &shared, bytes, &mut ticket)
-                    .await?
-                    .into_response()
+                run(&name, &m, &shared, bytes, json_len, &mut ticket).await?
             }
         })
     }
@@ -358,9 +358,9 @@ async fn version_ready(
     path = "/v2/models/{name}/infer",
     tag = "kserve-v2",
     params(("name" = String, Path, description = "Deployment name")),
-    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored"),
+    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored. Triton's binary tensor data extension: with the header `Inference-Header-Content-Length: N` the body's first N bytes are this JSON, an input with `parameters.binary_data_size` instead of `data` takes that many little-endian FP32 bytes from the rest, in input order"),
     responses(
-        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32", body = InferResponse),
+        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32. With Triton's binary tensor data extension (the request's `parameters.binary_data_output` or an output's `parameters.binary_data`), the JSON answer without `data`, its length in `Inference-Header-Content-Length`, then the output's little-endian FP32 bytes (`parameters.binary_data_size`)", content((InferResponse = "application/json"), (b3o_models::protocol::registry::Binary = "application/octet-stream"))),
         (status = 400, description = "Not a valid V2 request for this model (input name, datatype, shape, data)", body = ErrorBody),
         (status = 413, description = "Body over 16 MiB or more rows than `--max-rows-per-request`", body = ErrorBody),
         (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
@@ -402,9 +402,9 @@ async fn infer(
     path = "/v2/models/{name}/versions/{version}/infer",
     tag = "kserve-v2",
     params(("name" = String, Path, description = "Deployment name"), ("version" = String, Path, description = "A registry version id the deployment serves or served (members: any of the group's)")),
-    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored"),
+    request_body(content = InferRequestBody, content_type = "application/json", description = "One FP32 tensor `input` of shape `[batch, ..row]`; other fields are ignored. Triton's binary tensor data extension: with the header `Inference-Header-Content-Length: N` the body's first N bytes are this JSON, an input with `parameters.binary_data_size` instead of `data` takes that many little-endian FP32 bytes from the rest, in input order"),
     responses(
-        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32", body = InferResponse),
+        (status = 200, description = "The output tensor `output`: `[batch, width]` FP32. With Triton's binary tensor data extension (the request's `parameters.binary_data_output` or an output's `parameters.binary_data`), the JSON answer without `data`, its length in `Inference-Header-Content-Length`, then the output's little-endian FP32 bytes (`parameters.binary_data_size`)", content((InferResponse = "application/json"), (b3o_models::protocol::registry::Binary = "application/octet-stream"))),
         (status = 400, description = "Not a valid V2 request for this model (input name, datatype, shape, data)", body = ErrorBody),
         (status = 413, description = "Body over 16 MiB or more rows than `--max-rows-per-request`", body = ErrorBody),
         (status = 503, description = "Busy (request body budget or work slots), or the model did not answer in time; retry after `Retry-After`", body = ErrorBody),
@@ -447,13 +447,29 @@ fn v2_error(e: V2Error) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
+/// The `Inference-Header-Content-Length` of a binary request, if any (400 if not a number).
+fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    headers
+        .get(HEADER_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("{HEADER_LENGTH} must be a number of bytes"))
+                })
+        })
+        .transpose()
+}
+
 async fn run(
     name: &str,
     m: &Arc<ServedModel>,
     shared: &Shared,
     body: axum::body::Bytes,
+    json_len: Option<usize>,
     ticket: &mut Ticket,
-) -> Result<Json<InferResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let limits = ParseLimits {
         // Never more values than the rows a request may carry.
         max_values: shared
@@ -462,10 +478,12 @@ async fn run(
         ..ParseLimits::default()
     };
     let req = if body.len() <= INLINE_PARSE_BYTES {
-        parse_infer_request(&body, &limits)
+        parse_infer_request_with(&body, json_len, &limits)
     } else {
         shared
-            .run_blocking(ticket, move || parse_infer_request(&body, &limits))
+            .run_blocking(ticket, move || {
+                parse_infer_request_with(&body, json_len, &limits)
+            })
             .await?
     }
     .map_err(v2_error)?;
@@ -485,6 +503,10 @@ async fn run(
     let mut req = req;
     let data = std::mem::take(&mut req.inputs[0].data);
     let outputs = m.predict(data, batch).await?;
+    let shape = vec![batch, m.predictor().output_width()];
+    if req.binary_output {
+        return binary_answer(req.id, name, m.version_id, shape, &outputs);
+    }
     // Serialised straight from the outputs (no JSON tree of them).
     Ok(Json(InferResponse {
         id: req.id,
@@ -493,10 +515,76 @@ async fn run(
         outputs: vec![OutputTensor {
             name: "output".into(),
             datatype: "FP32".into(),
-            shape: vec![batch, m.predictor().output_width()],
+            shape,
             data: outputs,
         }],
-    }))
+    })
+    .into_response())
+}
+
+/// The answer in Triton's binary tensor data extension: the JSON answer whose output has
+/// `parameters.binary_data_size` instead of `data`, then the output's little-endian FP32
+/// bytes; `Inference-Header-Content-Length` says where the JSON ends.
+fn binary_answer(
+    id: Option<String>,
+    name: &str,
+    version_id: i64,
+    shape: Vec<usize>,
+    outputs: &[f32],
+) -> Result<Response, ApiError> {
+    #[derive(serde::Serialize)]
+    struct Size {
+        binary_data_size: usize,
+    }
+    #[derive(serde::Serialize)]
+    struct Output<'a> {
+        name: &'a str,
+        datatype: &'a str,
+        shape: Vec<usize>,
+        parameters: Size,
+    }
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        model_name: &'a str,
+        model_version: String,
+        outputs: [Output<'a>; 1],
+    }
+    let answer = Answer {
+        id,
+        model_name: name,
+        model_version: version_id.to_string(),
+        outputs: [Output {
+            name: "output",
+            datatype: "FP32",
+            shape,
+            parameters: Size {
+                binary_data_size: outputs.len() * 4,
+            },
+        }],
+    };
+    let mut body = serde_json::to_vec(&answer)
+        .map_err(|e| ApiError::Internal(format!("serialising an answer: {e}")))?;
+    let json_len = body.len();
+    body.reserve(outputs.len() * 4);
+    for v in outputs {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/octet-stream"),
+            ),
+            (
+                axum::http::HeaderName::from_static("inference-header-content-length"),
+                axum::http::HeaderValue::from(json_len),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// The KServe V2 routes in the OpenAPI document (`crate::openapi`).
