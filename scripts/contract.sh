@@ -5,7 +5,9 @@
 #  2. the answers the server's integration tests received validate against it (they record
 #     them into the folder B3O_RECORD_RESPONSES names: server/tests/support.rs);
 #  3. a real `b3o serve` serves the same document at /api/openapi.json, a client generated from
-#     it (openapi-python-client) drives a short federated run (scripts/contract/federated_run.py).
+#     it (openapi-python-client) drives a short federated run (scripts/contract/federated_run.py);
+#  4. NVIDIA's tritonclient[http] with its defaults (binary tensor data in and out) calls a real
+#     `b3o serve --demo` and gets the JSON routes' numbers (scripts/contract/triton_client.py).
 # scripts/test.sh runs it after the server tests. Alone (step 2 only when the variable is set):
 #   cargo build -p b3o-server --bin b3o && scripts/contract.sh
 #   B3O_RECORD_RESPONSES=/tmp/answers cargo nextest run -p b3o-server -E 'test(/federation/)'
@@ -84,6 +86,23 @@ run="$("$PY" scripts/contract/federated_run.py "$base" "$work/b3o_api")" ||
   { tail -n 20 "$work/serve.err" >&2; die "the federated run through the generated client failed (above)"; }
 echo "$run"
 
+say "contract: NVIDIA's tritonclient[http], with its defaults, against b3o serve --demo"
+kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true
+RUST_LOG=warn "$BIN" serve --demo --bind 127.0.0.1:0 --data-dir "$work/demo" \
+  --static-dir "$work/no-static" > "$work/demo.out" 2> "$work/demo.err" &
+server_pid=$!
+base=""
+for _ in $(seq 1200); do
+  base="$(sed -n 's|^B3O Edge is listening on \(http://[^ ]*[^/ ]\)/*$|\1|p' "$work/demo.out" | head -n 1)"
+  [ -n "$base" ] && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/demo.err" >&2; die "b3o serve --demo exited before listening"; }
+  sleep 0.1
+done
+[ -n "$base" ] || { cat "$work/demo.err" >&2; die "b3o serve --demo did not listen within 120 s"; }
+triton="$("$PY" scripts/contract/triton_client.py "$base")" ||
+  { tail -n 20 "$work/demo.err" >&2; die "tritonclient's calls failed (above)"; }
+echo "$triton"
+
 routes="$(grep -o 'all [0-9]* routes' <<<"$spec" | grep -o '[0-9]*' || echo '?')"
 checked="$(grep -o '^responses: [0-9]* checked' <<<"$answers" | grep -o '[0-9]*' || echo 'no')"
-say "contract passed: OpenAPI 3.1 valid with all $routes routes of access.rs; $checked recorded answers valid; generated client ($skipped endpoints left out) ran a federated round"
+say "contract passed: OpenAPI 3.1 valid with all $routes routes of access.rs; $checked recorded answers valid; generated client ($skipped endpoints left out) ran a federated round; tritonclient[http] agrees with the JSON routes"
