@@ -1168,6 +1168,12 @@ async fn cross_origin_calls_need_the_origin_on_the_allow_list() {
             .unwrap()
             .contains("content-type")
     );
+    // A partner's page may send and read Triton's binary tensor data.
+    assert!(
+        pre.header("access-control-allow-headers")
+            .unwrap()
+            .contains("inference-header-content-length")
+    );
 
     for method in [Method::POST, Method::OPTIONS] {
         let refused = call("https://evil.example", method.clone()).await;

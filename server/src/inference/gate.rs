@@ -228,8 +228,9 @@ fn our_origin<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<(&'static 
 }
 
 const ALLOW_METHODS: &str = "GET, POST, OPTIONS";
-const ALLOW_HEADERS: &str = "authorization, content-type";
-const EXPOSE_HEADERS: &str = "etag, content-disposition";
+/// With Triton's binary tensor data extension's length header, both ways.
+const ALLOW_HEADERS: &str = "authorization, content-type, inference-header-content-length";
+const EXPOSE_HEADERS: &str = "etag, content-disposition, inference-header-content-length";
 
 fn set_cors(headers: &mut HeaderMap, origin: &HeaderValue) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
