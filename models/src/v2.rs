@@ -465,6 +465,18 @@ pub struct ServerMetadata {
     pub extensions: Vec<String>,
 }
 
+/// One model of `POST /v2/repository/index` (Triton's model repository extension): a
+/// deployment the caller may call, the version it serves, and its state (always `READY`: a
+/// deployment loads on its first call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2RepositoryModel))]
+pub struct RepositoryModel {
+    pub name: String,
+    pub version: String,
+    pub state: String,
+}
+
 /// `GET /v2/models/{name}[/versions/{version}]/ready`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

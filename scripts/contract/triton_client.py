@@ -19,6 +19,11 @@ assert client.is_server_live() and client.is_server_ready()
 meta = client.get_server_metadata()
 assert "binary_tensor_data" in meta["extensions"], meta
 
+assert "model_repository" in meta["extensions"], meta
+index = {m["name"]: m for m in client.get_model_repository_index()}
+assert index.keys() >= {"churn", "digits"}, index
+assert all(m["state"] == "READY" for m in index.values()), index
+
 rng = np.random.default_rng(7)
 checked = []
 for model in ("churn", "digits"):
@@ -50,4 +55,7 @@ for model in ("churn", "digits"):
     assert np.allclose(again, want, rtol=0, atol=1e-6), (model, again, want)
     checked.append(f"{model} {list(got.shape)}")
 
-print(f"tritonclient {triton.__name__}: binary and JSON outputs agree on " + ", ".join(checked))
+print(
+    f"tritonclient: repository index {sorted(index)}; binary and JSON outputs agree on "
+    + ", ".join(checked)
+)

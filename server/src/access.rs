@@ -192,6 +192,8 @@ pub const ROUTES: &[RouteRule] = &[
     rule("GET", "/v2/health/live", Public),
     rule("GET", "/v2/health/ready", Public),
     rule("GET", "/v2", Public),
+    // The models the caller may call: public ones for anyone, like GET /api/deployments.
+    rule("POST", "/v2/repository/index", Public),
     // Prometheus scrapes without credentials (`--metrics false` turns it off); labels are
     // public deployments' names (private ones count as `private`), version ids and route
     // names, never user data.

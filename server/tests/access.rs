@@ -216,6 +216,9 @@ const PUBLIC_ROUTES: &[(&str, &str)] = &[
     // The list of deployments: anonymous callers get the public models only (issue #21;
     // `inference::public_deployments_are_listed_and_read_by_everyone`).
     ("GET", "/api/deployments"),
+    // Triton's model repository index: the same list, as V2 clients ask for it
+    // (`inference::the_repository_index_lists_what_the_caller_may_call`).
+    ("POST", "/v2/repository/index"),
     // The API's description and its reference UI (static, no user data).
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),

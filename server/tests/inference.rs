@@ -2086,7 +2086,12 @@ async fn binary_tensor_data_gives_the_json_routes_numbers() {
         .collect();
     assert_close(&got, &want);
     let meta = d.get("/v2").await.json();
-    assert_eq!(meta["extensions"], json!(["binary_tensor_data"]));
+    assert!(
+        meta["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("binary_tensor_data"))
+    );
 
     // A size the bytes do not back, and a header that is not a number.
     let (body, len) = binary(json!({ "inputs": [input] }), &inputs[..dim]);
@@ -2100,5 +2105,62 @@ async fn binary_tensor_data_gives_the_json_routes_numbers() {
         r.error().contains("Inference-Header-Content-Length"),
         "{}",
         r.text()
+    );
+}
+
+/// Triton's model repository index (`tritonclient`'s `get_model_repository_index`): the models
+/// the caller may call, like `GET /api/deployments`: a private one for its group only.
+#[tokio::test]
+async fn the_repository_index_lists_what_the_caller_may_call() {
+    let d = churn().await;
+    let s = &d.server;
+    let stranger = s.register("index-visitor@example.org").await;
+    let names = |r: &Raw| -> Vec<(String, String, String)> {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["version"].as_str().unwrap().to_string(),
+                    m["state"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let index = "/v2/repository/index";
+    let body = br#"{"ready": true}"#.to_vec();
+    assert!(
+        names(
+            &s.anon(Method::POST, index, "application/json", vec![])
+                .await
+        )
+        .is_empty()
+    );
+    let r = s
+        .as_user(
+            &stranger,
+            Method::POST,
+            index,
+            "application/json",
+            body.clone(),
+        )
+        .await;
+    assert!(names(&r).is_empty());
+    let mine = d.call(Method::POST, index, "application/json", body).await;
+    assert_eq!(
+        names(&mine),
+        [(
+            "churn".to_string(),
+            d.version_id.to_string(),
+            "READY".to_string()
+        )]
+    );
+    let meta = d.get("/v2").await.json();
+    assert_eq!(
+        meta["extensions"],
+        json!(["binary_tensor_data", "model_repository"])
     );
 }

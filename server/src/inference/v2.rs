@@ -14,8 +14,8 @@ use axum::{Json, Router};
 use b3o_models::protocol::ErrorBody;
 use b3o_models::v2::{
     HEADER_LENGTH, InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady,
-    OutputTensor, ParseLimits, ServerLive, ServerMetadata, ServerReady, TensorMetadata, V2Error,
-    parse_infer_request_with,
+    OutputTensor, ParseLimits, RepositoryModel, ServerLive, ServerMetadata, ServerReady,
+    TensorMetadata, V2Error, parse_infer_request_with,
 };
 
 use super::gate::{self, Call};
@@ -31,6 +31,7 @@ pub fn health_router() -> Router<AppState> {
         .route("/v2/health/live", get(live))
         .route("/v2/health/ready", get(ready))
         .route("/v2", get(server_metadata))
+        .route("/v2/repository/index", post(repository_index))
 }
 
 /// The model routes (public or not per deployment, see [`gate`]), with CORS preflight.
@@ -108,8 +109,43 @@ async fn server_metadata() -> Json<ServerMetadata> {
         name: "b3o-edge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         // Triton's binary tensor data extension (requests and answers).
-        extensions: vec!["binary_tensor_data".into()],
+        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
     })
+}
+
+/// The models the caller may call (Triton's model repository extension, as `tritonclient`'s
+/// `get_model_repository_index` asks): the public deployments for anyone, plus those of the
+/// caller's groups; the body (`{"ready": true}` or none) changes nothing, every listed
+/// deployment being ready to serve.
+#[utoipa::path(
+    post,
+    operation_id = "v2_repository_index",
+    path = "/v2/repository/index",
+    tag = "kserve-v2",
+    request_body(content = Object, content_type = "application/json", description = "Optional: `{\"ready\": true}` (ignored: every listed model is ready)"),
+    responses(
+        (status = 200, description = "The deployments the caller may call, by name", body = [RepositoryModel]),
+        (status = 401, description = "An API token that is not valid", body = ErrorBody),
+        (status = 403, description = "A signed-in account with a one-time password, which must choose a new one first (`password_change_required`)", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
+async fn repository_index(
+    OptionalUser(user): OptionalUser,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
+    let (user_id, admin) = user.map_or((None, false), |u| (Some(u.id), u.is_admin()));
+    let visible = crate::registry::deployments::visible(&state.db, user_id, admin).await?;
+    Ok(Json(
+        visible
+            .into_iter()
+            .map(|(name, version_id)| RepositoryModel {
+                name,
+                version: version_id.to_string(),
+                state: "READY".into(),
+            })
+            .collect(),
+    ))
 }
 
 fn metadata(name: &str, m: &ServedModel) -> ModelMetadata {
@@ -593,6 +629,7 @@ fn binary_answer(
     live,
     ready,
     server_metadata,
+    repository_index,
     model_metadata,
     model_ready,
     infer,

@@ -225,6 +225,29 @@ pub async fn set_sharing(
     Ok(())
 }
 
+/// The deployments a caller may use, by name, with the version each serves: the public ones
+/// for everyone, plus, for a signed-in caller (`user_id`), those of the groups it owns or
+/// belongs to (administrators: all).
+pub async fn visible(
+    db: &Db,
+    user_id: Option<i64>,
+    admin: bool,
+) -> Result<Vec<(String, i64)>, ApiError> {
+    // Anonymous callers bind NULL, which equals nothing: only `d.public` matches.
+    Ok(sqlx::query_as(
+        "SELECT d.name, d.version_id FROM deployments d
+         JOIN model_versions v ON v.id = d.version_id
+         JOIN groups g ON g.id = v.group_id
+         WHERE d.public = 1 OR $2 OR g.owner_user_id = $1
+            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = $1)
+         ORDER BY d.name",
+    )
+    .bind(user_id)
+    .bind(admin)
+    .fetch_all(db)
+    .await?)
+}
+
 /// Whether anything is deployed under `name`.
 pub async fn exists(db: &Db, name: &str) -> Result<bool, ApiError> {
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments WHERE name = $1")

@@ -729,22 +729,10 @@ async fn list_deployments(
     OptionalUser(user): OptionalUser,
     State(state): State<AppState>,
 ) -> Result<Json<DeploymentList>, ApiError> {
-    // Anonymous callers bind NULL, which equals nothing: only `d.public` matches.
     let (user_id, admin) = user.map_or((None, false), |u| (Some(u.id), u.is_admin()));
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT d.name FROM deployments d
-         JOIN model_versions v ON v.id = d.version_id
-         JOIN groups g ON g.id = v.group_id
-         WHERE d.public = 1 OR $2 OR g.owner_user_id = $1
-            OR EXISTS (SELECT 1 FROM members m WHERE m.group_id = g.id AND m.user_id = $1)
-         ORDER BY d.name",
-    )
-    .bind(user_id)
-    .bind(admin)
-    .fetch_all(&state.db)
-    .await?;
+    let names = deployments::visible(&state.db, user_id, admin).await?;
     let mut out = Vec::with_capacity(names.len());
-    for n in names {
+    for (n, _) in names {
         out.push(deployment_view(&state.db, &n).await?);
     }
     Ok(Json(DeploymentList { deployments: out }))
