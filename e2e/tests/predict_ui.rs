@@ -431,9 +431,21 @@ async fn a_batch_job_shows_in_history_and_its_result_downloads() -> Result<()> {
                 "the job's model is not shown: {table}"
             );
             let downloaded = browser.download_text(".job-result").await?;
+            let answer = api.predict_csv("churn", &csv).await?;
+            // Which line differs first, and the sizes: a partial download and a number rounded
+            // differently read differently.
+            let first = downloaded
+                .lines()
+                .zip(answer.lines())
+                .position(|(a, b)| a != b);
             ensure!(
-                downloaded == api.predict_csv("churn", &csv).await?,
-                "the job's result differs from the codeless endpoint's answer"
+                downloaded == answer,
+                "the job's result differs from the codeless endpoint's answer: {} vs {} bytes, \
+                 first difference at line {first:?}: {:?} vs {:?}",
+                downloaded.len(),
+                answer.len(),
+                first.and_then(|i| downloaded.lines().nth(i)),
+                first.and_then(|i| answer.lines().nth(i)),
             );
             Ok(())
         })
