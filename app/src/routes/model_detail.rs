@@ -609,15 +609,7 @@ fn ScoreVersion(versions: Vec<(i64, i64)>, images: bool, reload: RwSignal<u32>) 
     let data = RwSignal::new(None::<SendWrapper<TrainData>>);
     let failure = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let file_input: NodeRef<leptos::html::Input> = NodeRef::new();
-    Effect::new(move |_| {
-        if let Some(input) = file_input.get()
-            && images
-        {
-            let _ = input.set_attribute("webkitdirectory", "");
-            let _ = input.set_attribute("multiple", "");
-        }
-    });
+    let file_input = crate::routes::groups::training::data_input(images);
     let score = move |_| {
         let Some(picked) = data.with_untracked(|d| d.as_ref().map(|w| (**w).clone())) else {
             failure.set(Some("Pick your file first.".into()));
@@ -684,12 +676,7 @@ fn ScoreVersion(versions: Vec<(i64, i64)>, images: bool, reload: RwSignal<u32>) 
                 <label for="score-file">{format!("Your local data: {what}")}</label>
                 <input id="score-file" type="file" node_ref=file_input accept=accept
                     on:change=move |ev| {
-                        let picked = if images {
-                            crate::routes::groups::training::picked_images(&ev)
-                        } else {
-                            browser::picked_file(&ev).map(TrainData::Csv).ok_or_else(String::new)
-                        };
-                        match picked {
+                        match crate::routes::groups::training::picked_data(&ev, images) {
                             Ok(d) => data.set(Some(SendWrapper::new(d))),
                             Err(e) => {
                                 data.set(None);

@@ -236,7 +236,33 @@ impl TrainingRuns {
 
 /// The images of a picked folder, each labelled with the folder it is in
 /// (`digits/7/img1.png` -> `7`).
-pub(crate) fn picked_images(ev: &leptos::ev::Event) -> Result<TrainData, String> {
+/// A file input for the local data: image groups pick a folder (one subfolder per class).
+pub(crate) fn data_input(images: bool) -> NodeRef<leptos::html::Input> {
+    let file_input: NodeRef<leptos::html::Input> = NodeRef::new();
+    Effect::new(move |_| {
+        if let Some(input) = file_input.get()
+            && images
+        {
+            let _ = input.set_attribute("webkitdirectory", "");
+            let _ = input.set_attribute("multiple", "");
+        }
+    });
+    file_input
+}
+
+/// What the person picked in a [`data_input`]: the CSV file, or the images of the folder;
+/// `Err("")` when nothing was picked.
+pub(crate) fn picked_data(ev: &leptos::ev::Event, images: bool) -> Result<TrainData, String> {
+    if images {
+        picked_images(ev)
+    } else {
+        browser::picked_file(ev)
+            .map(TrainData::Csv)
+            .ok_or_else(String::new)
+    }
+}
+
+fn picked_images(ev: &leptos::ev::Event) -> Result<TrainData, String> {
     use wasm_bindgen::JsCast;
     let files = ev
         .target()
@@ -359,16 +385,7 @@ pub fn TrainPanel(
     let runs = expect_context::<TrainingRuns>();
     let images = kind == "image_cnn";
     let data = RwSignal::new(None::<SendWrapper<TrainData>>);
-    // Image groups pick a folder (one subfolder per class).
-    let file_input: NodeRef<leptos::html::Input> = NodeRef::new();
-    Effect::new(move |_| {
-        if let Some(input) = file_input.get()
-            && images
-        {
-            let _ = input.set_attribute("webkitdirectory", "");
-            let _ = input.set_attribute("multiple", "");
-        }
-    });
+    let file_input = data_input(images);
     let pick_error = RwSignal::new(None::<String>);
     let backend = RwSignal::new("auto".to_string());
     let max_epsilon = RwSignal::new(String::new());
@@ -531,10 +548,7 @@ pub fn TrainPanel(
                     disabled=running
                     on:change=move |ev| {
                         pick_error.set(None);
-                        let picked = if images { picked_images(&ev) } else {
-                            browser::picked_file(&ev).map(TrainData::Csv).ok_or_else(String::new)
-                        };
-                        match picked {
+                        match picked_data(&ev, images) {
                             Ok(d) => data.set(Some(SendWrapper::new(d))),
                             Err(e) => {
                                 data.set(None);
