@@ -32,6 +32,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Starts `b3o serve` (data in $work/NAME, output in $work/NAME.out and .err, with the extra
+# arguments), waits up to SECONDS for its listening line, sets server_pid and base.
+start_server() {
+  local name="$1" seconds="$2"
+  shift 2
+  RUST_LOG=warn "$BIN" serve "$@" --bind 127.0.0.1:0 --data-dir "$work/$name" \
+    --static-dir "$work/no-static" > "$work/$name.out" 2> "$work/$name.err" &
+  server_pid=$!
+  base=""
+  for _ in $(seq $((seconds * 10))); do
+    base="$(sed -n 's|^B3O Edge is listening on \(http://[^ ]*[^/ ]\)/*$|\1|p' "$work/$name.out" | head -n 1)"
+    [ -n "$base" ] && return 0
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/$name.err" >&2; die "b3o serve $* exited before listening"; }
+    sleep 0.1
+  done
+  cat "$work/$name.err" >&2
+  die "b3o serve $* did not listen within $seconds s"
+}
+
 "$PY" scripts/contract/selftest.py >/dev/null || die "the contract checks' self-test failed"
 
 say "contract: the OpenAPI document (b3o openapi)"
@@ -49,17 +68,7 @@ if [ -n "${B3O_RECORD_RESPONSES:-}" ]; then
 fi
 
 say "contract: a client generated from /api/openapi.json drives a federated run"
-RUST_LOG=warn "$BIN" serve --bind 127.0.0.1:0 --data-dir "$work/data" --static-dir "$work/no-static" \
-  > "$work/serve.out" 2> "$work/serve.err" &
-server_pid=$!
-base=""
-for _ in $(seq 300); do
-  base="$(sed -n 's|^B3O Edge is listening on \(http://[^ ]*[^/ ]\)/*$|\1|p' "$work/serve.out" | head -n 1)"
-  [ -n "$base" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/serve.err" >&2; die "b3o serve exited before listening"; }
-  sleep 0.1
-done
-[ -n "$base" ] || { cat "$work/serve.err" >&2; die "b3o serve did not listen within 30 s"; }
+start_server serve 30
 
 "$PY" - "$base/api/openapi.json" "$work/openapi.json" <<'EOF' || die "GET /api/openapi.json differs from b3o openapi"
 import json, sys, urllib.request
@@ -88,17 +97,7 @@ echo "$run"
 
 say "contract: NVIDIA's tritonclient[http], with its defaults, against b3o serve --demo"
 kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true
-RUST_LOG=warn "$BIN" serve --demo --bind 127.0.0.1:0 --data-dir "$work/demo" \
-  --static-dir "$work/no-static" > "$work/demo.out" 2> "$work/demo.err" &
-server_pid=$!
-base=""
-for _ in $(seq 1200); do
-  base="$(sed -n 's|^B3O Edge is listening on \(http://[^ ]*[^/ ]\)/*$|\1|p' "$work/demo.out" | head -n 1)"
-  [ -n "$base" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/demo.err" >&2; die "b3o serve --demo exited before listening"; }
-  sleep 0.1
-done
-[ -n "$base" ] || { cat "$work/demo.err" >&2; die "b3o serve --demo did not listen within 120 s"; }
+start_server demo 120 --demo
 triton="$("$PY" scripts/contract/triton_client.py "$base")" ||
   { tail -n 20 "$work/demo.err" >&2; die "tritonclient's calls failed (above)"; }
 echo "$triton"
