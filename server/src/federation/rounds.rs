@@ -1103,17 +1103,7 @@ async fn load_inputs(
     })
     .collect();
 
-    let read_update = |path: String| {
-        let store = state.blobs.clone();
-        let layout = layout.clone();
-        async move {
-            let bytes = store.get(&path).await?;
-            let (set, _) = weights::decode(&bytes, &layout, usize::MAX)
-                .map_err(|e| ApiError::Internal(format!("stored update {path}: {e}")))?;
-            Ok::<_, ApiError>(set.flatten())
-        }
-    };
-    let current = read_update(base_path).await?;
+    let current = super::updates::version_params(state, &layout, &base_path).await?;
     let opt_state = match state_path {
         Some(path) => {
             let bytes = state.blobs.get(&path).await?;
@@ -1211,18 +1201,10 @@ async fn read_stale_by_base<'a>(
         by_base.entry(u.trained_from_version).or_default().push(u);
     }
     for (from_version, group) in by_base {
-        let from: Option<std::sync::Arc<Vec<f32>>> = match from_version {
-            Some(version_id) => {
-                let path: String =
-                    sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
-                        .bind(version_id)
-                        .fetch_one(&state.db)
-                        .await?;
-                let bytes = state.blobs.get(&path).await?;
-                let (set, _) = weights::decode(&bytes, layout, usize::MAX)
-                    .map_err(|e| ApiError::Internal(format!("{path}: {e}")))?;
-                Some(std::sync::Arc::new(set.flatten()))
-            }
+        let from = match from_version {
+            Some(version_id) => Some(std::sync::Arc::new(
+                super::updates::base_params(state, layout, version_id).await?,
+            )),
             None => None,
         };
         let read = |u: &'a StoredUpdate| {

@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::membership::{self, Member};
 use crate::state::AppState;
 use crate::strategy::{self, Accumulation, WeightedMean};
-use b3o_models::weights::{DecodeLimits, FormatError};
+use b3o_models::weights::{DecodeLimits, FormatError, WeightLayout};
 
 struct RoundRow {
     id: i64,
@@ -387,7 +387,7 @@ async fn receive(
             || dp_bound.is_some()
             || restaged.is_some()
         {
-            Some(base_params(&state, &group, round.base_version_id).await?)
+            Some(base_params(&state, group.layout()?, round.base_version_id).await?)
         } else {
             None
         };
@@ -433,7 +433,7 @@ async fn receive(
         // A stale update, checked against the model it trained from, moves onto the buffer's.
         let params = match (restaged, &base) {
             (Some(r), Some(from)) => {
-                let to = base_params(&state, &group, r.base_version_id).await?;
+                let to = base_params(&state, group.layout()?, r.base_version_id).await?;
                 let mut params = params;
                 buffered::rebase(&mut params, from, &to);
                 params
@@ -595,25 +595,34 @@ fn validate_target(
     Ok(())
 }
 
-/// The flat parameters of the round's base version.
-async fn base_params(
+/// The flat parameters of version `version_id` (a round's base model).
+pub(super) async fn base_params(
     state: &AppState,
-    group: &GroupSettings,
-    base_version_id: i64,
+    layout: &WeightLayout,
+    version_id: i64,
 ) -> Result<Vec<f32>, ApiError> {
     let path: String = sqlx::query_scalar("SELECT weights_path FROM model_versions WHERE id = $1")
-        .bind(base_version_id)
+        .bind(version_id)
         .fetch_one(&state.db)
         .await?;
-    let bytes = state.blobs.get(&path).await?;
-    let layout = group.layout()?.clone();
+    version_params(state, layout, &path).await
+}
+
+/// The flat parameters of the version stored at `path`, decoded off the async threads.
+pub(super) async fn version_params(
+    state: &AppState,
+    layout: &WeightLayout,
+    path: &str,
+) -> Result<Vec<f32>, ApiError> {
+    let bytes = state.blobs.get(path).await?;
+    let (layout, path) = (layout.clone(), path.to_string());
     tokio::task::spawn_blocking(move || {
         b3o_models::weights::decode(&bytes, &layout, usize::MAX)
             .map(|(base, _)| base.flatten())
             .map_err(|e| ApiError::Internal(format!("{path}: {e}")))
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("decoding the base model: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("decoding a model version: {e}")))?
 }
 
 fn check_norm(base: &[f32], params: &[f32], bound: f64) -> Result<(), ApiError> {

@@ -45,6 +45,25 @@ pub struct TrainJob {
     pub on_epoch: Option<EpochFn>,
 }
 
+impl TrainJob {
+    /// Where training starts: the `resume` checkpoint, if any.
+    fn resume(&self) -> Option<b3o_models::train::Resume<'_>> {
+        self.resume
+            .as_ref()
+            .map(|(weights, epochs_done)| b3o_models::train::Resume {
+                weights,
+                epochs_done: *epochs_done,
+            })
+    }
+
+    /// `on_epoch` as the training loop takes it.
+    fn checkpoint(&self) -> Option<b3o_models::train::EpochCheckpoint<'_>> {
+        self.on_epoch
+            .as_deref()
+            .map(|f| f as b3o_models::train::EpochCheckpoint<'_>)
+    }
+}
+
 /// Runs local training and evaluation.
 pub trait Trainer: MaybeSend + MaybeSync {
     fn train(
@@ -124,28 +143,15 @@ impl ThreadTrainer {
 impl Trainer for ThreadTrainer {
     async fn train(&self, job: TrainJob, progress: ProgressFn) -> Result<TrainOutcome, FlError> {
         self.run(move |device| {
-            let resume =
-                job.resume
-                    .as_ref()
-                    .map(|(weights, epochs_done)| b3o_models::train::Resume {
-                        weights,
-                        epochs_done: *epochs_done,
-                    });
-            let on_epoch = job.on_epoch.clone();
-            let checkpoint = |done: usize, w: WeightSet| {
-                if let Some(f) = &on_epoch {
-                    f(done, w)
-                }
-            };
             b3o_models::train::train_local_resumed(
                 &job.spec,
                 &job.global,
-                resume,
+                job.resume(),
                 &job.data,
                 &job.config,
                 device,
                 &mut |p| progress(p),
-                job.on_epoch.is_some().then_some(&checkpoint),
+                job.checkpoint(),
             )
             .map_err(FlError::from)
         })
@@ -184,23 +190,10 @@ impl AsyncTrainer {
 impl Trainer for AsyncTrainer {
     async fn train(&self, job: TrainJob, progress: ProgressFn) -> Result<TrainOutcome, FlError> {
         let mut last_yield = js_sys::Date::now();
-        let resume = job
-            .resume
-            .as_ref()
-            .map(|(weights, epochs_done)| b3o_models::train::Resume {
-                weights,
-                epochs_done: *epochs_done,
-            });
-        let on_epoch = job.on_epoch.clone();
-        let checkpoint = |done: usize, w: WeightSet| {
-            if let Some(f) = &on_epoch {
-                f(done, w)
-            }
-        };
         b3o_models::train::train_local_resumable(
             &job.spec,
             &job.global,
-            resume,
+            job.resume(),
             &job.data,
             &job.config,
             &self.device,
@@ -213,7 +206,7 @@ impl Trainer for AsyncTrainer {
                 }
                 flow
             },
-            job.on_epoch.is_some().then_some(&checkpoint),
+            job.checkpoint(),
         )
         .await
         .map_err(FlError::from)
