@@ -417,6 +417,9 @@ async fn an_asynchronous_run_publishes_full_buffers_without_waiting_for_a_slow_c
         "{:?}",
         report.rounds
     );
+    // A synchronous round waits for all four clients; the first buffer fills with the three
+    // fast ones while the slow one still trains.
+    assert_eq!(report.rounds[1].updates, 3, "{:?}", report.rounds);
     let elapsed: Vec<f64> = report.rounds[1..].iter().map(|r| r.elapsed).collect();
     assert!(elapsed.windows(2).all(|w| w[0] <= w[1]), "{elapsed:?}");
     let accuracy = report.federated().unwrap();
