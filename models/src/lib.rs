@@ -10,6 +10,7 @@
 //!   inferred into a [`tabular::Schema`].
 //! - [`image`]: PNG/JPEG to 28x28 inputs; IDX (MNIST) files to a [`dataset::Dataset`].
 //! - [`stats`]: mergeable per-column [`stats::Summary`] that clients share instead of rows.
+//! - [`drift`]: serving inputs against the training summary (value sketches, Evidently's tests).
 //! - [`preprocess`]: the [`preprocess::PreprocessSpec`] built from a merged summary; the one path
 //!   from cells (CSV or JSON) to model inputs, for training and serving.
 //! - [`model`]: [`model::ModelSpec`] (architecture + preprocessing + task + labels), its
@@ -34,6 +35,7 @@ pub mod dataset;
 #[cfg(feature = "train")]
 pub mod device;
 pub mod dp;
+pub mod drift;
 pub mod image;
 pub mod metrics;
 pub mod model;

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::ValueSketch;
 use crate::tabular::{ColumnKind, Schema, Table, TabularError, infer::parse_number};
 
-/// Count, missing count, sum, sum of squares, min and max of a numeric column.
+/// Count, missing count, sum, sum of squares, min and max of a numeric column, and a sketch
+/// of its distribution for drift checks.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct NumericSummary {
@@ -21,19 +23,26 @@ pub struct NumericSummary {
     /// `None` while `count` is 0.
     pub min: Option<f64>,
     pub max: Option<f64>,
+    /// Mergeable histogram of the present values ([`crate::drift`] compares serving inputs
+    /// with it). Empty in summaries stored before it existed.
+    #[serde(default)]
+    pub sketch: ValueSketch,
 }
 
 impl NumericSummary {
+    /// Counts one cell. A non-finite value counts as missing: it has no place in a sum or a
+    /// distribution.
     pub fn push(&mut self, value: Option<f64>) {
         match value {
-            None => self.missing += 1,
-            Some(v) => {
+            Some(v) if v.is_finite() => {
                 self.count += 1;
                 self.sum += v;
                 self.sum_sq += v * v;
                 self.min = Some(self.min.map_or(v, |m| m.min(v)));
                 self.max = Some(self.max.map_or(v, |m| m.max(v)));
+                self.sketch.push(v);
             }
+            _ => self.missing += 1,
         }
     }
 
@@ -44,6 +53,7 @@ impl NumericSummary {
         self.sum_sq += other.sum_sq;
         self.min = opt_fold(self.min, other.min, f64::min);
         self.max = opt_fold(self.max, other.max, f64::max);
+        self.sketch.merge(&other.sketch);
     }
 
     /// Mean of the present values (0 when there are none).
@@ -75,6 +85,9 @@ fn opt_fold(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f6
     }
 }
 
+/// The key under which [`CategoricalSummary::push_bounded`] counts the values past its bound.
+pub const OTHER: &str = "(other)";
+
 /// Category counts and missing count of a categorical column.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -89,6 +102,24 @@ impl CategoricalSummary {
             None => self.missing += 1,
             Some(v) => *self.counts.entry(v.to_string()).or_insert(0) += 1,
         }
+    }
+
+    /// [`CategoricalSummary::push`] with at most `max_categories` distinct keys besides
+    /// [`OTHER`]: a value not yet counted once that many are held is counted under
+    /// [`OTHER`], so that a serving window fed a hostile stream of fresh values stays small.
+    pub fn push_bounded(&mut self, value: Option<&str>, max_categories: usize) {
+        let Some(v) = value else {
+            self.missing += 1;
+            return;
+        };
+        let held = self.counts.len() - usize::from(self.counts.contains_key(OTHER));
+        let key = if self.counts.contains_key(v) || held < max_categories {
+            v
+        } else {
+            OTHER
+        };
+        let count = self.counts.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
     }
 
     pub fn merge(&mut self, other: &CategoricalSummary) {
@@ -290,6 +321,8 @@ mod tests {
                         (x.count, x.missing, x.min, x.max),
                         (y.count, y.missing, y.min, y.max)
                     );
+                    // Integer bucket counts: merging is exact.
+                    assert_eq!(x.sketch, y.sketch);
                     assert!(
                         close(x.sum, y.sum) && close(x.sum_sq, y.sum_sq),
                         "{x:?} vs {y:?}"
