@@ -21,6 +21,8 @@
 //! - [`onnx`]: [`onnx::export_onnx`], our own ONNX writer.
 //! - [`package`]: [`package::ModelPackage`], what clients download to run a deployed model.
 //! - [`v2`]: KServe V2 inference request bodies, parsed as a stream with bounds.
+//! - [`monitor`]: what a deployment keeps of the inputs it scores (summaries, never rows), and
+//!   [`drift`] compares them with the training data's.
 //!
 //! # Features
 //! - `train` (default): the burn side: [`model::Network`], [`model::predict`], [`train`] and the
@@ -39,6 +41,7 @@ pub mod drift;
 pub mod image;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod onnx;
 pub mod ood;
 #[cfg(feature = "openapi")]

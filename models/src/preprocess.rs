@@ -105,7 +105,7 @@ pub enum PreprocessError {
     BadRow { row: usize, message: String },
 }
 
-const MIN_STD: f64 = 1e-12;
+pub(crate) const MIN_STD: f64 = 1e-12;
 
 impl PreprocessSpec {
     /// Builds the spec for `schema` from a (merged) summary.

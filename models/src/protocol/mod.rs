@@ -37,6 +37,7 @@ pub mod accounts;
 pub mod history;
 pub mod inference;
 pub mod jobs;
+pub mod monitoring;
 pub mod operations;
 pub mod registry;
 pub mod secagg;

@@ -190,6 +190,12 @@ pub struct DeploymentView {
     /// may be.
     #[serde(default)]
     pub gate: Option<PromotionGate>,
+    /// Drift monitoring's verdict on the latest window of inputs: `true` when the share of
+    /// drifted features reached the deployment's threshold; `None` before any monitored input
+    /// (or for a version without a training summary). The numbers are in
+    /// `GET /api/deployments/{name}/drift`, for the group.
+    #[serde(default)]
+    pub drifting: Option<bool>,
 }
 
 /// `GET /api/deployments/{name}/events`: the deployment's audit trail, for those who may see
