@@ -185,6 +185,22 @@ pub const ROUTES: &[RouteRule] = &[
     // The audit trail (who promoted, overrode the gate, rolled back): the group only, even
     // for a public model.
     rule("GET", "/api/deployments/{name}/events", GroupMember),
+    rule("GET", "/api/deployments/{name}/drift", GroupMember),
+    rule(
+        "PUT",
+        "/api/deployments/{name}/drift/settings",
+        DeploymentOwner,
+    ),
+    rule(
+        "GET",
+        "/api/deployments/{name}/drift/reference",
+        GroupMember,
+    ),
+    rule(
+        "POST",
+        "/api/deployments/{name}/drift/partner",
+        GroupParticipant,
+    ),
     // Inference (server/src/inference): model routes answer per deployment, public ones
     // anyone (with CORS for allowed origins; their OPTIONS preflights are public and not
     // listed), private ones their group and the pages of the partner sites they list; health and server metadata are public (probes,

@@ -69,6 +69,16 @@ pub struct ServeConfig {
     /// Memory cap of the loaded-model cache, in MiB (least recently used models leave first).
     #[arg(long, env = "B3O_MODEL_CACHE_MB", default_value_t = 256)]
     pub model_cache_mb: usize,
+    /// Summarise what each deployment scores, for drift monitoring (counts and sketches per
+    /// column, never rows).
+    #[arg(long, env = "B3O_DRIFT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub drift: bool,
+    /// A drift window closes after this many seconds ...
+    #[arg(long, env = "B3O_DRIFT_WINDOW_SECS", default_value_t = 3600)]
+    pub drift_window_secs: u64,
+    /// ... or this many rows, whichever comes first (per replica).
+    #[arg(long, env = "B3O_DRIFT_WINDOW_ROWS", default_value_t = 10_000)]
+    pub drift_window_rows: u64,
     /// Largest CSV a batch job accepts, in MiB.
     #[arg(long, env = "B3O_MAX_JOB_MB", default_value_t = 1024)]
     pub max_job_mb: u64,

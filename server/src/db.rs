@@ -180,7 +180,11 @@ pub async fn begin_exclusive(db: &Db, lock: i64) -> Result<Tx, sqlx::Error> {
 /// Now as the text every timestamp column holds (RFC 3339, UTC, milliseconds, `Z`), the
 /// same on every dialect and replica.
 pub fn now_text() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    text_at(time::OffsetDateTime::now_utc())
+}
+
+/// [`now_text`]'s format for another instant (`now - duration` cut-offs compare as text).
+pub fn text_at(now: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

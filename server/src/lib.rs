@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod listener;
 pub mod membership;
+pub mod monitoring;
 pub mod openapi;
 pub mod registry;
 pub mod simulate;
@@ -52,6 +53,7 @@ pub fn app(state: AppState, static_dir: &Path) -> Router {
         .merge(federation::router())
         .merge(registry::router())
         .merge(inference::router())
+        .merge(monitoring::router())
         .merge(jobs::router())
         .merge(demo::router())
         .merge(openapi::router())
@@ -122,6 +124,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         RuntimeSettings {
             inference: inference::Settings::from_config(&config),
             jobs: jobs::Settings::from_config(&config),
+            monitoring: monitoring::Settings::from_config(&config),
         },
     );
     // Not ready (`/readyz` 503) until the start-up work below is done.
@@ -132,6 +135,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         cluster::start(&state, &config.database_url());
     }
     federation::spawn_driver(state.clone());
+    monitoring::spawn_flusher(state.clone());
     // Batch jobs a stop interrupted, before listening: a job submitted meanwhile would be
     // resumed as well as started, and its upload taken for an orphan.
     jobs::recover(&state).await?;

@@ -50,6 +50,7 @@ empty requirement (`{}`) also answer anonymous callers: public models, for insta
         (name = "registry", description = "Model versions, deployments and their sharing"),
         (name = "inference", description = "Codeless prediction (CSV, JSON rows, images), model packages"),
         (name = "kserve-v2", description = "KServe V2 / Open Inference Protocol over JSON tensors"),
+        (name = "monitoring", description = "Drift of deployed models' inputs and predictions against their training data"),
         (name = "jobs", description = "Batch prediction over large CSV files"),
         (name = "demo", description = "Sample data for the demo models"),
     ),
@@ -96,6 +97,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::registry::sharing::SharingApi::openapi());
     doc.merge(crate::inference::api());
     doc.merge(crate::jobs::JobsApi::openapi());
+    doc.merge(crate::monitoring::MonitoringApi::openapi());
     doc.merge(crate::demo::DemoApi::openapi());
     doc.merge(crate::health::HealthApi::openapi());
     doc.merge(crate::accounts::AccountsApi::openapi());

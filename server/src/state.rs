@@ -8,7 +8,7 @@ use crate::accounts::Accounts;
 use crate::blobs::BlobStore;
 use crate::db::Db;
 use crate::limits::Limits;
-use crate::{federation, inference, jobs, registry};
+use crate::{federation, inference, jobs, monitoring, registry};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -31,6 +31,8 @@ pub struct AppState {
     pub inference: Arc<inference::Shared>,
     /// Batch jobs runtime: workers, cancellation, uploads in progress.
     pub jobs: Arc<jobs::JobRuntime>,
+    /// Drift monitoring: the deployments' open windows (also the inference runtime's).
+    pub monitoring: Arc<monitoring::Monitor>,
 }
 
 /// The runtimes' settings that come from `b3o serve` flags (defaults elsewhere).
@@ -38,6 +40,7 @@ pub struct AppState {
 pub struct RuntimeSettings {
     pub inference: inference::Settings,
     pub jobs: jobs::Settings,
+    pub monitoring: monitoring::Settings,
 }
 
 impl AppState {
@@ -70,10 +73,12 @@ impl AppState {
         settings: RuntimeSettings,
     ) -> Self {
         let registry = Arc::new(registry::Changes::default());
+        let monitoring = Arc::new(monitoring::Monitor::new(settings.monitoring));
         let inference = Arc::new(inference::Shared::new(
             settings.inference,
             &limits,
             registry.clone(),
+            monitoring.clone(),
         ));
         Self {
             db,
@@ -86,6 +91,7 @@ impl AppState {
             registry,
             inference,
             jobs: Arc::new(jobs::JobRuntime::new(settings.jobs)),
+            monitoring,
         }
     }
 }

@@ -1198,3 +1198,146 @@ async fn a_member_scores_any_version_with_b3o_client_evaluate_version() {
         report["metrics"]["accuracy"]
     );
 }
+
+/// `csv` with every `Age` 25 years older and every third `Geography` a new country.
+fn shifted_ages_and_countries(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let names: Vec<&str> = header.split(',').collect();
+    let age = names.iter().position(|n| *n == "Age").unwrap();
+    let geo = names.iter().position(|n| *n == "Geography").unwrap();
+    let mut out = format!("{header}\n");
+    for (i, line) in lines.enumerate() {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        cells[age] = (cells[age].parse::<i64>().unwrap() + 25).to_string();
+        if i % 3 == 0 {
+            cells[geo] = "Atlantis".into();
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Issue #18's partner-side drift: a federated group's version carries the members' merged
+/// statistics as its drift reference; a member checks new files against the deployment with
+/// `b3o client --check-drift` (computed locally), and shares only the summary of one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_checks_its_new_data_for_drift_with_b3o_client() {
+    let Some(text) = churn() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("server"));
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let owner = sign_up(&http, &base, &unique_email("owner"), "Owner Bank").await;
+    let owner_api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(owner.token.clone()),
+    );
+    let training_rows = csv_rows(&text, 0..1500);
+    let created = owner_api
+        .create_group(&group_request(schema_of(&training_rows), 1, 1))
+        .await
+        .unwrap();
+    let gid = created.group_id;
+    let member = sign_up(&http, &base, &unique_email("bank"), "Bank").await;
+    let api = Api::new(
+        HttpTransport::new(&base).unwrap(),
+        Auth::Bearer(member.token.clone()),
+    );
+    let data = LocalData::from_csv(training_rows.as_bytes()).unwrap();
+    let options = ParticipantOptions {
+        poll_interval: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut p = Participant::new(api, ThreadTrainer::cpu(), quiet, data, options);
+    let code = created.join_code.clone();
+    let training = tokio::spawn(async move {
+        p.join(&code).await?;
+        p.run().await
+    });
+    wait_ready(&owner_api, gid, 1).await;
+    owner_api.start(gid).await.unwrap();
+    training.await.unwrap().unwrap();
+    let version_id = owner_api
+        .round(gid, 1)
+        .await
+        .unwrap()
+        .result_version_id
+        .unwrap();
+    let r = http
+        .put(format!("{base}/api/deployments/bank-churn"))
+        .bearer_auth(&owner.token)
+        .json(&serde_json::json!({ "version_id": version_id }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    let check = |file: &Path, share: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_b3o"));
+        cmd.args([
+            "client",
+            "--server",
+            &base,
+            "--token",
+            &member.token,
+            "--json",
+        ])
+        .arg("--data")
+        .arg(file)
+        .args(["--check-drift", "bank-churn"]);
+        if share {
+            cmd.arg("--share-drift");
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        let drifted: Vec<String> = report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["drifted"] == true)
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        (stdout, drifted)
+    };
+    // New customers like the old: nothing drifted, nothing sent.
+    let same = dir.path().join("same.csv");
+    std::fs::write(&same, csv_rows(&text, 1500..2100)).unwrap();
+    let (stdout, drifted) = check(&same, false);
+    assert!(drifted.is_empty(), "{stdout}");
+    assert!(stdout.contains("Nothing was sent"), "{stdout}");
+    // Older customers, some from a new country: exactly those two, shared.
+    let moved = dir.path().join("moved.csv");
+    std::fs::write(
+        &moved,
+        shifted_ages_and_countries(&csv_rows(&text, 1500..2100)),
+    )
+    .unwrap();
+    let (stdout, drifted) = check(&moved, true);
+    assert_eq!(drifted, ["Geography", "Age"], "{stdout}");
+    assert!(stdout.contains("Atlantis (200)"), "{stdout}");
+    assert!(stdout.contains("Shared your file's summary"), "{stdout}");
+    let view: Value = http
+        .get(format!("{base}/api/deployments/bank-churn/drift"))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["has_reference"], true, "{view}");
+    assert_eq!(view["partners"].as_array().unwrap().len(), 1, "{view}");
+    assert_eq!(view["partners"][0]["member"], "Bank");
+    assert_eq!(
+        view["partners"][0]["drifted"],
+        serde_json::json!(["Geography", "Age"])
+    );
+}

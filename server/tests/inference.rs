@@ -86,15 +86,21 @@ impl Raw {
 
 impl Server {
     pub async fn new() -> Self {
+        Self::with_runtime(Default::default()).await
+    }
+
+    /// With the runtimes' settings under test (`b3o serve`'s flags).
+    pub async fn with_runtime(settings: b3o_server::state::RuntimeSettings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::test_db::database_url(dir.path());
         let db = b3o_server::db::connect(&url).await.unwrap();
-        let state = AppState::new(
+        let state = AppState::with_settings(
             db,
             std::sync::Arc::new(b3o_server::blobs::BlobStore::local(dir.path()).unwrap()),
             Arc::new(Accounts::new(Settings::default())),
             Default::default(),
             Default::default(),
+            settings,
         );
         let router = b3o_server::app(state.clone(), dir.path());
         Server {
@@ -351,6 +357,7 @@ pub fn publish_request(
         weights,
         metrics: BTreeMap::from([("accuracy".to_string(), 0.5)]),
         sharing,
+        reference: None,
     }
 }
 
@@ -1948,6 +1955,31 @@ fn calibrate_demo_digits_ood() {
     let cal =
         b3o_models::ood::calibrate_images(&train.features, train.n_rows, Some(&best), "").unwrap();
     eprintln!("{cal:#?}");
+}
+
+/// Issue #18: the drift reference of the `digits` demo (`server/demo/digits-reference.json`,
+/// read by `demo::digits`): the per-image statistics (`b3o_models::monitor::IMAGE_FEATURES`) of
+/// the same 8,000 MNIST training images as the weights, and their labels as the predictions'
+/// reference. Offline, like the calibration above; the product never reads the data set.
+///
+/// `cargo nextest run -p b3o-server --run-ignored only write_demo_digits_drift_reference`
+#[test]
+#[ignore = "writes server/demo/digits-reference.json from ../shared/datasets"]
+fn write_demo_digits_drift_reference() {
+    let (train, _) = mnist_split();
+    let mut reference = Summary::default();
+    b3o_models::monitor::observe_images(&mut reference, &train.features, train.n_rows);
+    let mut labels = b3o_models::stats::CategoricalSummary::default();
+    for &y in &train.targets {
+        labels.push(Some(&(y as usize).to_string()));
+    }
+    reference.columns.insert(
+        b3o_models::monitor::PREDICTION.to_string(),
+        b3o_models::stats::ColumnSummary::Categorical(labels),
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/digits-reference.json");
+    std::fs::write(path, serde_json::to_string(&reference).unwrap() + "\n").unwrap();
+    eprintln!("wrote {path}: {} images", reference.n_rows);
 }
 
 /// Issue #21 benchmark (BENCHMARKS.md): the tabular rule on the churn data set. The

@@ -6,6 +6,7 @@ mod blob_store;
 mod buffered;
 mod client;
 mod compression;
+mod drift;
 mod federation;
 mod gate;
 mod hardening_accounts;

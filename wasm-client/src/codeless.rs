@@ -596,6 +596,19 @@ impl<R: Read> CsvChunks<R> {
         self.reader.rows_read()
     }
 
+    /// Adds `chunk`'s feature cells (as the preprocessing read them) to a drift window
+    /// (`b3o_models::monitor`): counts and sketches, no row is kept.
+    pub fn observe(&self, chunk: &CsvChunk, window: &mut b3o_models::stats::Summary) {
+        let missing = self.reader.missing();
+        for r in &chunk.records {
+            b3o_models::monitor::observe_row(
+                window,
+                &self.prep,
+                self.feature_index.iter().map(|&i| r.value(i, missing)),
+            );
+        }
+    }
+
     /// The next (up to) `max_rows` data rows and their model inputs; `None` after the last.
     /// A file without data rows is [`TabularError::NoRows`].
     pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<CsvChunk>, CodelessError> {
@@ -811,10 +824,26 @@ pub fn predict_csv_limited(
     csv: &[u8],
     limits: &InputLimits,
 ) -> Result<(Vec<u8>, usize), CodelessError> {
+    predict_csv_monitored(predictor, spec, csv, limits, None)
+}
+
+/// [`predict_csv_limited`], adding the inputs and answers to a drift `window`
+/// (`b3o_models::monitor`) when one is given.
+pub fn predict_csv_monitored(
+    predictor: &OnnxPredictor,
+    spec: &ModelSpec,
+    csv: &[u8],
+    limits: &InputLimits,
+    mut window: Option<&mut b3o_models::stats::Summary>,
+) -> Result<(Vec<u8>, usize), CodelessError> {
     let mut chunks = CsvChunks::with_limits(csv, spec, limits)?;
     let mut out = CsvOutput::new(Vec::with_capacity(csv.len() * 5 / 4), &chunks, spec)?;
     while let Some(chunk) = chunks.next_chunk(DEFAULT_CHUNK_ROWS)? {
         let outputs = predictor.predict(&chunk.inputs, chunk.n_rows())?;
+        if let Some(w) = window.as_deref_mut() {
+            chunks.observe(&chunk, w);
+            b3o_models::monitor::observe_outputs(w, spec, &outputs, chunk.n_rows());
+        }
         out.write_chunk(&chunk, &describe(spec, &chunk.inputs, &outputs))?;
     }
     Ok((out.finish()?, chunks.rows_read()))

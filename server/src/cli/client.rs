@@ -39,7 +39,7 @@ pub struct ClientArgs {
     #[arg(long, env = "B3O_SERVER")]
     pub server: String,
     /// The group's join code.
-    #[arg(long, required_unless_present_any = ["group", "evaluate_version"])]
+    #[arg(long, required_unless_present_any = ["group", "evaluate_version", "check_drift"])]
     pub code: Option<String>,
     /// A group this account already joined (instead of --code).
     #[arg(long, conflicts_with = "code")]
@@ -78,6 +78,15 @@ pub struct ClientArgs {
     /// report the metrics and exit, without training.
     #[arg(long, value_name = "VERSION_ID", conflicts_with_all = ["code", "group"])]
     pub evaluate_version: Option<i64>,
+    /// Check your file (`--data`, a CSV) for drift against what deployment NAME was trained
+    /// on: summarised and compared here, the per-feature report printed; nothing is sent
+    /// unless `--share-drift`. Exits without training.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["code", "group", "evaluate_version"])]
+    pub check_drift: Option<String>,
+    /// With `--check-drift`: also send the file's summary (counts and histograms per column, no
+    /// row) to the deployment's drift view, where the group sees it.
+    #[arg(long, requires = "check_drift")]
+    pub share_drift: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -125,6 +134,8 @@ pub enum Outcome {
     Trained(Report),
     /// Evaluated one version (`--evaluate-version`).
     Evaluated(VersionEvaluated),
+    /// Checked the file for drift (`--check-drift`).
+    Drift(b3o_models::drift::DriftReport),
 }
 
 /// `--evaluate-version`: the version's metrics on the member's held-out rows, as reported.
@@ -157,6 +168,11 @@ pub async fn run(args: ClientArgs) -> Result<Outcome, ClientError> {
     let transport =
         HttpTransport::new(&args.server).map_err(|e| ClientError::Usage(e.to_string()))?;
     let auth = authenticate(&args, &transport).await?;
+    if let Some(name) = &args.check_drift {
+        return check_drift(&args, Api::new(transport, auth), name)
+            .await
+            .map(Outcome::Drift);
+    }
     if let Some(version_id) = args.evaluate_version {
         return evaluate_version(&args, Api::new(transport, auth), version_id)
             .await
@@ -251,6 +267,77 @@ async fn evaluate_version(
         );
     }
     Ok(done)
+}
+
+/// `--check-drift`: the file's drift against the deployment's training data, computed here;
+/// with `--share-drift` its summary (never a row) is sent to the deployment's drift view.
+async fn check_drift(
+    args: &ClientArgs,
+    api: Api<HttpTransport>,
+    name: &str,
+) -> Result<b3o_models::drift::DriftReport, ClientError> {
+    let bytes = std::fs::read(&args.data)
+        .map_err(|e| ClientError::Usage(format!("reading {}: {e}", args.data.display())))?;
+    let table = b3o_models::tabular::read_csv(bytes.as_slice())
+        .map_err(|e| ClientError::Usage(format!("{}: {e}", args.data.display())))?;
+    let reference = api.drift_reference(name).await?;
+    let (report, summary) =
+        b3o_models::monitor::check_table(&reference, &table).map_err(ClientError::Usage)?;
+    println!(
+        "{} of {} features drifted ({:.0}%; `{name}` marks drift from {:.0}%) in your {} rows, \
+         against version {}:",
+        report.drifted_features,
+        report.features.len(),
+        report.drift_share * 100.0,
+        reference.settings.drift_share * 100.0,
+        report.rows,
+        reference.version_id
+    );
+    for f in &report.features {
+        let method = serde_json::to_value(f.method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let unseen = if f.unseen.is_empty() {
+            String::new()
+        } else {
+            let values: Vec<String> = f
+                .unseen
+                .iter()
+                .map(|u| format!("{} ({})", u.value, u.count))
+                .collect();
+            format!("; never seen in training: {}", values.join(", "))
+        };
+        println!(
+            "  {} {:<24} {method} {:.4} (threshold {}), PSI {:.3}, missing {:.1}%{unseen}",
+            if f.drifted { "DRIFT" } else { "  ok " },
+            f.name,
+            f.score,
+            f.threshold,
+            f.psi,
+            f.missing_current * 100.0,
+        );
+    }
+    if args.share_drift {
+        let body = b3o_models::protocol::monitoring::PartnerSummary {
+            version_id: reference.version_id,
+            summary,
+        };
+        let check = api.share_drift(name, &body).await?;
+        println!(
+            "Shared your file's summary (no rows) with `{name}`'s drift view, as {}.",
+            check.member
+        );
+    } else if !args.quiet {
+        println!("Nothing was sent (add --share-drift to share the summary with the group).");
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
+        );
+    }
+    Ok(report)
 }
 
 /// Takes part in the group's training to its end.

@@ -107,6 +107,9 @@ pub struct Publish {
     /// Test metrics shown with the version.
     pub metrics: BTreeMap<String, f64>,
     pub sharing: Sharing,
+    /// The training data's column summary: the drift reference of the version (`None`: no
+    /// drift monitoring of its inputs).
+    pub reference: Option<Summary>,
 }
 
 /// Where [`publish`] put a model.
@@ -200,6 +203,12 @@ async fn insert_version(
         contributors_json: "[]".into(),
         optimizer_state_path: None,
         onnx_path: Some(onnx_path),
+        reference_json: match &p.reference {
+            Some(r) => {
+                Some(serde_json::to_string(r).map_err(|e| internal("reference")(e.to_string()))?)
+            }
+            None => None,
+        },
     };
     registry::insert_version(tx, &version).await
 }
@@ -307,6 +316,7 @@ pub fn train_churn() -> Result<Publish, ApiError> {
         weights: outcome.weights,
         metrics,
         sharing: public_same_origin(),
+        reference: Some(summary),
     })
 }
 
@@ -322,6 +332,14 @@ pub fn digits_calibration() -> ImageCalibration {
         min_confidence: Some(0.496_523_6),
         source: "MNIST: the 8,000 training images of the shipped weights; quantiles 0.25% and 99.75% (intensity), 99.5% (frame share), 0.5% (confidence)".into(),
     }
+}
+
+/// The drift reference of the digits demo: the per-image statistics
+/// (`b3o_models::monitor::IMAGE_FEATURES`) and labels of the same 8,000 MNIST training images
+/// as the weights, computed once, offline (`server/demo/README.md`).
+pub fn digits_reference() -> Result<Summary, ApiError> {
+    serde_json::from_str(include_str!("../../demo/digits-reference.json"))
+        .map_err(|e| ApiError::Internal(format!("the shipped digits drift reference: {e}")))
 }
 
 /// The digits demo from the shipped weights, with [`digits_calibration`].
@@ -344,5 +362,6 @@ pub fn digits() -> Result<Publish, ApiError> {
         weights,
         metrics: meta.metrics,
         sharing: public_same_origin(),
+        reference: Some(digits_reference()?),
     })
 }

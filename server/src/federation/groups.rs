@@ -530,6 +530,8 @@ pub async fn post_statistics(
     // Checked against the models crate's summary format; merged at start.
     let summary: Summary = serde_json::from_value(summary)
         .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
+    b3o_models::monitor::check_sketches(&summary)
+        .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
     let summary = serde_json::to_string(&summary)
         .map_err(|e| ApiError::Internal(format!("statistics: {e}")))?;
     sqlx::query(

@@ -28,13 +28,14 @@ pub fn image_spec(labels: &[String]) -> ModelSpec {
     }
 }
 
-/// The tabular MLP for `schema`, its preprocessing built from the members' merged summaries.
-/// Errors are phrased for the group's owner.
+/// The tabular MLP for `schema`, its preprocessing built from the members' merged summaries,
+/// and that merged summary (the versions' drift reference). Errors are phrased for the
+/// group's owner.
 pub fn tabular_spec(
     schema: &Schema,
     hidden: Option<&[usize]>,
     summaries: &[Summary],
-) -> Result<ModelSpec, String> {
+) -> Result<(ModelSpec, Summary), String> {
     let mut merged = Summary::default();
     for s in summaries {
         merged
@@ -48,7 +49,7 @@ pub fn tabular_spec(
         None => ModelSpec::churn_b3o(preprocessing),
     };
     spec.validate().map_err(|e| e.to_string())?;
-    Ok(spec)
+    Ok((spec, merged))
 }
 
 /// Small seeded uniform values in [-0.1, 0.1): a neutral start for custom layouts.

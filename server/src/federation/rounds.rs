@@ -166,7 +166,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
             group.min_clients
         )));
     }
-    let (spec, layout, flat) = build_model(state, &group).await?;
+    let (spec, layout, flat, reference) = build_model(state, &group).await?;
     let meta = UpdateMeta {
         model_id: group.model_id(),
         round: 0,
@@ -199,6 +199,7 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
         contributors_json: "[]".into(),
         optimizer_state_path: None,
         onnx_path: onnx,
+        reference_json: reference,
     };
     let version_id = registry::insert_version(&mut tx, &version).await?;
     sqlx::query("UPDATE groups SET layout_json = $1, preprocessing_json = $2 WHERE id = $3")
@@ -235,14 +236,15 @@ pub(crate) async fn start_training(state: &AppState, group_id: i64) -> Result<i6
 async fn build_model(
     state: &AppState,
     group: &GroupSettings,
-) -> Result<(Value, WeightLayout, Vec<f32>), ApiError> {
+) -> Result<(Value, WeightLayout, Vec<f32>, Option<String>), ApiError> {
     let seed = group.id as u64;
+    let mut reference = None;
     let spec =
         match &group.template {
             ModelTemplate::Custom { layout } => {
                 quotas::check_model_size(quotas::exact(layout), &state.limits)?;
                 let spec = json!({ "model_id": group.model_id(), "layout": layout });
-                return Ok((spec, layout.clone(), initial_weights(layout, seed)));
+                return Ok((spec, layout.clone(), initial_weights(layout, seed), None));
             }
             ModelTemplate::ImageCnn { labels } => image_spec(labels),
             ModelTemplate::Tabular { schema, hidden } => {
@@ -272,7 +274,10 @@ async fn build_model(
                         ApiError::Internal(format!("stored summary of {name}: {e}"))
                     })?);
                 }
-                tabular_spec(schema, hidden.as_deref(), &summaries).map_err(ApiError::Conflict)?
+                let (spec, merged) = tabular_spec(schema, hidden.as_deref(), &summaries)
+                    .map_err(ApiError::Conflict)?;
+                reference = serde_json::to_string(&merged).ok();
+                spec
             }
         };
     let layout = spec.layout();
@@ -280,7 +285,7 @@ async fn build_model(
     let flat = spec.init_weights(seed).flatten();
     let value =
         serde_json::to_value(&spec).map_err(|e| ApiError::Internal(format!("spec: {e}")))?;
-    Ok((value, layout, flat))
+    Ok((value, layout, flat, reference))
 }
 
 /// Writes the ONNX export of a version whose spec is a `b3o_models::ModelSpec` (tabular and
@@ -1353,6 +1358,7 @@ async fn commit(
         contributors_json: Value::Array(contributors).to_string(),
         optimizer_state_path,
         onnx_path: onnx,
+        reference_json: None,
     };
     let version_id = registry::insert_version(&mut tx, &version).await?;
     if let Some(closed) = &closed {

@@ -12,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use b3o_models::ModelSpec;
+use b3o_models::monitor;
 use b3o_models::protocol::ErrorBody;
 use b3o_models::protocol::inference::{ImagePrediction, PredictRows, Prediction, RowsPrediction};
+use b3o_models::stats::Summary;
 use b3o_wasm_client::codeless::{self, CodelessError, Predicted, RowPrediction};
 
 use super::gate::{self, Call, Target};
@@ -125,14 +127,26 @@ async fn predict_csv(
             let started = std::time::Instant::now();
             let model = m.clone();
             let limits = shared.input_limits;
-            let result = shared
+            let monitored = shared.monitor.enabled();
+            let (result, window) = shared
                 .run_blocking(&mut ticket, move || {
-                    codeless::predict_csv_limited(model.predictor(), &model.spec, &bytes, &limits)
+                    let mut window = Summary::default();
+                    let result = codeless::predict_csv_monitored(
+                        model.predictor(),
+                        &model.spec,
+                        &bytes,
+                        &limits,
+                        monitored.then_some(&mut window),
+                    );
+                    (result, window)
                 })
                 .await?;
             let rows = result.as_ref().map_or(0, |(_, n)| *n);
             telemetry::record_run(m.version_id, rows, started.elapsed(), result.is_ok());
             let (csv, _) = result.map_err(|e| codeless_error(&name, e))?;
+            shared
+                .monitor
+                .record(&name, m.version_id, m.version_id, &window);
             Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
         },
     )
@@ -184,24 +198,30 @@ async fn predict_rows(
             };
             // Each row is encoded as soon as it is parsed: only its inputs are kept.
             let model = m.clone();
+            let monitored = shared.monitor.enabled();
             let encode = move || {
                 let mut inputs = Vec::new();
+                let mut window = Summary::default();
+                let prep = model.spec.preprocessing.as_ref().filter(|_| monitored);
                 let mut sink = |row: usize, values: &serde_json::Map<String, serde_json::Value>| {
                     inputs.extend(codeless::row_inputs(&model.spec, row, values)?);
+                    if let Some(prep) = prep {
+                        monitor::observe_json_row(&mut window, prep, values);
+                    }
                     Ok(())
                 };
                 let n = rows_body::parse(&bytes, &limits, &mut sink)?;
                 if n == 0 {
                     return Err(rows_body::RowsError::Row(CodelessError::NoRows));
                 }
-                Ok((inputs, n))
+                Ok((inputs, n, window))
             };
             let encoded = if bytes_len <= rows_body::INLINE_PARSE_BYTES {
                 encode()
             } else {
                 shared.run_blocking(&mut ticket, encode).await?
             };
-            let (inputs, n) = encoded.map_err(|e| match e {
+            let (inputs, n, mut window) = encoded.map_err(|e| match e {
                 rows_body::RowsError::Json(e) => ApiError::BadRequest(format!(
                     "expected {{\"rows\": [{{column: value, ..}}]}}: {e}"
                 )),
@@ -211,6 +231,12 @@ async fn predict_rows(
                 shared.admission.work_slot(&mut ticket).await?;
             }
             let outputs = m.predict(inputs.clone(), n).await?;
+            if window.n_rows > 0 {
+                monitor::observe_outputs(&mut window, &m.spec, &outputs, n);
+                shared
+                    .monitor
+                    .record(&name, m.version_id, m.version_id, &window);
+            }
             let predictions = codeless::describe(&m.spec, &inputs, &outputs)
                 .into_iter()
                 .map(|p| wire_prediction(&m.spec, p))
@@ -298,6 +324,14 @@ async fn predict_image(
                 .await?
                 .map_err(|e| codeless_error(&name, e))?;
             let outputs = m.predict(pixels.clone(), 1).await?;
+            if shared.monitor.enabled() {
+                let mut window = Summary::default();
+                monitor::observe_images(&mut window, &pixels, 1);
+                monitor::observe_outputs(&mut window, &m.spec, &outputs, 1);
+                shared
+                    .monitor
+                    .record(&name, m.version_id, m.version_id, &window);
+            }
             let prediction = codeless::describe(&m.spec, &pixels, &outputs)
                 .pop()
                 .ok_or_else(|| ApiError::Internal("the model returned no output".into()))?;

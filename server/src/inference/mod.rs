@@ -106,13 +106,21 @@ pub struct Shared {
     /// How long a request waits for its model work before a 503 (the work keeps its slot
     /// until it really ends).
     pub work_timeout: std::time::Duration,
+    /// Where what each deployment scored is summarised (drift monitoring).
+    pub monitor: Arc<crate::monitoring::Monitor>,
 }
 
 impl Shared {
     /// The runtime for `settings` and `limits`, its deployment cache checked against the
     /// registry's `changes`.
-    pub fn new(settings: Settings, limits: &Limits, changes: Arc<Changes>) -> Self {
+    pub fn new(
+        settings: Settings,
+        limits: &Limits,
+        changes: Arc<Changes>,
+        monitor: Arc<crate::monitoring::Monitor>,
+    ) -> Self {
         Self {
+            monitor,
             models: ModelCache::new(settings.cache_bytes),
             deployments: Deployments::new(changes),
             settings,

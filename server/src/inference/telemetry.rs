@@ -319,6 +319,7 @@ pub async fn render(State(state): State<AppState>) -> Response {
     // The recorder is process-global: the gauges of this app's state are set now.
     set_ready(state.lifecycle.phase().is_ready());
     refresh_job_gauges(&state).await;
+    crate::monitoring::refresh_gauges(&state).await;
     let body = handle().map(PrometheusHandle::render).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

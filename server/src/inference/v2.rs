@@ -11,7 +11,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use b3o_models::monitor;
 use b3o_models::protocol::ErrorBody;
+use b3o_models::stats::Summary;
 use b3o_models::v2::{
     HEADER_LENGTH, InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady,
     OutputTensor, ParseLimits, RepositoryModel, ServerLive, ServerMetadata, ServerReady,
@@ -225,7 +227,8 @@ async fn serve(
                 let mut ticket = Ticket::default();
                 let json_len = json_length(&headers)?;
                 let bytes = shared.read_body(&headers, body, &mut ticket).await?;
-                run(&name, &m, &shared, bytes, json_len, &mut ticket).await?
+                let serving = target.deployment.version_id;
+                run(&name, serving, &m, &shared, bytes, json_len, &mut ticket).await?
             }
         })
     }
@@ -500,6 +503,7 @@ fn json_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
 
 async fn run(
     name: &str,
+    serving: i64,
     m: &Arc<ServedModel>,
     shared: &Shared,
     body: axum::body::Bytes,
@@ -538,7 +542,19 @@ async fn run(
     }
     let mut req = req;
     let data = std::mem::take(&mut req.inputs[0].data);
+    // The drift window: the inputs before they move into the run, the answers after.
+    let mut window = shared.monitor.enabled().then(Summary::default);
+    if let Some(w) = window.as_mut() {
+        match &m.spec.preprocessing {
+            Some(prep) => monitor::observe_inputs(w, prep, &data, batch),
+            None => monitor::observe_images(w, &data, batch),
+        }
+    }
     let outputs = m.predict(data, batch).await?;
+    if let Some(mut w) = window {
+        monitor::observe_outputs(&mut w, &m.spec, &outputs, batch);
+        shared.monitor.record(name, serving, m.version_id, &w);
+    }
     let shape = vec![batch, m.predictor().output_width()];
     if req.binary_output {
         return binary_answer(req.id, name, m.version_id, shape, &outputs);

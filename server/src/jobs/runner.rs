@@ -226,6 +226,8 @@ struct Work {
     out: CsvOutput<BufWriter<std::fs::File>>,
     predictor: OnnxPredictor,
     spec: ModelSpec,
+    /// What the chunks since the last hand-over scored (drift monitoring), if monitored.
+    window: Option<b3o_models::stats::Summary>,
 }
 
 /// Reads, predicts and writes the next chunk; `None` after the last.
@@ -234,6 +236,10 @@ fn step(work: &mut Work) -> Result<Option<usize>, CodelessError> {
         return Ok(None);
     };
     let outputs = work.predictor.predict(&chunk.inputs, chunk.n_rows())?;
+    if let Some(w) = work.window.as_mut() {
+        work.chunks.observe(&chunk, w);
+        b3o_models::monitor::observe_outputs(w, &work.spec, &outputs, chunk.n_rows());
+    }
     work.out.write_chunk(
         &chunk,
         &codeless::describe(&work.spec, &chunk.inputs, &outputs),
@@ -372,6 +378,10 @@ async fn execute(
     let spec = m.spec.clone();
     let predictor = m.predictor().clone();
     let name = job.deployment.clone();
+    let window = state
+        .monitoring
+        .enabled()
+        .then(b3o_models::stats::Summary::default);
     let opened = tokio::task::spawn_blocking(move || -> Result<(Work, usize), CodelessError> {
         let io = |e: std::io::Error| CodelessError::Io(e.to_string());
         let total = codeless::count_rows(BufReader::new(std::fs::File::open(&input).map_err(io)?))?;
@@ -386,6 +396,7 @@ async fn execute(
                 out,
                 predictor,
                 spec,
+                window,
             },
             total,
         ))
@@ -414,6 +425,21 @@ async fn execute(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
         work = back;
+        if let Some(w) = work.window.as_mut().filter(|w| w.n_rows > 0) {
+            // The deployment's traffic only while it serves the job's version.
+            let serving = state
+                .inference
+                .deployments
+                .get(&state.db, &name)
+                .await
+                .ok()
+                .flatten()
+                .map(|d| d.version_id);
+            if let Some(serving) = serving {
+                state.monitoring.record(&name, serving, job.version_id, w);
+            }
+            *w = b3o_models::stats::Summary::default();
+        }
         match result {
             Ok(Some(done)) => {
                 if last_progress.elapsed() >= PROGRESS_EVERY {

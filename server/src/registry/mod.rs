@@ -619,7 +619,14 @@ async fn deployment_view(db: &Db, name: &str) -> Result<DeploymentView, ApiError
     .fetch_all(db)
     .await?;
     let gate = gate::gate_of(&mut *db.acquire().await?, name).await?;
+    // Written by `monitoring` at each flush of its windows.
+    let drifting: Option<crate::db::Flag> =
+        sqlx::query_scalar("SELECT drifting FROM drift_status WHERE deployment = $1")
+            .bind(name)
+            .fetch_optional(db)
+            .await?;
     Ok(DeploymentView {
+        drifting: drifting.map(|f| f.0),
         name: name.to_string(),
         version_id,
         group_id: v.1,

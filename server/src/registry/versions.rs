@@ -93,6 +93,10 @@ pub struct NewVersion {
     pub contributors_json: String,
     pub optimizer_state_path: Option<String>,
     pub onnx_path: Option<String>,
+    /// The merged column summary of the training data (`b3o_models::stats::Summary` JSON),
+    /// the reference drift monitoring compares a deployment's inputs with; `None`: the
+    /// parent's (every version of a group trains on the same members' data).
+    pub reference_json: Option<String>,
 }
 
 /// Inserts a version in the caller's transaction; returns its id.
@@ -100,8 +104,10 @@ pub async fn insert_version(conn: &mut Conn, v: &NewVersion) -> Result<i64, ApiE
     Ok(sqlx::query_scalar(
         "INSERT INTO model_versions (group_id, round, parent_id, weights_path, weights_sha256,
             size_bytes, num_params, spec_json, metrics_json, contributors_json,
-            optimizer_state_path, onnx_path)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            optimizer_state_path, onnx_path, reference_json)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+            COALESCE($13, (SELECT p.reference_json FROM model_versions p WHERE p.id = $3)))
+         RETURNING id",
     )
     .bind(v.group_id)
     .bind(v.round)
@@ -115,8 +121,21 @@ pub async fn insert_version(conn: &mut Conn, v: &NewVersion) -> Result<i64, ApiE
     .bind(&v.contributors_json)
     .bind(&v.optimizer_state_path)
     .bind(&v.onnx_path)
+    .bind(&v.reference_json)
     .fetch_one(conn)
     .await?)
+}
+
+/// The reference summary of version `version_id` (see [`NewVersion::reference_json`]), if it
+/// has one.
+pub async fn reference(db: &crate::db::Db, version_id: i64) -> Result<Option<String>, ApiError> {
+    Ok(sqlx::query_scalar::<_, Option<String>>(
+        "SELECT reference_json FROM model_versions WHERE id = $1",
+    )
+    .bind(version_id)
+    .fetch_optional(db)
+    .await?
+    .flatten())
 }
 
 /// The latest version of `group_id` and the round after it (`(None, 0)` for a group without

@@ -564,6 +564,36 @@ impl<T: Transport> Api<T> {
         .await
     }
 
+    /// What a member's own drift check of deployment `name` compares with (its served
+    /// version's training summary and thresholds).
+    pub async fn drift_reference(
+        &self,
+        name: &str,
+    ) -> Result<b3o_models::protocol::monitoring::DriftReference, FlError> {
+        self.json(
+            "reading the deployment's drift reference",
+            Request::get(format!(
+                "/api/deployments/{}/drift/reference",
+                path_segment(name)
+            )),
+        )
+        .await
+    }
+
+    /// Shares a member's summary of its own data with deployment `name`'s drift view.
+    pub async fn share_drift(
+        &self,
+        name: &str,
+        body: &b3o_models::protocol::monitoring::PartnerSummary,
+    ) -> Result<b3o_models::protocol::monitoring::PartnerCheck, FlError> {
+        self.post_json(
+            "sharing a drift summary",
+            format!("/api/deployments/{}/drift/partner", path_segment(name)),
+            body,
+        )
+        .await
+    }
+
     /// Opens the group's event stream (no retries: the caller polls meanwhile).
     pub async fn events(&self, group_id: i64) -> Result<T::Events, TransportError> {
         let request = self.authorise(
@@ -607,6 +637,19 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+/// `name` as one URL path segment (deployment names are letters, digits, `-`, `_`, `.`; anything
+/// else is percent-encoded).
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
