@@ -176,6 +176,7 @@ fn with_csrf(builder: RequestBuilder, csrf: &str) -> RequestBuilder {
 // names below.
 
 use b3o_models::Task;
+pub use b3o_models::drift::{DriftReport, DriftSettings, FeatureDrift};
 pub use b3o_models::package::ModelPackage;
 use b3o_models::preprocess::{FeatureTransform, TargetEncoding};
 pub use b3o_models::protocol::accounts::{
@@ -185,6 +186,9 @@ pub use b3o_models::protocol::accounts::{
 pub use b3o_models::protocol::history::{Run, RunList, RunRound};
 pub use b3o_models::protocol::inference::{ImagePrediction, Prediction};
 pub use b3o_models::protocol::jobs::{Job, JobList, JobStatus};
+pub use b3o_models::protocol::monitoring::{
+    DriftReference, DriftView, PartnerCheck, PartnerSummary, SetDriftSettings,
+};
 pub use b3o_models::protocol::operations::{CheckStatus, Health};
 pub use b3o_models::protocol::registry::{
     DeploymentAction, DeploymentEvent, DeploymentEvents, DeploymentList, DeploymentView,
@@ -482,6 +486,40 @@ pub async fn deployment_events(name: &str) -> Result<Vec<DeploymentEvent>, ApiEr
     get::<DeploymentEvents>(&format!("/api/deployments/{}/events", encode(name)))
         .await
         .map(|e| e.events)
+}
+
+/// `GET /api/deployments/{name}/drift`: the deployment's drift (its group only).
+pub async fn drift(name: &str) -> Result<DriftView, ApiError> {
+    get(&format!("/api/deployments/{}/drift", encode(name))).await
+}
+
+/// `GET /api/deployments/{name}/drift/reference`: what a member's own check compares with.
+pub async fn drift_reference(name: &str) -> Result<DriftReference, ApiError> {
+    get(&format!(
+        "/api/deployments/{}/drift/reference",
+        encode(name)
+    ))
+    .await
+}
+
+/// `PUT /api/deployments/{name}/drift/settings` (the group's owner).
+pub async fn set_drift_settings(
+    csrf: &str,
+    name: &str,
+    settings: DriftSettings,
+) -> Result<DriftSettings, ApiError> {
+    let url = format!("/api/deployments/{}/drift/settings", encode(name));
+    json(with_csrf(Request::put(&url), csrf).json(&SetDriftSettings { settings })).await
+}
+
+/// `POST /api/deployments/{name}/drift/partner`: a member's summary of its own data.
+pub async fn contribute_drift(
+    csrf: &str,
+    name: &str,
+    body: &PartnerSummary,
+) -> Result<PartnerCheck, ApiError> {
+    let url = format!("/api/deployments/{}/drift/partner", encode(name));
+    json(with_csrf(Request::post(&url), csrf).json(body)).await
 }
 
 /// Sets (`Some`) or removes (`None`) deployment `name`'s promotion gate (the group's owner).

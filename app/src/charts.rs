@@ -330,6 +330,53 @@ pub fn probability_bars(id: &'static str, labels: Vec<String>, probabilities: Ve
     view! { <ol class="bars" id=id aria-label="Probability of each class">{rows}</ol> }.into_any()
 }
 
+/// Side-by-side bars of two distributions over the same bins (reference and current shares),
+/// for a drifted feature; `data-bin` and the shares are on each row for tests.
+pub fn histogram_pair(
+    id: String,
+    title: String,
+    labels: Vec<String>,
+    reference: Vec<f64>,
+    current: Vec<f64>,
+) -> AnyView {
+    let top = reference
+        .iter()
+        .chain(current.iter())
+        .copied()
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let rows = labels
+        .into_iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let r = reference.get(i).copied().unwrap_or(0.0);
+            let c = current.get(i).copied().unwrap_or(0.0);
+            let width = |v: f64| format!("width:{:.1}%", (v / top).clamp(0.0, 1.0) * 100.0);
+            let bin = label.clone();
+            view! {
+                <li class="pair" data-bin=bin data-reference=format!("{r:.4}")
+                    data-current=format!("{c:.4}")>
+                    <span class="bar-label">{label}</span>
+                    <span class="bar-track" aria-hidden="true">
+                        <span class="bar-fill reference" style=width(r)></span>
+                        <span class="bar-fill current" style=width(c)></span>
+                    </span>
+                    <span class="bar-value">{format!("{:.0}% → {:.0}%", r * 100.0, c * 100.0)}</span>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <figure class="chart histogram-pair" id=id>
+            <figcaption>{title}</figcaption>
+            <p class="legend"><span class="key reference">"training data"</span>
+                " " <span class="key current">"served"</span></p>
+            <ol class="bars">{rows}</ol>
+        </figure>
+    }
+    .into_any()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ mod home;
 mod how_it_works;
 mod model_detail;
 mod models;
+mod monitoring;
 mod predict;
 mod profile;
 mod sign_in;

@@ -5,6 +5,7 @@ mod app_shell;
 mod embed;
 mod federated_ui;
 mod kept_ui;
+mod monitoring_ui;
 mod offline;
 mod owner_controls;
 mod predict_ui;

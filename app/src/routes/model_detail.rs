@@ -13,7 +13,7 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{form_error, show_errors};
 use crate::api::{
@@ -120,6 +120,34 @@ pub fn ModelDetail() -> impl IntoView {
 fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
     let dep = d.deployment.clone();
     let manage = d.group.as_ref().is_some_and(GroupView::can_manage);
+    // The Monitoring tab, for those who may see the group (`?tab=monitoring` opens it).
+    let query = use_query_map();
+    let monitoring = RwSignal::new(
+        d.group.is_some()
+            && query.with_untracked(|q| q.get("tab").as_deref() == Some("monitoring")),
+    );
+    let tabs = d.group.as_ref().map(|g| {
+        let (name, package) = (dep.name.clone(), d.package.clone());
+        // Who may send a check of its own data: an active member, or the group's owner.
+        let member = matches!(g.role, Some(b3o_models::protocol::GroupRole::Owner | b3o_models::protocol::GroupRole::Member));
+        let drifting = dep.drifting == Some(true);
+        view! {
+            <div class="tabs" role="tablist">
+                <button type="button" role="tab" id="tab-overview"
+                    aria-selected=move || (!monitoring.get()).to_string()
+                    on:click=move |_| monitoring.set(false)>"Overview"</button>
+                <button type="button" role="tab" id="tab-monitoring"
+                    aria-selected=move || monitoring.get().to_string()
+                    on:click=move |_| monitoring.set(true)>
+                    "Monitoring"
+                    {drifting.then(|| view! { " " <span class="tag drifting">"drifting"</span> })}
+                </button>
+            </div>
+            {move || monitoring.get().then(|| view! {
+                <super::monitoring::Monitoring name=name.clone() manage member package=package.clone()/>
+            })}
+        }
+    });
     let predict = format!("/predict/{}", api::encode(&dep.name));
     let group_link = d.group.as_ref().map(|g| {
         let href = format!("/groups/{}", g.id);
@@ -156,6 +184,8 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
             )}
             {group_link}
         </p>
+        {tabs}
+        <div hidden=move || monitoring.get()>
         {d.package.as_ref().map(about_model)}
         <section class="card" aria-labelledby="served-heading">
             <h2 id="served-heading">"How good is it?"</h2>
@@ -198,6 +228,7 @@ fn DetailView(d: Detail, reload: RwSignal<u32>) -> impl IntoView {
         {(!d.events.is_empty()).then(|| history_list(&d.events))}
         {manage.then(|| view! { <SharingForm name=dep.name.clone()/> })}
         {(d.group.is_some()).then(|| view! { <Embed name=dep.name.clone()/> })}
+        </div>
     }
 }
 

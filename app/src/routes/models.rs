@@ -86,6 +86,10 @@ fn ModelCard(d: DeploymentView) -> impl IntoView {
             <h2>
                 <A href=detail>{title}</A>
                 {d.public.then(|| view! { " " <span class="tag">"public"</span> })}
+                {(d.drifting == Some(true)).then(|| view! {
+                    " " <span class="tag drifting" data-drifting="true"
+                        title="Its recent inputs differ from its training data (see its Monitoring tab)">"drifting"</span>
+                })}
             </h2>
             <p class="muted">
                 {format!(
