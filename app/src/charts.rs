@@ -331,14 +331,17 @@ pub fn probability_bars(id: &'static str, labels: Vec<String>, probabilities: Ve
 }
 
 /// Side-by-side bars of two distributions over the same bins (reference and current shares),
-/// for a drifted feature; `data-bin` and the shares are on each row for tests.
+/// for a drifted feature; `data-bin` and the shares are on each row for tests. Without a
+/// reference (`None`), the served shares alone.
 pub fn histogram_pair(
     id: String,
     title: String,
     labels: Vec<String>,
-    reference: Vec<f64>,
+    reference: Option<Vec<f64>>,
     current: Vec<f64>,
 ) -> AnyView {
+    let paired = reference.is_some();
+    let reference = reference.unwrap_or_default();
     let top = reference
         .iter()
         .chain(current.iter())
@@ -358,10 +361,14 @@ pub fn histogram_pair(
                     data-current=format!("{c:.4}")>
                     <span class="bar-label">{label}</span>
                     <span class="bar-track" aria-hidden="true">
-                        <span class="bar-fill reference" style=width(r)></span>
+                        {paired.then(|| view! { <span class="bar-fill reference" style=width(r)></span> })}
                         <span class="bar-fill current" style=width(c)></span>
                     </span>
-                    <span class="bar-value">{format!("{:.0}% → {:.0}%", r * 100.0, c * 100.0)}</span>
+                    <span class="bar-value">{if paired {
+                        format!("{:.0}% → {:.0}%", r * 100.0, c * 100.0)
+                    } else {
+                        format!("{:.0}%", c * 100.0)
+                    }}</span>
                 </li>
             }
         })
@@ -369,8 +376,10 @@ pub fn histogram_pair(
     view! {
         <figure class="chart histogram-pair" id=id>
             <figcaption>{title}</figcaption>
-            <p class="legend"><span class="key reference">"training data"</span>
-                " " <span class="key current">"served"</span></p>
+            <p class="legend">
+                {paired.then(|| view! { <span class="key reference">"training data"</span> " " })}
+                <span class="key current">"served"</span>
+            </p>
             <ol class="bars">{rows}</ol>
         </figure>
     }

@@ -133,6 +133,9 @@ async fn the_monitoring_tab_flags_exactly_the_shifted_features() -> Result<()> {
             browser
                 .wait_for("#drift-verdict[data-drifting='true']")
                 .await?;
+            browser
+                .js("document.getElementById('tab-monitoring').scrollIntoView()", vec![])
+                .await?;
             let shots = browser.screenshots("model-monitoring").await?;
             for shot in &shots {
                 let bytes = std::fs::metadata(shot)?.len();

@@ -110,7 +110,7 @@ fn DriftPanel(v: DriftView, reload: RwSignal<u32>, manage: bool) -> impl IntoVie
                 format!("drift-hist-{}", f.name),
                 format!("{}: training data and served", f.name),
                 f.histogram.labels.clone(),
-                f.histogram.reference.clone(),
+                Some(f.histogram.reference.clone()),
                 f.histogram.current.clone(),
             )
         })
@@ -121,7 +121,7 @@ fn DriftPanel(v: DriftView, reload: RwSignal<u32>, manage: bool) -> impl IntoVie
                 "drift-predictions".into(),
                 "Predicted labels against the training labels".into(),
                 d.histogram.labels.clone(),
-                d.histogram.reference.clone(),
+                Some(d.histogram.reference.clone()),
                 d.histogram.current.clone(),
             )
         });
@@ -130,7 +130,7 @@ fn DriftPanel(v: DriftView, reload: RwSignal<u32>, manage: bool) -> impl IntoVie
                 "drift-confidence".into(),
                 "How sure it was (most likely class's probability)".into(),
                 p.confidence.labels.clone(),
-                vec![0.0; p.confidence.current.len()],
+                None,
                 p.confidence.current.clone(),
             )
         });
