@@ -134,7 +134,10 @@ async fn the_monitoring_tab_flags_exactly_the_shifted_features() -> Result<()> {
                 .wait_for("#drift-verdict[data-drifting='true']")
                 .await?;
             browser
-                .js("document.getElementById('tab-monitoring').scrollIntoView()", vec![])
+                .js(
+                    "document.getElementById('tab-monitoring').scrollIntoView()",
+                    vec![],
+                )
                 .await?;
             let shots = browser.screenshots("model-monitoring").await?;
             for shot in &shots {

@@ -1199,26 +1199,6 @@ async fn a_member_scores_any_version_with_b3o_client_evaluate_version() {
     );
 }
 
-/// `csv` with every `Age` 25 years older and every third `Geography` a new country.
-fn shifted_ages_and_countries(csv: &str) -> String {
-    let mut lines = csv.lines();
-    let header = lines.next().unwrap();
-    let names: Vec<&str> = header.split(',').collect();
-    let age = names.iter().position(|n| *n == "Age").unwrap();
-    let geo = names.iter().position(|n| *n == "Geography").unwrap();
-    let mut out = format!("{header}\n");
-    for (i, line) in lines.enumerate() {
-        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
-        cells[age] = (cells[age].parse::<i64>().unwrap() + 25).to_string();
-        if i % 3 == 0 {
-            cells[geo] = "Atlantis".into();
-        }
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
-}
-
 /// Issue #18's partner-side drift: a federated group's version carries the members' merged
 /// statistics as its drift reference; a member checks new files against the deployment with
 /// `b3o client --check-drift` (computed locally), and shares only the summary of one.
@@ -1317,7 +1297,7 @@ async fn a_member_checks_its_new_data_for_drift_with_b3o_client() {
     let moved = dir.path().join("moved.csv");
     std::fs::write(
         &moved,
-        shifted_ages_and_countries(&csv_rows(&text, 1500..2100)),
+        crate::support::shifted_ages_and_countries(&csv_rows(&text, 1500..2100)),
     )
     .unwrap();
     let (stdout, drifted) = check(&moved, true);

@@ -14,32 +14,11 @@ use b3o_server::registry::sharing::Sharing;
 use serde_json::{Value, json};
 
 use crate::inference::{Server, User, publish_request};
+use crate::support::shifted_ages_and_countries;
 
 /// The demo churn data: `rows` customers drawn with `seed`.
 fn customers(seed: u64, rows: usize) -> String {
     churn_csv(seed, rows)
-}
-
-/// `csv` with every `Age` 25 years older and every third `Geography` a country the training
-/// data never had.
-fn shifted(csv: &str) -> String {
-    let mut lines = csv.lines();
-    let header = lines.next().unwrap();
-    let names: Vec<&str> = header.split(',').collect();
-    let age = names.iter().position(|n| *n == "Age").unwrap();
-    let geo = names.iter().position(|n| *n == "Geography").unwrap();
-    let mut out = format!("{header}\n");
-    for (i, line) in lines.enumerate() {
-        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
-        let a: i64 = cells[age].parse().unwrap();
-        cells[age] = (a + 25).to_string();
-        if i % 3 == 0 {
-            cells[geo] = "Atlantis".into();
-        }
-        out.push_str(&cells.join(","));
-        out.push('\n');
-    }
-    out
 }
 
 async fn deploy(window_rows: u64) -> (Server, User) {
@@ -166,7 +145,12 @@ async fn a_shifted_column_and_a_new_category_are_flagged_and_nothing_else() {
 
     // The same customers older by 25 years, a third of them from a new country: the 600
     // rows of the first window closed it, so these fill the next one.
-    predict_csv(&server, &owner, shifted(&customers(100, 600))).await;
+    predict_csv(
+        &server,
+        &owner,
+        shifted_ages_and_countries(&customers(100, 600)),
+    )
+    .await;
     let view = drift(&server, &owner).await;
     let current = &view["current"];
     assert_eq!(current["rows"], 600, "{current}");
@@ -328,7 +312,7 @@ async fn rows_v2_tensors_and_partners_checks_reach_the_view_and_outsiders_do_not
     assert_eq!(reference.status, StatusCode::OK, "{}", reference.text());
     let reference = reference.json();
     let version_id = reference["version_id"].as_i64().unwrap();
-    let mine = read_csv(shifted(&customers(5, 300)).as_bytes()).unwrap();
+    let mine = read_csv(shifted_ages_and_countries(&customers(5, 300)).as_bytes()).unwrap();
     let schema = infer_schema(
         &mine,
         &InferOptions {

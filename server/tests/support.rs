@@ -543,3 +543,25 @@ pub fn wait_listening(port: u16, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// `csv` (the churn columns) with every `Age` 25 years older and every third row's
+/// `Geography` a country no bank has (`Atlantis`): a shifted numeric column and a new category,
+/// for the drift tests.
+pub fn shifted_ages_and_countries(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    let names: Vec<&str> = header.split(',').collect();
+    let age = names.iter().position(|n| *n == "Age").unwrap();
+    let geo = names.iter().position(|n| *n == "Geography").unwrap();
+    let mut out = format!("{header}\n");
+    for (i, line) in lines.enumerate() {
+        let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+        cells[age] = (cells[age].parse::<i64>().unwrap() + 25).to_string();
+        if i % 3 == 0 {
+            cells[geo] = "Atlantis".into();
+        }
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}

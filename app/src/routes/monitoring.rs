@@ -202,10 +202,7 @@ fn feature_table(r: &DriftReport) -> AnyView {
     let rows = features
         .into_iter()
         .map(|f| {
-            let method = serde_json::to_value(f.method)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let method = f.method.as_str();
             let unseen = if f.unseen.is_empty() {
                 String::new()
             } else {

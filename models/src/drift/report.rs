@@ -58,6 +58,18 @@ pub enum DriftMethod {
 }
 
 impl DriftMethod {
+    /// The method's name on the wire (`ks`, `wasserstein`, `chi_square`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftMethod::Ks => "ks",
+            DriftMethod::Wasserstein => "wasserstein",
+            DriftMethod::ChiSquare => "chi_square",
+            DriftMethod::ZTest => "z_test",
+            DriftMethod::JensenShannon => "jensen_shannon",
+            DriftMethod::None => "none",
+        }
+    }
+
     /// `true` for the tests whose score is a p-value (drift below the threshold); the others
     /// are distances (drift at or above it).
     pub fn is_p_value(self) -> bool {
@@ -219,5 +231,24 @@ pub fn compare(
         drifted_features,
         drift_share,
         enough_rows,
+    }
+}
+
+#[cfg(test)]
+mod method_names {
+    use super::DriftMethod;
+
+    #[test]
+    fn as_str_is_the_wire_name() {
+        for m in [
+            DriftMethod::Ks,
+            DriftMethod::Wasserstein,
+            DriftMethod::ChiSquare,
+            DriftMethod::ZTest,
+            DriftMethod::JensenShannon,
+            DriftMethod::None,
+        ] {
+            assert_eq!(serde_json::to_value(m).unwrap(), m.as_str());
+        }
     }
 }

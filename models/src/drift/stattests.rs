@@ -335,17 +335,9 @@ pub fn psi_bins(reference: &[(f64, f64)], current: &[(f64, f64)]) -> Binned {
 /// the statistic infinite and the p-value 0. No evidence (p = 1) with fewer than two
 /// categories or an empty side.
 pub fn chi_square(reference: &[f64], current: &[f64]) -> TestResult {
-    let pairs: Vec<(f64, f64)> = reference
-        .iter()
-        .zip(current)
-        .map(|(&r, &c)| (clean_count(r), clean_count(c)))
-        .filter(|&(r, c)| r > 0.0 || c > 0.0)
-        .collect();
-    let n_ref: f64 = pairs.iter().map(|p| p.0).sum();
-    let n_cur: f64 = pairs.iter().map(|p| p.1).sum();
-    if pairs.len() < 2 || n_ref <= 0.0 || n_cur <= 0.0 {
+    let Some((pairs, n_ref, n_cur)) = seen_counts(reference, current) else {
         return NO_EVIDENCE;
-    }
+    };
     let k_norm = n_cur / n_ref;
     let statistic: f64 = pairs
         .iter()
@@ -366,6 +358,23 @@ pub fn chi_square(reference: &[f64], current: &[f64]) -> TestResult {
     TestResult { statistic, p_value }
 }
 
+/// Categories seen on either side as `(reference, current)` counts, with both totals.
+type SeenCounts = (Vec<(f64, f64)>, f64, f64);
+
+/// The categories seen on either side as `(reference, current)` counts, and both totals;
+/// `None` (no evidence) with fewer than two categories or an empty side.
+fn seen_counts(reference: &[f64], current: &[f64]) -> Option<SeenCounts> {
+    let pairs: Vec<(f64, f64)> = reference
+        .iter()
+        .zip(current)
+        .map(|(&r, &c)| (clean_count(r), clean_count(c)))
+        .filter(|&(r, c)| r > 0.0 || c > 0.0)
+        .collect();
+    let n_ref: f64 = pairs.iter().map(|p| p.0).sum();
+    let n_cur: f64 = pairs.iter().map(|p| p.1).sum();
+    (pairs.len() >= 2 && n_ref > 0.0 && n_cur > 0.0).then_some((pairs, n_ref, n_cur))
+}
+
 /// A count as a weight: non-finite or negative counts count as 0.
 fn clean_count(c: f64) -> f64 {
     if c.is_finite() && c > 0.0 { c } else { 0.0 }
@@ -376,17 +385,9 @@ fn clean_count(c: f64) -> f64 {
 /// (computed as `erfc(|z| / sqrt 2)`, which keeps its accuracy in the tail). p = 1 when both
 /// sides hold one and the same single category, or a side is empty.
 pub fn z_test(reference: &[f64], current: &[f64]) -> TestResult {
-    let pairs: Vec<(f64, f64)> = reference
-        .iter()
-        .zip(current)
-        .map(|(&r, &c)| (clean_count(r), clean_count(c)))
-        .filter(|&(r, c)| r > 0.0 || c > 0.0)
-        .collect();
-    let n1: f64 = pairs.iter().map(|p| p.0).sum();
-    let n2: f64 = pairs.iter().map(|p| p.1).sum();
-    if n1 <= 0.0 || n2 <= 0.0 || pairs.len() < 2 {
+    let Some((pairs, n1, n2)) = seen_counts(reference, current) else {
         return NO_EVIDENCE;
-    }
+    };
     let (first_ref, first_cur) = pairs[0];
     let p1 = (n1 - first_ref) / n1;
     let p2 = (n2 - first_cur) / n2;

@@ -294,10 +294,7 @@ async fn check_drift(
         reference.version_id
     );
     for f in &report.features {
-        let method = serde_json::to_value(f.method)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let method = f.method.as_str();
         let unseen = if f.unseen.is_empty() {
             String::new()
         } else {
