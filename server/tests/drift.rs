@@ -437,3 +437,25 @@ async fn noise_sent_to_the_digits_model_drifts_in_brightness() {
         view["predictions"]
     );
 }
+
+/// Windows closed by rows under heavy traffic do not grow the database without bound: the
+/// newest 200 are kept (what a view reads).
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_windows_are_pruned_to_the_newest_200() {
+    let (server, owner) = deploy(2).await;
+    let csv = customers(11, 2);
+    for _ in 0..230 {
+        predict_csv(&server, &owner, csv.clone()).await;
+    }
+    let view = drift(&server, &owner).await;
+    assert_eq!(
+        view["history"].as_array().unwrap().len(),
+        48,
+        "the view lists 48"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drift_windows")
+        .fetch_one(&server.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 200);
+}

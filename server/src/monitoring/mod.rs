@@ -226,6 +226,7 @@ impl Monitor {
             }
         }
         for deployment in touched {
+            store::prune(&state.db, &deployment).await?;
             store::update_status(state, &deployment).await?;
         }
         Ok(())

@@ -55,6 +55,23 @@ pub(super) async fn write_window(db: &Db, snap: &Snapshot) -> Result<i64, ApiErr
     })
 }
 
+/// Deletes `deployment`'s closed serving windows but the newest [`MAX_WINDOWS`] (what a view
+/// reads): under heavy traffic windows close by rows every few seconds, and the history must
+/// not grow the database without bound.
+pub(super) async fn prune(db: &Db, deployment: &str) -> Result<(), ApiError> {
+    sqlx::query(
+        "DELETE FROM drift_windows WHERE deployment = $1 AND source = 'serving'
+            AND closed_at IS NOT NULL AND id NOT IN (
+                SELECT id FROM drift_windows WHERE deployment = $1
+                ORDER BY id DESC LIMIT $2)",
+    )
+    .bind(deployment)
+    .bind(MAX_WINDOWS)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// A partner's check of its own data, kept with the serving windows.
 pub(super) async fn write_partner(
     db: &Db,
