@@ -459,3 +459,48 @@ async fn closed_windows_are_pruned_to_the_newest_200() {
         .unwrap();
     assert_eq!(stored, 200);
 }
+
+/// A batch job's rows count in the deployment's window like the codeless routes' (here the
+/// shifted customers, flagged as such).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_jobs_rows_count_in_the_window() {
+    let (server, owner) = deploy(10_000).await;
+    let csv = shifted_ages_and_countries(&customers(21, 900));
+    let boundary = "drift-job-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nchurn\r\n\
+             --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n\
+             Content-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(csv.as_bytes());
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = server
+        .as_user(
+            &owner,
+            Method::POST,
+            "/api/jobs",
+            &format!("multipart/form-data; boundary={boundary}"),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    for _ in 0..600 {
+        let j = server
+            .as_user(&owner, Method::GET, &format!("/api/jobs/{id}"), "", vec![])
+            .await
+            .json();
+        if j["status"] == "succeeded" {
+            break;
+        }
+        assert_ne!(j["status"], "failed", "{j}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let view = drift(&server, &owner).await;
+    assert_eq!(view["current"]["rows"], 900, "{}", view["current"]);
+    assert_eq!(drifted(&view["current"]), ["Age", "Geography"]);
+}
