@@ -8,6 +8,7 @@ mod client;
 mod compression;
 mod federation;
 mod gate;
+mod grpc;
 mod hardening_accounts;
 mod hardening_federation;
 mod hardening_inference;

@@ -22,6 +22,7 @@ pub mod cache;
 mod codeless;
 pub mod deployments;
 pub mod gate;
+pub mod grpc;
 mod rows_body;
 pub mod sharing;
 pub mod stats;
