@@ -44,6 +44,11 @@ async fn start(server: &Server) -> GrpcClient {
         limits,
         std::future::pending(),
     ));
+    client(&addr.to_string())
+}
+
+/// A client of the gRPC service at `addr` (`host:port`).
+fn client(addr: &str) -> GrpcClient {
     let channel: Channel = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
@@ -611,4 +616,54 @@ async fn statistics_count_http_grpc_and_codeless_calls() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
+}
+
+/// `b3o serve --grpc-bind`: on SIGTERM the gRPC port says it is not ready while the drain
+/// lasts (and still answers), then stops with the HTTP listener, and the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grpc_port_drains_and_stops_with_the_http_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", crate::support::free_port());
+    let mut server = crate::federation::Server::start(
+        dir.path(),
+        &[
+            "--grpc-bind",
+            &addr,
+            "--shutdown-drain-secs",
+            "2",
+            "--shutdown-grace-secs",
+            "5",
+        ],
+    );
+    let mut c = client(&addr);
+    let ready = |r: Result<ServerReadyResponse, Status>| r.unwrap().ready;
+    assert!(ready(
+        c.call("ServerReady", ServerReadyRequest {}, None).await
+    ));
+
+    server.sigterm();
+    let patience = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    while ready(c.call("ServerReady", ServerReadyRequest {}, None).await) {
+        assert!(started.elapsed() < patience, "still ready after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let live: ServerLiveResponse = c
+        .call("ServerLive", ServerLiveRequest {}, None)
+        .await
+        .unwrap();
+    assert!(live.live, "the drain still serves");
+
+    let exit = loop {
+        if let Some(exit) = server.exit_status() {
+            break exit;
+        }
+        assert!(started.elapsed() < patience, "b3o serve did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err(),
+        "the gRPC port still accepts connections"
+    );
 }
