@@ -146,6 +146,16 @@ impl Batcher {
                 let mut jobs = vec![first];
                 let deadline = tokio::time::Instant::now() + config.max_delay;
                 while jobs.len() < config.max_batch {
+                    // Rows already waiting join at once. Without a delay, no timer: tokio's
+                    // fire on millisecond ticks, so even a zero timeout held a lone row up to
+                    // a millisecond (the `queue` of the model's statistics showed ~1.1 ms).
+                    if let Ok(job) = rx.try_recv() {
+                        jobs.push(job);
+                        continue;
+                    }
+                    if config.max_delay.is_zero() {
+                        break;
+                    }
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(job)) => jobs.push(job),
                         _ => break,
