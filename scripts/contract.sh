@@ -6,8 +6,10 @@
 #     them into the folder B3O_RECORD_RESPONSES names: server/tests/support.rs);
 #  3. a real `b3o serve` serves the same document at /api/openapi.json, a client generated from
 #     it (openapi-python-client) drives a short federated run (scripts/contract/federated_run.py);
-#  4. NVIDIA's tritonclient[http] with its defaults (binary tensor data in and out) calls a real
-#     `b3o serve --demo` and gets the JSON routes' numbers (scripts/contract/triton_client.py).
+#  4. NVIDIA's tritonclient[http,grpc] with its defaults (binary tensor data in and out over
+#     HTTP, raw contents over gRPC) calls a real `b3o serve --demo --grpc-bind ...` and gets the
+#     JSON routes' numbers, statistics that count its calls, and for `churn` the codeless
+#     route's probabilities on the same raw rows (scripts/contract/triton_client.py).
 # scripts/test.sh runs it after the server tests. Alone (step 2 only when the variable is set):
 #   cargo build -p b3o-server --bin b3o && scripts/contract.sh
 #   B3O_RECORD_RESPONSES=/tmp/answers cargo nextest run -p b3o-server -E 'test(/federation/)'
@@ -95,13 +97,16 @@ run="$("$PY" scripts/contract/federated_run.py "$base" "$work/b3o_api")" ||
   { tail -n 20 "$work/serve.err" >&2; die "the federated run through the generated client failed (above)"; }
 echo "$run"
 
-say "contract: NVIDIA's tritonclient[http], with its defaults, against b3o serve --demo"
+say "contract: NVIDIA's tritonclient[http,grpc], with its defaults, against b3o serve --demo"
 kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true
-start_server demo 120 --demo
-triton="$("$PY" scripts/contract/triton_client.py "$base")" ||
+# Port 0: the server picks a free port and prints it before its HTTP listening line.
+start_server demo 120 --demo --grpc-bind 127.0.0.1:0
+grpc_addr="$(sed -n 's|^B3O Edge gRPC is listening on \([^ ]*\)$|\1|p' "$work/demo.out" | head -n 1)"
+[ -n "$grpc_addr" ] || die "b3o serve --grpc-bind printed no gRPC listening line"
+triton="$("$PY" scripts/contract/triton_client.py "$base" "$grpc_addr")" ||
   { tail -n 20 "$work/demo.err" >&2; die "tritonclient's calls failed (above)"; }
 echo "$triton"
 
 routes="$(grep -o 'all [0-9]* routes' <<<"$spec" | grep -o '[0-9]*' || echo '?')"
 checked="$(grep -o '^responses: [0-9]* checked' <<<"$answers" | grep -o '[0-9]*' || echo 'no')"
-say "contract passed: OpenAPI 3.1 valid with all $routes routes of access.rs; $checked recorded answers valid; generated client ($skipped endpoints left out) ran a federated round; tritonclient[http] agrees with the JSON routes"
+say "contract passed: OpenAPI 3.1 valid with all $routes routes of access.rs; $checked recorded answers valid; generated client ($skipped endpoints left out) ran a federated round; tritonclient[http,grpc] agrees with the JSON and codeless routes"

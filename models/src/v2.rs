@@ -175,17 +175,7 @@ pub fn parse_infer_request_with(
                 budget -= values;
                 let (bytes, rest) = binary.split_at(size);
                 binary = rest;
-                let mut data = Vec::with_capacity(values);
-                for (i, chunk) in bytes.chunks_exact(4).enumerate() {
-                    let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-                    if !v.is_finite() {
-                        return Err(V2Error::Json(format!(
-                            "input value at index {i} is not a finite FP32"
-                        )));
-                    }
-                    data.push(v);
-                }
-                data
+                fp32_from_le(bytes, &format!("input `{}`", t.name))?
             }
         };
         request.inputs.push(InputTensor {
@@ -340,42 +330,67 @@ impl InputTensor {
     /// hold exactly `batch * row_len` values (checked arithmetic: a shape whose product
     /// overflows is refused, not wrapped).
     pub fn batch_for(&self, row: &[usize]) -> Result<usize, V2Error> {
-        let row_len = row.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let dims: Option<Vec<usize>> = self
-            .shape
-            .iter()
-            .map(|&d| usize::try_from(d).ok())
-            .collect();
-        let (Some(row_len), Some(dims)) = (row_len, dims) else {
-            return Err(self.shape_error(row));
-        };
-        let matches = dims.len() >= 2 && (dims[1..] == *row || dims[1..] == [row_len]);
-        if !matches {
-            return Err(self.shape_error(row));
-        }
-        let batch = dims[0];
-        let needed = batch
-            .checked_mul(row_len)
-            .ok_or_else(|| V2Error::ShapeTooLarge {
-                shape: self.shape.clone(),
-                max: usize::MAX,
-            })?;
-        if needed != self.data.len() {
-            return Err(V2Error::DataLength {
-                shape: self.shape.clone(),
-                needed,
-                found: self.data.len(),
-            });
-        }
-        Ok(batch)
+        batch_of(&self.shape, row, self.data.len())
     }
+}
 
-    fn shape_error(&self, row: &[usize]) -> V2Error {
-        V2Error::Shape {
-            shape: self.shape.clone(),
-            row: row.to_vec(),
-        }
+/// The batch size of a tensor of shape `shape` holding `values` numbers, for a model whose
+/// rows have shape `row`: the shape must be `[batch, ..row]` or `[batch, row_len]` and
+/// `batch * row_len` must be exactly `values`, computed with checked arithmetic (a shape whose
+/// product overflows is refused, not wrapped). Needs only the count of values, so a transport
+/// can check a shape before it decodes (or allocates) any data: the gRPC service checks its
+/// raw bytes this way.
+pub fn batch_of(shape: &[i64], row: &[usize], values: usize) -> Result<usize, V2Error> {
+    let shape_error = || V2Error::Shape {
+        shape: shape.to_vec(),
+        row: row.to_vec(),
+    };
+    let row_len = row.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let dims: Option<Vec<usize>> = shape.iter().map(|&d| usize::try_from(d).ok()).collect();
+    let (Some(row_len), Some(dims)) = (row_len, dims) else {
+        return Err(shape_error());
+    };
+    let matches = dims.len() >= 2 && (dims[1..] == *row || dims[1..] == [row_len]);
+    if !matches {
+        return Err(shape_error());
     }
+    let batch = dims[0];
+    let needed = batch
+        .checked_mul(row_len)
+        .ok_or_else(|| V2Error::ShapeTooLarge {
+            shape: shape.to_vec(),
+            max: usize::MAX,
+        })?;
+    if needed != values {
+        return Err(V2Error::DataLength {
+            shape: shape.to_vec(),
+            needed,
+            found: values,
+        });
+    }
+    Ok(batch)
+}
+
+/// Little-endian FP32 bytes (Triton's binary tensor data, gRPC's `raw_input_contents`) as
+/// numbers: a whole number of values, every one finite. `what` names the bytes in errors.
+pub fn fp32_from_le(bytes: &[u8], what: &str) -> Result<Vec<f32>, V2Error> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(V2Error::Json(format!(
+            "{what}: {} bytes is not a whole number of FP32 values",
+            bytes.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(bytes.len() / 4);
+    for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+        let v = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        if !v.is_finite() {
+            return Err(V2Error::Json(format!(
+                "{what}: the value at index {i} is not a finite FP32"
+            )));
+        }
+        data.push(v);
+    }
+    Ok(data)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +534,84 @@ pub struct ModelParameters {
     pub task: crate::Task,
     #[serde(default)]
     pub labels: Vec<String>,
+}
+
+/// `GET /v2/models/{name}[/versions/{version}]/stats` (Triton's statistics extension): the
+/// statistics of each version of the model the answer covers.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ModelStatisticsResponse))]
+pub struct ModelStatisticsResponse {
+    pub model_stats: Vec<ModelStatistics>,
+}
+
+/// The statistics of one model version since this replica started (Triton's
+/// `ModelStatistics`). Kept in memory by each replica: behind a load balancer, each replica
+/// answers with its own share, and a restart starts from zero.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2ModelStatistics))]
+pub struct ModelStatistics {
+    /// The deployment's name.
+    pub name: String,
+    /// The registry version id.
+    pub version: String,
+    /// When the last inference request for this version ended, in milliseconds since the
+    /// Unix epoch (0: never).
+    pub last_inference: u64,
+    /// Rows inferred by successful requests (a request of 64 rows counts 64).
+    pub inference_count: u64,
+    /// Model executions of successful requests: single rows batched together by the dynamic
+    /// batcher count one execution per batch (counted for the request that opened it).
+    pub execution_count: u64,
+    pub inference_stats: InferStatistics,
+    /// Per batch size: not measured (always empty).
+    #[serde(default)]
+    pub batch_stats: Vec<InferBatchStatistics>,
+}
+
+/// Cumulative counts and durations of inference requests (Triton's `InferStatistics`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2InferStatistics))]
+pub struct InferStatistics {
+    /// Requests that succeeded, and their time in the server from the request's start to its
+    /// answer.
+    pub success: StatisticDuration,
+    /// Requests that reached the model (caller allowed, model loaded) and failed: bad input,
+    /// busy, a model error.
+    pub fail: StatisticDuration,
+    /// Successful requests' time waiting for their batch to start (single rows in the dynamic
+    /// batcher; 0 for requests that run alone).
+    pub queue: StatisticDuration,
+    /// Preparing inputs: part of the request's parsing, not measured apart (0 ns).
+    pub compute_input: StatisticDuration,
+    /// Successful requests' model execution time (a batch's whole run for each of its rows'
+    /// requests).
+    pub compute_infer: StatisticDuration,
+    /// Extracting outputs: part of the answer's serialisation, not measured apart (0 ns).
+    pub compute_output: StatisticDuration,
+}
+
+/// A count and a total duration in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2StatisticDuration))]
+pub struct StatisticDuration {
+    pub count: u64,
+    pub ns: u64,
+}
+
+/// Statistics of one batch size (Triton's `InferBatchStatistics`); B3O Edge does not report
+/// them (`batch_stats` is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = V2InferBatchStatistics))]
+pub struct InferBatchStatistics {
+    pub batch_size: u64,
+    pub compute_input: StatisticDuration,
+    pub compute_infer: StatisticDuration,
+    pub compute_output: StatisticDuration,
 }
 
 // ---------------------------------------------------------------------------------------------

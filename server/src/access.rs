@@ -232,6 +232,13 @@ pub const ROUTES: &[RouteRule] = &[
         "/v2/models/{name}/versions/{version}/infer",
         PublicIfModelPublic,
     ),
+    // Triton's statistics extension: gated like the model's metadata.
+    rule("GET", "/v2/models/{name}/stats", PublicIfModelPublic),
+    rule(
+        "GET",
+        "/v2/models/{name}/versions/{version}/stats",
+        PublicIfModelPublic,
+    ),
     rule("POST", "/api/predict/{name}/csv", PublicIfModelPublic),
     rule("POST", "/api/predict/{name}/rows", PublicIfModelPublic),
     rule("POST", "/api/predict/{name}/image", PublicIfModelPublic),

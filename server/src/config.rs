@@ -8,6 +8,11 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "B3O_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    /// Also serve the Open Inference Protocol over gRPC (KServe's and Triton's
+    /// `inference.GRPCInferenceService`, HTTP/2 without TLS) on this address, e.g.
+    /// `0.0.0.0:8001`; off when absent. Same authorisation and limits as the HTTP routes.
+    #[arg(long, env = "B3O_GRPC_BIND")]
+    pub grpc_bind: Option<SocketAddr>,
     /// Directory holding the SQLite database, scratch files and (without `--blob-store`) the
     /// blobs; created if missing.
     #[arg(long, env = "B3O_DATA_DIR", default_value = "./data")]

@@ -62,6 +62,35 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status of this error (the gRPC service maps it to a gRPC code).
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// Seconds a client should wait before retrying (429 and 503), if any.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            }
+            | ApiError::Unavailable {
+                retry_after_secs, ..
+            } => Some((*retry_after_secs).max(1)),
+            _ => None,
+        }
+    }
+
+    /// The message a client is shown: bounded (quoted values cut), and for server errors other
+    /// than 503 only "internal server error" (the error itself is logged here).
+    pub fn public_message(&self) -> String {
+        if self.status().is_server_error() && !matches!(self, ApiError::Unavailable { .. }) {
+            tracing::error!(error = %self, "request failed");
+            "internal server error".to_string()
+        } else {
+            bounded(&self.to_string())
+        }
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -91,21 +120,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let retry_after = match &self {
-            ApiError::TooManyRequests {
-                retry_after_secs, ..
-            }
-            | ApiError::Unavailable {
-                retry_after_secs, ..
-            } => Some(HeaderValue::from((*retry_after_secs).max(1))),
-            _ => None,
-        };
-        let message = if status.is_server_error() && !matches!(self, ApiError::Unavailable { .. }) {
-            tracing::error!(error = %self, "request failed");
-            "internal server error".to_string()
-        } else {
-            bounded(&self.to_string())
-        };
+        let retry_after = self.retry_after_secs().map(HeaderValue::from);
+        let message = self.public_message();
         let mut body = json!({ "error": { "code": code, "message": message } });
         if let ApiError::PromotionGateFailed { check, .. } = &self {
             body["error"]["gate"] = serde_json::to_value(check).unwrap_or_default();

@@ -145,6 +145,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr()?;
+    let grpc_listener = match config.grpc_bind {
+        Some(grpc_addr) => Some(
+            tokio::net::TcpListener::bind(grpc_addr)
+                .await
+                .with_context(|| format!("binding the gRPC address {grpc_addr}"))?,
+        ),
+        None => None,
+    };
     let signals = lifecycle::signals();
     // Every request gets `ConnectInfo<SocketAddr>`: the peer address feeds the rate limits.
     let server = tokio::spawn(listener::serve(
@@ -153,14 +161,38 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         listener_limits,
         lifecycle::drain_on(lifecycle.clone(), config.shutdown.drain(), signals),
     ));
+    // The gRPC service stops with the HTTP listener: when the shutdown sequence reaches
+    // `Stopping` (`lifecycle::drain_on`), then lets its calls finish within the same grace.
+    let grpc = match grpc_listener {
+        Some(grpc_listener) => {
+            let grpc_addr = grpc_listener.local_addr()?;
+            let limits = inference::grpc::GrpcLimits::new(&config.limits, config.shutdown.grace());
+            let task = tokio::spawn(inference::grpc::serve(
+                grpc_listener,
+                state.clone(),
+                limits,
+                lifecycle::stopping(lifecycle.subscribe()),
+            ));
+            Some((grpc_addr, task))
+        }
+        None => None,
+    };
     // With `--demo`, the demo models, while `/healthz` already answers and `/readyz` says 503.
     if config.demo {
         demo::seed(&state).await?;
     }
     lifecycle.mark_ready();
+    if let Some((grpc_addr, _)) = &grpc {
+        println!("B3O Edge gRPC is listening on {grpc_addr}");
+    }
     // Scripts and tests wait for this exact line to know the server is up (and ready).
     println!("B3O Edge is listening on http://{addr}/");
     server.await.context("the listener stopped abnormally")?;
+    if let Some((_, task)) = grpc {
+        task.await
+            .context("the gRPC server stopped abnormally")?
+            .context("the gRPC server")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

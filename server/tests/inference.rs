@@ -2193,6 +2193,91 @@ async fn the_repository_index_lists_what_the_caller_may_call() {
     let meta = d.get("/v2").await.json();
     assert_eq!(
         meta["extensions"],
-        json!(["binary_tensor_data", "model_repository"])
+        json!(["binary_tensor_data", "model_repository", "statistics"])
     );
+}
+
+/// Triton's statistics extension: `GET /v2/models/{name}[/versions/{v}]/stats`, gated like the
+/// model's metadata, in Triton's JSON shape, counting every inference route's calls.
+#[tokio::test]
+async fn model_statistics_are_gated_like_metadata_and_count_each_route() {
+    let d = churn().await;
+    let s = &d.server;
+    let stats = "/v2/models/churn/stats";
+    let pinned = format!("/v2/models/churn/versions/{}/stats", d.version_id);
+    // As the model's metadata: 401 anonymous, 404 outside the group.
+    for path in [stats, pinned.as_str()] {
+        let r = s.anon(Method::GET, path, "", vec![]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {}", r.text());
+    }
+    let stranger = s.register("stats-visitor@example.org").await;
+    let r = s.as_user(&stranger, Method::GET, stats, "", vec![]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let r = d.get("/v2/models/churn/versions/999999/stats").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+
+    // Triton's shape, zeros before any call.
+    let r = d.get(stats).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let zero = json!({ "count": 0, "ns": 0 });
+    assert_eq!(
+        r.json(),
+        json!({ "model_stats": [{
+            "name": "churn",
+            "version": d.version_id.to_string(),
+            "last_inference": 0,
+            "inference_count": 0,
+            "execution_count": 0,
+            "inference_stats": {
+                "success": zero, "fail": zero, "queue": zero,
+                "compute_input": zero, "compute_infer": zero, "compute_output": zero,
+            },
+            "batch_stats": [],
+        }] })
+    );
+
+    // A codeless CSV of 5 rows, a V2 batch of 2, a V2 row, and a V2 request with a bad shape.
+    let r = d
+        .call(
+            Method::POST,
+            "/api/predict/churn/csv",
+            "text/csv",
+            churn_csv(0..5).into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let dim = d.spec.input_dim();
+    let inputs = vec![0.5f32; 2 * dim];
+    for batch in [2, 1] {
+        let r = d
+            .post_json("/v2/models/churn/infer", v2_body(&inputs, batch, dim))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let r = d
+        .post_json(
+            "/v2/models/churn/infer",
+            json!({ "inputs": [{ "name": "input", "shape": [2, dim], "datatype": "FP32",
+                "data": inputs[..dim] }] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    let j = d.get(stats).await.json();
+    let m = &j["model_stats"][0];
+    assert_eq!(m["inference_count"], 8, "{j}");
+    assert_eq!(m["execution_count"], 3, "{j}");
+    assert_eq!(m["inference_stats"]["success"]["count"], 3, "{j}");
+    assert_eq!(m["inference_stats"]["fail"]["count"], 1, "{j}");
+    assert!(m["last_inference"].as_u64().unwrap() > 0);
+    assert_eq!(d.get(&pinned).await.json(), j);
+    // A version the deployment does not serve: zeros, and not listed unpinned.
+    let other = d.add_version(d.spec.init_weights(12)).await;
+    let r = d
+        .get(&format!("/v2/models/churn/versions/{other}/stats"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["model_stats"][0]["inference_count"], 0);
+    assert_eq!(r.json()["model_stats"][0]["version"], other.to_string());
+    assert_eq!(d.get(stats).await.json(), j);
 }

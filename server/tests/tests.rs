@@ -9,6 +9,7 @@ mod compression;
 mod drift;
 mod federation;
 mod gate;
+mod grpc;
 mod hardening_accounts;
 mod hardening_federation;
 mod hardening_inference;

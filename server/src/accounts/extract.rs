@@ -152,20 +152,9 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Resolved, ApiErr
     }
     let user = if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         // A request with an Authorization header is judged by it alone, never by cookies.
-        let Some(token) = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-        else {
-            return Ok(Resolved::BadToken(
-                "malformed Authorization header: expected `Bearer b3o_…`",
-            ));
-        };
-        match tokens::authenticate(&state.db, token).await? {
-            Some(user) => user,
-            None => return Ok(Resolved::BadToken("invalid, expired or revoked API token")),
+        match bearer(&state.db, value).await? {
+            Ok(user) => user,
+            Err(message) => return Ok(Resolved::BadToken(message)),
         }
     } else if let Some(secret) = session::read_cookie(&parts.headers, &state.accounts.settings) {
         match session::authenticate(&state.db, &secret).await? {
@@ -184,6 +173,51 @@ async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Resolved, ApiErr
     }
     parts.extensions.insert(user.clone());
     Ok(Resolved::User(user))
+}
+
+/// The account of an `Authorization: Bearer b3o_…` value, or why it names none (a malformed
+/// value, or a token that is unknown, revoked or expired): the one reading of API tokens.
+async fn bearer(
+    db: &crate::db::Db,
+    value: &header::HeaderValue,
+) -> Result<Result<CurrentUser, &'static str>, ApiError> {
+    let Some(token) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+    else {
+        return Ok(Err(
+            "malformed Authorization header: expected `Bearer b3o_…`",
+        ));
+    };
+    Ok(tokens::authenticate(db, token)
+        .await?
+        .ok_or("invalid, expired or revoked API token"))
+}
+
+/// The caller of a transport without cookies (the gRPC service of
+/// `crate::inference::grpc`), by [`OptionalUser`]'s rules for API tokens: anonymous without an
+/// `authorization` header; 401 for a malformed one or a token that is unknown, revoked or
+/// expired; 403 `password_change_required` for an account that must choose a new password
+/// first. Session cookies are not read.
+pub async fn optional_bearer_user(
+    db: &crate::db::Db,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<CurrentUser>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let user = bearer(db, value)
+        .await?
+        .map_err(|m| ApiError::Unauthorized(m.into()))?;
+    if user.must_change_password {
+        return Err(ApiError::PasswordChangeRequired(
+            CHANGE_PASSWORD_FIRST.into(),
+        ));
+    }
+    Ok(Some(user))
 }
 
 impl FromRequestParts<AppState> for CurrentUser {

@@ -39,7 +39,10 @@ use axum::routing::{delete, get, post, put};
 use tokio::sync::Semaphore;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-pub use extract::{AdminUser, ApiJson, ApiPath, AuthMethod, ClientIp, CurrentUser, OptionalUser};
+pub use extract::{
+    AdminUser, ApiJson, ApiPath, AuthMethod, ClientIp, CurrentUser, OptionalUser,
+    optional_bearer_user,
+};
 pub use headers::security_headers;
 pub use rate_limit::{LoginLimiter, LoginLimits, RegistrationLimiter};
 pub use users::{Role, UserView};

@@ -19,7 +19,7 @@ use b3o_models::stats::Summary;
 use b3o_wasm_client::codeless::{self, CodelessError, Predicted, RowPrediction};
 
 use super::gate::{self, Call, Target};
-use super::{Inference, ServedModel, Shared, Ticket, rows_body, telemetry};
+use super::{Inference, RunInfo, ServedModel, Shared, Ticket, rows_body, telemetry};
 use crate::accounts::OptionalUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
@@ -69,7 +69,7 @@ where
     F: FnOnce(Arc<ServedModel>, Arc<Shared>, axum::body::Bytes, Ticket) -> Fut,
     Fut: Future<Output = Result<Response, ApiError>>,
 {
-    let call = Call::start(route);
+    let call = Call::inference(route);
     let target: Target =
         match gate::authorize(&state, &shared, user.0.as_ref(), &headers, &name, None).await {
             Ok(t) => t,
@@ -82,7 +82,7 @@ where
         work(m, shared.clone(), bytes, ticket).await
     }
     .await;
-    call.finish(&target, result)
+    call.finish(&shared, &target, result)
 }
 
 /// `POST /api/predict/{name}/csv`: the CSV back with prediction columns appended
@@ -142,12 +142,23 @@ async fn predict_csv(
                 })
                 .await?;
             let rows = result.as_ref().map_or(0, |(_, n)| *n);
-            telemetry::record_run(m.version_id, rows, started.elapsed(), result.is_ok());
+            let compute = started.elapsed();
+            telemetry::record_run(m.version_id, rows, compute, result.is_ok());
             let (csv, _) = result.map_err(|e| codeless_error(&name, e))?;
             shared
                 .monitor
                 .record(&name, m.version_id, m.version_id, &window);
-            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+            // Parsed, run and written in chunks of rows: the whole is the model's time.
+            let run = RunInfo {
+                rows: rows as u64,
+                executions: rows.div_ceil(codeless::DEFAULT_CHUNK_ROWS) as u64,
+                queue: std::time::Duration::ZERO,
+                compute,
+            };
+            let mut response =
+                ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response();
+            response.extensions_mut().insert(run);
+            Ok(response)
         },
     )
     .await
@@ -230,7 +241,7 @@ async fn predict_rows(
             if n > 1 {
                 shared.admission.work_slot(&mut ticket).await?;
             }
-            let outputs = m.predict(inputs.clone(), n).await?;
+            let (outputs, run) = m.predict(inputs.clone(), n).await?;
             if window.n_rows > 0 {
                 monitor::observe_outputs(&mut window, &m.spec, &outputs, n);
                 shared
@@ -241,12 +252,14 @@ async fn predict_rows(
                 .into_iter()
                 .map(|p| wire_prediction(&m.spec, p))
                 .collect();
-            Ok(Json(RowsPrediction {
+            let mut response = Json(RowsPrediction {
                 model_name: name,
                 model_version: m.version_id.to_string(),
                 predictions,
             })
-            .into_response())
+            .into_response();
+            response.extensions_mut().insert(run);
+            Ok(response)
         },
     )
     .await
@@ -323,7 +336,7 @@ async fn predict_image(
                 })
                 .await?
                 .map_err(|e| codeless_error(&name, e))?;
-            let outputs = m.predict(pixels.clone(), 1).await?;
+            let (outputs, run) = m.predict(pixels.clone(), 1).await?;
             if shared.monitor.enabled() {
                 let mut window = Summary::default();
                 monitor::observe_images(&mut window, &pixels, 1);
@@ -335,12 +348,14 @@ async fn predict_image(
             let prediction = codeless::describe(&m.spec, &pixels, &outputs)
                 .pop()
                 .ok_or_else(|| ApiError::Internal("the model returned no output".into()))?;
-            Ok(Json(ImagePrediction {
+            let mut response = Json(ImagePrediction {
                 model_name: name,
                 model_version: m.version_id.to_string(),
                 prediction: wire_prediction(&m.spec, prediction),
             })
-            .into_response())
+            .into_response();
+            response.extensions_mut().insert(run);
+            Ok(response)
         },
     )
     .await

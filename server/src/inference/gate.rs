@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::deployments::Deployment;
-use super::{Inference, telemetry};
+use super::{Inference, RunInfo, Shared, telemetry};
 use crate::accounts::CurrentUser;
 use crate::accounts::extract::ApiPath;
 use crate::error::ApiError;
@@ -285,18 +285,34 @@ pub async fn preflight(
 }
 
 /// The bookkeeping of one model request: started when the handler starts, finished with the
-/// answer (CORS headers for allowed origins, counts and latency per model and version).
+/// answer (CORS headers for allowed origins, counts and latency per model and version, and for
+/// inference requests the model's statistics, [`super::stats`]). Any transport: the HTTP
+/// routes end with [`Call::finish`] or [`Call::rejected`], the gRPC service with
+/// [`Call::done`] or [`Call::refused`].
 pub struct Call {
     route: &'static str,
     started: Instant,
+    /// An inference request: counted in the deployment's statistics.
+    inference: bool,
 }
 
 impl Call {
-    /// `route` is a fixed label (`v2_infer`, `csv`, ...), never user input.
+    /// `route` is a fixed label (`v2_metadata`, `grpc_ready`, ...), never user input.
     pub fn start(route: &'static str) -> Self {
         Self {
             route,
             started: Instant::now(),
+            inference: false,
+        }
+    }
+
+    /// An inference request (`v2_infer`, `grpc_infer`, `csv`, ...): also counted in the
+    /// deployment's statistics once it reached the model, as a success when its answer
+    /// carries the model's [`RunInfo`] (HTTP: in the response's extensions), else a failure.
+    pub fn inference(route: &'static str) -> Self {
+        Self {
+            inference: true,
+            ..Self::start(route)
         }
     }
 
@@ -314,23 +330,49 @@ impl Call {
             );
             h.append(header::VARY, HeaderValue::from_static("origin"));
         }
-        telemetry::record_rejected(self.route, response.status());
+        self.refused(response.status());
         response
     }
 
+    /// A request refused before it reached a model, answered with `status` (or the gRPC code
+    /// of that status).
+    pub fn refused(self, status: StatusCode) {
+        telemetry::record_rejected(self.route, status);
+    }
+
     /// The answer of a request that reached `target`.
-    pub fn finish(self, target: &Target, result: Result<Response, ApiError>) -> Response {
+    pub fn finish(
+        self,
+        shared: &Shared,
+        target: &Target,
+        result: Result<Response, ApiError>,
+    ) -> Response {
         let mut response = result.unwrap_or_else(IntoResponse::into_response);
         if let Some(origin) = &target.cors_origin {
             set_cors(response.headers_mut(), origin);
         }
+        let run = response.extensions_mut().remove::<RunInfo>();
+        self.done(shared, target, response.status(), run.as_ref());
+        response
+    }
+
+    /// The end of a request that reached `target`, answered with `status` (a gRPC answer: the
+    /// HTTP status of its error): Prometheus counts and latency, and for an inference request
+    /// the deployment's statistics, a success with what the model did (`run`) or a failure.
+    pub fn done(self, shared: &Shared, target: &Target, status: StatusCode, run: Option<&RunInfo>) {
+        let elapsed = self.started.elapsed();
         telemetry::record_request(
             &target.deployment,
             target.version_id,
             self.route,
-            response.status(),
-            self.started.elapsed(),
+            status,
+            elapsed,
         );
-        response
+        if self.inference {
+            let run = run.filter(|_| status.is_success());
+            shared
+                .stats
+                .record(&target.deployment.name, target.version_id, elapsed, run);
+        }
     }
 }

@@ -22,8 +22,10 @@ pub mod cache;
 mod codeless;
 pub mod deployments;
 pub mod gate;
+pub mod grpc;
 mod rows_body;
 pub mod sharing;
+pub mod stats;
 /// The batch-1 plan (shared with the browser engine).
 pub use b3o_wasm_client::inference::single;
 pub mod telemetry;
@@ -51,6 +53,7 @@ pub use admission::{Admission, Ticket};
 pub use batcher::BatchConfig;
 pub use cache::{ModelCache, ServedModel};
 pub use deployments::{Deployment, Deployments};
+pub use stats::{RunInfo, Statistics};
 
 /// Largest request body: a CSV of ~100k churn rows, or 64 images as V2 JSON, fit easily.
 /// Larger files go to batch jobs (`POST /api/jobs`).
@@ -108,6 +111,8 @@ pub struct Shared {
     pub work_timeout: std::time::Duration,
     /// Where what each deployment scored is summarised (drift monitoring).
     pub monitor: Arc<crate::monitoring::Monitor>,
+    /// Per deployment and version inference statistics of this replica (in memory).
+    pub stats: Statistics,
 }
 
 impl Shared {
@@ -133,6 +138,7 @@ impl Shared {
             max_rows: limits.max_rows_per_request,
             max_columns: limits.max_columns,
             work_timeout: std::time::Duration::from_secs(limits.inference_timeout_secs.max(1)),
+            stats: Statistics::default(),
         }
     }
 
@@ -308,18 +314,28 @@ pub(crate) fn inference_error(e: b3o_wasm_client::inference::InferenceError) -> 
 }
 
 impl ServedModel {
-    /// Runs `n_rows` model inputs on the blocking pool (single rows through the batcher).
+    /// Runs `n_rows` model inputs on the blocking pool (single rows through the batcher): the
+    /// outputs, and what the run took for the model's statistics ([`stats`]).
     pub async fn predict(
         self: &Arc<Self>,
         inputs: Vec<f32>,
         n_rows: usize,
-    ) -> Result<Vec<f32>, ApiError> {
+    ) -> Result<(Vec<f32>, RunInfo), ApiError> {
         let started = std::time::Instant::now();
         // Single rows share batches with concurrent requests; larger inputs are batches already.
         let result = if n_rows == 1 {
             self.batcher().predict_one(inputs).await
         } else {
-            self.runner.run(inputs, n_rows).await
+            self.runner.run(inputs, n_rows).await.map(|outputs| {
+                let info = RunInfo {
+                    rows: n_rows as u64,
+                    // `Runner::run_here` runs large inputs in chunks.
+                    executions: n_rows.div_ceil(batcher::MAX_RUN_ROWS) as u64,
+                    queue: std::time::Duration::ZERO,
+                    compute: started.elapsed(),
+                };
+                (outputs, info)
+            })
         };
         telemetry::record_run(self.version_id, n_rows, started.elapsed(), result.is_ok());
         result.map_err(inference_error)

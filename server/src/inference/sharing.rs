@@ -88,7 +88,7 @@ async fn package(
             };
             ([(header::CACHE_CONTROL, "no-cache")], Json(package)).into_response()
         });
-    call.finish(&target, result)
+    call.finish(&shared, &target, result)
 }
 
 /// The ONNX bytes of one version of a deployment: immutable, cacheable forever, with its
@@ -173,5 +173,5 @@ async fn onnx(
             )
                 .into_response())
         });
-    call.finish(&target, result)
+    call.finish(&shared, &target, result)
 }

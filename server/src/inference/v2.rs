@@ -16,14 +16,14 @@ use b3o_models::protocol::ErrorBody;
 use b3o_models::stats::Summary;
 use b3o_models::v2::{
     HEADER_LENGTH, InferRequestBody, InferResponse, ModelMetadata, ModelParameters, ModelReady,
-    OutputTensor, ParseLimits, RepositoryModel, ServerLive, ServerMetadata, ServerReady,
-    TensorMetadata, V2Error, parse_infer_request_with,
+    ModelStatisticsResponse, OutputTensor, ParseLimits, RepositoryModel, ServerLive,
+    ServerMetadata, ServerReady, TensorMetadata, V2Error, parse_infer_request_with,
 };
 
-use super::gate::{self, Call};
-use super::{Inference, ServedModel, Shared, Ticket};
-use crate::accounts::OptionalUser;
+use super::gate::{self, Call, Target};
+use super::{Inference, RunInfo, ServedModel, Shared, Ticket};
 use crate::accounts::extract::ApiPath;
+use crate::accounts::{CurrentUser, OptionalUser};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -62,6 +62,14 @@ pub fn model_router() -> Router<AppState> {
         .route(
             "/v2/models/{name}/versions/{version}/infer",
             post(version_infer).options(gate::preflight),
+        )
+        .route(
+            "/v2/models/{name}/stats",
+            get(model_stats).options(gate::preflight),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/stats",
+            get(version_stats).options(gate::preflight),
         )
 }
 
@@ -107,12 +115,23 @@ async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
     responses((status = 200, description = "Server metadata", body = ServerMetadata)),
 )]
 async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata {
+    Json(metadata_of_server())
+}
+
+/// The server's name, version and protocol extensions: `GET /v2`'s answer and the gRPC
+/// `ServerMetadata`'s.
+pub(super) fn metadata_of_server() -> ServerMetadata {
+    ServerMetadata {
         name: "b3o-edge".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        // Triton's binary tensor data extension (requests and answers).
-        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
-    })
+        // Triton's binary tensor data (HTTP requests and answers; gRPC has raw contents),
+        // model repository (the index only) and statistics extensions.
+        extensions: vec![
+            "binary_tensor_data".into(),
+            "model_repository".into(),
+            "statistics".into(),
+        ],
+    }
 }
 
 /// The models the caller may call (Triton's model repository extension, as `tritonclient`'s
@@ -136,21 +155,45 @@ async fn repository_index(
     OptionalUser(user): OptionalUser,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<RepositoryModel>>, ApiError> {
-    let (user_id, admin) = user.map_or((None, false), |u| (Some(u.id), u.is_admin()));
-    let visible = crate::registry::deployments::visible(&state.db, user_id, admin).await?;
-    Ok(Json(
-        visible
-            .into_iter()
-            .map(|(name, version_id)| RepositoryModel {
-                name,
-                version: version_id.to_string(),
-                state: "READY".into(),
-            })
-            .collect(),
-    ))
+    Ok(Json(repository(&state, user.as_ref()).await?))
 }
 
-fn metadata(name: &str, m: &ServedModel) -> ModelMetadata {
+/// The deployments `user` (or anyone, for `None`) may call, as the repository index lists
+/// them (HTTP and gRPC).
+pub(super) async fn repository(
+    state: &AppState,
+    user: Option<&CurrentUser>,
+) -> Result<Vec<RepositoryModel>, ApiError> {
+    let (user_id, admin) = user.map_or((None, false), |u| (Some(u.id), u.is_admin()));
+    let visible = crate::registry::deployments::visible(&state.db, user_id, admin).await?;
+    Ok(visible
+        .into_iter()
+        .map(|(name, version_id)| RepositoryModel {
+            name,
+            version: version_id.to_string(),
+            state: "READY".into(),
+        })
+        .collect())
+}
+
+/// The statistics a model route answers for `target`: the pinned version's, or the
+/// deployment's versions anyone allowed may pin ([`super::stats`]).
+pub(super) fn statistics(
+    shared: &Shared,
+    target: &Target,
+    pinned: bool,
+) -> ModelStatisticsResponse {
+    let d = &target.deployment;
+    let model_stats = if pinned {
+        vec![shared.stats.get(&d.name, target.version_id)]
+    } else {
+        shared.stats.deployment(&d.name, d.version_id, &d.served)
+    };
+    ModelStatisticsResponse { model_stats }
+}
+
+/// A model's metadata (HTTP; the gRPC `ModelMetadata` is built from it).
+pub(super) fn metadata(name: &str, m: &ServedModel) -> ModelMetadata {
     let mut input_shape = vec![-1i64];
     input_shape.extend(m.predictor().row_shape().iter().map(|&d| d as i64));
     let tensor = |name: &str, shape: Vec<i64>| TensorMetadata {
@@ -174,11 +217,13 @@ fn metadata(name: &str, m: &ServedModel) -> ModelMetadata {
     }
 }
 
-/// What a model route does once the caller is allowed and the model loaded.
+/// What a model route does once the caller is allowed (and, but for statistics, the model
+/// loaded).
 enum Action {
     Metadata,
     Ready,
     Infer(Body),
+    Stats,
 }
 
 /// The parts of a model request every route has.
@@ -197,7 +242,10 @@ async fn serve(
     version: Option<String>,
     action: Action,
 ) -> Response {
-    let call = Call::start(route);
+    let call = match action {
+        Action::Infer(_) => Call::inference(route),
+        _ => Call::start(route),
+    };
     let Caller {
         state,
         shared,
@@ -218,9 +266,16 @@ async fn serve(
         Err(e) => return call.rejected(&headers, e),
     };
     let result = async {
-        let m = super::model(&state, &shared, target.version_id).await?;
+        let m = match action {
+            // Statistics need no loaded model (a version never called has zeros).
+            Action::Stats => {
+                let stats = statistics(&shared, &target, version.is_some());
+                return Ok(Json(stats).into_response());
+            }
+            _ => super::model(&state, &shared, target.version_id).await?,
+        };
         Ok(match action {
-            Action::Metadata => Json(metadata(&name, &m)).into_response(),
+            Action::Stats | Action::Metadata => Json(metadata(&name, &m)).into_response(),
             Action::Ready => Json(ModelReady { name, ready: true }).into_response(),
             Action::Infer(body) => {
                 // Read only now: the caller is authorised and the model exists.
@@ -233,7 +288,7 @@ async fn serve(
         })
     }
     .await;
-    call.finish(&target, result)
+    call.finish(&shared, &target, result)
 }
 
 /// The model's inputs, outputs, task and labels (the version the deployment serves now).
@@ -478,11 +533,86 @@ async fn version_infer(
     .await
 }
 
+/// The model's inference statistics (Triton's statistics extension): the version it serves
+/// now and each version it served that was called, on this replica, since it started.
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_stats",
+    path = "/v2/models/{name}/stats",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name")),
+    responses(
+        (status = 200, description = "The statistics of the version served now and of the served versions called on this replica (kept in memory per replica: each replica behind a load balancer answers its own, a restart starts at zero)", body = ModelStatisticsResponse),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment, or the caller may not see it", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
+async fn model_stats(
+    user: OptionalUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
+    ApiPath(name): ApiPath<String>,
+) -> Response {
+    serve(
+        "v2_stats",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        None,
+        Action::Stats,
+    )
+    .await
+}
+
+/// A pinned version's inference statistics on this replica (zeros when never called).
+#[utoipa::path(
+    get,
+    operation_id = "v2_model_version_stats",
+    path = "/v2/models/{name}/versions/{version}/stats",
+    tag = "kserve-v2",
+    params(("name" = String, Path, description = "Deployment name"), ("version" = String, Path, description = "A registry version id the deployment serves or served (members: any of the group's)")),
+    responses(
+        (status = 200, description = "The version's statistics on this replica (in memory per replica)", body = ModelStatisticsResponse),
+        (status = 401, description = "A private model and no (or a bad) credential", body = ErrorBody),
+        (status = 403, description = "A cross-site `Origin` the deployment does not allow", body = ErrorBody),
+        (status = 404, description = "No such deployment (or version), or the caller may not see it", body = ErrorBody),
+    ),
+    security((), ("session" = []), ("bearer" = [])),
+)]
+async fn version_stats(
+    user: OptionalUser,
+    State(state): State<AppState>,
+    Inference(shared): Inference,
+    headers: HeaderMap,
+    ApiPath((name, version)): ApiPath<(String, String)>,
+) -> Response {
+    serve(
+        "v2_stats",
+        Caller {
+            state,
+            shared,
+            user,
+            headers,
+        },
+        name,
+        Some(version),
+        Action::Stats,
+    )
+    .await
+}
+
 /// Bodies up to this size are parsed on the async worker; larger ones on the blocking pool,
 /// under a work slot.
 const INLINE_PARSE_BYTES: usize = 64 << 10;
 
-fn v2_error(e: V2Error) -> ApiError {
+pub(super) fn v2_error(e: V2Error) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
@@ -528,20 +658,66 @@ async fn run(
     }
     .map_err(v2_error)?;
     let input = req.single_input("input").map_err(v2_error)?;
-    let batch = input
-        .batch_for(m.predictor().row_shape())
-        .map_err(v2_error)?;
+    let batch = rows_of(shared, m, &input.shape, input.data.len())?;
+    let mut req = req;
+    let data = std::mem::take(&mut req.inputs[0].data);
+    let (outputs, run) = predict(shared, m, data, batch, ticket, (name, serving)).await?;
+    let shape = vec![batch, m.predictor().output_width()];
+    let mut response = if req.binary_output {
+        binary_answer(req.id, name, m.version_id, shape, &outputs)?
+    } else {
+        // Serialised straight from the outputs (no JSON tree of them).
+        Json(InferResponse {
+            id: req.id,
+            model_name: name.to_string(),
+            model_version: m.version_id.to_string(),
+            outputs: vec![OutputTensor {
+                name: "output".into(),
+                datatype: "FP32".into(),
+                shape,
+                data: outputs,
+            }],
+        })
+        .into_response()
+    };
+    response.extensions_mut().insert(run);
+    Ok(response)
+}
+
+/// The rows of an input tensor of `shape` holding `values` numbers for model `m` (HTTP and
+/// gRPC): the shape must be the model's `[batch, ..row]` and hold exactly `values` (checked
+/// arithmetic, before any data is decoded), and `batch` at most `--max-rows-per-request`.
+pub(super) fn rows_of(
+    shared: &Shared,
+    m: &ServedModel,
+    shape: &[i64],
+    values: usize,
+) -> Result<usize, ApiError> {
+    let batch =
+        b3o_models::v2::batch_of(shape, m.predictor().row_shape(), values).map_err(v2_error)?;
     if batch > shared.max_rows {
         return Err(ApiError::PayloadTooLarge(format!(
             "a request may hold at most {} rows, this one has {batch}; send larger inputs as a batch job (POST /api/jobs)",
             shared.max_rows
         )));
     }
+    Ok(batch)
+}
+
+/// Runs `batch` checked rows: a batch holds a work slot, a single row goes to the batcher.
+/// What they were and what the model answered go to the drift window of `drift` (the
+/// deployment's name and the version it serves now).
+pub(super) async fn predict(
+    shared: &Shared,
+    m: &Arc<ServedModel>,
+    data: Vec<f32>,
+    batch: usize,
+    ticket: &mut Ticket,
+    drift: (&str, i64),
+) -> Result<(Vec<f32>, RunInfo), ApiError> {
     if batch > 1 {
         shared.admission.work_slot(ticket).await?;
     }
-    let mut req = req;
-    let data = std::mem::take(&mut req.inputs[0].data);
     // The drift window: the inputs before they move into the run, the answers after.
     let mut window = shared.monitor.enabled().then(Summary::default);
     if let Some(w) = window.as_mut() {
@@ -550,28 +726,13 @@ async fn run(
             None => monitor::observe_images(w, &data, batch),
         }
     }
-    let outputs = m.predict(data, batch).await?;
+    let (outputs, run) = m.predict(data, batch).await?;
     if let Some(mut w) = window {
         monitor::observe_outputs(&mut w, &m.spec, &outputs, batch);
-        shared.monitor.record(name, serving, m.version_id, &w);
+        let (deployment, serving) = drift;
+        shared.monitor.record(deployment, serving, m.version_id, &w);
     }
-    let shape = vec![batch, m.predictor().output_width()];
-    if req.binary_output {
-        return binary_answer(req.id, name, m.version_id, shape, &outputs);
-    }
-    // Serialised straight from the outputs (no JSON tree of them).
-    Ok(Json(InferResponse {
-        id: req.id,
-        model_name: name.to_string(),
-        model_version: m.version_id.to_string(),
-        outputs: vec![OutputTensor {
-            name: "output".into(),
-            datatype: "FP32".into(),
-            shape,
-            data: outputs,
-        }],
-    })
-    .into_response())
+    Ok((outputs, run))
 }
 
 /// The answer in Triton's binary tensor data extension: the JSON answer whose output has
@@ -651,6 +812,8 @@ fn binary_answer(
     infer,
     version_metadata,
     version_ready,
-    version_infer
+    version_infer,
+    model_stats,
+    version_stats
 ))]
 pub struct V2Api;
