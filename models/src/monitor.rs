@@ -44,23 +44,38 @@ pub const IMAGE_FEATURES: [&str; 2] = ["mean_intensity", "border_share"];
 /// Most distinct values counted per categorical column of a window.
 pub const MAX_CATEGORIES: usize = 100;
 
-fn numeric<'a>(summary: &'a mut Summary, column: &str) -> Option<&'a mut NumericSummary> {
-    let entry = summary
-        .columns
-        .entry(column.to_string())
-        .or_insert_with(|| ColumnSummary::Numeric(NumericSummary::default()));
-    match entry {
+/// The column `name` of `summary`, made with `empty` the first time (looked up without
+/// allocating a key: this runs for every cell a deployment scores).
+fn column<'a>(
+    summary: &'a mut Summary,
+    name: &str,
+    empty: fn() -> ColumnSummary,
+) -> Option<&'a mut ColumnSummary> {
+    if summary.columns.contains_key(name) {
+        summary.columns.get_mut(name)
+    } else {
+        Some(
+            summary
+                .columns
+                .entry(name.to_string())
+                .or_insert_with(empty),
+        )
+    }
+}
+
+fn numeric<'a>(summary: &'a mut Summary, name: &str) -> Option<&'a mut NumericSummary> {
+    match column(summary, name, || {
+        ColumnSummary::Numeric(NumericSummary::default())
+    })? {
         ColumnSummary::Numeric(n) => Some(n),
         ColumnSummary::Categorical(_) => None,
     }
 }
 
-fn categorical<'a>(summary: &'a mut Summary, column: &str) -> Option<&'a mut CategoricalSummary> {
-    let entry = summary
-        .columns
-        .entry(column.to_string())
-        .or_insert_with(|| ColumnSummary::Categorical(CategoricalSummary::default()));
-    match entry {
+fn categorical<'a>(summary: &'a mut Summary, name: &str) -> Option<&'a mut CategoricalSummary> {
+    match column(summary, name, || {
+        ColumnSummary::Categorical(CategoricalSummary::default())
+    })? {
         ColumnSummary::Categorical(c) => Some(c),
         ColumnSummary::Numeric(_) => None,
     }
@@ -110,18 +125,23 @@ pub fn observe_table(summary: &mut Summary, prep: &PreprocessSpec, table: &Table
 
 /// Adds one JSON row of raw values (`null` or an absent key: missing).
 pub fn observe_json_row(summary: &mut Summary, prep: &PreprocessSpec, row: &Map<String, Value>) {
-    let texts: Vec<Option<String>> = prep
-        .features
-        .iter()
-        .map(|f| match row.get(f.column()) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::Bool(b)) => Some(b.to_string()),
-            Some(_) => None,
-        })
-        .collect();
-    observe_row(summary, prep, texts.iter().map(Option::as_deref));
+    for f in &prep.features {
+        match (f, row.get(f.column())) {
+            // Numbers straight from JSON, without text in between.
+            (FeatureTransform::Standardize { column, .. }, Some(Value::Number(n))) => {
+                if let Some(s) = numeric(summary, column) {
+                    s.push(n.as_f64().filter(|v| v.is_finite()));
+                }
+            }
+            (_, Some(Value::String(text))) => push_cell(summary, f, Some(text)),
+            (_, Some(Value::Number(n))) => push_cell(summary, f, Some(&n.to_string())),
+            (_, Some(Value::Bool(b))) => {
+                push_cell(summary, f, Some(if *b { "true" } else { "false" }))
+            }
+            (_, _) => push_cell(summary, f, None),
+        }
+    }
+    summary.n_rows += 1;
 }
 
 /// Adds `n_rows` rows of model inputs (`prep.input_dim()` each), mapped back to raw units.
