@@ -76,9 +76,11 @@ pub enum SketchError {
 pub struct ValueSketch {
     /// Counts of positive values by bucket index.
     #[serde(with = "index_keys")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
     positive: BTreeMap<i32, u64>,
     /// Counts of negative values by the bucket index of their magnitude.
     #[serde(with = "index_keys")]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
     negative: BTreeMap<i32, u64>,
     /// Count of values with `|x| < ZERO_BELOW`.
     zero: u64,
