@@ -38,6 +38,12 @@ pub use routes::{MonitoringApi, router};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// A new window's number, unique in this process.
+fn next_window() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How often a replica writes its open windows.
 pub const FLUSH_SECS: u64 = 5;
 
@@ -72,6 +78,8 @@ impl Settings {
 
 /// A window being filled in memory.
 struct Open {
+    /// Which window this is, for this process's life ([`next_window`]).
+    seq: u64,
     /// Its `drift_windows` row, once written.
     id: Option<i64>,
     version_id: i64,
@@ -85,6 +93,7 @@ struct Open {
 /// A window to write: its state when taken, and whether it is over.
 struct Snapshot {
     deployment: String,
+    seq: u64,
     id: Option<i64>,
     version_id: i64,
     opened_at: String,
@@ -152,6 +161,7 @@ impl Monitor {
                 .unwrap_or_else(|e| e.into_inner())
                 .push(Snapshot {
                     deployment: deployment.to_string(),
+                    seq: w.seq,
                     id: w.id,
                     version_id: w.version_id,
                     opened_at: w.opened_at,
@@ -160,6 +170,7 @@ impl Monitor {
                 });
         }
         let w = open.entry(deployment.to_string()).or_insert_with(|| Open {
+            seq: next_window(),
             id: None,
             version_id,
             opened_at: crate::db::now_text(),
@@ -190,6 +201,7 @@ impl Monitor {
                 if let Some(w) = open.remove(&name) {
                     work.push(Snapshot {
                         deployment: name,
+                        seq: w.seq,
                         id: w.id,
                         version_id: w.version_id,
                         opened_at: w.opened_at,
@@ -202,6 +214,7 @@ impl Monitor {
                 w.dirty = false;
                 work.push(Snapshot {
                     deployment: name.clone(),
+                    seq: w.seq,
                     id: w.id,
                     version_id: w.version_id,
                     opened_at: w.opened_at.clone(),
@@ -214,11 +227,28 @@ impl Monitor {
         for snap in work {
             let id = store::write_window(&state.db, &snap).await?;
             if !snap.closed {
-                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(w) = open.get_mut(&snap.deployment)
-                    && w.opened_at == snap.opened_at
-                {
-                    w.id = Some(id);
+                let still_open = {
+                    let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+                    match open.get_mut(&snap.deployment) {
+                        Some(w) if w.seq == snap.seq => {
+                            w.id = Some(id);
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if !still_open {
+                    // It closed while its first row was being written: its final state waits
+                    // in `closing`, and must update that row rather than add another.
+                    for c in self
+                        .closing
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .iter_mut()
+                        .filter(|c| c.seq == snap.seq)
+                    {
+                        c.id = Some(id);
+                    }
                 }
             }
             if !touched.contains(&snap.deployment) {
