@@ -169,17 +169,23 @@ impl Monitor {
                     closed: true,
                 });
         }
-        let w = open.entry(deployment.to_string()).or_insert_with(|| Open {
-            seq: next_window(),
-            id: None,
-            version_id,
-            opened_at: crate::db::now_text(),
-            opened: now,
-            summary: Summary::default(),
-            dirty: false,
-        });
+        // The key is allocated only when a window opens: this runs for every request.
+        if !open.contains_key(deployment) {
+            let w = Open {
+                seq: next_window(),
+                id: None,
+                version_id,
+                opened_at: crate::db::now_text(),
+                opened: now,
+                summary: Summary::default(),
+                dirty: false,
+            };
+            open.insert(deployment.to_string(), w);
+        }
         // Columns of one kind on both sides by construction (one spec per version).
-        if w.summary.merge(window).is_ok() {
+        if let Some(w) = open.get_mut(deployment)
+            && w.summary.merge(window).is_ok()
+        {
             w.dirty = true;
         }
     }
