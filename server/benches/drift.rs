@@ -10,7 +10,11 @@
 //! ```
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
+
+use support::{Calls, latencies, pct};
 
 use b3o_models::monitor;
 use b3o_models::stats::Summary;
@@ -18,25 +22,12 @@ use b3o_models::tabular::read_csv;
 use b3o_server::demo::churn_data::churn_csv;
 use b3o_server::monitoring::{Monitor, Settings};
 
-/// Latencies of `f` in microseconds, sorted, over ~`budget` after a warm-up.
-fn latencies(mut f: impl FnMut(), budget: Duration) -> Vec<f64> {
-    for _ in 0..200 {
-        f();
-    }
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.len() < 1000 || (start.elapsed() < budget && out.len() < 200_000) {
-        let t = Instant::now();
-        f();
-        out.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    out.sort_by(f64::total_cmp);
-    out
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+/// The calls of each measurement: a few microseconds each.
+const CALLS: Calls = Calls {
+    warmup: 200,
+    min: 1000,
+    max: 200_000,
+};
 
 fn main() {
     let publish = b3o_server::demo::train_churn().expect("the churn demo");
@@ -90,6 +81,7 @@ fn main() {
                 monitor.record("churn", 1, 1, black_box(&w));
             },
             budget,
+            &CALLS,
         ),
     );
     report(
@@ -105,6 +97,7 @@ fn main() {
                 monitor.record("churn", 1, 1, black_box(&w));
             },
             budget,
+            &CALLS,
         ),
     );
     report(
@@ -120,6 +113,7 @@ fn main() {
                 black_box(w);
             },
             budget,
+            &CALLS,
         ),
     );
 }

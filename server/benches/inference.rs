@@ -9,7 +9,11 @@
 //! ```
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
+
+use support::{Calls, pct};
 
 use b3o_models::model::{Activation, Architecture, MlpConfig, ModelSpec};
 use b3o_models::onnx::export_onnx;
@@ -32,24 +36,16 @@ fn mlp(hidden: &[usize]) -> ModelSpec {
     }
 }
 
-/// Latencies of `f` in microseconds, sorted, over ~`budget` after a warm-up.
-fn latencies(mut f: impl FnMut(), budget: Duration) -> Vec<f64> {
-    for _ in 0..20 {
-        f();
-    }
-    let mut out = Vec::new();
-    let start = Instant::now();
-    while out.len() < 200 || (start.elapsed() < budget && out.len() < 100_000) {
-        let t = Instant::now();
-        f();
-        out.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    out.sort_by(f64::total_cmp);
-    out
-}
+/// The calls of each measurement: many, the model runs take microseconds.
+const CALLS: Calls = Calls {
+    warmup: 20,
+    min: 200,
+    max: 100_000,
+};
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+/// Latencies of `f` in microseconds, sorted, over ~`budget` after a warm-up.
+fn latencies(f: impl FnMut(), budget: Duration) -> Vec<f64> {
+    support::latencies(f, budget, &CALLS)
 }
 
 fn main() {

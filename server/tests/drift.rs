@@ -87,6 +87,26 @@ async fn drift(server: &Server, owner: &User) -> Value {
     r.json()
 }
 
+/// The feature `name` of a drift report.
+fn feature<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no feature `{name}` in {report}"))
+}
+
+/// The features a drift report compared, in its order.
+fn names(report: &Value) -> Vec<&str> {
+    report["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect()
+}
+
 fn drifted(report: &Value) -> Vec<String> {
     let mut out: Vec<String> = report["features"]
         .as_array()
@@ -113,12 +133,7 @@ async fn a_shifted_column_and_a_new_category_are_flagged_and_nothing_else() {
     assert_eq!(drifted(current), Vec::<String>::new(), "{current:#}");
     assert_eq!(current["drifting"], false);
     // Every feature the model reads was compared; identifiers were not.
-    let names: Vec<&str> = current["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names = names(current);
     assert!(
         names.contains(&"Age") && names.contains(&"Geography"),
         "{names:?}"
@@ -155,20 +170,10 @@ async fn a_shifted_column_and_a_new_category_are_flagged_and_nothing_else() {
     let current = &view["current"];
     assert_eq!(current["rows"], 600, "{current}");
     assert_eq!(drifted(current), ["Age", "Geography"], "{current:#}");
-    let geo = current["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "Geography")
-        .unwrap();
+    let geo = feature(current, "Geography");
     assert_eq!(geo["unseen"][0]["value"], "Atlantis", "{geo}");
     assert_eq!(geo["unseen"][0]["count"], 200);
-    let age = current["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "Age")
-        .unwrap();
+    let age = feature(current, "Age");
     assert!(age["psi"].as_f64().unwrap() > 0.2, "{age}");
     assert_eq!(
         age["histogram"]["labels"].as_array().unwrap().len(),
@@ -290,13 +295,7 @@ async fn rows_v2_tensors_and_partners_checks_reach_the_view_and_outsiders_do_not
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let view = drift(&server, &owner).await;
     assert_eq!(view["current"]["rows"], 60, "{}", view["current"]);
-    let age = view["current"]["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "Age")
-        .unwrap()
-        .clone();
+    let age = feature(&view["current"], "Age").clone();
     assert_eq!(age["current_rows"], 60, "{age}");
 
     // A member's own check: only its summary is sent; it is listed with its name.
@@ -415,12 +414,7 @@ async fn noise_sent_to_the_digits_model_drifts_in_brightness() {
     let view = r.json();
     let current = &view["current"];
     assert_eq!(current["rows"], 40, "{view}");
-    let names: Vec<&str> = current["features"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap())
-        .collect();
+    let names = names(current);
     assert_eq!(names, ["mean_intensity", "border_share"]);
     assert!(
         drifted(current).contains(&"mean_intensity".to_string()),
