@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use crate::model::ModelSpec;
 use crate::ood::image_stats;
 use crate::preprocess::{FeatureTransform, MIN_STD, PreprocessSpec, TargetEncoding};
-use crate::stats::{CategoricalSummary, ColumnSummary, NumericSummary, Summary};
+use crate::stats::{CategoricalSummary, ColumnSummary, NumericSummary, OTHER, Summary};
 use crate::tabular::Table;
 use crate::tabular::infer::parse_number;
 use crate::task::Task;
@@ -202,6 +202,55 @@ pub fn observe_images(summary: &mut Summary, pixels: &[f32], n_images: usize) {
         }
     }
     summary.n_rows += n_images as u64;
+}
+
+/// The training-side summary of labelled images, what an image group's member shares in the
+/// statistics phase and a version keeps as its drift reference: [`IMAGE_FEATURES`] of each
+/// image, and the labels under [`PREDICTION`] (the answers the model was trained to give).
+/// `images` yields each image's pixels and label.
+pub fn image_reference<'a>(images: impl IntoIterator<Item = (&'a [f32], &'a str)>) -> Summary {
+    let mut summary = Summary::default();
+    for (pixels, label) in images {
+        observe_images(&mut summary, pixels, 1);
+        if let Some(c) = categorical(&mut summary, PREDICTION) {
+            c.push_bounded(Some(label), MAX_CATEGORIES);
+        }
+    }
+    summary
+}
+
+/// `Err` naming what does not belong in an image group's statistics (see [`image_reference`]):
+/// a column other than [`IMAGE_FEATURES`] (numeric) and [`PREDICTION`] (categorical), a label
+/// the model does not have, an over-large sketch.
+pub fn check_image_reference(summary: &Summary, labels: &[String]) -> Result<(), String> {
+    for (name, column) in &summary.columns {
+        let shown = || -> String { name.chars().take(64).flat_map(char::escape_debug).collect() };
+        match column {
+            ColumnSummary::Numeric(_) if IMAGE_FEATURES.contains(&name.as_str()) => {}
+            ColumnSummary::Categorical(c) if name == PREDICTION => {
+                if let Some(unknown) = c
+                    .counts
+                    .keys()
+                    .find(|k| k.as_str() != OTHER && !labels.contains(k))
+                {
+                    let unknown: String = unknown
+                        .chars()
+                        .take(64)
+                        .flat_map(char::escape_debug)
+                        .collect();
+                    return Err(format!("label `{unknown}` is not among the model's labels"));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "column `{}` is not an image statistic (expected {} and {PREDICTION})",
+                    shown(),
+                    IMAGE_FEATURES.join(", ")
+                ));
+            }
+        }
+    }
+    check_sketches(summary)
 }
 
 /// Adds the answers for `n_rows` rows (model outputs, [`ModelSpec::output_dim`] per row).
@@ -425,5 +474,43 @@ mod tests {
         assert_eq!(w.numeric(CONFIDENCE).unwrap().count, 3);
         let reference = prediction_reference(&Summary::default(), &spec);
         assert!(reference.columns.is_empty());
+    }
+
+    #[test]
+    fn an_image_reference_is_image_statistics_and_labels_and_is_checked() {
+        let dark = vec![0.0f32; 28 * 28];
+        let bright = vec![1.0f32; 28 * 28];
+        let images = [
+            (&dark[..], "cat"),
+            (&bright[..], "dog"),
+            (&bright[..], "dog"),
+        ];
+        let reference = image_reference(images);
+        assert_eq!(reference.n_rows, 3);
+        let mean = reference.numeric(IMAGE_FEATURES[0]).unwrap();
+        assert_eq!(mean.count, 3);
+        assert!((mean.sum - 2.0).abs() < 1e-9, "{}", mean.sum);
+        let labels = &reference.categorical(PREDICTION).unwrap().counts;
+        assert_eq!(labels.get("dog"), Some(&2));
+        assert_eq!(labels.get("cat"), Some(&1));
+
+        let model = vec!["cat".to_string(), "dog".to_string()];
+        check_image_reference(&reference, &model).unwrap();
+        let err = check_image_reference(&reference, &model[..1]).unwrap_err();
+        assert!(err.contains("`dog`"), "{err}");
+        let mut extra = reference.clone();
+        extra.columns.insert(
+            "age".into(),
+            ColumnSummary::Numeric(NumericSummary::default()),
+        );
+        let err = check_image_reference(&extra, &model).unwrap_err();
+        assert!(err.contains("`age`"), "{err}");
+        // A feature sent as categories is refused too.
+        let mut swapped = reference;
+        swapped.columns.insert(
+            IMAGE_FEATURES[1].into(),
+            ColumnSummary::Categorical(CategoricalSummary::default()),
+        );
+        assert!(check_image_reference(&swapped, &model).is_err());
     }
 }

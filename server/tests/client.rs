@@ -653,7 +653,7 @@ async fn b3o_client_trains_on_a_folder_of_class_subfolders() {
     let owner = sign_up(&http, &server.base, &unique_email("owner"), "Clinic").await;
     let owner_api = Api::new(
         HttpTransport::new(&server.base).unwrap(),
-        Auth::Bearer(owner.token),
+        Auth::Bearer(owner.token.clone()),
     );
     let mut request = group_request(schema_of("a,Exited\n1,0\n2,1\n"), 2, 1);
     request.model = ModelTemplate::ImageCnn {
@@ -708,6 +708,44 @@ async fn b3o_client_trains_on_a_folder_of_class_subfolders() {
     assert_eq!(
         report["metrics"]["num_samples"], 6,
         "a quarter of 24 pictures held out"
+    );
+
+    // The client sent its pictures' statistics (never the pictures): deployed, the trained
+    // version compares what it is sent with all 24.
+    let version_id = owner_api
+        .round(created.group_id, 2)
+        .await
+        .unwrap()
+        .result_version_id
+        .unwrap();
+    let r = http
+        .put(format!("{}/api/deployments/shapes", server.base))
+        .bearer_auth(&owner.token)
+        .json(&json!({ "version_id": version_id }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let reference: Value = http
+        .get(format!(
+            "{}/api/deployments/shapes/drift/reference",
+            server.base
+        ))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reference["features"],
+        json!(["mean_intensity", "border_share"])
+    );
+    assert_eq!(reference["reference"]["n_rows"], 24, "{reference}");
+    assert_eq!(
+        reference["reference"]["columns"]["(prediction)"]["counts"],
+        json!({ "bar": 12, "ring": 12 })
     );
 }
 

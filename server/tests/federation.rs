@@ -980,6 +980,89 @@ async fn image_groups_start_from_the_models_cnn() {
     assert!(!r.bytes().await.unwrap().is_empty());
 }
 
+/// An image group's members may send their pictures' statistics (brightness, border share,
+/// label counts): merged, they are the first version's drift reference. What is not that
+/// (another column, a label the model lacks) gets a 400 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn image_groups_keep_their_members_image_statistics_as_the_drift_reference() {
+    use b3o_models::monitor::{IMAGE_FEATURES, PREDICTION, image_reference};
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let mut body = group_body(2, 1, 60);
+    body["model"] = json!({ "kind": "image_cnn", "labels": ["cat", "dog"] });
+    let g = setup(&s, &http, body, &[10, 6]).await;
+    let post = |m: usize, summary: Value| {
+        http.post(s.url(&format!("/api/groups/{}/statistics", g.id)))
+            .bearer_auth(&g.members[m].1)
+            .json(&summary)
+            .send()
+    };
+    let dark = vec![0.1f32; 28 * 28];
+    let bright = vec![0.9f32; 28 * 28];
+    let first = image_reference((0..10).map(|i| {
+        if i < 4 {
+            (&dark[..], "cat")
+        } else {
+            (&bright[..], "dog")
+        }
+    }));
+    let mut hostile = serde_json::to_value(&first).unwrap();
+    hostile["columns"][PREDICTION]["counts"]["wolf"] = json!(3);
+    let r = post(0, hostile).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(error_message(&e).contains("`wolf`"), "{e}");
+    let mut hostile = serde_json::to_value(&first).unwrap();
+    hostile["columns"]["age"] = hostile["columns"][IMAGE_FEATURES[0]].clone();
+    let r = post(0, hostile).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(error_message(&e).contains("`age`"), "{e}");
+
+    let r = post(0, serde_json::to_value(&first).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let second = image_reference((0..6).map(|_| (&dark[..], "cat")));
+    let r = post(1, serde_json::to_value(&second).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    start(&s, &http, &g).await;
+
+    let vs = versions(&s, &http, &g).await;
+    let r = http
+        .put(s.url("/api/deployments/pets"))
+        .bearer_auth(&g.owner)
+        .json(&json!({ "version_id": vs[0]["id"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let r = http
+        .get(s.url("/api/deployments/pets/drift/reference"))
+        .bearer_auth(&g.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let reference: b3o_models::protocol::monitoring::DriftReference = r.json().await.unwrap();
+    assert_eq!(reference.features, IMAGE_FEATURES);
+    assert_eq!(reference.reference.n_rows, 16);
+    let labels = &reference.reference.categorical(PREDICTION).unwrap().counts;
+    assert_eq!(labels.get("cat"), Some(&10));
+    assert_eq!(labels.get("dog"), Some(&6));
+    let brightness = reference.reference.numeric(IMAGE_FEATURES[0]).unwrap();
+    assert_eq!(brightness.count, 16);
+    assert!(
+        (brightness.sum - (10.0 * 0.1 + 6.0 * 0.9)).abs() < 1e-3,
+        "{}",
+        brightness.sum
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fedadam_state_survives_a_restart_between_rounds() {
     use b3o_server::strategy::fedopt::{Variant, adam_step_size, fedopt_step};

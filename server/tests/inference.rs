@@ -1967,15 +1967,16 @@ fn calibrate_demo_digits_ood() {
 #[ignore = "writes server/demo/digits-reference.json from ../shared/datasets"]
 fn write_demo_digits_drift_reference() {
     let (train, _) = mnist_split();
-    let mut reference = Summary::default();
-    b3o_models::monitor::observe_images(&mut reference, &train.features, train.n_rows);
-    let mut labels = b3o_models::stats::CategoricalSummary::default();
-    for &y in &train.targets {
-        labels.push(Some(&(y as usize).to_string()));
-    }
-    reference.columns.insert(
-        b3o_models::monitor::PREDICTION.to_string(),
-        b3o_models::stats::ColumnSummary::Categorical(labels),
+    let labels: Vec<String> = train
+        .targets
+        .iter()
+        .map(|&y| (y as usize).to_string())
+        .collect();
+    let reference = b3o_models::monitor::image_reference(
+        train
+            .features
+            .chunks_exact(train.row_len)
+            .zip(labels.iter().map(String::as_str)),
     );
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/digits-reference.json");
     std::fs::write(path, serde_json::to_string(&reference).unwrap() + "\n").unwrap();

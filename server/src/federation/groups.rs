@@ -479,23 +479,26 @@ pub async fn leave(
     }))
 }
 
-/// Column summaries of a member's local table (tabular groups, before round 1), in
-/// `b3o_models::stats::Summary` form: never rows. The owner's start merges them into the
-/// global preprocessing spec. A resend replaces the member's earlier summaries.
+/// Column summaries of a member's local data (before round 1), in
+/// `b3o_models::stats::Summary` form: never rows. Tabular groups: the owner's start merges
+/// them into the global preprocessing spec (and every member must send them). Image groups:
+/// per-image statistics and label counts (`b3o_models::monitor::image_reference`), merged
+/// into the first version's drift reference (optional). A resend replaces the member's
+/// earlier summaries.
 #[utoipa::path(
     post,
     path = "/api/groups/{id}/statistics",
     operation_id = "post_statistics",
     tag = "groups",
     params(("id" = i64, Path, description = "The group")),
-    request_body(content = Summary, description = "Per-column summaries of the member's table (`b3o_models::stats::Summary`): counts, sums, minimum, maximum, category counts; never rows"),
+    request_body(content = Summary, description = "Per-column summaries of the member's table, or an image group's image statistics and label counts (`b3o_models::stats::Summary`): counts, sums, minimum, maximum, sketches, category counts; never rows"),
     responses(
         (status = 202, description = "Accepted; the group enters its statistics phase", body = StatisticsAccepted),
-        (status = 400, description = "Not a column summary, or the id is not a number", body = ErrorBody),
+        (status = 400, description = "Not a column summary, not the group's kind of statistics (an image group's: image statistics and known labels), or the id is not a number", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
         (status = 403, description = "Not an active member, or a missing or wrong CSRF token", body = ErrorBody),
         (status = 404, description = "No such group, or the caller may not see it", body = ErrorBody),
-        (status = 409, description = "The group's model needs no statistics, or training has started", body = ErrorBody),
+        (status = 409, description = "The group's model needs no statistics (a custom layout), or training has started", body = ErrorBody),
         (status = 500, description = "Internal error", body = ErrorBody),
     ),
     security(("session" = []), ("bearer" = [])),
@@ -515,7 +518,7 @@ pub async fn post_statistics(
             .await?;
     let template: ModelTemplate = serde_json::from_str(&template)
         .map_err(|e| ApiError::Internal(format!("group {group_id} template: {e}")))?;
-    if !template.needs_statistics() {
+    if matches!(template, ModelTemplate::Custom { .. }) {
         return Err(ApiError::Conflict(
             "this group's model needs no column statistics".into(),
         ));
@@ -530,8 +533,14 @@ pub async fn post_statistics(
     // Checked against the models crate's summary format; merged at start.
     let summary: Summary = serde_json::from_value(summary)
         .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
-    b3o_models::monitor::check_sketches(&summary)
-        .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
+    match &template {
+        // An image group's statistics are its drift reference: image statistics and labels.
+        ModelTemplate::ImageCnn { labels } => {
+            b3o_models::monitor::check_image_reference(&summary, labels)
+        }
+        _ => b3o_models::monitor::check_sketches(&summary),
+    }
+    .map_err(|e| ApiError::BadRequest(format!("statistics: {e}")))?;
     let summary = serde_json::to_string(&summary)
         .map_err(|e| ApiError::Internal(format!("statistics: {e}")))?;
     sqlx::query(

@@ -8,6 +8,7 @@
 
 use crate::db::{Conn, Flag};
 use b3o_models::compress::{self, UpdateEncoding};
+use b3o_models::stats::Summary;
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightLayout, WeightSet};
 use futures_util::StreamExt;
 use rand::seq::SliceRandom;
@@ -238,15 +239,16 @@ async fn build_model(
     group: &GroupSettings,
 ) -> Result<(Value, WeightLayout, Vec<f32>, Option<String>), ApiError> {
     let seed = group.id as u64;
-    let mut reference = None;
-    let spec =
+    let (spec, reference) =
         match &group.template {
             ModelTemplate::Custom { layout } => {
                 quotas::check_model_size(quotas::exact(layout), &state.limits)?;
                 let spec = json!({ "model_id": group.model_id(), "layout": layout });
                 return Ok((spec, layout.clone(), initial_weights(layout, seed), None));
             }
-            ModelTemplate::ImageCnn { labels } => image_spec(labels),
+            ModelTemplate::ImageCnn { labels } => {
+                (image_spec(labels), image_reference(state, group.id).await?)
+            }
             ModelTemplate::Tabular { schema, hidden } => {
                 let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                     "SELECT m.name, s.summary_json FROM members m
@@ -276,8 +278,7 @@ async fn build_model(
                 }
                 let (spec, merged) = tabular_spec(schema, hidden.as_deref(), &summaries)
                     .map_err(ApiError::Conflict)?;
-                reference = serde_json::to_string(&merged).ok();
-                spec
+                (spec, serde_json::to_string(&merged).ok())
             }
         };
     let layout = spec.layout();
@@ -286,6 +287,32 @@ async fn build_model(
     let value =
         serde_json::to_value(&spec).map_err(|e| ApiError::Internal(format!("spec: {e}")))?;
     Ok((value, layout, flat, reference))
+}
+
+/// An image group's drift reference: the merged statistics its ready members sent (none sent:
+/// no reference). They are optional, so a member without them does not hold the start.
+async fn image_reference(state: &AppState, group_id: i64) -> Result<Option<String>, ApiError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, s.summary_json FROM members m
+         JOIN column_summaries s ON s.member_id = m.id AND s.group_id = m.group_id
+         WHERE m.group_id = $1 AND m.ready_at IS NOT NULL AND m.left_at IS NULL
+         ORDER BY m.id",
+    )
+    .bind(group_id)
+    .fetch_all(&state.db)
+    .await?;
+    let mut merged: Option<Summary> = None;
+    for (name, json) in rows {
+        let summary: Summary = serde_json::from_str(&json)
+            .map_err(|e| ApiError::Internal(format!("stored summary of {name}: {e}")))?;
+        match &mut merged {
+            None => merged = Some(summary),
+            Some(m) => m
+                .merge(&summary)
+                .map_err(|e| ApiError::Conflict(format!("statistics of {name}: {e}")))?,
+        }
+    }
+    Ok(merged.and_then(|m| serde_json::to_string(&m).ok()))
 }
 
 /// Writes the ONNX export of a version whose spec is a `b3o_models::ModelSpec` (tabular and

@@ -9,6 +9,7 @@
 use b3o_models::Dataset;
 use b3o_models::image::{SIDE, decode_image};
 use b3o_models::model::ModelSpec;
+use b3o_models::monitor::image_reference;
 use b3o_models::protocol::ModelTemplate;
 use b3o_models::stats::Summary;
 #[cfg(not(target_arch = "wasm32"))]
@@ -179,11 +180,24 @@ impl LocalData {
         }
     }
 
-    /// The column summaries of the statistics phase (tabular groups), from every local row.
+    /// What the statistics phase shares, from every local row: a tabular group's column
+    /// summaries; an image group's per-image statistics and label counts (the version's drift
+    /// reference, [`b3o_models::monitor::image_reference`]). Never a row or a picture.
     pub fn summary(&self, template: &ModelTemplate) -> Result<Option<Summary>, DataError> {
         match (self, template) {
             (LocalData::Table(table), ModelTemplate::Tabular { schema, .. }) => {
                 Ok(Some(Summary::from_table(table, schema)?))
+            }
+            (LocalData::Images(images), ModelTemplate::ImageCnn { .. }) => Ok(Some(
+                image_reference(images.iter().map(|i| (&i.pixels[..], i.label.as_str()))),
+            )),
+            (LocalData::Inputs { dataset, labels }, ModelTemplate::ImageCnn { .. }) => {
+                let pairs = dataset
+                    .features
+                    .chunks_exact(dataset.row_len.max(1))
+                    .zip(&dataset.targets)
+                    .filter_map(|(pixels, &t)| Some((pixels, labels.get(t as usize)?.as_str())));
+                Ok(Some(image_reference(pairs)))
             }
             _ => Ok(None),
         }
