@@ -1,4 +1,4 @@
-// The inference worker: tract on WebAssembly (b3o_infer, no training code), off the page's
+// The inference worker: B3O's networks on WebAssembly (b3o_infer, no training code), off the page's
 // thread. Start it with `new Worker(new URL("infer-worker.js", base), { type: "module" })`.
 // Operations and replies: wasm-client/ENGINE.md.
 import init, * as engine from "./b3o_infer.js";

@@ -37,7 +37,7 @@
 //! the column by header name.
 //!
 //! This module uses only the models crate's spec, preprocessing, tabular and image parts and
-//! tract (through [`OnnxPredictor`]): no training code.
+//! a predictor ([`OnnxPredictor`]): no training code.
 
 use std::io::{Cursor, Read, Write};
 

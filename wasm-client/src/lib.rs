@@ -5,9 +5,12 @@
 //! Only this crate (and `app`) knows wasm-bindgen.
 //!
 //! # Features and bundles
-//! - `infer`: tract inference ([`inference`]), codeless prediction ([`codeless`]) and the model
-//!   package loader ([`browser::loader`]); no burn. Alone it is the inference bundle
-//!   `b3o_infer` (the embed widget, offline use).
+//! - `infer`: inference on B3O's networks, evaluated directly ([`inference`]), codeless
+//!   prediction ([`codeless`]) and the model package loader ([`browser::loader`]); no burn and
+//!   no graph runtime. Alone it is the inference bundle `b3o_infer` (the predict pages, the
+//!   embed widget, offline use).
+//! - `tract`, `onnx`: tract-core plans of B3O's graphs and any ONNX model through tract-onnx
+//!   (the server).
 //! - `train`: local training with burn on the CPU (`flex`); `wgpu` adds WebGPU. With `fl`, the
 //!   training bundle `b3o_train`, loaded only when a person starts training.
 //! - `fl`: the federated learning client.

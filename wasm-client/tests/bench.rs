@@ -6,8 +6,9 @@
 //!     --features browser-bench --test bench -- --nocapture
 //! ```
 //!
-//! Inference goes through the exported `benchInference` (tract on the engine's loaded model,
-//! zeros as inputs); training through `benchTraining` (one `train_local_async` round, Adam,
+//! Inference goes through the exported `benchInference` (the engine's loaded model, evaluated
+//! directly, zeros as inputs; `scripts/bench-browser.sh` times the built bundle beside
+//! onnxruntime-web); training through `benchTraining` (one `train_local_async` round, Adam,
 //! after a warm-up). CPU figures are measured twice: the second run has the browser's
 //! optimised code (dynamic tiering).
 #![cfg(target_arch = "wasm32")]

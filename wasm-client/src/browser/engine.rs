@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 
 use super::loader::{LoadError, LoadedPackage};
 use crate::codeless::{self, CodelessError, CsvChunks, CsvOutput, Predicted, RowPrediction};
-use crate::inference::single::SingleRowPlan;
 use crate::inference::{InferenceError, OnnxPredictor};
 
 /// Why an engine operation failed; the message is meant for people.
@@ -36,15 +35,12 @@ pub enum EngineError {
 pub struct Model {
     pub package: ModelPackage,
     pub predictor: OnnxPredictor,
-    /// The batch-1 plan for single rows and images (a drawing's live predictions); `None` if
-    /// it could not be built, then the general plan serves them too.
-    pub single: Option<SingleRowPlan>,
     pub from_cache: bool,
     pub offline: bool,
 }
 
 impl Model {
-    /// Checks the package's ONNX graph against its spec and builds it into tract-core.
+    /// Checks the package's ONNX graph against its spec and readies its network.
     pub fn new(loaded: LoadedPackage) -> Result<Self, EngineError> {
         let (predictor, spec) = OnnxPredictor::load_b3o(&loaded.onnx)?;
         if spec != loaded.package.spec {
@@ -52,22 +48,17 @@ impl Model {
                 "the ONNX graph carries a different model spec than its package".into(),
             )));
         }
-        let single = SingleRowPlan::from_onnx(&loaded.onnx).and_then(Result::ok);
         Ok(Self {
             package: loaded.package,
             predictor,
-            single,
             from_cache: loaded.from_cache,
             offline: loaded.offline,
         })
     }
 
-    /// Runs `batch` model inputs: one row on the batch-1 plan, more on the general plan.
+    /// Runs `batch` model inputs.
     pub fn run(&self, inputs: &[f32], batch: usize) -> Result<Vec<f32>, InferenceError> {
-        match &self.single {
-            Some(single) if batch == 1 => single.predict(inputs),
-            _ => self.predictor.predict(inputs, batch),
-        }
+        self.predictor.predict(inputs, batch)
     }
 
     /// The `load` reply: what the page needs to build a form or a drawing pad.
@@ -246,8 +237,7 @@ pub struct LatencyStats {
 }
 
 impl Engine {
-    /// Times `samples` x `calls` runs of `batch` zero rows through a loaded model (the plan the
-    /// engine uses: batch-1 for one row, general otherwise), after
+    /// Times `samples` x `calls` runs of `batch` zero rows through a loaded model, after
     /// `calls` warm-up runs; `clock` reads milliseconds.
     pub fn latency(
         &self,
@@ -455,16 +445,21 @@ mod tests {
         // The raw path is the same graph.
         let raw = engine.predict_raw("digits", &pixels, 1).unwrap();
         assert!((raw[best] as f64 - probs[best]).abs() < 1e-6);
-        // One image runs on the batch-1 plan, which answers like the general plan.
-        let model = engine.get("digits").unwrap();
-        assert!(model.single.is_some());
-        let general = model.predictor.predict(&pixels, 1).unwrap();
-        let worst = raw
-            .iter()
-            .zip(&general)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(worst <= 1e-5, "batch-1 and general plans differ by {worst}");
+        // The browser's network answers like tract's plan of the same graph (the server's).
+        #[cfg(feature = "onnx")]
+        {
+            let tract = OnnxPredictor::load(&loaded("digits", &spec).onnx).unwrap();
+            let server = tract.predict(&pixels, 1).unwrap();
+            let worst = raw
+                .iter()
+                .zip(&server)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst <= 1e-5,
+                "the browser and the server differ by {worst}"
+            );
+        }
         assert!(engine.predict_pixels("digits", &[0.0; 783]).is_err());
         assert!(
             engine

@@ -1,23 +1,29 @@
-//! Inference on an exported `.onnx` model with tract: the same code serves predictions natively
-//! (the server's inference API) and in the browser (plain Rust, no wasm-bindgen here).
+//! Inference on an exported `.onnx` model: the same code serves predictions natively (the
+//! server's inference API) and in the browser (plain Rust, no wasm-bindgen here).
 //!
 //! Two ways in, one predictor:
 //! - [`OnnxPredictor::load_b3o`] (feature `infer`): a graph B3O exported
-//!   (`b3o_models::onnx::export_onnx`), checked node for node against the spec it carries and
-//!   built straight into tract-core ([`graph`]). No ONNX operator library: this is what keeps the
-//!   inference bundle small.
+//!   (`b3o_models::onnx::export_onnx`), checked node for node against the spec it carries
+//!   ([`graph`]) and evaluated directly ([`direct`]). No ONNX operator library and no graph
+//!   runtime: this is what keeps the browser's inference bundle small.
 //! - [`OnnxPredictor::load`] (feature `onnx`): any ONNX model of the supported form, through
-//!   tract-onnx's parser and its full operator set.
+//!   tract-onnx's parser and its full operator set, loaded once with a symbolic batch
+//!   dimension, optimised and made runnable.
 //!
-//! The model is loaded once with a symbolic batch dimension, optimised and made runnable; every
-//! [`OnnxPredictor::predict`] call then runs any number of rows. Inputs are model inputs, i.e.
-//! already preprocessed (see `b3o_models::preprocess`), row-major.
+//! Every [`OnnxPredictor::predict`] call runs any number of rows. Inputs are model inputs, i.e.
+//! already preprocessed (see `b3o_models::preprocess`), row-major. With feature `tract`,
+//! [`single`] is the server's batch-1 tract plan of a B3O graph.
 
+pub mod direct;
 pub mod graph;
+#[cfg(feature = "tract")]
 pub mod single;
+#[cfg(feature = "tract")]
+pub mod tract_graph;
 
 use std::sync::Arc;
 
+#[cfg(feature = "tract")]
 use tract_core::prelude::*;
 #[cfg(feature = "onnx")]
 use tract_onnx::prelude::InferenceModelExt;
@@ -59,9 +65,19 @@ impl InferenceError {
 /// `[batch, ..]`, both f32.
 #[derive(Debug, Clone)]
 pub struct OnnxPredictor {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
     row_shape: Vec<usize>,
     output_width: usize,
+}
+
+/// What runs the rows.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// A B3O network, evaluated directly.
+    Direct(Arc<direct::Network>),
+    /// Any supported ONNX graph, through tract.
+    #[cfg(feature = "tract")]
+    Tract(Arc<TypedRunnableModel>),
 }
 
 fn invalid(e: impl std::fmt::Display) -> InferenceError {
@@ -69,7 +85,7 @@ fn invalid(e: impl std::fmt::Display) -> InferenceError {
 }
 
 impl OnnxPredictor {
-    /// A graph B3O exported, built into tract-core for any batch size, and the spec it carries.
+    /// A graph B3O exported, evaluated directly for any batch size, and the spec it carries.
     /// Bytes that are not such a graph (any other ONNX file included) are an
     /// [`InferenceError::InvalidModel`].
     pub fn load_b3o(onnx: &[u8]) -> Result<(Self, b3o_models::ModelSpec), InferenceError> {
@@ -78,18 +94,14 @@ impl OnnxPredictor {
         Ok((predictor, spec))
     }
 
-    /// The network of `spec` with `weights`, built into tract-core and optimised.
+    /// The network of `spec` with `weights`, ready to run rows.
     pub fn from_spec(
         spec: &b3o_models::ModelSpec,
         weights: &b3o_models::WeightSet,
     ) -> Result<Self, InferenceError> {
-        let model = graph::build(spec, weights).map_err(invalid)?;
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(invalid)?;
+        let network = direct::Network::new(spec, weights)?;
         Ok(Self {
-            plan,
+            plan: Plan::Direct(Arc::new(network)),
             row_shape: spec.input_shape.clone(),
             output_width: spec.output_dim(),
         })
@@ -168,7 +180,7 @@ impl OnnxPredictor {
         }
         let plan = typed.into_runnable().map_err(invalid)?;
         Ok(Self {
-            plan,
+            plan: Plan::Tract(plan),
             row_shape,
             output_width,
         })
@@ -210,11 +222,25 @@ impl OnnxPredictor {
         if batch == 0 {
             return Ok(Vec::new());
         }
+        match &self.plan {
+            Plan::Direct(network) => Ok(network.run(input)),
+            #[cfg(feature = "tract")]
+            Plan::Tract(plan) => self.run_tract(plan, input, batch),
+        }
+    }
+
+    #[cfg(feature = "tract")]
+    fn run_tract(
+        &self,
+        plan: &Arc<TypedRunnableModel>,
+        input: &[f32],
+        batch: usize,
+    ) -> Result<Vec<f32>, InferenceError> {
         let mut shape = vec![batch];
         shape.extend(&self.row_shape);
         let run = |e: TractError| InferenceError::Run(e.to_string());
         let tensor = Tensor::from_shape(&shape, input).map_err(run)?;
-        let outputs = self.plan.run(tvec!(tensor.into_tvalue())).map_err(run)?;
+        let outputs = plan.run(tvec!(tensor.into_tvalue())).map_err(run)?;
         let view = outputs[0].to_plain_array_view::<f32>().map_err(run)?;
         if view.len() != batch * self.output_width {
             return Err(InferenceError::Run(format!(

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{InferenceError, graph};
+use super::{InferenceError, graph, tract_graph};
 use tract_core::prelude::*;
 
 /// Most idle execution states kept (one per thread running this model at once is enough).
@@ -51,7 +51,7 @@ impl SingleRowPlan {
         spec: &b3o_models::ModelSpec,
         weights: &b3o_models::WeightSet,
     ) -> Result<Self, InferenceError> {
-        let model = graph::build(spec, weights).map_err(invalid)?;
+        let model = tract_graph::build(spec, weights).map_err(invalid)?;
         let batch = model.sym("batch");
         let fixed = model
             .set_symbols(&[(batch, TDim::Val(1))].into_iter().collect())
