@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the browser engine into OUT_DIR/engine: the inference bundle (b3o_infer: tract, no
-# burn; size-optimised), the training bundle (b3o_train: burn on WebGPU/CPU and the FL client),
-# their TypeScript types, the two module workers, and a gzip copy of each file (the server sends
-# precompressed siblings). Usage: scripts/build-engine.sh OUT_DIR
+# Builds the browser engine into OUT_DIR/engine: the inference bundle (b3o_infer: B3O's
+# networks evaluated directly, no graph runtime, no burn; size-optimised), the training bundle
+# (b3o_train: burn on WebGPU/CPU and the FL client), their TypeScript types, the module
+# workers, and Brotli and gzip copies of each file (the server sends precompressed siblings).
+# Usage: scripts/build-engine.sh OUT_DIR. B3O_ENGINE_BUNDLES=infer (or train) builds one
+# bundle; `train` adds it beside the files already in OUT_DIR/engine.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_rust_tools
 
@@ -11,37 +13,50 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/engine"
 
-# wasm-opt (binaryen) shrinks and speeds up the bundles when installed; B3O_WASM_OPT=0 skips it.
-optimise() {
-  local wasm="$1" level="$2"
-  if command -v wasm-opt >/dev/null && [ "${B3O_WASM_OPT:-1}" = 1 ]; then
-    wasm-opt "$level" --enable-reference-types --enable-bulk-memory --enable-simd \
-      --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-      -o "$wasm.opt" "$wasm"
-    mv "$wasm.opt" "$wasm"
-  fi
-}
+ensure_web_tools
 
-# bundle NAME PROFILE FEATURES WASM_OPT_LEVEL
+# bundle NAME PROFILE FEATURES [WASM_OPT_LEVEL]
 bundle() {
-  local name="$1" profile="$2" features="$3" level="$4"
+  local name="$1" profile="$2" features="$3" level="${4:-}"
   say "building the engine bundle $name (features $features, profile $profile)"
   cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-wasm-client --lib \
     --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
-  wasm-bindgen --target web --typescript --out-dir "$stage/engine" --out-name "$name" \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/b3o_wasm_client.wasm"
-  optimise "$stage/engine/${name}_bg.wasm" "$level"
+  bindgen_cached "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/b3o_wasm_client.wasm" \
+    "$stage/engine" "$name" "$level" --typescript
 }
 
-bundle b3o_infer wasm-size infer -Oz
-bundle b3o_train wasm-release infer,train,wgpu,fl -O3
+# The inference bundle is what every first visit and embed downloads: size-optimised, with
+# the app's profile (shared dependencies build once) and wasm-opt. The training bundle is
+# fetched only when a person trains: speed-optimised, and not run through wasm-opt (npm's
+# wasm-opt is binaryen compiled to wasm, minutes on a 30 MB module, for a file loaded once).
+if [ "${B3O_ENGINE_BUNDLES:-infer,train}" != train ]; then
+  bundle b3o_infer wasm-size infer -Oz
+fi
+if [ "${B3O_ENGINE_BUNDLES:-infer,train}" != infer ]; then
+  bundle b3o_train wasm-release infer,train,wgpu,fl
+fi
 cp "$ROOT"/wasm-client/js/*.js "$stage/engine/"
-find "$stage/engine" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.ts' \) -exec gzip -9 -k {} +
+precompress $(find "$stage/engine" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.ts' \))
 
 mkdir -p "$OUT"
-rm -rf "$OUT/engine.old"
-[ -d "$OUT/engine" ] && mv "$OUT/engine" "$OUT/engine.old"
-mv "$stage/engine" "$OUT/engine"
-rm -rf "$OUT/engine.old"
-size() { printf '%s KiB (gzip %s KiB)' "$(( $(stat -c %s "$1") / 1024 ))" "$(( $(stat -c %s "$1.gz") / 1024 ))"; }
+if [ "${B3O_ENGINE_BUNDLES:-infer,train}" = train ]; then
+  # Added beside the files a running server already serves (scripts/run.sh builds the
+  # training bundle after starting it): each file appears whole, by rename.
+  mkdir -p "$OUT/engine"
+  for f in "$stage"/engine/*; do
+    cp "$f" "$OUT/engine/.$(basename "$f").tmp"
+    mv "$OUT/engine/.$(basename "$f").tmp" "$OUT/engine/$(basename "$f")"
+  done
+else
+  rm -rf "$OUT/engine.old"
+  [ -d "$OUT/engine" ] && mv "$OUT/engine" "$OUT/engine.old"
+  mv "$stage/engine" "$OUT/engine"
+  rm -rf "$OUT/engine.old"
+fi
+size() {
+  [ -f "$1" ] || { printf 'not built'; return; }
+  printf '%s KiB (gzip %s KiB' "$(( $(stat -c %s "$1") / 1024 ))" "$(( $(stat -c %s "$1.gz") / 1024 ))"
+  if [ -f "$1.br" ]; then printf ', brotli %s KiB' "$(( $(stat -c %s "$1.br") / 1024 ))"; fi
+  printf ')'
+}
 say "engine built in $OUT/engine: inference $(size "$OUT/engine/b3o_infer_bg.wasm"), training $(size "$OUT/engine/b3o_train_bg.wasm")"

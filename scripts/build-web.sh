@@ -1,30 +1,25 @@
 #!/usr/bin/env bash
-# Builds the web app into dist/: release wasm, JS glue, content-hashed assets, precompressed.
+# Builds the web app into dist/: size-optimised wasm, JS glue, content-hashed assets, Brotli and
+# gzip copies, the browser engine (scripts/build-engine.sh) and the service worker.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_rust_tools
 
 OUT="${1:-$ROOT/dist}"
-say "building the web app (wasm32, release)"
-cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-app --target wasm32-unknown-unknown --profile wasm-release
+ensure_web_tools
+say "building the web app (wasm32, size-optimised)"
+# The app and the inference bundle share one profile (wasm-size), so their common
+# dependencies build once.
+cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-app --target wasm32-unknown-unknown --profile wasm-size
 
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
-wasm-bindgen --target web --no-typescript --out-dir "$stage/bindgen" --out-name b3o-app \
-  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/b3o_app.wasm"
-# wasm-opt from old binaryen (Debian's 108) turns current wasm-bindgen output (this app's and
-# the engine's) into modules that fail at start-up ("WebAssembly.Table.set(): Argument 1 is
-# invalid for table"): only binaryen 117 or newer is used, here and by build-engine.sh.
-binaryen="$(wasm-opt --version 2>/dev/null | grep -oE '[0-9]+' | head -1 || true)"
-if [ "${B3O_WASM_OPT:-1}" = 1 ] && [ -n "$binaryen" ] && [ "$binaryen" -lt 117 ]; then
-  say "skipping wasm-opt: binaryen $binaryen is older than 117"
-  export B3O_WASM_OPT=0
-elif command -v wasm-opt >/dev/null && [ "${B3O_WASM_OPT:-1}" = 1 ]; then
-  say "optimising with wasm-opt"
-  wasm-opt -Oz --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-simd \
-    -o "$stage/bindgen/b3o-app_bg.opt.wasm" "$stage/bindgen/b3o-app_bg.wasm"
-  mv "$stage/bindgen/b3o-app_bg.opt.wasm" "$stage/bindgen/b3o-app_bg.wasm"
+if [ -n "$WASM_OPT" ]; then
+  say "wasm-bindgen and wasm-opt -Oz ($("$WASM_OPT" --version)) on the app (cached by content)"
+else
+  say "wasm-bindgen on the app; no wasm-opt (binaryen 117 or newer), so it is not shrunk further"
 fi
+bindgen_cached "$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-size/b3o_app.wasm" "$stage/bindgen" \
+  b3o-app -Oz --no-typescript
 
 hash16() { sha256sum "$1" | cut -c1-16; }
 mkdir -p "$stage/dist/assets"
@@ -40,9 +35,10 @@ sed -e "s/{{WASM}}/$wasm/g" -e "s/{{JS}}/$js/g" -e "s/{{CSS}}/$css/g" "$ROOT/app
 cp "$ROOT/app/static/manifest.webmanifest" "$ROOT/app/static/embed.js" "$stage/dist/"
 cp -r "$ROOT/app/static/icons" "$stage/dist/icons"
 
-# Precompressed copies: the server sends them as-is instead of compressing per request.
-find "$stage/dist/assets" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.css' \) -exec gzip -9 -k {} +
-gzip -9 -k "$stage/dist/embed.js"
+# Precompressed copies (Brotli and gzip): the server sends them as-is instead of compressing
+# per request.
+precompress "$stage/dist/index.html" "$stage/dist/embed.js" "$stage/dist/manifest.webmanifest" \
+  "$stage"/dist/assets/*.wasm "$stage"/dist/assets/*.js "$stage"/dist/assets/*.css
 
 rm -rf "$OUT.old"
 [ -d "$OUT" ] && mv "$OUT" "$OUT.old"
@@ -59,7 +55,7 @@ precache="$(cd "$OUT" && {
     if [ -d "$dir" ]; then find "$dir" -type f ! -name '*.gz' ! -name '*.br' ! -name '*.ts' ! -name '*train*'; fi
   done | sort | sed 's|^|/|'
 } | awk 'BEGIN { printf "[" } { printf "%s\"%s\"", (NR > 1 ? ", " : ""), $0 } END { printf "]" }')"
-version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$OUT" && find . -type f ! -name '*.gz' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"
+version="$( { echo "$precache"; cat "$ROOT/app/static/sw.js"; (cd "$OUT" && find . -type f ! -name '*.gz' ! -name '*.br' -exec sha256sum {} + | sort); } | sha256sum | cut -c1-16)"
 awk -v list="$precache" -v version="$version" \
   '{ gsub(/\{\{PRECACHE\}\}/, list); gsub(/\{\{VERSION\}\}/, version); print }' \
   "$ROOT/app/static/sw.js" > "$OUT/sw.js"

@@ -45,6 +45,103 @@ ensure_rust_tools() {
   fi
 }
 
+# A current wasm-opt (binaryen 117 or newer; Debian's 108 breaks wasm-bindgen output) and Node
+# (Brotli precompression, scripts/compress.mjs). wasm-opt: the PATH's when new enough, else
+# npm's `binaryen` package (a wasm build of binaryen, pinned) installed once into
+# ~/.cache/b3o/tools/npm. Node and npm come from Debian when missing. Exports WASM_OPT (empty:
+# none could be had; the bundles are then built unoptimised, and the build says so) and NODE.
+BINARYEN_NPM_VERSION=132.0.0
+ensure_web_tools() {
+  local prefix="$HOME/.cache/b3o/tools/npm" have
+  NODE="$(command -v node || true)"
+  if [ -z "$NODE" ] || ! command -v npm >/dev/null; then
+    say "installing nodejs and npm from Debian (wasm-opt from npm, Brotli precompression)"
+    if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+       as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; then
+      NODE="$(command -v node || true)"
+    else
+      say "could not install nodejs/npm (not root and no passwordless sudo): the web app is built without wasm-opt and Brotli"
+    fi
+  fi
+  export NODE
+  WASM_OPT=""
+  have="$(wasm-opt --version 2>/dev/null | grep -oE '[0-9]+' | head -1 || true)"
+  if [ -n "$have" ] && [ "$have" -ge 117 ]; then
+    WASM_OPT="$(command -v wasm-opt)"
+  elif [ -n "$NODE" ] && command -v npm >/dev/null; then
+    if ! "$prefix/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q "version ${BINARYEN_NPM_VERSION%%.*}"; then
+      say "installing wasm-opt (npm binaryen $BINARYEN_NPM_VERSION) into $prefix (once)"
+      mkdir -p "$prefix"
+      npm install --prefix "$prefix" --no-audit --no-fund --silent "binaryen@$BINARYEN_NPM_VERSION" ||
+        say "npm could not install binaryen: the web app is built without wasm-opt"
+    fi
+    if "$prefix/node_modules/.bin/wasm-opt" --version >/dev/null 2>&1; then
+      WASM_OPT="$prefix/node_modules/.bin/wasm-opt"
+    fi
+  fi
+  [ "${B3O_WASM_OPT:-1}" = 1 ] || WASM_OPT=""
+  export WASM_OPT
+}
+
+# wasm_opt FILE LEVEL: optimises FILE in place with $WASM_OPT (the features wasm-bindgen's
+# output and +simd128 use); nothing without one.
+wasm_opt() {
+  [ -n "${WASM_OPT:-}" ] || return 0
+  "$WASM_OPT" "$2" --enable-reference-types --enable-bulk-memory --enable-simd \
+    --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    -o "$1.opt" "$1"
+  mv "$1.opt" "$1"
+}
+
+# Post-processing is cached by content in $CARGO_TARGET_DIR/b3o-web, so that a rebuild whose
+# wasm did not change (a warm `scripts/run.sh`) repeats none of it.
+WEB_CACHE="$CARGO_TARGET_DIR/b3o-web"
+
+# bindgen_cached WASM OUT_DIR NAME WASM_OPT_LEVEL TYPESCRIPT_FLAG: wasm-bindgen's output for
+# WASM (as NAME, then wasm-opt at WASM_OPT_LEVEL unless it is empty) copied into OUT_DIR.
+bindgen_cached() {
+  local wasm="$1" out="$2" name="$3" level="$4" ts="$5" key cache
+  key="$( { sha256sum < "$wasm"; echo "$name $level $ts $(wasm-bindgen --version)"
+            [ -z "$level" ] || [ -z "${WASM_OPT:-}" ] || "$WASM_OPT" --version; } | sha256sum | cut -c1-16)"
+  cache="$WEB_CACHE/$name-$key"
+  if [ ! -d "$cache" ]; then
+    rm -rf "$cache.tmp" && mkdir -p "$cache.tmp"
+    wasm-bindgen --target web "$ts" --out-dir "$cache.tmp" --out-name "$name" "$wasm"
+    if [ -n "$level" ]; then wasm_opt "$cache.tmp/${name}_bg.wasm" "$level"; fi
+    find "$WEB_CACHE" -maxdepth 1 -name "$name-*" ! -name "*.tmp" -exec rm -rf {} +
+    mv "$cache.tmp" "$cache"
+  fi
+  mkdir -p "$out"
+  cp "$cache"/* "$out/"
+}
+
+# precompress FILE...: FILE.gz and FILE.br beside each (Node's zlib; cached by content and
+# extension, which picks Brotli's text or generic mode), or
+# FILE.gz alone (gzip) without Node.
+precompress() {
+  [ "$#" -gt 0 ] || return 0
+  if [ -z "${NODE:-}" ]; then
+    gzip -9 -k -f "$@"
+    return 0
+  fi
+  local z="$WEB_CACHE/compressed" f h todo=()
+  mkdir -p "$z"
+  find "$z" -type f -mtime +7 -delete
+  for f in "$@"; do
+    h="$(sha256sum < "$f" | cut -c1-32).${f##*.}"
+    if [ -f "$z/$h.gz" ] && [ -f "$z/$h.br" ]; then
+      cp "$z/$h.gz" "$f.gz" && cp "$z/$h.br" "$f.br"
+    else
+      todo+=("$f")
+    fi
+  done
+  [ "${#todo[@]}" -eq 0 ] || "$NODE" "$ROOT/scripts/compress.mjs" "${todo[@]}"
+  for f in "${todo[@]}"; do
+    h="$(sha256sum < "$f" | cut -c1-32).${f##*.}"
+    cp "$f.gz" "$z/$h.gz" && cp "$f.br" "$z/$h.br"
+  done
+}
+
 # The test runner: cargo-nextest from crates.io when missing (a few minutes, once).
 ensure_nextest() {
   if ! cargo nextest --version >/dev/null 2>&1; then

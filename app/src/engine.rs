@@ -616,6 +616,24 @@ pub struct Training {
 /// How long a whole run may take before the page gives up waiting.
 const RUN_TIMEOUT_SECS: u32 = 7 * 24 * 3600;
 
+/// The training bundle's JS glue: present once the server has the training engine.
+const TRAIN_BUNDLE: &str = "/engine/b3o_train.js";
+
+/// `Err` when this server does not have the training engine yet: `scripts/run.sh` starts the
+/// server before building it (prediction works meanwhile), so for a few minutes after a first
+/// start training is not available. Any other answer lets the worker try (and say why not).
+async fn training_engine_built() -> Result<(), EngineError> {
+    match gloo_net::http::Request::get(TRAIN_BUNDLE).send().await {
+        Ok(r) if r.status() == 404 => Err(EngineError::Unavailable(
+            "this server is still building its training engine (a few minutes after its \
+             first start); prediction works meanwhile. Reload this page in a few minutes to \
+             train"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Training {
     pub fn spawn() -> Result<Training, EngineError> {
         Ok(Training {
@@ -641,6 +659,7 @@ impl Training {
             "csrf_token": request.csrf,
             "max_epsilon": request.max_epsilon,
         }));
+        training_engine_built().await?;
         set_data(&args, data).await?;
         let on_progress: ProgressFn = Box::new(move |v| {
             if let Ok(p) = serde_json::from_value::<TrainProgress>(v) {
@@ -672,6 +691,7 @@ impl Training {
             "kind": kind,
             "csrf_token": csrf,
         }));
+        training_engine_built().await?;
         set_data(&args, data).await?;
         let result = self
             .worker

@@ -43,7 +43,11 @@ pub fn router(dir: &Path) -> Router<AppState> {
     let serve = ServeDir::new(dir)
         .precompressed_gzip()
         .precompressed_br()
-        .fallback(ServeFile::new(index));
+        .fallback(
+            ServeFile::new(index)
+                .precompressed_gzip()
+                .precompressed_br(),
+        );
     Router::new()
         .nest_service("/assets", files("assets"))
         .nest_service("/engine", files("engine"))
