@@ -2,10 +2,12 @@
 //! connection whose client starts a `POST /api/groups/{id}/rounds/{n}/update` stops being
 //! forwarded (the request never reaches the server, the browser waits for an answer), as when
 //! a partner's network goes away in the middle of an upload. Everything else is piped both
-//! ways untouched. Loopback only.
+//! ways untouched, and the bytes the server sends are counted (what a browser downloads, on
+//! the wire: headers and compressed bodies, from the page, its workers and its service worker
+//! alike). Loopback only.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,6 +19,7 @@ pub struct HoldingProxy {
     pub url: String,
     hold: Arc<AtomicBool>,
     held: Arc<AtomicUsize>,
+    downloaded: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -36,13 +39,14 @@ impl HoldingProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let hold = Arc::new(AtomicBool::new(false));
         let held = Arc::new(AtomicUsize::new(0));
-        let (h, n) = (hold.clone(), held.clone());
+        let downloaded = Arc::new(AtomicU64::new(0));
+        let (h, n, d) = (hold.clone(), held.clone(), downloaded.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, hold, held) = (target.clone(), h.clone(), n.clone());
+                let (target, hold, held, down) = (target.clone(), h.clone(), n.clone(), d.clone());
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&target).await {
-                        pipe(client, server, hold, held).await;
+                        pipe(client, server, hold, held, down).await;
                     }
                 });
             }
@@ -51,6 +55,7 @@ impl HoldingProxy {
             url,
             hold,
             held,
+            downloaded,
             task,
         })
     }
@@ -64,6 +69,11 @@ impl HoldingProxy {
     pub fn held(&self) -> usize {
         self.held.load(Ordering::SeqCst)
     }
+
+    /// Bytes the server has sent through the proxy so far (responses, headers included).
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for HoldingProxy {
@@ -74,11 +84,23 @@ impl Drop for HoldingProxy {
 
 /// Pipes `client` and `server` both ways until either closes; the client's bytes are watched
 /// for an upload's request line while holding.
-async fn pipe(client: TcpStream, server: TcpStream, hold: Arc<AtomicBool>, held: Arc<AtomicUsize>) {
+async fn pipe(
+    client: TcpStream,
+    server: TcpStream,
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
+    downloaded: Arc<AtomicU64>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let down = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = server_read.read(&mut buf).await {
+            if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            downloaded.fetch_add(n as u64, Ordering::SeqCst);
+        }
     });
     let mut buf = vec![0u8; 64 * 1024];
     // The last bytes seen, for a request line split across reads.

@@ -4,6 +4,7 @@ mod accounts_ui;
 mod app_shell;
 mod embed;
 mod federated_ui;
+mod first_load;
 mod kept_ui;
 mod monitoring_ui;
 mod offline;
