@@ -40,8 +40,10 @@ ensure_rust_tools() {
   have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
   if [ "$have" != "$want" ]; then
     say "installing wasm-bindgen-cli $want (matches Cargo.lock; a few minutes, once)"
-    # Not --locked: the CLI's own lock pins a crate the registry no longer has.
-    cargo install wasm-bindgen-cli --version "$want" --force
+    # Not --locked: the CLI's own lock pins a crate the registry no longer has. Its own build
+    # directory: in the project's, it would wait for a release build running beside it
+    # (scripts/run.sh builds the server meanwhile).
+    cargo install wasm-bindgen-cli --version "$want" --force --target-dir "$HOME/.cache/b3o/tools/target"
   fi
 }
 
