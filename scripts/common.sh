@@ -43,7 +43,10 @@ ensure_rust_tools() {
     # Not --locked: the CLI's own lock pins a crate the registry no longer has. Its own build
     # directory: in the project's, it would wait for a release build running beside it
     # (scripts/run.sh builds the server meanwhile).
-    cargo install wasm-bindgen-cli --version "$want" --force --target-dir "$HOME/.cache/b3o/tools/target"
+    # opt-level 1: less to compile (BENCHMARKS.md, "First run"), and what it runs on is cached by content
+    # (scripts/build-web.sh), so its own speed matters once per changed bundle.
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+      cargo install wasm-bindgen-cli --version "$want" --force --target-dir "$HOME/.cache/b3o/tools/target"
   fi
 }
 

@@ -11,8 +11,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs) first"
 mkdir -p "$CARGO_TARGET_DIR"
 server_log="$CARGO_TARGET_DIR/b3o-server-build.log"
-say "building the server (release) in the background (log: $server_log)"
-cargo build --manifest-path "$ROOT/Cargo.toml" --release -p b3o-server --bin b3o --color never \
+say "building the server (release, serving only) in the background (log: $server_log)"
+# --no-default-features: without `train` (burn and the native FL client: `b3o client` and
+# `b3o simulate`), which serving does not use; a quarter less to compile. The demo models ship
+# as weights. `cargo install --locked --path server` builds the full `b3o`.
+cargo build --manifest-path "$ROOT/Cargo.toml" --release -p b3o-server --no-default-features --bin b3o --color never \
   >"$server_log" 2>&1 &
 server_build=$!
 trap 'kill "$server_build" 2>/dev/null || true' EXIT

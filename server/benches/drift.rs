@@ -30,7 +30,7 @@ const CALLS: Calls = Calls {
 };
 
 fn main() {
-    let publish = b3o_server::demo::train_churn().expect("the churn demo");
+    let publish = b3o_server::demo::churn().expect("the churn demo");
     let spec = publish.spec;
     let prep = spec.preprocessing.clone().expect("tabular");
     let table = read_csv(churn_csv(99, 1000).as_bytes()).unwrap();

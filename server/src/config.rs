@@ -61,7 +61,8 @@ pub struct ServeConfig {
     /// Largest accepted model update upload, in bytes.
     #[arg(long, env = "B3O_MAX_UPDATE_BYTES", default_value_t = crate::limits::DEFAULT_MAX_UPDATE_BYTES)]
     pub max_update_bytes: usize,
-    /// Seed the demo models (`churn`, trained at start-up on generated data, and `digits`),
+    /// Seed the demo models (`churn`, trained on generated data, and `digits`, on MNIST; both
+    /// ship as weights),
     /// public to this site, when they are not deployed yet.
     #[arg(long, env = "B3O_DEMO")]
     pub demo: bool,

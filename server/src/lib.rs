@@ -6,6 +6,7 @@
 pub mod access;
 pub mod accounts;
 pub mod blobs;
+#[cfg(feature = "train")]
 pub mod cli;
 pub mod cluster;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod membership;
 pub mod monitoring;
 pub mod openapi;
 pub mod registry;
+#[cfg(feature = "train")]
 pub mod simulate;
 pub mod state;
 pub mod static_files;

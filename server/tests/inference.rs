@@ -1836,6 +1836,72 @@ fn regenerate_demo_digits_weights() {
     eprintln!("wrote {path}: {:?}", meta.metrics);
 }
 
+/// The shipped churn weights are what `demo::train_churn` makes: their metadata's held-out
+/// metrics hold on the held-out fifth (evaluated again, and through tract as served), and a
+/// fresh training run lands on the same metrics (bit for bit on the machine that made them;
+/// within a small tolerance on a CPU that orders float sums differently).
+#[test]
+fn the_shipped_churn_weights_are_what_train_churn_makes() {
+    use b3o_models::train::evaluate;
+    let shipped = b3o_server::demo::churn().unwrap();
+    let (spec, _, test) = b3o_server::demo::churn_split().unwrap();
+    assert_eq!(
+        serde_json::to_value(&shipped.spec).unwrap(),
+        serde_json::to_value(&spec).unwrap()
+    );
+    assert!(shipped.metrics["roc_auc"] > 0.8, "{:?}", shipped.metrics);
+    assert_eq!(shipped.metrics["num_samples"], test.n_rows as f64);
+    let again = evaluate(&spec, &shipped.weights, &test).unwrap().to_map();
+    for (name, value) in &again {
+        assert!(
+            (value - shipped.metrics[name]).abs() < 1e-4,
+            "{name}: {value} now, {:?} shipped",
+            shipped.metrics
+        );
+    }
+    let p = OnnxPredictor::load(&b3o_models::onnx::export_onnx(&spec, &shipped.weights).unwrap())
+        .unwrap();
+    let out = p.predict(&test.features, test.n_rows).unwrap();
+    let right = out
+        .iter()
+        .zip(&test.targets)
+        .filter(|(p, t)| (**p >= 0.5) == (**t >= 0.5))
+        .count();
+    let accuracy = right as f64 / test.n_rows as f64;
+    assert!(
+        (accuracy - shipped.metrics["accuracy"]).abs() < 1e-3,
+        "{accuracy} through tract vs {:?}",
+        shipped.metrics
+    );
+    let trained = b3o_server::demo::train_churn().unwrap();
+    for (name, value) in &trained.metrics {
+        assert!(
+            (value - shipped.metrics[name]).abs() < 0.01,
+            "{name}: {value} trained now, {:?} shipped",
+            shipped.metrics
+        );
+    }
+}
+
+/// Rewrites `server/demo/churn-mlp.safetensors` from `demo::train_churn` (a few seconds):
+/// `cargo nextest run -p b3o-server --run-ignored only regenerate_demo_churn_weights`.
+#[test]
+#[ignore = "writes the shipped demo weights"]
+fn regenerate_demo_churn_weights() {
+    let p = b3o_server::demo::train_churn().unwrap();
+    let meta = b3o_models::weights::UpdateMeta {
+        model_id: "demo-churn".into(),
+        round: 0,
+        num_samples: (b3o_server::demo::CHURN_ROWS as f64 - p.metrics["num_samples"]) as u64,
+        metrics: p.metrics.clone(),
+    };
+    let bytes =
+        b3o_models::weights::encode(&p.weights, &meta, b3o_models::weights::Dtype::F32).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/demo/churn-mlp.safetensors");
+    std::fs::write(path, bytes).unwrap();
+    eprintln!("wrote {path}: {:?}", meta.metrics);
+}
+
 /// A trouser-like image on black: two light legs from the top edge to the bottom edge.
 fn trousers() -> image::GrayImage {
     image::GrayImage::from_fn(28, 28, |x, y| {

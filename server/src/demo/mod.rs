@@ -1,8 +1,9 @@
 //! Demo models, so that a fresh server (`b3o serve --demo`, what `scripts/run.sh` starts) has
 //! something to predict with before anyone has trained anything:
 //!
-//! - `churn`: the original B3O MLP (inputs -> 128 -> 64 -> 32 -> 1) trained at start-up on a
-//!   synthetic bank-churn CSV generated in code ([`churn_data`]), ~1 s on one core;
+//! - `churn`: the original B3O MLP (inputs -> 128 -> 64 -> 32 -> 1) with weights trained once
+//!   ([`train_churn`]) on a synthetic bank-churn CSV generated in code ([`churn_data`]) and
+//!   shipped in the repository (`server/demo/churn-mlp.safetensors`);
 //! - `digits`: the small CNN with weights trained once on MNIST and shipped in the repository
 //!   (`server/demo/digits-cnn.safetensors`; how it was made and its test accuracy are in
 //!   `server/demo/README.md`).
@@ -22,6 +23,7 @@
 pub mod churn_data;
 
 use std::collections::BTreeMap;
+#[cfg(feature = "train")]
 use std::ops::ControlFlow;
 use std::sync::OnceLock;
 
@@ -29,6 +31,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+#[cfg(feature = "train")]
 use b3o_models::dataset::Dataset;
 use b3o_models::model::ModelSpec;
 use b3o_models::ood::ImageCalibration;
@@ -36,7 +39,6 @@ use b3o_models::preprocess::{PreprocessOptions, PreprocessSpec};
 use b3o_models::protocol::{self, Hyperparameters, ModelTemplate};
 use b3o_models::stats::Summary;
 use b3o_models::tabular::{InferOptions, infer_schema, read_csv};
-use b3o_models::train::{Optimizer, TrainConfig, evaluate, train_local};
 use b3o_models::weights::{self, Dtype, UpdateMeta, WeightSet};
 
 use crate::error::ApiError;
@@ -53,6 +55,13 @@ pub const DIGITS: &str = "digits";
 pub const CHURN_ROWS: usize = 10_000;
 /// Rows of the downloadable sample.
 pub const SAMPLE_ROWS: usize = 1_000;
+
+/// The shipped churn MLP (safetensors, `b3o-update/1`, f32; its held-out metrics in the
+/// metadata), made by [`train_churn`] (`server/demo/README.md`).
+pub const CHURN_WEIGHTS: &[u8] = include_bytes!("../../demo/churn-mlp.safetensors");
+/// The seed of the churn demo's split, initial weights and batch order.
+#[cfg(feature = "train")]
+const CHURN_SPLIT_SEED: u64 = 7;
 
 /// The shipped digit CNN (safetensors, `b3o-update/1`, f32; its test metrics in the metadata).
 pub const DIGITS_WEIGHTS: &[u8] = include_bytes!("../../demo/digits-cnn.safetensors");
@@ -240,7 +249,7 @@ pub async fn seed(state: &AppState) -> Result<(), ApiError> {
     let exists = |name: &'static str| registry::deployments::exists(&state.db, name);
     if !exists(CHURN).await? {
         let started = std::time::Instant::now();
-        let p = tokio::task::spawn_blocking(train_churn)
+        let p = tokio::task::spawn_blocking(churn)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))??;
         let metrics = p.metrics.clone();
@@ -258,10 +267,20 @@ pub async fn seed(state: &AppState) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Trains the churn demo: the original B3O network on [`CHURN_ROWS`] generated customers,
-/// evaluated on a held-out fifth. Deterministic.
-pub fn train_churn() -> Result<Publish, ApiError> {
-    let bad = |e: String| ApiError::Internal(format!("churn demo: {e}"));
+/// The churn demo's data, schema and preprocessing: what [`churn`] and [`train_churn`] share.
+/// The 10,000 generated customers ([`CHURN_ROWS`]) are the training rows; their summary is
+/// the deployment's drift reference.
+struct ChurnTable {
+    /// The rows ([`churn_split`] trains and evaluates on them).
+    #[cfg_attr(not(feature = "train"), allow(dead_code))]
+    table: b3o_models::tabular::Table,
+    schema: b3o_models::tabular::Schema,
+    summary: Summary,
+    spec: ModelSpec,
+}
+
+fn churn_table() -> Result<ChurnTable, ApiError> {
+    let bad = internal("churn demo");
     let csv = churn_data::churn_csv(churn_data::TRAINING_SEED, CHURN_ROWS);
     let table = read_csv(csv.as_bytes()).map_err(|e| bad(e.to_string()))?;
     let options = InferOptions {
@@ -272,26 +291,79 @@ pub fn train_churn() -> Result<Publish, ApiError> {
     let summary = Summary::from_table(&table, &schema).map_err(|e| bad(e.to_string()))?;
     let prep = PreprocessSpec::build(&schema, &summary, &PreprocessOptions::default())
         .map_err(|e| bad(e.to_string()))?;
-    let spec = ModelSpec::churn_b3o(prep);
-    let data = Dataset::from_table(
-        spec.preprocessing
-            .as_ref()
-            .ok_or_else(|| bad("no preprocessing".into()))?,
-        &table,
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    let (train, test) = data.split(0.2, 7);
+    Ok(ChurnTable {
+        table,
+        schema,
+        summary,
+        spec: ModelSpec::churn_b3o(prep),
+    })
+}
+
+fn churn_publish(t: ChurnTable, weights: WeightSet, metrics: BTreeMap<String, f64>) -> Publish {
+    Publish {
+        deployment: CHURN.into(),
+        group_name: "Demo: bank churn".into(),
+        description: format!(
+            "The original B3O churn network (128-64-32) trained on {CHURN_ROWS} synthetic bank customers; metrics on a held-out fifth. Try it with /api/demo/churn-sample.csv."
+        ),
+        owner_user_id: None,
+        template: ModelTemplate::Tabular {
+            schema: t.schema,
+            hidden: None,
+        },
+        spec: t.spec,
+        weights,
+        metrics,
+        sharing: public_same_origin(),
+        reference: Some(t.summary),
+    }
+}
+
+/// The churn demo from the shipped weights ([`CHURN_WEIGHTS`], made by [`train_churn`]; the
+/// held-out metrics are in their metadata). Needs no training code: a server built without the
+/// `train` feature seeds it too.
+pub fn churn() -> Result<Publish, ApiError> {
+    let t = churn_table()?;
+    let (weights, meta) = weights::decode(CHURN_WEIGHTS, &t.spec.layout(), usize::MAX)
+        .map_err(|e| ApiError::Internal(format!("the shipped churn weights: {e}")))?;
+    Ok(churn_publish(t, weights, meta.metrics))
+}
+
+/// The churn demo's held-out fifth of the generated customers (the rows its metrics are
+/// measured on) and the spec to read them with.
+#[cfg(feature = "train")]
+pub fn churn_split() -> Result<(ModelSpec, Dataset, Dataset), ApiError> {
+    let t = churn_table()?;
+    let prep = t
+        .spec
+        .preprocessing
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("churn demo: no preprocessing".into()))?;
+    let data =
+        Dataset::from_table(prep, &t.table).map_err(|e| internal("churn demo")(e.to_string()))?;
+    let (train, test) = data.split(0.2, CHURN_SPLIT_SEED);
+    Ok((t.spec, train, test))
+}
+
+/// Trains the churn demo the way [`CHURN_WEIGHTS`] were made: the original B3O network on
+/// four fifths of [`CHURN_ROWS`] generated customers (8 epochs of Adam, lr 1e-3, batch 32,
+/// seed 7), evaluated on the held-out fifth. Deterministic on one machine (burn's CPU backend).
+#[cfg(feature = "train")]
+pub fn train_churn() -> Result<Publish, ApiError> {
+    use b3o_models::train::{Optimizer, TrainConfig, evaluate, train_local};
+    let bad = |e: String| ApiError::Internal(format!("churn demo: {e}"));
+    let (spec, train, test) = churn_split()?;
     let config = TrainConfig {
         epochs: 8,
         batch_size: 32,
         optimizer: Optimizer::Adam,
         lr: 1e-3,
         fedprox_mu: 0.0,
-        seed: 7,
+        seed: CHURN_SPLIT_SEED,
     };
     let outcome = train_local(
         &spec,
-        &spec.init_weights(7),
+        &spec.init_weights(CHURN_SPLIT_SEED),
         &train,
         &config,
         &b3o_models::Device::flex(),
@@ -301,23 +373,8 @@ pub fn train_churn() -> Result<Publish, ApiError> {
     let metrics = evaluate(&spec, &outcome.weights, &test).map_err(|e| bad(e.to_string()))?;
     let mut metrics = metrics.to_map();
     metrics.insert("num_samples".into(), test.n_rows as f64);
-    Ok(Publish {
-        deployment: CHURN.into(),
-        group_name: "Demo: bank churn".into(),
-        description: format!(
-            "The original B3O churn network (128-64-32) trained on {CHURN_ROWS} synthetic bank customers; metrics on a held-out fifth. Try it with /api/demo/churn-sample.csv."
-        ),
-        owner_user_id: None,
-        template: ModelTemplate::Tabular {
-            schema,
-            hidden: None,
-        },
-        spec,
-        weights: outcome.weights,
-        metrics,
-        sharing: public_same_origin(),
-        reference: Some(summary),
-    })
+    let t = churn_table()?;
+    Ok(churn_publish(t, outcome.weights, metrics))
 }
 
 /// The out-of-distribution calibration of the digits demo (`b3o_models::ood`): computed once,
