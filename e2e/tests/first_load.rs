@@ -1,10 +1,12 @@
-//! Issue #20: what a first visit costs. Everything the server sends a fresh browser is counted
-//! on the wire (a proxy in front of the server: headers and compressed bodies, from the page,
-//! the engine's worker and the service worker alike); the page's own Resource Timing entries
-//! are reported beside it.
+//! Issue #20: what a first visit costs, counted twice and held to the budget both ways:
+//! Chromium's own count (the sum of the page's Resource Timing `transferSize`: headers and
+//! compressed bodies of the document and everything the page fetched) and everything the
+//! server sent the browser on the wire (a proxy in front of the server), which also counts
+//! what the engine's worker and the service worker fetch, outside the page's entries.
 //! - An anonymous visitor opening the predict page, until the model runs in the browser and
 //!   the service worker has cached the app for offline use: at most 1.5 MB.
-//! - The embed widget on a partner's page, until it is ready: at most 1 MB.
+//! - The embed widget on a partner's page, until it is ready: at most 1 MB (on the wire only:
+//!   the partner's page sees the widget's cross-origin files as 0 bytes).
 
 use std::time::{Duration, Instant};
 
@@ -57,10 +59,31 @@ fn report(what: &str, total: u64, entries: &[(String, u64)]) -> String {
         .iter()
         .map(|(url, n)| format!("  {n:>9}  {url}"))
         .collect();
+    let page: u64 = entries.iter().map(|e| e.1).sum();
     format!(
-        "{what}: {total} bytes on the wire; the page's own entries (transferSize):\n{}",
+        "{what}: {total} bytes on the wire; the page's own entries (transferSize), {page} in all:\n{}",
         listed.join("\n")
     )
+}
+
+/// Both counts under `budget`: the page's entries (Chromium's `transferSize`, which leaves
+/// out workers' fetches) and the proxy's (all of them). The page's count must have seen the
+/// compressed assets: an empty or zero sum means the entries were not read.
+fn within_budget(wire: u64, entries: &[(String, u64)], budget: u64, shown: &str) -> Result<()> {
+    let page: u64 = entries.iter().map(|e| e.1).sum();
+    ensure!(
+        page > 10_000,
+        "the page's entries count only {page} bytes: {shown}"
+    );
+    ensure!(
+        page <= budget,
+        "the page's entries count {page} bytes, over the {budget}-byte budget: {shown}"
+    );
+    ensure!(
+        wire <= budget,
+        "{wire} bytes on the wire, over the {budget}-byte budget: {shown}"
+    );
+    Ok(())
 }
 
 #[tokio::test]
@@ -94,10 +117,7 @@ async fn a_first_visit_to_the_predict_page_downloads_at_most_1_5_mb() -> Result<
                 entries.iter().any(|(u, _)| u.contains("/assets/b3o-app")),
                 "the app was not fetched through the proxy: {shown}"
             );
-            ensure!(
-                total <= PREDICT_PAGE_BUDGET,
-                "over the {PREDICT_PAGE_BUDGET}-byte budget: {shown}"
-            );
+            within_budget(total, &entries, PREDICT_PAGE_BUDGET, &shown)?;
             Ok(())
         })
         .await
@@ -140,9 +160,11 @@ async fn the_embed_widget_downloads_at_most_1_mb() -> Result<()> {
             let entries = page_entries(&browser).await?;
             let shown = report("embed widget, first visit", total, &entries);
             eprintln!("{shown}");
+            // The widget's files come from another origin than the partner's page, so the
+            // page's entries show them as 0 bytes (no `Timing-Allow-Origin`): the wire counts.
             ensure!(
                 total <= EMBED_BUDGET,
-                "over the {EMBED_BUDGET}-byte budget: {shown}"
+                "{total} bytes on the wire, over the {EMBED_BUDGET}-byte budget: {shown}"
             );
             Ok(())
         })

@@ -33,8 +33,9 @@ impl TrainingBackend {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
-    /// WebGPU when the browser grants a hardware adapter and burn can use it, the CPU
-    /// otherwise (software adapters included). Natively: the CPU.
+    /// WebGPU when the browser grants a hardware adapter, burn can use it and it trains the
+    /// probe network faster than the CPU ([`race`]); the CPU otherwise (software adapters
+    /// included, without a race). Natively: the CPU.
     #[default]
     Auto,
     /// WebGPU or an error.
@@ -56,6 +57,26 @@ pub struct Capabilities {
     pub cross_origin_isolated: bool,
     /// The backend training will use under [`BackendChoice::Auto`].
     pub training_backend: TrainingBackend,
+    /// The race that decided it on a hardware adapter (`None`: no race was run).
+    pub race: Option<Race>,
+}
+
+/// Milliseconds per training step of the probe network ([`race`]) on each backend.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Race {
+    pub cpu_step_ms: f64,
+    pub gpu_step_ms: f64,
+}
+
+impl Race {
+    /// The faster backend; the CPU on a tie, or when a time is not a number.
+    pub fn winner(&self) -> TrainingBackend {
+        if self.gpu_step_ms < self.cpu_step_ms {
+            TrainingBackend::Wgpu
+        } else {
+            TrainingBackend::Flex
+        }
+    }
 }
 
 /// Words in an adapter's description that mean software rendering.
@@ -153,6 +174,7 @@ pub async fn detect() -> Capabilities {
         } else {
             TrainingBackend::Flex
         },
+        race: None,
     }
 }
 
@@ -161,10 +183,12 @@ pub async fn detect() -> Capabilities {
 pub use b3o_models::device::DeviceError;
 
 /// The burn device for `choice`: `Cpu` is `flex`; `Wgpu` initialises burn's wgpu runtime
-/// asynchronously or fails; `Auto` tries WebGPU when a hardware adapter is granted (in a
-/// browser) and falls back to `flex` if burn cannot use it. Software adapters are left out of
-/// `Auto`: on SwiftShader a training step costs about a second whatever the batch, far slower
-/// than `flex` (BENCHMARKS.md).
+/// asynchronously or fails; `Auto` trains on WebGPU when a hardware adapter is granted (in a
+/// browser), burn can use it and it wins the [`race`] against the CPU, and on `flex`
+/// otherwise. A hardware GPU is not always faster: these networks are small, and each step is
+/// a dozen dispatches and a read back. Software adapters are left out of `Auto` without a
+/// race: on SwiftShader a training step costs about a second whatever the batch, far slower
+/// than `flex` (BENCHMARKS.md). The race runs once per engine (worker); later calls reuse it.
 #[cfg(feature = "train")]
 pub async fn training_device(
     choice: BackendChoice,
@@ -179,6 +203,7 @@ pub async fn training_device(
                 && caps.webgpu
                 && !caps.software_gpu
                 && let Ok(d) = device::webgpu().await
+                && auto_race(&d).await.winner() == TrainingBackend::Wgpu
             {
                 return Ok((d, TrainingBackend::Wgpu));
             }
@@ -187,8 +212,79 @@ pub async fn training_device(
     }
 }
 
-/// [`detect`], with `training_backend` confirmed by creating the device: an adapter that
-/// burn cannot use means training on the CPU.
+/// The steps timed on each backend by [`race`] (after one warm-up step).
+#[cfg(feature = "train")]
+pub const RACE_STEPS: usize = 5;
+/// The batch of [`race`]'s steps: the rounds' usual batch size.
+#[cfg(feature = "train")]
+pub const RACE_BATCH: usize = 32;
+
+/// Times training steps of the churn network (13 -> 128 -> 64 -> 32 -> 1, the demo's and the
+/// tabular groups' network; the self-test's `ChurnB3o` problem, batch [`RACE_BATCH`]) on the
+/// CPU and on `gpu`: one warm-up step each (WebGPU compiles its shaders then; the browser
+/// optimises hot wasm), then [`RACE_STEPS`] timed steps each, loss read back every step. A
+/// GPU that fails the steps loses. The smallest network is the one where a GPU's dispatch
+/// overhead weighs most: a GPU that wins here wins on the CNN too.
+#[cfg(feature = "train")]
+pub async fn race(gpu: &b3o_models::Device) -> Race {
+    let cpu_step_ms = step_ms(&b3o_models::device::flex())
+        .await
+        .unwrap_or(f64::INFINITY);
+    let gpu_step_ms = step_ms(gpu).await.unwrap_or(f64::INFINITY);
+    Race {
+        cpu_step_ms,
+        gpu_step_ms,
+    }
+}
+
+/// Milliseconds per step of the race's training on `device`.
+#[cfg(feature = "train")]
+async fn step_ms(device: &b3o_models::Device) -> Result<f64, b3o_models::train::TrainError> {
+    use crate::browser::selftest::{Problem, train_step_check};
+    train_step_check(Problem::ChurnB3o, 1, RACE_BATCH, device).await?;
+    let start = now_ms();
+    train_step_check(Problem::ChurnB3o, RACE_STEPS, RACE_BATCH, device).await?;
+    Ok((now_ms() - start) / RACE_STEPS as f64)
+}
+
+#[cfg(feature = "train")]
+fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        crate::browser::js::now_ms()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs_f64()
+            * 1e3
+    }
+}
+
+#[cfg(feature = "train")]
+thread_local! {
+    /// The engine's race, once run (each worker is one thread with one engine).
+    static RACED: std::cell::Cell<Option<Race>> = const { std::cell::Cell::new(None) };
+}
+
+/// [`race`] once per engine: the first `auto` on a hardware adapter runs it (about a second),
+/// later ones reuse its result.
+#[cfg(feature = "train")]
+async fn auto_race(gpu: &b3o_models::Device) -> Race {
+    if let Some(r) = RACED.with(|c| c.get()) {
+        return r;
+    }
+    let r = race(gpu).await;
+    RACED.with(|c| c.set(Some(r)));
+    r
+}
+
+/// [`detect`], with `training_backend` confirmed by creating the device (an adapter that burn
+/// cannot use means training on the CPU) and, on a hardware adapter, the [`race`] that
+/// decided it.
 #[cfg(feature = "train")]
 pub async fn detect_training() -> Capabilities {
     let mut caps = detect().await;
@@ -196,6 +292,7 @@ pub async fn detect_training() -> Capabilities {
         Ok((_, backend)) => backend,
         Err(_) => TrainingBackend::Flex,
     };
+    caps.race = RACED.with(|c| c.get());
     caps
 }
 
@@ -213,6 +310,27 @@ mod tests {
         let choice: BackendChoice = serde_json::from_str("\"auto\"").unwrap();
         assert_eq!(choice, BackendChoice::Auto);
         assert!(serde_json::from_str::<BackendChoice>("\"gpu\"").is_err());
+    }
+
+    #[test]
+    fn the_race_picks_the_faster_backend_and_the_cpu_on_a_tie() {
+        let race = |cpu_step_ms, gpu_step_ms| Race {
+            cpu_step_ms,
+            gpu_step_ms,
+        };
+        assert_eq!(race(4.0, 1.5).winner(), TrainingBackend::Wgpu);
+        assert_eq!(race(4.0, 9.0).winner(), TrainingBackend::Flex);
+        assert_eq!(race(4.0, 4.0).winner(), TrainingBackend::Flex);
+        assert_eq!(race(4.0, f64::INFINITY).winner(), TrainingBackend::Flex);
+        assert_eq!(race(4.0, f64::NAN).winner(), TrainingBackend::Flex);
+    }
+
+    #[test]
+    fn a_race_between_two_cpus_times_real_steps() {
+        let r = burn_block(race(&b3o_models::device::flex()));
+        for t in [r.cpu_step_ms, r.gpu_step_ms] {
+            assert!(t.is_finite() && t > 0.0, "{r:?}");
+        }
     }
 
     #[test]

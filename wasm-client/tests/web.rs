@@ -54,6 +54,24 @@ async fn detects_the_webgpu_adapter_and_its_kind() {
     assert_eq!(Some(confirmed.cross_origin_isolated), isolated);
 }
 
+/// The race behind `auto` on a real adapter, run here on SwiftShader's: both backends train
+/// (the GPU steps through burn's wgpu backend, losses read back) and are timed, and the CPU
+/// wins, as it must on a software adapter (BENCHMARKS.md: 100x and more).
+#[wasm_bindgen_test]
+async fn the_auto_race_times_both_backends_and_the_cpu_beats_software_webgpu() {
+    let gpu = webgpu().await;
+    let race = capabilities::race(&gpu).await;
+    assert!(
+        race.cpu_step_ms.is_finite() && race.cpu_step_ms > 0.0,
+        "{race:?}"
+    );
+    assert!(
+        race.gpu_step_ms.is_finite() && race.gpu_step_ms > race.cpu_step_ms,
+        "{race:?}"
+    );
+    assert_eq!(race.winner(), TrainingBackend::Flex);
+}
+
 fn assert_close(what: &str, a: &[f64], b: &[f64], tolerance: f64) {
     assert_eq!(a.len(), b.len(), "{what}");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {

@@ -30,6 +30,8 @@ export interface Capabilities {
   software_gpu: boolean;
   /** The adapter's vendor / architecture / description. */
   adapter: string | null;
+  /** The training engine's race behind "auto" on a hardware adapter (null: none was run). */
+  race?: { cpu_step_ms: number; gpu_step_ms: number } | null;
 }
 /** A loaded model: enough to build a form (tabular) or a drawing pad (image). */
 export interface ModelInfo {

@@ -57,7 +57,8 @@ pub fn message(v: &JsValue) -> String {
 }
 
 /// The `capabilities` reply: `{webgpu, backend: "wgpu" | "cpu", cross_origin_isolated,
-/// software_gpu, adapter}`.
+/// software_gpu, adapter, race}` (`race`: `{cpu_step_ms, gpu_step_ms}` when `auto` raced the
+/// backends on a hardware adapter, else null).
 pub fn capabilities(caps: &crate::capabilities::Capabilities) -> Result<JsValue, JsError> {
     to_js(&serde_json::json!({
         "webgpu": caps.webgpu,
@@ -65,5 +66,6 @@ pub fn capabilities(caps: &crate::capabilities::Capabilities) -> Result<JsValue,
         "cross_origin_isolated": caps.cross_origin_isolated,
         "software_gpu": caps.software_gpu,
         "adapter": caps.adapter,
+        "race": caps.race,
     }))
 }
