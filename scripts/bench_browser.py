@@ -10,6 +10,7 @@ of its own.
 """
 
 import argparse
+import contextlib
 import functools
 import http.server
 import json
@@ -22,9 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-PAGE = """<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
-const params = JSON.parse(decodeURIComponent(location.hash.slice(1)));
-function call(worker, msg) {
+# A request to one of the engine's workers (wasm-client/js/protocol.js), awaited.
+CALL_JS = """function call(worker, msg) {
   return new Promise((resolve, reject) => {
     const id = Math.floor(Math.random() * 1e9);
     const on = (e) => {
@@ -36,7 +36,11 @@ function call(worker, msg) {
     worker.postMessage({ id, ...msg });
   });
 }
-async function run() {
+"""
+
+PAGE = """<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
+const params = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+""" + CALL_JS + """async function run() {
   const onnx = await (await fetch("model.onnx")).arrayBuffer();
   const pkg = await (await fetch("package.json")).text();
   const b3o = new Worker("engine/infer-worker.js", { type: "module" });
@@ -121,6 +125,47 @@ def webdriver(port, method, path, body=None):
         return json.load(r)["value"]
 
 
+@contextlib.contextmanager
+def chromium_session(chromedriver, binary, extra_args=()):
+    """A headless Chromium session (fresh profile) through chromedriver; yields
+    `call(method, path, body=None)` for the session's WebDriver endpoints."""
+    port = free_port()
+    driver = subprocess.Popen([chromedriver, f"--port={port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                webdriver(port, "GET", "/status")
+                break
+            except OSError:
+                time.sleep(0.1)
+        profile = tempfile.mkdtemp(prefix="b3o-bench-chrome-")
+        session = webdriver(port, "POST", "/session", {"capabilities": {"alwaysMatch": {
+            "goog:chromeOptions": {"binary": binary, "args": [
+                "--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking",
+                f"--user-data-dir={profile}", *extra_args]}}}})["sessionId"]
+        try:
+            yield lambda method, path, body=None: webdriver(
+                port, method, f"/session/{session}{path}", body)
+        finally:
+            webdriver(port, "DELETE", f"/session/{session}")
+            shutil.rmtree(profile, ignore_errors=True)
+    finally:
+        driver.kill()
+
+
+def page_result(call, url, timeout, poll=1.0):
+    """Opens `url` and waits (at most `timeout` s) for the page to set `window.result`."""
+    call("POST", "/url", {"url": url})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        result = call("POST", "/execute/sync", {"script": "return window.result || null;", "args": []})
+        if result is not None:
+            return result
+        time.sleep(poll)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", required=True, help="dist/engine")
@@ -150,38 +195,15 @@ def main():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
 
-    port = free_port()
-    driver = subprocess.Popen([a.chromedriver, f"--port={port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    params = {"batches": [int(b) for b in a.batches.split(",")], "rounds": a.rounds,
+              "samples": a.samples, "calls": a.calls}
     try:
-        for _ in range(100):
-            try:
-                webdriver(port, "GET", "/status")
-                break
-            except OSError:
-                time.sleep(0.1)
-        profile = tempfile.mkdtemp(prefix="b3o-bench-chrome-")
-        session = webdriver(port, "POST", "/session", {"capabilities": {"alwaysMatch": {
-            "goog:chromeOptions": {"binary": a.chromium, "args": [
-                "--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking",
-                f"--user-data-dir={profile}"]}}}})["sessionId"]
-        params = {"batches": [int(b) for b in a.batches.split(",")], "rounds": a.rounds,
-                  "samples": a.samples, "calls": a.calls}
-        webdriver(port, "POST", f"/session/{session}/url",
-                  {"url": f"{origin}/index.html#" + urllib.request.quote(json.dumps(params))})
-        deadline = time.time() + 1800
-        result = None
-        while time.time() < deadline:
-            result = webdriver(port, "POST", f"/session/{session}/execute/sync",
-                               {"script": "return window.result || null;", "args": []})
-            if result is not None:
-                break
-            time.sleep(1)
-        version = webdriver(port, "POST", f"/session/{session}/execute/sync",
-                            {"script": "return navigator.userAgent;", "args": []})
-        webdriver(port, "DELETE", f"/session/{session}")
+        with chromium_session(a.chromedriver, a.chromium) as call:
+            result = page_result(
+                call, f"{origin}/index.html#" + urllib.request.quote(json.dumps(params)), 1800)
+            version = call("POST", "/execute/sync",
+                           {"script": "return navigator.userAgent;", "args": []})
     finally:
-        driver.kill()
         server.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     if not isinstance(result, list):

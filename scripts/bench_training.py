@@ -15,38 +15,24 @@ import functools
 import http.server
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_browser import Handler, free_port, webdriver  # noqa: E402
+from bench_browser import CALL_JS, Handler, chromium_session, page_result  # noqa: E402
 
 PAGE = """<!doctype html><meta charset="utf-8"><title>bench</title><script type="module">
 const params = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 const worker = new Worker("engine/train-worker.js", { type: "module" });
-function call(msg) {
-  return new Promise((resolve, reject) => {
-    const id = Math.floor(Math.random() * 1e9);
-    const on = (e) => {
-      if (e.data.id !== id || e.data.progress) return;
-      worker.removeEventListener("message", on);
-      e.data.ok ? resolve(e.data.result) : reject(new Error(e.data.error));
-    };
-    worker.addEventListener("message", on);
-    worker.postMessage({ id, ...msg });
-  });
-}
-async function run() {
-  const caps = await call({ op: "capabilities" });
+""" + CALL_JS + """async function run() {
+  const caps = await call(worker, { op: "capabilities" });
   const out = [];
   for (const c of params.cases) {
     try {
-      const r = await call({ op: "bench_training", epochs: 1, ...c });
+      const r = await call(worker, { op: "bench_training", epochs: 1, ...c });
       out.push({ ...c, ...r });
     } catch (e) {
       out.push({ ...c, error: String(e) });
@@ -98,34 +84,11 @@ def main():
     gpu_flags += (["--use-webgpu-adapter=swiftshader"] if a.software
                   else ["--use-angle=vulkan", "--ignore-gpu-blocklist"])
 
-    port = free_port()
-    driver = subprocess.Popen([a.chromedriver, f"--port={port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"{origin}/index.html#" + urllib.request.quote(json.dumps({"cases": cases}))
     try:
-        for _ in range(100):
-            try:
-                webdriver(port, "GET", "/status")
-                break
-            except OSError:
-                time.sleep(0.1)
-        profile = tempfile.mkdtemp(prefix="b3o-bench-chrome-")
-        session = webdriver(port, "POST", "/session", {"capabilities": {"alwaysMatch": {
-            "goog:chromeOptions": {"binary": a.chromium, "args": [
-                "--headless", "--no-sandbox", "--no-first-run", "--disable-background-networking",
-                f"--user-data-dir={profile}", *gpu_flags]}}}})["sessionId"]
-        webdriver(port, "POST", f"/session/{session}/url",
-                  {"url": f"{origin}/index.html#" + urllib.request.quote(json.dumps({"cases": cases}))})
-        deadline = time.time() + a.timeout
-        result = None
-        while time.time() < deadline:
-            result = webdriver(port, "POST", f"/session/{session}/execute/sync",
-                               {"script": "return window.result || null;", "args": []})
-            if result is not None:
-                break
-            time.sleep(2)
-        webdriver(port, "DELETE", f"/session/{session}")
+        with chromium_session(a.chromedriver, a.chromium, gpu_flags) as call:
+            result = page_result(call, url, a.timeout, poll=2.0)
     finally:
-        driver.kill()
         server.shutdown()
         shutil.rmtree(root, ignore_errors=True)
     if not isinstance(result, dict) or "out" not in result:
