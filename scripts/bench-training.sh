@@ -4,8 +4,8 @@
 # and the digit CNN on WebGPU against the CPU path, plus what `auto` picks on this machine.
 # Meant for a machine with a GPU (WebGPU through Vulkan): Chromium, chromedriver and a GPU
 # driver with Vulkan. Without a GPU, `--software` measures SwiftShader's adapter (slow: few
-# rows). Needs the training bundle (built here when missing) and chromium + chromedriver
-# (scripts/test.sh installs them).
+# rows). Builds the training bundle when it is missing and installs Debian's chromium and
+# chromium-driver when they are (common.sh `ensure_chromium`, as the tests do).
 # Usage: scripts/bench-training.sh [bench_training.py flags], e.g.
 #   scripts/bench-training.sh                                   # a GPU machine
 #   scripts/bench-training.sh --software --rows-gpu 256 --batches 32 --runs 1
@@ -14,8 +14,7 @@ if [ ! -f "$ROOT/dist/engine/b3o_train_bg.wasm" ] || [ ! -f "$ROOT/dist/engine/t
   say "building the training engine into dist/engine"
   B3O_ENGINE_BUNDLES=train "$ROOT/scripts/build-engine.sh" "$ROOT/dist"
 fi
-chromium="$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"
-[ -n "$chromium" ] || die "no chromium: install chromium and chromium-driver (scripts/test.sh does)"
-command -v chromedriver >/dev/null || die "no chromedriver: install chromium-driver"
+ensure_chromium
+chromium="$(command -v chromium)"
 say "timing training in headless Chromium ($("$chromium" --version 2>/dev/null))"
 python3 "$ROOT/scripts/bench_training.py" --engine "$ROOT/dist/engine" --chromium "$chromium" "$@"

@@ -334,6 +334,13 @@ pub fn churn() -> Result<Publish, ApiError> {
 #[cfg(feature = "train")]
 pub fn churn_split() -> Result<(ModelSpec, Dataset, Dataset), ApiError> {
     let t = churn_table()?;
+    let (train, test) = split(&t)?;
+    Ok((t.spec, train, test))
+}
+
+/// The training four fifths and the held-out fifth of `t`'s rows.
+#[cfg(feature = "train")]
+fn split(t: &ChurnTable) -> Result<(Dataset, Dataset), ApiError> {
     let prep = t
         .spec
         .preprocessing
@@ -341,8 +348,7 @@ pub fn churn_split() -> Result<(ModelSpec, Dataset, Dataset), ApiError> {
         .ok_or_else(|| ApiError::Internal("churn demo: no preprocessing".into()))?;
     let data =
         Dataset::from_table(prep, &t.table).map_err(|e| internal("churn demo")(e.to_string()))?;
-    let (train, test) = data.split(0.2, CHURN_SPLIT_SEED);
-    Ok((t.spec, train, test))
+    Ok(data.split(0.2, CHURN_SPLIT_SEED))
 }
 
 /// Trains the churn demo the way [`CHURN_WEIGHTS`] were made: the original B3O network on
@@ -352,7 +358,9 @@ pub fn churn_split() -> Result<(ModelSpec, Dataset, Dataset), ApiError> {
 pub fn train_churn() -> Result<Publish, ApiError> {
     use b3o_models::train::{Optimizer, TrainConfig, evaluate, train_local};
     let bad = |e: String| ApiError::Internal(format!("churn demo: {e}"));
-    let (spec, train, test) = churn_split()?;
+    let t = churn_table()?;
+    let (train, test) = split(&t)?;
+    let spec = &t.spec;
     let config = TrainConfig {
         epochs: 8,
         batch_size: 32,
@@ -362,7 +370,7 @@ pub fn train_churn() -> Result<Publish, ApiError> {
         seed: CHURN_SPLIT_SEED,
     };
     let outcome = train_local(
-        &spec,
+        spec,
         &spec.init_weights(CHURN_SPLIT_SEED),
         &train,
         &config,
@@ -370,10 +378,9 @@ pub fn train_churn() -> Result<Publish, ApiError> {
         &mut |_| ControlFlow::Continue(()),
     )
     .map_err(|e| bad(e.to_string()))?;
-    let metrics = evaluate(&spec, &outcome.weights, &test).map_err(|e| bad(e.to_string()))?;
+    let metrics = evaluate(spec, &outcome.weights, &test).map_err(|e| bad(e.to_string()))?;
     let mut metrics = metrics.to_map();
     metrics.insert("num_samples".into(), test.n_rows as f64);
-    let t = churn_table()?;
     Ok(churn_publish(t, outcome.weights, metrics))
 }
 
