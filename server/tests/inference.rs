@@ -910,6 +910,59 @@ async fn the_package_and_onnx_let_a_client_run_the_model_itself() {
     assert_close(&predictor.predict(&inputs, n).unwrap(), &d.burn(&inputs, n));
 }
 
+/// A stored ONNX file that is not the version's graph (cut short by a failing disk, or another
+/// model's graph) is not served: the server answers from an export of the version's stored
+/// weights, and the file a browser downloads is that export.
+#[tokio::test]
+async fn a_stored_onnx_that_is_not_the_versions_graph_is_served_from_its_weights() {
+    let d = churn().await;
+    let prep = d.spec.preprocessing.clone().unwrap();
+    let (inputs, n) = prep
+        .transform(&read_csv(churn_csv(40..52).as_bytes()).unwrap())
+        .unwrap();
+    let dim = prep.input_dim();
+    let digits = ModelSpec::mnist_cnn();
+    let other_graph = b3o_models::onnx::export_onnx(&digits, &digits.init_weights(1)).unwrap();
+    for (seed, damage) in [(11, "cut short"), (12, "another model's graph")] {
+        let weights = d.spec.init_weights(seed);
+        let want = burn_predict(&d.spec, &weights, &inputs, n);
+        let version = d.add_version(weights).await;
+        let state = &d.server.state;
+        let path = b3o_server::registry::versions::servable(&state.db, version)
+            .await
+            .unwrap()
+            .unwrap()
+            .onnx_path
+            .unwrap();
+        let stored = state.blobs.get(&path).await.unwrap();
+        let replaced = match damage {
+            "cut short" => stored[..stored.len() / 2].to_vec(),
+            _ => other_graph.clone(),
+        };
+        state.blobs.put(&path, replaced).await.unwrap();
+        d.promote(version).await;
+
+        for batch in [1, n] {
+            let r = d
+                .post_json("/v2/models/churn/infer", v2_body(&inputs, batch, dim))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{damage}: {}", r.text());
+            assert_eq!(r.json()["model_version"], version.to_string());
+            assert_close(&floats(&r.json()["outputs"][0]["data"]), &want[..batch]);
+        }
+        let package = d.get("/api/deployments/churn/package").await.json();
+        let onnx = d.get(package["onnx_path"].as_str().unwrap()).await;
+        assert_eq!(onnx.status, StatusCode::OK, "{damage}: {}", onnx.text());
+        assert_eq!(
+            b3o_server::blobs::sha256_hex(&onnx.body),
+            package["onnx_sha256"].as_str().unwrap(),
+            "{damage}"
+        );
+        let predictor = OnnxPredictor::load(&onnx.body).unwrap();
+        assert_close(&predictor.predict(&inputs, n).unwrap(), &want);
+    }
+}
+
 #[tokio::test]
 async fn sharing_is_read_by_the_group_and_changed_by_its_owner() {
     let d = churn().await;

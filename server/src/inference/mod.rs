@@ -259,41 +259,44 @@ async fn load(
         ))
     })?;
     let read = |path: String| async move { state.blobs.get(&path).await.map_err(ApiError::from) };
-    let onnx = match onnx_path {
-        Some(path) => read(path).await?,
-        None => {
-            let bytes = read(weights_path).await?;
-            let (weights, _) =
-                weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(|e| {
-                    ApiError::Internal(format!("version {version_id}: stored weights: {e}"))
-                })?;
-            export_onnx(&spec, &weights)
-                .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?
-        }
+    let export = || async {
+        let bytes = read(weights_path.clone()).await?;
+        let (weights, _) = weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(|e| {
+            ApiError::Internal(format!("version {version_id}: stored weights: {e}"))
+        })?;
+        export_onnx(&spec, &weights)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))
     };
     let started = std::time::Instant::now();
-    let onnx = Bytes::from(onnx);
-    let plan_input = onnx.clone();
-    // The browser engine's loader first, so that both run the very same tract graph and their
-    // codeless CSV match byte for byte; any other ONNX through the general parser. Graphs B3O
-    // exported also get a batch-1 plan for single rows.
-    let runner = tokio::task::spawn_blocking(move || {
-        let predictor = OnnxPredictor::load_b3o(&plan_input)
-            .map(|(p, _)| p)
-            .or_else(|_| OnnxPredictor::load(&plan_input))?;
-        let single = match single::SingleRowPlan::from_onnx(&plan_input) {
-            Some(Ok(plan)) => Some(plan),
-            Some(Err(e)) => {
-                tracing::warn!(version_id, error = %e, "no batch-1 plan; single rows use the general one");
-                None
+    // Served through the browser engine's loader, so that both run the same network and their
+    // codeless CSV match byte for byte. It reads only graphs B3O exported (no general ONNX
+    // parser in the server: every servable version has weights and a spec); a stored file it
+    // cannot read as this version's graph (damaged, or from another exporter) is replaced by an
+    // export of the stored weights, which are the version's truth.
+    let (onnx, runner) = match onnx_path {
+        Some(path) => {
+            let stored = Bytes::from(read(path).await?);
+            match build_runner(stored.clone(), spec.clone()).await? {
+                Ok(runner) => (stored, runner),
+                Err(e) => {
+                    tracing::warn!(version_id, error = %e, "the stored ONNX is not this version's graph; serving an export of its weights");
+                    let fresh = export().await?;
+                    let runner = build_runner(fresh.clone(), spec.clone())
+                        .await?
+                        .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
+                    (fresh, runner)
+                }
             }
-            None => None,
-        };
-        Ok::<_, b3o_wasm_client::inference::InferenceError>(batcher::Runner::new(predictor, single))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
+        }
+        None => {
+            let fresh = export().await?;
+            let runner = build_runner(fresh.clone(), spec.clone())
+                .await?
+                .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
+            (fresh, runner)
+        }
+    };
     telemetry::record_load(version_id, started.elapsed());
     tracing::info!(
         version_id,
@@ -301,6 +304,33 @@ async fn load(
         "loaded a model for inference"
     );
     Ok(ServedModel::new(version_id, spec, runner, onnx, batch))
+}
+
+/// The plans of a B3O graph, on the blocking pool: the general one (any batch size) and a
+/// batch-1 plan for single rows. The inner error: `onnx` is not `spec`'s graph.
+async fn build_runner(
+    onnx: Bytes,
+    spec: ModelSpec,
+) -> Result<Result<batcher::Runner, b3o_wasm_client::inference::InferenceError>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let (predictor, embedded) = OnnxPredictor::load_b3o(&onnx)?;
+        if embedded != spec {
+            return Err(b3o_wasm_client::inference::InferenceError::InvalidModel(
+                "the graph carries another model spec than the registry's".into(),
+            ));
+        }
+        let single = match single::SingleRowPlan::from_onnx(&onnx) {
+            Some(Ok(plan)) => Some(plan),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "no batch-1 plan; single rows use the general one");
+                None
+            }
+            None => None,
+        };
+        Ok(batcher::Runner::new(predictor, single))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Maps an inference failure: a size mismatch is the caller's input, anything else ours.
