@@ -1,6 +1,7 @@
-//! Inference latency of the models the server serves, through the plans the inference routes
-//! use: the batch-1 plan of single rows (`inference::single`) and the general plan of batches
-//! (`OnnxPredictor::load_b3o`, symbolic batch), plus tract-onnx's parser for comparison; for
+//! Inference latency of the models the server serves, through what the inference routes run
+//! (`OnnxPredictor::load_b3o`: B3O's networks evaluated directly, one row or a batch), beside
+//! two tract plans of the same file for comparison: tract's batch-1 plan (`inference::single`,
+//! which served single rows until the server dropped tract) and tract-onnx's general plan; for
 //! the reference MLP (13-64-32-1), the churn MLP (13-128-64-32-1) and the digit CNN, one
 //! thread. p50 and p99 over many calls, excluding HTTP and JSON. Run with:
 //!
@@ -18,8 +19,8 @@ use support::{Calls, pct};
 use b3o_models::model::{Activation, Architecture, MlpConfig, ModelSpec};
 use b3o_models::onnx::export_onnx;
 use b3o_models::task::Task;
-use b3o_server::inference::single::SingleRowPlan;
 use b3o_wasm_client::inference::OnnxPredictor;
+use b3o_wasm_client::inference::single::SingleRowPlan;
 
 /// An MLP over 13 inputs with these hidden layers and one sigmoid output.
 fn mlp(hidden: &[usize]) -> ModelSpec {
@@ -58,8 +59,8 @@ fn main() {
         ("digit CNN 28x28", ModelSpec::mnist_cnn()),
     ] {
         let onnx = export_onnx(&spec, &spec.init_weights(1)).unwrap();
-        // What the server loads: the browser engine's B3O graph loader, symbolic batch.
-        let (general, _) = OnnxPredictor::load_b3o(&onnx).unwrap();
+        // What the server loads: the browser engine's B3O graph loader.
+        let (served, _) = OnnxPredictor::load_b3o(&onnx).unwrap();
         let single = SingleRowPlan::from_onnx(&onnx).unwrap().unwrap();
         let parsed = OnnxPredictor::load(&onnx).unwrap();
         let row = |batch: usize| -> Vec<f32> {
@@ -77,9 +78,20 @@ fn main() {
             );
         };
         let budget = Duration::from_secs(3);
+        for batch in [1usize, 64] {
+            let input = row(batch);
+            report(
+                "served (direct)",
+                batch,
+                latencies(
+                    || drop(black_box(served.predict(black_box(&input), batch).unwrap())),
+                    budget,
+                ),
+            );
+        }
         let one = row(1);
         report(
-            "single-row (served, batch 1)",
+            "tract batch-1 plan",
             1,
             latencies(
                 || drop(black_box(single.predict(black_box(&one)).unwrap())),
@@ -89,25 +101,13 @@ fn main() {
         for batch in [1usize, 64] {
             let input = row(batch);
             report(
-                "general (served, batch > 1)",
+                "tract-onnx general plan",
                 batch,
                 latencies(
-                    || {
-                        drop(black_box(
-                            general.predict(black_box(&input), batch).unwrap(),
-                        ))
-                    },
+                    || drop(black_box(parsed.predict(black_box(&input), batch).unwrap())),
                     budget,
                 ),
             );
         }
-        report(
-            "tract-onnx parser",
-            1,
-            latencies(
-                || drop(black_box(parsed.predict(black_box(&one), 1).unwrap())),
-                budget,
-            ),
-        );
     }
 }

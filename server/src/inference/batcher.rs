@@ -1,11 +1,12 @@
 //! Dynamic batching of concurrent single-row requests: rows that arrive while a batch is
 //! running, or within `max_delay` of the first, run together as one batch of up to `max_batch`
-//! rows. A batch of 64 MLP rows costs ~7x one row (see BENCHMARKS.md), so under load this
+//! rows. A batch of 64 MLP rows costs ~19x one row (see BENCHMARKS.md), so under load this
 //! multiplies throughput; at low load a row waits at most `max_delay`.
 //!
-//! [`Runner`] runs a batch: one row on the model's batch-1 plan ([`super::single`]), more on
-//! the general plan; cheap batches (an MLP's) on the async worker itself, costly ones (a CNN's)
-//! on the blocking pool, by the per-row cost measured when the model loaded.
+//! [`Runner`] runs a batch on the model's network (`OnnxPredictor::load_b3o`: B3O's graphs
+//! evaluated directly, any number of rows); cheap batches (an MLP's) on the async worker
+//! itself, costly ones (a CNN's) on the blocking pool, by the per-row cost measured when the
+//! model loaded.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use b3o_wasm_client::inference::{InferenceError, OnnxPredictor};
 use tokio::sync::{mpsc, oneshot};
 
-use super::single::SingleRowPlan;
 use super::stats::RunInfo;
 
 /// Batches estimated to take less than this run on the async worker: handing them to the
@@ -27,17 +27,15 @@ pub const MAX_RUN_ROWS: usize = 256;
 #[derive(Debug)]
 pub struct Runner {
     predictor: OnnxPredictor,
-    single: Option<SingleRowPlan>,
     /// Measured cost of one row in a small batch.
     row_cost: Duration,
 }
 
 impl Runner {
     /// Blocking (it times a few warm-up runs): call on the blocking pool.
-    pub fn new(predictor: OnnxPredictor, single: Option<SingleRowPlan>) -> Self {
+    pub fn new(predictor: OnnxPredictor) -> Self {
         let mut runner = Self {
             predictor,
-            single,
             row_cost: Duration::MAX,
         };
         let rows = 8usize;
@@ -57,7 +55,7 @@ impl Runner {
         runner
     }
 
-    /// The general plan.
+    /// The model's network.
     pub fn predictor(&self) -> &OnnxPredictor {
         &self.predictor
     }
@@ -65,22 +63,16 @@ impl Runner {
     /// Runs `n` rows on this thread, at most [`MAX_RUN_ROWS`] at a time: the activations of a
     /// whole 16 MiB request (10,000 digit images) in one run would take ~1 GB.
     pub fn run_here(&self, input: &[f32], n: usize) -> Result<Vec<f32>, InferenceError> {
-        match &self.single {
-            Some(single) if n == 1 => single.predict(input),
-            _ if n <= MAX_RUN_ROWS => self.predictor.predict(input, n),
-            _ => {
-                let row_len = self.predictor.row_len();
-                if row_len == 0 || n.checked_mul(row_len) != Some(input.len()) {
-                    // The general plan names the mismatch.
-                    return self.predictor.predict(input, n);
-                }
-                let mut out = Vec::new();
-                for rows in input.chunks(MAX_RUN_ROWS * row_len) {
-                    out.extend(self.predictor.predict(rows, rows.len() / row_len)?);
-                }
-                Ok(out)
-            }
+        let row_len = self.predictor.row_len();
+        if n <= MAX_RUN_ROWS || row_len == 0 || n.checked_mul(row_len) != Some(input.len()) {
+            // A mismatch is named by the predictor.
+            return self.predictor.predict(input, n);
         }
+        let mut out = Vec::new();
+        for rows in input.chunks(MAX_RUN_ROWS * row_len) {
+            out.extend(self.predictor.predict(rows, rows.len() / row_len)?);
+        }
+        Ok(out)
     }
 
     /// Runs `n` rows, on this worker when cheap, else on the blocking pool.
@@ -232,13 +224,14 @@ mod tests {
     async fn concurrent_rows_are_batched_and_each_gets_its_own_answer() {
         let spec = ModelSpec::mnist_cnn();
         let onnx = export_onnx(&spec, &spec.init_weights(3)).unwrap();
-        let p = OnnxPredictor::load(&onnx).unwrap();
+        let (p, _) = OnnxPredictor::load_b3o(&onnx).unwrap();
+        // What each row must get: tract-onnx's reading of the same file, one row at a time.
+        let tract = OnnxPredictor::load(&onnx).unwrap();
         let config = BatchConfig {
             max_batch: 16,
             max_delay: Duration::from_millis(20),
         };
-        let single = SingleRowPlan::from_onnx(&onnx).unwrap().unwrap();
-        let runner = Arc::new(Runner::new(p.clone(), Some(single)));
+        let runner = Arc::new(Runner::new(p));
         let batcher = Arc::new(Batcher::spawn(runner, config));
         let rows: Vec<Vec<f32>> = (0..40)
             .map(|i| (0..784).map(|j| ((i * 7 + j) % 13) as f32 / 13.0).collect())
@@ -253,7 +246,7 @@ mod tests {
         for (h, row) in handles.into_iter().zip(&rows) {
             let (got, info) = h.await.unwrap().unwrap();
             assert_eq!(info.rows, 1);
-            let want = p.predict(row, 1).unwrap();
+            let want = tract.predict(row, 1).unwrap();
             let worst = got
                 .iter()
                 .zip(&want)

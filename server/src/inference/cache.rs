@@ -197,7 +197,7 @@ mod tests {
         ServedModel::new(
             version_id,
             spec,
-            Runner::new(OnnxPredictor::load(&onnx).unwrap(), None),
+            Runner::new(OnnxPredictor::load_b3o(&onnx).unwrap().0),
             onnx.into(),
             BatchConfig::default(),
         )

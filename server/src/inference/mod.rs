@@ -26,8 +26,6 @@ pub mod grpc;
 mod rows_body;
 pub mod sharing;
 pub mod stats;
-/// The batch-1 plan (shared with the browser engine).
-pub use b3o_wasm_client::inference::single;
 pub mod telemetry;
 mod v2;
 
@@ -306,8 +304,8 @@ async fn load(
     Ok(ServedModel::new(version_id, spec, runner, onnx, batch))
 }
 
-/// The plans of a B3O graph, on the blocking pool: the general one (any batch size) and a
-/// batch-1 plan for single rows. The inner error: `onnx` is not `spec`'s graph.
+/// The network of a B3O graph (any number of rows), on the blocking pool. The inner error:
+/// `onnx` is not `spec`'s graph.
 async fn build_runner(
     onnx: Bytes,
     spec: ModelSpec,
@@ -319,15 +317,7 @@ async fn build_runner(
                 "the graph carries another model spec than the registry's".into(),
             ));
         }
-        let single = match single::SingleRowPlan::from_onnx(&onnx) {
-            Some(Ok(plan)) => Some(plan),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "no batch-1 plan; single rows use the general one");
-                None
-            }
-            None => None,
-        };
-        Ok(batcher::Runner::new(predictor, single))
+        Ok(batcher::Runner::new(predictor))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))

@@ -58,7 +58,86 @@ impl Dense {
             axpy(out, xi, row);
         }
     }
+
+    /// `out = x · W + b` for every row of `x` (`[rows, input]` row-major) into `out`
+    /// (`[rows, output]`). Each output is summed in the same order as [`Dense::apply`] (bias,
+    /// then the inputs in turn, no fused multiply-add), so a row's values are bit for bit
+    /// those of [`Dense::apply`] on any machine and vector width.
+    fn apply_rows(&self, x: &[f32], out: &mut Vec<f32>) {
+        let rows = x.len() / self.input.max(1);
+        out.clear();
+        out.resize(rows * self.output, 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked on the line above).
+            unsafe { self.rows_avx2(x, out) };
+            return;
+        }
+        self.rows::<8>(x, out);
+    }
+
+    /// [`Dense::rows`] compiled for AVX2 (eight lanes per vector: sixteen outputs in two).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn rows_avx2(&self, x: &[f32], out: &mut [f32]) {
+        self.rows::<16>(x, out);
+    }
+
+    /// The blocked kernel: [`ROWS`] rows at a time, `COLS` outputs at a time summed in
+    /// registers, so that each loaded weight serves four rows; what is left over (rows past a
+    /// multiple of four, outputs past a multiple of `COLS`) goes row by row.
+    #[inline(always)]
+    fn rows<const COLS: usize>(&self, x: &[f32], out: &mut [f32]) {
+        let (input, output) = (self.input, self.output);
+        let blocks = x
+            .chunks_exact(ROWS * input)
+            .zip(out.chunks_exact_mut(ROWS * output));
+        let done = blocks.len() * ROWS;
+        for (xs, outs) in blocks {
+            let xs: [&[f32]; ROWS] = std::array::from_fn(|r| &xs[r * input..][..input]);
+            let mut c = 0;
+            while c + COLS <= output {
+                let bias: &[f32; COLS] = self.b[c..c + COLS].try_into().expect("COLS wide");
+                let mut acc = [*bias; ROWS];
+                for (i, w) in self.w.chunks_exact(output).enumerate() {
+                    let w: &[f32; COLS] = w[c..c + COLS].try_into().expect("COLS wide");
+                    for (acc, x) in acc.iter_mut().zip(&xs) {
+                        let xi = x[i];
+                        for (a, &wl) in acc.iter_mut().zip(w) {
+                            *a += xi * wl;
+                        }
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    outs[r * output + c..][..COLS].copy_from_slice(acc);
+                }
+                c += COLS;
+            }
+            if c < output {
+                for (x, dst) in xs.iter().zip(outs.chunks_exact_mut(output)) {
+                    let dst = &mut dst[c..];
+                    dst.copy_from_slice(&self.b[c..]);
+                    for (&xi, w) in x.iter().zip(self.w.chunks_exact(output)) {
+                        axpy(dst, xi, &w[c..]);
+                    }
+                }
+            }
+        }
+        let rest = x.chunks_exact(input).skip(done);
+        for (x, dst) in rest.zip(out.chunks_exact_mut(output).skip(done)) {
+            dst.copy_from_slice(&self.b);
+            for (&xi, w) in x.iter().zip(self.w.chunks_exact(output)) {
+                axpy(dst, xi, w);
+            }
+        }
+    }
 }
+
+/// Rows a dense layer computes at once in a batch: each weight it loads serves all of them.
+const ROWS: usize = 4;
+
+/// Rows of a batch that go through an MLP together (their activations stay in cache).
+const MLP_BLOCK_ROWS: usize = 64;
 
 /// A `k`x`k` valid convolution, stride 1, OIHW kernel, channel-first (CHW) in and out.
 #[derive(Debug, Clone)]
@@ -192,6 +271,36 @@ enum Body {
     },
 }
 
+/// An MLP's last-layer values for `rows` (one row or several, row-major) in one of
+/// `scratch`'s buffers; `dense` applies a layer to them.
+fn mlp_forward<'s>(
+    layers: &[Dense],
+    activation: Activation,
+    rows: &[f32],
+    scratch: &'s mut Scratch,
+    dense: impl Fn(&Dense, &[f32], &mut Vec<f32>),
+) -> &'s [f32] {
+    let Scratch { a, b, .. } = scratch;
+    a.clear();
+    a.extend_from_slice(rows);
+    let last = layers.len().saturating_sub(1);
+    for (i, layer) in layers.iter().enumerate() {
+        dense(layer, a, b);
+        if i < last {
+            match activation {
+                Activation::Relu => b.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Activation::LeakyRelu { slope } => {
+                    let slope = slope as f32;
+                    b.iter_mut()
+                        .for_each(|v| *v = if *v < 0.0 { *v * slope } else { *v });
+                }
+            }
+        }
+        std::mem::swap(a, b);
+    }
+    a
+}
+
 /// How the last layer's values become the export's outputs.
 #[derive(Debug, Clone, Copy)]
 enum Head {
@@ -312,11 +421,30 @@ impl Network {
         let mut out = Vec::with_capacity(input.len() / self.row_len.max(1) * self.output_width);
         let idle = || self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut scratch = idle().pop().unwrap_or_default();
-        for row in input.chunks_exact(self.row_len.max(1)) {
-            let logits = self.forward(row, &mut scratch);
-            let start = out.len();
-            out.extend_from_slice(logits);
-            self.finish(&mut out[start..]);
+        let row_len = self.row_len.max(1);
+        match &self.body {
+            // Several rows of an MLP go through each layer together (`Dense::apply_rows`).
+            Body::Mlp { layers, activation } if input.len() > row_len => {
+                for block in input.chunks(MLP_BLOCK_ROWS * row_len) {
+                    let values =
+                        mlp_forward(layers, *activation, block, &mut scratch, |d, x, o| {
+                            d.apply_rows(x, o)
+                        });
+                    let start = out.len();
+                    out.extend_from_slice(values);
+                    for row in out[start..].chunks_exact_mut(self.output_width.max(1)) {
+                        self.finish(row);
+                    }
+                }
+            }
+            _ => {
+                for row in input.chunks_exact(row_len) {
+                    let logits = self.forward(row, &mut scratch);
+                    let start = out.len();
+                    out.extend_from_slice(logits);
+                    self.finish(&mut out[start..]);
+                }
+            }
         }
         let mut idle = idle();
         if idle.len() < MAX_IDLE {
@@ -327,27 +455,9 @@ impl Network {
 
     /// The last layer's values for one row (in one of `scratch`'s buffers).
     fn forward<'s>(&self, row: &[f32], scratch: &'s mut Scratch) -> &'s [f32] {
-        let Scratch { a, b, patches } = scratch;
         match &self.body {
             Body::Mlp { layers, activation } => {
-                a.clear();
-                a.extend_from_slice(row);
-                let last = layers.len().saturating_sub(1);
-                for (i, layer) in layers.iter().enumerate() {
-                    layer.apply(a, b);
-                    if i < last {
-                        match *activation {
-                            Activation::Relu => b.iter_mut().for_each(|v| *v = v.max(0.0)),
-                            Activation::LeakyRelu { slope } => {
-                                let slope = slope as f32;
-                                b.iter_mut()
-                                    .for_each(|v| *v = if *v < 0.0 { *v * slope } else { *v });
-                            }
-                        }
-                    }
-                    std::mem::swap(a, b);
-                }
-                a
+                mlp_forward(layers, *activation, row, scratch, |d, x, o| d.apply(x, o))
             }
             Body::Cnn {
                 conv1,
@@ -355,6 +465,7 @@ impl Network {
                 fc,
                 input: [_, h, w],
             } => {
+                let Scratch { a, b, patches } = scratch;
                 // Channel-first throughout, as the export: its flatten is then the identity.
                 let hw = conv1.apply_relu(row, (*h, *w), patches, a);
                 let hw = max_pool(a, hw, b);
@@ -422,6 +533,68 @@ mod tests {
             .fold(0f32, f32::max);
         assert!(worst <= 1e-5, "{worst}");
         assert_eq!(network.run(&input[..784]), got[..3].to_vec());
+    }
+
+    /// An MLP of widths that are no multiple of the kernels' blocks (rows past a multiple of
+    /// four, outputs past a multiple of eight or sixteen): every batch gives each row bit for
+    /// bit what the row alone gives, through both compiled kernels, and tract's values.
+    #[test]
+    fn mlp_batches_are_their_rows_bit_for_bit_and_answer_like_tract() {
+        let spec = ModelSpec {
+            architecture: Architecture::Mlp(b3o_models::model::MlpConfig {
+                hidden: vec![19, 37, 5],
+                activation: Activation::LeakyRelu { slope: 0.01 },
+            }),
+            preprocessing: None,
+            task: Task::MulticlassClassification,
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            input_shape: vec![7],
+            ood: None,
+        };
+        let weights = spec.init_weights(3);
+        let network = Network::new(&spec, &weights).unwrap();
+        let tract = OnnxPredictor::load(&export_onnx(&spec, &weights).unwrap()).unwrap();
+        let input: Vec<f32> = (0..7 * 131)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let alone: Vec<f32> = input.chunks_exact(7).flat_map(|r| network.run(r)).collect();
+        for rows in [2, 3, 4, 5, 9, 64, 67, 131] {
+            let x = &input[..rows * 7];
+            assert_eq!(network.run(x), alone[..rows * 3], "{rows} rows");
+            let want = tract.predict(x, rows).unwrap();
+            let worst = alone[..rows * 3]
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "{rows} rows: {worst}");
+        }
+        let Body::Mlp { layers, .. } = &network.body else {
+            unreachable!()
+        };
+        for layer in layers {
+            let x: Vec<f32> = (0..layer.input * 11)
+                .map(|i| (i % 13) as f32 - 6.0)
+                .collect();
+            let mut one = Vec::new();
+            let rows: Vec<f32> = x
+                .chunks_exact(layer.input)
+                .flat_map(|r| {
+                    layer.apply(r, &mut one);
+                    one.clone()
+                })
+                .collect();
+            let mut baseline = vec![0.0; rows.len()];
+            layer.rows::<8>(&x, &mut baseline);
+            assert_eq!(baseline, rows);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                let mut wide = vec![0.0; rows.len()];
+                // SAFETY: the CPU has AVX2.
+                unsafe { layer.rows_avx2(&x, &mut wide) };
+                assert_eq!(wide, rows);
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod tract_graph;
 
 use std::sync::Arc;
 
-#[cfg(feature = "tract")]
+#[cfg(feature = "onnx")]
 use tract_core::prelude::*;
 #[cfg(feature = "onnx")]
 use tract_onnx::prelude::InferenceModelExt;
@@ -75,8 +75,8 @@ pub struct OnnxPredictor {
 enum Plan {
     /// A B3O network, evaluated directly.
     Direct(Arc<direct::Network>),
-    /// Any supported ONNX graph, through tract.
-    #[cfg(feature = "tract")]
+    /// Any supported ONNX graph, through tract-onnx.
+    #[cfg(feature = "onnx")]
     Tract(Arc<TypedRunnableModel>),
 }
 
@@ -224,12 +224,12 @@ impl OnnxPredictor {
         }
         match &self.plan {
             Plan::Direct(network) => Ok(network.run(input)),
-            #[cfg(feature = "tract")]
+            #[cfg(feature = "onnx")]
             Plan::Tract(plan) => self.run_tract(plan, input, batch),
         }
     }
 
-    #[cfg(feature = "tract")]
+    #[cfg(feature = "onnx")]
     fn run_tract(
         &self,
         plan: &Arc<TypedRunnableModel>,
