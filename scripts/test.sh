@@ -56,6 +56,11 @@ say "e2e tests in headless Chromium"
 B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" \
   cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
 stop_test_postgres
+# scripts/run.sh's server compiles no training framework and no graph runtime (burn and tract
+# were almost half of its compiler time: BENCHMARKS.md, "First run"); `cargo tree` reads only Cargo.lock.
+heavy="$(cargo tree -p b3o-server --no-default-features -e normal,build --prefix none |
+  { grep -E '^(burn|tract)' || true; } | awk '{print $1}' | sort -u)"
+[ -z "$heavy" ] || die "the serving-only server depends on $(echo $heavy | tr '\n' ' '): keep it out (features)"
 # What scripts/run.sh builds: b3o-server without `train`. Different features rebuild ~60
 # dependencies (about 4 min cold, nothing warm): a run already past 75 min skips it rather than
 # pass CI's limit, and says so. It replaces target/debug/b3o; the next test build puts the full
