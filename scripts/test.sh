@@ -25,16 +25,22 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 # One build of the whole workspace serves both test runs below (and the `b3o` binary the
 # browser suite starts): selecting packages differently would resolve features differently
 # and rebuild much of the tree a second time.
+# The native suites spend most of their time waiting (HTTP round trips, fsync, child servers,
+# timers): on two cores four tests at a time finish them in two-thirds of the time (BENCHMARKS.md,
+# "Command 2"); more cores run one per core, nextest's default. The browser suite keeps the default:
+# each of its tests drives a Chromium.
+native_threads=$(( $(nproc) > 4 ? $(nproc) : 4 ))
 say "unit and integration tests"
 # The server tests record the answers they receive for the API contract check below.
 export B3O_RECORD_RESPONSES="$CARGO_TARGET_DIR/contract-answers"
 rm -rf "$B3O_RECORD_RESPONSES"
-cargo nextest run --workspace --no-fail-fast -E 'not package(b3o-e2e)'
+cargo nextest run --workspace --no-fail-fast --test-threads "$native_threads" -E 'not package(b3o-e2e)'
 say "the server's tests again, on Postgres (a throwaway cluster from Debian's postgresql; a fresh database per test)"
 # Same build, same tests: only the database differs (server/tests/test_db.rs reads
 # B3O_TEST_POSTGRES). The other crates never touch a database.
 start_test_postgres
-env -u B3O_RECORD_RESPONSES cargo nextest run --workspace --no-fail-fast -E 'package(b3o-server)'
+env -u B3O_RECORD_RESPONSES cargo nextest run --workspace --no-fail-fast --test-threads "$native_threads" \
+  -E 'package(b3o-server)'
 # The cluster stays up for the browser suite's replica test (e2e/tests/replicas_ui.rs); the
 # steps in between do not see it.
 E2E_POSTGRES="$B3O_TEST_POSTGRES"
