@@ -78,36 +78,21 @@ fn main() {
             );
         };
         let budget = Duration::from_secs(3);
-        for batch in [1usize, 64] {
-            let input = row(batch);
-            report(
-                "served (direct)",
-                batch,
-                latencies(
-                    || drop(black_box(served.predict(black_box(&input), batch).unwrap())),
-                    budget,
-                ),
-            );
-        }
+        let batches = |plan: &str, predictor: &OnnxPredictor| {
+            for batch in [1usize, 64] {
+                let input = row(batch);
+                let run = || {
+                    drop(black_box(
+                        predictor.predict(black_box(&input), batch).unwrap(),
+                    ))
+                };
+                report(plan, batch, latencies(run, budget));
+            }
+        };
+        batches("served (direct)", &served);
         let one = row(1);
-        report(
-            "tract batch-1 plan",
-            1,
-            latencies(
-                || drop(black_box(single.predict(black_box(&one)).unwrap())),
-                budget,
-            ),
-        );
-        for batch in [1usize, 64] {
-            let input = row(batch);
-            report(
-                "tract-onnx general plan",
-                batch,
-                latencies(
-                    || drop(black_box(parsed.predict(black_box(&input), batch).unwrap())),
-                    budget,
-                ),
-            );
-        }
+        let run = || drop(black_box(single.predict(black_box(&one)).unwrap()));
+        report("tract batch-1 plan", 1, latencies(run, budget));
+        batches("tract-onnx general plan", &parsed);
     }
 }
