@@ -39,6 +39,9 @@ impl Dense {
         let [input, output] = shape else {
             return Err(invalid("a dense layer's weight is not two-dimensional"));
         };
+        if *input == 0 || *output == 0 {
+            return Err(invalid("a dense layer has no inputs or no outputs"));
+        }
         if w.len() != input * output || b.len() != *output {
             return Err(invalid("a dense layer's weight and bias disagree in size"));
         }
