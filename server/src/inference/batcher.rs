@@ -20,7 +20,7 @@ use super::stats::RunInfo;
 /// Batches estimated to take less than this run on the async worker: handing them to the
 /// blocking pool would cost as much as running them.
 const INLINE_BUDGET: Duration = Duration::from_micros(100);
-/// Most rows one run of the general plan takes; larger inputs run in chunks of this size.
+/// Most rows one run of the network takes; larger inputs run in chunks of this size.
 pub const MAX_RUN_ROWS: usize = 256;
 
 /// How a loaded model runs a batch.

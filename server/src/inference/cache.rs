@@ -1,4 +1,4 @@
-//! The cache of loaded models: registry versions turned into runnable tract plans, kept by
+//! The cache of loaded models: registry versions turned into runnable networks, kept by
 //! least-recent use under a memory cap.
 //!
 //! Entries are keyed by version id, not by deployment name: a version never changes, so a
@@ -62,7 +62,7 @@ impl ServedModel {
         }
     }
 
-    /// The model's general plan (any batch size).
+    /// The model's network (any number of rows).
     pub fn predictor(&self) -> &OnnxPredictor {
         self.runner.predictor()
     }

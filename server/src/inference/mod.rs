@@ -7,7 +7,7 @@
 //! A request names a deployment; [`deployments`] says which version it serves *now* and who may
 //! use it (kept in memory and checked against the registry's change generation, so the hot path
 //! reads no database), [`gate`] checks the caller and its origin (CORS), and the [`cache`] turns
-//! the version into a runnable tract plan (from its stored ONNX, or exported from its weights).
+//! the version into a runnable network (from its stored ONNX, or exported from its weights).
 //! Inference reads the registry ([`crate::registry`]) and never writes it; its runtime
 //! ([`Shared`]) is `AppState::inference`.
 //! Single rows are batched with concurrent ones ([`batcher`]); models run on the blocking pool,
@@ -238,7 +238,7 @@ pub(crate) async fn model(
         .await
 }
 
-/// Reads a version's spec and ONNX (or exports it from the weights) and builds its plan.
+/// Reads a version's spec and ONNX (or exports it from the weights) and builds its network.
 async fn load(
     state: &AppState,
     version_id: i64,
