@@ -257,38 +257,37 @@ async fn load(
         ))
     })?;
     let read = |path: String| async move { state.blobs.get(&path).await.map_err(ApiError::from) };
-    let export = || async {
-        let bytes = read(weights_path.clone()).await?;
-        let (weights, _) = weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(|e| {
-            ApiError::Internal(format!("version {version_id}: stored weights: {e}"))
-        })?;
-        export_onnx(&spec, &weights)
-            .map(Bytes::from)
-            .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))
-    };
     let started = std::time::Instant::now();
     // Served through the browser engine's loader, so that both run the same network and their
     // codeless CSV match byte for byte. It reads only graphs B3O exported (no general ONNX
     // parser in the server: every servable version has weights and a spec); a stored file it
     // cannot read as this version's graph (damaged, or from another exporter) is replaced by an
     // export of the stored weights, which are the version's truth.
-    let (onnx, runner) = match onnx_path {
+    let stored = match onnx_path {
         Some(path) => {
             let stored = Bytes::from(read(path).await?);
             match build_runner(stored.clone(), spec.clone()).await? {
-                Ok(runner) => (stored, runner),
+                Ok(runner) => Some((stored, runner)),
                 Err(e) => {
                     tracing::warn!(version_id, error = %e, "the stored ONNX is not this version's graph; serving an export of its weights");
-                    let fresh = export().await?;
-                    let runner = build_runner(fresh.clone(), spec.clone())
-                        .await?
-                        .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;
-                    (fresh, runner)
+                    None
                 }
             }
         }
+        None => None,
+    };
+    let (onnx, runner) = match stored {
+        Some(served) => served,
         None => {
-            let fresh = export().await?;
+            let bytes = read(weights_path).await?;
+            let (weights, _) =
+                weights::decode(&bytes, &spec.layout(), usize::MAX).map_err(|e| {
+                    ApiError::Internal(format!("version {version_id}: stored weights: {e}"))
+                })?;
+            let fresh = Bytes::from(
+                export_onnx(&spec, &weights)
+                    .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?,
+            );
             let runner = build_runner(fresh.clone(), spec.clone())
                 .await?
                 .map_err(|e| ApiError::Internal(format!("version {version_id}: {e}")))?;

@@ -53,20 +53,11 @@ impl Dense {
         })
     }
 
-    /// `out = x · W + b` for one row.
-    fn apply(&self, x: &[f32], out: &mut Vec<f32>) {
-        out.clear();
-        out.extend_from_slice(&self.b);
-        for (&xi, row) in x.iter().zip(self.w.chunks_exact(self.output)) {
-            axpy(out, xi, row);
-        }
-    }
-
     /// `out = x · W + b` for every row of `x` (`[rows, input]` row-major) into `out`
-    /// (`[rows, output]`). Each output is summed in the same order as [`Dense::apply`] (bias,
-    /// then the inputs in turn, no fused multiply-add), so a row's values are bit for bit
-    /// those of [`Dense::apply`] on any machine and vector width.
-    fn apply_rows(&self, x: &[f32], out: &mut Vec<f32>) {
+    /// (`[rows, output]`). Every output is summed in one order (bias, then the inputs in turn,
+    /// no fused multiply-add) whichever path computes it, so a row's values are bit for bit
+    /// the same alone or in a batch, on any machine and vector width.
+    fn apply(&self, x: &[f32], out: &mut Vec<f32>) {
         let rows = x.len() / self.input.max(1);
         out.clear();
         out.resize(rows * self.output, 0.0);
@@ -100,10 +91,11 @@ impl Dense {
             let xs: [&[f32]; ROWS] = std::array::from_fn(|r| &xs[r * input..][..input]);
             let mut c = 0;
             while c + COLS <= output {
-                let bias: &[f32; COLS] = self.b[c..c + COLS].try_into().expect("COLS wide");
+                // `c + COLS <= output`, the length of the bias and of every weight row.
+                let bias: &[f32; COLS] = self.b[c..c + COLS].try_into().expect("COLS values");
                 let mut acc = [*bias; ROWS];
                 for (i, w) in self.w.chunks_exact(output).enumerate() {
-                    let w: &[f32; COLS] = w[c..c + COLS].try_into().expect("COLS wide");
+                    let w: &[f32; COLS] = w[c..c + COLS].try_into().expect("COLS values");
                     for (acc, x) in acc.iter_mut().zip(&xs) {
                         let xi = x[i];
                         for (a, &wl) in acc.iter_mut().zip(w) {
@@ -118,20 +110,22 @@ impl Dense {
             }
             if c < output {
                 for (x, dst) in xs.iter().zip(outs.chunks_exact_mut(output)) {
-                    let dst = &mut dst[c..];
-                    dst.copy_from_slice(&self.b[c..]);
-                    for (&xi, w) in x.iter().zip(self.w.chunks_exact(output)) {
-                        axpy(dst, xi, &w[c..]);
-                    }
+                    self.row(x, &mut dst[c..], c);
                 }
             }
         }
         let rest = x.chunks_exact(input).skip(done);
         for (x, dst) in rest.zip(out.chunks_exact_mut(output).skip(done)) {
-            dst.copy_from_slice(&self.b);
-            for (&xi, w) in x.iter().zip(self.w.chunks_exact(output)) {
-                axpy(dst, xi, w);
-            }
+            self.row(x, dst, 0);
+        }
+    }
+
+    /// Outputs `from..` of one row: `dst = b[from..] + Σ x[i] · W[i, from..]`.
+    #[inline(always)]
+    fn row(&self, x: &[f32], dst: &mut [f32], from: usize) {
+        dst.copy_from_slice(&self.b[from..]);
+        for (&xi, w) in x.iter().zip(self.w.chunks_exact(self.output)) {
+            axpy(dst, xi, &w[from..]);
         }
     }
 }
@@ -275,20 +269,19 @@ enum Body {
 }
 
 /// An MLP's last-layer values for `rows` (one row or several, row-major) in one of
-/// `scratch`'s buffers; `dense` applies a layer to them.
+/// `scratch`'s buffers.
 fn mlp_forward<'s>(
     layers: &[Dense],
     activation: Activation,
     rows: &[f32],
     scratch: &'s mut Scratch,
-    dense: impl Fn(&Dense, &[f32], &mut Vec<f32>),
 ) -> &'s [f32] {
     let Scratch { a, b, .. } = scratch;
     a.clear();
     a.extend_from_slice(rows);
     let last = layers.len().saturating_sub(1);
     for (i, layer) in layers.iter().enumerate() {
-        dense(layer, a, b);
+        layer.apply(a, b);
         if i < last {
             match activation {
                 Activation::Relu => b.iter_mut().for_each(|v| *v = v.max(0.0)),
@@ -424,29 +417,17 @@ impl Network {
         let mut out = Vec::with_capacity(input.len() / self.row_len.max(1) * self.output_width);
         let idle = || self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let mut scratch = idle().pop().unwrap_or_default();
-        let row_len = self.row_len.max(1);
-        match &self.body {
-            // Several rows of an MLP go through each layer together (`Dense::apply_rows`).
-            Body::Mlp { layers, activation } if input.len() > row_len => {
-                for block in input.chunks(MLP_BLOCK_ROWS * row_len) {
-                    let values =
-                        mlp_forward(layers, *activation, block, &mut scratch, |d, x, o| {
-                            d.apply_rows(x, o)
-                        });
-                    let start = out.len();
-                    out.extend_from_slice(values);
-                    for row in out[start..].chunks_exact_mut(self.output_width.max(1)) {
-                        self.finish(row);
-                    }
-                }
-            }
-            _ => {
-                for row in input.chunks_exact(row_len) {
-                    let logits = self.forward(row, &mut scratch);
-                    let start = out.len();
-                    out.extend_from_slice(logits);
-                    self.finish(&mut out[start..]);
-                }
+        // An MLP's rows go through each layer together (`Dense::apply`), a CNN's one by one.
+        let block_rows = match self.body {
+            Body::Mlp { .. } => MLP_BLOCK_ROWS,
+            Body::Cnn { .. } => 1,
+        };
+        for rows in input.chunks(block_rows * self.row_len.max(1)) {
+            let values = self.forward(rows, &mut scratch);
+            let start = out.len();
+            out.extend_from_slice(values);
+            for row in out[start..].chunks_exact_mut(self.output_width.max(1)) {
+                self.finish(row);
             }
         }
         let mut idle = idle();
@@ -456,12 +437,10 @@ impl Network {
         out
     }
 
-    /// The last layer's values for one row (in one of `scratch`'s buffers).
-    fn forward<'s>(&self, row: &[f32], scratch: &'s mut Scratch) -> &'s [f32] {
+    /// The last layer's values for `rows` (a CNN's: one row) in one of `scratch`'s buffers.
+    fn forward<'s>(&self, rows: &[f32], scratch: &'s mut Scratch) -> &'s [f32] {
         match &self.body {
-            Body::Mlp { layers, activation } => {
-                mlp_forward(layers, *activation, row, scratch, |d, x, o| d.apply(x, o))
-            }
+            Body::Mlp { layers, activation } => mlp_forward(layers, *activation, rows, scratch),
             Body::Cnn {
                 conv1,
                 conv2,
@@ -470,7 +449,7 @@ impl Network {
             } => {
                 let Scratch { a, b, patches } = scratch;
                 // Channel-first throughout, as the export: its flatten is then the identity.
-                let hw = conv1.apply_relu(row, (*h, *w), patches, a);
+                let hw = conv1.apply_relu(rows, (*h, *w), patches, a);
                 let hw = max_pool(a, hw, b);
                 let hw = conv2.apply_relu(b, hw, patches, a);
                 max_pool(a, hw, b);
