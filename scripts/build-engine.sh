@@ -4,7 +4,9 @@
 # (b3o_train: burn on WebGPU/CPU and the FL client), their TypeScript types, the module
 # workers, and Brotli and gzip copies of each file (the server sends precompressed siblings).
 # Usage: scripts/build-engine.sh OUT_DIR. B3O_ENGINE_BUNDLES=infer (or train) builds one
-# bundle; `train` adds it beside the files already in OUT_DIR/engine.
+# bundle; `train` adds it beside the files already in OUT_DIR/engine. B3O_TRAIN_PROFILE=dev
+# builds the training bundle from the wasm32 test build's artifacts instead of the release
+# profile (scripts/test.sh: no second build of burn for wasm32; the same code, less optimised).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_rust_tools
 
@@ -21,7 +23,9 @@ bundle() {
   say "building the engine bundle $name (features $features, profile $profile)"
   cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-wasm-client --lib \
     --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
-  bindgen_cached "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/b3o_wasm_client.wasm" \
+  local dir="$profile"
+  [ "$profile" != dev ] || dir=debug  # Cargo's folder for the dev profile
+  bindgen_cached "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$dir/b3o_wasm_client.wasm" \
     "$stage/engine" "$name" "$level" --typescript
 }
 
@@ -33,7 +37,7 @@ if [ "${B3O_ENGINE_BUNDLES:-infer,train}" != train ]; then
   bundle b3o_infer wasm-size infer -Oz
 fi
 if [ "${B3O_ENGINE_BUNDLES:-infer,train}" != infer ]; then
-  bundle b3o_train wasm-release infer,train,wgpu,fl
+  bundle b3o_train "${B3O_TRAIN_PROFILE:-wasm-release}" "$TRAIN_BUNDLE_FEATURES"
 fi
 cp "$ROOT"/wasm-client/js/*.js "$stage/engine/"
 precompress $(find "$stage/engine" -type f \( -name '*.wasm' -o -name '*.js' -o -name '*.ts' \))

@@ -6,6 +6,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The build directory lives outside the clone so a second clone or CI run is incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/b3o/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-auto}"
+# The training bundle's features (scripts/build-engine.sh); scripts/test.sh builds the wasm32
+# tests with the same, so that one build of burn for wasm32 serves both.
+TRAIN_BUNDLE_FEATURES=infer,train,wgpu,fl
 
 # Each step says how long the run has taken so far (CI has a 90-minute limit).
 say() { printf '\033[1;34m==>\033[0m [%d:%02d] %s\n' "$((SECONDS / 60))" "$((SECONDS % 60))" "$*" >&2; }

@@ -52,12 +52,20 @@ say "API contract: OpenAPI 3.1 document, recorded answers, a generated client (s
 say "operations as code: alert rules, haproxy, manifests and dashboard against a real server (scripts/ops-check.sh)"
 "$ROOT/scripts/ops-check.sh"
 say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
-(cd wasm-client && cargo test --target wasm32-unknown-unknown)
+# With the training bundle's features (what scripts/run.sh ships), so that the bundle below is
+# this build's library: burn, cubecl and wgpu compile for wasm32 once, not again under the
+# release profile (about 7 minutes of a cold run on two cores). The browser is checked against
+# tract-onnx natively; the wasm32 build does not compile it.
+(cd wasm-client && cargo test --target wasm32-unknown-unknown --no-default-features --features "$TRAIN_BUNDLE_FEATURES")
 say "building the web app for the browser suite"
-# The release builds of the web app and the engine bundles are not linted (the
+# The release builds of the web app and the inference bundle are not linted (the
 # inference-only bundle's feature set never was): the engine is linted in the wasm32 test
 # build above, the app in the native one (its wasm-only code paths are not).
-env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS "$ROOT/scripts/build-web.sh" "$ROOT/dist"
+env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS B3O_ENGINE_BUNDLES=infer "$ROOT/scripts/build-web.sh" "$ROOT/dist"
+# The training bundle from the wasm32 test build above (the dev profile: dependencies at
+# opt-level 2, B3O's crates unoptimised; linted, as built there): the same code as the
+# release bundle scripts/run.sh builds, which is larger and faster (BENCHMARKS.md, "Command 2").
+B3O_ENGINE_BUNDLES=train B3O_TRAIN_PROFILE=dev "$ROOT/scripts/build-engine.sh" "$ROOT/dist"
 say "e2e tests in headless Chromium"
 B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" \
   cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'

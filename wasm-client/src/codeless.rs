@@ -1028,7 +1028,9 @@ mod tests {
     }
 
     fn predictor(spec: &ModelSpec) -> OnnxPredictor {
-        OnnxPredictor::load(&export_onnx(spec, &spec.init_weights(5)).unwrap()).unwrap()
+        OnnxPredictor::load_b3o(&export_onnx(spec, &spec.init_weights(5)).unwrap())
+            .unwrap()
+            .0
     }
 
     fn csv(n: usize) -> String {

@@ -112,29 +112,31 @@ async fn a_training_step_on_webgpu_matches_the_cpu() {
     }
 }
 
-/// tract (what the inference bundle runs) and burn (what training runs, on the CPU and on
-/// WebGPU) give the same outputs for the same weights.
+/// The direct evaluator (what the inference bundle runs) and burn (what training runs, on the
+/// CPU and on WebGPU) give the same outputs for the same weights. (Natively, the direct
+/// evaluator is also checked against tract-onnx's reading of the same file.)
 #[wasm_bindgen_test]
-async fn tract_and_burn_predictions_agree() {
+async fn direct_and_burn_predictions_agree() {
     let gpu = webgpu().await;
     for problem in [Problem::Mlp, Problem::ChurnB3o, Problem::Cnn] {
         let spec = problem.spec();
         let weights = spec.init_weights(5);
         let data = problem.data(16);
-        let tract = OnnxPredictor::load(&export_onnx(&spec, &weights).unwrap())
+        let direct = OnnxPredictor::load_b3o(&export_onnx(&spec, &weights).unwrap())
             .unwrap()
+            .0
             .predict(&data.features, data.n_rows)
             .unwrap();
         for device in [Device::flex(), gpu.clone()] {
             let burn = predict_async(&spec, &weights, &data.features, data.n_rows, &device)
                 .await
                 .unwrap();
-            let worst = tract
+            let worst = direct
                 .iter()
                 .zip(&burn.values)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            assert_eq!(tract.len(), burn.values.len());
+            assert_eq!(direct.len(), burn.values.len());
             assert!(worst <= 1e-4, "{problem:?} on {device:?}: {worst}");
         }
     }
@@ -248,7 +250,7 @@ fn predict_csv_matches_the_codeless_output() {
     let out = infer_api::predict_csv("csv-churn", csv, None)
         .map_err(JsValue::from)
         .unwrap();
-    let predictor = OnnxPredictor::load(&onnx).unwrap();
+    let (predictor, _) = OnnxPredictor::load_b3o(&onnx).unwrap();
     let want = codeless::predict_csv(&predictor, &spec, csv.as_bytes()).unwrap();
     assert_eq!(field(&out, "csv").as_string().unwrap().into_bytes(), want);
     assert_eq!(field(&out, "rows").as_f64(), Some(2.0));
