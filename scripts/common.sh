@@ -136,7 +136,7 @@ precompress() {
   mkdir -p "$z"
   find "$z" -type f -mtime +7 -delete
   for f in "$@"; do
-    h="$(sha256sum < "$f" | cut -c1-32).${f##*.}"
+    h="$(sha256sum < "$f" | cut -c1-32)${B3O_BROTLI_QUALITY:+-q$B3O_BROTLI_QUALITY}.${f##*.}"
     if [ -f "$z/$h.gz" ] && [ -f "$z/$h.br" ]; then
       cp "$z/$h.gz" "$f.gz" && cp "$z/$h.br" "$f.br"
     else
@@ -145,7 +145,7 @@ precompress() {
   done
   [ "${#todo[@]}" -eq 0 ] || "$NODE" "$ROOT/scripts/compress.mjs" "${todo[@]}"
   for f in "${todo[@]}"; do
-    h="$(sha256sum < "$f" | cut -c1-32).${f##*.}"
+    h="$(sha256sum < "$f" | cut -c1-32)${B3O_BROTLI_QUALITY:+-q$B3O_BROTLI_QUALITY}.${f##*.}"
     cp "$f.gz" "$z/$h.gz" && cp "$f.br" "$z/$h.br"
   done
 }
