@@ -21,7 +21,7 @@ ensure_web_tools
 bundle() {
   local name="$1" profile="$2" features="$3" level="${4:-}"
   say "building the engine bundle $name (features $features, profile $profile)"
-  cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-wasm-client --lib \
+  cargo rustc --manifest-path "$ROOT/Cargo.toml" -p b3o-wasm-client --lib --crate-type cdylib \
     --target wasm32-unknown-unknown --profile "$profile" --no-default-features --features "$features"
   local dir="$profile"
   [ "$profile" != dev ] || dir=debug  # Cargo's folder for the dev profile
