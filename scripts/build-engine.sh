@@ -5,7 +5,7 @@
 # workers, and Brotli and gzip copies of each file (the server sends precompressed siblings).
 # Usage: scripts/build-engine.sh OUT_DIR. B3O_ENGINE_BUNDLES=infer (or train) builds one
 # bundle; `train` adds it beside the files already in OUT_DIR/engine. B3O_TRAIN_PROFILE=dev
-# builds the training bundle from the wasm32 test build's artifacts instead of the release
+# builds the training bundle on the wasm32 test build's dependencies instead of the release
 # profile (scripts/test.sh: no second build of burn for wasm32; the same code, less optimised).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 ensure_rust_tools

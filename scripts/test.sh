@@ -57,10 +57,11 @@ say "API contract: OpenAPI 3.1 document, recorded answers, a generated client (s
 say "operations as code: alert rules, haproxy, manifests and dashboard against a real server (scripts/ops-check.sh)"
 "$ROOT/scripts/ops-check.sh"
 say "wasm tests in headless Chromium (the models crate's wasm32 build included)"
-# With the training bundle's features (what scripts/run.sh ships), so that the bundle below is
-# this build's library: burn, cubecl and wgpu compile for wasm32 once, not again under the
-# release profile (about 7 minutes of a cold run on two cores). The browser is checked against
-# tract-onnx natively; the wasm32 build does not compile it.
+# With the training bundle's features (what scripts/run.sh ships), so that the bundle below
+# reuses every dependency of this build (only B3O's crate compiles again, as a cdylib): burn,
+# cubecl and wgpu compile for wasm32 once, not again under the release profile (9.5 minutes of
+# a cold run on two cores; BENCHMARKS.md). The browser is checked against tract-onnx natively;
+# the wasm32 build does not compile it.
 (cd wasm-client && cargo test --target wasm32-unknown-unknown --no-default-features --features "$TRAIN_BUNDLE_FEATURES")
 say "building the web app for the browser suite"
 # The release builds of the web app and the inference bundle are not linted (the
