@@ -14,6 +14,14 @@ TRAIN_BUNDLE_FEATURES=infer,train,wgpu,fl
 say() { printf '\033[1;34m==>\033[0m [%d:%02d] %s\n' "$((SECONDS / 60))" "$((SECONDS % 60))" "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# on_exit COMMAND: runs COMMAND when the script exits, after those registered before it (a
+# plain `trap ... EXIT` would replace them).
+B3O_EXIT_HOOKS=()
+on_exit() {
+  B3O_EXIT_HOOKS+=("$1")
+  trap 'for hook in "${B3O_EXIT_HOOKS[@]}"; do eval "$hook" || true; done' EXIT
+}
+
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@";
   elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo "$@";
@@ -25,7 +33,14 @@ wasm_bindgen_version() {
   awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
 }
 
+# The wasm32 target, clippy and the wasm-bindgen CLI.
 ensure_rust_tools() {
+  ensure_rust_toolchain
+  ensure_wasm_bindgen
+}
+
+# The wasm32 target and clippy (seconds). Exports CLIPPY_DRIVER.
+ensure_rust_toolchain() {
   command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs) first"
   if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
     say "installing the wasm32-unknown-unknown target"
@@ -38,6 +53,10 @@ ensure_rust_tools() {
     CLIPPY_DRIVER="$(rustup which clippy-driver)"
   fi
   export CLIPPY_DRIVER
+}
+
+# The wasm-bindgen CLI (and its test runner), built once (about 2 minutes on two cores).
+ensure_wasm_bindgen() {
   local want have
   want="$(wasm_bindgen_version)"
   have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
@@ -169,8 +188,9 @@ ensure_haproxy() {
 }
 
 # The S3-compatible server the blob store tests run against (server/tests/blob_store.rs):
-# s3s-fs from crates.io, built once into a cached root (a few minutes). 0.14.1 is the newest
-# release that builds with Rust 1.92+ (later ones need 1.96). Exports B3O_S3S_FS.
+# s3s-fs from crates.io, built once into a cached root (about a minute). 0.14.1 is the newest
+# release that builds with Rust 1.92+ (later ones need 1.96). Unoptimised (`--debug`): 1:10
+# instead of 1:50 to build, and the tests' objects are small. Exports B3O_S3S_FS.
 S3S_FS_VERSION=0.14.1
 ensure_s3s_fs() {
   local root="$HOME/.cache/b3o/tools"
@@ -179,7 +199,7 @@ ensure_s3s_fs() {
     return 0
   fi
   say "installing s3s-fs $S3S_FS_VERSION (S3-compatible server for the blob store tests; a few minutes, once)"
-  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --root "$root"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --debug --root "$root"
 }
 
 ensure_chromium() {
