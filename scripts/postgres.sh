@@ -47,7 +47,7 @@ start_test_postgres() {
   B3O_TEST_PG_DIR="$dir"
   B3O_TEST_PG_RUNAS="${runas[*]:-}"
   B3O_TEST_PG_BIN="$bin"
-  trap stop_test_postgres EXIT
+  on_exit stop_test_postgres
   export B3O_TEST_POSTGRES="postgres://b3o@127.0.0.1:$port"
 }
 
