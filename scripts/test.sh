@@ -99,12 +99,12 @@ say "wasm32 test build (the models crate's wasm32 build included)"
 # cubecl and wgpu compile for wasm32 once, not again under the release profile (9.5 minutes of
 # a cold run on two cores; BENCHMARKS.md). The browser is checked against tract-onnx natively;
 # the wasm32 build does not compile it.
-# From here on the builds run at the background job's priority (nice 19), so that the two share
-# the cores evenly: what is left of the web app build is mostly one thread (its last crate,
-# wasm-opt, the inference bundle's LTO) and finishes beside them instead of after them.
+# (At the background job's priority, sharing the cores with the web app's tail, a cold run was
+# a minute slower: BENCHMARKS.md, "Command 2".)
 wasm_tests=(cargo test --target wasm32-unknown-unknown --no-default-features --features "$TRAIN_BUNDLE_FEATURES")
-(cd wasm-client && nice -n 19 "${wasm_tests[@]}" --no-run)
-# The wasm tests run with the wasm-bindgen CLI's test runner, the background job's first step.
+(cd wasm-client && "${wasm_tests[@]}" --no-run)
+# The wasm tests run with the wasm-bindgen CLI's test runner, the background job's first step,
+# while the web app's build finishes.
 want="$(wasm_bindgen_version)"
 runner_ready() { [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" = "$want" ]; }
 runner_ready || say "waiting for the background job to install wasm-bindgen-cli $want"
@@ -114,23 +114,6 @@ until runner_ready; do
 done
 say "wasm tests in headless Chromium"
 (cd wasm-client && "${wasm_tests[@]}")
-# scripts/run.sh's server compiles no training framework and no graph runtime (burn and tract
-# were almost half of its compiler time: BENCHMARKS.md, "First run"); `cargo tree` reads only Cargo.lock.
-heavy="$(cargo tree -p b3o-server --no-default-features -e normal,build --prefix none |
-  { grep -E '^(burn|tract)' || true; } | awk '{print $1}' | sort -u)"
-[ -z "$heavy" ] || die "the serving-only server depends on $(echo $heavy | tr '\n' ' '): keep it out (features)"
-# What scripts/run.sh builds: b3o-server without `train`. Different features rebuild ~150
-# dependency units (2 min cold, nothing warm): a run already past 75 min skips it rather than
-# pass CI's limit, and says so. It replaces target/debug/b3o, so the browser suite below runs a
-# copy of the full one (the suite's replica test starts `b3o client`).
-e2e_bin="$CARGO_TARGET_DIR/b3o-e2e"
-cp "$CARGO_TARGET_DIR/debug/b3o" "$e2e_bin"
-if [ "$SECONDS" -gt 4500 ]; then
-  say "serving-only build skipped: this run took $((SECONDS / 60)) min already (cold build)"
-else
-  say "the serving-only server (scripts/run.sh's: no \`train\` feature) builds, linted"
-  nice -n 19 cargo build -p b3o-server --no-default-features --lib --bins
-fi
 wait_web_build
 # The training bundle from the wasm32 test build above (the dev profile: the training crates at
 # opt-level 2, B3O's crates unoptimised; linted, as built there): the same code as the
@@ -138,9 +121,24 @@ wait_web_build
 # Its Brotli copy at quality 5: seconds instead of a minute for 70 MB that only the tests load.
 B3O_ENGINE_BUNDLES=train B3O_TRAIN_PROFILE=dev B3O_BROTLI_QUALITY=5 "$ROOT/scripts/build-engine.sh" "$ROOT/dist"
 say "e2e tests in headless Chromium"
-B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$e2e_bin" \
+B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" \
   cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
 stop_test_postgres
+# scripts/run.sh's server compiles no training framework and no graph runtime (burn and tract
+# were almost half of its compiler time: BENCHMARKS.md, "First run"); `cargo tree` reads only Cargo.lock.
+heavy="$(cargo tree -p b3o-server --no-default-features -e normal,build --prefix none |
+  { grep -E '^(burn|tract)' || true; } | awk '{print $1}' | sort -u)"
+[ -z "$heavy" ] || die "the serving-only server depends on $(echo $heavy | tr '\n' ' '): keep it out (features)"
+# What scripts/run.sh builds: b3o-server without `train`. Different features rebuild ~150
+# dependency units (2 min cold, nothing warm): a run already past 75 min skips it rather than
+# pass CI's limit, and says so. It replaces target/debug/b3o; the next test build puts the full
+# one back.
+if [ "$SECONDS" -gt 4500 ]; then
+  say "serving-only build skipped: this run took $((SECONDS / 60)) min already (cold build)"
+else
+  say "the serving-only server (scripts/run.sh's: no \`train\` feature) builds, linted"
+  cargo build -p b3o-server --no-default-features --lib --bins
+fi
 # Each fuzz target for 10 s. Its first build (nightly, its own target dir) takes 15-30 min on
 # two cores: a run whose own builds were cold (it began with an empty build directory, or is
 # past 45 min here) skips it rather than pass CI's limits, and says so; the next, warm run fuzzes.
