@@ -23,9 +23,9 @@ ensure_chromium
 ensure_web_tools
 # The web app and the inference bundle (and the wasm-bindgen CLI they need) build in the
 # background, at the lowest CPU priority, from the start: they take the cores the native suites
-# leave idle while they wait on HTTP, fsync and child servers (about 5 minutes of a cold run
-# on two cores: BENCHMARKS.md, "Command 2"), and the foreground builds barely notice them. Their
-# release profile has its own build directory and lock, and nothing before the browser suites
+# leave idle while they wait on HTTP, fsync and child servers (in a cold run on two cores the
+# web step's 6.5 minutes became a 3.5-minute wait: BENCHMARKS.md, "Command 2"), and the
+# foreground builds barely notice them. Their profile (wasm-size) has its own build directory and lock, and nothing before the browser suites
 # reads dist/. The wasm-size builds of the web app and the inference bundle are not linted (the
 # inference-only bundle's feature set never was): the engine is linted in the wasm32 test
 # build, the app in the native one (its wasm-only code paths are not).
