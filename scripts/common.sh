@@ -55,12 +55,19 @@ ensure_rust_toolchain() {
   export CLIPPY_DRIVER
 }
 
+# True when the wasm-bindgen CLI and its test runner on the PATH match Cargo.lock.
+wasm_bindgen_current() {
+  local want
+  want="$(wasm_bindgen_version)"
+  [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" = "$want" ] &&
+    [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" = "$want" ]
+}
+
 # The wasm-bindgen CLI (and its test runner), built once (about 2 minutes on two cores).
 ensure_wasm_bindgen() {
-  local want have
+  local want
   want="$(wasm_bindgen_version)"
-  have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
-  if [ "$have" != "$want" ]; then
+  if ! wasm_bindgen_current; then
     say "installing wasm-bindgen-cli $want (matches Cargo.lock; a few minutes, once)"
     # Not --locked: the CLI's own lock pins a crate the registry no longer has. Its own build
     # directory: in the project's, it would wait for a release build running beside it

@@ -105,10 +105,8 @@ wasm_tests=(cargo test --target wasm32-unknown-unknown --no-default-features --f
 (cd wasm-client && "${wasm_tests[@]}" --no-run)
 # The wasm tests run with the wasm-bindgen CLI's test runner, the background job's first step,
 # while the web app's build finishes.
-want="$(wasm_bindgen_version)"
-runner_ready() { [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" = "$want" ]; }
-runner_ready || say "waiting for the background job to install wasm-bindgen-cli $want"
-until runner_ready; do
+wasm_bindgen_current || say "waiting for the background job to install wasm-bindgen-cli"
+until wasm_bindgen_current; do
   kill -0 "$web_build" 2>/dev/null || { wait_web_build; ensure_wasm_bindgen; break; }
   sleep 2
 done
