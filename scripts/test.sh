@@ -112,6 +112,25 @@ until wasm_bindgen_current; do
 done
 say "wasm tests in headless Chromium"
 (cd wasm-client && "${wasm_tests[@]}")
+# scripts/run.sh's server compiles no training framework and no graph runtime (burn and tract
+# were almost half of its compiler time: BENCHMARKS.md, "First run"); `cargo tree` reads only Cargo.lock.
+heavy="$(cargo tree -p b3o-server --no-default-features -e normal,build --prefix none |
+  { grep -E '^(burn|tract)' || true; } | awk '{print $1}' | sort -u)"
+[ -z "$heavy" ] || die "the serving-only server depends on $(echo $heavy | tr '\n' ' '): keep it out (features)"
+# What scripts/run.sh builds: b3o-server without `train`, linted. `test-build-features` turns
+# on in the shared dependencies the features the test build turned on, and the `test` profile is
+# that build's (server/Cargo.toml), so that only B3O's three crates compile again (36 s; without
+# them ~150 dependency units did, 1 min 46 s of a cold run). What that cannot catch, a dependency
+# feature the server uses without asking for it, the build scripts/run.sh makes would. Here,
+# before the wait for the web app, it fills the cores that the web build's single-threaded end
+# leaves idle. It replaces target/debug/b3o; the e2e step's build puts the full one back (a
+# fresh unit is linked into place again).
+say "the serving-only server (scripts/run.sh's: no \`train\` feature) builds, linted"
+cargo build -p b3o-server --no-default-features --features test-build-features --profile test --lib --bins \
+  --message-format json-render-diagnostics >"$CARGO_TARGET_DIR/serving-only-build.json"
+rebuilt="$(grep '"reason":"compiler-artifact"' "$CARGO_TARGET_DIR/serving-only-build.json" |
+  grep '"fresh":false' | grep -o '"package_id":"registry[^"#]*#[^"]*"' | sed 's/.*#//; s/"$//' | sort -u || true)"
+[ -z "$rebuilt" ] || say "warning: the serving-only build compiled dependencies again ($(echo $rebuilt | tr '\n' ' ')): the test build turns on features that server/Cargo.toml's test-build-features does not list"
 wait_web_build
 # The training bundle from the wasm32 test build above (the dev profile: the training crates at
 # opt-level 2, B3O's crates unoptimised; linted, as built there): the same code as the
@@ -122,21 +141,6 @@ say "e2e tests in headless Chromium"
 B3O_TEST_POSTGRES="$E2E_POSTGRES" B3O_BIN="$CARGO_TARGET_DIR/debug/b3o" \
   cargo nextest run --workspace --no-fail-fast -E 'package(b3o-e2e)'
 stop_test_postgres
-# scripts/run.sh's server compiles no training framework and no graph runtime (burn and tract
-# were almost half of its compiler time: BENCHMARKS.md, "First run"); `cargo tree` reads only Cargo.lock.
-heavy="$(cargo tree -p b3o-server --no-default-features -e normal,build --prefix none |
-  { grep -E '^(burn|tract)' || true; } | awk '{print $1}' | sort -u)"
-[ -z "$heavy" ] || die "the serving-only server depends on $(echo $heavy | tr '\n' ' '): keep it out (features)"
-# What scripts/run.sh builds: b3o-server without `train`. Different features rebuild ~150
-# dependency units (2 min cold, nothing warm): a run already past 75 min skips it rather than
-# pass CI's limit, and says so. It replaces target/debug/b3o; the next test build puts the full
-# one back.
-if [ "$SECONDS" -gt 4500 ]; then
-  say "serving-only build skipped: this run took $((SECONDS / 60)) min already (cold build)"
-else
-  say "the serving-only server (scripts/run.sh's: no \`train\` feature) builds, linted"
-  cargo build -p b3o-server --no-default-features --lib --bins
-fi
 # Each fuzz target for 10 s. Its first build (nightly, its own target dir) takes 15-30 min on
 # two cores: a run whose own builds were cold (it began with an empty build directory, or is
 # past 45 min here) skips it rather than pass CI's limits, and says so; the next, warm run fuzzes.
