@@ -2,17 +2,31 @@
 # Builds the web app into dist/: size-optimised wasm, JS glue, content-hashed assets, Brotli and
 # gzip copies, the browser engine (scripts/build-engine.sh) and the service worker.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-ensure_rust_tools
+ensure_rust_toolchain
 
 OUT="${1:-$ROOT/dist}"
 ensure_web_tools
+# The wasm-bindgen CLI (a `cargo install` of minutes on a fresh machine) builds beside the app,
+# which does not need it until its wasm is linked: the app's build ends in long single-threaded
+# steps (its crate, fat LTO) that leave a core to the CLI (BENCHMARKS.md, "First run").
+cli_install=""
+if ! wasm_bindgen_current; then
+  cli_log="$(mktemp)"
+  ensure_wasm_bindgen >"$cli_log" 2>&1 &
+  cli_install=$!
+  on_exit 'pkill -P "$cli_install" 2>/dev/null; kill "$cli_install" 2>/dev/null; rm -f "$cli_log"'
+fi
 say "building the web app (wasm32, size-optimised)"
 # The app and the inference bundle share one profile (wasm-size), so their common
 # dependencies build once.
 cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-app --target wasm32-unknown-unknown --profile wasm-size
+if [ -n "$cli_install" ]; then
+  wait "$cli_install" || { cat "$cli_log" >&2; die "wasm-bindgen-cli did not install"; }
+  cat "$cli_log" >&2
+fi
 
 stage="$(mktemp -d)"
-trap 'rm -rf "$stage"' EXIT
+on_exit 'rm -rf "$stage"'
 if [ -n "$WASM_OPT" ]; then
   say "wasm-bindgen and wasm-opt -Oz ($("$WASM_OPT" --version)) on the app (cached by content)"
 else

@@ -19,7 +19,6 @@ cargo build --manifest-path "$ROOT/Cargo.toml" --release -p b3o-server --no-defa
   >"$server_log" 2>&1 &
 server_build=$!
 trap 'kill "$server_build" 2>/dev/null || true' EXIT
-ensure_rust_tools
 B3O_ENGINE_BUNDLES=infer "$ROOT/scripts/build-web.sh" "$ROOT/dist"
 say "waiting for the server build"
 if ! wait "$server_build"; then
