@@ -72,10 +72,16 @@ ensure_wasm_bindgen() {
     # Not --locked: the CLI's own lock pins a crate the registry no longer has. Its own build
     # directory: in the project's, it would wait for a release build running beside it
     # (scripts/run.sh builds the server meanwhile).
-    # opt-level 1: less to compile (BENCHMARKS.md, "First run"), and what it runs on is cached by content
-    # (scripts/build-web.sh), so its own speed matters once per changed bundle.
-    CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
-      cargo install wasm-bindgen-cli --version "$want" --force --target-dir "$HOME/.cache/b3o/tools/target"
+    # Unoptimised but for the crates that read, transform and write wasm (opt-level 1): 1 min 6 s
+    # and 126 s of CPU against 1 min 45 s and 201 s all at opt-level 1, for 0.4 s more on the
+    # app and 3 s more on the 96 MB test training bundle (BENCHMARKS.md, "First run"); what it
+    # runs on is cached by content (scripts/build-web.sh).
+    cargo --config 'profile.release.opt-level=0' \
+      --config 'profile.release.package.walrus.opt-level=1' \
+      --config 'profile.release.package.wasmparser.opt-level=1' \
+      --config 'profile.release.package.wasm-encoder.opt-level=1' \
+      --config 'profile.release.package.wasm-bindgen-cli-support.opt-level=1' \
+      install wasm-bindgen-cli --version "$want" --force --target-dir "$HOME/.cache/b3o/tools/target"
   fi
 }
 
