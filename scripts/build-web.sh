@@ -14,15 +14,19 @@ if ! wasm_bindgen_current; then
   cli_log="$(mktemp)"
   ensure_wasm_bindgen >"$cli_log" 2>&1 &
   cli_install=$!
-  on_exit 'pkill -P "$cli_install" 2>/dev/null; kill "$cli_install" 2>/dev/null; rm -f "$cli_log"'
+  # Stops it if this script fails first (cli_install is emptied once it has been waited for).
+  on_exit '[ -z "$cli_install" ] || { pkill -P "$cli_install"; kill "$cli_install"; } 2>/dev/null; rm -f "$cli_log"'
 fi
 say "building the web app (wasm32, size-optimised)"
 # The app and the inference bundle share one profile (wasm-size), so their common
 # dependencies build once.
 cargo build --manifest-path "$ROOT/Cargo.toml" -p b3o-app --target wasm32-unknown-unknown --profile wasm-size
 if [ -n "$cli_install" ]; then
-  wait "$cli_install" || { cat "$cli_log" >&2; die "wasm-bindgen-cli did not install"; }
+  cli_status=0
+  wait "$cli_install" || cli_status=$?
+  cli_install=""
   cat "$cli_log" >&2
+  [ "$cli_status" = 0 ] || die "wasm-bindgen-cli did not install (its output is above)"
 fi
 
 stage="$(mktemp -d)"
