@@ -10,6 +10,7 @@ pub mod holding_proxy;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -433,7 +434,10 @@ impl Browser {
     pub async fn start() -> Result<Self> {
         let port = free_port()?;
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        // Its own process group, which the Chromium it starts joins: `kill_driver` ends them
+        // all (killing chromedriver alone leaves its browser running).
         let mut driver = Command::new(&chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -478,7 +482,7 @@ impl Browser {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => {
-                    let _ = driver.kill();
+                    kill_driver(&mut driver);
                     return Err(e).context("connecting to chromedriver");
                 }
             }
@@ -853,16 +857,28 @@ impl Browser {
 
     pub async fn close(mut self) -> Result<()> {
         let result = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        kill_driver(&mut self.driver);
         result.context("closing the browser")
     }
 }
 
 impl Drop for Browser {
+    /// Also when a test returns early without `close()`: the browser must not outlive it.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        kill_driver(&mut self.driver);
     }
+}
+
+/// Kills chromedriver's process group (chromedriver, Chromium and Chromium's helpers) and
+/// reaps chromedriver. Idempotent.
+fn kill_driver(driver: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }
 
 fn list_dir(dir: &Path) -> Vec<PathBuf> {

@@ -195,3 +195,55 @@ async fn the_api_reference_renders_every_operation_without_console_errors() -> R
     browser.close().await?;
     outcome
 }
+
+/// Every Chromium process (browser, renderers, GPU process) still running with `profile` as
+/// its `--user-data-dir`, read from /proc.
+fn chromium_processes_of(profile: &std::path::Path) -> Vec<String> {
+    let flag = format!("--user-data-dir={}", profile.join("chrome").display());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.contains(&flag).then(|| format!("{pid} {}", args[0]))
+        })
+        .collect()
+}
+
+/// A test that returns early (a failed `?`, an `ensure!`) drops its browser without
+/// `close()`: that must not leave the browser running. Killing chromedriver alone did, two
+/// Chromiums a run from the first-load tests, which never closed theirs.
+#[tokio::test]
+async fn a_browser_dropped_without_close_leaves_no_chromium_running() -> Result<()> {
+    let browser = Browser::start().await?;
+    browser.client.goto("about:blank").await?;
+    let profile = browser
+        .downloads
+        .parent()
+        .context("the downloads folder is inside the profile")?
+        .to_path_buf();
+    ensure!(
+        !chromium_processes_of(&profile).is_empty(),
+        "no Chromium process found for {}: the check cannot see the browser",
+        profile.display()
+    );
+    drop(browser);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left = chromium_processes_of(&profile);
+        if left.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "10 s after the browser was dropped, these Chromium processes still run: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
