@@ -424,7 +424,8 @@ pub(crate) fn free_port() -> Result<u16> {
 /// Headless Chromium with a fresh profile and WebGPU through SwiftShader.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    /// chromedriver, until `kill_driver` has ended and reaped it.
+    driver: Option<Child>,
     /// Where this browser saves downloads (inside its profile).
     pub downloads: PathBuf,
     _profile: tempfile::TempDir,
@@ -436,7 +437,7 @@ impl Browser {
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         // Its own process group, which the Chromium it starts joins: `kill_driver` ends them
         // all (killing chromedriver alone leaves its browser running).
-        let mut driver = Command::new(&chromedriver)
+        let driver = Command::new(&chromedriver)
             .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -482,14 +483,14 @@ impl Browser {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => {
-                    kill_driver(&mut driver);
+                    kill_driver(&mut Some(driver));
                     return Err(e).context("connecting to chromedriver");
                 }
             }
         };
         Ok(Self {
             client,
-            driver,
+            driver: Some(driver),
             downloads,
             _profile: profile,
         })
@@ -869,16 +870,20 @@ impl Drop for Browser {
     }
 }
 
-/// Kills chromedriver's process group (chromedriver, Chromium and Chromium's helpers) and
-/// reaps chromedriver. Idempotent.
-fn kill_driver(driver: &mut Child) {
+/// Kills chromedriver's process group (chromedriver, Chromium and Chromium's helpers), then
+/// reaps chromedriver. Once only: until chromedriver is reaped its id cannot name another
+/// process group, after that it could.
+fn kill_driver(driver: &mut Option<Child>) {
+    let Some(mut child) = driver.take() else {
+        return;
+    };
     let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", driver.id())])
+        .args(["-KILL", "--", &format!("-{}", child.id())])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let _ = driver.kill();
-    let _ = driver.wait();
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn list_dir(dir: &Path) -> Vec<PathBuf> {
