@@ -424,8 +424,8 @@ pub(crate) fn free_port() -> Result<u16> {
 /// Headless Chromium with a fresh profile and WebGPU through SwiftShader.
 pub struct Browser {
     pub client: Client,
-    /// chromedriver, until `kill_driver` has ended and reaped it.
-    driver: Option<Child>,
+    /// Dropped before the profile: no Chromium is left writing into a deleted folder.
+    _driver: DriverGroup,
     /// Where this browser saves downloads (inside its profile).
     pub downloads: PathBuf,
     _profile: tempfile::TempDir,
@@ -435,17 +435,17 @@ impl Browser {
     pub async fn start() -> Result<Self> {
         let port = free_port()?;
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        // Its own process group, which the Chromium it starts joins: `kill_driver` ends them
-        // all (killing chromedriver alone leaves its browser running).
-        let driver = Command::new(&chromedriver)
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!("starting {chromedriver} (apt-get install chromium-driver)")
-            })?;
+        let driver = DriverGroup(
+            Command::new(&chromedriver)
+                .process_group(0)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| {
+                    format!("starting {chromedriver} (apt-get install chromium-driver)")
+                })?,
+        );
         let profile = tempfile::tempdir()?;
         let downloads = profile.path().join("downloads");
         std::fs::create_dir_all(&downloads)?;
@@ -483,14 +483,14 @@ impl Browser {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => {
-                    kill_driver(&mut Some(driver));
+                    drop(driver);
                     return Err(e).context("connecting to chromedriver");
                 }
             }
         };
         Ok(Self {
             client,
-            driver: Some(driver),
+            _driver: driver,
             downloads,
             _profile: profile,
         })
@@ -856,34 +856,32 @@ impl Browser {
         }
     }
 
-    pub async fn close(mut self) -> Result<()> {
-        let result = self.client.clone().close().await;
-        kill_driver(&mut self.driver);
-        result.context("closing the browser")
+    /// Ends the WebDriver session, then (dropping `self`) chromedriver's process group.
+    pub async fn close(self) -> Result<()> {
+        self.client
+            .clone()
+            .close()
+            .await
+            .context("closing the browser")
     }
 }
 
-impl Drop for Browser {
-    /// Also when a test returns early without `close()`: the browser must not outlive it.
+/// chromedriver started as the leader of its own process group, which the Chromium it starts
+/// joins. Dropping it (a test's end, `close()`, or an early return without `close()`) kills the
+/// whole group, then reaps chromedriver: killing chromedriver alone left its browser running.
+/// Drop runs once, before the reaped id could name another group.
+struct DriverGroup(Child);
+
+impl Drop for DriverGroup {
     fn drop(&mut self) {
-        kill_driver(&mut self.driver);
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
-}
-
-/// Kills chromedriver's process group (chromedriver, Chromium and Chromium's helpers), then
-/// reaps chromedriver. Once only: until chromedriver is reaped its id cannot name another
-/// process group, after that it could.
-fn kill_driver(driver: &mut Option<Child>) {
-    let Some(mut child) = driver.take() else {
-        return;
-    };
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", child.id())])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn list_dir(dir: &Path) -> Vec<PathBuf> {
